@@ -1,0 +1,11 @@
+"""reconciler: declarative desired-state reconciler for AWS AMI sharing."""
+
+from __future__ import annotations
+
+from .errors import InputError, ReconcilerError
+from .manifest import Manifest, load_manifest, parse_manifest
+
+__version__ = "0.1.0"
+
+__all__ = ["InputError", "Manifest", "ReconcilerError", "__version__", "load_manifest",
+           "parse_manifest"]

@@ -1,0 +1,89 @@
+"""boto3 sessions and clients: created once per (service, Region), shared by threads.
+
+Endpoints come only from boto3's own configuration (``AWS_ENDPOINT_URL``,
+``AWS_ENDPOINT_URL_EC2`` ...), never from this code. Throttling and transient errors are
+retried by botocore's ``adaptive`` retry mode, which also slows the client down when AWS
+throttles it.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from . import __version__
+from .errors import AwsError
+
+MAX_ATTEMPTS = 10
+
+
+def client_config(concurrency: int) -> botocore.config.Config:
+    return botocore.config.Config(
+        retries={"mode": "adaptive", "max_attempts": MAX_ATTEMPTS},
+        max_pool_connections=max(10, concurrency),
+        user_agent_extra=f"reconciler/{__version__}",
+    )
+
+
+class Clients:
+    """A thread-safe cache of boto3 clients for one session."""
+
+    def __init__(self, session: boto3.Session, concurrency: int = 16,
+                 default_region: str = "us-east-1") -> None:
+        self.session = session
+        self.concurrency = concurrency
+        self.default_region = default_region
+        self._config = client_config(concurrency)
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, service: str, region: str | None = None) -> Any:
+        key = (service, region or self.default_region)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = self.session.client(service, region_name=key[1], config=self._config)
+                self._clients[key] = client
+            return client
+
+
+def make_session(profile: str | None) -> boto3.Session:
+    try:
+        return boto3.Session(profile_name=profile)
+    except botocore.exceptions.ProfileNotFound:
+        raise AwsError(f"AWS profile {profile!r} not found in the AWS config/credentials files") from None
+
+
+def describe_error(exc: Exception, service: str = "", operation: str = "") -> str:
+    """One line explaining an AWS failure and what to do next. Never includes credentials."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        err = exc.response.get("Error", {})
+        code = err.get("Code", "Unknown")
+        msg = " ".join(str(err.get("Message", "")).split())
+        op = operation or exc.operation_name
+        action = f"{service}:{op}" if service else op
+        text = f"{action} failed: {code}: {msg}".rstrip(": ")
+        if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation",
+                    "AuthFailure", "UnauthorizedAccess"):
+            text += f" (the caller needs IAM permission {action})"
+        return text
+    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return ("no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+                "AWS_PROFILE or --profile, or use --sandbox STATE.yaml to try without AWS")
+    if isinstance(exc, botocore.exceptions.NoRegionError):
+        return "no AWS Region configured: set settings.regions, --region or AWS_DEFAULT_REGION"
+    if isinstance(exc, botocore.exceptions.EndpointConnectionError):
+        return f"cannot reach the AWS endpoint: {exc}"
+    if isinstance(exc, botocore.exceptions.BotoCoreError):
+        return f"AWS SDK error: {' '.join(str(exc).split())}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def error_code(exc: Exception) -> str:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""

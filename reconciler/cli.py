@@ -1,0 +1,331 @@
+"""The ``reconcile`` command line: the imperative shell around the pure pipeline.
+
+Exit codes (contract): 0 success / no changes, 1 any error, 2 plan has changes (only with
+``--detailed-exitcode``). click's own usage errors would exit 2, which means "changes
+present" here, so :func:`main` maps every usage error to 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn, TextIO
+
+import click
+
+from . import __version__
+from .aws import Clients, describe_error, make_session
+from .errors import (EXIT_CHANGES, EXIT_ERROR, EXIT_OK, GuardError, ReconcilerError,
+                     StalePlanError, UsageError)
+from .manifest import Manifest, load_manifest
+from .model import REGION_RE, Action
+from .plan import Plan, load_plan_file, state_digest, touched
+from .planner import PlanOptions, build_plan
+from .reader import Reader
+from .render import render_markdown, render_text
+
+DEFAULT_CONCURRENCY = 16
+
+
+class Ctx:
+    """Options common to every command."""
+
+    def __init__(self, regions: tuple[str, ...], profile: str | None, strict: bool,
+                 concurrency: int, sandbox: str | None, no_color: bool, verbose: int,
+                 quiet: bool) -> None:
+        for r in regions:
+            if not REGION_RE.match(r):
+                raise UsageError(f"--region {r!r} is not a valid AWS Region name (like us-east-1)")
+        if concurrency < 1 or concurrency > 256:
+            raise UsageError(f"--concurrency must be between 1 and 256, got {concurrency}")
+        self.regions = regions or None
+        self.profile = profile
+        self.strict = strict
+        self.concurrency = concurrency
+        self.sandbox = sandbox
+        self.verbose = verbose
+        self.quiet = quiet
+        self.no_color = no_color
+
+    def color(self, stream: TextIO) -> bool:
+        if self.no_color or os.environ.get("NO_COLOR"):
+            return False
+        return bool(getattr(stream, "isatty", lambda: False)())
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            click.echo(message, err=True)
+
+    @contextlib.contextmanager
+    def aws(self) -> Iterator[tuple[Clients, Reader]]:
+        """Clients and a reader for this run, inside the sandbox when one is given."""
+        with contextlib.ExitStack() as stack:
+            if self.sandbox:
+                from .sandbox import running_sandbox
+
+                stack.enter_context(running_sandbox(self.sandbox))
+            session = make_session(None if self.sandbox else self.profile)
+            default_region = (self.regions or (None,))[0] or session.region_name or "us-east-1"
+            clients = Clients(session, self.concurrency, default_region)
+            yield clients, Reader(clients, self.concurrency)
+
+    def options(self) -> PlanOptions:
+        return PlanOptions(regions=self.regions, strict=self.strict)
+
+
+def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    decorators = [
+        click.option("--region", "regions", multiple=True, metavar="R",
+                     help="Restrict the run to this Region (repeatable)."),
+        click.option("--profile", metavar="P", help="AWS profile to use."),
+        click.option("--strict", is_flag=True, help="Treat warnings as errors."),
+        click.option("--concurrency", type=int, default=DEFAULT_CONCURRENCY, show_default=True,
+                     metavar="N", help="Maximum concurrent AWS calls."),
+        click.option("--sandbox", metavar="STATE.yaml", type=click.Path(dir_okay=False),
+                     help="Run against an embedded AWS emulator seeded from this state file."),
+        click.option("--no-color", is_flag=True, help="Never color output (NO_COLOR is honoured too)."),
+        click.option("-v", "--verbose", count=True, help="More detail."),
+        click.option("--quiet", is_flag=True, help="Only errors and requested output."),
+    ]
+
+    @functools.wraps(fn)
+    def wrapper(regions: tuple[str, ...], profile: str | None, strict: bool, concurrency: int,
+                sandbox: str | None, no_color: bool, verbose: int, quiet: bool,
+                **kwargs: Any) -> Any:
+        ctx = Ctx(regions, profile, strict, concurrency, sandbox, no_color, verbose, quiet)
+        return fn(ctx, **kwargs)
+
+    for d in reversed(decorators):
+        wrapper = d(wrapper)
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="reconcile")
+def cli() -> None:
+    """Declarative AMI sharing: plan and apply launch permissions from a YAML manifest.
+
+    \b
+    Typical flow:
+      reconcile validate amis.yaml
+      reconcile plan amis.yaml --out plan.json
+      reconcile apply amis.yaml --plan plan.json
+    """
+
+
+@cli.command()
+@click.argument("manifest", metavar="MANIFEST")
+@common_options
+def validate(ctx: Ctx, manifest: str) -> int:
+    """Check a manifest offline (schema and semantics). No AWS call is made.
+
+    \b
+    Example:
+      reconcile validate amis.yaml
+    """
+    m = load_manifest(manifest)
+    ctx.info(f"{manifest}: valid ({len(m.rules)} rule{'s' if len(m.rules) != 1 else ''}, "
+             f"{len(m.principals)} named principal{'s' if len(m.principals) != 1 else ''}, "
+             f"Regions {', '.join(m.regions) or 'none'})")
+    return EXIT_OK
+
+
+def _write_file(path: str, text: str) -> None:
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise ReconcilerError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _emit_plan(ctx: Ctx, plan: Plan, manifest: Manifest, fmt: str) -> None:
+    out = click.get_text_stream("stdout")
+    if fmt == "json":
+        out.write(plan.to_json())
+    elif fmt == "markdown":
+        out.write(render_markdown(plan, manifest))
+    else:
+        out.write(render_text(plan, manifest, color=ctx.color(out)))
+    out.flush()
+    summary_md = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary_md:
+        with contextlib.suppress(OSError), open(summary_md, "a", encoding="utf-8") as fh:
+            fh.write(render_markdown(plan, manifest))
+
+
+def _plan(ctx: Ctx, manifest: Manifest, reader: Reader) -> Plan:
+    ctx.info(f"Reading current state for {len(manifest.rules)} rules...")
+    return build_plan(manifest, reader, ctx.options())
+
+
+@cli.command()
+@click.argument("manifest", metavar="MANIFEST")
+@click.option("--out", metavar="PLAN.json", help="Also write the plan as JSON to this file.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
+              show_default=True, help="Output format on stdout.")
+@click.option("--detailed-exitcode", is_flag=True,
+              help="Exit 2 when the plan has changes (0: none, 1: error).")
+@common_options
+def plan(ctx: Ctx, manifest: str, out: str | None, fmt: str, detailed_exitcode: bool) -> int:
+    """Show what apply would change. Reads AWS, writes nothing to it.
+
+    \b
+    Example:
+      reconcile plan amis.yaml --out plan.json --detailed-exitcode
+    """
+    m = load_manifest(manifest)
+    with ctx.aws() as (_, reader):
+        p = _plan(ctx, m, reader)
+    if out:
+        _write_file(out, p.to_json())
+    _emit_plan(ctx, p, m, fmt)
+    if p.errors:
+        return EXIT_ERROR
+    if detailed_exitcode and p.has_changes:
+        return EXIT_CHANGES
+    return EXIT_OK
+
+
+def _check_saved_plan(saved: Plan, fresh: Plan, manifest: Manifest) -> None:
+    if saved.manifest_sha256 != manifest.sha256:
+        raise StalePlanError("saved plan is stale: the manifest changed since the plan was made "
+                             f"(plan has {saved.manifest_sha256[:12]}, {manifest.path} is "
+                             f"{manifest.sha256[:12]}); run plan again")
+    if saved.caller_account != fresh.caller_account:
+        raise StalePlanError(f"saved plan was made for account {saved.caller_account}, but the "
+                             f"credentials are for {fresh.caller_account}")
+    if state_digest(fresh.state, touched(saved.operations)) != saved.state_digest:
+        raise StalePlanError("saved plan is stale: the current state of resources it changes "
+                             "differs from when it was made; run plan again")
+    unexpected = set(saved.operations) - set(fresh.operations)
+    if unexpected:
+        op = sorted(unexpected, key=lambda o: o.sort_key)[0]
+        raise StalePlanError(f"saved plan contains {len(unexpected)} operation(s) the manifest "
+                             f"does not call for (e.g. {op.action.value} {op.kind.value} "
+                             f"{op.principal.label} on {op.resource}); refusing a tampered or "
+                             "foreign plan")
+
+
+class _JsonLog:
+    def __init__(self, path: str) -> None:
+        try:
+            self.fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        except OSError as exc:
+            raise ReconcilerError(f"cannot open log file {path}: {exc.strerror}") from None
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        self.fh.write(json.dumps(record, sort_keys=True) + "\n")
+        self.fh.flush()
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+@cli.command()
+@click.argument("manifest", metavar="MANIFEST")
+@click.option("--plan", "plan_file", metavar="PLAN.json",
+              help="Apply exactly this saved plan (refused if stale).")
+@click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--allow-mass-removal", is_flag=True,
+              help="Allow more removals than settings.max_removals.")
+@click.option("--log-file", metavar="FILE", help="Append one JSON line per executed operation.")
+@common_options
+def apply(ctx: Ctx, manifest: str, plan_file: str | None, auto_approve: bool,
+          allow_mass_removal: bool, log_file: str | None) -> int:
+    """Make AWS match the manifest: plan, confirm, then execute.
+
+    \b
+    Examples:
+      reconcile apply amis.yaml                      # asks before changing anything
+      reconcile apply amis.yaml --auto-approve       # for scheduled jobs
+      reconcile apply amis.yaml --plan plan.json     # exactly a reviewed plan
+    """
+    m = load_manifest(manifest)
+    saved = load_plan_file(plan_file) if plan_file else None
+    interactive = sys.stdin.isatty()
+    if not auto_approve and not interactive and saved is None:
+        raise GuardError("apply needs confirmation: no terminal to ask on, so pass --auto-approve "
+                         "(or apply a reviewed plan with --plan PLAN.json)")
+    with ctx.aws() as (clients, reader):
+        fresh = _plan(ctx, m, reader)
+        if saved is not None:
+            _check_saved_plan(saved, fresh, m)
+            todo = Plan(saved.manifest_sha256, saved.caller_account, saved.operations,
+                        fresh.findings, saved.summary, saved.state_digest, fresh.image_names,
+                        fresh.resource_images, fresh.state)
+        else:
+            todo = fresh
+        out = click.get_text_stream("stdout")
+        out.write(render_text(todo, m, color=ctx.color(out)))
+        out.flush()
+        if not todo.has_changes:
+            return EXIT_ERROR if todo.errors else EXIT_OK
+        limit = m.settings.max_removals
+        if todo.summary.remove > limit and not allow_mass_removal:
+            raise GuardError(f"plan removes {todo.summary.remove} permissions, more than "
+                             f"settings.max_removals ({limit}); review it and pass "
+                             "--allow-mass-removal to proceed")
+        if not auto_approve and saved is None and not click.confirm(
+                "Apply these changes?", default=False, err=True):
+            raise GuardError("apply cancelled; nothing was changed")
+        from .applier import Applier
+
+        log = _JsonLog(log_file) if log_file else None
+        try:
+            identity = reader.identity()
+            report = Applier(clients, identity, concurrency=ctx.concurrency, log=log).apply(
+                todo.operations)
+        finally:
+            if log is not None:
+                log.close()
+    for o in report.failed:
+        click.echo(f"error: {o.operation.action.value} {o.operation.kind.value} "
+                   f"{o.operation.principal.label} on {o.operation.region} {o.operation.resource}: "
+                   f"{o.error}", err=True)
+    adds = sum(1 for o in report.applied if o.operation.action is Action.ADD)
+    click.echo(f"Apply complete: {adds} added, {len(report.applied) - adds} removed, "
+               f"{len(report.failed)} failed.")
+    if report.failed or todo.errors:
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _print_error(message: str) -> None:
+    for line in message.splitlines() or [message]:
+        click.echo(f"error: {line}" if not line.startswith("error:") else line, err=True)
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Console-script entry point: the one place exceptions become exit codes."""
+    code = EXIT_ERROR
+    try:
+        rv = cli.main(args=argv, prog_name="reconcile", standalone_mode=False)
+        code = rv if isinstance(rv, int) else EXIT_OK
+    except click.exceptions.Exit as exc:  # --help, --version
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("Aborted; nothing was changed.", err=True)
+        code = EXIT_ERROR
+    except click.ClickException as exc:  # usage errors: 1, never 2
+        exc.show()
+        code = EXIT_ERROR
+    except ReconcilerError as exc:
+        _print_error(str(exc))
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        code = EXIT_ERROR
+    except Exception as exc:  # botocore errors outside the reader/applier (credentials...)
+        import botocore.exceptions
+
+        if isinstance(exc, botocore.exceptions.BotoCoreError | botocore.exceptions.ClientError):
+            _print_error(describe_error(exc))
+            code = EXIT_ERROR
+        else:
+            raise
+    sys.exit(code)
+

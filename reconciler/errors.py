@@ -1,0 +1,53 @@
+"""Domain exceptions. Each carries its exit code; only the CLI turns them into exits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CHANGES = 2
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One input error, located in a file."""
+
+    file: str
+    line: int
+    column: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}: {self.message}"
+
+
+class ReconcilerError(Exception):
+    """Base class: a failure the user can act on. ``str()`` is the whole message."""
+
+    exit_code = EXIT_ERROR
+
+
+class InputError(ReconcilerError):
+    """An input file (manifest, sandbox state, plan file) is invalid. Nothing was sent to AWS."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = sorted(set(problems))
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class UsageError(ReconcilerError):
+    """The command line is wrong (mapped to exit 1: exit 2 means "changes present")."""
+
+
+class AwsError(ReconcilerError):
+    """An AWS call failed in a way that stops the whole run (credentials, identity, listing)."""
+
+
+class StalePlanError(ReconcilerError):
+    """A saved plan no longer matches the manifest or the current state."""
+
+
+class GuardError(ReconcilerError):
+    """A safety guard refused the run (mass removal, no confirmation)."""

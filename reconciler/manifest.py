@@ -1,0 +1,232 @@
+"""The manifest: loading, validation in layers, and the immutable value it becomes.
+
+Layers (every error from every layer is collected, each naming file, line and value):
+1. strict YAML (:mod:`reconciler.yamlload`): syntax, duplicate keys, size bounds;
+2. JSON Schema (``schemas/manifest.schema.json``): shape, formats, unknown keys;
+3. semantics: principal references, public opt-in, org/OU in ``copy``, unique rule names,
+   share quota.
+No AWS call is made by anything in this module.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path as FsPath
+from typing import Any
+
+from .errors import InputError, Problem
+from .model import PUBLIC, Principal
+from .schema import schema_problems
+from .yamlload import Located, load_yaml
+
+DEFAULT_REGIONS = ("us-east-1",)
+
+
+@dataclass(frozen=True)
+class Owner:
+    role_arn: str | None
+    regions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Settings:
+    regions: tuple[str, ...] = DEFAULT_REGIONS
+    prune: bool = True
+    allow_public: bool = False
+    kms: str = "key-policy"
+    max_removals: int = 25
+    share_quota: int = 1000
+    role_arn: str | None = None
+
+
+@dataclass(frozen=True)
+class Selector:
+    ids: tuple[str, ...] = ()
+    name: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def by_attributes(self) -> bool:
+        """True when the selector searches by name/tags (not only explicit IDs)."""
+        return self.name is not None or bool(self.tags)
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    select: Selector
+    regions: tuple[str, ...]
+    launch: tuple[Principal, ...] = ()
+    copy: tuple[Principal, ...] = ()
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Manifest:
+    path: str
+    sha256: str
+    settings: Settings
+    principals: tuple[tuple[str, Principal], ...]
+    rules: tuple[Rule, ...]
+    owners: tuple[Owner, ...] = ()
+
+    @functools.cached_property
+    def _names(self) -> dict[Principal, str]:
+        names: dict[Principal, str] = {}
+        for name, p in self.principals:
+            names.setdefault(p, name)
+        return names
+
+    def name_of(self, principal: Principal) -> str | None:
+        """The manifest's name for a principal (alphabetically first), if it has one."""
+        return self._names.get(principal)
+
+    @property
+    def regions(self) -> tuple[str, ...]:
+        """Every Region any rule looks in, sorted."""
+        return tuple(sorted({r for rule in self.rules for r in rule.regions}))
+
+
+def _resolve(ref: str, names: Mapping[str, Principal]) -> tuple[Principal | None, str | None]:
+    """Resolve one ``launch``/``copy`` entry; return (principal, error message)."""
+    if ref in names:
+        return names[ref], None
+    literal = Principal.parse_literal(ref)
+    if literal is not None:
+        return literal, None
+    if ref.isdigit():
+        return None, f"account ID {ref!r} must be exactly 12 digits (it has {len(ref)})"
+    if ref.startswith("arn:"):
+        return None, f"{ref!r} is not a valid Organization or OU ARN"
+    hint = difflib.get_close_matches(ref, list(names), n=1)
+    suffix = f"; did you mean {hint[0]!r}?" if hint else (
+        f"; declared names: {', '.join(sorted(names))}" if names else
+        "; declare it under `principals:` or use a quoted 12-digit account ID")
+    return None, f"unknown principal name {ref!r}{suffix}"
+
+
+def _semantic(doc: Located, sha256: str) -> tuple[Manifest | None, list[Problem]]:
+    data: dict[str, Any] = doc.data
+    problems: list[Problem] = []
+    s = data.get("settings") or {}
+    settings = Settings(
+        regions=tuple(s.get("regions") or DEFAULT_REGIONS),
+        prune=s.get("prune", True),
+        allow_public=s.get("allow_public", False),
+        kms=s.get("kms", "key-policy"),
+        max_removals=s.get("max_removals", 25),
+        share_quota=s.get("share_quota", 1000),
+        role_arn=s.get("role_arn"),
+    )
+    owners = tuple(Owner(o["role_arn"], tuple(o.get("regions") or ())) for o in data.get("owners") or ())
+    if owners and settings.role_arn:
+        problems.append(doc.problem(("owners",), "give either settings.role_arn or owners, not both",
+                                    key=True))
+
+    names: dict[str, Principal] = {}
+    for name, value in (data.get("principals") or {}).items():
+        p = Principal.parse_literal(value)
+        if p is None or p.is_public:  # shape already reported by the schema
+            continue
+        names[name] = p
+
+    rules: list[Rule] = []
+    seen_rules: dict[str, int] = {}
+    quota_by_id: dict[str, set[Principal]] = {}
+    for i, raw in enumerate(data.get("images") or []):
+        path = ("images", i)
+        rname = raw["name"]
+        line = doc.where(path + ("name",))[0]
+        if rname in seen_rules:
+            problems.append(doc.problem(path + ("name",),
+                                        f"images[{i}].name: duplicate rule name {rname!r} (first used on line {seen_rules[rname]})"))
+        else:
+            seen_rules[rname] = line
+        resolved: dict[str, tuple[Principal, ...]] = {}
+        for field_name in ("launch", "copy"):
+            out: list[Principal] = []
+            for j, ref in enumerate(raw.get(field_name) or []):
+                where = path + (field_name, j)
+                label = f"images[{i}].{field_name}[{j}]"
+                p, err = _resolve(ref, names)
+                if p is None:
+                    problems.append(doc.problem(where, f"{label}: {err}"))
+                    continue
+                if p.is_public and not settings.allow_public:
+                    problems.append(doc.problem(where, f"{label}: {PUBLIC!r} shares with every AWS "
+                                                       "account; set settings.allow_public: true to allow it"))
+                    continue
+                if field_name == "copy" and p.is_org_or_ou:
+                    problems.append(doc.problem(where, f"{label}: {ref!r} is an Organization/OU; snapshot "
+                                                       "copy permission (createVolumePermission) accepts "
+                                                       "only account IDs"))
+                    continue
+                if p not in out:
+                    out.append(p)
+            resolved[field_name] = tuple(out)
+        entities = {p for p in resolved["launch"] if not p.is_public}
+        if len(entities) > settings.share_quota:
+            problems.append(doc.problem(path + ("launch",),
+                                        f"images[{i}].launch: rule {rname!r} shares with {len(entities)} "
+                                        f"entities; share_quota is {settings.share_quota}"))
+        sel = raw["select"]
+        selector = Selector(
+            ids=tuple(sel.get("ids") or ()),
+            name=sel.get("name"),
+            tags=tuple(sorted((sel.get("tags") or {}).items())),
+        )
+        for ami in selector.ids:
+            quota_by_id.setdefault(ami, set()).update(entities)
+        rules.append(Rule(rname, selector, tuple(raw.get("regions") or settings.regions),
+                          resolved["launch"], resolved["copy"], line))
+    for ami, ents in sorted(quota_by_id.items()):
+        if len(ents) > settings.share_quota and not problems:
+            problems.append(doc.problem(("images",), f"images: {ami} is shared with {len(ents)} entities "
+                                                     f"across its rules; share_quota is "
+                                                     f"{settings.share_quota}", key=True))
+    if problems:
+        return None, problems
+    manifest = Manifest(
+        path=doc.file,
+        sha256=sha256,
+        settings=settings,
+        principals=tuple(sorted(names.items())),
+        rules=tuple(rules),
+        owners=owners,
+    )
+    return manifest, []
+
+
+def parse_manifest(raw: bytes, file: str) -> Manifest:
+    """Validate manifest bytes; raise :class:`InputError` with every problem found."""
+    doc, problems = load_yaml(raw, file, "manifest")
+    if doc is None:
+        raise InputError(problems)
+    if not isinstance(doc.data, dict):
+        kind = "a list" if isinstance(doc.data, list) else f"a {type(doc.data).__name__}"
+        raise InputError([*problems, doc.problem((), f"manifest must be a mapping (version, settings, "
+                                                     f"principals, images), got {kind}")])
+    problems += schema_problems(doc, "manifest")
+    if problems:
+        raise InputError(problems)
+    manifest, sem = _semantic(doc, hashlib.sha256(raw).hexdigest())
+    if manifest is None:
+        raise InputError(sem)
+    return manifest
+
+
+def load_manifest(path: str) -> Manifest:
+    """Read and validate the manifest file at ``path``."""
+    try:
+        raw = FsPath(path).read_bytes()
+    except FileNotFoundError:
+        raise InputError([Problem(path, 1, 1, "manifest file not found")]) from None
+    except IsADirectoryError:
+        raise InputError([Problem(path, 1, 1, "is a directory, not a manifest file")]) from None
+    except OSError as exc:
+        raise InputError([Problem(path, 1, 1, f"cannot read manifest: {exc.strerror}")]) from None
+    return parse_manifest(raw, path)

@@ -1,0 +1,230 @@
+"""Immutable values shared by every step of the pipeline.
+
+Nothing here performs I/O. Principals, images, operations and findings are frozen
+dataclasses so the pure steps (desired state, diff, render) can be tested without AWS
+and can never mutate what another step sees.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+ACCOUNT_ID_RE = re.compile(r"^\d{12}$")
+ORG_ID_RE = r"o-[a-z0-9]{10,32}"
+ORG_ARN_RE = re.compile(rf"^arn:aws[a-z-]*:organizations::\d{{12}}:organization/({ORG_ID_RE})$")
+OU_ARN_RE = re.compile(
+    rf"^arn:aws[a-z-]*:organizations::\d{{12}}:ou/({ORG_ID_RE})/(ou-[0-9a-z]{{4,32}}-[a-z0-9]{{8,32}})$"
+)
+AMI_ID_RE = re.compile(r"^ami-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
+REGION_RE = re.compile(r"^[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$")
+PUBLIC = "public"
+
+
+class PrincipalKind(str, enum.Enum):
+    """The four kinds of launch-permission principal, named as the EC2 API names them."""
+
+    ACCOUNT = "UserId"
+    ORGANIZATION = "OrganizationArn"
+    OU = "OrganizationalUnitArn"
+    PUBLIC = "Group"
+
+
+@dataclass(frozen=True, order=True)
+class Principal:
+    """One launch-permission principal in canonical form (an account ID, org/OU ARN or ``all``)."""
+
+    kind: PrincipalKind
+    value: str
+
+    @classmethod
+    def account(cls, account_id: str) -> Principal:
+        return cls(PrincipalKind.ACCOUNT, account_id)
+
+    @classmethod
+    def public(cls) -> Principal:
+        return cls(PrincipalKind.PUBLIC, "all")
+
+    @classmethod
+    def parse_literal(cls, text: str) -> Principal | None:
+        """Parse a literal account ID, org/OU ARN or ``public``; None if it is none of these."""
+        if text == PUBLIC:
+            return cls.public()
+        if ACCOUNT_ID_RE.match(text):
+            return cls.account(text)
+        if ORG_ARN_RE.match(text):
+            return cls(PrincipalKind.ORGANIZATION, text)
+        if OU_ARN_RE.match(text):
+            return cls(PrincipalKind.OU, text)
+        return None
+
+    @classmethod
+    def from_dict(cls, entry: Mapping[str, Any]) -> Principal:
+        """Read one EC2 ``LaunchPermission`` / plan ``principal`` mapping."""
+        present = [k for k in PrincipalKind if k.value in entry]
+        if len(present) != 1:
+            raise ValueError(f"principal must have exactly one of UserId, OrganizationArn, "
+                             f"OrganizationalUnitArn, Group: {dict(entry)!r}")
+        kind = present[0]
+        value = str(entry[kind.value])
+        if kind is PrincipalKind.PUBLIC and value != "all":
+            raise ValueError(f"unknown launch-permission group {value!r}")
+        return cls(kind, value)
+
+    def to_dict(self) -> dict[str, str]:
+        return {self.kind.value: self.value}
+
+    @property
+    def is_public(self) -> bool:
+        return self.kind is PrincipalKind.PUBLIC
+
+    @property
+    def is_org_or_ou(self) -> bool:
+        return self.kind in (PrincipalKind.ORGANIZATION, PrincipalKind.OU)
+
+    @property
+    def label(self) -> str:
+        """Short human form: the account ID, the ARN, or ``public``."""
+        return PUBLIC if self.is_public else self.value
+
+    @property
+    def sort_key(self) -> tuple[str, str]:
+        """Accounts first, then organizations, OUs and public; by value within a kind."""
+        return (_KIND_RANK[self.kind], self.value)
+
+
+_KIND_RANK = {PrincipalKind.ACCOUNT: "0", PrincipalKind.ORGANIZATION: "1", PrincipalKind.OU: "2",
+              PrincipalKind.PUBLIC: "3"}
+
+
+class Severity(str, enum.Enum):
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A diagnostic about the desired or current state: reported, never executed."""
+
+    severity: Severity
+    code: str
+    region: str
+    resource: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "severity": self.severity.value,
+            "code": self.code,
+            "region": self.region,
+            "resource": self.resource,
+            "message": self.message,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Finding:
+        return cls(Severity(d["severity"]), d["code"], d["region"], d["resource"], d["message"])
+
+    @property
+    def sort_key(self) -> tuple[int, str, str, str, str]:
+        order = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}[self.severity]
+        return (order, self.region, self.resource, self.code, self.message)
+
+
+class Action(str, enum.Enum):
+    ADD = "add"
+    REMOVE = "remove"
+
+
+class OpKind(str, enum.Enum):
+    LAUNCH = "launch_permission"
+    COPY = "create_volume_permission"
+    KMS = "kms_key_access"
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One permission to add or remove. Apply is described entirely by these."""
+
+    action: Action
+    kind: OpKind
+    region: str
+    resource: str
+    principal: Principal
+    rules: tuple[str, ...] = ()
+
+    @property
+    def sort_key(self) -> tuple[str, str, str, str, str, str]:
+        return (self.region, self.resource, self.kind.value, self.action.value,
+                *self.principal.sort_key)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action.value,
+            "kind": self.kind.value,
+            "region": self.region,
+            "resource": self.resource,
+            "principal": self.principal.to_dict(),
+            "rules": list(self.rules),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Operation:
+        return cls(Action(d["action"]), OpKind(d["kind"]), d["region"], d["resource"],
+                   Principal.from_dict(d["principal"]), tuple(d["rules"]))
+
+
+def sorted_operations(ops: Iterable[Operation]) -> tuple[Operation, ...]:
+    return tuple(sorted(ops, key=lambda o: o.sort_key))
+
+
+def sorted_findings(findings: Iterable[Finding]) -> tuple[Finding, ...]:
+    return tuple(sorted(set(findings), key=lambda f: f.sort_key))
+
+
+@dataclass(frozen=True)
+class Image:
+    """An AMI owned by the caller, as listed by ``DescribeImages``."""
+
+    image_id: str
+    region: str
+    owner_id: str
+    name: str
+    state: str
+    public: bool
+    tags: tuple[tuple[str, str], ...] = ()
+    snapshot_ids: tuple[str, ...] = ()
+    encrypted: bool = False
+
+    @property
+    def tag_map(self) -> dict[str, str]:
+        return dict(self.tags)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.region, self.image_id)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who the run acts as: from ``sts:GetCallerIdentity``."""
+
+    account: str
+    arn: str
+
+    @property
+    def partition(self) -> str:
+        parts = self.arn.split(":")
+        return parts[1] if len(parts) > 2 and parts[1] else "aws"
+
+
+@dataclass(frozen=True)
+class ImageState:
+    """Current permissions of one managed image."""
+
+    image: Image
+    launch: frozenset[Principal] = field(default_factory=frozenset)

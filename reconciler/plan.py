@@ -1,0 +1,146 @@
+"""The plan: operations + findings + the digests that make a saved plan safe to apply.
+
+``to_dict`` is the contract of SPEC §6 (``format_version`` 1). Everything else on
+:class:`Plan` (image and principal names) exists only to render it for humans.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import InputError, Problem
+from .model import Action, Finding, Operation, Principal, Severity, sorted_findings, sorted_operations
+from .schema import validator
+
+FORMAT_VERSION = 1
+
+# (kind, region, resource) -> canonical current state of that resource
+StateEntries = Mapping[tuple[str, str, str], Any]
+
+
+@dataclass(frozen=True)
+class Summary:
+    add: int = 0
+    remove: int = 0
+    images: int = 0
+    unchanged: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {"add": self.add, "remove": self.remove, "images": self.images,
+                "unchanged": self.unchanged}
+
+
+@dataclass(frozen=True)
+class Plan:
+    manifest_sha256: str
+    caller_account: str
+    operations: tuple[Operation, ...]
+    findings: tuple[Finding, ...]
+    summary: Summary
+    state_digest: str
+    # Rendering context only: never serialized, never drives apply.
+    image_names: Mapping[str, str] = field(default_factory=dict, compare=False)
+    resource_images: Mapping[str, str] = field(default_factory=dict, compare=False)
+    # Canonical state of every managed resource, to check a saved plan against.
+    state: StateEntries = field(default_factory=dict, compare=False)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.operations)
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity is Severity.ERROR)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "manifest_sha256": self.manifest_sha256,
+            "caller_account": self.caller_account,
+            "operations": [op.to_dict() for op in self.operations],
+            "findings": [f.to_dict() for f in self.findings],
+            "summary": self.summary.to_dict(),
+            "state_digest": self.state_digest,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+
+def make_plan(*, manifest_sha256: str, caller_account: str, operations: Iterable[Operation],
+              findings: Iterable[Finding], images: int, unchanged: int, state: StateEntries,
+              image_names: Mapping[str, str] | None = None,
+              resource_images: Mapping[str, str] | None = None) -> Plan:
+    """Assemble a plan: sort everything, count, and digest the state of touched resources."""
+    ops = sorted_operations(operations)
+    adds = sum(1 for o in ops if o.action is Action.ADD)
+    return Plan(
+        manifest_sha256=manifest_sha256,
+        caller_account=caller_account,
+        operations=ops,
+        findings=sorted_findings(findings),
+        summary=Summary(add=adds, remove=len(ops) - adds, images=images, unchanged=unchanged),
+        state_digest=state_digest(state, touched(ops)),
+        image_names=dict(image_names or {}),
+        resource_images=dict(resource_images or {}),
+        state=dict(state),
+    )
+
+
+def touched(ops: Iterable[Operation]) -> frozenset[tuple[str, str, str]]:
+    """The resources a set of operations writes to, as (kind, region, resource)."""
+    return frozenset((o.kind.value, o.region, o.resource) for o in ops)
+
+
+def state_digest(state: StateEntries, keys: Iterable[tuple[str, str, str]]) -> str:
+    """SHA-256 over the canonical state of the given resources (missing ones count as absent)."""
+    canonical = [[list(k), state.get(k)] for k in sorted(keys)]
+    blob = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def canonical_principals(principals: Iterable[Principal]) -> list[list[str]]:
+    """State-digest form of a permission set."""
+    return [list(p.sort_key) for p in sorted(principals, key=lambda p: p.sort_key)]
+
+
+def plan_from_dict(data: Any, file: str) -> Plan:
+    """Validate a saved plan document (schema first) and rebuild the :class:`Plan`."""
+    errors = sorted(validator("plan").iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        problems = []
+        for e in errors[:20]:
+            where = "/".join(str(p) for p in e.absolute_path) or "document"
+            problems.append(Problem(file, 1, 1, f"not a valid plan file: {where}: "
+                                                f"{' '.join(e.message.split())[:200]}"))
+        raise InputError(problems)
+    try:
+        ops = tuple(Operation.from_dict(o) for o in data["operations"])
+        findings = tuple(Finding.from_dict(f) for f in data["findings"])
+    except (ValueError, KeyError) as exc:
+        raise InputError([Problem(file, 1, 1, f"not a valid plan file: {exc}")]) from None
+    s = data["summary"]
+    return Plan(data["manifest_sha256"], data["caller_account"], ops, findings,
+                Summary(s["add"], s["remove"], s["images"], s["unchanged"]), data["state_digest"])
+
+
+def load_plan_file(path: str) -> Plan:
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(64 * 1024 * 1024 + 1)
+    except OSError as exc:
+        raise InputError([Problem(path, 1, 1, f"cannot read plan file: {exc.strerror}")]) from None
+    if len(raw) > 64 * 1024 * 1024:
+        raise InputError([Problem(path, 1, 1, "plan file is larger than 64 MiB")])
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InputError([Problem(path, 1, 1, "plan file is not UTF-8 JSON")]) from None
+    except json.JSONDecodeError as exc:
+        raise InputError([Problem(path, exc.lineno, exc.colno,
+                                  f"plan file is not valid JSON: {exc.msg}")]) from None
+    return plan_from_dict(data, path)

@@ -1,0 +1,174 @@
+"""``--sandbox STATE.yaml``: an embedded, in-process AWS (moto) seeded from a YAML file.
+
+The state file is validated like the manifest (strict YAML, ``schemas/sandbox.schema.json``,
+located one-line errors). moto is an optional extra: ``pip install 'reconciler[sandbox]'``.
+
+moto does not emulate everything this tool reads (MOTO-NOTES); :func:`install_moto_extensions`
+adds what is missing, the same way the test suite does, so the sandbox behaves like AWS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path as FsPath
+from typing import Any
+
+from .errors import InputError, Problem, ReconcilerError
+from .model import Principal
+from .schema import schema_problems
+from .yamlload import load_yaml
+
+# (account, region) -> Image Block Public Access state, read by the patched moto handler.
+IMAGE_BLOCK_PUBLIC_ACCESS: dict[tuple[str, str], str] = {}
+
+
+@dataclass(frozen=True)
+class SandboxImage:
+    region: str
+    name: str
+    image_id: str | None
+    tags: tuple[tuple[str, str], ...]
+    state: str
+    launch: tuple[Principal, ...]
+
+
+@dataclass(frozen=True)
+class SandboxState:
+    account: str
+    images: tuple[SandboxImage, ...]
+    image_block_public_access: tuple[tuple[str, str], ...]
+
+
+def parse_sandbox(raw: bytes, file: str) -> SandboxState:
+    doc, problems = load_yaml(raw, file, "sandbox state")
+    if doc is None:
+        raise InputError(problems)
+    if not isinstance(doc.data, dict):
+        raise InputError([*problems, doc.problem((), "sandbox state must be a mapping")])
+    problems += schema_problems(doc, "sandbox")
+    if problems:
+        raise InputError(problems)
+    data = doc.data
+    images = []
+    for i, img in enumerate(data.get("images") or []):
+        launch = []
+        for j, ref in enumerate(img.get("launch") or []):
+            p = Principal.parse_literal(ref)
+            if p is None:
+                problems.append(doc.problem(("images", i, "launch", j),
+                                            f"images[{i}].launch[{j}]: {ref!r} is not an account ID, "
+                                            "Organization/OU ARN or public"))
+                continue
+            launch.append(p)
+        images.append(SandboxImage(img["region"], img["name"], img.get("id"),
+                                   tuple(sorted((img.get("tags") or {}).items())),
+                                   img.get("state", "available"), tuple(launch)))
+    if problems:
+        raise InputError(problems)
+    return SandboxState(data["account"], tuple(images),
+                        tuple(sorted((data.get("image_block_public_access") or {}).items())))
+
+
+def load_sandbox(path: str) -> SandboxState:
+    try:
+        raw = FsPath(path).read_bytes()
+    except OSError as exc:
+        raise InputError([Problem(path, 1, 1, f"cannot read sandbox state: "
+                                              f"{exc.strerror or exc}")]) from None
+    return parse_sandbox(raw, path)
+
+
+def install_moto_extensions() -> None:
+    """Teach moto the EC2 calls it lacks (idempotent; patches the moto classes in-process)."""
+    from moto.core.responses import ActionResult
+    from moto.ec2.responses import EC2Response
+
+    if getattr(EC2Response, "_reconciler_extended", False):
+        return
+
+    def get_image_block_public_access_state(self: Any) -> Any:
+        state = IMAGE_BLOCK_PUBLIC_ACCESS.get((self.current_account, self.region), "unblocked")
+        return ActionResult({"ImageBlockPublicAccessState": state, "ManagedBy": "account"})
+
+    EC2Response.get_image_block_public_access_state = get_image_block_public_access_state  # type: ignore[attr-defined]
+    EC2Response._reconciler_extended = True  # type: ignore[attr-defined]
+
+
+def set_image_id(account: str, region: str, old: str, new: str) -> None:
+    """Give a moto image a chosen ID (moto always picks a random one)."""
+    from moto.ec2.models import ec2_backends
+
+    backend = ec2_backends[account][region]
+    ami = backend.amis.pop(old)
+    ami.id = new
+    backend.amis[new] = ami
+
+
+def set_image_state(account: str, region: str, image_id: str, state: str) -> None:
+    from moto.ec2.models import ec2_backends
+
+    ec2_backends[account][region].amis[image_id].state = state
+
+
+def seed(state: SandboxState) -> dict[str, str]:
+    """Create the state's resources in the (already started) emulator. Returns name → image ID."""
+    import boto3
+
+    ids: dict[str, str] = {}
+    for (region, block) in state.image_block_public_access:
+        IMAGE_BLOCK_PUBLIC_ACCESS[(state.account, region)] = block
+    for img in state.images:
+        ec2 = boto3.client("ec2", region_name=img.region)
+        image_id = ec2.register_image(Name=img.name, RootDeviceName="/dev/xvda")["ImageId"]
+        if img.image_id:
+            set_image_id(state.account, img.region, image_id, img.image_id)
+            image_id = img.image_id
+        if img.tags:
+            ec2.create_tags(Resources=[image_id],
+                            Tags=[{"Key": k, "Value": v} for k, v in img.tags])
+        if img.launch:
+            ec2.modify_image_attribute(ImageId=image_id, Attribute="launchPermission",
+                                       LaunchPermission={"Add": [p.to_dict() for p in img.launch]})
+        if img.state != "available":
+            set_image_state(state.account, img.region, image_id, img.state)
+        ids[img.name] = image_id
+    return ids
+
+
+_SANDBOX_ENV = {
+    "AWS_ACCESS_KEY_ID": "sandbox",
+    "AWS_SECRET_ACCESS_KEY": "sandbox",
+    "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",
+}
+_CLEARED_ENV_PREFIXES = ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN",
+                         "AWS_SECURITY_TOKEN", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
+                         "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
+
+
+@contextlib.contextmanager
+def running_sandbox(path: str) -> Iterator[SandboxState]:
+    """Validate the state file, start moto in this process, seed it, and yield."""
+    state = load_sandbox(path)
+    try:
+        from moto import mock_aws
+    except ImportError:
+        raise ReconcilerError("--sandbox needs the emulator: pip install 'reconciler[sandbox]'") from None
+    saved = dict(os.environ)
+    try:
+        for k in list(os.environ):
+            if k.startswith(_CLEARED_ENV_PREFIXES):
+                del os.environ[k]
+        os.environ.update(_SANDBOX_ENV)
+        os.environ["MOTO_ACCOUNT_ID"] = state.account
+        os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+        install_moto_extensions()
+        with mock_aws():
+            seed(state)
+            yield state
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        IMAGE_BLOCK_PUBLIC_ACCESS.clear()

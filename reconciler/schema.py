@@ -1,0 +1,126 @@
+"""The JSON Schemas, and turning schema errors into located, one-line problems.
+
+Schemas ship inside the wheel as ``reconciler/schemas/*.json`` (see pyproject); from a
+source checkout they are read from the top-level ``schemas/`` folder.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+from importlib import resources
+from pathlib import Path as FsPath
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import ValidationError
+
+from .errors import Problem
+from .yamlload import Located, Path
+
+
+@functools.cache
+def load_schema(name: str) -> dict[str, Any]:
+    """Return the schema ``name`` (e.g. ``"manifest"``) as a dict."""
+    filename = f"{name}.schema.json"
+    packaged = resources.files("reconciler").joinpath("schemas", filename)
+    if packaged.is_file():
+        text = packaged.read_text(encoding="utf-8")
+    else:  # running from a source checkout
+        text = (FsPath(__file__).resolve().parent.parent / "schemas" / filename).read_text(
+            encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@functools.cache
+def validator(name: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(load_schema(name))
+
+
+def _fmt_path(path: Path) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "document"
+
+
+def _yaml_scalar_hint(doc: Located, path: Path, value: Any) -> str | None:
+    """A value YAML typed as number/bool/null where a string was expected: say to quote it."""
+    if isinstance(value, str):
+        return None
+    raw = doc.raw(path)
+    if raw is None:
+        return None
+    kind = {bool: "a boolean", int: "a number", float: "a number", type(None): "null"}.get(
+        type(value), type(value).__name__)
+    shown = raw if raw else "(empty)"
+    extra = ""
+    if isinstance(value, int) and not isinstance(value, bool) and str(value) != raw:
+        extra = f" (YAML reads it as {value})"
+    return f"{shown} was read by YAML as {kind}{extra}; quote it: \"{raw}\""
+
+
+def _leaf_errors(error: ValidationError) -> list[ValidationError]:
+    """For anyOf/oneOf, prefer a custom message on the combinator; else the best branch."""
+    if error.validator in ("anyOf", "oneOf") and error.context:
+        if "errorMessage" in error.schema:
+            return [error]
+        best = jsonschema.exceptions.best_match(error.context)
+        return [best] if best is not None else [error]
+    return [error]
+
+
+def schema_problems(doc: Located, schema_name: str) -> list[Problem]:
+    """Validate ``doc.data`` against a schema; return one located problem per error."""
+    problems: list[Problem] = []
+    v = validator(schema_name)
+    for top in v.iter_errors(doc.data):
+        for err in _leaf_errors(top):
+            path: Path = tuple(err.absolute_path)
+            problems.extend(_describe(doc, err, path))
+    return problems
+
+
+def _describe(doc: Located, err: ValidationError, path: Path) -> list[Problem]:
+    where = _fmt_path(path)
+    inst = err.instance
+    if err.validator == "additionalProperties" and isinstance(inst, dict):
+        known = list(err.schema.get("properties", {}))
+        extras = [k for k in inst if k not in known]
+        out = []
+        for k in extras:
+            hint = difflib.get_close_matches(k, known, n=1)
+            msg = f"{where}: unknown key {k!r}"
+            msg += f" (did you mean {hint[0]!r}?)" if hint else (
+                f" (allowed: {', '.join(known)})" if known else "")
+            out.append(doc.problem(path + (k,), msg, key=True))
+        if out:
+            return out
+    if err.validator == "required":
+        return [doc.problem(path, f"{where}: {err.message}")]
+    if err.validator == "propertyNames":
+        msg = err.schema.get("errorMessage", err.message) if isinstance(err.schema, dict) else err.message
+        # err.instance is the offending key
+        return [doc.problem(path + (str(inst),), f"{where}: key {inst!r} {msg}", key=True)]
+    hint = _yaml_scalar_hint(doc, path, inst) if err.validator in ("type", "anyOf", "oneOf",
+                                                                   "pattern", "const") else None
+    if hint:
+        return [doc.problem(path, f"{where}: {hint}")]
+    custom = err.schema.get("errorMessage") if isinstance(err.schema, dict) else None
+    compound = isinstance(inst, (dict, list))
+    shown = type(inst).__name__ if compound else json.dumps(inst)
+    if custom:
+        return [doc.problem(path, f"{where}: {custom}" if compound else f"{where}: {shown} {custom}")]
+    if err.validator == "type":
+        return [doc.problem(path, f"{where}: expected {err.validator_value}, got {shown}")]
+    if err.validator == "enum":
+        allowed = ", ".join(json.dumps(x) for x in err.validator_value)
+        return [doc.problem(path, f"{where}: {shown} is not one of {allowed}")]
+    return [doc.problem(path, f"{where}: {_one_line(err.message)}")]
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= 300 else line[:297] + "..."
