@@ -50,6 +50,7 @@ class Ctx:
         self.verbose = verbose
         self.quiet = quiet
         self.no_color = no_color
+        self.sandbox_save: str | None = None
 
     def color(self, stream: TextIO) -> bool:
         if self.no_color or os.environ.get("NO_COLOR"):
@@ -67,7 +68,7 @@ class Ctx:
             if self.sandbox:
                 from .sandbox import running_sandbox
 
-                stack.enter_context(running_sandbox(self.sandbox))
+                stack.enter_context(running_sandbox(self.sandbox, self.sandbox_save))
             session = make_session(None if self.sandbox else self.profile)
             default_region = (self.regions or (None,))[0] or session.region_name or "us-east-1"
             clients = Clients(session, self.concurrency, default_region)
@@ -128,7 +129,7 @@ def validate(ctx: Ctx, manifest: str) -> int:
       reconcile validate amis.yaml
     """
     m = load_manifest(manifest)
-    ctx.info(f"{manifest}: valid ({len(m.rules)} rule{'s' if len(m.rules) != 1 else ''}, "
+    click.echo(f"{manifest}: valid ({len(m.rules)} rule{'s' if len(m.rules) != 1 else ''}, "
              f"{len(m.principals)} named principal{'s' if len(m.principals) != 1 else ''}, "
              f"Regions {', '.join(m.regions) or 'none'})")
     return EXIT_OK
@@ -233,9 +234,11 @@ class _JsonLog:
 @click.option("--allow-mass-removal", is_flag=True,
               help="Allow more removals than settings.max_removals.")
 @click.option("--log-file", metavar="FILE", help="Append one JSON line per executed operation.")
+@click.option("--sandbox-save", metavar="STATE.yaml", type=click.Path(dir_okay=False),
+              help="With --sandbox: write the emulator's state here afterwards.")
 @common_options
 def apply(ctx: Ctx, manifest: str, plan_file: str | None, auto_approve: bool,
-          allow_mass_removal: bool, log_file: str | None) -> int:
+          allow_mass_removal: bool, log_file: str | None, sandbox_save: str | None) -> int:
     """Make AWS match the manifest: plan, confirm, then execute.
 
     \b
@@ -244,6 +247,9 @@ def apply(ctx: Ctx, manifest: str, plan_file: str | None, auto_approve: bool,
       reconcile apply amis.yaml --auto-approve       # for scheduled jobs
       reconcile apply amis.yaml --plan plan.json     # exactly a reviewed plan
     """
+    if sandbox_save and not ctx.sandbox:
+        raise UsageError("--sandbox-save needs --sandbox STATE.yaml")
+    ctx.sandbox_save = sandbox_save
     m = load_manifest(manifest)
     saved = load_plan_file(plan_file) if plan_file else None
     interactive = sys.stdin.isatty()

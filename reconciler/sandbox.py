@@ -113,11 +113,11 @@ def set_image_state(account: str, region: str, image_id: str, state: str) -> Non
     ec2_backends[account][region].amis[image_id].state = state
 
 
-def seed(state: SandboxState) -> dict[str, str]:
-    """Create the state's resources in the (already started) emulator. Returns name → image ID."""
+def seed(state: SandboxState) -> list[str]:
+    """Create the state's resources in the (already started) emulator; return the image IDs."""
     import boto3
 
-    ids: dict[str, str] = {}
+    ids: list[str] = []
     for (region, block) in state.image_block_public_access:
         IMAGE_BLOCK_PUBLIC_ACCESS[(state.account, region)] = block
     for img in state.images:
@@ -134,8 +134,35 @@ def seed(state: SandboxState) -> dict[str, str]:
                                        LaunchPermission={"Add": [p.to_dict() for p in img.launch]})
         if img.state != "available":
             set_image_state(state.account, img.region, image_id, img.state)
-        ids[img.name] = image_id
+        ids.append(image_id)
     return ids
+
+
+def dump(state: SandboxState, image_ids: list[str]) -> str:
+    """The emulator's current state, as a sandbox state file (for ``--sandbox-save``)."""
+    import boto3
+    import yaml
+
+    images = []
+    for img, image_id in zip(state.images, image_ids, strict=True):
+        ec2 = boto3.client("ec2", region_name=img.region)
+        perms = ec2.describe_image_attribute(ImageId=image_id, Attribute="launchPermission")
+        launch = sorted((Principal.from_dict(p) for p in perms.get("LaunchPermissions") or []),
+                        key=lambda p: p.sort_key)
+        entry: dict[str, Any] = {"id": image_id, "region": img.region, "name": img.name}
+        if img.tags:
+            entry["tags"] = dict(img.tags)
+        if img.state != "available":
+            entry["state"] = img.state
+        if launch:
+            entry["launch"] = [p.label for p in launch]
+        images.append(entry)
+    doc: dict[str, Any] = {"version": 1, "account": state.account}
+    if state.image_block_public_access:
+        doc["image_block_public_access"] = dict(state.image_block_public_access)
+    doc["images"] = images
+    header = "# Sandbox state written by `reconcile apply --sandbox-save`.\n"
+    return header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=100)
 
 
 _SANDBOX_ENV = {
@@ -149,8 +176,12 @@ _CLEARED_ENV_PREFIXES = ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN",
 
 
 @contextlib.contextmanager
-def running_sandbox(path: str) -> Iterator[SandboxState]:
-    """Validate the state file, start moto in this process, seed it, and yield."""
+def running_sandbox(path: str, save_to: str | None = None) -> Iterator[SandboxState]:
+    """Validate the state file, start moto in this process, seed it, and yield.
+
+    With ``save_to``, the emulator's state is written there when the block ends (even after
+    a failure: the file then shows what was really changed).
+    """
     state = load_sandbox(path)
     try:
         from moto import mock_aws
@@ -166,8 +197,16 @@ def running_sandbox(path: str) -> Iterator[SandboxState]:
         os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
         install_moto_extensions()
         with mock_aws():
-            seed(state)
-            yield state
+            ids = seed(state)
+            try:
+                yield state
+            finally:
+                if save_to:
+                    text = dump(state, ids)
+                    try:
+                        FsPath(save_to).write_text(text, encoding="utf-8")
+                    except OSError as exc:
+                        raise ReconcilerError(f"cannot write {save_to}: {exc.strerror}") from None
     finally:
         os.environ.clear()
         os.environ.update(saved)

@@ -1,0 +1,81 @@
+"""Shared fixtures: fake credentials, in-process moto, a moto server, and CLI runners."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from helpers import (ConnectionCounter, Images, MotoServer, Result, Runner,
+                     reconcile_executable)
+
+from reconciler.sandbox import IMAGE_BLOCK_PUBLIC_ACCESS, install_moto_extensions
+
+@pytest.fixture
+def aws() -> Iterator[Images]:
+    """In-process moto (``mock_aws``) with the EC2 calls moto lacks added."""
+    from moto import mock_aws
+
+    install_moto_extensions()
+    with mock_aws():
+        yield Images(lambda region: boto3.client("ec2", region_name=region))
+    IMAGE_BLOCK_PUBLIC_ACCESS.clear()
+
+
+@pytest.fixture(scope="session")
+def moto_server_session() -> Iterator[MotoServer]:
+    from moto.server import ThreadedMotoServer
+
+    install_moto_extensions()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield MotoServer(f"http://{host}:{port}")
+    server.stop()
+
+
+@pytest.fixture
+def server(moto_server_session: MotoServer) -> Iterator[tuple[MotoServer, Images]]:
+    moto_server_session.reset()
+    yield moto_server_session, Images(lambda region: moto_server_session.client("ec2", region))
+    moto_server_session.reset()
+
+
+def _subprocess_env(endpoint: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
+    env.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": "us-east-1", "NO_COLOR": "1",
+                "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"})
+    env.pop("GITHUB_STEP_SUMMARY", None)
+    if endpoint:
+        env["AWS_ENDPOINT_URL"] = endpoint
+    env.update(extra or {})
+    return env
+
+
+
+
+@pytest.fixture
+def run_cli(moto_server_session: MotoServer) -> Runner:
+    """Run the installed ``reconcile`` in a subprocess against the moto server."""
+
+    def run(*args: str, endpoint: str | None = None, input: str | None = None,
+            env: dict[str, str] | None = None, cwd: Path | None = None) -> Result:
+        proc = subprocess.run(
+            [*reconcile_executable(), *args],
+            env=_subprocess_env(endpoint or moto_server_session.url, env),
+            input=input if input is not None else "",
+            capture_output=True, text=True, timeout=120, cwd=cwd)
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    return run
+
+
+@pytest.fixture
+def no_aws() -> Iterator[ConnectionCounter]:
+    counter = ConnectionCounter()
+    yield counter
+    counter.close()

@@ -1,0 +1,123 @@
+"""Test helpers shared by the suite (imported as ``helpers``: tests/ is on sys.path)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from reconciler.sandbox import IMAGE_BLOCK_PUBLIC_ACCESS, set_image_id
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+ACCOUNT = "123456789012"
+
+os.environ.update({
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",
+})
+for _k in [k for k in os.environ if k.startswith(("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN"))]:
+    del os.environ[_k]
+
+
+def reconcile_executable() -> list[str]:
+    """The installed console script next to this interpreter (as CI runs it)."""
+    exe = Path(sys.executable).parent / "reconcile"
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("reconcile")
+    if found:
+        return [found]
+    return [sys.executable, "-m", "reconciler"]
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+class Images:
+    """Creates images in an emulator reachable through ``client_factory``."""
+
+    def __init__(self, client_factory: Callable[[str], Any], account: str = ACCOUNT) -> None:
+        self.client = client_factory
+        self.account = account
+        self._n = 0
+
+    def create(self, name: str, region: str = "us-east-1", *, tags: dict[str, str] | None = None,
+               launch: list[dict[str, str]] | None = None, image_id: str | None = None) -> str:
+        ec2 = self.client(region)
+        iid = ec2.register_image(Name=name, RootDeviceName="/dev/xvda")["ImageId"]
+        if image_id:
+            set_image_id(self.account, region, iid, image_id)
+            iid = image_id
+        if tags:
+            ec2.create_tags(Resources=[iid], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+        if launch:
+            ec2.modify_image_attribute(ImageId=iid, Attribute="launchPermission",
+                                       LaunchPermission={"Add": launch})
+        return iid
+
+    def launch(self, image_id: str, region: str = "us-east-1") -> list[dict[str, str]]:
+        resp = self.client(region).describe_image_attribute(ImageId=image_id,
+                                                            Attribute="launchPermission")
+        return sorted(resp["LaunchPermissions"], key=lambda d: sorted(d.items()))
+
+
+@dataclass
+class MotoServer:
+    url: str
+
+    def client(self, service: str, region: str = "us-east-1") -> Any:
+        return boto3.client(service, region_name=region, endpoint_url=self.url)
+
+    def reset(self) -> None:
+        import urllib.request
+
+        urllib.request.urlopen(urllib.request.Request(f"{self.url}/moto-api/reset", method="POST"))
+        IMAGE_BLOCK_PUBLIC_ACCESS.clear()
+
+
+Runner = Callable[..., Result]
+
+
+class ConnectionCounter:
+    """A TCP listener on 127.0.0.1 that counts connections and answers nothing useful."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.count = 0
+        self._stop = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.count += 1
+            conn.close()
+
+    def close(self) -> None:
+        self._stop = True
+        self.sock.close()

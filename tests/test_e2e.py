@@ -1,0 +1,350 @@
+"""End to end: the installed ``reconcile`` in a subprocess, against a moto server on 127.0.0.1
+reached only through ``AWS_ENDPOINT_URL`` — as a CI job runs it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from reconciler.sandbox import IMAGE_BLOCK_PUBLIC_ACCESS
+
+from helpers import ACCOUNT, EXAMPLES, Images, MotoServer, Runner
+
+pytestmark = pytest.mark.e2e
+
+PROD = "111122223333"
+STAGING = "444455556666"
+HAND = "999988887777"
+ORG = "arn:aws:organizations::123456789012:organization/o-a1b2c3d4e5"
+OU = "arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-cdef3456"
+
+BASE = f"""\
+version: 1
+settings:
+  regions: [us-east-1]
+  prune: @prune@
+  allow_public: @allow_public@
+  max_removals: @max_removals@
+principals:
+  prod: "{PROD}"
+  staging: "{STAGING}"
+  org: "{ORG}"
+  ou: "{OU}"
+images:
+  - name: golden
+    select: {{name: "golden-*"}}
+    launch: @launch@
+"""
+
+
+def manifest_text(*, launch: str = "[prod, staging]", prune: str = "true",
+                  allow_public: str = "false", max_removals: int = 25, extra: str = "") -> str:
+    return (BASE.replace("@launch@", launch).replace("@prune@", prune)
+            .replace("@allow_public@", allow_public)
+            .replace("@max_removals@", str(max_removals)) + extra)
+
+
+def manifest(tmp_path: Path, **kwargs: object) -> str:
+    path = tmp_path / "amis.yaml"
+    path.write_text(manifest_text(**kwargs))  # type: ignore[arg-type]
+    return str(path)
+
+
+def acct(*ids: str) -> list[dict[str, str]]:
+    return sorted(({"UserId": i} for i in ids), key=lambda d: sorted(d.items()))
+
+
+def plan_json(run_cli: Runner, m: str, *extra: str) -> dict:
+    r = run_cli("plan", m, "--format", "json", *extra)
+    assert r.code in (0, 1), r.err
+    return json.loads(r.out)
+
+
+def test_drift_is_found_fixed_and_converges(server: tuple[MotoServer, Images], run_cli: Runner,
+                                            tmp_path: Path) -> None:
+    _, images = server
+    golden = images.create("golden-1", launch=[{"UserId": PROD}, {"UserId": HAND}])
+    scratch = images.create("scratch-1", launch=[{"UserId": HAND}])
+    m = manifest(tmp_path)
+
+    r = run_cli("plan", m, "--detailed-exitcode")
+    assert r.code == 2, r.err
+    assert f"+ launch {STAGING} (staging)" in r.out
+    assert f"- launch {HAND}" in r.out
+    assert "Plan: 1 to add, 1 to remove (1 managed image, 1 unchanged)." in r.out
+    assert scratch not in r.out
+
+    log = tmp_path / "apply.jsonl"
+    r = run_cli("apply", m, "--auto-approve", "--log-file", str(log))
+    assert r.code == 0, r.err
+    assert "Apply complete: 1 added, 1 removed, 0 failed." in r.out
+    assert images.launch(golden) == acct(PROD, STAGING)
+    assert images.launch(scratch) == acct(HAND), "an unmanaged image was touched"
+
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(x["action"], x["principal"], x["result"]) for x in records] == [
+        ("add", {"UserId": STAGING}, "applied"), ("remove", {"UserId": HAND}, "applied")]
+    assert all(x["caller"].startswith(f"arn:aws:sts::{ACCOUNT}:") and x["time"] for x in records)
+
+    r = run_cli("plan", m, "--detailed-exitcode")
+    assert r.code == 0, r.out + r.err
+    assert "No changes. 1 managed image, 2 unchanged." in r.out
+
+
+def test_prune_off_keeps_undeclared_permissions(server: tuple[MotoServer, Images],
+                                                run_cli: Runner, tmp_path: Path) -> None:
+    _, images = server
+    golden = images.create("golden-1", launch=[{"UserId": HAND}])
+    m = manifest(tmp_path, prune="false")
+    doc = plan_json(run_cli, m)
+    assert [(o["action"], o["principal"]) for o in doc["operations"]] == [
+        ("add", {"UserId": PROD}), ("add", {"UserId": STAGING})]
+    assert run_cli("apply", m, "--auto-approve").code == 0
+    assert images.launch(golden) == acct(PROD, STAGING, HAND)
+    assert plan_json(run_cli, m)["operations"] == []
+
+
+def test_organization_and_ou_round_trip(server: tuple[MotoServer, Images], run_cli: Runner,
+                                        tmp_path: Path) -> None:
+    _, images = server
+    golden = images.create("golden-1")
+    m = manifest(tmp_path, launch=f'[org, "{OU}", prod, "{PROD}"]')
+    doc = plan_json(run_cli, m)
+    assert [o["principal"] for o in doc["operations"]] == [
+        {"UserId": PROD}, {"OrganizationArn": ORG}, {"OrganizationalUnitArn": OU}]
+    assert all(o["rules"] == ["golden"] for o in doc["operations"])
+    assert run_cli("apply", m, "--auto-approve").code == 0
+    got = images.launch(golden)
+    assert {"OrganizationArn": ORG} in got and {"OrganizationalUnitArn": OU} in got
+    assert {"UserId": PROD} in got and len(got) == 3
+    r = run_cli("plan", m, "--detailed-exitcode")
+    assert r.code == 0, r.out
+
+
+def test_public_needs_opt_in_and_makes_no_aws_call(run_cli: Runner, tmp_path: Path,
+                                                   no_aws) -> None:
+    m = manifest(tmp_path, launch="[prod, public]")
+    r = run_cli("plan", m, endpoint=no_aws.url)
+    assert r.code == 1
+    assert "amis.yaml:15:" in r.err and "'public'" in r.err and "allow_public" in r.err
+    assert no_aws.count == 0
+
+
+def test_public_share_with_opt_in(server: tuple[MotoServer, Images], run_cli: Runner,
+                                  tmp_path: Path) -> None:
+    _, images = server
+    golden = images.create("golden-1")
+    m = manifest(tmp_path, launch="[public]", allow_public="true")
+    r = run_cli("apply", m, "--auto-approve")
+    assert r.code == 0, r.out + r.err
+    assert images.launch(golden) == [{"Group": "all"}]
+    assert run_cli("plan", m, "--detailed-exitcode").code == 0
+
+
+def test_public_share_blocked_by_image_block_public_access(
+        server: tuple[MotoServer, Images], run_cli: Runner, tmp_path: Path) -> None:
+    _, images = server
+    golden = images.create("golden-1")
+    IMAGE_BLOCK_PUBLIC_ACCESS[(ACCOUNT, "us-east-1")] = "block-new-sharing"
+    m = manifest(tmp_path, launch="[public, prod]", allow_public="true")
+    doc = plan_json(run_cli, m)
+    assert [f["code"] for f in doc["findings"]] == ["public-access-blocked"]
+    assert [o["principal"] for o in doc["operations"]] == [{"UserId": PROD}]
+    r = run_cli("apply", m, "--auto-approve")
+    assert r.code == 1, "an error finding must fail the run"
+    assert "block-new-sharing" in r.out
+    assert images.launch(golden) == [{"UserId": PROD}], "the rest of the plan is still applied"
+
+
+def test_saved_plan_applies_exactly(server: tuple[MotoServer, Images], run_cli: Runner,
+                                    tmp_path: Path) -> None:
+    _, images = server
+    golden = images.create("golden-1", launch=[{"UserId": HAND}])
+    m = manifest(tmp_path)
+    plan_file = tmp_path / "plan.json"
+    r = run_cli("plan", m, "--out", str(plan_file), "--detailed-exitcode")
+    assert r.code == 2
+    assert json.loads(plan_file.read_text())["summary"] == {
+        "add": 2, "remove": 1, "images": 1, "unchanged": 0}
+    r = run_cli("apply", m, "--plan", str(plan_file))
+    assert r.code == 0, r.err
+    assert images.launch(golden) == acct(PROD, STAGING)
+    assert run_cli("plan", m, "--detailed-exitcode").code == 0
+
+
+def test_stale_plan_is_refused_when_state_changed(server: tuple[MotoServer, Images],
+                                                  run_cli: Runner, tmp_path: Path) -> None:
+    _, images = server
+    golden = images.create("golden-1")
+    m = manifest(tmp_path)
+    plan_file = tmp_path / "plan.json"
+    assert run_cli("plan", m, "--out", str(plan_file)).code == 0
+    server[0].client("ec2").modify_image_attribute(
+        ImageId=golden, Attribute="launchPermission", LaunchPermission={"Add": [{"UserId": HAND}]})
+    r = run_cli("apply", m, "--plan", str(plan_file))
+    assert r.code == 1
+    assert "stale" in r.err
+    assert images.launch(golden) == acct(HAND), "a stale plan must write nothing"
+
+
+def test_stale_plan_is_refused_when_manifest_changed(server: tuple[MotoServer, Images],
+                                                     run_cli: Runner, tmp_path: Path) -> None:
+    _, images = server
+    golden = images.create("golden-1")
+    m = manifest(tmp_path)
+    plan_file = tmp_path / "plan.json"
+    assert run_cli("plan", m, "--out", str(plan_file)).code == 0
+    manifest(tmp_path, launch="[prod]")
+    r = run_cli("apply", m, "--plan", str(plan_file))
+    assert r.code == 1 and "manifest changed" in r.err
+    assert images.launch(golden) == []
+
+
+def test_tampered_plan_is_refused(server: tuple[MotoServer, Images], run_cli: Runner,
+                                  tmp_path: Path) -> None:
+    _, images = server
+    golden = images.create("golden-1")
+    m = manifest(tmp_path)
+    plan_file = tmp_path / "plan.json"
+    assert run_cli("plan", m, "--out", str(plan_file)).code == 0
+    doc = json.loads(plan_file.read_text())
+    doc["operations"].append({"action": "add", "kind": "launch_permission", "region": "us-east-1",
+                              "resource": golden, "principal": {"UserId": "666666666666"},
+                              "rules": ["golden"]})
+    plan_file.write_text(json.dumps(doc))
+    r = run_cli("apply", m, "--plan", str(plan_file))
+    assert r.code == 1 and "tampered" in r.err
+    assert images.launch(golden) == []
+
+    plan_file.write_text('{"format_version": 1, "operations": "all"}')
+    r = run_cli("apply", m, "--plan", str(plan_file))
+    assert r.code == 1 and "not a valid plan file" in r.err
+    assert images.launch(golden) == []
+
+
+def test_mass_removal_guard(server: tuple[MotoServer, Images], run_cli: Runner,
+                            tmp_path: Path) -> None:
+    _, images = server
+    extra = [{"UserId": f"70000000000{i}"} for i in range(4)]
+    golden = images.create("golden-1", launch=[{"UserId": PROD}, *extra])
+    m = manifest(tmp_path, launch="[prod]", max_removals=3)
+    r = run_cli("apply", m, "--auto-approve")
+    assert r.code == 1
+    assert "removes 4 permissions" in r.err and "--allow-mass-removal" in r.err
+    assert len(images.launch(golden)) == 5, "the guard must refuse before any write"
+    r = run_cli("apply", m, "--auto-approve", "--allow-mass-removal")
+    assert r.code == 0, r.err
+    assert images.launch(golden) == acct(PROD)
+
+
+def test_apply_without_terminal_needs_auto_approve(run_cli: Runner, tmp_path: Path,
+                                                   no_aws) -> None:
+    m = manifest(tmp_path)
+    r = run_cli("apply", m, endpoint=no_aws.url)
+    assert r.code == 1
+    assert "--auto-approve" in r.err
+    assert no_aws.count == 0
+
+
+def test_plan_output_is_deterministic(server: tuple[MotoServer, Images], run_cli: Runner,
+                                      tmp_path: Path) -> None:
+    _, images = server
+    for i in range(6):
+        images.create(f"golden-{i}", launch=[{"UserId": f"80000000000{i}"}])
+    m = manifest(tmp_path, launch=f'[ou, org, staging, prod]')
+    for fmt in ("json", "text", "markdown"):
+        first = run_cli("plan", m, "--format", fmt, "--concurrency", "8")
+        second = run_cli("plan", m, "--format", fmt, "--concurrency", "3")
+        assert first.code == 0 and first.out == second.out, fmt
+    doc = json.loads(run_cli("plan", m, "--format", "json").out)
+    keys = [(o["region"], o["resource"], o["kind"], o["action"]) for o in doc["operations"]]
+    assert keys == sorted(keys)
+
+
+def test_missing_image_id_is_an_error_but_others_apply(server: tuple[MotoServer, Images],
+                                                       run_cli: Runner, tmp_path: Path) -> None:
+    _, images = server
+    golden = images.create("golden-1")
+    m = manifest(tmp_path, extra="""\
+  - name: pinned
+    select: {ids: [ami-0123456789abcdef0]}
+    launch: [prod]
+""")
+    doc = plan_json(run_cli, m)
+    assert [(f["severity"], f["code"], f["resource"]) for f in doc["findings"]] == [
+        ("error", "image-not-found", "ami-0123456789abcdef0")]
+    r = run_cli("apply", m, "--auto-approve")
+    assert r.code == 1
+    assert images.launch(golden) == acct(PROD, STAGING)
+
+
+def test_no_match_warning_and_strict(server: tuple[MotoServer, Images], run_cli: Runner,
+                                     tmp_path: Path) -> None:
+    m = manifest(tmp_path)
+    r = run_cli("plan", m)
+    assert r.code == 0 and "warning[no-match]" in r.out
+    r = run_cli("plan", m, "--strict")
+    assert r.code == 1 and "error[no-match]" in r.out
+
+
+def test_region_restriction(server: tuple[MotoServer, Images], run_cli: Runner,
+                            tmp_path: Path) -> None:
+    _, images = server
+    east = images.create("golden-1", region="us-east-1")
+    west = images.create("golden-1", region="eu-west-1")
+    path = tmp_path / "amis.yaml"
+    path.write_text(manifest_text(launch="[prod]").replace("[us-east-1]", "[us-east-1, eu-west-1]"))
+    r = run_cli("apply", str(path), "--auto-approve", "--region", "eu-west-1")
+    assert r.code == 0, r.err
+    assert images.launch(west, "eu-west-1") == acct(PROD)
+    assert images.launch(east) == []
+
+
+def test_markdown_and_github_step_summary(server: tuple[MotoServer, Images], run_cli: Runner,
+                                          tmp_path: Path) -> None:
+    _, images = server
+    images.create("golden-1", launch=[{"UserId": HAND}])
+    m = manifest(tmp_path)
+    summary = tmp_path / "summary.md"
+    r = run_cli("plan", m, "--format", "markdown", env={"GITHUB_STEP_SUMMARY": str(summary)})
+    assert r.code == 0
+    assert "| us-east-1 | 2 | 1 | 0 |" in r.out
+    assert "```diff" in r.out and f"-   launch {HAND}" in r.out
+    assert summary.read_text() == r.out
+
+
+@pytest.mark.parametrize("args", [
+    ["plan"], ["plan", "m.yaml", "--format", "xml"], ["apply", "m.yaml", "--bogus"],
+    ["frobnicate"], ["plan", "m.yaml", "--region", "mars"], ["plan", "m.yaml", "--concurrency", "0"],
+], ids=["missing-arg", "bad-choice", "unknown-option", "unknown-command", "bad-region",
+        "bad-concurrency"])
+def test_usage_errors_exit_1_not_2(run_cli: Runner, tmp_path: Path, args: list[str], no_aws) -> None:
+    (tmp_path / "m.yaml").write_text("version: 1\nimages: []\n")
+    r = run_cli(*args, endpoint=no_aws.url, cwd=tmp_path)
+    assert r.code == 1, (r.out, r.err)
+    assert r.err.strip()
+    assert no_aws.count == 0
+
+
+@pytest.mark.parametrize("command", ["validate", "plan", "apply"])
+def test_help_has_an_example(run_cli: Runner, command: str) -> None:
+    r = run_cli(command, "--help")
+    assert r.code == 0 and "Example" in r.out and f"reconcile {command}" in r.out
+
+
+def test_sandbox_example_plans_and_applies(run_cli: Runner, no_aws) -> None:
+    m, state = str(EXAMPLES / "manifest.yaml"), str(EXAMPLES / "sandbox.yaml")
+    # AWS_ENDPOINT_URL points at a counter: the sandbox must never leave the process.
+    r = run_cli("plan", m, "--sandbox", state, "--format", "json", endpoint=no_aws.url)
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    removes = [(o["resource"], o["principal"]) for o in doc["operations"] if o["action"] == "remove"]
+    assert removes == [("ami-0a11c0de000000001", {"UserId": "999988887777"})]
+    assert "ami-0b0bde0000000c0de" not in r.out  # unmanaged scratch image
+    assert {f["code"] for f in doc["findings"]} == {"image-disabled"}
+    r = run_cli("apply", m, "--sandbox", state, "--auto-approve", endpoint=no_aws.url)
+    assert r.code == 0, r.err
+    assert "0 failed" in r.out
+    assert no_aws.count == 0
