@@ -62,6 +62,18 @@ def _yaml_scalar_hint(doc: Located, path: Path, value: Any) -> str | None:
     return f"{shown} was read by YAML as {kind}{extra}; quote it: \"{raw}\""
 
 
+def _expects_string(err: ValidationError) -> bool:
+    """Did the failing schema want a string (so a YAML-typed scalar should be quoted)?"""
+    schema = err.schema if isinstance(err.schema, dict) else {}
+    if err.validator == "type":
+        wanted = err.validator_value
+        return wanted == "string" or (isinstance(wanted, list) and "string" in wanted)
+    if err.validator in ("anyOf", "oneOf"):
+        branches = schema.get(err.validator, [])
+        return bool(branches) and all(b.get("type") == "string" for b in branches)
+    return False
+
+
 def _leaf_errors(error: ValidationError) -> list[ValidationError]:
     """For anyOf/oneOf, prefer a custom message on the combinator; else the best branch."""
     if error.validator in ("anyOf", "oneOf") and error.context:
@@ -104,8 +116,7 @@ def _describe(doc: Located, err: ValidationError, path: Path) -> list[Problem]:
         msg = err.schema.get("errorMessage", err.message) if isinstance(err.schema, dict) else err.message
         # err.instance is the offending key
         return [doc.problem(path + (str(inst),), f"{where}: key {inst!r} {msg}", key=True)]
-    hint = _yaml_scalar_hint(doc, path, inst) if err.validator in ("type", "anyOf", "oneOf",
-                                                                   "pattern", "const") else None
+    hint = _yaml_scalar_hint(doc, path, inst) if _expects_string(err) else None
     if hint:
         return [doc.problem(path, f"{where}: {hint}")]
     custom = err.schema.get("errorMessage") if isinstance(err.schema, dict) else None

@@ -348,3 +348,29 @@ def test_sandbox_example_plans_and_applies(run_cli: Runner, no_aws) -> None:
     assert r.code == 0, r.err
     assert "0 failed" in r.out
     assert no_aws.count == 0
+
+
+BAD_MANIFESTS = sorted((Path(__file__).parent / "bad_manifests").glob("*.yaml"))
+
+
+def _expectation(path: Path) -> tuple[int, str]:
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    line, _, text = first.removeprefix("# expect: ").partition(" ")
+    return int(line), text
+
+
+def test_bad_manifest_corpus_is_big_enough() -> None:
+    assert len(BAD_MANIFESTS) >= 15
+
+
+@pytest.mark.parametrize("path", BAD_MANIFESTS, ids=[p.stem for p in BAD_MANIFESTS])
+def test_bad_manifest_rejected_without_aws(run_cli: Runner, no_aws, path: Path) -> None:
+    line, text = _expectation(path)
+    for command in (["validate"], ["plan"], ["apply", "--auto-approve"]):
+        r = run_cli(command[0], str(path), *command[1:], endpoint=no_aws.url)
+        assert r.code == 1, (command, r.out, r.err)
+        assert r.out == ""
+        errors = r.err.strip().splitlines()
+        assert any(f"{path}:{line}:" in e and text in e for e in errors), (command, r.err)
+        assert "Traceback" not in r.err
+    assert no_aws.count == 0, "an invalid manifest must not cause any AWS request"
