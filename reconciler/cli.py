@@ -12,6 +12,7 @@ import functools
 import json
 import os
 import sys
+from dataclasses import replace
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, TextIO
 
@@ -26,7 +27,7 @@ from .model import REGION_RE, Action
 from .plan import Plan, load_plan_file, state_digest, touched
 from .planner import PlanOptions, build_plan
 from .reader import Reader
-from .render import render_markdown, render_text
+from .render import key_policy_details, render_markdown, render_text
 
 DEFAULT_CONCURRENCY = 16
 
@@ -143,6 +144,11 @@ def _write_file(path: str, text: str) -> None:
         raise ReconcilerError(f"cannot write {path}: {exc.strerror}") from None
 
 
+def _text(ctx: Ctx, plan: Plan, manifest: Manifest, out: TextIO) -> str:
+    details = key_policy_details(plan) if ctx.verbose else None
+    return render_text(plan, manifest, color=ctx.color(out), details=details)
+
+
 def _emit_plan(ctx: Ctx, plan: Plan, manifest: Manifest, fmt: str) -> None:
     out = click.get_text_stream("stdout")
     if fmt == "json":
@@ -150,7 +156,7 @@ def _emit_plan(ctx: Ctx, plan: Plan, manifest: Manifest, fmt: str) -> None:
     elif fmt == "markdown":
         out.write(render_markdown(plan, manifest))
     else:
-        out.write(render_text(plan, manifest, color=ctx.color(out)))
+        out.write(_text(ctx, plan, manifest, out))
     out.flush()
     summary_md = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary_md:
@@ -260,13 +266,11 @@ def apply(ctx: Ctx, manifest: str, plan_file: str | None, auto_approve: bool,
         fresh = _plan(ctx, m, reader)
         if saved is not None:
             _check_saved_plan(saved, fresh, m)
-            todo = Plan(saved.manifest_sha256, saved.caller_account, saved.operations,
-                        fresh.findings, saved.summary, saved.state_digest, fresh.image_names,
-                        fresh.resource_images, fresh.state)
+            todo = replace(fresh, operations=saved.operations, summary=saved.summary)
         else:
             todo = fresh
         out = click.get_text_stream("stdout")
-        out.write(render_text(todo, m, color=ctx.color(out)))
+        out.write(_text(ctx, todo, m, out))
         out.flush()
         if not todo.has_changes:
             return EXIT_ERROR if todo.errors else EXIT_OK
@@ -283,8 +287,8 @@ def apply(ctx: Ctx, manifest: str, plan_file: str | None, auto_approve: bool,
         log = _JsonLog(log_file) if log_file else None
         try:
             identity = reader.identity()
-            report = Applier(clients, identity, concurrency=ctx.concurrency, log=log).apply(
-                todo.operations)
+            report = Applier(clients, identity, concurrency=ctx.concurrency, log=log,
+                             resource_keys=todo.resource_keys).apply(todo.operations)
         finally:
             if log is not None:
                 log.close()

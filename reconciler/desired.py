@@ -24,6 +24,7 @@ class ManagedImage:
     rules: tuple[str, ...]
     launch: Declared
     copy: Declared
+    manages_copy: bool = False  # some rule has `copy:`, so snapshot permissions are reconciled
 
 
 @dataclass(frozen=True)
@@ -107,5 +108,6 @@ def select(manifest: Manifest, images: Mapping[str, Sequence[Image]],
             _declare(copy, r.copy, r.name)
         managed.append(ManagedImage(img, names,
                                     {p: tuple(v) for p, v in launch.items()},
-                                    {p: tuple(v) for p, v in copy.items()}))
+                                    {p: tuple(v) for p, v in copy.items()},
+                                    any(r.manages_copy for r in rules)))
     return Selection(tuple(managed), tuple(findings))

@@ -63,6 +63,7 @@ class Rule:
     launch: tuple[Principal, ...] = ()
     copy: tuple[Principal, ...] = ()
     line: int = 0
+    manages_copy: bool = False  # the rule has a `copy:` key (even an empty one)
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,7 @@ def _semantic(doc: Located, sha256: str) -> tuple[Manifest | None, list[Problem]
         for ami in selector.ids:
             quota_by_id.setdefault(ami, set()).update(entities)
         rules.append(Rule(rname, selector, tuple(raw.get("regions") or settings.regions),
-                          resolved["launch"], resolved["copy"], line))
+                          resolved["launch"], resolved["copy"], line, "copy" in raw))
     for ami, ents in sorted(quota_by_id.items()):
         if len(ents) > settings.share_quota and not problems:
             problems.append(doc.problem(("images",), f"images: {ami} is shared with {len(ents)} entities "

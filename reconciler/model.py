@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 ACCOUNT_ID_RE = re.compile(r"^\d{12}$")
@@ -223,8 +223,11 @@ class Identity:
 
 
 @dataclass(frozen=True)
-class ImageState:
-    """Current permissions of one managed image."""
+class Snapshot:
+    """An EBS snapshot backing a managed image, as ``DescribeSnapshots`` returns it."""
 
-    image: Image
-    launch: frozenset[Principal] = field(default_factory=frozenset)
+    snapshot_id: str
+    region: str
+    encrypted: bool = False
+    kms_key_id: str = ""
+    owner_id: str = ""

@@ -47,6 +47,11 @@ class Plan:
     resource_images: Mapping[str, str] = field(default_factory=dict, compare=False)
     # Canonical state of every managed resource, to check a saved plan against.
     state: StateEntries = field(default_factory=dict, compare=False)
+    # Key ARN -> (current policy, policy after apply), for verbose output.
+    key_policies: Mapping[str, tuple[Any, Any]] = field(default_factory=dict, compare=False)
+    # (region, image or snapshot ID) -> ARNs of the KMS keys its consumers need.
+    resource_keys: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict,
+                                                                      compare=False)
 
     @property
     def has_changes(self) -> bool:
@@ -74,7 +79,9 @@ class Plan:
 def make_plan(*, manifest_sha256: str, caller_account: str, operations: Iterable[Operation],
               findings: Iterable[Finding], images: int, unchanged: int, state: StateEntries,
               image_names: Mapping[str, str] | None = None,
-              resource_images: Mapping[str, str] | None = None) -> Plan:
+              resource_images: Mapping[str, str] | None = None,
+              key_policies: Mapping[str, tuple[Any, Any]] | None = None,
+              resource_keys: Mapping[tuple[str, str], tuple[str, ...]] | None = None) -> Plan:
     """Assemble a plan: sort everything, count, and digest the state of touched resources."""
     ops = sorted_operations(operations)
     adds = sum(1 for o in ops if o.action is Action.ADD)
@@ -88,6 +95,8 @@ def make_plan(*, manifest_sha256: str, caller_account: str, operations: Iterable
         image_names=dict(image_names or {}),
         resource_images=dict(resource_images or {}),
         state=dict(state),
+        key_policies=dict(key_policies or {}),
+        resource_keys=dict(resource_keys or {}),
     )
 
 

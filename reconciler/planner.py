@@ -6,17 +6,24 @@ state the pure :func:`compute_plan` needs, in the order the call-count contract 
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
+from . import kms
 from .desired import ManagedImage, Selection, active_regions, select
 from .differ import diff_permissions
+from .kms import Grantee, KeyInfo
 from .manifest import Manifest
-from .model import Finding, Identity, OpKind, Operation, Principal, Severity
+from .model import Action, Finding, Identity, OpKind, Operation, Principal, Severity, Snapshot
 from .plan import Plan, canonical_principals, make_plan
 from .reader import Reader
 
 BLOCK_NEW_SHARING = "block-new-sharing"
+RegionKey = tuple[str, str]  # (region, resource id)
 
 
 @dataclass(frozen=True)
@@ -29,9 +36,12 @@ class PlanOptions:
 class CurrentState:
     """What the reader found for the managed images."""
 
-    launch: Mapping[tuple[str, str], frozenset[Principal]]
+    launch: Mapping[RegionKey, frozenset[Principal]]
     # Region -> (Image Block Public Access state or None, why it is unknown)
-    public_access: Mapping[str, tuple[str | None, str]]
+    public_access: Mapping[str, tuple[str | None, str]] = field(default_factory=dict)
+    snapshots: Mapping[RegionKey, Snapshot] = field(default_factory=dict)
+    copy: Mapping[RegionKey, frozenset[Principal]] = field(default_factory=dict)
+    keys: Mapping[RegionKey, KeyInfo] = field(default_factory=dict)  # by snapshot's key id
 
 
 def run_regions(manifest: Manifest, options: PlanOptions) -> tuple[str, ...]:
@@ -40,15 +50,19 @@ def run_regions(manifest: Manifest, options: PlanOptions) -> tuple[str, ...]:
                          for r in active_regions(rule, options.regions)}))
 
 
-def _public_wanted(m: ManagedImage, current: frozenset[Principal]) -> bool:
-    return Principal.public() in m.launch and Principal.public() not in current
-
-
-def regions_needing_public_check(selection: Selection,
-                                 launch: Mapping[tuple[str, str], frozenset[Principal]]) -> list[str]:
+def regions_needing_public_check(selection: Selection, launch: Mapping[RegionKey, frozenset[Principal]],
+                                 snapshots: Mapping[RegionKey, Snapshot]) -> list[str]:
     """Regions where a public share would be *added* (only then is the block state read)."""
+    public = Principal.public()
     return sorted({m.image.region for m in selection.managed
-                   if not m.image.encrypted and _public_wanted(m, launch.get(m.image.key, frozenset()))})
+                   if public in m.launch and public not in launch.get(m.image.key, frozenset())
+                   and not _encrypted(m, snapshots)})
+
+
+def _encrypted(m: ManagedImage, snapshots: Mapping[RegionKey, Snapshot]) -> bool:
+    img = m.image
+    return img.encrypted or any(snapshots[(img.region, s)].encrypted for s in img.snapshot_ids
+                                if (img.region, s) in snapshots)
 
 
 def build_plan(manifest: Manifest, reader: Reader, options: PlanOptions = PlanOptions()) -> Plan:
@@ -56,74 +70,323 @@ def build_plan(manifest: Manifest, reader: Reader, options: PlanOptions = PlanOp
     regions = run_regions(manifest, options)
     images = reader.list_all_images(regions)
     selection = select(manifest, images, options.regions)
-    launch = reader.all_launch_permissions([m.image for m in selection.managed])
-    check = regions_needing_public_check(selection, launch)
+    managed = [m.image for m in selection.managed]
+    launch = reader.all_launch_permissions(managed)
+
+    by_region: dict[str, list[str]] = defaultdict(list)
+    for img in managed:
+        by_region[img.region].extend(img.snapshot_ids)
+    snapshots: dict[RegionKey, Snapshot] = {}
+    for region, found in zip(by_region, reader.map(lambda r: reader.snapshots(r, by_region[r]),
+                                                   list(by_region)), strict=True):
+        snapshots.update({(region, sid): snap for sid, snap in found.items()})
+
+    copy_keys = sorted({(m.image.region, s) for m in selection.managed if m.manages_copy
+                        for s in m.image.snapshot_ids})
+    copy = dict(zip(copy_keys, reader.map(reader.copy_permissions, copy_keys), strict=True))
+
+    keys: dict[RegionKey, KeyInfo] = {}
+    if manifest.settings.kms != "off":
+        key_ids = sorted({(s.region, s.kms_key_id) for s in snapshots.values()
+                          if s.encrypted and s.kms_key_id})
+        infos = reader.map(reader.key_info, key_ids)
+        key_regions = sorted({r for r, _ in key_ids})
+        aliases = dict(zip(key_regions, reader.map(reader.aliases, key_regions), strict=True))
+        for k, info in zip(key_ids, infos, strict=True):
+            short = info.arn.rsplit("/", 1)[-1] if info.arn else ""
+            alias = aliases.get(k[0], {}).get(short, "")
+            keys[k] = replace(info, alias=alias) if alias else info
+
+    check = regions_needing_public_check(selection, launch, snapshots)
     public_access = dict(zip(check, reader.map(reader.public_access_block, check), strict=True))
-    return compute_plan(manifest, identity, selection, CurrentState(launch, public_access), options)
+    state = CurrentState(launch, public_access, snapshots, copy, keys)
+    return compute_plan(manifest, identity, selection, state, options)
 
 
-def _image_checks(manifest: Manifest, m: ManagedImage, current: frozenset[Principal],
-                  state: CurrentState) -> tuple[list[Finding], set[Principal], bool]:
-    """Findings for one image, principals that cannot be added, and whether it is blocked."""
-    img = m.image
-    findings: list[Finding] = []
-    cannot_add: set[Principal] = set()
+# --------------------------------------------------------------------------- pure part
+
+
+@dataclass
+class _ImageView:
+    """Per-image working values between the passes of :func:`compute_plan`."""
+
+    m: ManagedImage
+    current: frozenset[Principal]
+    keys: list[KeyInfo]
+    blocked: bool = False
+    cannot_add: set[Principal] = field(default_factory=set)
+    copy_cannot_add: set[Principal] = field(default_factory=set)
+
+
+def _f(sev: Severity, code: str, region: str, resource: str, msg: str) -> Finding:
+    return Finding(sev, code, region, resource, msg)
+
+
+def _image_checks(manifest: Manifest, v: _ImageView, state: CurrentState, caller: str,
+                  findings: list[Finding]) -> None:
+    """Findings for one image; marks it blocked or principals as impossible to add."""
+    m, img = v.m, v.m.image
+    label = f"{img.image_id} ({img.name})"
     entities = sum(1 for p in m.launch if not p.is_public)
     if entities > manifest.settings.share_quota:
-        findings.append(Finding(
-            Severity.ERROR, "share-quota", img.region, img.image_id,
-            f"{img.image_id} ({img.name}) would be shared with {entities} entities by rules "
-            f"{', '.join(m.rules)}; share_quota is {manifest.settings.share_quota}"))
-        return findings, cannot_add, True
+        findings.append(_f(Severity.ERROR, "share-quota", img.region, img.image_id,
+                           f"{label} would be shared with {entities} entities by rules "
+                           f"{', '.join(m.rules)}; share_quota is {manifest.settings.share_quota}"))
+        v.blocked = True
+    for sid in img.snapshot_ids:
+        if (img.region, sid) not in state.snapshots:
+            findings.append(_f(Severity.ERROR, "snapshot-not-found", img.region, img.image_id,
+                               f"{label}: backing snapshot {sid} was not found or is not readable "
+                               "by the caller (ec2:DescribeSnapshots)"))
+            v.blocked = True
+    encrypted = _encrypted(m, state.snapshots)
+    if encrypted and manifest.settings.kms != "off":
+        _key_checks(v, state, caller, findings)
     public = Principal.public()
-    if public in m.launch and public not in current:
-        if img.encrypted:
-            findings.append(Finding(
-                Severity.ERROR, "encrypted-public", img.region, img.image_id,
-                f"{img.image_id} ({img.name}) is backed by encrypted snapshots and can never be "
-                f"made public; remove `public` from rules {', '.join(m.launch[public])}"))
-            cannot_add.add(public)
+    if public in m.launch and public not in v.current:
+        if encrypted:
+            findings.append(_f(Severity.ERROR, "encrypted-public", img.region, img.image_id,
+                               f"{label} is backed by encrypted snapshots and can never be made "
+                               f"public; remove `public` from rules {', '.join(m.launch[public])}"))
+            v.cannot_add.add(public)
         else:
             block, why = state.public_access.get(img.region, (None, "not read"))
             if block == BLOCK_NEW_SHARING:
-                findings.append(Finding(
+                findings.append(_f(
                     Severity.ERROR, "public-access-blocked", img.region, img.image_id,
-                    f"{img.image_id} ({img.name}) cannot be made public: Image Block Public Access "
-                    f"is {BLOCK_NEW_SHARING} in {img.region} (EC2 console > AMIs > Block public "
+                    f"{label} cannot be made public: Image Block Public Access is "
+                    f"{BLOCK_NEW_SHARING} in {img.region} (EC2 console > AMIs > Block public "
                     f"access, or aws ec2 disable-image-block-public-access --region {img.region})"))
-                cannot_add.add(public)
+                v.cannot_add.add(public)
             elif block is None:
-                findings.append(Finding(
+                findings.append(_f(
                     Severity.WARNING, "public-access-unknown", img.region, img.image_id,
                     f"could not read Image Block Public Access in {img.region} ({why}); if it "
                     f"blocks new public sharing, making {img.image_id} public will fail at apply"))
-    if public in current and public not in m.launch and not manifest.settings.prune:
-        findings.append(Finding(
-            Severity.WARNING, "undeclared-public", img.region, img.image_id,
-            f"{img.image_id} ({img.name}) is public but no rule declares `public`; it stays "
-            f"public because settings.prune is false"))
-    return findings, cannot_add, False
+    if public in m.copy and encrypted:
+        findings.append(_f(Severity.ERROR, "encrypted-public", img.region, img.image_id,
+                           f"{label}: encrypted snapshots cannot be shared publicly; remove "
+                           f"`public` from `copy` in rules {', '.join(m.copy[public])}"))
+        v.copy_cannot_add.add(public)
+    if public in v.current and public not in m.launch and not manifest.settings.prune:
+        findings.append(_f(Severity.WARNING, "undeclared-public", img.region, img.image_id,
+                           f"{label} is public but no rule declares `public`; it stays public "
+                           "because settings.prune is false"))
+
+
+def _key_checks(v: _ImageView, state: CurrentState, caller: str, findings: list[Finding]) -> None:
+    img = v.m.image
+    label = f"{img.image_id} ({img.name})"
+    for sid in img.snapshot_ids:
+        snap = state.snapshots.get((img.region, sid))
+        if snap is None or not snap.encrypted:
+            continue
+        info = state.keys.get((img.region, snap.kms_key_id))
+        if info is None:
+            findings.append(_f(Severity.ERROR, "key-unknown", img.region, img.image_id,
+                               f"{label}: snapshot {sid} is encrypted but its KMS key is not "
+                               "reported (ec2:DescribeSnapshots returned no KmsKeyId)"))
+            v.blocked = True
+            continue
+        problem = _key_problem(info, caller)
+        if problem:
+            code, why = problem
+            findings.append(_f(Severity.ERROR, code, img.region, img.image_id,
+                               f"{label}: snapshot {sid} uses KMS key {info.label}: {why}"))
+            v.blocked = True
+        elif info not in v.keys:
+            v.keys.append(info)
+
+
+def _key_problem(info: KeyInfo, caller: str) -> tuple[str, str] | None:
+    if info.error:
+        code = "kms-access-denied" if "AccessDenied" in info.error else "key-unreadable"
+        return code, info.error
+    if info.manager == "AWS":
+        return ("aws-managed-key",
+                "it is the AWS managed key (aws/ebs), whose policy cannot be changed, so the "
+                "image cannot be shared. Copy it re-encrypted with a customer managed key, e.g. "
+                "aws ec2 copy-image --source-image-id <ami> --source-region <region> --name <name> "
+                "--encrypted --kms-key-id <customer-key-arn>, and share the copy")
+    if info.account and info.account != caller:
+        return ("foreign-key",
+                f"the key belongs to account {info.account}, not the caller {caller}; its policy "
+                "must be managed there (grant the consumers kms:Decrypt, kms:DescribeKey, "
+                "kms:ReEncrypt*, kms:GenerateDataKey*, kms:CreateGrant)")
+    if info.state and info.state != "Enabled":
+        return "key-unusable", f"the key is {info.state}; launches from this image would fail"
+    if info.policy is None:
+        return "key-unreadable", "its key policy could not be read (kms:GetKeyPolicy)"
+    try:
+        kms.parse_policy(info.policy)
+        kms.owned_grantees(kms.parse_policy(info.policy))
+    except kms.PolicyError as exc:
+        return "key-policy-unparseable", f"{exc}; refusing to edit it"
+    return None
+
+
+def _after_apply(desired: Mapping[Principal, Any], current: frozenset[Principal], blocked: bool,
+                 prune: bool, cannot_add: set[Principal]) -> set[Principal]:
+    """Who will hold the permission once the plan is applied."""
+    if blocked:
+        return set(current)
+    kept = {p for p in current if p in desired or not prune}
+    return kept | {p for p in desired if p not in cannot_add}
+
+
+@dataclass
+class _KeyView:
+    info: KeyInfo
+    needed: dict[Grantee, set[str]] = field(default_factory=dict)  # grantee -> rules
+    held: set[Grantee] = field(default_factory=set)  # still holding a permission after apply
+    principals: dict[Grantee, Principal] = field(default_factory=dict)
+    images: list[_ImageView] = field(default_factory=list)
+
+
+def _key_views(views: list[_ImageView], state: CurrentState, prune: bool) -> dict[str, _KeyView]:
+    keys: dict[str, _KeyView] = {}
+    for v in views:
+        m = v.m
+        for info in v.keys:
+            kv = keys.setdefault(info.arn, _KeyView(info))
+            kv.images.append(v)
+            if not v.blocked:
+                for declared, cannot in ((m.launch, v.cannot_add), (m.copy, v.copy_cannot_add)):
+                    for p, rules in declared.items():
+                        g = kms.grantee_of(p)
+                        if g is not None and p not in cannot:
+                            kv.needed.setdefault(g, set()).update(rules)
+                            kv.principals.setdefault(g, p)
+            holders = _after_apply(m.launch, v.current, v.blocked, prune, v.cannot_add)
+            if m.manages_copy:
+                for sid in m.image.snapshot_ids:
+                    holders |= _after_apply(m.copy, state.copy.get((m.image.region, sid), frozenset()),
+                                            v.blocked, prune, v.copy_cannot_add)
+            for p in holders:
+                g = kms.grantee_of(p)
+                if g is not None:
+                    kv.held.add(g)
+                    kv.principals.setdefault(g, p)
+    return keys
+
+
+@dataclass(frozen=True)
+class _KeyResult:
+    ops: list[Operation]
+    usable: bool = True  # False: the key cannot be changed, share nothing new through it
+    unchanged: int = 0
+    missing: frozenset[Grantee] = frozenset()  # check mode: access that is not there
+
+
+def _key_ops(manifest: Manifest, kv: _KeyView, partition: str, findings: list[Finding],
+             policies: dict[str, tuple[dict[str, Any], dict[str, Any]]]) -> _KeyResult:
+    """Operations for one key (key-policy mode) or findings about it (check mode)."""
+    info = kv.info
+    policy = kms.parse_policy(info.policy or "{}")
+    owned = kms.owned_grantees(policy)
+    wanted: set[Grantee] = set()
+    for g in sorted(kv.needed):
+        if g.kind is kms.GranteeKind.ACCOUNT and kms.foreign_allows(policy, g.value):
+            findings.append(_f(Severity.INFO, "kms-foreign-statement", info.region, info.arn,
+                               f"account {g.value} already has access to {info.label} through a "
+                               "statement the tool does not own; left alone"))
+            continue
+        wanted.add(g)
+    adds = wanted - owned
+    removes = (owned - wanted - kv.held) if manifest.settings.prune else set()
+    unchanged = len(wanted & owned)
+    if not adds and not removes:
+        return _KeyResult([], unchanged=unchanged)
+    if manifest.settings.kms == "check":
+        for g in sorted(adds):
+            p = kms.principal_of(g, partition, kv.principals)
+            findings.append(_f(Severity.ERROR, "kms-access-missing", info.region, info.arn,
+                               f"{p.label} is declared on images encrypted with {info.label} but "
+                               "the key policy does not let it use the key, so its launches would "
+                               "fail; it is not shared (kms: check, nothing written)"))
+        return _KeyResult([], unchanged=unchanged, missing=frozenset(adds))
+    final = kms.with_grantees(policy, (owned | adds) - removes, partition)
+    widest = kms.with_grantees(policy, owned | adds, partition)
+    size = max(kms.policy_bytes(final), kms.policy_bytes(widest))
+    if size > kms.MAX_POLICY_BYTES:
+        findings.append(_f(Severity.ERROR, "key-policy-too-large", info.region, info.arn,
+                           f"key policy of {info.label} would be {size:,} bytes, over the "
+                           f"{kms.MAX_POLICY_BYTES:,}-byte KMS limit; share with fewer accounts "
+                           "(an Organization or OU counts once) or use separate keys"))
+        return _KeyResult([], usable=False)
+    policies[info.arn] = (policy, final)
+    ops = [Operation(Action.ADD, OpKind.KMS, info.region, info.arn,
+                     kms.principal_of(g, partition, kv.principals), tuple(sorted(kv.needed[g])))
+           for g in adds]
+    ops += [Operation(Action.REMOVE, OpKind.KMS, info.region, info.arn,
+                      kms.principal_of(g, partition, kv.principals), ()) for g in removes]
+    return _KeyResult(ops, unchanged=unchanged)
+
+
+def policy_digest(text: str | None) -> str | None:
+    if text is None:
+        return None
+    try:
+        canonical = json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
+    except json.JSONDecodeError:
+        canonical = text
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
                  state: CurrentState, options: PlanOptions = PlanOptions()) -> Plan:
     """Pure: desired (selection) vs current (state) → a sorted, digested plan."""
     findings: list[Finding] = list(selection.findings)
+    prune = manifest.settings.prune
+    views = [_ImageView(m, state.launch.get(m.image.key, frozenset()), [])
+             for m in selection.managed]
+    for v in views:
+        _image_checks(manifest, v, state, identity.account, findings)
+
     ops: list[Operation] = []
     unchanged = 0
-    digest_state: dict[tuple[str, str, str], list[list[str]]] = {}
-    for m in selection.managed:
-        img = m.image
-        current = state.launch.get(img.key, frozenset())
-        digest_state[(OpKind.LAUNCH.value, img.region, img.image_id)] = canonical_principals(current)
-        image_findings, cannot_add, blocked = _image_checks(manifest, m, current, state)
-        findings += image_findings
-        if blocked:
+    policies: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    resource_keys: dict[RegionKey, tuple[str, ...]] = {}
+    if manifest.settings.kms != "off":
+        for arn, kv in sorted(_key_views(views, state, prune).items()):
+            result = _key_ops(manifest, kv, identity.partition, findings, policies)
+            ops += result.ops
+            unchanged += result.unchanged
+            for v in kv.images:
+                if not result.usable:
+                    v.blocked = True  # its consumers could not use the key: share nothing new
+                for declared, cannot in ((v.m.launch, v.cannot_add), (v.m.copy, v.copy_cannot_add)):
+                    cannot.update(p for p in declared if kms.grantee_of(p) in result.missing)
+                img_key = v.m.image.key
+                resource_keys[img_key] = tuple(sorted({*resource_keys.get(img_key, ()), arn}))
+                for sid in v.m.image.snapshot_ids:
+                    resource_keys[(v.m.image.region, sid)] = resource_keys[img_key]
+
+    digest_state: dict[tuple[str, str, str], Any] = {}
+    resource_images: dict[str, str] = {}
+    for v in views:
+        img = v.m.image
+        digest_state[(OpKind.LAUNCH.value, img.region, img.image_id)] = canonical_principals(v.current)
+        if v.blocked:
             continue
-        d = diff_permissions(OpKind.LAUNCH, img.region, img.image_id, m.launch, current,
-                             prune=manifest.settings.prune, cannot_add=frozenset(cannot_add))
+        d = diff_permissions(OpKind.LAUNCH, img.region, img.image_id, v.m.launch, v.current,
+                             prune=prune, cannot_add=frozenset(v.cannot_add))
         ops += d.operations
         unchanged += d.unchanged
+        if v.m.manages_copy:
+            for sid in img.snapshot_ids:
+                cur = state.copy.get((img.region, sid), frozenset())
+                digest_state[(OpKind.COPY.value, img.region, sid)] = canonical_principals(cur)
+                resource_images[sid] = f"snapshot of {img.image_id}"
+                d = diff_permissions(OpKind.COPY, img.region, sid, v.m.copy, cur, prune=prune,
+                                     cannot_add=frozenset(v.copy_cannot_add))
+                ops += d.operations
+                unchanged += d.unchanged
+    for (region, _), info in state.keys.items():
+        if info.arn:
+            digest_state[(OpKind.KMS.value, region, info.arn)] = policy_digest(info.policy)
+            if info.alias:
+                resource_images[info.arn] = info.alias
     if options.strict:
         findings = [_promote(f) for f in findings]
     return make_plan(
@@ -135,8 +398,12 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
         unchanged=unchanged,
         state=digest_state,
         image_names={m.image.image_id: m.image.name for m in selection.managed},
+        resource_images=resource_images,
+        key_policies=policies,
+        resource_keys=resource_keys,
     )
 
 
 def _promote(f: Finding) -> Finding:
     return replace(f, severity=Severity.ERROR) if f.severity is Severity.WARNING else f
+

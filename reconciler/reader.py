@@ -5,21 +5,30 @@ Calls made by a plan (and nothing else):
 * ``ec2:DescribeImages`` (``Owners=['self']``, paginated) once per Region;
 * ``ec2:DescribeImageAttribute launchPermission`` once per *managed* image;
 * ``ec2:GetImageBlockPublicAccessState`` once per Region, only where a public share
-  would be added.
+  would be added;
+* ``ec2:DescribeSnapshots`` for the managed images' snapshots, batched by ID list;
+* ``ec2:DescribeSnapshotAttribute createVolumePermission`` once per snapshot of an image
+  whose rules use ``copy``;
+* ``kms:DescribeKey`` and ``kms:GetKeyPolicy`` once per distinct key, and
+  ``kms:ListAliases`` once per Region that has such keys (KMS mode not ``off``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import botocore.exceptions
 
-from .aws import Clients, describe_error
+from .aws import Clients, describe_error, error_code
 from .errors import AwsError
-from .model import Identity, Image, Principal
+from .kms import KeyInfo
+from .model import Identity, Image, Principal, Snapshot
 
+SNAPSHOT_BATCH = 200
+ACCESS_DENIED = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation")
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -117,3 +126,81 @@ class Reader:
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             return None, describe_error(exc, "ec2", "GetImageBlockPublicAccessState")
         return str(resp.get("ImageBlockPublicAccessState", "")), ""
+
+    def snapshots(self, region: str, snapshot_ids: Sequence[str]) -> dict[str, Snapshot]:
+        """The given snapshots, ``SNAPSHOT_BATCH`` IDs per call. Missing ones are left out."""
+        ids = sorted(set(snapshot_ids))
+        batches = [ids[i:i + SNAPSHOT_BATCH] for i in range(0, len(ids), SNAPSHOT_BATCH)]
+        out: dict[str, Snapshot] = {}
+        for found in self.map(lambda batch: self._snapshot_batch(region, batch), batches):
+            out.update(found)
+        return out
+
+    def _snapshot_batch(self, region: str, ids: list[str]) -> dict[str, Snapshot]:
+        ec2 = self.clients.get("ec2", region)
+        try:
+            raws: list[dict[str, Any]] = []
+            for page in ec2.get_paginator("describe_snapshots").paginate(SnapshotIds=ids):
+                raws.extend(page.get("Snapshots", []))
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) == "InvalidSnapshot.NotFound" and len(ids) > 1:
+                # One missing ID fails the whole call: split to find the ones that exist.
+                mid = len(ids) // 2
+                return {**self._snapshot_batch(region, ids[:mid]),
+                        **self._snapshot_batch(region, ids[mid:])}
+            if error_code(exc) == "InvalidSnapshot.NotFound":
+                return {}
+            raise AwsError(f"{region}: {describe_error(exc, 'ec2', 'DescribeSnapshots')}") from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise AwsError(f"{region}: {describe_error(exc, 'ec2', 'DescribeSnapshots')}") from None
+        return {r["SnapshotId"]: Snapshot(r["SnapshotId"], region, bool(r.get("Encrypted")),
+                                          r.get("KmsKeyId", "") or "", r.get("OwnerId", ""))
+                for r in raws if r["SnapshotId"] in ids}
+
+    def copy_permissions(self, key: tuple[str, str]) -> frozenset[Principal]:
+        region, snapshot_id = key
+        ec2 = self.clients.get("ec2", region)
+        try:
+            resp = ec2.describe_snapshot_attribute(SnapshotId=snapshot_id,
+                                                   Attribute="createVolumePermission")
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise AwsError(f"{region} {snapshot_id}: "
+                           f"{describe_error(exc, 'ec2', 'DescribeSnapshotAttribute')}") from None
+        return parse_launch_permissions(resp.get("CreateVolumePermissions") or [], snapshot_id)
+
+    def key_info(self, key: tuple[str, str]) -> KeyInfo:
+        """``DescribeKey`` then (for a customer key the caller owns) ``GetKeyPolicy``.
+
+        Failures become :attr:`KeyInfo.error` (a finding for the images the key backs),
+        not exceptions: one unreadable key must not stop the plan for every other image.
+        """
+        region, key_id = key
+        kms = self.clients.get("kms", region)
+        try:
+            meta = kms.describe_key(KeyId=key_id)["KeyMetadata"]
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            return KeyInfo(key_id, region, error=describe_error(exc, "kms", "DescribeKey"))
+        info = KeyInfo(key_id, region, arn=meta.get("Arn", key_id),
+                       account=meta.get("AWSAccountId", ""), manager=meta.get("KeyManager", ""),
+                       state=meta.get("KeyState", ""))
+        caller = self.identity().account
+        if info.manager != "CUSTOMER" or info.account != caller:
+            return info
+        try:
+            policy = kms.get_key_policy(KeyId=info.arn, PolicyName="default")["Policy"]
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            return replace(info, error=describe_error(exc, "kms", "GetKeyPolicy"))
+        return replace(info, policy=policy)
+
+    def aliases(self, region: str) -> dict[str, str]:
+        """Key ID → first alias name (sorted), for display. Empty if aliases cannot be listed."""
+        kms = self.clients.get("kms", region)
+        out: dict[str, list[str]] = {}
+        try:
+            for page in kms.get_paginator("list_aliases").paginate():
+                for a in page.get("Aliases", []):
+                    if a.get("TargetKeyId"):
+                        out.setdefault(a["TargetKeyId"], []).append(a["AliasName"])
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
+            return {}
+        return {k: sorted(v)[0] for k, v in out.items()}

@@ -10,6 +10,7 @@ import html
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from .manifest import Manifest
 from .model import Action, Finding, OpKind, Operation, Principal, Severity
@@ -102,6 +103,26 @@ def render_text(plan: Plan, manifest: Manifest | None, *, color: bool = False,
         lines.append("")
     lines.append(st.paint(summary_line(plan), "white", bold=True))
     return "\n".join(lines) + "\n"
+
+
+def policy_diff(old: Any, new: Any) -> list[str]:
+    """An exact structural diff of two key policies, one change per line (deepdiff)."""
+    from deepdiff import DeepDiff
+
+    diff = DeepDiff(old, new, ignore_order=False, verbose_level=2)
+    return [line for line in diff.pretty().splitlines() if line.strip()] if diff else []
+
+
+def key_policy_details(plan: Plan) -> Callable[[str, str], list[str]]:
+    """``render_text`` detail lines: the policy change of each KMS key (for ``--verbose``)."""
+
+    def details(region: str, resource: str) -> list[str]:
+        pair = plan.key_policies.get(resource)
+        if pair is None:
+            return []
+        return ["key policy change:", *("  " + line for line in policy_diff(*pair))]
+
+    return details
 
 
 def _md_escape(text: str) -> str:

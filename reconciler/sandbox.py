@@ -10,6 +10,7 @@ adds what is missing, the same way the test suite does, so the sandbox behaves l
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +26,16 @@ from .yamlload import load_yaml
 IMAGE_BLOCK_PUBLIC_ACCESS: dict[tuple[str, str], str] = {}
 
 
+AWS_MANAGED_KEY = "aws/ebs"
+
+
+@dataclass(frozen=True)
+class SandboxKey:
+    name: str  # alias without the alias/ prefix
+    region: str
+    policy: str | None = None  # JSON text; moto's default policy when None
+
+
 @dataclass(frozen=True)
 class SandboxImage:
     region: str
@@ -33,6 +44,8 @@ class SandboxImage:
     tags: tuple[tuple[str, str], ...]
     state: str
     launch: tuple[Principal, ...]
+    copy: tuple[Principal, ...] = ()
+    encrypted_with: str | None = None  # a key name, or aws/ebs
 
 
 @dataclass(frozen=True)
@@ -40,6 +53,7 @@ class SandboxState:
     account: str
     images: tuple[SandboxImage, ...]
     image_block_public_access: tuple[tuple[str, str], ...]
+    keys: tuple[SandboxKey, ...] = ()
 
 
 def parse_sandbox(raw: bytes, file: str) -> SandboxState:
@@ -52,24 +66,41 @@ def parse_sandbox(raw: bytes, file: str) -> SandboxState:
     if problems:
         raise InputError(problems)
     data = doc.data
+    keys = []
+    key_names: set[tuple[str, str]] = set()
+    for i, k in enumerate(data.get("keys") or []):
+        if (k["region"], k["name"]) in key_names:
+            problems.append(doc.problem(("keys", i, "name"), f"keys[{i}].name: duplicate key "
+                                                              f"{k['name']!r} in {k['region']}"))
+        key_names.add((k["region"], k["name"]))
+        policy = json.dumps(k["policy"]) if "policy" in k else None
+        keys.append(SandboxKey(k["name"], k["region"], policy))
     images = []
     for i, img in enumerate(data.get("images") or []):
-        launch = []
-        for j, ref in enumerate(img.get("launch") or []):
-            p = Principal.parse_literal(ref)
-            if p is None:
-                problems.append(doc.problem(("images", i, "launch", j),
-                                            f"images[{i}].launch[{j}]: {ref!r} is not an account ID, "
-                                            "Organization/OU ARN or public"))
-                continue
-            launch.append(p)
+        perms: dict[str, list[Principal]] = {"launch": [], "copy": []}
+        for field_name, out in perms.items():
+            for j, ref in enumerate(img.get(field_name) or []):
+                p = Principal.parse_literal(ref)
+                if p is None:
+                    problems.append(doc.problem((("images", i, field_name, j)),
+                                                f"images[{i}].{field_name}[{j}]: {ref!r} is not an "
+                                                "account ID, Organization/OU ARN or public"))
+                    continue
+                out.append(p)
+        enc = img.get("encrypted_with")
+        if enc and enc != AWS_MANAGED_KEY and (img["region"], enc) not in key_names:
+            problems.append(doc.problem(("images", i, "encrypted_with"),
+                                        f"images[{i}].encrypted_with: no key {enc!r} in "
+                                        f"{img['region']} under `keys:` (or use {AWS_MANAGED_KEY})"))
         images.append(SandboxImage(img["region"], img["name"], img.get("id"),
                                    tuple(sorted((img.get("tags") or {}).items())),
-                                   img.get("state", "available"), tuple(launch)))
+                                   img.get("state", "available"), tuple(perms["launch"]),
+                                   tuple(perms["copy"]), enc))
     if problems:
         raise InputError(problems)
     return SandboxState(data["account"], tuple(images),
-                        tuple(sorted((data.get("image_block_public_access") or {}).items())))
+                        tuple(sorted((data.get("image_block_public_access") or {}).items())),
+                        tuple(keys))
 
 
 def load_sandbox(path: str) -> SandboxState:
@@ -84,10 +115,20 @@ def load_sandbox(path: str) -> SandboxState:
 def install_moto_extensions() -> None:
     """Teach moto the EC2 calls it lacks (idempotent; patches the moto classes in-process)."""
     from moto.core.responses import ActionResult
+    from moto.ec2.models.amis import Ami
     from moto.ec2.responses import EC2Response
 
     if getattr(EC2Response, "_reconciler_extended", False):
         return
+
+    def block_device_mappings(self: Any) -> list[dict[str, Any]]:
+        # Like AWS, report whether the backing snapshot is encrypted.
+        snap = self.ebs_snapshot
+        return [{"DeviceName": self.root_device_name,
+                 "Ebs": {"SnapshotId": snap.id, "VolumeSize": 15, "DeleteOnTermination": False,
+                         "VolumeType": "standard", "Encrypted": bool(snap.encrypted)}}]
+
+    Ami.block_device_mappings = property(block_device_mappings)  # type: ignore[assignment,method-assign]
 
     def get_image_block_public_access_state(self: Any) -> Any:
         state = IMAGE_BLOCK_PUBLIC_ACCESS.get((self.current_account, self.region), "unblocked")
@@ -107,6 +148,23 @@ def set_image_id(account: str, region: str, old: str, new: str) -> None:
     backend.amis[new] = ami
 
 
+def encrypt_image(account: str, region: str, image_id: str, key_arn: str) -> str:
+    """Make a moto image's backing snapshot encrypted with ``key_arn``; return its ID."""
+    from moto.ec2.models import ec2_backends
+
+    snap = ec2_backends[account][region].amis[image_id].ebs_snapshot
+    snap.encrypted = True
+    snap.kms_key_id = key_arn
+    return str(snap.id)
+
+
+def make_aws_managed(account: str, region: str, key_id: str) -> None:
+    """Mark a moto key as AWS managed (moto reports every key as CUSTOMER)."""
+    from moto.kms.models import kms_backends
+
+    kms_backends[account][region].keys[key_id].key_manager = "AWS"
+
+
 def set_image_state(account: str, region: str, image_id: str, state: str) -> None:
     from moto.ec2.models import ec2_backends
 
@@ -120,6 +178,19 @@ def seed(state: SandboxState) -> list[str]:
     ids: list[str] = []
     for (region, block) in state.image_block_public_access:
         IMAGE_BLOCK_PUBLIC_ACCESS[(state.account, region)] = block
+    key_arns: dict[tuple[str, str], str] = {}
+    for key in state.keys:
+        kms = boto3.client("kms", region_name=key.region)
+        extra = {"Policy": key.policy} if key.policy else {}
+        meta = kms.create_key(Description=f"sandbox key {key.name}", **extra)["KeyMetadata"]
+        kms.create_alias(AliasName=f"alias/{key.name}", TargetKeyId=meta["KeyId"])
+        key_arns[(key.region, key.name)] = meta["Arn"]
+    for region in sorted({i.region for i in state.images if i.encrypted_with == AWS_MANAGED_KEY}):
+        kms = boto3.client("kms", region_name=region)
+        meta = kms.create_key(Description="Default key that protects my EBS volumes when no "
+                                          "other key is defined")["KeyMetadata"]
+        make_aws_managed(state.account, region, meta["KeyId"])
+        key_arns[(region, AWS_MANAGED_KEY)] = meta["Arn"]
     for img in state.images:
         ec2 = boto3.client("ec2", region_name=img.region)
         image_id = ec2.register_image(Name=img.name, RootDeviceName="/dev/xvda")["ImageId"]
@@ -132,6 +203,18 @@ def seed(state: SandboxState) -> list[str]:
         if img.launch:
             ec2.modify_image_attribute(ImageId=image_id, Attribute="launchPermission",
                                        LaunchPermission={"Add": [p.to_dict() for p in img.launch]})
+        snapshot_id = ec2.describe_images(ImageIds=[image_id])["Images"][0][
+            "BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+        if img.encrypted_with:
+            encrypt_image(state.account, img.region, image_id,
+                          key_arns[(img.region, img.encrypted_with)])
+        users = [p.value for p in img.copy if not p.is_public]
+        if users:
+            ec2.modify_snapshot_attribute(SnapshotId=snapshot_id, Attribute="createVolumePermission",
+                                          OperationType="add", UserIds=users)
+        if any(p.is_public for p in img.copy):
+            ec2.modify_snapshot_attribute(SnapshotId=snapshot_id, Attribute="createVolumePermission",
+                                          OperationType="add", GroupNames=["all"])
         if img.state != "available":
             set_image_state(state.account, img.region, image_id, img.state)
         ids.append(image_id)
@@ -143,23 +226,41 @@ def dump(state: SandboxState, image_ids: list[str]) -> str:
     import boto3
     import yaml
 
+    def labels(entries: list[dict[str, str]]) -> list[str]:
+        return [p.label for p in sorted((Principal.from_dict(e) for e in entries),
+                                        key=lambda p: p.sort_key)]
+
+    keys = []
+    for key in state.keys:
+        kms = boto3.client("kms", region_name=key.region)
+        key_id = kms.describe_key(KeyId=f"alias/{key.name}")["KeyMetadata"]["KeyId"]
+        policy = kms.get_key_policy(KeyId=key_id, PolicyName="default")["Policy"]
+        keys.append({"name": key.name, "region": key.region, "policy": json.loads(policy)})
     images = []
     for img, image_id in zip(state.images, image_ids, strict=True):
         ec2 = boto3.client("ec2", region_name=img.region)
         perms = ec2.describe_image_attribute(ImageId=image_id, Attribute="launchPermission")
-        launch = sorted((Principal.from_dict(p) for p in perms.get("LaunchPermissions") or []),
-                        key=lambda p: p.sort_key)
+        snapshot_id = ec2.describe_images(ImageIds=[image_id])["Images"][0][
+            "BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+        snap = ec2.describe_snapshot_attribute(SnapshotId=snapshot_id,
+                                               Attribute="createVolumePermission")
         entry: dict[str, Any] = {"id": image_id, "region": img.region, "name": img.name}
         if img.tags:
             entry["tags"] = dict(img.tags)
         if img.state != "available":
             entry["state"] = img.state
-        if launch:
-            entry["launch"] = [p.label for p in launch]
+        if img.encrypted_with:
+            entry["encrypted_with"] = img.encrypted_with
+        if launch := labels(perms.get("LaunchPermissions") or []):
+            entry["launch"] = launch
+        if copy := labels(snap.get("CreateVolumePermissions") or []):
+            entry["copy"] = copy
         images.append(entry)
     doc: dict[str, Any] = {"version": 1, "account": state.account}
     if state.image_block_public_access:
         doc["image_block_public_access"] = dict(state.image_block_public_access)
+    if keys:
+        doc["keys"] = keys
     doc["images"] = images
     header = "# Sandbox state written by `reconcile apply --sandbox-save`.\n"
     return header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=100)

@@ -65,6 +65,7 @@ def test_plan_makes_exactly_the_minimal_calls(aws: Images) -> None:
         "GetCallerIdentity": 1,
         "DescribeImages": 2,  # one per Region (a single page here)
         "DescribeImageAttribute": len(managed),  # only managed images
+        "DescribeSnapshots": 2,  # one batch per Region; unencrypted: no KMS calls
     }
     described = {p["ImageId"] for op, p in calls.params if op == "DescribeImageAttribute"}
     assert described == set(managed) and not described & set(unmanaged)

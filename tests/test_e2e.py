@@ -344,6 +344,8 @@ def test_sandbox_example_plans_and_applies(run_cli: Runner, no_aws) -> None:
     assert removes == [("ami-0a11c0de000000001", {"UserId": "999988887777"})]
     assert "ami-0b0bde0000000c0de" not in r.out  # unmanaged scratch image
     assert {f["code"] for f in doc["findings"]} == {"image-disabled"}
+    kinds = {o["kind"] for o in doc["operations"]}
+    assert kinds == {"launch_permission", "create_volume_permission", "kms_key_access"}
     r = run_cli("apply", m, "--sandbox", state, "--auto-approve", endpoint=no_aws.url)
     assert r.code == 0, r.err
     assert "0 failed" in r.out
@@ -374,3 +376,41 @@ def test_bad_manifest_rejected_without_aws(run_cli: Runner, no_aws, path: Path) 
         assert any(f"{path}:{line}:" in e and text in e for e in errors), (command, r.err)
         assert "Traceback" not in r.err
     assert no_aws.count == 0, "an invalid manifest must not cause any AWS request"
+
+
+def test_encrypted_ami_end_to_end(server: tuple[MotoServer, Images], run_cli: Runner,
+                                  tmp_path: Path) -> None:
+    from reconciler.sandbox import encrypt_image
+
+    srv, images = server
+    kms_client = srv.client("kms")
+    foreign = {"Sid": "Admins", "Effect": "Allow",
+               "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "kms:*",
+               "Resource": "*"}
+    key = kms_client.create_key(Policy=json.dumps({"Version": "2012-10-17",
+                                                   "Statement": [foreign]}))["KeyMetadata"]["Arn"]
+    kms_client.create_alias(AliasName="alias/golden", TargetKeyId=key)
+    golden = images.create("golden-1")
+    snap = encrypt_image(ACCOUNT, "us-east-1", golden, key)
+    m = manifest(tmp_path, launch="[prod, ou]", extra="    copy: [prod]\n")
+
+    r = run_cli("plan", m, "-v")
+    assert r.code == 0, r.err
+    assert f"~ {key} (alias/golden)" in r.out
+    assert "+ kms    111122223333 (prod)" in r.out
+    assert f"~ {snap} (snapshot of {golden})" in r.out
+    assert "key policy change:" in r.out and "AmiShareReconcilerOrgs" in r.out
+
+    r = run_cli("apply", m, "--auto-approve")
+    assert r.code == 0, r.out + r.err
+    policy = json.loads(kms_client.get_key_policy(KeyId=key, PolicyName="default")["Policy"])
+    assert policy["Statement"][0] == foreign
+    assert [s["Sid"] for s in policy["Statement"][1:]] == [
+        "AmiShareReconcilerAccounts", "AmiShareReconcilerAccountsGrant",
+        "AmiShareReconcilerOrgs", "AmiShareReconcilerOrgsGrant"]
+    assert images.launch(golden) == [{"OrganizationalUnitArn": OU}, {"UserId": PROD}]
+    perms = srv.client("ec2").describe_snapshot_attribute(SnapshotId=snap,
+                                                          Attribute="createVolumePermission")
+    assert perms["CreateVolumePermissions"] == [{"UserId": PROD}]
+    r = run_cli("plan", m, "--detailed-exitcode")
+    assert r.code == 0, r.out

@@ -1,0 +1,295 @@
+"""Encrypted AMIs: key-policy statements, blockers, copy permissions, apply order (moto)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import botocore.exceptions
+import pytest
+from helpers import ACCOUNT, Images
+from test_aws import Calls
+
+from reconciler import kms
+from reconciler.applier import Applier, ApplyReport
+from reconciler.aws import Clients
+from reconciler.manifest import parse_manifest
+from reconciler.model import Principal
+from reconciler.plan import Plan
+from reconciler.planner import build_plan
+from reconciler.reader import Reader
+from reconciler.sandbox import encrypt_image, make_aws_managed
+
+PROD, STAGING, DEV = "111122223333", "444455556666", "777788889999"
+ORG = "arn:aws:organizations::123456789012:organization/o-a1b2c3d4e5"
+OU = "arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-cdef3456"
+ROOT_STATEMENT = {"Sid": "EnableRoot", "Effect": "Allow",
+                  "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "kms:*",
+                  "Resource": "*"}
+FOREIGN = {"Sid": "BackupVault", "Effect": "Allow",
+           "Principal": {"AWS": "arn:aws:iam::246813579024:root"},
+           "Action": ["kms:Decrypt"], "Resource": "*"}
+
+
+def make_key(*statements: dict[str, Any]) -> str:
+    policy = {"Version": "2012-10-17", "Statement": [ROOT_STATEMENT, *statements]}
+    meta = boto3.client("kms", region_name="us-east-1").create_key(Policy=json.dumps(policy))
+    return str(meta["KeyMetadata"]["Arn"])
+
+
+def policy_of(key_arn: str) -> dict[str, Any]:
+    text = boto3.client("kms", region_name="us-east-1").get_key_policy(
+        KeyId=key_arn, PolicyName="default")["Policy"]
+    return dict(json.loads(text))
+
+
+def encrypted_image(aws: Images, name: str, key_arn: str, **kw: Any) -> tuple[str, str]:
+    image = aws.create(name, **kw)
+    return image, encrypt_image(ACCOUNT, "us-east-1", image, key_arn)
+
+
+def manifest(rules: str, settings: str = "") -> bytes:
+    return f"""\
+version: 1
+settings: {{regions: [us-east-1]{settings}}}
+principals: {{prod: "{PROD}", staging: "{STAGING}", dev: "{DEV}", org: "{ORG}", ou: "{OU}"}}
+images:
+{rules}""".encode()
+
+
+def session_with(calls: Calls | None = None) -> Clients:
+    session = boto3.Session()
+    if calls is not None:
+        session.events.register("before-call", calls)
+        session.events.register("provide-client-params", calls.record_params)
+    return Clients(session, 4)
+
+
+def plan_and_apply(text: bytes, clients: Clients | None = None) -> tuple[Plan, ApplyReport]:
+    clients = clients or session_with()
+    reader = Reader(clients, 4)
+    plan = build_plan(parse_manifest(text, "m.yaml"), reader)
+    report = Applier(clients, reader.identity(), resource_keys=plan.resource_keys).apply(
+        plan.operations)
+    return plan, report
+
+
+def replan(text: bytes) -> Plan:
+    return build_plan(parse_manifest(text, "m.yaml"), Reader(session_with(), 4))
+
+
+def owned(policy: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {st["Sid"]: st for st in policy["Statement"] if st["Sid"] in kms.OWNED_SIDS}
+
+
+def test_encrypted_ami_shared_with_accounts_and_an_ou(aws: Images) -> None:
+    key = make_key(FOREIGN)
+    image, _ = encrypted_image(aws, "golden-1", key)
+    text = manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod, staging, ou]}\n')
+    plan, report = plan_and_apply(text)
+    assert not report.failed and not plan.errors
+    kms_ops = [(o.action.value, o.principal.to_dict()) for o in plan.operations if o.kind.value == "kms_key_access"]
+    assert kms_ops == [("add", {"UserId": PROD}), ("add", {"UserId": STAGING}),
+                       ("add", {"OrganizationalUnitArn": OU})]
+    policy = policy_of(key)
+    assert policy["Statement"][:2] == [ROOT_STATEMENT, FOREIGN], "foreign statements must stay"
+    ours = owned(policy)
+    roots = [f"arn:aws:iam::{PROD}:root", f"arn:aws:iam::{STAGING}:root"]
+    assert ours["AmiShareReconcilerAccounts"]["Principal"] == {"AWS": roots}
+    assert ours["AmiShareReconcilerAccounts"]["Action"] == kms.USE_ACTIONS
+    assert ours["AmiShareReconcilerAccountsGrant"]["Condition"] == {
+        "Bool": {"kms:GrantIsForAWSResource": True}}
+    assert ours["AmiShareReconcilerOrgs"]["Principal"] == "*"
+    assert ours["AmiShareReconcilerOrgs"]["Condition"] == {
+        "ForAnyValue:StringLike": {"aws:PrincipalOrgPaths": ["o-a1b2c3d4e5/*/ou-ab12-cdef3456/*"]}}
+    assert {"OrganizationalUnitArn": OU} in aws.launch(image)
+    assert replan(text).operations == (), "plan after apply must be empty"
+
+
+def test_two_images_share_a_key_union_and_targeted_removal(aws: Images) -> None:
+    key = make_key()
+    a, _ = encrypted_image(aws, "golden-a", key)
+    b, _ = encrypted_image(aws, "golden-b", key)
+    both = manifest('  - {name: ra, select: {ids: [%s]}, launch: [prod]}\n'
+                    '  - {name: rb, select: {ids: [%s]}, launch: [staging, org]}\n' % (a, b))
+    plan, report = plan_and_apply(both)
+    assert not report.failed
+    ours = owned(policy_of(key))
+    assert ours["AmiShareReconcilerAccounts"]["Principal"]["AWS"] == [
+        f"arn:aws:iam::{PROD}:root", f"arn:aws:iam::{STAGING}:root"]
+    assert ours["AmiShareReconcilerOrgs"]["Condition"] == {
+        "StringEquals": {"aws:PrincipalOrgID": ["o-a1b2c3d4e5"]}}
+
+    # b no longer shared with staging: only staging leaves the key policy.
+    less = manifest('  - {name: ra, select: {ids: [%s]}, launch: [prod]}\n'
+                    '  - {name: rb, select: {ids: [%s]}, launch: [org]}\n' % (a, b))
+    plan, report = plan_and_apply(less)
+    assert sorted((o.kind.value, o.action.value, o.principal.value) for o in plan.operations) == [
+        ("kms_key_access", "remove", STAGING), ("launch_permission", "remove", STAGING)]
+    ours = owned(policy_of(key))
+    assert ours["AmiShareReconcilerAccounts"]["Principal"]["AWS"] == [f"arn:aws:iam::{PROD}:root"]
+    assert aws.launch(a) == [{"UserId": PROD}]
+    assert replan(less).operations == ()
+
+
+def test_aws_managed_key_blocks_only_that_image(aws: Images) -> None:
+    kms_client = boto3.client("kms", region_name="us-east-1")
+    managed = kms_client.create_key()["KeyMetadata"]
+    make_aws_managed(ACCOUNT, "us-east-1", managed["KeyId"])
+    blocked, snap = encrypted_image(aws, "golden-blocked", managed["Arn"])
+    fine = aws.create("golden-fine")
+    plan, report = plan_and_apply(manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod]}\n'))
+    [finding] = plan.errors
+    assert finding.code == "aws-managed-key" and finding.resource == blocked
+    assert snap in finding.message and managed["Arn"] in finding.message
+    assert "copy-image" in finding.message and "--kms-key-id" in finding.message
+    assert aws.launch(blocked) == []
+    assert aws.launch(fine) == [{"UserId": PROD}], "the other image is still applied"
+    assert not report.failed
+
+
+def test_key_policy_read_denied_is_a_finding(aws: Images) -> None:
+    key = make_key()
+    image, _ = encrypted_image(aws, "golden-1", key)
+    clients = session_with()
+
+    def deny(**_: Any) -> None:
+        raise botocore.exceptions.ClientError(
+            {"Error": {"Code": "AccessDeniedException", "Message": "not allowed"}}, "GetKeyPolicy")
+
+    clients.session.events.register("provide-client-params.kms.GetKeyPolicy", deny)
+    plan, report = plan_and_apply(manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod]}\n'),
+                                  clients)
+    [finding] = plan.errors
+    assert finding.code == "kms-access-denied"
+    assert "kms:GetKeyPolicy" in finding.message
+    assert plan.operations == () and aws.launch(image) == []
+
+
+def test_copy_permissions_added_and_pruned(aws: Images) -> None:
+    key = make_key()
+    image, snap = encrypted_image(aws, "golden-1", key)
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    ec2.modify_snapshot_attribute(SnapshotId=snap, Attribute="createVolumePermission",
+                                  OperationType="add", UserIds=[DEV])
+    text = manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod, staging], copy: [prod]}\n')
+    plan, report = plan_and_apply(text)
+    copy_ops = [(o.action.value, o.resource, o.principal.value) for o in plan.operations
+                if o.kind.value == "create_volume_permission"]
+    assert copy_ops == [("add", snap, PROD), ("remove", snap, DEV)]
+    perms = ec2.describe_snapshot_attribute(SnapshotId=snap, Attribute="createVolumePermission")
+    assert perms["CreateVolumePermissions"] == [{"UserId": PROD}]
+    assert not report.failed and replan(text).operations == ()
+    # DEV only had copy access: its key access is not needed and never was ours.
+    assert owned(policy_of(key))["AmiShareReconcilerAccounts"]["Principal"]["AWS"] == [
+        f"arn:aws:iam::{PROD}:root", f"arn:aws:iam::{STAGING}:root"]
+
+
+def test_check_mode_reports_and_writes_nothing(aws: Images) -> None:
+    key = make_key()
+    image, _ = encrypted_image(aws, "golden-1", key)
+    plain = aws.create("golden-plain")
+    calls = Calls()
+    text = manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod]}\n', ", kms: check")
+    plan, report = plan_and_apply(text, session_with(calls))
+    assert [(f.code, f.resource) for f in plan.errors] == [("kms-access-missing", key)]
+    assert "PutKeyPolicy" not in calls.by_op
+    assert aws.launch(image) == [], "no launch permission the consumer could not use"
+    assert aws.launch(plain) == [{"UserId": PROD}]
+    assert "AmiShareReconcilerAccounts" not in json.dumps(policy_of(key))
+
+
+def test_off_mode_makes_no_kms_call(aws: Images) -> None:
+    key = make_key()
+    image, _ = encrypted_image(aws, "golden-1", key)
+    calls = Calls()
+    text = manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod]}\n', ", kms: 'off'")
+    plan, _ = plan_and_apply(text, session_with(calls))
+    assert not [op for op in calls.by_op if op in ("DescribeKey", "GetKeyPolicy", "ListAliases",
+                                                   "PutKeyPolicy")]
+    assert aws.launch(image) == [{"UserId": PROD}]
+
+
+def test_key_read_once_however_many_images_use_it(aws: Images) -> None:
+    key = make_key()
+    for i in range(5):
+        encrypted_image(aws, f"golden-{i}", key)
+    calls = Calls()
+    build_plan(parse_manifest(manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod]}\n'),
+                              "m.yaml"), Reader(session_with(calls), 4))
+    assert calls.by_op["DescribeKey"] == 1 and calls.by_op["GetKeyPolicy"] == 1
+    assert calls.by_op["ListAliases"] == 1 and calls.by_op["DescribeSnapshots"] == 1
+
+
+def test_apply_order_key_first_on_add_last_on_remove(aws: Images) -> None:
+    key = make_key()
+    image, _ = encrypted_image(aws, "golden-1", key)
+    calls = Calls()
+    plan_and_apply(manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod]}\n'),
+                   session_with(calls))
+    writes = [op for op, _ in calls.params if op in ("PutKeyPolicy", "ModifyImageAttribute")]
+    assert writes == ["PutKeyPolicy", "ModifyImageAttribute"]
+
+    calls = Calls()
+    plan_and_apply(manifest('  - {name: g, select: {name: "golden-*"}, launch: []}\n'),
+                   session_with(calls))
+    writes = [op for op, _ in calls.params if op in ("PutKeyPolicy", "ModifyImageAttribute")]
+    assert writes == ["ModifyImageAttribute", "PutKeyPolicy"]
+    assert aws.launch(image) == [] and owned(policy_of(key)) == {}
+
+
+def test_failed_key_grant_means_no_launch_addition(aws: Images) -> None:
+    key = make_key()
+    image, _ = encrypted_image(aws, "golden-1", key)
+    plain = aws.create("golden-plain")
+    clients = session_with()
+
+    def deny(**_: Any) -> None:
+        raise botocore.exceptions.ClientError(
+            {"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "PutKeyPolicy")
+
+    clients.session.events.register("provide-client-params.kms.PutKeyPolicy", deny)
+    plan, report = plan_and_apply(manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod]}\n'),
+                                  clients)
+    failed = {(o.operation.kind.value, o.operation.resource): o.error for o in report.failed}
+    assert "kms:PutKeyPolicy" in failed[("kms_key_access", key)]
+    assert failed[("launch_permission", image)].startswith("skipped: access to KMS key")
+    assert aws.launch(image) == [], "a consumer must never get a share it cannot use"
+    assert aws.launch(plain) == [{"UserId": PROD}]
+
+
+def test_foreign_statement_already_allowing_an_account_is_left_alone(aws: Images) -> None:
+    generous = {"Sid": "ProdFullUse", "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{PROD}:root"}, "Action": "kms:*",
+                "Resource": "*"}
+    key = make_key(generous)
+    encrypted_image(aws, "golden-1", key)
+    plan, report = plan_and_apply(manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod, staging]}\n'))
+    infos = [f for f in plan.findings if f.code == "kms-foreign-statement"]
+    assert len(infos) == 1 and PROD in infos[0].message
+    assert owned(policy_of(key))["AmiShareReconcilerAccounts"]["Principal"]["AWS"] == [
+        f"arn:aws:iam::{STAGING}:root"]
+    assert policy_of(key)["Statement"][1] == generous
+
+
+def test_policy_over_32kb_is_refused_before_writing(aws: Images) -> None:
+    key = make_key()
+    image, _ = encrypted_image(aws, "golden-1", key)
+    accounts = ", ".join(f'"{700000000000 + i}"' for i in range(700))
+    calls = Calls()
+    plan, report = plan_and_apply(manifest(
+        '  - {name: g, select: {name: "golden-*"}, launch: [%s]}\n' % accounts), session_with(calls))
+    assert [f.code for f in plan.errors] == ["key-policy-too-large"]
+    assert "PutKeyPolicy" not in calls.by_op and aws.launch(image) == []
+
+
+@pytest.mark.parametrize("principal,grantee", [
+    (Principal.account(PROD), kms.Grantee(kms.GranteeKind.ACCOUNT, PROD)),
+    (Principal.parse_literal(ORG), kms.Grantee(kms.GranteeKind.ORG, "o-a1b2c3d4e5")),
+    (Principal.parse_literal(OU), kms.Grantee(kms.GranteeKind.OU, "o-a1b2c3d4e5/*/ou-ab12-cdef3456/*")),
+    (Principal.public(), None),
+], ids=["account", "org", "ou", "public"])
+def test_grantee_of(principal: Principal | None, grantee: kms.Grantee | None) -> None:
+    assert principal is not None
+    assert kms.grantee_of(principal) == grantee
