@@ -118,7 +118,8 @@ def _semantic(doc: Located, sha256: str) -> tuple[Manifest | None, list[Problem]
         regions=tuple(s.get("regions") or DEFAULT_REGIONS),
         prune=s.get("prune", True),
         allow_public=s.get("allow_public", False),
-        kms=s.get("kms", "key-policy"),
+        # `kms: off` unquoted is the boolean false to YAML 1.1: it means "off".
+        kms="off" if s.get("kms") is False else s.get("kms", "key-policy"),
         max_removals=s.get("max_removals", 25),
         share_quota=s.get("share_quota", 1000),
         role_arn=s.get("role_arn"),
@@ -185,7 +186,9 @@ def _semantic(doc: Located, sha256: str) -> tuple[Manifest | None, list[Problem]
         rules.append(Rule(rname, selector, tuple(raw.get("regions") or settings.regions),
                           resolved["launch"], resolved["copy"], line, "copy" in raw))
     for ami, ents in sorted(quota_by_id.items()):
-        if len(ents) > settings.share_quota and not problems:
+        if len(ents) > settings.share_quota and not any(
+                len({p for p in r.launch if not p.is_public}) > settings.share_quota
+                for r in rules if ami in r.select.ids):
             problems.append(doc.problem(("images",), f"images: {ami} is shared with {len(ents)} entities "
                                                      f"across its rules; share_quota is "
                                                      f"{settings.share_quota}", key=True))
@@ -207,8 +210,10 @@ def parse_manifest(raw: bytes, file: str) -> Manifest:
     doc, problems = load_yaml(raw, file, "manifest")
     if doc is None:
         raise InputError(problems)
+    if doc.data is None:
+        raise InputError([*problems, doc.problem((), "manifest is empty")])
     if not isinstance(doc.data, dict):
-        kind = "a list" if isinstance(doc.data, list) else f"a {type(doc.data).__name__}"
+        kind = "a list" if isinstance(doc.data, list) else f"the value {doc.raw(()) or doc.data!r}"
         raise InputError([*problems, doc.problem((), f"manifest must be a mapping (version, settings, "
                                                      f"principals, images), got {kind}")])
     problems += schema_problems(doc, "manifest")

@@ -121,13 +121,13 @@ def _describe(doc: Located, err: ValidationError, path: Path) -> list[Problem]:
         return [doc.problem(path, f"{where}: {hint}")]
     custom = err.schema.get("errorMessage") if isinstance(err.schema, dict) else None
     compound = isinstance(inst, (dict, list))
-    shown = type(inst).__name__ if compound else json.dumps(inst)
+    shown = type(inst).__name__ if compound else json.dumps(inst, default=str)
     if custom:
         return [doc.problem(path, f"{where}: {custom}" if compound else f"{where}: {shown} {custom}")]
     if err.validator == "type":
         return [doc.problem(path, f"{where}: expected {err.validator_value}, got {shown}")]
     if err.validator == "enum":
-        allowed = ", ".join(json.dumps(x) for x in err.validator_value)
+        allowed = ", ".join(json.dumps(x) for x in err.validator_value if x is not False)
         return [doc.problem(path, f"{where}: {shown} is not one of {allowed}")]
     return [doc.problem(path, f"{where}: {_one_line(err.message)}")]
 

@@ -84,32 +84,49 @@ class _Walker:
             raise _TooBig(node, f"document is nested deeper than {MAX_DEPTH} levels")
         self.marks[path] = self._mark(node)
         if isinstance(node, yaml.MappingNode):
-            self.loader.flatten_mapping(node)  # resolves `<<` merge keys
+            own = [pair for pair in node.value if pair[0].tag != "tag:yaml.org,2002:merge"]
+            self.loader.flatten_mapping(node)  # resolves `<<` merge keys (merged pairs first)
+            merged = node.value[: len(node.value) - len(own)]
             result: dict[str, Any] = {}
-            for knode, vnode in node.value:
-                if not isinstance(knode, yaml.ScalarNode):
-                    self._problem(knode, "mapping keys must be plain strings")
-                    continue
-                key = self.loader.construct_object(knode)
-                if not isinstance(key, str):
-                    self._problem(knode, f"mapping key {knode.value!r} was read by YAML as "
-                                         f"{type(key).__name__}; quote it: \"{knode.value}\"")
-                    continue
-                if key in result:
-                    self._problem(knode, f"duplicate key {key!r}")
-                    continue
-                self.key_marks[path + (key,)] = self._mark(knode)
-                result[key] = self.walk(vnode, path + (key,), depth + 1)
+            # The mapping's own keys win over merged ones; only its own keys can collide.
+            for pairs, is_own in ((own, True), (merged, False)):
+                for knode, vnode in pairs:
+                    key = self._key(knode)
+                    if key is None:
+                        continue
+                    if key in result:
+                        if is_own:
+                            self._problem(knode, f"duplicate key {key!r}")
+                        continue
+                    self.key_marks[path + (key,)] = self._mark(knode)
+                    result[key] = self.walk(vnode, path + (key,), depth + 1)
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.walk(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
         assert isinstance(node, yaml.ScalarNode)
         self.source_text[path] = node.value
+        return self._scalar(node)
+
+    def _scalar(self, node: yaml.Node) -> Any:
         try:
             return self.loader.construct_object(node)
         except yaml.constructor.ConstructorError as exc:
-            self._problem(node, f"cannot read value {node.value!r}: {exc.problem}")
-            return node.value
+            self._problem(node, f"cannot read value {node.value!r}: {_one_line(exc.problem)}")
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+            # e.g. `!!int foo`, `!!timestamp nope`: PyYAML raises plain Python errors.
+            self._problem(node, f"cannot read value {node.value!r} as {node.tag.rsplit(':', 1)[-1]}")
+        return node.value
+
+    def _key(self, knode: yaml.Node) -> str | None:
+        if not isinstance(knode, yaml.ScalarNode):
+            self._problem(knode, "mapping keys must be plain strings")
+            return None
+        key = self._scalar(knode)
+        if not isinstance(key, str):
+            self._problem(knode, f"mapping key {knode.value!r} was read by YAML as "
+                                 f"{type(key).__name__}; quote it: \"{knode.value}\"")
+            return None
+        return key
 
 
 class _TooBig(Exception):

@@ -1,0 +1,147 @@
+"""Benchmarks, run on demand (not part of the test suite):
+
+    .venv/bin/python tests/perf/bench.py            # 1,000 images + pure 10k x 100
+    .venv/bin/python tests/perf/bench.py --large    # also 10,000 images
+
+Prints one table row per scenario with wall time, peak memory and AWS calls by operation,
+and a verdict against the targets. Figures depend on the machine; nothing here asserts
+timings inside the unit suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import resource
+import sys
+import time
+from typing import Any
+
+os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+                   "AWS_DEFAULT_REGION": "us-east-1", "MOTO_EC2_LOAD_DEFAULT_AMIS": "false"})
+for k in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL")]:
+    del os.environ[k]
+
+import boto3  # noqa: E402
+
+from reconciler.aws import Clients  # noqa: E402
+from reconciler.desired import ManagedImage, Selection  # noqa: E402
+from reconciler.manifest import parse_manifest  # noqa: E402
+from reconciler.model import Identity, Image, Principal  # noqa: E402
+from reconciler.planner import CurrentState, build_plan, compute_plan  # noqa: E402
+from reconciler.reader import Reader  # noqa: E402
+from reconciler.render import render_markdown, render_text  # noqa: E402
+
+ACCOUNT = "123456789012"
+
+
+def accounts(n: int, base: int = 100000000000) -> list[str]:
+    return [str(base + i) for i in range(n)]
+
+
+def manifest_text(principals: list[str]) -> bytes:
+    launch = ", ".join(f'"{p}"' for p in principals)
+    return (f"version: 1\nsettings: {{regions: [us-east-1], max_removals: 1000000}}\n"
+            f"images:\n  - name: golden\n    select: {{name: \"golden-*\"}}\n"
+            f"    launch: [{launch}]\n").encode()
+
+
+def seed_images(n: int, current: list[str]) -> None:
+    """n owned images; each already shared with ``current`` (set in the backend directly)."""
+    from moto.ec2.models import ec2_backends
+
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    backend = ec2_backends[ACCOUNT]["us-east-1"]
+    for i in range(n):
+        iid = ec2.register_image(Name=f"golden-{i:05d}", RootDeviceName="/dev/xvda")["ImageId"]
+        backend.amis[iid].launch_permissions = [{"UserId": a} for a in current]
+    ec2.register_image(Name="unmanaged", RootDeviceName="/dev/xvda")
+
+
+def bench_plan(n: int, principals: int) -> dict[str, Any]:
+    from moto import mock_aws
+
+    desired = accounts(principals)
+    # Half of the desired accounts are already there, plus some drift to remove.
+    current = desired[: principals // 2] + accounts(5, base=900000000000)
+    with mock_aws():
+        t0 = time.perf_counter()
+        seed_images(n, current)
+        seed_s = time.perf_counter() - t0
+        calls: collections.Counter[str] = collections.Counter()
+        session = boto3.Session()
+        session.events.register("before-call", lambda model, **_: calls.update([model.name]))
+        reader = Reader(Clients(session, 16), 16)
+        m = parse_manifest(manifest_text(desired), "bench.yaml")
+        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t0 = time.perf_counter()
+        plan = build_plan(m, reader)
+        wall = time.perf_counter() - t0
+        # Growth of the process's peak RSS during the plan (tracemalloc would slow it 3x).
+        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) * 1024
+    expected = {"GetCallerIdentity": 1, "DescribeImages": 1, "DescribeImageAttribute": n,
+                "DescribeSnapshots": -(-n // 200)}
+    return {"scenario": f"(a) plan {n:,} images x {principals} principals (moto in-process)",
+            "wall_s": wall, "peak_mib": peak / 2**20, "calls": dict(calls),
+            "detail": f"seeding moto took {seed_s:.1f}s; peak MiB = growth of max RSS during plan",
+            "ops": len(plan.operations),
+            "verdict": "calls = formula" if dict(calls) == expected else f"calls != {expected}"}
+
+
+def bench_pure(n: int, principals: int, changed: int) -> dict[str, Any]:
+    """compute_plan + every renderer over ``n`` images x ``principals``; ``changed`` of each
+    image's principals are missing (adds) and one undeclared account is present (remove)."""
+    from reconciler.model import Snapshot
+
+    desired = [Principal.account(a) for a in accounts(principals)]
+    current = frozenset(desired[changed:] + [Principal.account("900000000000")])
+    m = parse_manifest(manifest_text([p.value for p in desired]), "bench.yaml")
+    rules = ("golden",)
+    declared = {p: rules for p in desired}
+    images = [Image(f"ami-{i:017x}", "us-east-1", ACCOUNT, f"golden-{i:05d}", "available", False,
+                    (), (f"snap-{i:017x}",)) for i in range(n)]
+    selection = Selection(tuple(ManagedImage(img, rules, declared, {}) for img in images), ())
+    state = CurrentState({img.key: current for img in images},
+                         snapshots={(img.region, img.snapshot_ids[0]):
+                                    Snapshot(img.snapshot_ids[0], img.region) for img in images})
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    plan = compute_plan(m, Identity(ACCOUNT, f"arn:aws:iam::{ACCOUNT}:user/bench"), selection, state)
+    t_diff = time.perf_counter() - t0
+    text = render_text(plan, m)
+    md = render_markdown(plan, m)
+    js = plan.to_json()
+    wall = time.perf_counter() - t0
+    peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) * 1024
+    return {"scenario": f"(c) diff+render {n:,} x {principals}, {changed + 1} changes/image",
+            "wall_s": wall, "peak_mib": peak / 2**20, "calls": {},
+            "ops": len(plan.operations),
+            "detail": f"compute_plan {t_diff:.2f}s; text {len(text)/2**20:.1f} MiB, json "
+                      f"{len(js)/2**20:.1f} MiB, markdown {len(md)/1024:.0f} KiB (capped)",
+            "verdict": "target < 1 s: " + ("met" if wall < 1 else "NOT met")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--large", action="store_true", help="also plan 10,000 images")
+    args = ap.parse_args()
+    rows = [bench_plan(1000, 50)]
+    if args.large:
+        rows.append(bench_plan(10000, 50))
+    rows.append(bench_pure(10000, 100, 0))
+    rows.append(bench_pure(10000, 100, 4))
+    print(f"\n{'scenario':<62} {'wall s':>8} {'peak MiB':>9} {'ops':>9}  verdict")
+    for r in rows:
+        print(f"{r['scenario']:<62} {r['wall_s']:>8.2f} {r['peak_mib']:>9.1f} {r['ops']:>9,}  "
+              f"{r['verdict']}")
+        if r["calls"]:
+            print(f"{'':<4}calls: " + ", ".join(f"{k} {v:,}" for k, v in sorted(r["calls"].items())))
+        if r.get("detail"):
+            print(f"{'':<4}{r['detail']}")
+    print(f"\nmax RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+          f"; python {sys.version.split()[0]}")
+
+
+if __name__ == "__main__":
+    main()
