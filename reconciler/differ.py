@@ -23,10 +23,14 @@ def diff_permissions(kind: OpKind, region: str, resource: str, desired: Declared
     ``cannot_add`` holds declared principals that must not be added now (a finding says
     why). They still count as declared, so an existing grant of theirs is never pruned.
     """
-    ops = [Operation(Action.ADD, kind, region, resource, p, tuple(sorted(desired[p])))
-           for p in desired if p not in current and p not in cannot_add]
-    if prune:
+    ops: list[Operation] = []
+    unchanged = 0
+    for p, rules in desired.items():  # one pass: this runs for every principal of every image
+        if p in current:
+            unchanged += 1
+        elif p not in cannot_add:
+            ops.append(Operation(Action.ADD, kind, region, resource, p, tuple(sorted(rules))))
+    if prune and len(current) > unchanged:
         ops += [Operation(Action.REMOVE, kind, region, resource, p, ())
                 for p in current if p not in desired]
-    unchanged = sum(1 for p in desired if p in current)
     return ResourceDiff(tuple(sorted(ops, key=lambda o: o.sort_key)), unchanged)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 ACCOUNT_ID_RE = re.compile(r"^\d{12}$")
@@ -33,12 +33,32 @@ class PrincipalKind(str, enum.Enum):
     PUBLIC = "Group"
 
 
-@dataclass(frozen=True, order=True)
+_PUBLIC_KIND = PrincipalKind.PUBLIC
+# Sort order: accounts first, then organizations, OUs and public; by value within a kind.
+_KIND_RANK = {PrincipalKind.ACCOUNT: "0", PrincipalKind.ORGANIZATION: "1", PrincipalKind.OU: "2",
+              PrincipalKind.PUBLIC: "3"}
+
+
+@dataclass(frozen=True, slots=True)
 class Principal:
-    """One launch-permission principal in canonical form (an account ID, org/OU ARN or ``all``)."""
+    """One launch-permission principal in canonical form (an account ID, org/OU ARN or ``all``).
+
+    Hashing uses the value only (IDs and ARNs never collide across kinds), and the sort key
+    is computed once: plans compare and sort millions of these.
+    """
 
     kind: PrincipalKind
     value: str
+    sort_key: tuple[str, str] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sort_key", (_KIND_RANK[self.kind], self.value))
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    def __lt__(self, other: Principal) -> bool:
+        return self.sort_key < other.sort_key
 
     @classmethod
     def account(cls, account_id: str) -> Principal:
@@ -75,11 +95,11 @@ class Principal:
         return cls(kind, value)
 
     def to_dict(self) -> dict[str, str]:
-        return {self.kind.value: self.value}
+        return {_KIND_NAME[self.kind]: self.value}
 
     @property
     def is_public(self) -> bool:
-        return self.kind is PrincipalKind.PUBLIC
+        return self.kind is _PUBLIC_KIND
 
     @property
     def is_org_or_ou(self) -> bool:
@@ -88,16 +108,10 @@ class Principal:
     @property
     def label(self) -> str:
         """Short human form: the account ID, the ARN, or ``public``."""
-        return PUBLIC if self.is_public else self.value
-
-    @property
-    def sort_key(self) -> tuple[str, str]:
-        """Accounts first, then organizations, OUs and public; by value within a kind."""
-        return (_KIND_RANK[self.kind], self.value)
+        return PUBLIC if self.kind is _PUBLIC_KIND else self.value
 
 
-_KIND_RANK = {PrincipalKind.ACCOUNT: "0", PrincipalKind.ORGANIZATION: "1", PrincipalKind.OU: "2",
-              PrincipalKind.PUBLIC: "3"}
+_KIND_NAME = {k: k.value for k in PrincipalKind}
 
 
 class Severity(str, enum.Enum):
@@ -146,7 +160,7 @@ class OpKind(str, enum.Enum):
     KMS = "kms_key_access"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Operation:
     """One permission to add or remove. Apply is described entirely by these."""
 
@@ -159,13 +173,13 @@ class Operation:
 
     @property
     def sort_key(self) -> tuple[str, str, str, str, str, str]:
-        return (self.region, self.resource, self.kind.value, self.action.value,
-                *self.principal.sort_key)
+        # str-valued enums compare as their values; no .value lookups on this hot path
+        return (self.region, self.resource, self.kind, self.action, *self.principal.sort_key)
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "action": self.action.value,
-            "kind": self.kind.value,
+            "action": _ENUM_VALUE[self.action],
+            "kind": _ENUM_VALUE[self.kind],
             "region": self.region,
             "resource": self.resource,
             "principal": self.principal.to_dict(),
@@ -176,6 +190,9 @@ class Operation:
     def from_dict(cls, d: Mapping[str, Any]) -> Operation:
         return cls(Action(d["action"]), OpKind(d["kind"]), d["region"], d["resource"],
                    Principal.from_dict(d["principal"]), tuple(d["rules"]))
+
+
+_ENUM_VALUE: dict[enum.Enum, str] = {**{a: a.value for a in Action}, **{k: k.value for k in OpKind}}
 
 
 def sorted_operations(ops: Iterable[Operation]) -> tuple[Operation, ...]:

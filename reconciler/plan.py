@@ -73,7 +73,24 @@ class Plan:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+        """The plan document: one operation or finding per line (readable, diffable, fast)."""
+        d = self.to_dict()
+        lines = ["{"]
+        for key, value in d.items():
+            comma = "," if key != "state_digest" else ""
+            if isinstance(value, list):
+                if not value:
+                    lines.append(f'  "{key}": []{comma}')
+                    continue
+                lines.append(f'  "{key}": [')
+                items = [json.dumps(v, ensure_ascii=False) for v in value]
+                lines.extend(f"    {item}," for item in items[:-1])
+                lines.append(f"    {items[-1]}")
+                lines.append(f"  ]{comma}")
+            else:
+                lines.append(f'  "{key}": {json.dumps(value, ensure_ascii=False)}{comma}')
+        lines.append("}")
+        return "\n".join(lines) + "\n"
 
 
 def make_plan(*, manifest_sha256: str, caller_account: str, operations: Iterable[Operation],
@@ -105,16 +122,27 @@ def touched(ops: Iterable[Operation]) -> frozenset[tuple[str, str, str]]:
     return frozenset((o.kind.value, o.region, o.resource) for o in ops)
 
 
+def _canonical(value: Any) -> Any:
+    if isinstance(value, (set, frozenset)):
+        return canonical_principals(value)
+    return value
+
+
 def state_digest(state: StateEntries, keys: Iterable[tuple[str, str, str]]) -> str:
-    """SHA-256 over the canonical state of the given resources (missing ones count as absent)."""
-    canonical = [[list(k), state.get(k)] for k in sorted(keys)]
+    """SHA-256 over the canonical state of the given resources (missing ones count as absent).
+
+    State values are permission sets (canonicalized here, only for the touched resources)
+    or already-canonical JSON values such as a key policy's digest.
+    """
+    canonical = [[list(k), _canonical(state.get(k))] for k in sorted(keys)]
     blob = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def canonical_principals(principals: Iterable[Principal]) -> list[list[str]]:
-    """State-digest form of a permission set."""
-    return [list(p.sort_key) for p in sorted(principals, key=lambda p: p.sort_key)]
+def canonical_principals(principals: Iterable[Principal]) -> list[str]:
+    """State-digest form of a permission set: its values, sorted (values never collide
+    across principal kinds: 12-digit IDs, ARNs, ``all``)."""
+    return sorted(p.value for p in principals)
 
 
 def plan_from_dict(data: Any, file: str) -> Plan:

@@ -19,10 +19,11 @@ from .differ import diff_permissions
 from .kms import Grantee, KeyInfo
 from .manifest import Manifest
 from .model import Action, Finding, Identity, OpKind, Operation, Principal, Severity, Snapshot
-from .plan import Plan, canonical_principals, make_plan
+from .plan import Plan, make_plan
 from .reader import Reader
 
 BLOCK_NEW_SHARING = "block-new-sharing"
+LAUNCH, COPY, KMS = OpKind.LAUNCH.value, OpKind.COPY.value, OpKind.KMS.value
 RegionKey = tuple[str, str]  # (region, resource id)
 
 
@@ -127,7 +128,7 @@ def _image_checks(manifest: Manifest, v: _ImageView, state: CurrentState, caller
     """Findings for one image; marks it blocked or principals as impossible to add."""
     m, img = v.m, v.m.image
     label = f"{img.image_id} ({img.name})"
-    entities = sum(1 for p in m.launch if not p.is_public)
+    entities = len(m.launch) - (Principal.public() in m.launch)
     if entities > manifest.settings.share_quota:
         findings.append(_f(Severity.ERROR, "share-quota", img.region, img.image_id,
                            f"{label} would be shared with {entities} entities by rules "
@@ -366,7 +367,7 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
     resource_images: dict[str, str] = {}
     for v in views:
         img = v.m.image
-        digest_state[(OpKind.LAUNCH.value, img.region, img.image_id)] = canonical_principals(v.current)
+        digest_state[(LAUNCH, img.region, img.image_id)] = v.current
         if v.blocked:
             continue
         d = diff_permissions(OpKind.LAUNCH, img.region, img.image_id, v.m.launch, v.current,
@@ -376,7 +377,7 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
         if v.m.manages_copy:
             for sid in img.snapshot_ids:
                 cur = state.copy.get((img.region, sid), frozenset())
-                digest_state[(OpKind.COPY.value, img.region, sid)] = canonical_principals(cur)
+                digest_state[(COPY, img.region, sid)] = cur
                 resource_images[sid] = f"snapshot of {img.image_id}"
                 d = diff_permissions(OpKind.COPY, img.region, sid, v.m.copy, cur, prune=prune,
                                      cannot_add=frozenset(v.copy_cannot_add))
@@ -384,7 +385,7 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
                 unchanged += d.unchanged
     for (region, _), info in state.keys.items():
         if info.arn:
-            digest_state[(OpKind.KMS.value, region, info.arn)] = policy_digest(info.policy)
+            digest_state[(KMS, region, info.arn)] = policy_digest(info.policy)
             if info.alias:
                 resource_images[info.arn] = info.alias
     if options.strict:
