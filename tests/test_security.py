@@ -1,0 +1,157 @@
+"""Least privilege (the tool calls nothing beyond README's IAM policies) and secrets hygiene."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import boto3
+from helpers import ACCOUNT, ROOT, Images, MotoServer, Runner
+from test_aws import Calls
+
+from reconciler.applier import Applier
+from reconciler.aws import Clients
+from reconciler.manifest import parse_manifest
+from reconciler.planner import build_plan
+from reconciler.reader import Reader
+from reconciler.sandbox import encrypt_image
+
+PROD, DEV, HAND = "111122223333", "777788889999", "999988887777"
+OU = "arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-cdef3456"
+
+
+def readme_policies() -> tuple[set[str], set[str]]:
+    """The actions of README's read-only policy and of its apply addition."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## IAM permissions"):]
+    blocks = re.findall(r"```json\n(.*?)```", section, flags=re.S)
+    read_doc = json.loads(blocks[0])
+    write_doc = json.loads(blocks[1])
+    read = {a for st in read_doc["Statement"] for a in st["Action"]}
+    return read, set(write_doc["Action"])
+
+
+def _iam_action(service_id: str, op: str) -> str:
+    prefix = {"EC2": "ec2", "KMS": "kms", "STS": "sts"}[service_id]
+    return f"{prefix}:{op}"
+
+
+class Actions(Calls):
+    def __init__(self) -> None:
+        super().__init__()
+        self.actions: set[str] = set()
+
+    def __call__(self, model: Any, params: Any, **kw: Any) -> None:
+        super().__call__(model, params, **kw)
+        self.actions.add(_iam_action(model.service_model.service_id, model.name))
+
+
+def test_every_call_is_covered_by_the_documented_policies(aws: Images) -> None:
+    from reconciler.sandbox import IMAGE_BLOCK_PUBLIC_ACCESS  # noqa: F401 - state is default
+
+    kms = boto3.client("kms", region_name="us-east-1")
+    key = kms.create_key()["KeyMetadata"]["Arn"]
+    kms.create_alias(AliasName="alias/golden", TargetKeyId=key)
+    enc = aws.create("golden-enc", launch=[{"UserId": HAND}])
+    snap = encrypt_image(ACCOUNT, "us-east-1", enc, key)
+    boto3.client("ec2", region_name="us-east-1").modify_snapshot_attribute(
+        SnapshotId=snap, Attribute="createVolumePermission", OperationType="add", UserIds=[DEV])
+    aws.create("golden-plain")
+    aws.create("public-base")
+    text = f"""\
+version: 1
+settings: {{regions: [us-east-1], allow_public: true}}
+images:
+  - {{name: enc, select: {{name: "golden-enc"}}, launch: ["{PROD}", "{OU}"], copy: ["{PROD}"]}}
+  - {{name: plain, select: {{name: "golden-plain"}}, launch: ["{PROD}"]}}
+  - {{name: pub, select: {{name: "public-base"}}, launch: [public]}}
+""".encode()
+    read, write = readme_policies()
+
+    session = boto3.Session()
+    actions = Actions()
+    session.events.register("before-call", actions)
+    clients = Clients(session, 4)
+    reader = Reader(clients, 4)
+    plan = build_plan(parse_manifest(text, "m.yaml"), reader)
+    assert not plan.errors
+    plan_actions = set(actions.actions)
+    assert plan_actions <= read, f"plan used undocumented actions: {plan_actions - read}"
+    # The flow above exercises every read the tool has.
+    assert plan_actions == read
+
+    report = Applier(clients, reader.identity(), resource_keys=plan.resource_keys).apply(
+        plan.operations)
+    assert not report.failed
+    assert actions.actions - plan_actions <= write | {"kms:GetKeyPolicy"}
+    assert {"ec2:ModifyImageAttribute", "ec2:ModifySnapshotAttribute", "kms:PutKeyPolicy"} <= \
+        actions.actions
+
+
+SECRET_KEY = "S3cr3tKeyValueThatMustNeverBeLogged0000"
+SESSION_TOKEN = "SessionTokenThatMustNeverBeLogged1111"
+ACCESS_KEY = "AKIASECRETACCESSKEY9"
+
+
+def test_credentials_never_appear_in_output_or_logs(server: tuple[MotoServer, Images],
+                                                    run_cli: Runner, tmp_path: Path) -> None:
+    srv, images = server
+    images.create("golden-1", launch=[{"UserId": HAND}])
+    m = tmp_path / "amis.yaml"
+    m.write_text(f'version: 1\nimages:\n  - {{name: g, select: {{name: "golden-*"}}, '
+                 f'launch: ["{PROD}"]}}\n')
+    env = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+           "AWS_SESSION_TOKEN": SESSION_TOKEN}
+    log = tmp_path / "apply.jsonl"
+    outputs = []
+    for args in (["plan", str(m), "-v"], ["plan", str(m), "--format", "json"],
+                 ["apply", str(m), "--auto-approve", "-v", "--log-file", str(log)]):
+        r = run_cli(*args, env=env)
+        assert r.code == 0, r.err
+        outputs += [r.out, r.err]
+    # An AWS failure's message must not leak them either.
+    with _Refusing() as url:
+        r = run_cli("plan", str(m), env={**env, "AWS_ENDPOINT_URL": url})
+    assert r.code == 1 and "InvalidClientTokenId" in r.err and "sts:GetCallerIdentity" in r.err
+    outputs += [r.out, r.err, log.read_text()]
+    blob = "\n".join(outputs)
+    for secret in (SECRET_KEY, SESSION_TOKEN, ACCESS_KEY):
+        assert secret not in blob
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert records and all({"time", "caller", "action", "principal", "result"} <= r.keys()
+                           for r in records)
+
+
+class _Refusing:
+    """An endpoint on 127.0.0.1 that answers every request with an STS-style 403."""
+
+    BODY = (b"<ErrorResponse><Error><Type>Sender</Type><Code>InvalidClientTokenId</Code>"
+            b"<Message>The security token included in the request is invalid.</Message>"
+            b"</Error></ErrorResponse>")
+
+    def __enter__(self) -> str:
+        import http.server
+        import threading
+
+        body = self.BODY
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self.send_response(403)
+                self.send_header("Content-Type", "text/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def __exit__(self, *exc: Any) -> None:
+        self.httpd.shutdown()
