@@ -31,7 +31,7 @@ import botocore.exceptions
 
 from . import kms
 from .aws import Clients, describe_error
-from .model import Action, Identity, OpKind, Operation
+from .model import Action, Identity, OpKind, Operation, Principal
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ class Write:
     operations: tuple[Operation, ...]
     call: Callable[[], Any]
     skipped: str = ""  # non-empty: do not call; report the operations failed with this
+    verify: Callable[[], str] | None = None  # re-read just before writing: "" or why not
 
 
 LogSink = Callable[[dict[str, Any]], None]
@@ -103,14 +104,53 @@ class Applier:
     def __init__(self, clients: Clients, identity: Identity, *, concurrency: int = 16,
                  log: LogSink | None = None,
                  progress: Callable[[Outcome], None] | None = None,
-                 resource_keys: Mapping[tuple[str, str], tuple[str, ...]] | None = None) -> None:
+                 resource_keys: Mapping[tuple[str, str], tuple[str, ...]] | None = None,
+                 expected: Mapping[tuple[str, str, str], Any] | None = None,
+                 stop: threading.Event | None = None) -> None:
+        """``expected``: the state the plan was computed from, by (kind, region, resource);
+        when given, each image and snapshot is re-read just before its first write and
+        skipped if it changed. ``stop``: once set, no new write starts (the in-flight ones
+        finish) and the remaining operations are reported as not applied."""
         self.clients = clients
         self.identity = identity
         self.concurrency = max(1, concurrency)
         self.log = log
         self.progress = progress
         self.resource_keys = resource_keys or {}
+        self.expected = expected
+        self.stop = stop or threading.Event()
         self._lock = threading.Lock()
+        self._checked: dict[tuple[str, str, str], str] = {}  # resource -> drift message or ""
+
+    # ------------------------------------------------------------------ re-reading
+
+    def _verifier(self, kind: OpKind, region: str, resource: str) -> Callable[[], str] | None:
+        if self.expected is None:
+            return None
+        key = (kind.value, region, resource)
+
+        def verify() -> str:
+            with self._lock:
+                if key in self._checked:
+                    return self._checked[key]
+            ec2 = self.clients.get("ec2", region)
+            if kind is OpKind.LAUNCH:
+                resp = ec2.describe_image_attribute(ImageId=resource, Attribute="launchPermission")
+                entries = resp.get("LaunchPermissions") or []
+            else:
+                resp = ec2.describe_snapshot_attribute(SnapshotId=resource,
+                                                       Attribute="createVolumePermission")
+                entries = resp.get("CreateVolumePermissions") or []
+            current = frozenset(Principal.from_dict(e) for e in entries)
+            planned = self.expected.get(key) if self.expected is not None else None
+            why = "" if current == planned else (
+                f"skipped: {resource} changed since the plan was made (someone else modified "
+                "its permissions); run plan again")
+            with self._lock:
+                self._checked[key] = why
+            return why
+
+        return verify
 
     # ------------------------------------------------------------------ calls
 
@@ -127,7 +167,8 @@ class Applier:
             return self.clients.get("ec2", region).modify_image_attribute(
                 ImageId=image_id, Attribute="launchPermission", LaunchPermission=perm)
 
-        return Write("ec2", "ModifyImageAttribute", tuple(ops), call)
+        return Write("ec2", "ModifyImageAttribute", tuple(ops), call,
+                     verify=self._verifier(OpKind.LAUNCH, region, image_id))
 
     def _copy_write(self, region: str, snapshot_id: str, action: Action,
                     ops: Sequence[Operation]) -> Write:
@@ -144,7 +185,8 @@ class Applier:
         def call() -> Any:
             return self.clients.get("ec2", region).modify_snapshot_attribute(**params)
 
-        return Write("ec2", "ModifySnapshotAttribute", tuple(ops), call)
+        return Write("ec2", "ModifySnapshotAttribute", tuple(ops), call,
+                     verify=self._verifier(OpKind.COPY, region, snapshot_id))
 
     def _key_write(self, region: str, key_arn: str, ops: Sequence[Operation],
                    action: Action) -> Write:
@@ -171,26 +213,32 @@ class Applier:
 
     # ------------------------------------------------------------------ running
 
-    def _run(self, write: Write) -> list[Outcome]:
+    def _attempt(self, write: Write) -> tuple[bool, str, str]:
+        """Run one write: (ok, error message, log result)."""
+        if self.stop.is_set():
+            return False, "not applied: interrupted before this write started", "not-applied"
         if write.skipped:
-            outcomes = [Outcome(op, False, write.skipped) for op in write.operations]
-        else:
-            try:
-                write.call()
-                outcomes = [Outcome(op, True) for op in write.operations]
-            except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-                msg = describe_error(exc, write.service, write.api)
-                outcomes = [Outcome(op, False, msg) for op in write.operations]
-            except (WriteError, kms.PolicyError) as exc:
-                outcomes = [Outcome(op, False, f"{write.service}:{write.api} refused: {exc}")
-                            for op in write.operations]
+            return False, write.skipped, "skipped"
+        try:
+            why = write.verify() if write.verify is not None else ""
+            if why:
+                return False, why, "skipped"
+            write.call()
+            return True, "", "applied"
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            return False, describe_error(exc, write.service, write.api), "failed"
+        except (WriteError, kms.PolicyError, ValueError) as exc:
+            return False, f"{write.service}:{write.api} refused: {exc}", "failed"
+
+    def _run(self, write: Write) -> list[Outcome]:
+        ok, error, result = self._attempt(write)
+        outcomes = [Outcome(op, ok, error) for op in write.operations]
         now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
         with self._lock:
             for o in outcomes:
                 if self.log is not None:
                     self.log({"time": now, "caller": self.identity.arn, "api": write.api,
-                              **o.operation.to_dict(),
-                              "result": "applied" if o.ok else ("skipped" if write.skipped else "failed"),
+                              **o.operation.to_dict(), "result": result,
                               **({"error": o.error} if o.error else {})})
                 if self.progress is not None:
                     self.progress(o)

@@ -8,6 +8,7 @@ throttles it.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -19,11 +20,21 @@ from . import __version__
 from .errors import AwsError
 
 MAX_ATTEMPTS = 10
+RETRY_MODES = ("standard", "adaptive", "legacy")
 
 
 def client_config(concurrency: int) -> botocore.config.Config:
+    """Client settings. Retries: ``adaptive`` with 10 attempts unless the standard
+    ``AWS_RETRY_MODE`` / ``AWS_MAX_ATTEMPTS`` variables say otherwise."""
+    mode = os.environ.get("AWS_RETRY_MODE", "adaptive")
+    if mode not in RETRY_MODES:
+        raise AwsError(f"AWS_RETRY_MODE={mode!r} is not one of {', '.join(RETRY_MODES)}")
+    try:
+        attempts = int(os.environ.get("AWS_MAX_ATTEMPTS", MAX_ATTEMPTS))
+    except ValueError:
+        raise AwsError("AWS_MAX_ATTEMPTS must be a whole number") from None
     return botocore.config.Config(
-        retries={"mode": "adaptive", "max_attempts": MAX_ATTEMPTS},
+        retries={"mode": mode, "max_attempts": max(1, attempts)},  # type: ignore[typeddict-item]
         max_pool_connections=max(10, concurrency),
         user_agent_extra=f"reconciler/{__version__}",
     )

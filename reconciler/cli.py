@@ -11,7 +11,9 @@ import contextlib
 import functools
 import json
 import os
+import signal
 import sys
+import threading
 from dataclasses import replace
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, TextIO
@@ -22,6 +24,7 @@ from . import __version__
 from .aws import Clients, describe_error, make_session
 from .errors import (EXIT_CHANGES, EXIT_ERROR, EXIT_OK, GuardError, ReconcilerError,
                      StalePlanError, UsageError)
+from .exporter import ImageFilter, compute_export, load_names, parse_tag_filters, read_export
 from .manifest import Manifest, load_manifest
 from .model import REGION_RE, Action
 from .plan import Plan, load_plan_file, state_digest, touched
@@ -285,22 +288,96 @@ def apply(ctx: Ctx, manifest: str, plan_file: str | None, auto_approve: bool,
         from .applier import Applier
 
         log = _JsonLog(log_file) if log_file else None
+        stop = threading.Event()
         try:
-            identity = reader.identity()
-            report = Applier(clients, identity, concurrency=ctx.concurrency, log=log,
-                             resource_keys=todo.resource_keys).apply(todo.operations)
+            with _stop_on_signals(stop):
+                report = Applier(clients, reader.identity(), concurrency=ctx.concurrency, log=log,
+                                 resource_keys=todo.resource_keys, expected=todo.state,
+                                 stop=stop).apply(todo.operations)
         finally:
             if log is not None:
                 log.close()
     for o in report.failed:
-        click.echo(f"error: {o.operation.action.value} {o.operation.kind.value} "
-                   f"{o.operation.principal.label} on {o.operation.region} {o.operation.resource}: "
-                   f"{o.error}", err=True)
+        op = o.operation
+        click.echo(f"error: {op.action.value} {op.kind.value} {op.principal.label} on "
+                   f"{op.region} {op.resource}: {o.error}", err=True)
     adds = sum(1 for o in report.applied if o.operation.action is Action.ADD)
+    not_applied = sum(1 for o in report.failed if o.error.startswith("not applied"))
+    if stop.is_set():
+        click.echo(f"Interrupted: {len(report.applied)} operations applied, {not_applied} not "
+                   "applied; run plan to see what is left.", err=True)
     click.echo(f"Apply complete: {adds} added, {len(report.applied) - adds} removed, "
                f"{len(report.failed)} failed.")
-    if report.failed or todo.errors:
+    if report.failed or todo.errors or stop.is_set():
         return EXIT_ERROR
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM during apply: let in-flight calls finish, start no new write."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        if not stop.is_set():
+            click.echo(f"\n{signal.Signals(signum).name}: stopping after the calls in flight...",
+                       err=True)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@cli.command()
+@click.option("--out", metavar="MANIFEST", help="Write the manifest to this file (default: stdout).")
+@click.option("--names", "names_file", metavar="FILE",
+              help="YAML mapping of names to principals (like a manifest's `principals:`) to "
+                   "use instead of generated names such as account-111122223333.")
+@click.option("--name-glob", metavar="GLOB", help="Only images whose Name matches this glob.")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE",
+              help="Only images with this tag (repeatable; all must match).")
+@common_options
+def export(ctx: Ctx, out: str | None, names_file: str | None, name_glob: str | None,
+           tags: tuple[str, ...]) -> int:
+    """Write a manifest from the current shares of the images you own.
+
+    Only shared images are exported, grouped into rules by who they are shared with;
+    `reconcile plan` on the result reports no changes. Review it before committing.
+    Regions: every --region given, else the session's Region (else us-east-1).
+
+    \b
+    Example:
+      reconcile export --region us-east-1 --region eu-west-1 --out amis.yaml
+      reconcile plan amis.yaml --detailed-exitcode     # exit 0: no changes
+    """
+    image_filter = ImageFilter(name_glob, parse_tag_filters(tags))
+    names = load_names(names_file) if names_file else {}
+    with ctx.aws() as (clients, reader):
+        regions = ctx.regions or (clients.default_region,)
+        ctx.info(f"Reading the shares of your images in {', '.join(sorted(set(regions)))}...")
+        state = read_export(reader, regions, image_filter)
+    result = compute_export(state.account, state.images, names, regions=state.regions,
+                            snapshots=state.snapshots, keys=state.keys,
+                            partition=state.partition, image_filter=image_filter)
+    if out:
+        _write_file(out, result.text)
+    else:
+        stream = click.get_text_stream("stdout")
+        stream.write(result.text)
+        stream.flush()
+    n = len(result.exported)
+    ctx.info(f"Exported {n} shared image{'s' if n != 1 else ''} in {result.rules} "
+             f"rule{'s' if result.rules != 1 else ''}{f' to {out}' if out else ''}.")
+    if result.left_out:
+        many = len(result.left_out) != 1
+        ctx.info(f"Left out {len(result.left_out)} shared image{'s' if many else ''} that cannot "
+                 f"be managed as {'they are' if many else 'it is'} (the reasons are at the end "
+                 "of the manifest):")
+        for lo in result.left_out:
+            ctx.info(f"  {lo.image.region} {lo.image.image_id} ({lo.image.name})")
     return EXIT_OK
 
 

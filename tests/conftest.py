@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
-from helpers import (ConnectionCounter, Images, MotoServer, Result, Runner,
+from helpers import (ConnectionCounter, Images, MotoServer, Result, Runner, cli_env,
                      reconcile_executable)
 
 from reconciler.sandbox import IMAGE_BLOCK_PUBLIC_ACCESS, install_moto_extensions
@@ -44,20 +43,6 @@ def server(moto_server_session: MotoServer) -> Iterator[tuple[MotoServer, Images
     moto_server_session.reset()
 
 
-def _subprocess_env(endpoint: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
-    env.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_DEFAULT_REGION": "us-east-1", "NO_COLOR": "1",
-                "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"})
-    env.pop("GITHUB_STEP_SUMMARY", None)
-    if endpoint:
-        env["AWS_ENDPOINT_URL"] = endpoint
-    env.update(extra or {})
-    return env
-
-
-
-
 @pytest.fixture
 def run_cli(moto_server_session: MotoServer) -> Runner:
     """Run the installed ``reconcile`` in a subprocess against the moto server."""
@@ -66,7 +51,7 @@ def run_cli(moto_server_session: MotoServer) -> Runner:
             env: dict[str, str] | None = None, cwd: Path | None = None) -> Result:
         proc = subprocess.run(
             [*reconcile_executable(), *args],
-            env=_subprocess_env(endpoint or moto_server_session.url, env),
+            env=cli_env(endpoint or moto_server_session.url, env),
             input=input if input is not None else "",
             capture_output=True, text=True, timeout=120, cwd=cwd)
         return Result(proc.returncode, proc.stdout, proc.stderr)

@@ -121,3 +121,15 @@ class ConnectionCounter:
     def close(self) -> None:
         self._stop = True
         self.sock.close()
+
+
+def cli_env(endpoint: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
+    env.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": "us-east-1", "NO_COLOR": "1",
+                "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"})
+    env.pop("GITHUB_STEP_SUMMARY", None)
+    if endpoint:
+        env["AWS_ENDPOINT_URL"] = endpoint
+    env.update(extra or {})
+    return env

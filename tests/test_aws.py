@@ -179,3 +179,39 @@ def test_disabled_image_is_listed_and_excluded_with_a_warning(aws: Images) -> No
     assert [(f.severity.value, f.code, f.resource) for f in plan.findings] == [
         ("warning", "image-disabled", image)]
     assert calls.by_op["DescribeImageAttribute"] == 0
+
+
+def test_apply_skips_an_image_changed_since_the_plan(aws: Images) -> None:
+    changed = aws.create("golden-changed")
+    steady = aws.create("golden-steady")
+    clients, calls = counted_clients()
+    reader = Reader(clients, 4)
+    plan = build_plan(parse_manifest(MANIFEST, "m.yaml"), reader, PlanOptions(regions=("us-east-1",)))
+    # Someone shares the image by hand between plan and apply.
+    boto3.client("ec2", region_name="us-east-1").modify_image_attribute(
+        ImageId=changed, Attribute="launchPermission", LaunchPermission={"Add": [{"UserId": HAND}]})
+    log: list[dict[str, Any]] = []
+    report = Applier(clients, reader.identity(), expected=plan.state, log=log.append).apply(
+        plan.operations)
+    assert {o.operation.resource for o in report.failed} == {changed}
+    assert all("changed since the plan" in o.error for o in report.failed)
+    assert aws.launch(changed) == [{"UserId": HAND}], "a drifted image must not be written"
+    assert aws.launch(steady) == [{"UserId": PROD}, {"UserId": STAGING}]
+    assert {r["result"] for r in log if r["resource"] == changed} == {"skipped"}
+    # one re-read per written image, right before its write
+    assert calls.by_op["DescribeImageAttribute"] == 2 + 2
+
+
+def test_stop_event_prevents_new_writes(aws: Images) -> None:
+    import threading
+
+    images = [aws.create(f"golden-{i}") for i in range(3)]
+    clients, calls = counted_clients()
+    stop = threading.Event()
+    stop.set()
+    ops = [op for i in images for op in _ops(i, [PROD], [])]
+    report = Applier(clients, Identity(ACCOUNT, "arn:aws:iam::123456789012:user/ci"),
+                     stop=stop).apply(ops)
+    assert not report.applied and len(report.failed) == 3
+    assert all(o.error.startswith("not applied: interrupted") for o in report.failed)
+    assert "ModifyImageAttribute" not in calls.by_op

@@ -253,7 +253,7 @@ def test_plan_output_is_deterministic(server: tuple[MotoServer, Images], run_cli
     _, images = server
     for i in range(6):
         images.create(f"golden-{i}", launch=[{"UserId": f"80000000000{i}"}])
-    m = manifest(tmp_path, launch=f'[ou, org, staging, prod]')
+    m = manifest(tmp_path, launch='[ou, org, staging, prod]')
     for fmt in ("json", "text", "markdown"):
         first = run_cli("plan", m, "--format", fmt, "--concurrency", "8")
         second = run_cli("plan", m, "--format", fmt, "--concurrency", "3")

@@ -49,8 +49,6 @@ class Actions(Calls):
 
 
 def test_every_call_is_covered_by_the_documented_policies(aws: Images) -> None:
-    from reconciler.sandbox import IMAGE_BLOCK_PUBLIC_ACCESS  # noqa: F401 - state is default
-
     kms = boto3.client("kms", region_name="us-east-1")
     key = kms.create_key()["KeyMetadata"]["Arn"]
     kms.create_alias(AliasName="alias/golden", TargetKeyId=key)

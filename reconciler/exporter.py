@@ -1,0 +1,679 @@
+"""``reconcile export``: a reviewed starting manifest from the shares that exist today.
+
+:func:`compute_export` is pure: given the caller account, the caller's images with their
+current launch (and snapshot copy) permissions, and what is known about their snapshots and
+KMS keys, it returns manifest YAML text on which ``reconcile plan`` reports no changes.
+:func:`read_export` is the only impure function here; it asks the :class:`Reader` for exactly
+what :func:`compute_export` needs.
+
+How shares become rules:
+
+* only ``available`` images shared with at least one principal (launch permission) are
+  exported; unshared images stay unmanaged, so the manifest never touches them;
+* images with the same (launch set, copy set) form one rule that selects them by explicit
+  ``ids`` and names its ``regions``; ``copy:`` is written only for images whose snapshots
+  are shared;
+* principals get names (``account-<id>``, ``org-<o-id>``, ``ou-<ou-id>``, or the caller's own
+  names); account IDs are always quoted;
+* ``public`` turns on ``settings.allow_public`` (with a warning comment); ``share_quota`` is
+  raised when an image is shared with more entities than the default 1,000.
+
+The candidate manifest is then checked with the planner's own pure functions
+(:func:`reconciler.planner.compute_plan`) against the same state. An image the plan would
+change or report an error or warning for (a snapshot encrypted with the AWS managed key,
+consumers that may not use the image's KMS key, snapshots shared differently, ...) is left
+out, with the reason in a comment, and the check repeats until the plan is empty. The result
+therefore always passes :func:`reconciler.manifest.parse_manifest` and plans to "No changes".
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import re
+import textwrap
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path as FsPath
+from typing import TYPE_CHECKING
+
+import yaml
+
+from . import __version__
+from .desired import select
+from .errors import InputError, Problem, ReconcilerError, UsageError
+from .kms import KeyInfo
+from .manifest import DEFAULT_REGIONS, parse_manifest
+from .model import (OU_ARN_RE, ORG_ARN_RE, PUBLIC, Action, Identity, Image, OpKind, Operation,
+                    Principal, PrincipalKind, Severity, Snapshot)
+from .planner import CurrentState, compute_plan
+from .yamlload import load_yaml
+
+if TYPE_CHECKING:
+    from .reader import Reader
+
+SCHEMA_REF = "./schemas/manifest.schema.json"
+DEFAULT_SHARE_QUOTA = 1000
+DEFAULT_MAX_REMOVALS = 25
+PRINCIPAL_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+RULE_PREFIX = "shared-with-"
+MAX_RULE_NAME = 120
+WIDTH = 96  # comment lines are wrapped to this width
+RegionKey = tuple[str, str]  # (region, image or snapshot ID)
+
+
+class ExportError(ReconcilerError):
+    """The export could not be produced (a bug guard: its own manifest did not check out)."""
+
+
+@dataclass(frozen=True)
+class SharedImage:
+    """An image the caller owns, with its current permissions.
+
+    ``copy`` maps each backing snapshot that was read to its ``createVolumePermission``
+    principals; leave it empty when the snapshots' permissions were not read.
+    """
+
+    image: Image
+    launch: frozenset[Principal]
+    copy: Mapping[str, frozenset[Principal]] = field(default_factory=dict)
+
+    @property
+    def copy_union(self) -> frozenset[Principal] | None:
+        """Everyone any backing snapshot is shared with; None when no snapshot is shared."""
+        union = frozenset().union(*self.copy.values()) if self.copy else frozenset()
+        return union or None
+
+
+@dataclass(frozen=True)
+class ImageFilter:
+    """``--name-glob`` and ``--tag KEY=VALUE``: which images the export considers at all."""
+
+    name_glob: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+
+    def matches(self, image: Image) -> bool:
+        if self.name_glob is not None and not fnmatch.fnmatchcase(image.name, self.name_glob):
+            return False
+        tags = image.tag_map
+        return all(tags.get(k) == v for k, v in self.tags)
+
+    @property
+    def description(self) -> str:
+        parts = [f"--name-glob {self.name_glob!r}"] if self.name_glob is not None else []
+        parts += [f"--tag {k}={v}" for k, v in self.tags]
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """A shared image the export does not manage, and why."""
+
+    image: Image
+    launch: frozenset[Principal]
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    text: str
+    exported: tuple[Image, ...]
+    left_out: tuple[LeftOut, ...]
+    rules: int
+
+
+@dataclass(frozen=True)
+class ExportInput:
+    """Everything :func:`read_export` learned, ready for :func:`compute_export`."""
+
+    account: str
+    partition: str
+    regions: tuple[str, ...]
+    images: tuple[SharedImage, ...]
+    snapshots: Mapping[RegionKey, Snapshot]
+    keys: Mapping[RegionKey, KeyInfo]
+
+
+# --------------------------------------------------------------------------- options
+
+
+def parse_tag_filters(values: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """``--tag KEY=VALUE`` options → sorted (key, value) pairs. ``KEY=`` matches an empty value."""
+    out: dict[str, str] = {}
+    for text in values:
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--tag {text!r} must be KEY=VALUE (e.g. --tag channel=stable)")
+        if key in out and out[key] != value:
+            raise UsageError(f"--tag {key} is given twice with different values "
+                             f"({out[key]!r} and {value!r}); an image has one value per tag")
+        out[key] = value
+    return tuple(sorted(out.items()))
+
+
+def parse_names(raw: bytes, file: str) -> dict[str, str]:
+    """A ``--names`` file (YAML mapping: name → principal) → principal value → name.
+
+    Names follow the manifest's ``principals:`` rules; values are quoted 12-digit account
+    IDs, Organization ARNs or OU ARNs. Every problem is reported with file and line.
+    """
+    doc, problems = load_yaml(raw, file, "names file")
+    if doc is None:
+        raise InputError(problems)
+    if doc.data is None:
+        raise InputError([*problems, doc.problem((), "names file is empty; expected a mapping "
+                                                     "like  prod: \"111122223333\"")])
+    if not isinstance(doc.data, dict):
+        raise InputError([*problems, doc.problem((), "names file must be a mapping of names to "
+                                                     "principals, like  prod: \"111122223333\"")])
+    by_value: dict[str, str] = {}
+    for name, value in doc.data.items():
+        path = (name,)
+        if name == PUBLIC:
+            problems.append(doc.problem(path, f"{name!r} is reserved (it means every AWS "
+                                              "account); choose another name", key=True))
+            continue
+        if not PRINCIPAL_NAME_RE.match(name):
+            problems.append(doc.problem(path, f"{name!r} is not a valid principal name (a letter, "
+                                              "then up to 63 letters, digits, '_', '.', '-')",
+                                        key=True))
+            continue
+        if not isinstance(value, str):
+            raw_text = doc.raw(path)
+            if isinstance(value, int) and not isinstance(value, bool) and raw_text is not None:
+                read_as = f" (YAML reads it as {value})" if str(value) != raw_text else ""
+                problems.append(doc.problem(path, f"{name}: {raw_text} was read by YAML as a "
+                                                  f"number{read_as}; quote it: \"{raw_text}\""))
+            else:
+                problems.append(doc.problem(path, f"{name}: expected a quoted account ID, "
+                                                  f"Organization ARN or OU ARN, got "
+                                                  f"{type(value).__name__}"))
+            continue
+        p = Principal.parse_literal(value)
+        if p is None or p.is_public:
+            what = (f"account ID {value!r} must be exactly 12 digits" if value.isdigit()
+                    else f"{value!r} is not a 12-digit account ID, Organization ARN or OU ARN")
+            problems.append(doc.problem(path, f"{name}: {what}"))
+            continue
+        if value in by_value:
+            problems.append(doc.problem(path, f"{name}: {value} is already named "
+                                              f"{by_value[value]!r}; give each principal one name"))
+            continue
+        by_value[value] = name
+    if problems:
+        raise InputError(problems)
+    return by_value
+
+
+def load_names(path: str) -> dict[str, str]:
+    try:
+        raw = FsPath(path).read_bytes()
+    except FileNotFoundError:
+        raise InputError([Problem(path, 1, 1, "names file not found")]) from None
+    except IsADirectoryError:
+        raise InputError([Problem(path, 1, 1, "is a directory, not a names file")]) from None
+    except OSError as exc:
+        raise InputError([Problem(path, 1, 1, f"cannot read names file: {exc.strerror}")]) from None
+    return parse_names(raw, path)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_export(reader: Reader, regions: Sequence[str],
+                image_filter: ImageFilter = ImageFilter()) -> ExportInput:
+    """Read what :func:`compute_export` needs, and nothing more.
+
+    Calls: ``GetCallerIdentity``; ``DescribeImages`` per Region; ``DescribeImageAttribute``
+    per available image passing the filter; for the *shared* ones only, ``DescribeSnapshots``
+    (batched), ``DescribeSnapshotAttribute`` per snapshot, and per distinct KMS key of an
+    encrypted snapshot ``DescribeKey`` + ``GetKeyPolicy`` (+ ``ListAliases`` per Region).
+    """
+    identity = reader.identity()
+    regions = tuple(sorted(set(regions)))
+    listed = reader.list_all_images(regions)
+    matching = [img for region in regions for img in listed[region] if image_filter.matches(img)]
+    # Disabled images have no launch permissions to read (and cannot be shared).
+    candidates = [img for img in matching if img.state == "available"]
+    launch = reader.all_launch_permissions(candidates)
+    shared = [img for img in candidates if launch[img.key]]
+
+    by_region: dict[str, list[str]] = defaultdict(list)
+    for img in shared:
+        by_region[img.region].extend(img.snapshot_ids)
+    snapshots: dict[RegionKey, Snapshot] = {}
+    for region, found in zip(by_region, reader.map(lambda r: reader.snapshots(r, by_region[r]),
+                                                   list(by_region)), strict=True):
+        snapshots.update({(region, sid): snap for sid, snap in found.items()})
+
+    copy_keys = sorted({(img.region, s) for img in shared for s in img.snapshot_ids
+                        if (img.region, s) in snapshots})
+    copy = dict(zip(copy_keys, reader.map(reader.copy_permissions, copy_keys), strict=True))
+
+    key_ids = sorted({(s.region, s.kms_key_id) for s in snapshots.values()
+                      if s.encrypted and s.kms_key_id})
+    keys: dict[RegionKey, KeyInfo] = {}
+    if key_ids:
+        key_regions = sorted({r for r, _ in key_ids})
+        aliases = dict(zip(key_regions, reader.map(reader.aliases, key_regions), strict=True))
+        for k, info in zip(key_ids, reader.map(reader.key_info, key_ids), strict=True):
+            alias = aliases.get(k[0], {}).get(info.arn.rsplit("/", 1)[-1] if info.arn else "")
+            keys[k] = replace(info, alias=alias) if alias else info
+
+    images = tuple(SharedImage(img, launch.get(img.key, frozenset()),
+                               {s: copy[(img.region, s)] for s in img.snapshot_ids
+                                if (img.region, s) in copy})
+                   for img in matching)
+    return ExportInput(identity.account, identity.partition, regions, images, snapshots, keys)
+
+
+# --------------------------------------------------------------------------- pure part
+
+
+def export_manifest(account: str, images: Sequence[SharedImage],
+                    names: Mapping[str, str] | None = None, *,
+                    regions: Sequence[str] = (),
+                    snapshots: Mapping[RegionKey, Snapshot] | None = None,
+                    keys: Mapping[RegionKey, KeyInfo] | None = None,
+                    partition: str = "aws",
+                    image_filter: ImageFilter | None = None) -> str:
+    """The manifest text for the current shares (see :func:`compute_export`)."""
+    return compute_export(account, images, names, regions=regions, snapshots=snapshots,
+                          keys=keys, partition=partition, image_filter=image_filter).text
+
+
+def compute_export(account: str, images: Sequence[SharedImage],
+                   names: Mapping[str, str] | None = None, *,
+                   regions: Sequence[str] = (),
+                   snapshots: Mapping[RegionKey, Snapshot] | None = None,
+                   keys: Mapping[RegionKey, KeyInfo] | None = None,
+                   partition: str = "aws",
+                   image_filter: ImageFilter | None = None) -> ExportResult:
+    """Build the manifest for ``images`` (pure).
+
+    ``names`` maps principal values (account ID, Organization/OU ARN) to the names to use.
+    ``regions`` are the Regions that were read (``settings.regions``). ``snapshots`` and
+    ``keys`` are what ``DescribeSnapshots`` and ``DescribeKey``/``GetKeyPolicy`` returned for
+    the shared images' snapshots (by (Region, snapshot ID) and (Region, key ID as the
+    snapshot names it)); an image whose snapshots or keys are missing from them is left out,
+    as ``plan`` would report it as an error.
+    """
+    names = dict(names or {})
+    for value, name in names.items():
+        if Principal.parse_literal(value) is None or name == PUBLIC or not PRINCIPAL_NAME_RE.match(name):
+            raise ValueError(f"invalid names entry {name!r}: {value!r}")
+    if len(set(names.values())) != len(names):
+        raise ValueError("names must give each principal a different name")
+    snapshots = dict(snapshots or {})
+    keys = dict(keys or {})
+    considered = [s for s in images if image_filter is None or image_filter.matches(s.image)]
+    candidates = sorted((s for s in considered if s.image.state == "available" and s.launch),
+                        key=lambda s: s.image.key)
+    regions = tuple(sorted(set(regions) or {s.image.region for s in candidates}
+                           or set(DEFAULT_REGIONS)))
+    stats = _Stats(
+        unshared=sum(1 for s in considered if s.image.state == "available" and not s.launch),
+        unavailable=sum(1 for s in considered if s.image.state != "available"),
+        image_filter=image_filter)
+    identity = Identity(account, f"arn:{partition}:iam::{account}:root")
+    left_out: dict[RegionKey, list[str]] = {}
+    while True:
+        chosen = [s for s in candidates if s.image.key not in left_out]
+        dropped = [LeftOut(s.image, s.launch, tuple(left_out[s.image.key]))
+                   for s in candidates if s.image.key in left_out]
+        text, rules = _render(account, regions, chosen, dropped, names, stats)
+        problems = _self_check(text, identity, considered, chosen, snapshots, keys)
+        if not problems:
+            return ExportResult(text, tuple(s.image for s in chosen), tuple(dropped), rules)
+        for key, reasons in problems.items():
+            known = left_out.setdefault(key, [])
+            for reason in reasons:
+                if reason not in known:
+                    known.append(reason)
+
+
+@dataclass(frozen=True)
+class _Stats:
+    unshared: int
+    unavailable: int
+    image_filter: ImageFilter | None
+
+
+def _self_check(text: str, identity: Identity, considered: Sequence[SharedImage],
+                chosen: Sequence[SharedImage], snapshots: Mapping[RegionKey, Snapshot],
+                keys: Mapping[RegionKey, KeyInfo]) -> dict[RegionKey, list[str]]:
+    """Plan the candidate manifest against the same state: image → reasons it cannot stay."""
+    try:
+        manifest = parse_manifest(text.encode("utf-8"), "<export>")
+    except InputError as exc:  # a bug in the renderer, never the user's input
+        raise ExportError(f"export produced an invalid manifest (please report this):\n{exc}") from None
+    by_region: dict[str, list[Image]] = defaultdict(list)
+    for s in considered:
+        by_region[s.image.region].append(s.image)
+    selection = select(manifest, by_region)
+    state = CurrentState(
+        launch={s.image.key: s.launch for s in considered},
+        public_access={},
+        snapshots=snapshots,
+        copy={(s.image.region, sid): perms for s in chosen for sid, perms in s.copy.items()},
+        keys=keys,
+    )
+    plan = compute_plan(manifest, identity, selection, state)
+
+    owner: dict[RegionKey, list[RegionKey]] = defaultdict(list)  # resource -> images
+    key_info: dict[str, KeyInfo] = {}
+    for s in chosen:
+        img = s.image
+        owner[img.key].append(img.key)
+        for sid in img.snapshot_ids:
+            owner[(img.region, sid)].append(img.key)
+            snap = snapshots.get((img.region, sid))
+            info = keys.get((img.region, snap.kms_key_id)) if snap and snap.encrypted else None
+            if info is not None and info.arn:
+                owner[(img.region, info.arn)].append(img.key)
+                key_info[info.arn] = info
+
+    by_id: dict[str, list[RegionKey]] = defaultdict(list)  # an AMI ID seen in two Regions
+    for s in chosen:
+        by_id[s.image.image_id].append(s.image.key)
+
+    problems: dict[RegionKey, list[str]] = defaultdict(list)
+    unexplained: list[str] = []
+    for (region, resource), ops in _by_resource(plan.operations).items():
+        affected = owner.get((region, resource)) or by_id.get(resource)
+        if not affected:
+            unexplained.extend(f"{o.action.value} {o.kind.value} {o.principal.label} on "
+                               f"{region} {resource}" for o in ops)
+            continue
+        reason = _ops_reason(resource, ops, key_info)
+        for key in affected:
+            problems[key].append(reason)
+    images = {s.image.key: s.image for s in chosen}
+    for f in plan.findings:
+        if f.severity is Severity.INFO:
+            continue
+        affected = owner.get((f.region, f.resource)) or by_id.get(f.resource)
+        if not affected:
+            unexplained.append(f"{f.severity.value}[{f.code}] {f.region} {f.resource}: {f.message}")
+            continue
+        for key in affected:
+            problems[key].append(_strip_label(f.message, images[key]))
+    if unexplained:
+        raise ExportError("export could not make a manifest that plans cleanly (please report "
+                          "this): " + "; ".join(unexplained))
+    return dict(problems)
+
+
+def _by_resource(ops: Iterable[Operation]) -> dict[RegionKey, list[Operation]]:
+    out: dict[RegionKey, list[Operation]] = defaultdict(list)
+    for op in ops:
+        out[(op.region, op.resource)].append(op)
+    return out
+
+
+def _labels(ops: Iterable[Operation]) -> str:
+    return ", ".join(sorted({o.principal.label for o in ops}))
+
+
+def _ops_reason(resource: str, ops: list[Operation], key_info: Mapping[str, KeyInfo]) -> str:
+    adds = [o for o in ops if o.action is Action.ADD]
+    removes = [o for o in ops if o.action is Action.REMOVE]
+    kind = ops[0].kind
+    if kind is OpKind.KMS:
+        label = key_info[resource].label if resource in key_info else resource
+        parts = []
+        if adds:
+            parts.append(f"KMS key {label} does not let {_labels(adds)} use it, so launches "
+                         "by them fail today; managing the image would grant that access")
+        if removes:
+            parts.append(f"the tool's own statements in the policy of KMS key {label} also "
+                         f"allow {_labels(removes)}, which no exported image on that key is "
+                         "shared with; managing the image would remove that access")
+        return "; ".join(parts)
+    if kind is OpKind.COPY:
+        return (f"its snapshots are not shared alike (snapshot {resource} would "
+                + " and ".join(f"{verb} copy permission for {_labels(group)}"
+                               for verb, group in (("gain", adds), ("lose", removes)) if group)
+                + ")")
+    return ("the plan would " + " and ".join(f"{verb} launch permission for {_labels(group)}"
+                                             for verb, group in (("add", adds), ("remove", removes))
+                                             if group))
+
+
+def _strip_label(message: str, image: Image) -> str:
+    for prefix in (f"{image.image_id} ({image.name}): ", f"{image.image_id} ({image.name}) ",
+                   f"{image.image_id}: ", f"{image.image_id} "):
+        if message.startswith(prefix):
+            return message[len(prefix):]
+    return message
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _q(text: str) -> str:
+    """A YAML scalar for ``text`` that YAML reads back as exactly that string."""
+    if re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]*", text) and yaml.safe_load(text) == text:
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _qv(text: str) -> str:
+    """A principal value (account ID, ARN): always double-quoted."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _comment_text(text: str) -> str:
+    """One-line, printable text for a comment (image names come from AWS)."""
+    return "".join(c if c.isprintable() else "?" for c in " ".join(text.split()))
+
+
+def _wrap(text: str, first: str, rest: str) -> list[str]:
+    return textwrap.wrap(_comment_text(text), width=WIDTH, initial_indent=first,
+                         subsequent_indent=rest, break_long_words=False,
+                         break_on_hyphens=False) or [first.rstrip()]
+
+
+def generated_name(p: Principal) -> str:
+    """``account-<id>``, ``org-<o-id>`` or ``ou-<ou-id>`` (at most 64 characters)."""
+    if p.kind is PrincipalKind.ACCOUNT:
+        name = f"account-{p.value}"
+    elif p.kind is PrincipalKind.ORGANIZATION:
+        m = ORG_ARN_RE.match(p.value)
+        name = f"org-{m.group(1)}" if m else "org"
+    else:
+        m = OU_ARN_RE.match(p.value)
+        name = f"ou-{m.group(2)}" if m else "ou"
+    if len(name) > 64:
+        name = f"{name[:55]}-{hashlib.sha256(p.value.encode()).hexdigest()[:8]}"
+    return name
+
+
+def _principal_names(principals: Iterable[Principal], given: Mapping[str, str]) -> dict[Principal, str]:
+    taken = set(given.values())
+    out: dict[Principal, str] = {}
+    for p in sorted(set(principals)):
+        if p.is_public:
+            continue
+        if p.value in given:
+            out[p] = given[p.value]
+            continue
+        base = name = generated_name(p)
+        n = 2
+        while name in taken:
+            name = f"{base[:60]}-{n}"
+            n += 1
+        taken.add(name)
+        out[p] = name
+    return out
+
+
+def _ref(p: Principal, names: Mapping[Principal, str]) -> str:
+    return PUBLIC if p.is_public else names[p]
+
+
+def _flow(items: Sequence[str], indent: str, key: str) -> list[str]:
+    """``key: [a, b]`` when it fits on a line, else a block list."""
+    line = f"{indent}{key}: [{', '.join(items)}]"
+    if len(line) <= WIDTH or not items:
+        return [line]
+    return [f"{indent}{key}:", *(f"{indent}  - {item}" for item in items)]
+
+
+def _short(refs: Sequence[str]) -> str:
+    shown = list(refs) if len(refs) <= 3 else [*refs[:2], f"and-{len(refs) - 2}-more"]
+    return "-".join(shown)
+
+
+@dataclass(frozen=True)
+class _Group:
+    launch: tuple[Principal, ...]
+    copy: tuple[Principal, ...] | None
+    images: tuple[Image, ...]
+
+    @property
+    def sort_key(self) -> tuple[object, ...]:
+        return (tuple(p.sort_key for p in self.launch),
+                (0,) if self.copy is None else (1, tuple(p.sort_key for p in self.copy)),
+                tuple(i.key for i in self.images))
+
+
+def _groups(chosen: Sequence[SharedImage]) -> list[_Group]:
+    grouped: dict[tuple[frozenset[Principal], frozenset[Principal] | None], list[Image]] = {}
+    for s in chosen:
+        grouped.setdefault((s.launch, s.copy_union), []).append(s.image)
+    groups = [_Group(tuple(sorted(launch)), None if copy is None else tuple(sorted(copy)),
+                     tuple(sorted(imgs, key=lambda i: i.key)))
+              for (launch, copy), imgs in grouped.items()]
+    return sorted(groups, key=lambda g: g.sort_key)
+
+
+def _rule_names(groups: Sequence[_Group], names: Mapping[Principal, str]) -> list[str]:
+    taken: set[str] = set()
+    out = []
+    for g in groups:
+        base = RULE_PREFIX + _short([_ref(p, names) for p in g.launch])
+        if g.copy:
+            base += "-copy-" + _short([_ref(p, names) for p in g.copy])
+        base = base[:MAX_RULE_NAME].rstrip("-.")
+        name, n = base, 2
+        while name in taken:
+            name = f"{base}-{n}"
+            n += 1
+        taken.add(name)
+        out.append(name)
+    return out
+
+
+def _render(account: str, regions: Sequence[str], chosen: Sequence[SharedImage],
+            left_out: Sequence[LeftOut], given: Mapping[str, str], stats: _Stats) -> tuple[str, int]:
+    used = [p for s in chosen for p in (*s.launch, *(s.copy_union or ()))]
+    names = _principal_names(used, given)
+    groups = _groups(chosen)
+    rule_names = _rule_names(groups, names)
+    public = any(Principal.public() in g.launch or Principal.public() in (g.copy or ())
+                 for g in groups)
+    entities = max((len(s.launch - {Principal.public()}) for s in chosen), default=0)
+    quota = max(DEFAULT_SHARE_QUOTA, entities)
+
+    out: list[str] = [f"# yaml-language-server: $schema={SCHEMA_REF}"]
+    scope = f"images account {account} owns in {', '.join(regions)}"
+    if stats.image_filter is not None and stats.image_filter.description:
+        scope += f" (only those matching {stats.image_filter.description})"
+    out += _wrap(f"Exported by `reconcile export` (reconciler {__version__}) from the current "
+                 f"launch permissions of the {scope}.", "# ", "# ")
+    out.append("#")
+    out += _wrap("REVIEW IT BEFORE USE: it records today's shares as they are, including any "
+                 "added by hand that nobody intended. Remove those here and `reconcile apply` "
+                 "removes them in AWS (prune: true). As exported, `reconcile plan` reports no "
+                 "changes.", "# ", "# ")
+    out += _wrap("Only shared images are listed; the others stay unmanaged (never touched) "
+                 "until a rule selects them. Rules select images by ID: a new image needs a "
+                 "new ID or a name/tags selector. Generated names such as account-111122223333 "
+                 "can be renamed, or given with --names FILE.", "# ", "# ")
+    if stats.unshared or stats.unavailable:
+        bits = []
+        if stats.unshared:
+            bits.append(f"{stats.unshared} image{'s' if stats.unshared != 1 else ''} shared "
+                        "with nobody")
+        if stats.unavailable:
+            bits.append(f"{stats.unavailable} disabled or otherwise unavailable "
+                        f"image{'s' if stats.unavailable != 1 else ''}")
+        out += _wrap(f"Not listed: {' and '.join(bits)}.", "# ", "# ")
+    if left_out:
+        out += _wrap(f"{len(left_out)} shared image{'s are' if len(left_out) != 1 else ' is'} "
+                     "left out because managing it as it is would change AWS or fail the plan: "
+                     "see the end of this file.", "# ", "# ")
+    def setting(text: str, comment: str = "") -> str:
+        return f"{text:<26}# {comment}" if comment else text
+
+    out += ["version: 1", "", "settings:",
+            setting("  regions: [" + ", ".join(regions) + "]"),
+            setting("  prune: true", "remove permissions nobody declared from the images below")]
+    if public:
+        out += _wrap("WARNING: some images below are PUBLIC (any AWS account may launch them). "
+                     "This keeps them public; remove `public` from their rules and set this to "
+                     "false unless that is intended.", "  # ", "  # ")
+        out.append("  allow_public: true")
+    else:
+        out.append(setting("  allow_public: false", "a rule may name `public` only when true"))
+    out += [setting("  kms: key-policy", "keep KMS key policies of encrypted images in step"),
+            setting(f"  max_removals: {DEFAULT_MAX_REMOVALS}",
+                    "apply refuses bigger removals without --allow-mass-removal")]
+    if quota > DEFAULT_SHARE_QUOTA:
+        out += _wrap(f"raised from the default {DEFAULT_SHARE_QUOTA}: an image is shared with "
+                     f"{quota} entities; your EC2 quota for AMI sharing must allow it.",
+                     "  # ", "  # ")
+    out += [f"  share_quota: {quota}", ""]
+
+    if names:
+        out.append(setting("principals:", "always quote account IDs"))
+        for p, name in sorted(names.items(), key=lambda kv: kv[1]):
+            out.append(f"  {_q(name)}: {_qv(p.value)}")
+    else:
+        out.append("principals: {}")
+    out.append("")
+
+    if not groups:
+        out += _wrap("No shared image was found, so no rule is exported.", "# ", "# ")
+        out.append("images: []")
+    else:
+        out.append("images:")
+    for g, rname in zip(groups, rule_names, strict=True):
+        out.append(f"  - name: {_q(rname)}")
+        if Principal.public() in g.launch:
+            out.append("    # WARNING: public: every AWS account may launch these images")
+        out += ["    select:", "      ids:"]
+        seen: set[str] = set()
+        for img in g.images:
+            if img.image_id in seen:
+                continue
+            seen.add(img.image_id)
+            note = _comment_text(f"{img.region}  {img.name}".rstrip())
+            out.append(f"        - {img.image_id}  # {note}")
+        out.append("    regions: [" + ", ".join(sorted({i.region for i in g.images})) + "]")
+        out += _flow([_ref(p, names) for p in g.launch], "    ", "launch")
+        if g.copy is not None:
+            out += _flow([_ref(p, names) for p in g.copy], "    ", "copy")
+
+    if left_out:
+        out.append("")
+        out += _wrap("Left out: these images are shared, but managing them as they are would "
+                     "change AWS or fail the plan, so this manifest does not manage them and "
+                     "`reconcile` leaves them alone. Fix the cause, or add a rule for them once "
+                     "the change it plans is what you want.", "# ", "# ")
+        for lo in sorted(left_out, key=lambda x: x.image.key):
+            img = lo.image
+            who = ", ".join(_who(p, given) for p in sorted(lo.launch))
+            out.append("#")
+            out += _wrap(f"- {img.image_id} in {img.region} ({img.name}), shared with {who}:",
+                         "# ", "#   ")
+            for reason in lo.reasons:
+                out += _wrap(reason, "#   ", "#   ")
+    return "\n".join(out) + "\n", len(groups)
+
+
+def _who(p: Principal, given: Mapping[str, str]) -> str:
+    name = given.get(p.value)
+    return f"{p.label} ({name})" if name else p.label
