@@ -101,17 +101,22 @@ def split(ops: Sequence[Operation]) -> _Plan:
 
 
 class Applier:
-    def __init__(self, clients: Clients, identity: Identity, *, concurrency: int = 16,
+    def __init__(self, clients: Clients | Mapping[str, Clients], identity: Identity, *,
+                 concurrency: int = 16,
                  log: LogSink | None = None,
                  progress: Callable[[Outcome], None] | None = None,
                  resource_keys: Mapping[tuple[str, str], tuple[str, ...]] | None = None,
                  expected: Mapping[tuple[str, str, str], Any] | None = None,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None,
+                 resource_owner: Mapping[tuple[str, str], str] | None = None) -> None:
         """``expected``: the state the plan was computed from, by (kind, region, resource);
         when given, each image and snapshot is re-read just before its first write and
         skipped if it changed. ``stop``: once set, no new write starts (the in-flight ones
-        finish) and the remaining operations are reported as not applied."""
+        finish) and the remaining operations are reported as not applied. ``clients`` may
+        map owner accounts to their clients; ``resource_owner`` then says which owner writes
+        each (region, resource)."""
         self.clients = clients
+        self.resource_owner = resource_owner or {}
         self.identity = identity
         self.concurrency = max(1, concurrency)
         self.log = log
@@ -121,6 +126,14 @@ class Applier:
         self.stop = stop or threading.Event()
         self._lock = threading.Lock()
         self._checked: dict[tuple[str, str, str], str] = {}  # resource -> drift message or ""
+
+    def _client(self, service: str, region: str, resource: str) -> Any:
+        if isinstance(self.clients, Clients):
+            return self.clients.get(service, region)
+        owner = self.resource_owner.get((region, resource))
+        if owner is None or owner not in self.clients:
+            raise WriteError(f"no credentials for the owner of {resource}")
+        return self.clients[owner].get(service, region)
 
     # ------------------------------------------------------------------ re-reading
 
@@ -133,7 +146,7 @@ class Applier:
             with self._lock:
                 if key in self._checked:
                     return self._checked[key]
-            ec2 = self.clients.get("ec2", region)
+            ec2 = self._client("ec2", region, resource)
             if kind is OpKind.LAUNCH:
                 resp = ec2.describe_image_attribute(ImageId=resource, Attribute="launchPermission")
                 entries = resp.get("LaunchPermissions") or []
@@ -164,7 +177,7 @@ class Applier:
             perm["Remove"] = removes
 
         def call() -> Any:
-            return self.clients.get("ec2", region).modify_image_attribute(
+            return self._client("ec2", region, image_id).modify_image_attribute(
                 ImageId=image_id, Attribute="launchPermission", LaunchPermission=perm)
 
         return Write("ec2", "ModifyImageAttribute", tuple(ops), call,
@@ -183,7 +196,7 @@ class Applier:
             params["GroupNames"] = groups
 
         def call() -> Any:
-            return self.clients.get("ec2", region).modify_snapshot_attribute(**params)
+            return self._client("ec2", region, snapshot_id).modify_snapshot_attribute(**params)
 
         return Write("ec2", "ModifySnapshotAttribute", tuple(ops), call,
                      verify=self._verifier(OpKind.COPY, region, snapshot_id))
@@ -193,7 +206,7 @@ class Applier:
         partition = key_arn.split(":")[1] if key_arn.count(":") >= 5 else self.identity.partition
 
         def call() -> Any:
-            client = self.clients.get("kms", region)
+            client = self._client("kms", region, key_arn)
             current = kms.parse_policy(client.get_key_policy(KeyId=key_arn,
                                                              PolicyName="default")["Policy"])
             grantees = kms.owned_grantees(current)
@@ -237,8 +250,11 @@ class Applier:
         with self._lock:
             for o in outcomes:
                 if self.log is not None:
+                    op = o.operation
+                    owner = self.resource_owner.get((op.region, op.resource))
                     self.log({"time": now, "caller": self.identity.arn, "api": write.api,
-                              **o.operation.to_dict(), "result": result,
+                              **({"owner": owner} if owner else {}),
+                              **op.to_dict(), "result": result,
                               **({"error": o.error} if o.error else {})})
                 if self.progress is not None:
                     self.progress(o)

@@ -98,3 +98,35 @@ def error_code(exc: Exception) -> str:
     if isinstance(exc, botocore.exceptions.ClientError):
         return str(exc.response.get("Error", {}).get("Code", ""))
     return ""
+
+
+SESSION_NAME = "ami-share-reconciler"
+
+
+def assumed_session(base: boto3.Session, role_arn: str, region: str,
+                    config: botocore.config.Config | None = None) -> boto3.Session:
+    """A session acting as ``role_arn`` (session name ``ami-share-reconciler``), with
+    credentials that refresh themselves before they expire."""
+    import botocore.credentials
+    import botocore.session
+
+    sts = base.client("sts", region_name=region, config=config)
+
+    def fetch() -> dict[str, str]:
+        try:
+            creds = sts.assume_role(RoleArn=role_arn, RoleSessionName=SESSION_NAME)["Credentials"]
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise AwsError(f"cannot assume {role_arn}: {describe_error(exc, 'sts', 'AssumeRole')}") from None
+        return {"access_key": creds["AccessKeyId"], "secret_key": creds["SecretAccessKey"],
+                "token": creds["SessionToken"], "expiry_time": creds["Expiration"].isoformat()}
+
+    credentials = botocore.credentials.RefreshableCredentials.create_from_metadata(
+        metadata=fetch(), refresh_using=fetch, method="sts-assume-role")
+    core = botocore.session.get_session()
+    core._credentials = credentials  # the documented way to hand botocore ready credentials
+    core.set_config_variable("region", region)
+    return boto3.Session(botocore_session=core)
+
+
+def role_account(role_arn: str) -> str:
+    return role_arn.split(":")[4]

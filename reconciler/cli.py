@@ -8,6 +8,7 @@ present" here, so :func:`main` maps every usage error to 1.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -21,14 +22,16 @@ from typing import Any, NoReturn, TextIO
 import click
 
 from . import __version__
-from .aws import Clients, describe_error, make_session
+from .aws import (Clients, assumed_session, client_config, describe_error, make_session,
+                  role_account)
 from .errors import (EXIT_CHANGES, EXIT_ERROR, EXIT_OK, GuardError, ReconcilerError,
                      StalePlanError, UsageError)
 from .exporter import ImageFilter, compute_export, load_names, parse_tag_filters, read_export
 from .manifest import Manifest, load_manifest
 from .model import REGION_RE, Action
 from .plan import Plan, load_plan_file, state_digest, touched
-from .planner import PlanOptions, build_plan
+from .model import Identity
+from .planner import PlanOptions, Scope, build_plan
 from .reader import Reader
 from .render import key_policy_details, render_markdown, render_text
 
@@ -80,6 +83,50 @@ class Ctx:
 
     def options(self) -> PlanOptions:
         return PlanOptions(regions=self.regions, strict=self.strict)
+
+    @contextlib.contextmanager
+    def connect(self, manifest: Manifest, owner: str | None) -> Iterator[Connection]:
+        """Sessions for the manifest's owner accounts (``owners:``, ``settings.role_arn`` or
+        the caller itself), restricted to ``--owner`` when given."""
+        with self.aws() as (base_clients, base_reader):
+            targets: list[tuple[str | None, tuple[str, ...] | None]]
+            if manifest.owners:
+                targets = [(o.role_arn, o.regions or None) for o in manifest.owners]
+            else:
+                targets = [(manifest.settings.role_arn, None)]
+            if owner:
+                targets = [t for t in targets
+                           if t[0] is not None and owner in (t[0], role_account(t[0]))]
+                if not targets:
+                    raise UsageError(f"--owner {owner}: no owner in {manifest.path} has that "
+                                     "account ID or role ARN")
+            scopes: list[Scope] = []
+            clients: dict[str, Clients] = {}
+            for role_arn, regions in targets:
+                if role_arn is None:
+                    c, r = base_clients, base_reader
+                else:
+                    session = assumed_session(base_clients.session, role_arn,
+                                              base_clients.default_region,
+                                              client_config(self.concurrency))
+                    c = Clients(session, self.concurrency, base_clients.default_region)
+                    r = Reader(c, self.concurrency)
+                clients[r.identity().account] = c
+                scopes.append(Scope(r, regions))
+            caller = base_reader.identity() if len(scopes) > 1 else None
+            yield Connection(scopes, clients, caller)
+
+
+@dataclasses.dataclass(frozen=True)
+class Connection:
+    """Readers and clients per owner account, and who runs the tool (multi-owner only)."""
+
+    scopes: list[Scope]
+    clients: dict[str, Clients]
+    caller: Identity | None
+
+    def identity(self) -> Identity:
+        return self.caller or self.scopes[0].reader.identity()
 
 
 def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -167,9 +214,14 @@ def _emit_plan(ctx: Ctx, plan: Plan, manifest: Manifest, fmt: str) -> None:
             fh.write(render_markdown(plan, manifest))
 
 
-def _plan(ctx: Ctx, manifest: Manifest, reader: Reader) -> Plan:
+def _plan(ctx: Ctx, manifest: Manifest, conn: Connection) -> Plan:
     ctx.info(f"Reading current state for {len(manifest.rules)} rules...")
-    return build_plan(manifest, reader, ctx.options())
+    return build_plan(manifest, conn.scopes, ctx.options(), conn.caller)
+
+
+OWNER_OPTION = click.option(
+    "--owner", metavar="ACCOUNT", help="Only this owner account (ID or role ARN from `owners:`); "
+                                       "to shard big estates into parallel jobs.")
 
 
 @cli.command()
@@ -179,8 +231,10 @@ def _plan(ctx: Ctx, manifest: Manifest, reader: Reader) -> Plan:
               show_default=True, help="Output format on stdout.")
 @click.option("--detailed-exitcode", is_flag=True,
               help="Exit 2 when the plan has changes (0: none, 1: error).")
+@OWNER_OPTION
 @common_options
-def plan(ctx: Ctx, manifest: str, out: str | None, fmt: str, detailed_exitcode: bool) -> int:
+def plan(ctx: Ctx, manifest: str, out: str | None, fmt: str, detailed_exitcode: bool,
+         owner: str | None) -> int:
     """Show what apply would change. Reads AWS, writes nothing to it.
 
     \b
@@ -188,8 +242,8 @@ def plan(ctx: Ctx, manifest: str, out: str | None, fmt: str, detailed_exitcode: 
       reconcile plan amis.yaml --out plan.json --detailed-exitcode
     """
     m = load_manifest(manifest)
-    with ctx.aws() as (_, reader):
-        p = _plan(ctx, m, reader)
+    with ctx.connect(m, owner) as conn:
+        p = _plan(ctx, m, conn)
     if out:
         _write_file(out, p.to_json())
     _emit_plan(ctx, p, m, fmt)
@@ -245,9 +299,11 @@ class _JsonLog:
 @click.option("--log-file", metavar="FILE", help="Append one JSON line per executed operation.")
 @click.option("--sandbox-save", metavar="STATE.yaml", type=click.Path(dir_okay=False),
               help="With --sandbox: write the emulator's state here afterwards.")
+@OWNER_OPTION
 @common_options
 def apply(ctx: Ctx, manifest: str, plan_file: str | None, auto_approve: bool,
-          allow_mass_removal: bool, log_file: str | None, sandbox_save: str | None) -> int:
+          allow_mass_removal: bool, log_file: str | None, sandbox_save: str | None,
+          owner: str | None) -> int:
     """Make AWS match the manifest: plan, confirm, then execute.
 
     \b
@@ -265,8 +321,8 @@ def apply(ctx: Ctx, manifest: str, plan_file: str | None, auto_approve: bool,
     if not auto_approve and not interactive and saved is None:
         raise GuardError("apply needs confirmation: no terminal to ask on, so pass --auto-approve "
                          "(or apply a reviewed plan with --plan PLAN.json)")
-    with ctx.aws() as (clients, reader):
-        fresh = _plan(ctx, m, reader)
+    with ctx.connect(m, owner) as conn:
+        fresh = _plan(ctx, m, conn)
         if saved is not None:
             _check_saved_plan(saved, fresh, m)
             todo = replace(fresh, operations=saved.operations, summary=saved.summary)
@@ -291,9 +347,10 @@ def apply(ctx: Ctx, manifest: str, plan_file: str | None, auto_approve: bool,
         stop = threading.Event()
         try:
             with _stop_on_signals(stop):
-                report = Applier(clients, reader.identity(), concurrency=ctx.concurrency, log=log,
-                                 resource_keys=todo.resource_keys, expected=todo.state,
-                                 stop=stop).apply(todo.operations)
+                report = Applier(conn.clients, conn.identity(), concurrency=ctx.concurrency,
+                                 log=log, resource_keys=todo.resource_keys, expected=todo.state,
+                                 stop=stop, resource_owner=todo.resource_owner).apply(
+                    todo.operations)
         finally:
             if log is not None:
                 log.close()

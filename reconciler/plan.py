@@ -52,6 +52,8 @@ class Plan:
     # (region, image or snapshot ID) -> ARNs of the KMS keys its consumers need.
     resource_keys: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict,
                                                                       compare=False)
+    # (region, resource) -> owner account whose credentials write it.
+    resource_owner: Mapping[tuple[str, str], str] = field(default_factory=dict, compare=False)
 
     @property
     def has_changes(self) -> bool:
@@ -98,7 +100,8 @@ def make_plan(*, manifest_sha256: str, caller_account: str, operations: Iterable
               image_names: Mapping[str, str] | None = None,
               resource_images: Mapping[str, str] | None = None,
               key_policies: Mapping[str, tuple[Any, Any]] | None = None,
-              resource_keys: Mapping[tuple[str, str], tuple[str, ...]] | None = None) -> Plan:
+              resource_keys: Mapping[tuple[str, str], tuple[str, ...]] | None = None,
+              resource_owner: Mapping[tuple[str, str], str] | None = None) -> Plan:
     """Assemble a plan: sort everything, count, and digest the state of touched resources."""
     ops = sorted_operations(operations)
     adds = sum(1 for o in ops if o.action is Action.ADD)
@@ -114,6 +117,7 @@ def make_plan(*, manifest_sha256: str, caller_account: str, operations: Iterable
         state=dict(state),
         key_policies=dict(key_policies or {}),
         resource_keys=dict(resource_keys or {}),
+        resource_owner=dict(resource_owner or {}),
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -18,7 +18,9 @@ from .desired import ManagedImage, Selection, active_regions, select
 from .differ import diff_permissions
 from .kms import Grantee, KeyInfo
 from .manifest import Manifest
-from .model import Action, Finding, Identity, OpKind, Operation, Principal, Severity, Snapshot
+from .errors import UsageError
+from .model import (Action, Finding, Identity, Image, OpKind, Operation, Principal, Severity,
+                    Snapshot)
 from .plan import Plan, make_plan
 from .reader import Reader
 
@@ -38,8 +40,8 @@ class CurrentState:
     """What the reader found for the managed images."""
 
     launch: Mapping[RegionKey, frozenset[Principal]]
-    # Region -> (Image Block Public Access state or None, why it is unknown)
-    public_access: Mapping[str, tuple[str | None, str]] = field(default_factory=dict)
+    # (owner account, Region) -> (Image Block Public Access state or None, why unknown)
+    public_access: Mapping[tuple[str, str], tuple[str | None, str]] = field(default_factory=dict)
     snapshots: Mapping[RegionKey, Snapshot] = field(default_factory=dict)
     copy: Mapping[RegionKey, frozenset[Principal]] = field(default_factory=dict)
     keys: Mapping[RegionKey, KeyInfo] = field(default_factory=dict)  # by snapshot's key id
@@ -66,42 +68,89 @@ def _encrypted(m: ManagedImage, snapshots: Mapping[RegionKey, Snapshot]) -> bool
                                 if (img.region, s) in snapshots)
 
 
-def build_plan(manifest: Manifest, reader: Reader, options: PlanOptions = PlanOptions()) -> Plan:
-    identity = reader.identity()
+@dataclass(frozen=True)
+class Scope:
+    """One owner (image factory) account: a reader acting in it, and the Regions it covers
+    (None: every Region of the rules)."""
+
+    reader: Reader
+    regions: tuple[str, ...] | None = None
+
+
+def _scope_regions(manifest: Manifest, options: PlanOptions, scope: Scope) -> tuple[str, ...]:
     regions = run_regions(manifest, options)
-    images = reader.list_all_images(regions)
-    selection = select(manifest, images, options.regions)
-    managed = [m.image for m in selection.managed]
-    launch = reader.all_launch_permissions(managed)
+    return regions if scope.regions is None else tuple(r for r in regions if r in scope.regions)
 
-    by_region: dict[str, list[str]] = defaultdict(list)
-    for img in managed:
-        by_region[img.region].extend(img.snapshot_ids)
+
+def build_plan(manifest: Manifest, readers: Reader | Sequence[Scope],
+               options: PlanOptions = PlanOptions(), caller: Identity | None = None) -> Plan:
+    """Read exactly what the plan needs, per owner account, then compute it.
+
+    ``readers`` is one reader (the caller owns the images) or one :class:`Scope` per owner
+    account; ``caller`` is who runs the tool when that is not a single owner.
+    """
+    scopes = [Scope(readers)] if isinstance(readers, Reader) else list(readers)
+    owners: dict[str, Reader] = {}
+    images: dict[str, list[Image]] = defaultdict(list)
+    listed: set[str] = set()
+    for scope in scopes:
+        account = scope.reader.identity().account
+        if account in owners:
+            raise UsageError(f"owner account {account} is listed twice")
+        owners[account] = scope.reader
+        regions = _scope_regions(manifest, options, scope)
+        listed.update(regions)
+        for region, found in scope.reader.list_all_images(regions).items():
+            images[region].extend(found)
+    identity = caller or scopes[0].reader.identity()
+    restrict = [r for r in run_regions(manifest, options) if r in listed]
+    selection = select(manifest, {r: sorted(v, key=lambda i: i.image_id) for r, v in images.items()},
+                       restrict if options.regions is not None or len(scopes) > 1 else options.regions)
+
+    launch: dict[RegionKey, frozenset[Principal]] = {}
     snapshots: dict[RegionKey, Snapshot] = {}
-    for region, found in zip(by_region, reader.map(lambda r: reader.snapshots(r, by_region[r]),
-                                                   list(by_region)), strict=True):
-        snapshots.update({(region, sid): snap for sid, snap in found.items()})
-
-    copy_keys = sorted({(m.image.region, s) for m in selection.managed if m.manages_copy
-                        for s in m.image.snapshot_ids})
-    copy = dict(zip(copy_keys, reader.map(reader.copy_permissions, copy_keys), strict=True))
-
+    copy: dict[RegionKey, frozenset[Principal]] = {}
     keys: dict[RegionKey, KeyInfo] = {}
-    if manifest.settings.kms != "off":
-        key_ids = sorted({(s.region, s.kms_key_id) for s in snapshots.values()
-                          if s.encrypted and s.kms_key_id})
-        infos = reader.map(reader.key_info, key_ids)
-        key_regions = sorted({r for r, _ in key_ids})
-        aliases = dict(zip(key_regions, reader.map(reader.aliases, key_regions), strict=True))
-        for k, info in zip(key_ids, infos, strict=True):
-            short = info.arn.rsplit("/", 1)[-1] if info.arn else ""
-            alias = aliases.get(k[0], {}).get(short, "")
-            keys[k] = replace(info, alias=alias) if alias else info
-
-    check = regions_needing_public_check(selection, launch, snapshots)
-    public_access = dict(zip(check, reader.map(reader.public_access_block, check), strict=True))
+    public_access: dict[tuple[str, str], tuple[str | None, str]] = {}
+    for account, reader in owners.items():
+        mine = [m for m in selection.managed if m.image.owner_id == account]
+        _read_owner(manifest, reader, mine, launch, snapshots, copy, keys)
+        check = regions_needing_public_check(Selection(tuple(mine), ()), launch, snapshots)
+        public_access.update({(account, r): res for r, res in
+                              zip(check, reader.map(reader.public_access_block, check), strict=True)})
     state = CurrentState(launch, public_access, snapshots, copy, keys)
     return compute_plan(manifest, identity, selection, state, options)
+
+
+def _read_owner(manifest: Manifest, reader: Reader, managed: list[ManagedImage],
+                launch: dict[RegionKey, frozenset[Principal]], snapshots: dict[RegionKey, Snapshot],
+                copy: dict[RegionKey, frozenset[Principal]], keys: dict[RegionKey, KeyInfo]) -> None:
+    """The reads for one owner's managed images (results added to the given maps)."""
+    launch.update(reader.all_launch_permissions([m.image for m in managed]))
+    by_region: dict[str, list[str]] = defaultdict(list)
+    for m in managed:
+        by_region[m.image.region].extend(m.image.snapshot_ids)
+    regions = sorted(by_region)
+    for region, found in zip(regions, reader.map(lambda r: reader.snapshots(r, by_region[r]), regions),
+                             strict=True):
+        snapshots.update({(region, sid): snap for sid, snap in found.items()})
+
+    copy_keys = sorted({(m.image.region, s) for m in managed if m.manages_copy
+                        for s in m.image.snapshot_ids})
+    copy.update(zip(copy_keys, reader.map(reader.copy_permissions, copy_keys), strict=True))
+
+    if manifest.settings.kms == "off":
+        return
+    mine = {(m.image.region, s) for m in managed for s in m.image.snapshot_ids}
+    key_ids = sorted({(snap.region, snap.kms_key_id) for k, snap in snapshots.items()
+                      if k in mine and snap.encrypted and snap.kms_key_id})
+    infos = reader.map(reader.key_info, key_ids)
+    key_regions = sorted({r for r, _ in key_ids})
+    aliases = dict(zip(key_regions, reader.map(reader.aliases, key_regions), strict=True))
+    for k, info in zip(key_ids, infos, strict=True):
+        short = info.arn.rsplit("/", 1)[-1] if info.arn else ""
+        alias = aliases.get(k[0], {}).get(short, "")
+        keys[k] = replace(info, alias=alias) if alias else info
 
 
 # --------------------------------------------------------------------------- pure part
@@ -123,7 +172,7 @@ def _f(sev: Severity, code: str, region: str, resource: str, msg: str) -> Findin
     return Finding(sev, code, region, resource, msg)
 
 
-def _image_checks(manifest: Manifest, v: _ImageView, state: CurrentState, caller: str,
+def _image_checks(manifest: Manifest, v: _ImageView, state: CurrentState,
                   findings: list[Finding]) -> None:
     """Findings for one image; marks it blocked or principals as impossible to add."""
     m, img = v.m, v.m.image
@@ -142,7 +191,7 @@ def _image_checks(manifest: Manifest, v: _ImageView, state: CurrentState, caller
             v.blocked = True
     encrypted = _encrypted(m, state.snapshots)
     if encrypted and manifest.settings.kms != "off":
-        _key_checks(v, state, caller, findings)
+        _key_checks(v, state, findings)
     public = Principal.public()
     if public in m.launch and public not in v.current:
         if encrypted:
@@ -151,7 +200,7 @@ def _image_checks(manifest: Manifest, v: _ImageView, state: CurrentState, caller
                                f"public; remove `public` from rules {', '.join(m.launch[public])}"))
             v.cannot_add.add(public)
         else:
-            block, why = state.public_access.get(img.region, (None, "not read"))
+            block, why = state.public_access.get((img.owner_id, img.region), (None, "not read"))
             if block == BLOCK_NEW_SHARING:
                 findings.append(_f(
                     Severity.ERROR, "public-access-blocked", img.region, img.image_id,
@@ -175,8 +224,9 @@ def _image_checks(manifest: Manifest, v: _ImageView, state: CurrentState, caller
                            "because settings.prune is false"))
 
 
-def _key_checks(v: _ImageView, state: CurrentState, caller: str, findings: list[Finding]) -> None:
+def _key_checks(v: _ImageView, state: CurrentState, findings: list[Finding]) -> None:
     img = v.m.image
+    caller = img.owner_id  # only the image's owner account can edit its key policies
     label = f"{img.image_id} ({img.name})"
     for sid in img.snapshot_ids:
         snap = state.snapshots.get((img.region, sid))
@@ -342,7 +392,7 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
     views = [_ImageView(m, state.launch.get(m.image.key, frozenset()), [])
              for m in selection.managed]
     for v in views:
-        _image_checks(manifest, v, state, identity.account, findings)
+        _image_checks(manifest, v, state, findings)
 
     ops: list[Operation] = []
     unchanged = 0
@@ -402,7 +452,22 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
         resource_images=resource_images,
         key_policies=policies,
         resource_keys=resource_keys,
+        resource_owner=_owners(selection, state),
     )
+
+
+def _owners(selection: Selection, state: CurrentState) -> dict[RegionKey, str]:
+    """(region, image/snapshot ID or key ARN) -> the owner account that must write it."""
+    out: dict[RegionKey, str] = {}
+    for m in selection.managed:
+        img = m.image
+        out[img.key] = img.owner_id
+        for sid in img.snapshot_ids:
+            out[(img.region, sid)] = img.owner_id
+    for (region, _), info in state.keys.items():
+        if info.arn:
+            out[(region, info.arn)] = info.account or info.arn.split(":")[4]
+    return out
 
 
 def _promote(f: Finding) -> Finding:

@@ -348,7 +348,7 @@ def base_state(launch=None, **overrides) -> CurrentState:
     launch = BASE_LAUNCH if launch is None else launch
     kw = dict(snapshots={(EU, "snap-0000000000000009a"): Snapshot("snap-0000000000000009a", EU)},
               copy={(EU, "snap-0000000000000009a"): frozenset({P_HAND})},
-              public_access={US: ("unblocked", "")})
+              public_access={(ACCOUNT, US): ("unblocked", "")})
     kw.update(overrides)
     return state(launch, **kw)
 
@@ -452,7 +452,7 @@ def test_encrypted_public_is_error_and_only_public_add_suppressed(kms_mode):
 )
 def test_image_block_public_access(access, expected_findings, public_added):
     m = manifest(PLAN_RULES, settings="allow_public: true")
-    plan = plan_for(m, listing(*PLAN_IMAGES), base_state(public_access={US: access}))
+    plan = plan_for(m, listing(*PLAN_IMAGES), base_state(public_access={(ACCOUNT, US): access}))
     assert codes(plan.findings) == expected_findings
     assert any(o.principal.is_public for o in plan.operations) is public_added
     # the other images' changes are unaffected
@@ -526,7 +526,7 @@ def test_snapshot_not_found_blocks_image():
     sel = select(m, listing(img(ami(1), "golden-1", snapshots=("snap-0000000000000001a",))))
     view = _ImageView(sel.managed[0], frozenset(), [])
     findings: list[Finding] = []
-    _image_checks(m, view, state({}), ACCOUNT, findings)
+    _image_checks(m, view, state({}), findings)
     assert view.blocked
     assert codes(findings) == [("error", "snapshot-not-found", ami(1))]
     assert "snap-0000000000000001a" in findings[0].message
@@ -571,7 +571,7 @@ def full_plan() -> tuple[Manifest, Plan]:
     plain = Snapshot("snap-0000000000000009a", EU)
     st = base_state(snapshots={(EU, plain.snapshot_id): plain, (US, snap.snapshot_id): snap},
                     keys={(US, KEY): customer_key()},
-                    public_access={US: ("block-new-sharing", "")},
+                    public_access={(ACCOUNT, US): ("block-new-sharing", "")},
                     launch={**BASE_LAUNCH, (US, ami(0xE)): set()})
     return m, plan_for(m, images, st)
 
