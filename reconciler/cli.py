@@ -32,6 +32,7 @@ from .model import REGION_RE, Action
 from .plan import Plan, load_plan_file, state_digest, touched
 from .model import Identity
 from .planner import PlanOptions, Scope, build_plan
+from .progress import NoProgress, TerminalProgress
 from .reader import Reader
 from .render import key_policy_details, render_markdown, render_text
 
@@ -79,7 +80,16 @@ class Ctx:
             session = make_session(None if self.sandbox else self.profile)
             default_region = (self.regions or (None,))[0] or session.region_name or "us-east-1"
             clients = Clients(session, self.concurrency, default_region)
-            yield clients, Reader(clients, self.concurrency)
+            yield clients, self.reader(clients)
+
+    def reader(self, clients: Clients) -> Reader:
+        reader = Reader(clients, self.concurrency)
+        if self.show_progress():
+            reader.progress = TerminalProgress()
+        return reader
+
+    def show_progress(self) -> bool:
+        return not self.quiet and click.get_text_stream("stderr").isatty()
 
     def options(self) -> PlanOptions:
         return PlanOptions(regions=self.regions, strict=self.strict)
@@ -110,7 +120,7 @@ class Ctx:
                                               base_clients.default_region,
                                               client_config(self.concurrency))
                     c = Clients(session, self.concurrency, base_clients.default_region)
-                    r = Reader(c, self.concurrency)
+                    r = self.reader(c)
                 clients[r.identity().account] = c
                 scopes.append(Scope(r, regions))
             caller = base_reader.identity() if len(scopes) > 1 else None
@@ -345,13 +355,16 @@ def apply(ctx: Ctx, manifest: str, plan_file: str | None, auto_approve: bool,
 
         log = _JsonLog(log_file) if log_file else None
         stop = threading.Event()
+        bar = TerminalProgress() if ctx.show_progress() else NoProgress()
+        bar.start("Applying", len(todo.operations))
         try:
             with _stop_on_signals(stop):
                 report = Applier(conn.clients, conn.identity(), concurrency=ctx.concurrency,
                                  log=log, resource_keys=todo.resource_keys, expected=todo.state,
-                                 stop=stop, resource_owner=todo.resource_owner).apply(
-                    todo.operations)
+                                 stop=stop, resource_owner=todo.resource_owner,
+                                 progress=lambda _: bar.advance()).apply(todo.operations)
         finally:
+            bar.finish()
             if log is not None:
                 log.close()
     for o in report.failed:

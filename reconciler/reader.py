@@ -26,6 +26,7 @@ from .aws import Clients, describe_error, error_code
 from .errors import AwsError
 from .kms import KeyInfo
 from .model import Identity, Image, Principal, Snapshot
+from .progress import NoProgress, Progress
 
 SNAPSHOT_BATCH = 200
 ACCESS_DENIED = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation")
@@ -71,13 +72,29 @@ class Reader:
         self.clients = clients
         self.concurrency = max(1, concurrency)
         self._identity: Identity | None = None
+        self.progress: Progress = NoProgress()
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
-        """Run ``fn`` over ``items`` on the bounded pool; results keep the input order."""
-        if len(items) <= 1 or self.concurrency == 1:
-            return [fn(i) for i in items]
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
-            return list(pool.map(fn, items))
+    def map(self, fn: Callable[[T], R], items: Sequence[T], label: str = "") -> list[R]:
+        """Run ``fn`` over ``items`` on the bounded pool; results keep the input order.
+
+        With a ``label``, progress is reported (a bar on a terminal for long runs)."""
+        if label:
+            self.progress.start(label, len(items))
+            inner = fn
+
+            def fn(item: T) -> R:
+                result = inner(item)
+                self.progress.advance()
+                return result
+
+        try:
+            if len(items) <= 1 or self.concurrency == 1:
+                return [fn(i) for i in items]
+            with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
+                return list(pool.map(fn, items))
+        finally:
+            if label:
+                self.progress.finish()
 
     def identity(self) -> Identity:
         """The caller, from one ``GetCallerIdentity`` call per run."""
@@ -115,7 +132,7 @@ class Reader:
         return parse_launch_permissions(resp.get("LaunchPermissions") or [], image.image_id)
 
     def all_launch_permissions(self, images: Sequence[Image]) -> dict[tuple[str, str], frozenset[Principal]]:
-        results = self.map(self.launch_permissions, list(images))
+        results = self.map(self.launch_permissions, list(images), "Reading launch permissions")
         return {img.key: perms for img, perms in zip(images, results, strict=True)}
 
     def public_access_block(self, region: str) -> tuple[str | None, str]:

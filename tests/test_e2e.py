@@ -414,3 +414,45 @@ def test_encrypted_ami_end_to_end(server: tuple[MotoServer, Images], run_cli: Ru
     assert perms["CreateVolumePermissions"] == [{"UserId": PROD}]
     r = run_cli("plan", m, "--detailed-exitcode")
     assert r.code == 0, r.out
+
+
+def test_progress_bar_only_on_a_terminal(server: tuple[MotoServer, Images], tmp_path: Path) -> None:
+    import os
+    import pty
+    import subprocess
+
+    from helpers import cli_env, reconcile_executable
+
+    srv, images = server
+    for i in range(60):
+        images.create(f"golden-{i:02d}")
+    m = manifest(tmp_path)
+
+    def run(tty: bool, *extra: str) -> tuple[str, str]:
+        master, slave = pty.openpty()
+        proc = subprocess.Popen([*reconcile_executable(), "plan", m, *extra],
+                                env=cli_env(srv.url), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE,
+                                stderr=slave if tty else subprocess.PIPE)
+        os.close(slave)
+        out, err = proc.communicate(timeout=120)
+        chunks = []
+        if tty:
+            while True:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+        os.close(master)
+        assert proc.returncode == 0
+        return out.decode(), (b"".join(chunks) if tty else err).decode()
+
+    _, err = run(True)
+    assert "Reading launch permissions" in err and "60/60" in err
+    _, err = run(False)
+    assert "Reading launch permissions" not in err
+    _, err = run(True, "--quiet")
+    assert "Reading launch permissions" not in err
