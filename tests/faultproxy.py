@@ -64,6 +64,7 @@ class FaultProxy:
     def __init__(self, upstream: str, *, seed: int = 0, throttle: float = 0.0,
                  server_error: float = 0.0, drop: float = 0.0, drop_first: int = 0,
                  fail_resource: str | None = None, write_delay: float = 0.0,
+                 latency: float = 0.0,
                  after_write: Callable[[int, str], None] | None = None) -> None:
         parsed = urllib.parse.urlparse(upstream)
         self.upstream = (parsed.hostname or "127.0.0.1", parsed.port or 80)
@@ -72,6 +73,7 @@ class FaultProxy:
         self.drop_first = drop_first  # drop the first N requests, whatever the dice say
         self.fail_resource = fail_resource
         self.write_delay = write_delay
+        self.latency = latency  # added to every forwarded request (network round trip)
         self.after_write = after_write
         self.counts: collections.Counter[str] = collections.Counter()
         self.forwarded: collections.Counter[str] = collections.Counter()
@@ -148,6 +150,8 @@ class FaultProxy:
                     return self._reply(*_denied())
                 if op in WRITES and proxy.write_delay:
                     time.sleep(proxy.write_delay)
+                if proxy.latency:
+                    time.sleep(proxy.latency)
                 conn = http.client.HTTPConnection(*proxy.upstream, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
                 conn.request("POST", self.path, body=body, headers=headers)
