@@ -25,6 +25,8 @@ os.environ.update({
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
     "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",
+    # Never let botocore look for credentials on the instance metadata address.
+    "AWS_EC2_METADATA_DISABLED": "true",
 })
 for _k in [k for k in os.environ if k.startswith(("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN"))]:
     del os.environ[_k]
@@ -127,7 +129,8 @@ def cli_env(endpoint: str | None, extra: dict[str, str] | None = None) -> dict[s
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
     env.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                 "AWS_DEFAULT_REGION": "us-east-1", "NO_COLOR": "1",
-                "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"})
+                "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+                "AWS_EC2_METADATA_DISABLED": "true"})
     env.pop("GITHUB_STEP_SUMMARY", None)
     if endpoint:
         env["AWS_ENDPOINT_URL"] = endpoint

@@ -456,3 +456,35 @@ def test_progress_bar_only_on_a_terminal(server: tuple[MotoServer, Images], tmp_
     assert "Reading launch permissions" not in err
     _, err = run(True, "--quiet")
     assert "Reading launch permissions" not in err
+
+
+def test_sandbox_blocker_example(run_cli: Runner, no_aws) -> None:
+    r = run_cli("plan", str(EXAMPLES / "encrypted-blocker.yaml"), "--sandbox",
+                str(EXAMPLES / "sandbox.yaml"), "--format", "json", endpoint=no_aws.url)
+    assert r.code == 1, "a blocking finding fails the plan"
+    doc = json.loads(r.out)
+    [blocker] = [f for f in doc["findings"] if f["severity"] == "error"]
+    assert blocker["code"] == "aws-managed-key" and blocker["resource"] == "ami-0a3eb5000000c0de1"
+    assert "copy-image" in blocker["message"]
+    assert [o["resource"] for o in doc["operations"]] == ["ami-0a11c0de000000002"], \
+        "the other image is still planned"
+    assert no_aws.count == 0
+
+
+def test_missing_credentials_say_what_to_do(run_cli: Runner, tmp_path: Path) -> None:
+    m = manifest(tmp_path)
+    r = run_cli("plan", m, env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""})
+    assert r.code == 1
+    assert "no AWS credentials found" in r.err and "--profile" in r.err and "--sandbox" in r.err
+    assert "Traceback" not in r.err
+
+
+def test_sandbox_state_errors_are_located(run_cli: Runner, tmp_path: Path, no_aws) -> None:
+    state = tmp_path / "state.yaml"
+    state.write_text('version: 1\naccount: 123456789012\nimages:\n  - {region: mars, name: x1}\n')
+    r = run_cli("plan", str(EXAMPLES / "manifest.yaml"), "--sandbox", str(state),
+                endpoint=no_aws.url)
+    assert r.code == 1
+    assert f"{state}:2:10:" in r.err and 'quote it: "123456789012"' in r.err
+    assert f"{state}:4:" in r.err and '"mars"' in r.err
+    assert no_aws.count == 0

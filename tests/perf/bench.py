@@ -19,7 +19,8 @@ import time
 from typing import Any
 
 os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-                   "AWS_DEFAULT_REGION": "us-east-1", "MOTO_EC2_LOAD_DEFAULT_AMIS": "false"})
+                   "AWS_DEFAULT_REGION": "us-east-1", "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",
+                   "AWS_EC2_METADATA_DISABLED": "true"})
 for k in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL")]:
     del os.environ[k]
 

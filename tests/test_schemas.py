@@ -1,0 +1,55 @@
+"""The published JSON Schemas: editor help on every manifest property, and the examples."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from helpers import EXAMPLES
+
+from reconciler.schema import load_schema
+
+
+def _properties(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    out: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(node, dict):
+        for name, sub in node.get("properties", {}).items():
+            out.append((f"{path}.{name}", sub))
+        for key, sub in node.items():
+            out += _properties(sub, f"{path}/{key}")
+    elif isinstance(node, list):
+        for i, sub in enumerate(node):
+            out += _properties(sub, f"{path}[{i}]")
+    return out
+
+
+def test_every_manifest_property_has_hover_help() -> None:
+    props = _properties(load_schema("manifest"))
+    assert len(props) > 15
+    missing = [path for path, sub in props if "$ref" not in sub
+               and not ({"description", "examples"} <= sub.keys())]
+    assert missing == []
+
+
+@pytest.mark.parametrize("name", ["manifest", "plan", "sandbox"])
+def test_schemas_are_valid_2020_12(name: str) -> None:
+    schema = load_schema(name)
+    jsonschema.Draft202012Validator.check_schema(schema)
+
+
+def test_schema_examples_are_valid_values() -> None:
+    schema = load_schema("manifest")
+    validator = jsonschema.Draft202012Validator(schema)
+    for example in schema["properties"]["images"]["examples"]:
+        doc = {"version": 1, "principals": {"prod": "111122223333", "staging": "444455556666"},
+               "images": example}
+        assert not list(validator.iter_errors(doc))
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_example_files_declare_their_schema(path: Any) -> None:
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# yaml-language-server: $schema=../schemas/")
+    assert yaml.safe_load(path.read_text()) is not None
