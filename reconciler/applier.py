@@ -31,7 +31,7 @@ import botocore.exceptions
 
 from . import kms
 from .aws import Clients, describe_error
-from .model import Action, Identity, OpKind, Operation, Principal
+from .model import Action, Identity, Operation, OpKind, Principal
 
 
 @dataclass(frozen=True)
@@ -246,7 +246,7 @@ class Applier:
     def _run(self, write: Write) -> list[Outcome]:
         ok, error, result = self._attempt(write)
         outcomes = [Outcome(op, ok, error) for op in write.operations]
-        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         with self._lock:
             for o in outcomes:
                 if self.log is not None:

@@ -34,7 +34,7 @@ def client_config(concurrency: int) -> botocore.config.Config:
     except ValueError:
         raise AwsError("AWS_MAX_ATTEMPTS must be a whole number") from None
     return botocore.config.Config(
-        retries={"mode": mode, "max_attempts": max(1, attempts)},  # type: ignore[typeddict-item]
+        retries={"mode": mode, "max_attempts": max(1, attempts)},
         max_pool_connections=max(10, concurrency),
         user_agent_extra=f"reconciler/{__version__}",
     )

@@ -6,7 +6,7 @@ from collections.abc import Set
 from dataclasses import dataclass
 
 from .desired import Declared
-from .model import Action, OpKind, Operation, Principal
+from .model import Action, Operation, OpKind, Principal
 
 
 @dataclass(frozen=True)

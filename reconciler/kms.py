@@ -36,7 +36,7 @@ ORG_ID_KEY = "aws:PrincipalOrgID"
 ORG_PATHS_KEY = "aws:PrincipalOrgPaths"
 
 
-class GranteeKind(str, enum.Enum):
+class GranteeKind(enum.StrEnum):
     ACCOUNT = "account"
     ORG = "org"
     OU = "ou"

@@ -24,7 +24,7 @@ REGION_RE = re.compile(r"^[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$")
 PUBLIC = "public"
 
 
-class PrincipalKind(str, enum.Enum):
+class PrincipalKind(enum.StrEnum):
     """The four kinds of launch-permission principal, named as the EC2 API names them."""
 
     ACCOUNT = "UserId"
@@ -114,7 +114,7 @@ class Principal:
 _KIND_NAME = {k: k.value for k in PrincipalKind}
 
 
-class Severity(str, enum.Enum):
+class Severity(enum.StrEnum):
     ERROR = "error"
     WARNING = "warning"
     INFO = "info"
@@ -149,12 +149,12 @@ class Finding:
         return (order, self.region, self.resource, self.code, self.message)
 
 
-class Action(str, enum.Enum):
+class Action(enum.StrEnum):
     ADD = "add"
     REMOVE = "remove"
 
 
-class OpKind(str, enum.Enum):
+class OpKind(enum.StrEnum):
     LAUNCH = "launch_permission"
     COPY = "create_volume_permission"
     KMS = "kms_key_access"

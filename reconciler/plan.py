@@ -13,7 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InputError, Problem
-from .model import Action, Finding, Operation, Principal, Severity, sorted_findings, sorted_operations
+from .model import (
+    Action,
+    Finding,
+    Operation,
+    Principal,
+    Severity,
+    sorted_findings,
+    sorted_operations,
+)
 from .schema import validator
 
 FORMAT_VERSION = 1

@@ -16,11 +16,20 @@ from typing import Any
 from . import kms
 from .desired import ManagedImage, Selection, active_regions, select
 from .differ import diff_permissions
+from .errors import UsageError
 from .kms import Grantee, KeyInfo
 from .manifest import Manifest
-from .errors import UsageError
-from .model import (Action, Finding, Identity, Image, OpKind, Operation, Principal, Severity,
-                    Snapshot)
+from .model import (
+    Action,
+    Finding,
+    Identity,
+    Image,
+    Operation,
+    OpKind,
+    Principal,
+    Severity,
+    Snapshot,
+)
 from .plan import Plan, make_plan
 from .reader import Reader
 

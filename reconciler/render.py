@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .manifest import Manifest
-from .model import Action, Finding, OpKind, Operation, Principal, Severity
+from .model import Action, Finding, Operation, OpKind, Principal, Severity
 from .plan import Plan
 
 KIND_LABEL = {OpKind.LAUNCH: "launch", OpKind.COPY: "copy", OpKind.KMS: "kms"}

@@ -103,19 +103,15 @@ def _describe(doc: Located, err: ValidationError, path: Path) -> list[Problem]:
         extras = [k for k in inst if k not in known]
         out = []
         for k in extras:
-            hint = difflib.get_close_matches(k, known, n=1)
+            close = difflib.get_close_matches(k, known, n=1)
             msg = f"{where}: unknown key {k!r}"
-            msg += f" (did you mean {hint[0]!r}?)" if hint else (
+            msg += f" (did you mean {close[0]!r}?)" if close else (
                 f" (allowed: {', '.join(known)})" if known else "")
             out.append(doc.problem(path + (k,), msg, key=True))
         if out:
             return out
     if err.validator == "required":
         return [doc.problem(path, f"{where}: {err.message}")]
-    if err.validator == "propertyNames":
-        msg = err.schema.get("errorMessage", err.message) if isinstance(err.schema, dict) else err.message
-        # err.instance is the offending key
-        return [doc.problem(path + (str(inst),), f"{where}: key {inst!r} {msg}", key=True)]
     hint = _yaml_scalar_hint(doc, path, inst) if _expects_string(err) else None
     if hint:
         return [doc.problem(path, f"{where}: {hint}")]

@@ -8,10 +8,18 @@ from pathlib import Path
 
 import boto3
 import pytest
-from helpers import (ConnectionCounter, Images, MotoServer, Result, Runner, cli_env,
-                     reconcile_executable)
+from helpers import (
+    ConnectionCounter,
+    Images,
+    MotoServer,
+    Result,
+    Runner,
+    cli_env,
+    reconcile_executable,
+)
 
 from reconciler.sandbox import IMAGE_BLOCK_PUBLIC_ACCESS, install_moto_extensions
+
 
 @pytest.fixture
 def aws() -> Iterator[Images]:

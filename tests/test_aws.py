@@ -17,7 +17,7 @@ from helpers import ACCOUNT, Images
 from reconciler.applier import Applier
 from reconciler.aws import Clients
 from reconciler.manifest import parse_manifest
-from reconciler.model import Action, Identity, OpKind, Operation, Principal
+from reconciler.model import Action, Identity, Operation, OpKind, Principal
 from reconciler.planner import PlanOptions, build_plan
 from reconciler.reader import Reader
 

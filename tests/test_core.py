@@ -18,11 +18,27 @@ from reconciler.differ import diff_permissions
 from reconciler.errors import InputError
 from reconciler.kms import KeyInfo
 from reconciler.manifest import Manifest, parse_manifest
-from reconciler.model import (Action, Finding, Identity, Image, OpKind, Operation, Principal,
-                              PrincipalKind, Severity, Snapshot)
+from reconciler.model import (
+    Action,
+    Finding,
+    Identity,
+    Image,
+    Operation,
+    OpKind,
+    Principal,
+    PrincipalKind,
+    Severity,
+    Snapshot,
+)
 from reconciler.plan import Plan, make_plan, plan_from_dict, state_digest
-from reconciler.planner import (CurrentState, PlanOptions, _image_checks, _ImageView, compute_plan,
-                                regions_needing_public_check)
+from reconciler.planner import (
+    CurrentState,
+    PlanOptions,
+    _image_checks,
+    _ImageView,
+    compute_plan,
+    regions_needing_public_check,
+)
 from reconciler.render import render_markdown, render_text, summary_line
 from reconciler.schema import load_schema
 

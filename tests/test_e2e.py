@@ -7,10 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import ACCOUNT, EXAMPLES, Images, MotoServer, Runner
 
 from reconciler.sandbox import IMAGE_BLOCK_PUBLIC_ACCESS
-
-from helpers import ACCOUNT, EXAMPLES, Images, MotoServer, Runner
 
 pytestmark = pytest.mark.e2e
 

@@ -18,7 +18,6 @@ from faultproxy import FaultProxy
 from helpers import ACCOUNT, Images, MotoServer, Runner, cli_env, reconcile_executable
 
 from reconciler import kms
-from reconciler.model import Principal
 from reconciler.sandbox import encrypt_image
 
 pytestmark = pytest.mark.e2e
@@ -170,7 +169,8 @@ def test_sigint_and_sigterm_stop_cleanly_with_a_summary(
         estate = Estate(srv, images, tmp_path, plain=6)
         holder: dict[str, Any] = {}
 
-        def after_write(n: int, op: str) -> None:
+        def after_write(n: int, op: str, holder: dict[str, Any] = holder,
+                        sig: signal.Signals = sig) -> None:
             if n == 2:
                 os.kill(holder["proc"].pid, sig)
 
