@@ -24,8 +24,8 @@ import click
 from . import __version__
 from .aws import (Clients, assumed_session, client_config, describe_error, make_session,
                   role_account)
-from .errors import (EXIT_CHANGES, EXIT_ERROR, EXIT_OK, GuardError, ReconcilerError,
-                     StalePlanError, UsageError)
+from .errors import (EXIT_CHANGES, EXIT_ERROR, EXIT_OK, GuardError, InputError, Problem,
+                     ReconcilerError, StalePlanError, UsageError)
 from .exporter import ImageFilter, compute_export, load_names, parse_tag_filters, read_export
 from .manifest import Manifest, load_manifest
 from .model import REGION_RE, Action
@@ -180,19 +180,29 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("manifest", metavar="MANIFEST")
+@click.argument("manifests", metavar="MANIFEST...", nargs=-1, required=True)
 @common_options
-def validate(ctx: Ctx, manifest: str) -> int:
-    """Check a manifest offline (schema and semantics). No AWS call is made.
+def validate(ctx: Ctx, manifests: tuple[str, ...]) -> int:
+    """Check manifests offline (schema and semantics). No AWS call is made.
+
+    Every error in every file is reported; exit 1 if any file is invalid.
 
     \b
     Example:
       reconcile validate amis.yaml
     """
-    m = load_manifest(manifest)
-    click.echo(f"{manifest}: valid ({len(m.rules)} rule{'s' if len(m.rules) != 1 else ''}, "
-             f"{len(m.principals)} named principal{'s' if len(m.principals) != 1 else ''}, "
-             f"Regions {', '.join(m.regions) or 'none'})")
+    problems: list[Problem] = []
+    for manifest in manifests:
+        try:
+            m = load_manifest(manifest)
+        except InputError as exc:
+            problems += exc.problems
+            continue
+        click.echo(f"{manifest}: valid ({len(m.rules)} rule{'s' if len(m.rules) != 1 else ''}, "
+                   f"{len(m.principals)} named principal{'s' if len(m.principals) != 1 else ''}, "
+                   f"Regions {', '.join(m.regions) or 'none'})")
+    if problems:
+        raise InputError(problems)
     return EXIT_OK
 
 

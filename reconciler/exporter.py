@@ -301,7 +301,9 @@ def compute_export(account: str, images: Sequence[SharedImage],
     """
     names = dict(names or {})
     for value, name in names.items():
-        if Principal.parse_literal(value) is None or name == PUBLIC or not PRINCIPAL_NAME_RE.match(name):
+        literal = Principal.parse_literal(value)
+        if literal is None or literal.is_public or not PRINCIPAL_NAME_RE.match(name) \
+                or name == PUBLIC:
             raise ValueError(f"invalid names entry {name!r}: {value!r}")
     if len(set(names.values())) != len(names):
         raise ValueError("names must give each principal a different name")
@@ -347,7 +349,8 @@ def _self_check(text: str, identity: Identity, considered: Sequence[SharedImage]
     try:
         manifest = parse_manifest(text.encode("utf-8"), "<export>")
     except InputError as exc:  # a bug in the renderer, never the user's input
-        raise ExportError(f"export produced an invalid manifest (please report this):\n{exc}") from None
+        raise ExportError("export produced an invalid manifest (please report this):\n"
+                          f"{exc}") from None
     by_region: dict[str, list[Image]] = defaultdict(list)
     for s in considered:
         by_region[s.image.region].append(s.image)
@@ -425,20 +428,20 @@ def _ops_reason(resource: str, ops: list[Operation], key_info: Mapping[str, KeyI
         parts = []
         if adds:
             parts.append(f"KMS key {label} does not let {_labels(adds)} use it, so launches "
-                         "by them fail today; managing the image would grant that access")
+                         "by them fail today; managing the image would grant that access.")
         if removes:
-            parts.append(f"the tool's own statements in the policy of KMS key {label} also "
+            parts.append(f"The tool's own statements in the policy of KMS key {label} also "
                          f"allow {_labels(removes)}, which no exported image on that key is "
-                         "shared with; managing the image would remove that access")
-        return "; ".join(parts)
+                         "shared with; managing the image would remove that access.")
+        return " ".join(parts)
     if kind is OpKind.COPY:
         return (f"its snapshots are not shared alike (snapshot {resource} would "
                 + " and ".join(f"{verb} copy permission for {_labels(group)}"
                                for verb, group in (("gain", adds), ("lose", removes)) if group)
-                + ")")
+                + ").")
     return ("the plan would " + " and ".join(f"{verb} launch permission for {_labels(group)}"
                                              for verb, group in (("add", adds), ("remove", removes))
-                                             if group))
+                                             if group) + ".")
 
 
 def _strip_label(message: str, image: Image) -> str:
@@ -490,7 +493,8 @@ def generated_name(p: Principal) -> str:
     return name
 
 
-def _principal_names(principals: Iterable[Principal], given: Mapping[str, str]) -> dict[Principal, str]:
+def _principal_names(principals: Iterable[Principal],
+                     given: Mapping[str, str]) -> dict[Principal, str]:
     taken = set(given.values())
     out: dict[Principal, str] = {}
     for p in sorted(set(principals)):
@@ -510,7 +514,8 @@ def _principal_names(principals: Iterable[Principal], given: Mapping[str, str]) 
 
 
 def _ref(p: Principal, names: Mapping[Principal, str]) -> str:
-    return PUBLIC if p.is_public else names[p]
+    """How a rule's ``launch``/``copy`` list names ``p``."""
+    return PUBLIC if p.is_public else _q(names[p])
 
 
 def _flow(items: Sequence[str], indent: str, key: str) -> list[str]:
@@ -553,9 +558,9 @@ def _rule_names(groups: Sequence[_Group], names: Mapping[Principal, str]) -> lis
     taken: set[str] = set()
     out = []
     for g in groups:
-        base = RULE_PREFIX + _short([_ref(p, names) for p in g.launch])
+        base = RULE_PREFIX + _short([PUBLIC if p.is_public else names[p] for p in g.launch])
         if g.copy:
-            base += "-copy-" + _short([_ref(p, names) for p in g.copy])
+            base += "-copy-" + _short([PUBLIC if p.is_public else names[p] for p in g.copy])
         base = base[:MAX_RULE_NAME].rstrip("-.")
         name, n = base, 2
         while name in taken:
@@ -566,112 +571,132 @@ def _rule_names(groups: Sequence[_Group], names: Mapping[Principal, str]) -> lis
     return out
 
 
-def _render(account: str, regions: Sequence[str], chosen: Sequence[SharedImage],
-            left_out: Sequence[LeftOut], given: Mapping[str, str], stats: _Stats) -> tuple[str, int]:
-    used = [p for s in chosen for p in (*s.launch, *(s.copy_union or ()))]
-    names = _principal_names(used, given)
-    groups = _groups(chosen)
-    rule_names = _rule_names(groups, names)
-    public = any(Principal.public() in g.launch or Principal.public() in (g.copy or ())
-                 for g in groups)
-    entities = max((len(s.launch - {Principal.public()}) for s in chosen), default=0)
-    quota = max(DEFAULT_SHARE_QUOTA, entities)
+def _setting(text: str, comment: str) -> str:
+    return f"{text:<26}# {comment}"
 
-    out: list[str] = [f"# yaml-language-server: $schema={SCHEMA_REF}"]
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+def _render(account: str, regions: Sequence[str], chosen: Sequence[SharedImage],
+            left_out: Sequence[LeftOut], given: Mapping[str, str],
+            stats: _Stats) -> tuple[str, int]:
+    """The manifest text and its number of rules."""
+    names = _principal_names([p for s in chosen for p in (*s.launch, *(s.copy_union or ()))],
+                             given)
+    groups = _groups(chosen)
+    public = any(Principal.public() in (*g.launch, *(g.copy or ())) for g in groups)
+    quota = max(DEFAULT_SHARE_QUOTA,
+                max((len(s.launch - {Principal.public()}) for s in chosen), default=0))
+    out = _header(account, regions, stats, len(left_out))
+    out += ["version: 1", "", *_settings(regions, public, quota), ""]
+    if names:
+        out.append(_setting("principals:", "always quote account IDs"))
+        out += [f"  {_q(name)}: {_qv(p.value)}"
+                for p, name in sorted(names.items(), key=lambda kv: kv[1])]
+    else:
+        out.append("principals: {}")
+    out.append("")
+    out += _rules(groups, names)
+    out += _left_out_block(left_out, given)
+    return "\n".join(out) + "\n", len(groups)
+
+
+def _header(account: str, regions: Sequence[str], stats: _Stats, left_out: int) -> list[str]:
     scope = f"images account {account} owns in {', '.join(regions)}"
     if stats.image_filter is not None and stats.image_filter.description:
         scope += f" (only those matching {stats.image_filter.description})"
-    out += _wrap(f"Exported by `reconcile export` (reconciler {__version__}) from the current "
-                 f"launch permissions of the {scope}.", "# ", "# ")
-    out.append("#")
-    out += _wrap("REVIEW IT BEFORE USE: it records today's shares as they are, including any "
-                 "added by hand that nobody intended. Remove those here and `reconcile apply` "
-                 "removes them in AWS (prune: true). As exported, `reconcile plan` reports no "
-                 "changes.", "# ", "# ")
-    out += _wrap("Only shared images are listed; the others stay unmanaged (never touched) "
-                 "until a rule selects them. Rules select images by ID: a new image needs a "
-                 "new ID or a name/tags selector. Generated names such as account-111122223333 "
-                 "can be renamed, or given with --names FILE.", "# ", "# ")
-    if stats.unshared or stats.unavailable:
-        bits = []
-        if stats.unshared:
-            bits.append(f"{stats.unshared} image{'s' if stats.unshared != 1 else ''} shared "
-                        "with nobody")
-        if stats.unavailable:
-            bits.append(f"{stats.unavailable} disabled or otherwise unavailable "
+    paragraphs = [
+        f"Exported by `reconcile export` (reconciler {__version__}) from the current launch "
+        f"permissions of the {scope}.",
+        "REVIEW IT BEFORE USE: it records today's shares as they are, including any added by "
+        "hand that nobody intended. Remove those here and `reconcile apply` removes them in AWS "
+        "(prune: true). As exported, `reconcile plan` reports no changes.",
+        "Only shared images are listed; the others stay unmanaged (never touched) until a rule "
+        "selects them. Rules select images by ID, so a new image is not shared until its ID is "
+        "added (or a rule selects by name/tags). Generated names such as account-111122223333 "
+        "can be renamed, or given with --names FILE.",
+    ]
+    out = [f"# yaml-language-server: $schema={SCHEMA_REF}"]
+    for i, text in enumerate(paragraphs):
+        out += (["#"] if i else []) + _wrap(text, "# ", "# ")
+    unlisted = []
+    if stats.unshared:
+        unlisted.append(f"{_plural(stats.unshared, 'image')} shared with nobody")
+    if stats.unavailable:
+        unlisted.append(f"{stats.unavailable} disabled or otherwise unavailable "
                         f"image{'s' if stats.unavailable != 1 else ''}")
-        out += _wrap(f"Not listed: {' and '.join(bits)}.", "# ", "# ")
+    if unlisted:
+        out += _wrap(f"Not listed: {' and '.join(unlisted)}.", "# ", "# ")
     if left_out:
-        out += _wrap(f"{len(left_out)} shared image{'s are' if len(left_out) != 1 else ' is'} "
-                     "left out because managing it as it is would change AWS or fail the plan: "
-                     "see the end of this file.", "# ", "# ")
-    def setting(text: str, comment: str = "") -> str:
-        return f"{text:<26}# {comment}" if comment else text
+        many = left_out != 1
+        out += _wrap(f"{left_out} shared image{'s are' if many else ' is'} left out because "
+                     f"managing {'them as they are' if many else 'it as it is'} would change AWS "
+                     "or fail the plan: see the end of this file.", "# ", "# ")
+    return out
 
-    out += ["version: 1", "", "settings:",
-            setting("  regions: [" + ", ".join(regions) + "]"),
-            setting("  prune: true", "remove permissions nobody declared from the images below")]
+
+def _settings(regions: Sequence[str], public: bool, quota: int) -> list[str]:
+    out = ["settings:", "  regions: [" + ", ".join(regions) + "]",
+           _setting("  prune: true", "remove permissions nobody declared from the images below")]
     if public:
         out += _wrap("WARNING: some images below are PUBLIC (any AWS account may launch them). "
                      "This keeps them public; remove `public` from their rules and set this to "
                      "false unless that is intended.", "  # ", "  # ")
         out.append("  allow_public: true")
     else:
-        out.append(setting("  allow_public: false", "a rule may name `public` only when true"))
-    out += [setting("  kms: key-policy", "keep KMS key policies of encrypted images in step"),
-            setting(f"  max_removals: {DEFAULT_MAX_REMOVALS}",
-                    "apply refuses bigger removals without --allow-mass-removal")]
+        out.append(_setting("  allow_public: false", "a rule may name `public` only when true"))
+    out += [_setting("  kms: key-policy", "keep KMS key policies of encrypted images in step"),
+            _setting(f"  max_removals: {DEFAULT_MAX_REMOVALS}",
+                     "apply refuses bigger removals without --allow-mass-removal")]
     if quota > DEFAULT_SHARE_QUOTA:
         out += _wrap(f"raised from the default {DEFAULT_SHARE_QUOTA}: an image is shared with "
                      f"{quota} entities; your EC2 quota for AMI sharing must allow it.",
                      "  # ", "  # ")
-    out += [f"  share_quota: {quota}", ""]
+    out.append(f"  share_quota: {quota}")
+    return out
 
-    if names:
-        out.append(setting("principals:", "always quote account IDs"))
-        for p, name in sorted(names.items(), key=lambda kv: kv[1]):
-            out.append(f"  {_q(name)}: {_qv(p.value)}")
-    else:
-        out.append("principals: {}")
-    out.append("")
 
+def _rules(groups: Sequence[_Group], names: Mapping[Principal, str]) -> list[str]:
     if not groups:
-        out += _wrap("No shared image was found, so no rule is exported.", "# ", "# ")
-        out.append("images: []")
-    else:
-        out.append("images:")
-    for g, rname in zip(groups, rule_names, strict=True):
-        out.append(f"  - name: {_q(rname)}")
+        return [*_wrap("No shared image was found, so no rule is exported.", "# ", "# "),
+                "images: []"]
+    out = ["images:"]
+    for g, rule_name in zip(groups, _rule_names(groups, names), strict=True):
+        out.append(f"  - name: {_q(rule_name)}")
         if Principal.public() in g.launch:
             out.append("    # WARNING: public: every AWS account may launch these images")
         out += ["    select:", "      ids:"]
         seen: set[str] = set()
         for img in g.images:
-            if img.image_id in seen:
-                continue
-            seen.add(img.image_id)
-            note = _comment_text(f"{img.region}  {img.name}".rstrip())
-            out.append(f"        - {img.image_id}  # {note}")
+            if img.image_id not in seen:  # an ID twice (two Regions) is listed once
+                seen.add(img.image_id)
+                note = _comment_text(f"{img.region}  {img.name}".rstrip())
+                out.append(f"        - {img.image_id}  # {note}")
         out.append("    regions: [" + ", ".join(sorted({i.region for i in g.images})) + "]")
         out += _flow([_ref(p, names) for p in g.launch], "    ", "launch")
         if g.copy is not None:
             out += _flow([_ref(p, names) for p in g.copy], "    ", "copy")
+    return out
 
-    if left_out:
-        out.append("")
-        out += _wrap("Left out: these images are shared, but managing them as they are would "
-                     "change AWS or fail the plan, so this manifest does not manage them and "
-                     "`reconcile` leaves them alone. Fix the cause, or add a rule for them once "
-                     "the change it plans is what you want.", "# ", "# ")
-        for lo in sorted(left_out, key=lambda x: x.image.key):
-            img = lo.image
-            who = ", ".join(_who(p, given) for p in sorted(lo.launch))
-            out.append("#")
-            out += _wrap(f"- {img.image_id} in {img.region} ({img.name}), shared with {who}:",
-                         "# ", "#   ")
-            for reason in lo.reasons:
-                out += _wrap(reason, "#   ", "#   ")
-    return "\n".join(out) + "\n", len(groups)
+
+def _left_out_block(left_out: Sequence[LeftOut], given: Mapping[str, str]) -> list[str]:
+    if not left_out:
+        return []
+    out = ["", *_wrap("Left out: these images are shared, but managing them as they are would "
+                      "change AWS or fail the plan, so this manifest does not manage them and "
+                      "`reconcile` leaves them alone. Fix the cause, or add a rule for them "
+                      "once the change it plans is what you want.", "# ", "# ")]
+    for lo in sorted(left_out, key=lambda x: x.image.key):
+        img = lo.image
+        who = ", ".join(_who(p, given) for p in sorted(lo.launch))
+        out.append("#")
+        out += _wrap(f"- {img.image_id} in {img.region} ({img.name}), shared with {who}:",
+                     "# ", "#   ")
+        for reason in lo.reasons:
+            out += _wrap(reason if reason.endswith(".") else reason + ".", "#   ", "#   ")
+    return out
 
 
 def _who(p: Principal, given: Mapping[str, str]) -> str:

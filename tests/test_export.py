@@ -1,0 +1,722 @@
+"""``reconcile export``: the pure manifest writer, the names file, and round trips through
+the installed CLI (moto server and ``--sandbox``) where ``plan`` must report no changes."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import ACCOUNT, EXAMPLES, Images, MotoServer, Runner
+
+from reconciler import kms
+from reconciler.desired import select
+from reconciler.errors import InputError, UsageError
+from reconciler.exporter import (ExportResult, ImageFilter, SharedImage, compute_export,
+                                 export_manifest, generated_name, parse_names,
+                                 parse_tag_filters, read_export)
+from reconciler.kms import KeyInfo
+from reconciler.manifest import Manifest, parse_manifest
+from reconciler.model import Identity, Image, Principal, PrincipalKind, Snapshot
+from reconciler.planner import CurrentState, compute_plan
+
+US, EU = "us-east-1", "eu-west-1"
+PROD, STAGING, DEV, HAND = "111122223333", "444455556666", "777788889999", "999988887777"
+ORG = "arn:aws:organizations::123456789012:organization/o-a1b2c3d4e5"
+OU = "arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-cdef3456"
+KEY = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/11111111-2222-3333-4444-555555555555"
+P_PROD, P_STAGING, P_DEV, P_HAND = (Principal.account(a) for a in (PROD, STAGING, DEV, HAND))
+P_ORG = Principal(PrincipalKind.ORGANIZATION, ORG)
+P_OU = Principal(PrincipalKind.OU, OU)
+PUBLIC = Principal.public()
+SCHEMA_LINE = "# yaml-language-server: $schema=./schemas/manifest.schema.json"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def image(n: int, region: str = US, *, name: str | None = None, state: str = "available",
+          snapshots: Sequence[str] = (), tags: Mapping[str, str] | None = None) -> Image:
+    return Image(f"ami-{n:017x}", region, ACCOUNT, name or f"golden-{n}", state, False,
+                 tuple(sorted((tags or {}).items())), tuple(snapshots))
+
+
+def shared(img: Image, *launch: Principal, copy: Mapping[str, frozenset[Principal]] | None = None,
+           ) -> SharedImage:
+    return SharedImage(img, frozenset(launch), dict(copy or {}))
+
+
+def parse(text: str) -> Manifest:
+    return parse_manifest(text.encode(), "export.yaml")
+
+
+def replan(text: str, images: Sequence[SharedImage],
+           snapshots: Mapping[tuple[str, str], Snapshot] | None = None,
+           keys: Mapping[tuple[str, str], KeyInfo] | None = None):
+    """Independently of the exporter's own check: the plan of ``text`` on the same state."""
+    m = parse(text)
+    by_region: dict[str, list[Image]] = {}
+    for s in images:
+        by_region.setdefault(s.image.region, []).append(s.image)
+    state = CurrentState(
+        launch={s.image.key: s.launch for s in images}, public_access={},
+        snapshots=dict(snapshots or {}),
+        copy={(s.image.region, sid): p for s in images for sid, p in s.copy.items()},
+        keys=dict(keys or {}))
+    return compute_plan(m, Identity(ACCOUNT, f"arn:aws:iam::{ACCOUNT}:root"),
+                        select(m, by_region), state)
+
+
+RuleShares = tuple[frozenset[Principal], frozenset[Principal] | None]
+
+
+def rules_by_ids(m: Manifest) -> dict[frozenset[str], RuleShares]:
+    """Each rule as {its ids: (launch, copy or None when it has no `copy:` key)}."""
+    return {frozenset(r.select.ids): (frozenset(r.launch),
+                                      frozenset(r.copy) if r.manages_copy else None)
+            for r in m.rules}
+
+
+def export(images: Sequence[SharedImage], names: Mapping[str, str] | None = None,
+           **kw) -> ExportResult:
+    result = compute_export(ACCOUNT, images, names, **kw)
+    plan = replan(result.text, images, kw.get("snapshots"), kw.get("keys"))
+    assert plan.operations == () and plan.errors == (), (plan.operations, plan.findings)
+    return result
+
+
+def flat(text: str) -> str:
+    """The comment text of a manifest as one line (comments are wrapped)."""
+    return " ".join(line.strip().lstrip("#").strip() for line in text.splitlines()
+                    if line.strip().startswith("#"))
+
+
+def snap(sid: str, region: str = US, key: str = "") -> Snapshot:
+    return Snapshot(sid, region, bool(key), key, ACCOUNT)
+
+
+def key_info(*grantees: Principal, foreign: Sequence[dict] = (), manager: str = "CUSTOMER",
+             account: str = ACCOUNT, state: str = "Enabled") -> KeyInfo:
+    base = {"Version": "2012-10-17", "Statement": [
+        {"Sid": "Root", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+         "Action": "kms:*", "Resource": "*"}, *foreign]}
+    policy = kms.with_grantees(base, {kms.grantee_of(p) for p in grantees}, "aws")
+    return KeyInfo(KEY, US, KEY, account, manager, state, "alias/golden", json.dumps(policy))
+
+
+# --------------------------------------------------------------------------- pure: shape
+
+
+def test_header_schema_line_and_settings() -> None:
+    text = export([shared(image(1), P_PROD)]).text
+    lines = text.splitlines()
+    assert lines[0] == SCHEMA_LINE
+    header = "\n".join(line for line in lines if line.startswith("#"))
+    assert "reconcile export" in header and "REVIEW IT BEFORE USE" in header
+    assert f"account {ACCOUNT}" in header
+    doc = yaml.safe_load(text)
+    assert doc["version"] == 1
+    assert doc["settings"] == {"regions": [US], "prune": True, "allow_public": False,
+                               "kms": "key-policy", "max_removals": 25, "share_quota": 1000}
+
+
+def test_images_with_the_same_shares_form_one_rule_across_regions() -> None:
+    a, b, c = image(1), image(2), image(3, EU)
+    d, e = image(4), image(5, EU)
+    images = [shared(a, P_PROD, P_STAGING), shared(b, P_STAGING, P_PROD),
+              shared(c, P_PROD, P_STAGING), shared(d, P_PROD), shared(e, P_ORG, P_OU, P_PROD)]
+    result = export(images, regions=[US, EU])
+    m = parse(result.text)
+    assert result.rules == 3 and len(result.exported) == 5
+    assert rules_by_ids(m) == {
+        frozenset({a.image_id, b.image_id, c.image_id}): (frozenset({P_PROD, P_STAGING}), None),
+        frozenset({d.image_id}): (frozenset({P_PROD}), None),
+        frozenset({e.image_id}): (frozenset({P_PROD, P_ORG, P_OU}), None),
+    }
+    rule = next(r for r in m.rules if len(r.select.ids) == 3)
+    assert rule.regions == (EU, US)  # the rule names its Regions
+    assert all(r.select.name is None and not r.select.tags for r in m.rules)
+    assert m.settings.regions == (EU, US)
+    # each ID is annotated with its Region and Name for the reviewer
+    assert f"- {c.image_id}  # {EU} golden-3" in result.text
+
+
+def test_generated_principal_names_and_quoting() -> None:
+    text = export([shared(image(1), P_PROD, P_ORG, P_OU)]).text
+    assert f'  account-{PROD}: "{PROD}"' in text.splitlines()
+    assert f'  org-o-a1b2c3d4e5: "{ORG}"' in text.splitlines()
+    assert f'  ou-ou-ab12-cdef3456: "{OU}"' in text.splitlines()
+    assert f"launch: [account-{PROD}, org-o-a1b2c3d4e5, ou-ou-ab12-cdef3456]" in text
+    # every account ID in the document is a quoted string
+    assert re.findall(r"(?<![\"\w:-])\d{12}(?![\"\w:])", text.split("version: 1", 1)[1]) == []
+    doc = yaml.safe_load(text)
+    assert all(isinstance(v, str) for v in doc["principals"].values())
+
+
+def test_account_id_with_leading_zero_stays_a_string() -> None:
+    p = Principal.account("012345670123")
+    text = export([shared(image(1), p)]).text
+    assert '"012345670123"' in text
+    assert yaml.safe_load(text)["principals"]["account-012345670123"] == "012345670123"
+    assert parse(text).rules[0].launch == (p,)
+
+
+def test_generated_name_is_bounded() -> None:
+    long_ou = Principal(PrincipalKind.OU, "arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/"
+                                          f"ou-{'a' * 32}-{'b' * 32}")
+    name = generated_name(long_ou)
+    assert len(name) <= 64 and name.startswith("ou-ou-aaaa")
+    assert parse(export([shared(image(1), long_ou)]).text).rules[0].launch == (long_ou,)
+
+
+def test_names_mapping_is_used_and_clashes_are_resolved() -> None:
+    # the caller calls STAGING "account-111122223333": PROD's generated name must not collide
+    names = {PROD: "prod", ORG: "whole-org", STAGING: f"account-{PROD}"}
+    text = export([shared(image(1), P_PROD, P_ORG), shared(image(2), P_STAGING, P_DEV)],
+                  names).text
+    doc = yaml.safe_load(text)
+    assert doc["principals"] == {"prod": PROD, "whole-org": ORG, f"account-{PROD}": STAGING,
+                                 f"account-{DEV}": DEV}
+    m = parse(text)
+    assert rules_by_ids(m)[frozenset({image(2).image_id})][0] == frozenset({P_STAGING, P_DEV})
+    assert "launch: [prod, whole-org]" in text
+    assert "- name: shared-with-prod-whole-org" in text
+
+
+def test_names_mapping_lists_only_principals_in_use() -> None:
+    text = export([shared(image(1), P_PROD)], {PROD: "prod", STAGING: "staging"}).text
+    assert yaml.safe_load(text)["principals"] == {"prod": PROD}
+
+
+def test_names_yaml_would_misread_are_quoted() -> None:
+    text = export([shared(image(1), P_PROD, P_STAGING)], {PROD: "on", STAGING: "null"}).text
+    assert f'  "on": "{PROD}"' in text and f'  "null": "{STAGING}"' in text
+    assert parse(text).rules[0].launch == (P_PROD, P_STAGING)
+
+
+def test_invalid_names_mapping_is_refused() -> None:
+    with pytest.raises(ValueError):
+        compute_export(ACCOUNT, [shared(image(1), P_PROD)], {PROD: "public"})
+    with pytest.raises(ValueError):
+        compute_export(ACCOUNT, [shared(image(1), P_PROD)], {PROD: "a", STAGING: "a"})
+    with pytest.raises(ValueError):
+        compute_export(ACCOUNT, [shared(image(1), P_PROD)], {"12345": "short"})
+
+
+def test_public_sets_allow_public_with_a_warning() -> None:
+    text = export([shared(image(1), PUBLIC, P_PROD), shared(image(2), P_PROD)]).text
+    m = parse(text)
+    assert m.settings.allow_public is True
+    assert "WARNING: some images below are PUBLIC" in text
+    assert "# WARNING: public: every AWS account may launch these images" in text
+    assert f"launch: [account-{PROD}, public]" in text
+    assert "public" not in yaml.safe_load(text)["principals"]
+
+    plain = export([shared(image(2), P_PROD)]).text
+    assert parse(plain).settings.allow_public is False and "WARNING" not in plain
+
+
+def test_copy_key_only_for_images_whose_snapshots_are_shared() -> None:
+    a = image(1, snapshots=["snap-a"])
+    b = image(2, snapshots=["snap-b"])
+    c = image(3, snapshots=["snap-c"])
+    snaps = {(US, s): snap(s) for s in ("snap-a", "snap-b", "snap-c")}
+    images = [shared(a, P_PROD, copy={"snap-a": frozenset({P_PROD})}),
+              shared(b, P_PROD, copy={"snap-b": frozenset()}),
+              shared(c, P_PROD)]
+    result = export(images, snapshots=snaps)
+    m = parse(result.text)
+    assert rules_by_ids(m) == {
+        frozenset({a.image_id}): (frozenset({P_PROD}), frozenset({P_PROD})),
+        frozenset({b.image_id, c.image_id}): (frozenset({P_PROD}), None),
+    }
+    assert result.text.count("copy:") == 1
+    assert f"copy: [account-{PROD}]" in result.text
+    assert f"- name: shared-with-account-{PROD}-copy-account-{PROD}" in result.text
+
+
+def test_snapshots_shared_differently_are_left_out() -> None:
+    a = image(1, snapshots=["snap-1", "snap-2"])
+    snaps = {(US, s): snap(s) for s in ("snap-1", "snap-2")}
+    images = [shared(a, P_PROD, copy={"snap-1": frozenset({P_PROD}), "snap-2": frozenset()}),
+              shared(image(2), P_PROD)]
+    result = export(images, snapshots=snaps)
+    assert [lo.image.image_id for lo in result.left_out] == [a.image_id]
+    (reason,) = result.left_out[0].reasons
+    assert "snapshot snap-2 would gain copy permission for 111122223333" in reason
+    assert a.image_id not in {i for r in parse(result.text).rules for i in r.select.ids}
+    assert f"# - {a.image_id} in {US} (golden-1), shared with {PROD}:" in result.text
+
+
+def test_unshared_and_disabled_images_are_not_exported() -> None:
+    images = [shared(image(1), P_PROD), shared(image(2)), shared(image(3), P_PROD, P_STAGING),
+              shared(image(4, state="disabled")), shared(image(5, state="disabled"), P_PROD)]
+    result = export(images)
+    ids = {i for r in parse(result.text).rules for i in r.select.ids}
+    assert ids == {image(1).image_id, image(3).image_id}
+    assert ("Not listed: 1 image shared with nobody and 2 disabled or otherwise unavailable "
+            "images.") in flat(result.text)
+
+
+def test_nothing_shared_gives_an_empty_valid_manifest() -> None:
+    result = export([shared(image(1))], regions=[EU])
+    m = parse(result.text)
+    assert m.rules == () and result.rules == 0 and m.settings.regions == (EU,)
+    assert "images: []" in result.text and "principals: {}" in result.text
+
+
+def test_share_quota_is_raised_when_an_image_has_more_entities() -> None:
+    many = [Principal.account(f"{700000000000 + i}") for i in range(1200)]
+    text = export([shared(image(1), *many, PUBLIC), shared(image(2), P_PROD)]).text
+    m = parse(text)
+    assert m.settings.share_quota == 1200
+    assert "raised from the default 1000" in text
+    assert len(next(r for r in m.rules if image(1).image_id in r.select.ids).launch) == 1201
+    assert max(len(line) for line in text.splitlines()) < 120  # long lists are block lists
+    assert "- name: shared-with-account-700000000000-account-700000000001-and-1199-more" in text
+
+
+def test_rule_names_are_unique_and_valid() -> None:
+    # same launch set, different copy sets: two rules, two names
+    a, b = image(1, snapshots=["s-a"]), image(2, snapshots=["s-b"])
+    snaps = {(US, "s-a"): snap("s-a"), (US, "s-b"): snap("s-b")}
+    text = export([shared(a, P_PROD, copy={"s-a": frozenset({P_PROD})}),
+                   shared(b, P_PROD, copy={"s-b": frozenset({P_STAGING})})],
+                  snapshots=snaps).text
+    names = [r.name for r in parse(text).rules]
+    assert len(names) == len(set(names)) == 2
+
+
+def test_output_is_deterministic() -> None:
+    images = [shared(image(i, US if i % 2 else EU), *(Principal.account(f"70000000000{i % 3}"),
+                                                      P_PROD)[: 1 + i % 2])
+              for i in range(12)]
+    images.append(shared(image(99), P_ORG, PUBLIC))
+    names = {PROD: "prod", ORG: "org", "700000000001": "one"}
+    first = compute_export(ACCOUNT, images, names, regions=[US, EU]).text
+    for seed in range(5):
+        shuffled = images[:]
+        random.Random(seed).shuffle(shuffled)
+        reordered = dict(sorted(names.items(), reverse=bool(seed % 2)))
+        assert compute_export(ACCOUNT, shuffled, reordered, regions=[EU, US]).text == first
+    assert export_manifest(ACCOUNT, images, names, regions=[US, EU]) == first
+
+
+def test_image_filter() -> None:
+    f = ImageFilter("golden-*", (("channel", "stable"),))
+    assert f.matches(image(1, name="golden-a", tags={"channel": "stable", "os": "al2023"}))
+    assert not f.matches(image(1, name="golden-a", tags={"channel": "candidate"}))
+    assert not f.matches(image(1, name="scratch", tags={"channel": "stable"}))
+    assert not f.matches(image(1, name="golden-a"))
+    result = export([shared(image(1, name="golden-a", tags={"channel": "stable"}), P_PROD),
+                     shared(image(2, name="scratch", tags={"channel": "stable"}), P_PROD)],
+                    image_filter=f)
+    assert [i.image_id for i in result.exported] == [image(1).image_id]
+    assert "--name-glob 'golden-*' --tag channel=stable" in flat(result.text)
+
+
+def test_parse_tag_filters() -> None:
+    assert parse_tag_filters(["os=al2023", "channel=stable", "empty="]) == (
+        ("channel", "stable"), ("empty", ""), ("os", "al2023"))
+    assert parse_tag_filters(["k=a=b"]) == (("k", "a=b"),)
+    for bad in (["channel"], ["=stable"]):
+        with pytest.raises(UsageError, match="KEY=VALUE"):
+            parse_tag_filters(bad)
+    with pytest.raises(UsageError, match="twice"):
+        parse_tag_filters(["a=1", "a=2"])
+
+
+# --------------------------------------------------------------------------- pure: KMS
+
+
+def test_encrypted_image_whose_consumers_have_key_access_is_exported() -> None:
+    a = image(1, snapshots=["snap-e"])
+    snaps = {(US, "snap-e"): snap("snap-e", key=KEY)}
+    keys = {(US, KEY): key_info(P_PROD, P_OU)}
+    result = export([shared(a, P_PROD, P_OU)], snapshots=snaps, keys=keys)
+    assert result.left_out == () and [i.image_id for i in result.exported] == [a.image_id]
+
+
+def test_access_through_a_foreign_statement_counts() -> None:
+    a = image(1, snapshots=["snap-e"])
+    foreign = {"Sid": "Consumers", "Effect": "Allow",
+               "Principal": {"AWS": f"arn:aws:iam::{PROD}:root"}, "Action": "kms:*",
+               "Resource": "*"}
+    result = export([shared(a, P_PROD)], snapshots={(US, "snap-e"): snap("snap-e", key=KEY)},
+                    keys={(US, KEY): key_info(foreign=[foreign])})
+    assert result.left_out == ()
+
+
+def test_consumers_without_key_access_are_left_out_with_the_reason() -> None:
+    a, b = image(1, snapshots=["snap-e"]), image(2)
+    result = export([shared(a, P_PROD, P_STAGING), shared(b, P_PROD)],
+                    snapshots={(US, "snap-e"): snap("snap-e", key=KEY)},
+                    keys={(US, KEY): key_info(P_PROD)})
+    assert [lo.image.image_id for lo in result.left_out] == [a.image_id]
+    (reason,) = result.left_out[0].reasons
+    assert f"KMS key {KEY} (alias/golden) does not let {STAGING} use it" in reason
+    assert reason in flat(result.text)
+    assert [i.image_id for i in result.exported] == [b.image_id]
+
+
+def test_key_statements_granting_more_than_the_shares_are_left_out() -> None:
+    a = image(1, snapshots=["snap-e"])
+    result = export([shared(a, P_PROD)], snapshots={(US, "snap-e"): snap("snap-e", key=KEY)},
+                    keys={(US, KEY): key_info(P_PROD, P_HAND)})
+    assert result.exported == ()
+    assert f"also allow {HAND}" in result.left_out[0].reasons[0]
+
+
+@pytest.mark.parametrize(("info", "expected"), [
+    (key_info(P_PROD, manager="AWS"), "AWS managed key (aws/ebs)"),
+    (key_info(P_PROD, account="210987654321"), "belongs to account 210987654321"),
+    (key_info(P_PROD, state="Disabled"), "the key is Disabled"),
+    (KeyInfo(KEY, US, error="kms:DescribeKey failed: AccessDeniedException: no"),
+     "kms:DescribeKey failed"),
+], ids=["aws-managed", "foreign-key", "disabled-key", "unreadable"])
+def test_images_plan_would_block_are_left_out(info: KeyInfo, expected: str) -> None:
+    a, b = image(1, snapshots=["snap-e"]), image(2, snapshots=["snap-p"])
+    snaps = {(US, "snap-e"): snap("snap-e", key=KEY), (US, "snap-p"): snap("snap-p")}
+    result = export([shared(a, P_PROD), shared(b, P_PROD)], snapshots=snaps,
+                    keys={(US, KEY): info})
+    assert [lo.image.image_id for lo in result.left_out] == [a.image_id]
+    assert expected in result.left_out[0].reasons[0]
+    assert not result.left_out[0].reasons[0].startswith(a.image_id)  # no repeated label
+    assert [i.image_id for i in result.exported] == [b.image_id]
+
+
+def test_missing_snapshot_or_key_is_left_out() -> None:
+    a, b = image(1, snapshots=["snap-gone"]), image(2, snapshots=["snap-e"])
+    result = export([shared(a, P_PROD), shared(b, P_PROD)],
+                    snapshots={(US, "snap-e"): snap("snap-e", key=KEY)}, keys={})
+    reasons = {lo.image.image_id: lo.reasons[0] for lo in result.left_out}
+    assert "snap-gone was not found" in reasons[a.image_id]
+    assert "KMS key is not reported" in reasons[b.image_id]
+
+
+def test_leaving_one_image_out_re_checks_the_others_on_its_key() -> None:
+    # Both images use KEY, whose statements grant PROD and STAGING. `b` has snapshots shared
+    # differently, so it is left out; then nothing exported is shared with STAGING any more
+    # and keeping `a` would remove STAGING from the key: `a` must be left out too.
+    a = image(1, snapshots=["s-a"])
+    b = image(2, snapshots=["s-b1", "s-b2"])
+    snaps = {(US, s): snap(s, key=KEY) for s in ("s-a", "s-b1", "s-b2")}
+    images = [shared(a, P_PROD), shared(b, P_STAGING, copy={"s-b1": frozenset({P_STAGING}),
+                                                            "s-b2": frozenset()})]
+    result = export(images, snapshots=snaps, keys={(US, KEY): key_info(P_PROD, P_STAGING)})
+    assert {lo.image.image_id for lo in result.left_out} == {a.image_id, b.image_id}
+    assert result.exported == () and parse(result.text).rules == ()
+
+
+# --------------------------------------------------------------------------- names file
+
+
+def test_parse_names() -> None:
+    raw = f'prod: "{PROD}"\nwhole-org: "{ORG}"\nanalytics: "{OU}"\n'.encode()
+    assert parse_names(raw, "names.yaml") == {PROD: "prod", ORG: "whole-org", OU: "analytics"}
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("prod: 012345670123\n", "names.yaml:1:7: prod: 012345670123 was read by YAML as a number "
+                             '(YAML reads it as 1402433619); quote it: "012345670123"'),
+    ("prod: 111122223333\n", 'names.yaml:1:7: prod: 111122223333 was read by YAML as a number; '
+                             'quote it: "111122223333"'),
+    ('prod: "1234"\n', "names.yaml:1:7: prod: account ID '1234' must be exactly 12 digits"),
+    ('prod: "arn:aws:iam::111122223333:root"\n', "is not a 12-digit account ID, Organization ARN"),
+    ('public: "111122223333"\n', "names.yaml:1:1: 'public' is reserved"),
+    ('9lives: "111122223333"\n', "'9lives' is not a valid principal name"),
+    ('a: "111122223333"\nb: "111122223333"\n',
+     "names.yaml:2:4: b: 111122223333 is already named 'a'"),
+    ('a: "111122223333"\na: "444455556666"\n', "names.yaml:2:1: duplicate key 'a'"),
+    ("- prod\n", "names file must be a mapping"),
+    ("", "names file is empty"),
+    ("# only a comment\n", "names file is empty"),
+    ("prod: [\n", "invalid YAML"),
+    ("prod: [a]\n", "prod: expected a quoted account ID"),
+], ids=["octal", "unquoted", "short", "role-arn", "public", "bad-name", "same-value",
+        "duplicate-key", "list", "empty", "comment-only", "invalid", "list-value"])
+def test_parse_names_errors(text: str, expected: str) -> None:
+    with pytest.raises(InputError) as exc:
+        parse_names(text.encode(), "names.yaml")
+    assert expected in str(exc.value)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def test_read_export_makes_only_the_read_calls_it_needs(aws: Images) -> None:
+    import boto3
+    from test_aws import counted_clients
+    from test_security import readme_policies
+
+    from reconciler.reader import Reader
+    from reconciler.sandbox import encrypt_image, set_image_state
+
+    shared_ids = [(aws.create(f"golden-{i}", region=r, launch=[{"UserId": PROD}]), r)
+                  for i in range(2) for r in (US, EU)]
+    unshared = [aws.create(f"golden-unshared-{i}") for i in range(3)]
+    aws.create("scratch", launch=[{"UserId": HAND}])  # filtered out: not even read
+    disabled = aws.create("golden-old", launch=[{"UserId": PROD}])
+    set_image_state(ACCOUNT, US, disabled, "disabled")
+    key = boto3.client("kms", region_name=US).create_key()["KeyMetadata"]["Arn"]
+    enc = aws.create("golden-enc", launch=[{"UserId": PROD}])
+    encrypt_image(ACCOUNT, US, enc, key)
+
+    clients, calls = counted_clients()
+    state = read_export(Reader(clients, 4), [EU, US, US], ImageFilter("golden-*"))
+    assert dict(calls.by_op) == {
+        "GetCallerIdentity": 1,
+        "DescribeImages": 2,  # one per Region
+        "DescribeImageAttribute": 4 + 3 + 1,  # available images passing the filter
+        "DescribeSnapshots": 2,  # shared images' snapshots, batched per Region
+        "DescribeSnapshotAttribute": 5,  # one per snapshot of a shared image
+        "DescribeKey": 1, "GetKeyPolicy": 1, "ListAliases": 1,  # the one key in use
+    }
+    read, _ = readme_policies()
+    service = {"GetCallerIdentity": "sts", "DescribeKey": "kms", "GetKeyPolicy": "kms",
+               "ListAliases": "kms"}
+    used = {f"{service.get(op, 'ec2')}:{op}" for op in calls.by_op}
+    assert used <= read
+    assert state.account == ACCOUNT and state.regions == (EU, US)
+    by_id = {s.image.image_id: s for s in state.images}
+    assert set(by_id) == {i for i, _ in shared_ids} | set(unshared) | {disabled, enc}
+    assert by_id[disabled].launch == frozenset() and by_id[disabled].image.state == "disabled"
+    assert all(by_id[i].launch == frozenset({P_PROD}) for i, _ in shared_ids)
+    assert all(by_id[i].copy == {} for i in unshared)
+    result = compute_export(state.account, state.images, regions=state.regions,
+                            snapshots=state.snapshots, keys=state.keys)
+    # moto's default key policy does not let PROD use the key: the encrypted image is left out
+    assert [lo.image.image_id for lo in result.left_out] == [enc]
+    assert {i.image_id for i in result.exported} == {i for i, _ in shared_ids}
+
+
+# --------------------------------------------------------------------------- end to end
+
+def launch_of(images: Images, image_id: str, region: str = US) -> list[dict[str, str]]:
+    return images.launch(image_id, region)
+
+
+@pytest.mark.e2e
+def test_export_then_plan_reports_no_changes(server: tuple[MotoServer, Images], run_cli: Runner,
+                                             tmp_path: Path) -> None:
+    from reconciler.sandbox import encrypt_image, make_aws_managed, set_image_state
+
+    srv, images = server
+    ec2 = srv.client("ec2")
+    a = images.create("golden-1", launch=[{"UserId": PROD}, {"UserId": STAGING}])
+    b = images.create("golden-2", launch=[{"UserId": STAGING}, {"UserId": PROD}])
+    c = images.create("golden-1", region=EU, launch=[{"UserId": PROD}, {"UserId": STAGING}])
+    d = images.create("org-wide", launch=[{"OrganizationArn": ORG}, {"OrganizationalUnitArn": OU}])
+    e = images.create("base-public", launch=[{"Group": "all"}, {"UserId": PROD}])
+    f = images.create("copyable", launch=[{"UserId": PROD}])
+    f_snap = ec2.describe_images(ImageIds=[f])["Images"][0]["BlockDeviceMappings"][0]["Ebs"][
+        "SnapshotId"]
+    ec2.modify_snapshot_attribute(SnapshotId=f_snap, Attribute="createVolumePermission",
+                                  OperationType="add", UserIds=[PROD])
+    g = images.create("unshared")
+    h = images.create("disabled", launch=[{"UserId": PROD}])
+    set_image_state(ACCOUNT, US, h, "disabled")
+    kms_client = srv.client("kms")
+    root = {"Sid": "Root", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+            "Action": "kms:*", "Resource": "*"}
+    ok_key = kms_client.create_key(Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        root, {"Sid": "Prod", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{PROD}:root"},
+               "Action": "kms:*", "Resource": "*"}]}))["KeyMetadata"]["Arn"]
+    i = images.create("encrypted-ok", launch=[{"UserId": PROD}])
+    encrypt_image(ACCOUNT, US, i, ok_key)
+    bad_key = kms_client.create_key(Policy=json.dumps({"Version": "2012-10-17",
+                                                       "Statement": [root]}))["KeyMetadata"]
+    kms_client.create_alias(AliasName="alias/golden-ebs", TargetKeyId=bad_key["KeyId"])
+    j = images.create("encrypted-no-access", launch=[{"UserId": PROD}])
+    encrypt_image(ACCOUNT, US, j, bad_key["Arn"])
+    aws_key = kms_client.create_key()["KeyMetadata"]
+    make_aws_managed(ACCOUNT, US, aws_key["KeyId"])
+    k = images.create("legacy-aws-ebs", launch=[{"UserId": DEV}])
+    encrypt_image(ACCOUNT, US, k, aws_key["Arn"])
+    everything = [(x, US) for x in (a, b, d, e, f, g, h, i, j, k)] + [(c, EU)]
+    before = {x: launch_of(images, x, r) for x, r in everything if x != h}
+
+    out = tmp_path / "amis.yaml"
+    r = run_cli("export", "--region", US, "--region", EU, "--out", str(out))
+    assert r.code == 0, r.err
+    assert r.out == ""
+    assert "Exported 7 shared images in 5 rules" in r.err
+    assert "Left out 2 shared images" in r.err and j in r.err and k in r.err
+    text = out.read_text()
+    assert text.splitlines()[0] == SCHEMA_LINE
+    m = parse(text)
+    assert rules_by_ids(m) == {
+        frozenset({a, b, c}): (frozenset({P_PROD, P_STAGING}), None),
+        frozenset({d}): (frozenset({P_ORG, P_OU}), None),
+        frozenset({e}): (frozenset({P_PROD, PUBLIC}), None),
+        frozenset({f}): (frozenset({P_PROD}), frozenset({P_PROD})),
+        frozenset({i}): (frozenset({P_PROD}), None),
+    }
+    assert m.settings.allow_public and m.settings.prune and m.settings.regions == (EU, US)
+    for unlisted in (g, h):
+        assert unlisted not in text
+    comments = flat(text)
+    assert f"{j} in {US} (encrypted-no-access), shared with {PROD}:" in comments
+    assert "(alias/golden-ebs) does not let 111122223333 use it" in comments
+    assert f"{k} in {US} (legacy-aws-ebs), shared with {DEV}:" in comments
+    assert "AWS managed key (aws/ebs)" in comments
+
+    r = run_cli("validate", str(out))
+    assert r.code == 0, r.err
+    r = run_cli("plan", str(out), "--detailed-exitcode")
+    assert r.code == 0, r.out + r.err
+    assert "No changes. 7 managed images" in r.out
+    assert "error[" not in r.out and "warning[" not in r.out
+    # export and plan wrote nothing
+    assert {x: launch_of(images, x, r_) for x, r_ in everything if x != h} == before
+
+    # the exported manifest really manages the images: drift on one is caught
+    ec2.modify_image_attribute(ImageId=b, Attribute="launchPermission",
+                               LaunchPermission={"Add": [{"UserId": HAND}]})
+    r = run_cli("plan", str(out), "--detailed-exitcode", "--format", "json")
+    assert r.code == 2
+    ops = json.loads(r.out)["operations"]
+    assert [(o["action"], o["resource"], o["principal"]) for o in ops] == [
+        ("remove", b, {"UserId": HAND})]
+
+
+@pytest.mark.e2e
+def test_export_to_stdout_is_deterministic_with_names_and_filters(
+        server: tuple[MotoServer, Images], run_cli: Runner, tmp_path: Path) -> None:
+    _, images = server
+    a = images.create("golden-1", tags={"channel": "stable"}, launch=[{"UserId": PROD}])
+    b = images.create("golden-2", tags={"channel": "candidate"}, launch=[{"UserId": STAGING}])
+    c = images.create("scratch-1", tags={"channel": "stable"}, launch=[{"UserId": HAND}])
+    names = tmp_path / "names.yaml"
+    names.write_text(f'prod: "{PROD}"\nstaging: "{STAGING}"\n')
+
+    first = run_cli("export", "--names", str(names))
+    second = run_cli("export", "--names", str(names), "--concurrency", "1")
+    assert first.code == second.code == 0, first.err
+    assert first.out == second.out
+    m = parse(first.out)
+    assert rules_by_ids(m) == {frozenset({a}): (frozenset({P_PROD}), None),
+                               frozenset({b}): (frozenset({P_STAGING}), None),
+                               frozenset({c}): (frozenset({P_HAND}), None)}
+    assert "launch: [prod]" in first.out and f"account-{HAND}" in first.out
+
+    r = run_cli("export", "--name-glob", "golden-*", "--tag", "channel=stable", "--quiet")
+    assert r.code == 0 and r.err == ""
+    assert rules_by_ids(parse(r.out)) == {frozenset({a}): (frozenset({P_PROD}), None)}
+    out = tmp_path / "stable.yaml"
+    out.write_text(r.out)
+    r = run_cli("plan", str(out), "--detailed-exitcode")
+    assert r.code == 0 and "No changes. 1 managed image" in r.out
+
+
+@pytest.mark.e2e
+def test_export_region_defaults_to_the_session_region(server: tuple[MotoServer, Images],
+                                                      run_cli: Runner) -> None:
+    _, images = server
+    images.create("east", launch=[{"UserId": PROD}])
+    west = images.create("west", region=EU, launch=[{"UserId": PROD}])
+    r = run_cli("export", env={"AWS_DEFAULT_REGION": EU})
+    assert r.code == 0, r.err
+    m = parse(r.out)
+    assert m.settings.regions == (EU,) and rules_by_ids(m) == {
+        frozenset({west}): (frozenset({P_PROD}), None)}
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("args", "names", "expected"), [
+    (["--names", "names.yaml"], "prod: 111122223333\n", "names.yaml:1:7: prod: 111122223333 "
+                                                        "was read by YAML as a number"),
+    (["--names", "missing.yaml"], None, "missing.yaml:1:1: names file not found"),
+    (["--tag", "channel"], None, "--tag 'channel' must be KEY=VALUE"),
+    (["--region", "mars"], None, "not a valid AWS Region"),
+    (["--bogus"], None, "No such option"),
+], ids=["unquoted-name", "missing-names", "bad-tag", "bad-region", "unknown-option"])
+def test_export_input_errors_make_no_aws_call(run_cli: Runner, tmp_path: Path, no_aws,
+                                              args: list[str], names: str | None,
+                                              expected: str) -> None:
+    if names is not None:
+        (tmp_path / "names.yaml").write_text(names)
+    r = run_cli("export", *args, "--out", "out.yaml", endpoint=no_aws.url, cwd=tmp_path)
+    assert r.code == 1, (r.out, r.err)
+    assert expected in r.err and "Traceback" not in r.err
+    assert not (tmp_path / "out.yaml").exists()
+    assert no_aws.count == 0
+
+
+@pytest.mark.e2e
+def test_export_help_has_an_example(run_cli: Runner) -> None:
+    r = run_cli("export", "--help")
+    assert r.code == 0 and "Example" in r.out and "reconcile export" in r.out
+    for flag in ("--out", "--names", "--name-glob", "--tag", "--region", "--sandbox"):
+        assert flag in r.out
+
+
+@pytest.mark.e2e
+def test_sandbox_export_round_trip(run_cli: Runner, tmp_path: Path, no_aws) -> None:
+    state = str(EXAMPLES / "sandbox.yaml")
+    out = tmp_path / "amis.yaml"
+    r = run_cli("export", "--sandbox", state, "--region", US, "--region", EU, "--out", str(out),
+                endpoint=no_aws.url)
+    assert r.code == 0, r.err
+    text = out.read_text()
+    m = parse(text)
+    assert rules_by_ids(m) == {
+        frozenset({"ami-0a11c0de000000001"}): (frozenset({P_PROD, P_HAND}), None),
+        frozenset({"ami-0b0bde0000000c0de"}): (frozenset({Principal.account("5" * 12)}), None),
+        frozenset({"ami-0ba5e0000000c0de1"}): (frozenset({PUBLIC}), None),
+    }
+    assert m.settings.allow_public
+    # encrypted with golden-ebs, whose policy does not let 111122223333 use it: left out
+    comments = flat(text)
+    assert "ami-0e1c0de0000000001 in us-east-1 (golden-al2023-encrypted-2026.11.1)" in comments
+    assert "(alias/golden-ebs) does not let 111122223333 use it" in comments
+    # disabled, and unshared (the aws/ebs one among them): not listed at all
+    for absent in ("ami-0d15ab1ed00000001", "ami-0a11c0de000000002", "ami-0a3eb5000000c0de1"):
+        assert absent not in text
+
+    r = run_cli("plan", str(out), "--sandbox", state, "--detailed-exitcode", endpoint=no_aws.url)
+    assert r.code == 0, r.out + r.err
+    assert "No changes. 3 managed images, 4 unchanged." in r.out
+    assert no_aws.count == 0
+
+
+@pytest.mark.e2e
+def test_sandbox_export_leaves_out_an_image_on_the_aws_managed_key(
+        run_cli: Runner, tmp_path: Path, no_aws) -> None:
+    # The example's aws/ebs image is not shared; here someone shared it anyway (AWS refuses
+    # that today, but older shares and emulators exist): exporting a rule for it would make
+    # plan fail with the blocking aws-managed-key error, so it is left out with the reason.
+    state = tmp_path / "state.yaml"
+    original = (EXAMPLES / "sandbox.yaml").read_text()
+    marker = "    encrypted_with: aws/ebs"
+    assert marker in original
+    state.write_text(original.replace(marker, marker + '\n    launch: ["444455556666"]', 1))
+    out = tmp_path / "amis.yaml"
+    r = run_cli("export", "--sandbox", str(state), "--region", US, "--region", EU,
+                "--out", str(out), endpoint=no_aws.url)
+    assert r.code == 0, r.err
+    assert "Left out 2 shared images" in r.err and "ami-0a3eb5000000c0de1" in r.err
+    text = out.read_text()
+    assert "ami-0a3eb5000000c0de1" not in {i for rule in parse(text).rules for i in rule.select.ids}
+    comments = flat(text)
+    assert ("ami-0a3eb5000000c0de1 in us-east-1 (legacy-windows-2022-2026.02), shared with "
+            "444455556666:") in comments
+    assert "it is the AWS managed key (aws/ebs)" in comments and "copy-image" in comments
+    r = run_cli("plan", str(out), "--sandbox", str(state), "--detailed-exitcode",
+                endpoint=no_aws.url)
+    assert r.code == 0, r.out + r.err
+    assert "No changes." in r.out
+    # a rule for it would be the blocking error the export avoided
+    bad = tmp_path / "with-rule.yaml"
+    bad.write_text(text.replace("images:\n", "images:\n  - name: legacy\n    select: {ids: "
+                                             "[ami-0a3eb5000000c0de1]}\n    regions: [us-east-1]\n"
+                                             '    launch: ["444455556666"]\n', 1))
+    r = run_cli("plan", str(bad), "--sandbox", str(state), "--format", "json", endpoint=no_aws.url)
+    assert r.code == 1
+    assert [f["code"] for f in json.loads(r.out)["findings"]] == ["aws-managed-key"]
+    assert no_aws.count == 0
