@@ -15,22 +15,29 @@ import os
 import signal
 import sys
 import threading
-from dataclasses import replace
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any, NoReturn, TextIO
 
 import click
 
 from . import __version__
-from .aws import (Clients, assumed_session, client_config, describe_error, make_session,
-                  role_account)
-from .errors import (EXIT_CHANGES, EXIT_ERROR, EXIT_OK, GuardError, InputError, Problem,
-                     ReconcilerError, StalePlanError, UsageError)
+from .aws import Clients, assumed_session, client_config, describe_error, make_session, role_account
+from .errors import (
+    EXIT_CHANGES,
+    EXIT_ERROR,
+    EXIT_OK,
+    GuardError,
+    InputError,
+    Problem,
+    ReconcilerError,
+    StalePlanError,
+    UsageError,
+)
 from .exporter import ImageFilter, compute_export, load_names, parse_tag_filters, read_export
 from .manifest import Manifest, load_manifest
-from .model import REGION_RE, Action
+from .model import REGION_RE, Action, Identity
 from .plan import Plan, load_plan_file, state_digest, touched
-from .model import Identity
 from .planner import PlanOptions, Scope, build_plan
 from .progress import NoProgress, TerminalProgress
 from .reader import Reader

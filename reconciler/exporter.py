@@ -45,8 +45,20 @@ from .desired import select
 from .errors import InputError, Problem, ReconcilerError, UsageError
 from .kms import KeyInfo
 from .manifest import DEFAULT_REGIONS, parse_manifest
-from .model import (OU_ARN_RE, ORG_ARN_RE, PUBLIC, Action, Identity, Image, OpKind, Operation,
-                    Principal, PrincipalKind, Severity, Snapshot)
+from .model import (
+    ORG_ARN_RE,
+    OU_ARN_RE,
+    PUBLIC,
+    Action,
+    Identity,
+    Image,
+    Operation,
+    OpKind,
+    Principal,
+    PrincipalKind,
+    Severity,
+    Snapshot,
+)
 from .planner import CurrentState, compute_plan
 from .yamlload import load_yaml
 

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from helpers import EXAMPLES, ROOT, cli_env, reconcile_executable
 
 WORKFLOWS = EXAMPLES / "github-actions"

@@ -11,15 +11,22 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from helpers import ACCOUNT, EXAMPLES, Images, MotoServer, Runner
 
 from reconciler import kms
 from reconciler.desired import select
 from reconciler.errors import InputError, UsageError
-from reconciler.exporter import (ExportResult, ImageFilter, SharedImage, compute_export,
-                                 export_manifest, generated_name, parse_names,
-                                 parse_tag_filters, read_export)
+from reconciler.exporter import (
+    ExportResult,
+    ImageFilter,
+    SharedImage,
+    compute_export,
+    export_manifest,
+    generated_name,
+    parse_names,
+    parse_tag_filters,
+    read_export,
+)
 from reconciler.kms import KeyInfo
 from reconciler.manifest import Manifest, parse_manifest
 from reconciler.model import Identity, Image, Principal, PrincipalKind, Snapshot
