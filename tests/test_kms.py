@@ -293,3 +293,33 @@ def test_policy_over_32kb_is_refused_before_writing(aws: Images) -> None:
 def test_grantee_of(principal: Principal | None, grantee: kms.Grantee | None) -> None:
     assert principal is not None
     assert kms.grantee_of(principal) == grantee
+
+
+def test_unparseable_key_policy_is_never_written(aws: Images) -> None:
+    # The tool's own Sid, edited by hand to name a role: it cannot be safely rewritten.
+    tampered = {"Sid": "AmiShareReconcilerAccounts", "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{PROD}:role/admin"}, "Action": "kms:*",
+                "Resource": "*"}
+    policy = {"Version": "2012-10-17", "Statement": [ROOT_STATEMENT, tampered]}
+    key = boto3.client("kms", region_name="us-east-1").create_key(
+        Policy=json.dumps(policy))["KeyMetadata"]["Arn"]
+    image, _ = encrypted_image(aws, "golden-1", key)
+    calls = Calls()
+    plan, report = plan_and_apply(manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod]}\n'),
+                                  session_with(calls))
+    [finding] = plan.errors
+    assert finding.code == "key-policy-unparseable" and "refusing to edit" in finding.message
+    assert "PutKeyPolicy" not in calls.by_op and aws.launch(image) == []
+    assert policy_of(key) == policy
+
+
+def test_put_key_policy_keeps_the_lockout_safety_check(aws: Images) -> None:
+    key = make_key()
+    encrypted_image(aws, "golden-1", key)
+    calls = Calls()
+    plan_and_apply(manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod]}\n'),
+                   session_with(calls))
+    puts = [p for op, p in calls.params if op == "PutKeyPolicy"]
+    assert len(puts) == 1
+    assert puts[0]["BypassPolicyLockoutSafetyCheck"] is False
+    assert puts[0]["PolicyName"] == "default"
