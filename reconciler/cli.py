@@ -53,7 +53,7 @@ class Ctx:
                  concurrency: int, sandbox: str | None, no_color: bool, verbose: int,
                  quiet: bool) -> None:
         for r in regions:
-            if not REGION_RE.match(r):
+            if not REGION_RE.fullmatch(r):
                 raise UsageError(f"--region {r!r} is not a valid AWS Region name (like us-east-1)")
         if concurrency < 1 or concurrency > 256:
             raise UsageError(f"--concurrency must be between 1 and 256, got {concurrency}")

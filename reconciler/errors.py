@@ -20,7 +20,11 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}: {self.message}"
+        # One line whatever the input held: escape every character str.splitlines() splits on.
+        return f"{self.file}:{self.line}:{self.column}: {self.message.translate(_ONE_LINE)}"
+
+
+_ONE_LINE = {ord(c): repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
 
 
 class ReconcilerError(Exception):

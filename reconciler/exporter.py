@@ -68,7 +68,7 @@ if TYPE_CHECKING:
 SCHEMA_REF = "./schemas/manifest.schema.json"
 DEFAULT_SHARE_QUOTA = 1000
 DEFAULT_MAX_REMOVALS = 25
-PRINCIPAL_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+PRINCIPAL_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}", re.ASCII)
 RULE_PREFIX = "shared-with-"
 MAX_RULE_NAME = 120
 WIDTH = 96  # comment lines are wrapped to this width
@@ -186,7 +186,7 @@ def parse_names(raw: bytes, file: str) -> dict[str, str]:
             problems.append(doc.problem(path, f"{name!r} is reserved (it means every AWS "
                                               "account); choose another name", key=True))
             continue
-        if not PRINCIPAL_NAME_RE.match(name):
+        if not PRINCIPAL_NAME_RE.fullmatch(name):
             problems.append(doc.problem(path, f"{name!r} is not a valid principal name (a letter, "
                                               "then up to 63 letters, digits, '_', '.', '-')",
                                         key=True))
@@ -314,7 +314,7 @@ def compute_export(account: str, images: Sequence[SharedImage],
     names = dict(names or {})
     for value, name in names.items():
         literal = Principal.parse_literal(value)
-        if literal is None or literal.is_public or not PRINCIPAL_NAME_RE.match(name) \
+        if literal is None or literal.is_public or not PRINCIPAL_NAME_RE.fullmatch(name) \
                 or name == PUBLIC:
             raise ValueError(f"invalid names entry {name!r}: {value!r}")
     if len(set(names.values())) != len(names):
@@ -495,10 +495,10 @@ def generated_name(p: Principal) -> str:
     if p.kind is PrincipalKind.ACCOUNT:
         name = f"account-{p.value}"
     elif p.kind is PrincipalKind.ORGANIZATION:
-        m = ORG_ARN_RE.match(p.value)
+        m = ORG_ARN_RE.fullmatch(p.value)
         name = f"org-{m.group(1)}" if m else "org"
     else:
-        m = OU_ARN_RE.match(p.value)
+        m = OU_ARN_RE.fullmatch(p.value)
         name = f"ou-{m.group(2)}" if m else "ou"
     if len(name) > 64:
         name = f"{name[:55]}-{hashlib.sha256(p.value.encode()).hexdigest()[:8]}"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -63,10 +64,10 @@ def grantee_of(p: Principal) -> Grantee | None:
     if p.kind is PrincipalKind.ACCOUNT:
         return Grantee(GranteeKind.ACCOUNT, p.value)
     if p.kind is PrincipalKind.ORGANIZATION:
-        m = ORG_ARN_RE.match(p.value)
+        m = ORG_ARN_RE.fullmatch(p.value)
         return Grantee(GranteeKind.ORG, m.group(1)) if m else None
     if p.kind is PrincipalKind.OU:
-        m = OU_ARN_RE.match(p.value)
+        m = OU_ARN_RE.fullmatch(p.value)
         return Grantee(GranteeKind.OU, f"{m.group(1)}/*/{m.group(2)}/*") if m else None
     return None
 
@@ -91,6 +92,8 @@ def parse_policy(text: str) -> dict[str, Any]:
         doc = json.loads(text)
     except (json.JSONDecodeError, TypeError) as exc:
         raise PolicyError(f"key policy is not valid JSON ({exc})") from None
+    except (RecursionError, ValueError) as exc:  # absurd nesting, 4,300+ digit numbers
+        raise PolicyError(f"key policy cannot be read ({type(exc).__name__})") from None
     if not isinstance(doc, dict):
         raise PolicyError("key policy is not a JSON object")
     stmts = doc.get("Statement")
@@ -107,39 +110,107 @@ def _as_list(v: Any) -> list[Any]:
     return list(v) if isinstance(v, list) else [v]
 
 
+_ACCOUNT = re.compile(r"\d{12}", re.ASCII)
+_ROOT_ARN = re.compile(r"arn:aws[a-z-]*:iam::(\d{12}):root", re.ASCII)
+_ORG_ID = re.compile(r"o-[a-z0-9]{10,32}", re.ASCII)
+_ORG_PATH = re.compile(r"(o-[a-z0-9]{10,32})/\*", re.ASCII)
+_OU_PATH = re.compile(r"o-[a-z0-9]{10,32}/\*/ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}/\*", re.ASCII)
+
+
 def _account_of(value: str) -> str | None:
-    if value.isdigit() and len(value) == 12:
+    if _ACCOUNT.fullmatch(value):
         return value
-    parts = value.split(":")
-    if len(parts) == 6 and parts[2] == "iam" and parts[5] == "root" and parts[4].isdigit():
-        return parts[4]
-    return None
+    m = _ROOT_ARN.fullmatch(value)
+    return m.group(1) if m else None
+
+
+def _tampered(sid: str, why: str) -> PolicyError:
+    return PolicyError(f"statement {sid} is not in the shape the tool writes ({why}); it may "
+                       "have been edited by hand, so the tool will not rewrite it")
+
+
+def _strings(sid: str, value: Any, what: str) -> list[str]:
+    values = _as_list(value)
+    if not values or not all(isinstance(v, str) for v in values):
+        raise _tampered(sid, f"{what} must be a non-empty list of strings")
+    return values
+
+
+def _accounts_statement(st: Mapping[str, Any], sid: str) -> set[Grantee]:
+    principal = st.get("Principal")
+    if not isinstance(principal, dict) or set(principal) != {"AWS"}:
+        raise _tampered(sid, "Principal must be {\"AWS\": [account roots]}")
+    out = set()
+    for v in _strings(sid, principal["AWS"], "Principal.AWS"):
+        acct = _account_of(v)
+        if acct is None:
+            raise _tampered(sid, f"principal {v!r} is not an account root")
+        out.add(Grantee(GranteeKind.ACCOUNT, acct))
+    return out
+
+
+def _orgs_statement(st: Mapping[str, Any], sid: str) -> set[Grantee]:
+    if st.get("Principal") not in ("*", {"AWS": "*"}):
+        raise _tampered(sid, 'Principal must be "*" with an organization condition')
+    cond = st.get("Condition")
+    expected_ops = {"StringEquals", "ForAnyValue:StringLike"}
+    if sid == SID_ORGS_GRANT:
+        expected_ops.add("Bool")
+    if not isinstance(cond, dict) or not set(cond) <= expected_ops or not all(
+            isinstance(v, dict) for v in cond.values()):
+        raise _tampered(sid, "unexpected Condition")
+    if sid == SID_ORGS_GRANT and cond.get("Bool") != GRANT_CONDITION["Bool"]:
+        raise _tampered(sid, "the kms:GrantIsForAWSResource condition is missing")
+    ids = cond.get("StringEquals")
+    paths = cond.get("ForAnyValue:StringLike")
+    if (ids is None) == (paths is None):
+        raise _tampered(sid, f"exactly one of {ORG_ID_KEY} and {ORG_PATHS_KEY} is expected")
+    out = set()
+    if ids is not None:
+        if set(ids) != {ORG_ID_KEY}:
+            raise _tampered(sid, f"StringEquals may only test {ORG_ID_KEY}")
+        for v in _strings(sid, ids[ORG_ID_KEY], ORG_ID_KEY):
+            if not _ORG_ID.fullmatch(v):
+                raise _tampered(sid, f"{v!r} is not an organization ID")
+            out.add(Grantee(GranteeKind.ORG, v))
+    else:
+        assert paths is not None
+        if set(paths) != {ORG_PATHS_KEY}:
+            raise _tampered(sid, f"ForAnyValue:StringLike may only test {ORG_PATHS_KEY}")
+        for v in _strings(sid, paths[ORG_PATHS_KEY], ORG_PATHS_KEY):
+            m = _ORG_PATH.fullmatch(v)
+            if m:
+                out.add(Grantee(GranteeKind.ORG, m.group(1)))
+            elif _OU_PATH.fullmatch(v):
+                out.add(Grantee(GranteeKind.OU, v))
+            else:
+                raise _tampered(sid, f"{v!r} is not an organization or OU path")
+    return out
 
 
 def owned_grantees(policy: Mapping[str, Any]) -> set[Grantee]:
-    """Grantees currently named by the tool's own statements."""
+    """Grantees currently named by the tool's own statements.
+
+    Raises :class:`PolicyError` when one of those statements is not exactly in the shape
+    the tool writes (wrong Effect, Principal, Action, Resource or Condition): rewriting it
+    could silently drop a grant somebody added by hand, so the key is left alone instead.
+    """
     out: set[Grantee] = set()
     for st in policy.get("Statement", []):
         sid = st.get("Sid")
+        if sid not in OWNED_SIDS:
+            continue
+        grant = sid in (SID_ACCOUNTS_GRANT, SID_ORGS_GRANT)
+        if st.get("Effect") != "Allow" or st.get("Resource") != "*" or sorted(
+                _as_list(st.get("Action"))) != sorted(GRANT_ACTIONS if grant else USE_ACTIONS):
+            raise _tampered(sid, "Effect, Action or Resource differs")
         if sid in (SID_ACCOUNTS, SID_ACCOUNTS_GRANT):
-            principal = st.get("Principal") or {}
-            values = _as_list(principal.get("AWS")) if isinstance(principal, dict) else []
-            for v in values:
-                acct = _account_of(str(v))
-                if acct is None:
-                    raise PolicyError(f"statement {sid} names principal {v!r}, which is not an "
-                                      "account root")
-                out.add(Grantee(GranteeKind.ACCOUNT, acct))
-        elif sid in (SID_ORGS, SID_ORGS_GRANT):
-            cond = st.get("Condition") or {}
-            for v in _as_list((cond.get("StringEquals") or {}).get(ORG_ID_KEY)):
-                out.add(Grantee(GranteeKind.ORG, str(v)))
-            for v in _as_list((cond.get("ForAnyValue:StringLike") or {}).get(ORG_PATHS_KEY)):
-                parts = str(v).split("/")
-                if len(parts) == 2 and parts[1] == "*":
-                    out.add(Grantee(GranteeKind.ORG, parts[0]))
-                else:
-                    out.add(Grantee(GranteeKind.OU, str(v)))
+            if st.get("Condition", GRANT_CONDITION if grant else None) != (
+                    GRANT_CONDITION if grant else None):
+                raise _tampered(sid, "unexpected Condition")
+            out |= _accounts_statement(st, sid)
+        else:
+            out |= _orgs_statement(st, sid)
     return out
 
 

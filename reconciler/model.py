@@ -13,14 +13,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-ACCOUNT_ID_RE = re.compile(r"^\d{12}$")
+# Matched with fullmatch and ASCII semantics: no trailing newline, no non-ASCII digits.
+ACCOUNT_ID_RE = re.compile(r"\d{12}", re.ASCII)
 ORG_ID_RE = r"o-[a-z0-9]{10,32}"
-ORG_ARN_RE = re.compile(rf"^arn:aws[a-z-]*:organizations::\d{{12}}:organization/({ORG_ID_RE})$")
+ORG_ARN_RE = re.compile(rf"arn:aws[a-z-]*:organizations::\d{{12}}:organization/({ORG_ID_RE})", re.ASCII)
 OU_ARN_RE = re.compile(
-    rf"^arn:aws[a-z-]*:organizations::\d{{12}}:ou/({ORG_ID_RE})/(ou-[0-9a-z]{{4,32}}-[a-z0-9]{{8,32}})$"
-)
-AMI_ID_RE = re.compile(r"^ami-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
-REGION_RE = re.compile(r"^[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$")
+    rf"arn:aws[a-z-]*:organizations::\d{{12}}:ou/({ORG_ID_RE})/(ou-[0-9a-z]{{4,32}}-[a-z0-9]{{8,32}})",
+    re.ASCII)
+AMI_ID_RE = re.compile(r"ami-(?:[0-9a-f]{8}|[0-9a-f]{17})", re.ASCII)
+REGION_RE = re.compile(r"[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}", re.ASCII)
 PUBLIC = "public"
 
 
@@ -73,11 +74,11 @@ class Principal:
         """Parse a literal account ID, org/OU ARN or ``public``; None if it is none of these."""
         if text == PUBLIC:
             return cls.public()
-        if ACCOUNT_ID_RE.match(text):
+        if ACCOUNT_ID_RE.fullmatch(text):
             return cls.account(text)
-        if ORG_ARN_RE.match(text):
+        if ORG_ARN_RE.fullmatch(text):
             return cls(PrincipalKind.ORGANIZATION, text)
-        if OU_ARN_RE.match(text):
+        if OU_ARN_RE.fullmatch(text):
             return cls(PrincipalKind.OU, text)
         return None
 

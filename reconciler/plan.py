@@ -192,4 +192,7 @@ def load_plan_file(path: str) -> Plan:
     except json.JSONDecodeError as exc:
         raise InputError([Problem(path, exc.lineno, exc.colno,
                                   f"plan file is not valid JSON: {exc.msg}")]) from None
+    except (RecursionError, ValueError) as exc:  # absurd nesting, 4,300+ digit numbers
+        raise InputError([Problem(path, 1, 1, f"plan file cannot be read: "
+                                              f"{type(exc).__name__}")]) from None
     return plan_from_dict(data, path)

@@ -19,8 +19,8 @@ from typing import Any
 
 from .errors import InputError, Problem, ReconcilerError
 from .model import Principal
-from .schema import schema_problems
-from .yamlload import load_yaml
+from .schema import fmt_path, schema_problems
+from .yamlload import iter_paths, load_yaml
 
 # (account, region) -> Image Block Public Access state, read by the patched moto handler.
 IMAGE_BLOCK_PUBLIC_ACCESS: dict[tuple[str, str], str] = {}
@@ -73,7 +73,18 @@ def parse_sandbox(raw: bytes, file: str) -> SandboxState:
             problems.append(doc.problem(("keys", i, "name"), f"keys[{i}].name: duplicate key "
                                                               f"{k['name']!r} in {k['region']}"))
         key_names.add((k["region"], k["name"]))
-        policy = json.dumps(k["policy"]) if "policy" in k else None
+        policy = None
+        if "policy" in k:
+            # An unquoted `Version: 2012-10-17` is a date to YAML; a key policy is JSON text.
+            bad = [(path, value) for path, value in iter_paths(k["policy"], ("keys", i, "policy"))
+                   if not isinstance(value, (dict, list, str, int, float, bool, type(None)))]
+            for path, value in bad:
+                raw_text = doc.raw(path) or str(value)
+                problems.append(doc.problem(path, f"{fmt_path(path)}: {raw_text!r} was read by YAML "
+                                                  f"as {type(value).__name__}, which a JSON key "
+                                                  f"policy cannot hold; quote it: \"{raw_text}\""))
+            if not bad:
+                policy = json.dumps(k["policy"])
         keys.append(SandboxKey(k["name"], k["region"], policy))
     images = []
     for i, img in enumerate(data.get("images") or []):

@@ -9,11 +9,13 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import re
 from importlib import resources
 from pathlib import Path as FsPath
 from typing import Any
 
 import jsonschema
+import jsonschema.validators
 from jsonschema.exceptions import ValidationError
 
 from .errors import Problem
@@ -34,12 +36,28 @@ def load_schema(name: str) -> dict[str, Any]:
     return schema
 
 
+def _ecma_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
+    """``pattern`` with ECMA-262 anchoring, as JSON Schema specifies: Python's ``$`` would also
+    match before a trailing newline and its ``\\d`` any Unicode digit."""
+    if isinstance(instance, str) and not _compiled(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
 @functools.cache
-def validator(name: str) -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(load_schema(name))
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern[:-1] + r"\Z" if pattern.endswith("$") else pattern, re.ASCII)
 
 
-def _fmt_path(path: Path) -> str:
+_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator,
+                                          {"pattern": _ecma_pattern})
+
+
+@functools.cache
+def validator(name: str) -> Any:
+    return _Validator(load_schema(name))
+
+
+def fmt_path(path: Path) -> str:
     out = ""
     for p in path:
         out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
@@ -96,7 +114,7 @@ def schema_problems(doc: Located, schema_name: str) -> list[Problem]:
 
 
 def _describe(doc: Located, err: ValidationError, path: Path) -> list[Problem]:
-    where = _fmt_path(path)
+    where = fmt_path(path)
     inst = err.instance
     if err.validator == "additionalProperties" and isinstance(inst, dict):
         known = list(err.schema.get("properties", {}))

@@ -25,6 +25,7 @@ Path = tuple[str | int, ...]
 MAX_BYTES = 4 * 1024 * 1024
 MAX_NODES = 200_000
 MAX_DEPTH = 64
+MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ class _Walker:
         self.source_text: dict[Path, str] = {}
         self.problems: list[Problem] = []
         self.nodes = 0
+        self._effective: dict[int, list[tuple[yaml.Node, yaml.Node]]] = {}
+        self._resolving: set[int] = set()
 
     def _mark(self, node: yaml.Node) -> tuple[int, int]:
         return (node.start_mark.line + 1, node.start_mark.column + 1)
@@ -78,15 +81,14 @@ class _Walker:
     def walk(self, node: yaml.Node, path: Path, depth: int) -> Any:
         self.nodes += 1
         if self.nodes > MAX_NODES:
-            raise _TooBig(node, f"document has more than {MAX_NODES:,} values "
-                                f"(after expanding aliases); refusing to load it")
+            raise _TooBig(node.start_mark, f"document has more than {MAX_NODES:,} values "
+                                           f"(after expanding aliases); refusing to load it")
         if depth > MAX_DEPTH:
-            raise _TooBig(node, f"document is nested deeper than {MAX_DEPTH} levels")
+            raise _TooBig(node.start_mark, f"document is nested deeper than {MAX_DEPTH} levels")
         self.marks[path] = self._mark(node)
         if isinstance(node, yaml.MappingNode):
-            own = [pair for pair in node.value if pair[0].tag != "tag:yaml.org,2002:merge"]
-            self.loader.flatten_mapping(node)  # resolves `<<` merge keys (merged pairs first)
-            merged = node.value[: len(node.value) - len(own)]
+            own = [pair for pair in node.value if pair[0].tag != MERGE_TAG]
+            merged = self._effective_pairs(node)[len(own):]
             result: dict[str, Any] = {}
             # The mapping's own keys win over merged ones; only its own keys can collide.
             for pairs, is_own in ((own, True), (merged, False)):
@@ -106,6 +108,54 @@ class _Walker:
         assert isinstance(node, yaml.ScalarNode)
         self.source_text[path] = node.value
         return self._scalar(node)
+
+    def _merged_pairs(self, node: yaml.MappingNode,
+                      own: list[tuple[yaml.Node, yaml.Node]]) -> list[tuple[yaml.Node, yaml.Node]]:
+        """The pairs a mapping gets from its ``<<`` merge keys, each key once, earlier
+        sources winning (YAML merge-key semantics). PyYAML's own flattening copies pairs
+        once per reference, which grows exponentially with nested merges; this resolves
+        each merged mapping once and keeps only distinct keys."""
+        seen = {_key_identity(k) for k, _ in own}
+        result: list[tuple[yaml.Node, yaml.Node]] = []
+        for knode, vnode in node.value:
+            if knode.tag != MERGE_TAG:
+                continue
+            if isinstance(vnode, yaml.MappingNode):
+                sources = [vnode]
+            elif isinstance(vnode, yaml.SequenceNode) and all(
+                    isinstance(item, yaml.MappingNode) for item in vnode.value):
+                sources = list(vnode.value)
+            else:
+                self._problem(vnode, "invalid merge key: `<<` must be followed by a mapping "
+                                     "or a list of mappings")
+                continue
+            for source in sources:
+                for pair in self._effective_pairs(source):
+                    ident = _key_identity(pair[0])
+                    if ident not in seen:
+                        seen.add(ident)
+                        result.append(pair)
+        return result
+
+    def _effective_pairs(self, node: yaml.MappingNode) -> list[tuple[yaml.Node, yaml.Node]]:
+        """A mapping's own pairs followed by its merged ones, computed once per node."""
+        cached = self._effective.get(id(node))
+        if cached is not None:
+            return cached
+        if id(node) in self._resolving:
+            raise _TooBig(node.start_mark, "merge key refers to the mapping that contains it")
+        self._resolving.add(id(node))
+        try:
+            own = [pair for pair in node.value if pair[0].tag != MERGE_TAG]
+            pairs = own + self._merged_pairs(node, own)
+        finally:
+            self._resolving.discard(id(node))
+        self.nodes += len(pairs) - len(own)
+        if self.nodes > MAX_NODES:
+            raise _TooBig(node.start_mark, f"document has more than {MAX_NODES:,} values "
+                                           f"(after expanding merge keys); refusing to load it")
+        self._effective[id(node)] = pairs
+        return pairs
 
     def _scalar(self, node: yaml.Node) -> Any:
         try:
@@ -129,10 +179,46 @@ class _Walker:
         return key
 
 
+def _key_identity(knode: yaml.Node) -> tuple[str, str] | int:
+    """What makes two mapping keys the same key, for merge de-duplication."""
+    if isinstance(knode, yaml.ScalarNode):
+        return (knode.tag, knode.value)
+    return id(knode)
+
+
 class _TooBig(Exception):
-    def __init__(self, node: yaml.Node, message: str) -> None:
+    def __init__(self, mark: yaml.Mark | None, message: str) -> None:
         super().__init__(message)
-        self.node = node
+        self.where = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """Refuses, while composing, documents with too many nodes or too deep a nesting (the
+    walk below bounds alias expansion; this bounds what PyYAML itself builds)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._nodes = 0
+        self._depth = 0
+
+    def _next_mark(self) -> yaml.Mark:
+        return self.peek_event().start_mark  # type: ignore[no-untyped-call,no-any-return]
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise _TooBig(self._next_mark(),
+                          f"document has more than {MAX_NODES:,} values; refusing to load it")
+        self._depth += 1
+        try:
+            # the root is at depth 0 in the walk below; only collections recurse
+            if self._depth > MAX_DEPTH + 1 and self.check_event(yaml.MappingStartEvent,
+                                                                 yaml.SequenceStartEvent):
+                raise _TooBig(self._next_mark(),
+                              f"document is nested deeper than {MAX_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _one_line(text: str | None) -> str:
@@ -155,7 +241,13 @@ def load_yaml(raw: bytes, file: str, what: str = "document") -> tuple[Located | 
         line = text[: text.index("\x00")].count("\n") + 1
         return None, [Problem(file, line, 1, f"{what} contains a NUL character")]
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        loader = _BoundedLoader(text)
+        try:
+            node = loader.get_single_node()
+        finally:
+            loader.dispose()
+    except _TooBig as exc:
+        return None, [Problem(file, *exc.where, str(exc))]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -171,8 +263,7 @@ def load_yaml(raw: bytes, file: str, what: str = "document") -> tuple[Located | 
     try:
         data = walker.walk(node, (), 0)
     except _TooBig as exc:
-        line, col = walker._mark(exc.node)
-        return None, [Problem(file, line, col, str(exc))]
+        return None, [Problem(file, *exc.where, str(exc))]
     except RecursionError:
         return None, [Problem(file, 1, 1, f"{what} is nested too deeply")]
     located = Located(file, data, walker.marks, walker.key_marks, walker.source_text)
