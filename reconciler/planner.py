@@ -327,6 +327,12 @@ def _key_views(views: list[_ImageView], state: CurrentState, prune: bool) -> dic
                 if g is not None:
                     kv.held.add(g)
                     kv.principals.setdefault(g, p)
+            # A key policy does not record an organization's management account: take the
+            # full ARN from a launch permission being removed in the same plan when there is one.
+            for p in v.current:
+                g = kms.grantee_of(p)
+                if g is not None:
+                    kv.principals.setdefault(g, p)
     return keys
 
 

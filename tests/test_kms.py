@@ -133,6 +133,21 @@ def test_two_images_share_a_key_union_and_targeted_removal(aws: Images) -> None:
     assert replan(less).operations == ()
 
 
+def test_removed_ou_keeps_its_real_arn_in_the_key_access_removal(aws: Images) -> None:
+    # A key policy records only the OU path, not the management account of the ARN: the
+    # removal must name the same ARN as the launch-permission removal beside it.
+    key = make_key()
+    image, _ = encrypted_image(aws, "golden-1", key)
+    plan_and_apply(manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod, ou]}\n'))
+    plan, report = plan_and_apply(manifest('  - {name: g, select: {name: "golden-*"}, '
+                                           'launch: [prod]}\n', ", prune: true"))
+    assert not report.failed
+    assert sorted((o.kind.value, o.action.value, o.principal.value) for o in plan.operations) == [
+        ("kms_key_access", "remove", OU), ("launch_permission", "remove", OU)]
+    assert "AmiShareReconcilerOrgs" not in owned(policy_of(key))
+    assert aws.launch(image) == [{"UserId": PROD}]
+
+
 def test_aws_managed_key_blocks_only_that_image(aws: Images) -> None:
     kms_client = boto3.client("kms", region_name="us-east-1")
     managed = kms_client.create_key()["KeyMetadata"]
