@@ -90,6 +90,9 @@ def select(manifest: Manifest, images: Mapping[str, Sequence[Image]],
                         f"{', '.join(regions)} (it does not exist there, is owned by another "
                         f"account, or does not match the rule's name/tags)"))
     managed: list[ManagedImage] = []
+    # Images matched by the same rules declare the same principals: one (read-only) mapping
+    # for all of them, not one per image (10,000 images x 50 principals adds up).
+    by_rules: dict[tuple[str, ...], tuple[Declared, Declared, bool]] = {}
     for key in sorted(matched):
         img, rules = matched[key]
         names = tuple(r.name for r in rules)
@@ -101,13 +104,20 @@ def select(manifest: Manifest, images: Mapping[str, Sequence[Image]],
             findings.append(Finding(Severity.WARNING, code, img.region, img.image_id,
                                     f"{img.image_id} ({img.name}) is {img.state}; skipped: {why}"))
             continue
-        launch: dict[Principal, list[str]] = {}
-        copy: dict[Principal, list[str]] = {}
-        for r in rules:
-            _declare(launch, r.launch, r.name)
-            _declare(copy, r.copy, r.name)
-        managed.append(ManagedImage(img, names,
-                                    {p: tuple(v) for p, v in launch.items()},
-                                    {p: tuple(v) for p, v in copy.items()},
-                                    any(r.manages_copy for r in rules)))
+        if names not in by_rules:
+            by_rules[names] = _declared(rules)
+        launch, copy, manages_copy = by_rules[names]
+        managed.append(ManagedImage(img, names, launch, copy, manages_copy))
     return Selection(tuple(managed), tuple(findings))
+
+
+def _declared(rules: Sequence[Rule]) -> tuple[Declared, Declared, bool]:
+    """Union of what ``rules`` declare: principal -> sorted names of the rules declaring it."""
+    launch: dict[Principal, list[str]] = {}
+    copy: dict[Principal, list[str]] = {}
+    for r in rules:
+        _declare(launch, r.launch, r.name)
+        _declare(copy, r.copy, r.name)
+    return ({p: tuple(sorted(v)) for p, v in launch.items()},
+            {p: tuple(sorted(v)) for p, v in copy.items()},
+            any(r.manages_copy for r in rules))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Set
 from dataclasses import dataclass
 
@@ -29,8 +30,13 @@ def diff_permissions(kind: OpKind, region: str, resource: str, desired: Declared
         if p in current:
             unchanged += 1
         elif p not in cannot_add:
-            ops.append(Operation(Action.ADD, kind, region, resource, p, tuple(sorted(rules))))
+            ops.append(Operation(Action.ADD, kind, region, resource, p, _sorted_names(rules)))
     if prune and len(current) > unchanged:
         ops += [Operation(Action.REMOVE, kind, region, resource, p, ())
                 for p in current if p not in desired]
     return ResourceDiff(tuple(sorted(ops, key=lambda o: o.sort_key)), unchanged)
+
+
+@functools.lru_cache(maxsize=4096)
+def _sorted_names(rules: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(sorted(rules))

@@ -8,6 +8,7 @@ and can never mutate what another step sees.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -93,7 +94,7 @@ class Principal:
         value = str(entry[kind.value])
         if kind is PrincipalKind.PUBLIC and value != "all":
             raise ValueError(f"unknown launch-permission group {value!r}")
-        return cls(kind, value)
+        return _interned(kind, value)
 
     def to_dict(self) -> dict[str, str]:
         return {_KIND_NAME[self.kind]: self.value}
@@ -159,6 +160,13 @@ class OpKind(enum.StrEnum):
     LAUNCH = "launch_permission"
     COPY = "create_volume_permission"
     KMS = "kms_key_access"
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _interned(kind: PrincipalKind, value: str) -> Principal:
+    """One object per distinct principal read from AWS or a plan file: an estate of 10,000
+    images shared with the same 50 accounts holds 50 principals, not 500,000."""
+    return Principal(kind, value)
 
 
 @dataclass(frozen=True, slots=True)
