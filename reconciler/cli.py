@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import Any, NoReturn, TextIO
 
@@ -41,7 +41,7 @@ from .plan import Plan, load_plan_file, state_digest, touched
 from .planner import PlanOptions, Scope, build_plan
 from .progress import NoProgress, TerminalProgress
 from .reader import Reader
-from .render import key_policy_details, render_markdown, render_text
+from .render import key_policy_details, render_markdown, text_lines
 
 DEFAULT_CONCURRENCY = 16
 
@@ -213,27 +213,27 @@ def validate(ctx: Ctx, manifests: tuple[str, ...]) -> int:
     return EXIT_OK
 
 
-def _write_file(path: str, text: str) -> None:
+def _write_file(path: str, text: str | Iterable[str]) -> None:
     try:
         with open(path, "w", encoding="utf-8") as fh:
-            fh.write(text)
+            fh.writelines([text] if isinstance(text, str) else text)
     except OSError as exc:
         raise ReconcilerError(f"cannot write {path}: {exc.strerror}") from None
 
 
-def _text(ctx: Ctx, plan: Plan, manifest: Manifest, out: TextIO) -> str:
+def _text(ctx: Ctx, plan: Plan, manifest: Manifest, out: TextIO) -> Iterator[str]:
     details = key_policy_details(plan) if ctx.verbose else None
-    return render_text(plan, manifest, color=ctx.color(out), details=details)
+    return text_lines(plan, manifest, color=ctx.color(out), details=details)
 
 
 def _emit_plan(ctx: Ctx, plan: Plan, manifest: Manifest, fmt: str) -> None:
     out = click.get_text_stream("stdout")
     if fmt == "json":
-        out.write(plan.to_json())
+        out.writelines(plan.json_lines())
     elif fmt == "markdown":
         out.write(render_markdown(plan, manifest))
     else:
-        out.write(_text(ctx, plan, manifest, out))
+        out.writelines(_text(ctx, plan, manifest, out))
     out.flush()
     summary_md = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary_md:
@@ -272,7 +272,7 @@ def plan(ctx: Ctx, manifest: str, out: str | None, fmt: str, detailed_exitcode: 
     with ctx.connect(m, owner) as conn:
         p = _plan(ctx, m, conn)
     if out:
-        _write_file(out, p.to_json())
+        _write_file(out, p.json_lines())
     _emit_plan(ctx, p, m, fmt)
     if p.errors:
         return EXIT_ERROR
@@ -356,7 +356,7 @@ def apply(ctx: Ctx, manifest: str, plan_file: str | None, auto_approve: bool,
         else:
             todo = fresh
         out = click.get_text_stream("stdout")
-        out.write(_text(ctx, todo, m, out))
+        out.writelines(_text(ctx, todo, m, out))
         out.flush()
         if not todo.has_changes:
             return EXIT_ERROR if todo.errors else EXIT_OK

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,32 +83,35 @@ class Plan:
         }
 
     def to_json(self) -> str:
-        """The plan document: one operation or finding per line (readable, diffable, fast).
+        """The plan document: one operation or finding per line (readable, diffable, fast)."""
+        return "".join(self.json_lines())
 
-        Same document as :meth:`to_dict`, built one entry at a time: a plan of 300,000
-        operations never holds them all as dicts."""
-        def array(key: str, entries: Sequence[Operation | Finding]) -> list[str]:
-            if not entries:
-                return [f'  "{key}": [],']
-            last = len(entries) - 1
-            return [f'  "{key}": [',
-                    *(f"    {json.dumps(e.to_dict(), ensure_ascii=False)}{',' if i < last else ''}"
-                      for i, e in enumerate(entries)),
-                    "  ],"]
-
+    def json_lines(self) -> Iterator[str]:
+        """:meth:`to_json` one line at a time, so that a plan of 300,000 operations can be
+        written out without holding the document (or a dict per operation) in memory."""
         def scalar(key: str, value: Any, comma: str = ",") -> str:
-            return f'  "{key}": {json.dumps(value, ensure_ascii=False)}{comma}'
+            return f'  "{key}": {json.dumps(value, ensure_ascii=False)}{comma}\n'
 
-        lines = ["{",
-                 scalar("format_version", FORMAT_VERSION),
-                 scalar("manifest_sha256", self.manifest_sha256),
-                 scalar("caller_account", self.caller_account),
-                 *array("operations", self.operations),
-                 *array("findings", self.findings),
-                 scalar("summary", self.summary.to_dict()),
-                 scalar("state_digest", self.state_digest, comma=""),
-                 "}", ""]
-        return "\n".join(lines)
+        def array(key: str, entries: Sequence[Operation | Finding]) -> Iterator[str]:
+            if not entries:
+                yield f'  "{key}": [],\n'
+                return
+            yield f'  "{key}": [\n'
+            last = len(entries) - 1
+            for i, e in enumerate(entries):
+                comma = "," if i < last else ""
+                yield f"    {json.dumps(e.to_dict(), ensure_ascii=False)}{comma}\n"
+            yield "  ],\n"
+
+        yield "{\n"
+        yield scalar("format_version", FORMAT_VERSION)
+        yield scalar("manifest_sha256", self.manifest_sha256)
+        yield scalar("caller_account", self.caller_account)
+        yield from array("operations", self.operations)
+        yield from array("findings", self.findings)
+        yield scalar("summary", self.summary.to_dict())
+        yield scalar("state_digest", self.state_digest, comma="")
+        yield "}\n"
 
 
 def make_plan(*, manifest_sha256: str, caller_account: str, operations: Iterable[Operation],

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,30 +79,35 @@ def _finding_line(f: Finding) -> str:
 
 def render_text(plan: Plan, manifest: Manifest | None, *, color: bool = False,
                 details: Callable[[str, str], list[str]] | None = None) -> str:
+    return "".join(text_lines(plan, manifest, color=color, details=details))
+
+
+def text_lines(plan: Plan, manifest: Manifest | None, *, color: bool = False,
+               details: Callable[[str, str], list[str]] | None = None) -> Iterator[str]:
+    """:func:`render_text` one line at a time (each ending in a newline), so that a plan of
+    300,000 operations is written out without first being built as one string."""
     st = Style(color)
-    lines: list[str] = []
     grouped = _grouped(plan.operations)
     for region in sorted(grouped):
-        lines.append(st.paint(region, "white", bold=True))
+        yield st.paint(region, "white", bold=True) + "\n"
         for resource in sorted(grouped[region]):
             ops = grouped[region][resource]
-            lines.append("  " + st.paint("~", "yellow") + " " + resource_label(plan, (region, resource)))
-            width = min(44, max(len(_op_line(o, manifest)[1]) for o in ops))
-            for op in ops:
-                sign, body, why = _op_line(op, manifest)
+            yield "  " + st.paint("~", "yellow") + " " + resource_label(plan, (region, resource)) + "\n"
+            lines = [_op_line(o, manifest) for o in ops]
+            width = min(44, max(len(body) for _, body, _ in lines))
+            for sign, body, why in lines:
                 fg = "green" if sign == "+" else "red"
-                lines.append(f"      {st.paint(sign, fg, bold=True)} {st.paint(body.ljust(width), fg)}"
-                             f"  {st.paint(why, 'bright_black')}")
+                yield (f"      {st.paint(sign, fg, bold=True)} {st.paint(body.ljust(width), fg)}"
+                       f"  {st.paint(why, 'bright_black')}\n")
             if details is not None:
-                lines.extend("      " + d for d in details(region, resource))
-        lines.append("")
+                yield from ("      " + d + "\n" for d in details(region, resource))
+        yield "\n"
     if plan.findings:
-        lines.append(st.paint("Findings:", "white", bold=True))
+        yield st.paint("Findings:", "white", bold=True) + "\n"
         for f in plan.findings:
-            lines.append("  " + st.paint(_finding_line(f), _SEVERITY_FG[f.severity]))
-        lines.append("")
-    lines.append(st.paint(summary_line(plan), "white", bold=True))
-    return "\n".join(lines) + "\n"
+            yield "  " + st.paint(_finding_line(f), _SEVERITY_FG[f.severity]) + "\n"
+        yield "\n"
+    yield st.paint(summary_line(plan), "white", bold=True) + "\n"
 
 
 def policy_diff(old: Any, new: Any) -> list[str]:
