@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -248,7 +249,7 @@ def _key_checks(v: _ImageView, state: CurrentState, findings: list[Finding]) -> 
                                "reported (ec2:DescribeSnapshots returned no KmsKeyId)"))
             v.blocked = True
             continue
-        problem = _key_problem(info, caller)
+        problem = _key_problem(info, caller, img)
         if problem:
             code, why = problem
             findings.append(_f(Severity.ERROR, code, img.region, img.image_id,
@@ -258,16 +259,17 @@ def _key_checks(v: _ImageView, state: CurrentState, findings: list[Finding]) -> 
             v.keys.append(info)
 
 
-def _key_problem(info: KeyInfo, caller: str) -> tuple[str, str] | None:
+def _key_problem(info: KeyInfo, caller: str, img: Image) -> tuple[str, str] | None:
     if info.error:
         code = "kms-access-denied" if "AccessDenied" in info.error else "key-unreadable"
         return code, info.error
     if info.manager == "AWS":
         return ("aws-managed-key",
                 "it is the AWS managed key (aws/ebs), whose policy cannot be changed, so the "
-                "image cannot be shared. Copy it re-encrypted with a customer managed key, e.g. "
-                "aws ec2 copy-image --source-image-id <ami> --source-region <region> --name <name> "
-                "--encrypted --kms-key-id <customer-key-arn>, and share the copy")
+                "image cannot be shared. Copy it re-encrypted with a customer managed key and "
+                "share the copy: aws ec2 copy-image --source-image-id "
+                f"{img.image_id} --source-region {img.region} --region {img.region} "
+                f"--name {shlex.quote(img.name + '-cmk')} --encrypted --kms-key-id <customer-key-arn>")
     if info.account and info.account != caller:
         return ("foreign-key",
                 f"the key belongs to account {info.account}, not the caller {caller}; its policy "

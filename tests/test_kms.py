@@ -158,7 +158,10 @@ def test_aws_managed_key_blocks_only_that_image(aws: Images) -> None:
     [finding] = plan.errors
     assert finding.code == "aws-managed-key" and finding.resource == blocked
     assert snap in finding.message and managed["Arn"] in finding.message
-    assert "copy-image" in finding.message and "--kms-key-id" in finding.message
+    # the fix is a command for this very image, ready to paste
+    assert (f"aws ec2 copy-image --source-image-id {blocked} --source-region us-east-1 "
+            f"--region us-east-1 --name golden-blocked-cmk --encrypted --kms-key-id "
+            "<customer-key-arn>") in finding.message
     assert aws.launch(blocked) == []
     assert aws.launch(fine) == [{"UserId": PROD}], "the other image is still applied"
     assert not report.failed
