@@ -10,8 +10,10 @@ adds what is missing, the same way the test suite does, so the sandbox behaves l
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path as FsPath
@@ -159,6 +161,35 @@ def set_image_id(account: str, region: str, old: str, new: str) -> None:
     backend.amis[new] = ami
 
 
+def _stable_hex(*parts: str, length: int = 17) -> str:
+    """An ID-shaped hex string derived from ``parts``: the sandbox gives the same IDs on every
+    run, so plans are reproducible and a plan saved in one run applies in the next."""
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
+
+
+def set_snapshot_id(account: str, region: str, image_id: str, new: str) -> None:
+    """Give a moto image's backing snapshot a chosen ID."""
+    from moto.ec2.models import ec2_backends
+
+    backend = ec2_backends[account][region]
+    snap = backend.amis[image_id].ebs_snapshot
+    backend.snapshots.pop(snap.id, None)
+    snap.id = new
+    backend.snapshots[new] = snap
+
+
+def set_key_id(account: str, region: str, old: str, new: str) -> str:
+    """Give a moto KMS key a chosen ID; return its new ARN."""
+    from moto.kms.models import kms_backends
+
+    backend = kms_backends[account][region]
+    key = backend.keys.pop(old)
+    key.id = new
+    key.arn = key.arn.rsplit("/", 1)[0] + "/" + new
+    backend.keys[new] = key
+    return str(key.arn)
+
+
 def encrypt_image(account: str, region: str, image_id: str, key_arn: str) -> str:
     """Make a moto image's backing snapshot encrypted with ``key_arn``; return its ID."""
     from moto.ec2.models import ec2_backends
@@ -194,20 +225,28 @@ def seed(state: SandboxState) -> list[str]:
         kms = boto3.client("kms", region_name=key.region)
         extra = {"Policy": key.policy} if key.policy else {}
         meta = kms.create_key(Description=f"sandbox key {key.name}", **extra)["KeyMetadata"]
-        kms.create_alias(AliasName=f"alias/{key.name}", TargetKeyId=meta["KeyId"])
-        key_arns[(key.region, key.name)] = meta["Arn"]
+        key_id = str(uuid.UUID(_stable_hex(state.account, key.region, "key", key.name,
+                                           length=32)))
+        arn = set_key_id(state.account, key.region, meta["KeyId"], key_id)
+        kms.create_alias(AliasName=f"alias/{key.name}", TargetKeyId=key_id)
+        key_arns[(key.region, key.name)] = arn
     for region in sorted({i.region for i in state.images if i.encrypted_with == AWS_MANAGED_KEY}):
         kms = boto3.client("kms", region_name=region)
         meta = kms.create_key(Description="Default key that protects my EBS volumes when no "
                                           "other key is defined")["KeyMetadata"]
-        make_aws_managed(state.account, region, meta["KeyId"])
-        key_arns[(region, AWS_MANAGED_KEY)] = meta["Arn"]
-    for img in state.images:
+        key_id = str(uuid.UUID(_stable_hex(state.account, region, "key", AWS_MANAGED_KEY,
+                                           length=32)))
+        key_arns[(region, AWS_MANAGED_KEY)] = set_key_id(state.account, region, meta["KeyId"],
+                                                         key_id)
+        make_aws_managed(state.account, region, key_id)
+    for n, img in enumerate(state.images):
         ec2 = boto3.client("ec2", region_name=img.region)
         image_id = ec2.register_image(Name=img.name, RootDeviceName="/dev/xvda")["ImageId"]
-        if img.image_id:
-            set_image_id(state.account, img.region, image_id, img.image_id)
-            image_id = img.image_id
+        chosen = img.image_id or "ami-" + _stable_hex(state.account, img.region, img.name, str(n))
+        set_image_id(state.account, img.region, image_id, chosen)
+        image_id = chosen
+        set_snapshot_id(state.account, img.region, image_id,
+                        "snap-" + _stable_hex(state.account, img.region, image_id))
         if img.tags:
             ec2.create_tags(Resources=[image_id],
                             Tags=[{"Key": k, "Value": v} for k, v in img.tags])
