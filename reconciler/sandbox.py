@@ -167,6 +167,11 @@ def _stable_hex(*parts: str, length: int = 17) -> str:
     return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
 
 
+def _stable_key_id(account: str, region: str, name: str) -> str:
+    """A KMS key ID (UUID v4 form, like AWS's) derived from the key's name."""
+    return str(uuid.UUID(_stable_hex(account, region, "key", name, length=32), version=4))
+
+
 def set_snapshot_id(account: str, region: str, image_id: str, new: str) -> None:
     """Give a moto image's backing snapshot a chosen ID."""
     from moto.ec2.models import ec2_backends
@@ -225,8 +230,7 @@ def seed(state: SandboxState) -> list[str]:
         kms = boto3.client("kms", region_name=key.region)
         extra = {"Policy": key.policy} if key.policy else {}
         meta = kms.create_key(Description=f"sandbox key {key.name}", **extra)["KeyMetadata"]
-        key_id = str(uuid.UUID(_stable_hex(state.account, key.region, "key", key.name,
-                                           length=32)))
+        key_id = _stable_key_id(state.account, key.region, key.name)
         arn = set_key_id(state.account, key.region, meta["KeyId"], key_id)
         kms.create_alias(AliasName=f"alias/{key.name}", TargetKeyId=key_id)
         key_arns[(key.region, key.name)] = arn
@@ -234,8 +238,7 @@ def seed(state: SandboxState) -> list[str]:
         kms = boto3.client("kms", region_name=region)
         meta = kms.create_key(Description="Default key that protects my EBS volumes when no "
                                           "other key is defined")["KeyMetadata"]
-        key_id = str(uuid.UUID(_stable_hex(state.account, region, "key", AWS_MANAGED_KEY,
-                                           length=32)))
+        key_id = _stable_key_id(state.account, region, AWS_MANAGED_KEY)
         key_arns[(region, AWS_MANAGED_KEY)] = set_key_id(state.account, region, meta["KeyId"],
                                                          key_id)
         make_aws_managed(state.account, region, key_id)
