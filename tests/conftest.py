@@ -56,12 +56,13 @@ def run_cli(moto_server_session: MotoServer) -> Runner:
     """Run the installed ``reconcile`` in a subprocess against the moto server."""
 
     def run(*args: str, endpoint: str | None = None, input: str | None = None,
-            env: dict[str, str] | None = None, cwd: Path | None = None) -> Result:
+            env: dict[str, str] | None = None, cwd: Path | None = None,
+            timeout: float = 120) -> Result:
         proc = subprocess.run(
             [*reconcile_executable(), *args],
             env=cli_env(endpoint or moto_server_session.url, env),
             input=input if input is not None else "",
-            capture_output=True, text=True, timeout=120, cwd=cwd)
+            capture_output=True, text=True, timeout=timeout, cwd=cwd)
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     return run
