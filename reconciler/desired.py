@@ -112,12 +112,12 @@ def select(manifest: Manifest, images: Mapping[str, Sequence[Image]],
 
 
 def _declared(rules: Sequence[Rule]) -> tuple[Declared, Declared, bool]:
-    """Union of what ``rules`` declare: principal -> sorted names of the rules declaring it."""
+    """Union of what ``rules`` declare: principal -> names of the rules declaring it."""
     launch: dict[Principal, list[str]] = {}
     copy: dict[Principal, list[str]] = {}
     for r in rules:
         _declare(launch, r.launch, r.name)
         _declare(copy, r.copy, r.name)
-    return ({p: tuple(sorted(v)) for p, v in launch.items()},
-            {p: tuple(sorted(v)) for p, v in copy.items()},
+    return ({p: tuple(v) for p, v in launch.items()},
+            {p: tuple(v) for p, v in copy.items()},
             any(r.manages_copy for r in rules))

@@ -21,7 +21,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .model import ORG_ARN_RE, OU_ARN_RE, Principal, PrincipalKind
+from .model import (
+    ACCOUNT_ID_RE,
+    ORG_ARN_RE,
+    ORG_ID_RE,
+    OU_ARN_RE,
+    OU_ID_RE,
+    Principal,
+    PrincipalKind,
+)
 
 SID_ACCOUNTS = "AmiShareReconcilerAccounts"
 SID_ACCOUNTS_GRANT = "AmiShareReconcilerAccountsGrant"
@@ -110,15 +118,14 @@ def _as_list(v: Any) -> list[Any]:
     return list(v) if isinstance(v, list) else [v]
 
 
-_ACCOUNT = re.compile(r"\d{12}", re.ASCII)
 _ROOT_ARN = re.compile(r"arn:aws[a-z-]*:iam::(\d{12}):root", re.ASCII)
-_ORG_ID = re.compile(r"o-[a-z0-9]{10,32}", re.ASCII)
-_ORG_PATH = re.compile(r"(o-[a-z0-9]{10,32})/\*", re.ASCII)
-_OU_PATH = re.compile(r"o-[a-z0-9]{10,32}/\*/ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}/\*", re.ASCII)
+_ORG_ID = re.compile(ORG_ID_RE, re.ASCII)
+_ORG_PATH = re.compile(rf"({ORG_ID_RE})/\*", re.ASCII)
+_OU_PATH = re.compile(rf"{ORG_ID_RE}/\*/{OU_ID_RE}/\*", re.ASCII)
 
 
 def _account_of(value: str) -> str | None:
-    if _ACCOUNT.fullmatch(value):
+    if ACCOUNT_ID_RE.fullmatch(value):
         return value
     m = _ROOT_ARN.fullmatch(value)
     return m.group(1) if m else None
@@ -205,8 +212,7 @@ def owned_grantees(policy: Mapping[str, Any]) -> set[Grantee]:
                 _as_list(st.get("Action"))) != sorted(GRANT_ACTIONS if grant else USE_ACTIONS):
             raise _tampered(sid, "Effect, Action or Resource differs")
         if sid in (SID_ACCOUNTS, SID_ACCOUNTS_GRANT):
-            if st.get("Condition", GRANT_CONDITION if grant else None) != (
-                    GRANT_CONDITION if grant else None):
+            if st.get("Condition") != (GRANT_CONDITION if grant else None):
                 raise _tampered(sid, "unexpected Condition")
             out |= _accounts_statement(st, sid)
         else:

@@ -17,9 +17,10 @@ from typing import Any
 # Matched with fullmatch and ASCII semantics: no trailing newline, no non-ASCII digits.
 ACCOUNT_ID_RE = re.compile(r"\d{12}", re.ASCII)
 ORG_ID_RE = r"o-[a-z0-9]{10,32}"
+OU_ID_RE = r"ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}"
 ORG_ARN_RE = re.compile(rf"arn:aws[a-z-]*:organizations::\d{{12}}:organization/({ORG_ID_RE})", re.ASCII)
 OU_ARN_RE = re.compile(
-    rf"arn:aws[a-z-]*:organizations::\d{{12}}:ou/({ORG_ID_RE})/(ou-[0-9a-z]{{4,32}}-[a-z0-9]{{8,32}})",
+    rf"arn:aws[a-z-]*:organizations::\d{{12}}:ou/({ORG_ID_RE})/({OU_ID_RE})",
     re.ASCII)
 AMI_ID_RE = re.compile(r"ami-(?:[0-9a-f]{8}|[0-9a-f]{17})", re.ASCII)
 REGION_RE = re.compile(r"[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}", re.ASCII)

@@ -197,7 +197,7 @@ def test_select_respects_rule_regions_and_unions_rules():
     assert list(by_id) == [ami(2), ami(1)]  # sorted by (region, id): eu-west-1 first
     # ami(1): matched by `golden` and `by-id`; prod declared by both
     assert by_id[ami(1)].rules == ("golden", "by-id")
-    assert by_id[ami(1)].launch == {P_PROD: ("by-id", "golden"), P_STAGING: ("golden",),
+    assert by_id[ami(1)].launch == {P_PROD: ("golden", "by-id"), P_STAGING: ("golden",),
                                     P_ORG: ("by-id",)}
     # ami(2) in eu-west-1: `golden` (settings regions) and `eu-only`
     assert by_id[ami(2)].rules == ("golden", "eu-only")

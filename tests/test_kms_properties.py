@@ -439,6 +439,19 @@ def test_malformed_account_root_is_refused(value: str) -> None:
         kms.owned_grantees(policy)
 
 
+@pytest.mark.parametrize("condition", [None, {}, {"Bool": {"kms:GrantIsForAWSResource": False}}])
+def test_accounts_grant_statement_without_its_condition_is_refused(condition: Any) -> None:
+    # without kms:GrantIsForAWSResource the account could create any grant: wider than ours
+    policy = kms.with_grantees({"Statement": []}, [ONE_ACCOUNT], "aws")
+    [grant] = [s for s in policy["Statement"] if s["Sid"] == kms.SID_ACCOUNTS_GRANT]
+    if condition is None:
+        del grant["Condition"]
+    else:
+        grant["Condition"] = condition
+    with pytest.raises(PolicyError):
+        kms.owned_grantees(policy)
+
+
 def _orgs_policy(condition: Any) -> dict[str, Any]:
     policy = kms.with_grantees({"Statement": []}, [Grantee(GranteeKind.ORG, "o-a1b2c3d4e5")], "aws")
     policy["Statement"][0]["Condition"] = condition
