@@ -27,10 +27,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import botocore.exceptions
-
 from . import kms
-from .aws import Clients, describe_error
+from .aws import Clients, aws_call, describe_error
+from .errors import AwsError
 from .model import Action, Identity, Operation, OpKind, Principal
 
 
@@ -148,13 +147,17 @@ class Applier:
                     return self._checked[key]
             ec2 = self._client("ec2", region, resource)
             if kind is OpKind.LAUNCH:
-                resp = ec2.describe_image_attribute(ImageId=resource, Attribute="launchPermission")
-                entries = resp.get("LaunchPermissions") or []
+                with aws_call("ec2", "DescribeImageAttribute", f"{region} {resource}"):
+                    resp = ec2.describe_image_attribute(ImageId=resource,
+                                                        Attribute="launchPermission")
+                    entries = resp.get("LaunchPermissions") or []
+                    current = frozenset(Principal.from_dict(e) for e in entries)
             else:
-                resp = ec2.describe_snapshot_attribute(SnapshotId=resource,
-                                                       Attribute="createVolumePermission")
-                entries = resp.get("CreateVolumePermissions") or []
-            current = frozenset(Principal.from_dict(e) for e in entries)
+                with aws_call("ec2", "DescribeSnapshotAttribute", f"{region} {resource}"):
+                    resp = ec2.describe_snapshot_attribute(SnapshotId=resource,
+                                                           Attribute="createVolumePermission")
+                    entries = resp.get("CreateVolumePermissions") or []
+                    current = frozenset(Principal.from_dict(e) for e in entries)
             planned = self.expected.get(key) if self.expected is not None else None
             why = "" if current == planned else (
                 f"skipped: {resource} changed since the plan was made (someone else modified "
@@ -207,8 +210,9 @@ class Applier:
 
         def call() -> Any:
             client = self._client("kms", region, key_arn)
-            current = kms.parse_policy(client.get_key_policy(KeyId=key_arn,
-                                                             PolicyName="default")["Policy"])
+            with aws_call("kms", "GetKeyPolicy", key_arn):
+                text = client.get_key_policy(KeyId=key_arn, PolicyName="default")["Policy"]
+            current = kms.parse_policy(text)
             grantees = kms.owned_grantees(current)
             changed = {g for g in (kms.grantee_of(o.principal) for o in ops) if g is not None}
             grantees = grantees | changed if action is Action.ADD else grantees - changed
@@ -238,10 +242,12 @@ class Applier:
                 return False, why, "skipped"
             write.call()
             return True, "", "applied"
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-            return False, describe_error(exc, write.service, write.api), "failed"
-        except (WriteError, kms.PolicyError, ValueError) as exc:
+        except (WriteError, kms.PolicyError) as exc:
             return False, f"{write.service}:{write.api} refused: {exc}", "failed"
+        except AwsError as exc:  # a read before the write failed; the message names it
+            return False, str(exc), "failed"
+        except Exception as exc:  # whatever AWS, a proxy or the SDK answered: a failed write
+            return False, describe_error(exc, write.service, write.api), "failed"
 
     def _run(self, write: Write) -> list[Outcome]:
         ok, error, result = self._attempt(write)

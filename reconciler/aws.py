@@ -8,8 +8,11 @@ throttles it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -17,7 +20,7 @@ import botocore.config
 import botocore.exceptions
 
 from . import __version__
-from .errors import AwsError
+from .errors import ACCESS_DENIED_CODES, AwsError, ReconcilerError
 
 MAX_ATTEMPTS = 10
 RETRY_MODES = ("standard", "adaptive", "legacy")
@@ -57,7 +60,11 @@ class Clients:
         with self._lock:
             client = self._clients.get(key)
             if client is None:
-                client = self.session.client(service, region_name=key[1], config=self._config)
+                try:
+                    client = self.session.client(service, region_name=key[1], config=self._config)
+                except Exception as exc:  # a bad endpoint URL, profile or Region setting
+                    raise AwsError(f"cannot set up the AWS {service} client for {key[1]}: "
+                                   f"{describe_error(exc)}") from None
                 self._clients[key] = client
             return client
 
@@ -65,21 +72,63 @@ class Clients:
 def make_session(profile: str | None) -> boto3.Session:
     try:
         return boto3.Session(profile_name=profile)
-    except botocore.exceptions.ProfileNotFound:
-        raise AwsError(f"AWS profile {profile!r} not found in the AWS config/credentials files") from None
+    except botocore.exceptions.ProfileNotFound as exc:
+        raise AwsError(describe_error(exc)) from None
+
+
+_USER_INFO = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@]+@")
+
+
+def mask_secrets(text: str) -> str:
+    """``scheme://user:password@host`` → ``scheme://***:***@host``, wherever it appears."""
+    return _USER_INFO.sub(r"\1***:***@", text)
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+class CallError(AwsError):
+    """One AWS call failed. ``code`` is AWS's error code, or "" when the answer was not an
+    AWS error at all (a connection failure, an HTML page, a body that could not be parsed)."""
+
+    def __init__(self, service: str, operation: str, code: str, message: str) -> None:
+        self.service, self.operation, self.code = service, operation, code
+        super().__init__(message)
+
+
+@contextlib.contextmanager
+def aws_call(service: str, operation: str, where: str = "") -> Iterator[None]:
+    """Run one AWS call (and the reading of its answer) so that *any* failure, whatever
+    AWS, a proxy or the SDK raised, becomes one :class:`CallError` line naming the call."""
+    try:
+        yield
+    except ReconcilerError:
+        raise
+    except Exception as exc:
+        message = describe_error(exc, service, operation)
+        raise CallError(service, operation, error_code(exc),
+                        f"{where}: {message}" if where else message) from exc
 
 
 def describe_error(exc: Exception, service: str = "", operation: str = "") -> str:
-    """One line explaining an AWS failure and what to do next. Never includes credentials."""
+    """One line explaining an AWS failure and what to do next. Never includes credentials
+    (nor the user-info of an endpoint URL)."""
+    return mask_secrets(_describe(exc, service, operation))
+
+
+def _describe(exc: Exception, service: str, operation: str) -> str:
+    action = f"{service}:{operation}" if service and operation else (operation or service)
+    failed = f"{action} failed: " if action else ""
     if isinstance(exc, botocore.exceptions.ClientError):
         err = exc.response.get("Error", {})
         code = err.get("Code", "Unknown")
         msg = " ".join(str(err.get("Message", "")).split())
         op = operation or exc.operation_name
         action = f"{service}:{op}" if service else op
-        text = f"{action} failed: {code}: {msg}".rstrip(": ")
-        if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation",
-                    "AuthFailure", "UnauthorizedAccess"):
+        text = f"{action} failed: {code}: {_one_line(msg)}".rstrip(": ")
+        if code in ACCESS_DENIED_CODES:
             text += f" (the caller needs IAM permission {action})"
         return text
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
@@ -87,11 +136,22 @@ def describe_error(exc: Exception, service: str = "", operation: str = "") -> st
                 "AWS_PROFILE or --profile, or use --sandbox STATE.yaml to try without AWS")
     if isinstance(exc, botocore.exceptions.NoRegionError):
         return "no AWS Region configured: set settings.regions, --region or AWS_DEFAULT_REGION"
-    if isinstance(exc, botocore.exceptions.EndpointConnectionError):
-        return f"cannot reach the AWS endpoint: {exc}"
+    if isinstance(exc, botocore.exceptions.ProfileNotFound):
+        return (f"AWS profile {exc.kwargs.get('profile')!r} not found in the AWS "
+                "config/credentials files (check --profile and AWS_PROFILE)")
+    if isinstance(exc, botocore.exceptions.EndpointConnectionError |
+                  botocore.exceptions.ConnectionClosedError):
+        return f"{failed}cannot reach the AWS endpoint: {_one_line(str(exc))}"
     if isinstance(exc, botocore.exceptions.BotoCoreError):
-        return f"AWS SDK error: {' '.join(str(exc).split())}"
-    return f"{type(exc).__name__}: {exc}"
+        return f"{failed}AWS SDK error: {_one_line(str(exc))}"
+    if type(exc).__name__ == "ResponseParserError":  # not a BotoCoreError: botocore.parsers
+        return (f"{failed}the answer was not an AWS response (an error page from a proxy or "
+                f"load balancer?): {_one_line(str(exc))}")
+    if isinstance(exc, KeyError | TypeError | AttributeError | IndexError):
+        return f"{failed}unexpected response from AWS ({type(exc).__name__}: {_one_line(str(exc))})"
+    if isinstance(exc, ValueError) and not action:
+        return f"invalid AWS configuration: {_one_line(str(exc))}"
+    return f"{failed}{type(exc).__name__}: {_one_line(str(exc))}"
 
 
 def error_code(exc: Exception) -> str:
@@ -110,15 +170,16 @@ def assumed_session(base: boto3.Session, role_arn: str, region: str,
     import botocore.credentials
     import botocore.session
 
-    sts = base.client("sts", region_name=region, config=config)
+    with aws_call("sts", "", f"cannot assume {role_arn}"):
+        sts = base.client("sts", region_name=region, config=config)
 
     def fetch() -> dict[str, str]:
-        try:
+        out: dict[str, str] = {}
+        with aws_call("sts", "AssumeRole", f"cannot assume {role_arn}"):
             creds = sts.assume_role(RoleArn=role_arn, RoleSessionName=SESSION_NAME)["Credentials"]
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-            raise AwsError(f"cannot assume {role_arn}: {describe_error(exc, 'sts', 'AssumeRole')}") from None
-        return {"access_key": creds["AccessKeyId"], "secret_key": creds["SecretAccessKey"],
-                "token": creds["SessionToken"], "expiry_time": creds["Expiration"].isoformat()}
+            out = {"access_key": creds["AccessKeyId"], "secret_key": creds["SecretAccessKey"],
+                   "token": creds["SessionToken"], "expiry_time": creds["Expiration"].isoformat()}
+        return out
 
     credentials = botocore.credentials.RefreshableCredentials.create_from_metadata(
         metadata=fetch(), refresh_using=fetch, method="sts-assume-role")

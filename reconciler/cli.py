@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import Any, NoReturn, TextIO
@@ -22,7 +23,15 @@ from typing import Any, NoReturn, TextIO
 import click
 
 from . import __version__
-from .aws import Clients, assumed_session, client_config, describe_error, make_session, role_account
+from .aws import (
+    Clients,
+    assumed_session,
+    client_config,
+    describe_error,
+    make_session,
+    mask_secrets,
+    role_account,
+)
 from .errors import (
     EXIT_CHANGES,
     EXIT_ERROR,
@@ -154,7 +163,7 @@ def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--strict", is_flag=True, help="Treat warnings as errors."),
         click.option("--concurrency", type=int, default=DEFAULT_CONCURRENCY, show_default=True,
                      metavar="N", help="Maximum concurrent AWS calls."),
-        click.option("--sandbox", metavar="STATE.yaml", type=click.Path(dir_okay=False),
+        click.option("--sandbox", metavar="STATE.yaml",
                      help="Run against an embedded AWS emulator seeded from this state file."),
         click.option("--no-color", is_flag=True, help="Never color output (NO_COLOR is honoured too)."),
         click.option("-v", "--verbose", count=True, help="More detail."),
@@ -469,8 +478,13 @@ def export(ctx: Ctx, out: str | None, names_file: str | None, name_glob: str | N
 
 
 def _print_error(message: str) -> None:
+    message = mask_secrets(message)
     for line in message.splitlines() or [message]:
         click.echo(f"error: {line}" if not line.startswith("error:") else line, err=True)
+
+
+def _verbose(argv: list[str]) -> bool:
+    return any(a == "--verbose" or (a.startswith("-v") and set(a[1:]) == {"v"}) for a in argv)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
@@ -493,13 +507,18 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         code = EXIT_ERROR
-    except Exception as exc:  # botocore errors outside the reader/applier (credentials...)
+    except Exception as exc:
         import botocore.exceptions
 
+        code = EXIT_ERROR
         if isinstance(exc, botocore.exceptions.BotoCoreError | botocore.exceptions.ClientError):
-            _print_error(describe_error(exc))
-            code = EXIT_ERROR
+            _print_error(describe_error(exc))  # outside the reader/applier (credentials...)
         else:
-            raise
+            # Last resort: one line, never a traceback unless asked for (-v).
+            if _verbose(sys.argv[1:] if argv is None else argv):
+                click.echo(mask_secrets(traceback.format_exc()), err=True, nl=False)
+            text = " ".join(str(exc).split())
+            click.echo(mask_secrets(f"internal error: {type(exc).__name__}: {text}; rerun with -v "
+                                    "for details"), err=True)
     sys.exit(code)
 

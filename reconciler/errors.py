@@ -9,6 +9,10 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CHANGES = 2
 
+# AWS error codes that mean "the caller's IAM policy does not allow this call".
+ACCESS_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation",
+                                 "AuthFailure", "UnauthorizedAccess"})
+
 
 @dataclass(frozen=True, order=True)
 class Problem:

@@ -35,14 +35,14 @@ import textwrap
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path as FsPath
 from typing import TYPE_CHECKING
 
 import yaml
 
 from . import __version__
 from .desired import select
-from .errors import InputError, Problem, ReconcilerError, UsageError
+from .errors import InputError, ReconcilerError, UsageError
+from .files import read_input
 from .kms import KeyInfo
 from .manifest import DEFAULT_REGIONS, parse_manifest
 from .model import (
@@ -60,7 +60,7 @@ from .model import (
     Snapshot,
 )
 from .planner import CurrentState, compute_plan
-from .yamlload import load_yaml
+from .yamlload import MAX_BYTES, load_yaml
 
 if TYPE_CHECKING:
     from .reader import Reader
@@ -219,15 +219,7 @@ def parse_names(raw: bytes, file: str) -> dict[str, str]:
 
 
 def load_names(path: str) -> dict[str, str]:
-    try:
-        raw = FsPath(path).read_bytes()
-    except FileNotFoundError:
-        raise InputError([Problem(path, 1, 1, "names file not found")]) from None
-    except IsADirectoryError:
-        raise InputError([Problem(path, 1, 1, "is a directory, not a names file")]) from None
-    except OSError as exc:
-        raise InputError([Problem(path, 1, 1, f"cannot read names file: {exc.strerror}")]) from None
-    return parse_names(raw, path)
+    return parse_names(read_input(path, "names file", MAX_BYTES), path)
 
 
 # --------------------------------------------------------------------------- reading

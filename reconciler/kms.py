@@ -293,10 +293,6 @@ def foreign_allows(policy: Mapping[str, Any], account: str) -> bool:
     return use and grant
 
 
-def has_deny(policy: Mapping[str, Any]) -> bool:
-    return any(st.get("Effect") == "Deny" for st in policy.get("Statement", []))
-
-
 @dataclass(frozen=True)
 class KeyInfo:
     """What the reader learned about one KMS key."""
@@ -310,6 +306,7 @@ class KeyInfo:
     alias: str = ""
     policy: str | None = None
     error: str = ""  # why the key (or its policy) could not be read
+    error_code: str = ""  # AWS's error code for that failure ("" if not AWS-shaped)
 
     @property
     def label(self) -> str:

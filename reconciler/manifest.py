@@ -15,13 +15,13 @@ import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path as FsPath
 from typing import Any
 
 from .errors import InputError, Problem
+from .files import read_input
 from .model import PUBLIC, Principal
 from .schema import schema_problems
-from .yamlload import Located, load_yaml
+from .yamlload import MAX_BYTES, Located, load_yaml
 
 DEFAULT_REGIONS = ("us-east-1",)
 
@@ -227,12 +227,4 @@ def parse_manifest(raw: bytes, file: str) -> Manifest:
 
 def load_manifest(path: str) -> Manifest:
     """Read and validate the manifest file at ``path``."""
-    try:
-        raw = FsPath(path).read_bytes()
-    except FileNotFoundError:
-        raise InputError([Problem(path, 1, 1, "manifest file not found")]) from None
-    except IsADirectoryError:
-        raise InputError([Problem(path, 1, 1, "is a directory, not a manifest file")]) from None
-    except OSError as exc:
-        raise InputError([Problem(path, 1, 1, f"cannot read manifest: {exc.strerror}")]) from None
-    return parse_manifest(raw, path)
+    return parse_manifest(read_input(path, "manifest file", MAX_BYTES), path)

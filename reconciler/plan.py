@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InputError, Problem
+from .files import read_input
 from .model import (
     Action,
     Finding,
@@ -25,6 +26,7 @@ from .model import (
 from .schema import validator
 
 FORMAT_VERSION = 1
+MAX_PLAN_BYTES = 64 * 1024 * 1024
 
 # (kind, region, resource) -> canonical current state of that resource
 StateEntries = Mapping[tuple[str, str, str], Any]
@@ -189,13 +191,7 @@ def plan_from_dict(data: Any, file: str) -> Plan:
 
 
 def load_plan_file(path: str) -> Plan:
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(64 * 1024 * 1024 + 1)
-    except OSError as exc:
-        raise InputError([Problem(path, 1, 1, f"cannot read plan file: {exc.strerror}")]) from None
-    if len(raw) > 64 * 1024 * 1024:
-        raise InputError([Problem(path, 1, 1, "plan file is larger than 64 MiB")])
+    raw = read_input(path, "plan file", MAX_PLAN_BYTES)
     try:
         data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:

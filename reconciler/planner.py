@@ -17,7 +17,7 @@ from typing import Any
 from . import kms
 from .desired import ManagedImage, Selection, active_regions, select
 from .differ import diff_permissions
-from .errors import UsageError
+from .errors import ACCESS_DENIED_CODES, UsageError
 from .kms import Grantee, KeyInfo
 from .manifest import Manifest
 from .model import (
@@ -261,7 +261,7 @@ def _key_checks(v: _ImageView, state: CurrentState, findings: list[Finding]) -> 
 
 def _key_problem(info: KeyInfo, caller: str, img: Image) -> tuple[str, str] | None:
     if info.error:
-        code = "kms-access-denied" if "AccessDenied" in info.error else "key-unreadable"
+        code = "kms-access-denied" if info.error_code in ACCESS_DENIED_CODES else "key-unreadable"
         return code, info.error
     if info.manager == "AWS":
         return ("aws-managed-key",

@@ -10,7 +10,15 @@ Calls made by a plan (and nothing else):
 * ``ec2:DescribeSnapshotAttribute createVolumePermission`` once per snapshot of an image
   whose rules use ``copy``;
 * ``kms:DescribeKey`` and ``kms:GetKeyPolicy`` once per distinct key, and
-  ``kms:ListAliases`` once per Region that has such keys (KMS mode not ``off``).
+  ``kms:ListAliases`` once per Region that has such keys (KMS mode not ``off``);
+* only when the plan would take a principal out of a key's statements (see
+  :func:`reconciler.planner.build_plan`): ``ec2:DescribeSnapshots`` (the owner's encrypted
+  snapshots, paginated) once per such owner and Region, ``DescribeSnapshotAttribute`` per
+  snapshot encrypted with such a key whose copy permissions were not read yet, and
+  ``DescribeImageAttribute`` per unmanaged image backed by one.
+
+Every call runs inside :func:`reconciler.aws.aws_call`: whatever fails (an AWS error, a
+connection, an answer that is not an AWS response) becomes one line naming the call.
 """
 
 from __future__ import annotations
@@ -20,16 +28,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, TypeVar
 
-import botocore.exceptions
-
-from .aws import Clients, describe_error, error_code
+from .aws import CallError, Clients, aws_call
 from .errors import AwsError
 from .kms import KeyInfo
 from .model import Identity, Image, Principal, Snapshot
 from .progress import NoProgress, Progress
 
 SNAPSHOT_BATCH = 200
-ACCESS_DENIED = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation")
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -56,7 +61,13 @@ def parse_image(raw: dict[str, Any], region: str) -> Image:
     )
 
 
+def parse_snapshot(raw: dict[str, Any], region: str) -> Snapshot:
+    return Snapshot(raw["SnapshotId"], region, bool(raw.get("Encrypted")),
+                    raw.get("KmsKeyId", "") or "", raw.get("OwnerId", ""))
+
+
 def parse_launch_permissions(entries: Iterable[dict[str, Any]], image_id: str) -> frozenset[Principal]:
+    """Launch or create-volume permission entries (one shape for both) as principals."""
     out = set()
     for entry in entries:
         try:
@@ -98,51 +109,46 @@ class Reader:
 
     def identity(self) -> Identity:
         """The caller, from one ``GetCallerIdentity`` call per run."""
-        if self._identity is not None:
-            return self._identity
-        try:
-            resp = self.clients.get("sts").get_caller_identity()
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-            raise AwsError(describe_error(exc, "sts", "GetCallerIdentity")) from None
-        self._identity = Identity(account=resp["Account"], arn=resp["Arn"])
+        if self._identity is None:
+            with aws_call("sts", "GetCallerIdentity"):
+                resp = self.clients.get("sts").get_caller_identity()
+                self._identity = Identity(account=str(resp["Account"]), arn=str(resp["Arn"]))
         return self._identity
 
     def list_images(self, region: str) -> list[Image]:
         """Every image the caller owns in ``region`` (disabled ones included, to warn on them)."""
-        ec2 = self.clients.get("ec2", region)
         images: list[Image] = []
-        try:
+        with aws_call("ec2", "DescribeImages", region):
+            ec2 = self.clients.get("ec2", region)
             for page in ec2.get_paginator("describe_images").paginate(
                     Owners=["self"], IncludeDisabled=True, IncludeDeprecated=True):
                 images.extend(parse_image(raw, region) for raw in page.get("Images", []))
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-            raise AwsError(f"{region}: {describe_error(exc, 'ec2', 'DescribeImages')}") from None
         return sorted(images, key=lambda i: i.image_id)
 
     def list_all_images(self, regions: Sequence[str]) -> dict[str, list[Image]]:
         return dict(zip(regions, self.map(self.list_images, list(regions)), strict=True))
 
     def launch_permissions(self, image: Image) -> frozenset[Principal]:
-        ec2 = self.clients.get("ec2", image.region)
-        try:
-            resp = ec2.describe_image_attribute(ImageId=image.image_id, Attribute="launchPermission")
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-            raise AwsError(f"{image.region} {image.image_id}: "
-                           f"{describe_error(exc, 'ec2', 'DescribeImageAttribute')}") from None
-        return parse_launch_permissions(resp.get("LaunchPermissions") or [], image.image_id)
+        with aws_call("ec2", "DescribeImageAttribute", f"{image.region} {image.image_id}"):
+            resp = self.clients.get("ec2", image.region).describe_image_attribute(
+                ImageId=image.image_id, Attribute="launchPermission")
+            entries = resp.get("LaunchPermissions") or []
+        return parse_launch_permissions(entries, image.image_id)
 
     def all_launch_permissions(self, images: Sequence[Image]) -> dict[tuple[str, str], frozenset[Principal]]:
         results = self.map(self.launch_permissions, list(images), "Reading launch permissions")
         return {img.key: perms for img, perms in zip(images, results, strict=True)}
 
     def public_access_block(self, region: str) -> tuple[str | None, str]:
-        """Image Block Public Access state of ``region``: (state, "") or (None, why unknown)."""
-        ec2 = self.clients.get("ec2", region)
+        """Image Block Public Access state of ``region``: (state, "") or (None, why unknown).
+        Any failure to read it is "unknown" (a warning finding), never a stop."""
         try:
-            resp = ec2.get_image_block_public_access_state()
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-            return None, describe_error(exc, "ec2", "GetImageBlockPublicAccessState")
-        return str(resp.get("ImageBlockPublicAccessState", "")), ""
+            with aws_call("ec2", "GetImageBlockPublicAccessState"):
+                resp = self.clients.get("ec2", region).get_image_block_public_access_state()
+                state = str(resp["ImageBlockPublicAccessState"])
+        except CallError as exc:
+            return None, str(exc)
+        return state, ""
 
     def snapshots(self, region: str, snapshot_ids: Sequence[str]) -> dict[str, Snapshot]:
         """The given snapshots, ``SNAPSHOT_BATCH`` IDs per call. Missing ones are left out."""
@@ -154,36 +160,44 @@ class Reader:
         return out
 
     def _snapshot_batch(self, region: str, ids: list[str]) -> dict[str, Snapshot]:
-        ec2 = self.clients.get("ec2", region)
+        raws: list[dict[str, Any]] = []
         try:
-            raws: list[dict[str, Any]] = []
-            for page in ec2.get_paginator("describe_snapshots").paginate(SnapshotIds=ids):
-                raws.extend(page.get("Snapshots", []))
-        except botocore.exceptions.ClientError as exc:
-            if error_code(exc) == "InvalidSnapshot.NotFound" and len(ids) > 1:
-                # One missing ID fails the whole call: split to find the ones that exist.
-                mid = len(ids) // 2
-                return {**self._snapshot_batch(region, ids[:mid]),
-                        **self._snapshot_batch(region, ids[mid:])}
-            if error_code(exc) == "InvalidSnapshot.NotFound":
+            with aws_call("ec2", "DescribeSnapshots", region):
+                ec2 = self.clients.get("ec2", region)
+                for page in ec2.get_paginator("describe_snapshots").paginate(SnapshotIds=ids):
+                    raws.extend(page.get("Snapshots", []))
+                found = {r["SnapshotId"]: parse_snapshot(r, region) for r in raws}
+        except CallError as exc:
+            if exc.code != "InvalidSnapshot.NotFound":
+                raise
+            if len(ids) == 1:
                 return {}
-            raise AwsError(f"{region}: {describe_error(exc, 'ec2', 'DescribeSnapshots')}") from None
-        except botocore.exceptions.BotoCoreError as exc:
-            raise AwsError(f"{region}: {describe_error(exc, 'ec2', 'DescribeSnapshots')}") from None
-        return {r["SnapshotId"]: Snapshot(r["SnapshotId"], region, bool(r.get("Encrypted")),
-                                          r.get("KmsKeyId", "") or "", r.get("OwnerId", ""))
-                for r in raws if r["SnapshotId"] in ids}
+            # One missing ID fails the whole call: split to find the ones that exist.
+            mid = len(ids) // 2
+            return {**self._snapshot_batch(region, ids[:mid]),
+                    **self._snapshot_batch(region, ids[mid:])}
+        return {sid: snap for sid, snap in found.items() if sid in ids}
+
+    def encrypted_snapshots(self, region: str) -> dict[str, Snapshot]:
+        """Every encrypted snapshot the caller owns in ``region`` (paginated)."""
+        out: dict[str, Snapshot] = {}
+        with aws_call("ec2", "DescribeSnapshots", region):
+            ec2 = self.clients.get("ec2", region)
+            for page in ec2.get_paginator("describe_snapshots").paginate(
+                    OwnerIds=["self"], Filters=[{"Name": "encrypted", "Values": ["true"]}]):
+                for raw in page.get("Snapshots", []):
+                    snap = parse_snapshot(raw, region)
+                    if snap.encrypted:
+                        out[snap.snapshot_id] = snap
+        return out
 
     def copy_permissions(self, key: tuple[str, str]) -> frozenset[Principal]:
         region, snapshot_id = key
-        ec2 = self.clients.get("ec2", region)
-        try:
-            resp = ec2.describe_snapshot_attribute(SnapshotId=snapshot_id,
-                                                   Attribute="createVolumePermission")
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-            raise AwsError(f"{region} {snapshot_id}: "
-                           f"{describe_error(exc, 'ec2', 'DescribeSnapshotAttribute')}") from None
-        return parse_launch_permissions(resp.get("CreateVolumePermissions") or [], snapshot_id)
+        with aws_call("ec2", "DescribeSnapshotAttribute", f"{region} {snapshot_id}"):
+            resp = self.clients.get("ec2", region).describe_snapshot_attribute(
+                SnapshotId=snapshot_id, Attribute="createVolumePermission")
+            entries = resp.get("CreateVolumePermissions") or []
+        return parse_launch_permissions(entries, snapshot_id)
 
     def key_info(self, key: tuple[str, str]) -> KeyInfo:
         """``DescribeKey`` then (for a customer key the caller owns) ``GetKeyPolicy``.
@@ -192,32 +206,36 @@ class Reader:
         not exceptions: one unreadable key must not stop the plan for every other image.
         """
         region, key_id = key
-        kms = self.clients.get("kms", region)
         try:
-            meta = kms.describe_key(KeyId=key_id)["KeyMetadata"]
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-            return KeyInfo(key_id, region, error=describe_error(exc, "kms", "DescribeKey"))
-        info = KeyInfo(key_id, region, arn=meta.get("Arn", key_id),
-                       account=meta.get("AWSAccountId", ""), manager=meta.get("KeyManager", ""),
-                       state=meta.get("KeyState", ""))
-        caller = self.identity().account
-        if info.manager != "CUSTOMER" or info.account != caller:
+            with aws_call("kms", "DescribeKey"):
+                meta = self.clients.get("kms", region).describe_key(KeyId=key_id)["KeyMetadata"]
+                info = KeyInfo(key_id, region, arn=str(meta.get("Arn", key_id)),
+                               account=str(meta.get("AWSAccountId", "")),
+                               manager=str(meta.get("KeyManager", "")),
+                               state=str(meta.get("KeyState", "")))
+        except CallError as exc:
+            return KeyInfo(key_id, region, error=str(exc), error_code=exc.code)
+        if info.manager != "CUSTOMER" or info.account != self.identity().account:
             return info
         try:
-            policy = kms.get_key_policy(KeyId=info.arn, PolicyName="default")["Policy"]
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-            return replace(info, error=describe_error(exc, "kms", "GetKeyPolicy"))
+            with aws_call("kms", "GetKeyPolicy"):
+                policy = self.clients.get("kms", region).get_key_policy(
+                    KeyId=info.arn, PolicyName="default")["Policy"]
+                if not isinstance(policy, str):
+                    raise TypeError(f"Policy is {type(policy).__name__}, not a string")
+        except CallError as exc:
+            return replace(info, error=str(exc), error_code=exc.code)
         return replace(info, policy=policy)
 
     def aliases(self, region: str) -> dict[str, str]:
         """Key ID → first alias name (sorted), for display. Empty if aliases cannot be listed."""
-        kms = self.clients.get("kms", region)
         out: dict[str, list[str]] = {}
         try:
-            for page in kms.get_paginator("list_aliases").paginate():
-                for a in page.get("Aliases", []):
-                    if a.get("TargetKeyId"):
-                        out.setdefault(a["TargetKeyId"], []).append(a["AliasName"])
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
+            with aws_call("kms", "ListAliases"):
+                for page in self.clients.get("kms", region).get_paginator("list_aliases").paginate():
+                    for a in page.get("Aliases", []):
+                        if a.get("TargetKeyId"):
+                            out.setdefault(str(a["TargetKeyId"]), []).append(str(a["AliasName"]))
+        except CallError:
             return {}
         return {k: sorted(v)[0] for k, v in out.items()}

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
 
-from .errors import InputError, Problem, ReconcilerError
+from .errors import InputError, ReconcilerError
+from .files import read_input
 from .model import Principal
 from .schema import fmt_path, schema_problems
-from .yamlload import iter_paths, load_yaml
+from .yamlload import MAX_BYTES, iter_paths, load_yaml
 
 # (account, region) -> Image Block Public Access state, read by the patched moto handler.
 IMAGE_BLOCK_PUBLIC_ACCESS: dict[tuple[str, str], str] = {}
@@ -117,12 +118,7 @@ def parse_sandbox(raw: bytes, file: str) -> SandboxState:
 
 
 def load_sandbox(path: str) -> SandboxState:
-    try:
-        raw = FsPath(path).read_bytes()
-    except OSError as exc:
-        raise InputError([Problem(path, 1, 1, f"cannot read sandbox state: "
-                                              f"{exc.strerror or exc}")]) from None
-    return parse_sandbox(raw, path)
+    return parse_sandbox(read_input(path, "sandbox state", MAX_BYTES), path)
 
 
 def install_moto_extensions() -> None:

@@ -6,6 +6,12 @@ throttling (EC2 ``RequestLimitExceeded`` 503, KMS ``ThrottlingException``, STS
 so the request never reached the emulator). It can also fail every write to one resource
 permanently, delay writes, and call a hook after each forwarded write (used to SIGKILL the
 client after k writes).
+
+``faults`` answers chosen actions with what a load balancer, an HTML error page or a broken
+intermediary sends instead of an AWS response (never forwarded): ``html500`` (the HTML page
+moto itself serves for an action it lacks), ``text503`` (an Envoy-style
+``upstream connect error`` in ``text/plain``), ``garbage200`` (status 200, a body that is
+neither the XML nor the JSON the protocol uses) and ``drop`` (connection closed, no answer).
 """
 
 from __future__ import annotations
@@ -54,6 +60,17 @@ def _server_error(service: str) -> tuple[int, str, bytes]:
                              b"</Message></Error></Errors><RequestID>fault</RequestID></Response>")
 
 
+MALFORMED = {
+    "html500": (500, "text/html", b"<!doctype html><html><head><title>500 Internal Server "
+                                  b"Error</title></head><body><h1>Internal Server Error</h1>"
+                                  b"</body></html>"),
+    "text503": (503, "text/plain", b"upstream connect error or disconnect/reset before headers. "
+                                   b"reset reason: connection termination"),
+    "garbage200": (200, "text/plain", b"\x00\x01 this is not a response {]"),
+}
+FAULT_KINDS = (*MALFORMED, "drop")
+
+
 def _denied() -> tuple[int, str, bytes]:
     return 403, "text/xml", (b"<Response><Errors><Error><Code>UnauthorizedOperation</Code>"
                              b"<Message>You are not authorized to perform this operation."
@@ -65,7 +82,8 @@ class FaultProxy:
                  server_error: float = 0.0, drop: float = 0.0, drop_first: int = 0,
                  fail_resource: str | None = None, write_delay: float = 0.0,
                  latency: float = 0.0,
-                 after_write: Callable[[int, str], None] | None = None) -> None:
+                 after_write: Callable[[int, str], None] | None = None,
+                 faults: dict[str, str] | None = None) -> None:
         parsed = urllib.parse.urlparse(upstream)
         self.upstream = (parsed.hostname or "127.0.0.1", parsed.port or 80)
         self.rng = random.Random(seed)
@@ -75,6 +93,7 @@ class FaultProxy:
         self.write_delay = write_delay
         self.latency = latency  # added to every forwarded request (network round trip)
         self.after_write = after_write
+        self.faults = dict(faults or {})
         self.counts: collections.Counter[str] = collections.Counter()
         self.forwarded: collections.Counter[str] = collections.Counter()
         self.writes = 0
@@ -99,6 +118,9 @@ class FaultProxy:
     def _decide(self, service: str, op: str, body: bytes) -> str:
         with self._lock:
             self.counts["requests"] += 1
+            if op in self.faults:
+                self.counts["faulted"] += 1
+                return self.faults[op]
             if self.fail_resource and op in WRITES and self.fail_resource.encode() in body:
                 self.counts["denied"] += 1
                 return "deny"
@@ -139,6 +161,8 @@ class FaultProxy:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 service, op = _operation(self.headers, body)
                 decision = proxy._decide(service, op, body)
+                if decision in MALFORMED:
+                    return self._reply(*MALFORMED[decision])
                 if decision == "drop":
                     self.close_connection = True
                     return

@@ -136,3 +136,20 @@ def cli_env(endpoint: str | None, extra: dict[str, str] | None = None) -> dict[s
         env["AWS_ENDPOINT_URL"] = endpoint
     env.update(extra or {})
     return env
+
+
+def run_main(*args: str, env: dict[str, str | None] | None = None, input: str = "") -> Result:
+    """Run ``reconcile ARGS`` in this process through :func:`reconciler.cli.main` (the
+    console script's entry point), with stdout/stderr captured and ``env`` set for the run."""
+    from click.testing import CliRunner
+
+    from reconciler.cli import main
+
+    code: int | str | None = 0
+    with CliRunner().isolation(input=input, env=env) as (out, err, _):
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            code = exc.code
+    return Result(code if isinstance(code, int) else 1, out.getvalue().decode(),
+                  err.getvalue().decode())
