@@ -58,6 +58,7 @@ from .model import (
     PrincipalKind,
     Severity,
     Snapshot,
+    bad_account_id,
 )
 from .planner import CurrentState, compute_plan
 from .yamlload import MAX_BYTES, load_yaml
@@ -204,8 +205,8 @@ def parse_names(raw: bytes, file: str) -> dict[str, str]:
             continue
         p = Principal.parse_literal(value)
         if p is None or p.is_public:
-            what = (f"account ID {value!r} must be exactly 12 digits" if value.isdigit()
-                    else f"{value!r} is not a 12-digit account ID, Organization ARN or OU ARN")
+            what = ((value.isdigit() and bad_account_id(value))
+                    or f"{value!r} is not a 12-digit account ID, Organization ARN or OU ARN")
             problems.append(doc.problem(path, f"{name}: {what}"))
             continue
         if value in by_value:

@@ -19,7 +19,7 @@ from typing import Any
 
 from .errors import InputError, Problem
 from .files import read_input
-from .model import PUBLIC, Principal
+from .model import PUBLIC, Principal, bad_account_id
 from .schema import schema_problems
 from .yamlload import MAX_BYTES, Located, load_yaml
 
@@ -100,7 +100,7 @@ def _resolve(ref: str, names: Mapping[str, Principal]) -> tuple[Principal | None
     if literal is not None:
         return literal, None
     if ref.isdigit():
-        return None, f"account ID {ref!r} must be exactly 12 digits (it has {len(ref)})"
+        return None, bad_account_id(ref)
     if ref.startswith("arn:"):
         return None, f"{ref!r} is not a valid Organization or OU ARN"
     hint = difflib.get_close_matches(ref, list(names), n=1)

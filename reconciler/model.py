@@ -27,6 +27,16 @@ REGION_RE = re.compile(r"[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}", re.ASCII)
 PUBLIC = "public"
 
 
+def bad_account_id(text: str) -> str | None:
+    """Why ``text``, made of digits, is not an account ID (None when it is one)."""
+    if not text.isascii():
+        return (f"account ID {text!r} contains non-ASCII digits; write it with the ASCII "
+                "digits 0-9")
+    if not ACCOUNT_ID_RE.fullmatch(text):
+        return f"account ID {text!r} must be exactly 12 digits (it has {len(text)})"
+    return None
+
+
 class PrincipalKind(enum.StrEnum):
     """The four kinds of launch-permission principal, named as the EC2 API names them."""
 

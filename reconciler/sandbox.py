@@ -77,7 +77,12 @@ def parse_sandbox(raw: bytes, file: str) -> SandboxState:
                                                               f"{k['name']!r} in {k['region']}"))
         key_names.add((k["region"], k["name"]))
         policy = None
-        if "policy" in k:
+        policy_doc = k.get("policy")
+        if isinstance(policy_doc, dict) and isinstance(policy_doc.get("Statement"), dict):
+            problems.append(doc.problem(("keys", i, "policy", "Statement"),
+                                        f"keys[{i}].policy.Statement: a single statement object; "
+                                        "write the statements as a list (Statement: [...])"))
+        elif "policy" in k:
             # An unquoted `Version: 2012-10-17` is a date to YAML; a key policy is JSON text.
             bad = [(path, value) for path, value in iter_paths(k["policy"], ("keys", i, "policy"))
                    if not isinstance(value, (dict, list, str, int, float, bool, type(None)))]
@@ -144,6 +149,13 @@ def install_moto_extensions() -> None:
         return ActionResult({"ImageBlockPublicAccessState": state, "ManagedBy": "account"})
 
     EC2Response.get_image_block_public_access_state = get_image_block_public_access_state  # type: ignore[attr-defined]
+
+    # moto applies a key policy's Deny statements without their Condition, so an ordinary
+    # "deny everyone outside the organization" statement refused the owner's own DescribeKey.
+    # The emulated caller is the key's owner, whom such statements do not deny: skip it.
+    from moto.kms.responses import KmsResponse
+
+    KmsResponse._validate_key_policy = lambda self, key_id, action: None  # type: ignore[method-assign]
     EC2Response._reconciler_extended = True  # type: ignore[attr-defined]
 
 

@@ -499,8 +499,9 @@ def test_sandbox_key_policy_with_a_single_statement_object_is_a_located_error(
 
 
 def test_sandbox_key_policy_with_a_deny_applies_and_saves(tmp_path: Path) -> None:
-    deny = ('{Sid: NoDelete, Effect: Deny, Principal: "*", Action: "kms:ScheduleKeyDeletion", '
-            'Resource: "*"}')
+    # moto evaluates a Deny without its Condition: this one refused even DescribeKey.
+    deny = ('{Sid: DenyOutsideOrg, Effect: Deny, Principal: "*", Action: "kms:*", Resource: "*", '
+            'Condition: {StringNotEquals: {"aws:PrincipalOrgID": o-a1b2c3d4e5}}}')
     state = _write(tmp_path, SANDBOX_KEY.replace("@statement@", f"[{ROOT_YAML}, {deny}]"),
                    "state.yaml")
     m = _write(tmp_path, manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod]}\n'))
@@ -509,6 +510,6 @@ def test_sandbox_key_policy_with_a_deny_applies_and_saves(tmp_path: Path) -> Non
     assert r.code == 0, r.out + r.err
     assert "Apply complete: 2 added" in r.out
     saved = after.read_text()
-    assert "NoDelete" in saved and "AmiShareReconcilerAccounts" in saved and PROD in saved
+    assert "DenyOutsideOrg" in saved and "AmiShareReconcilerAccounts" in saved and PROD in saved
     r = run_main("plan", m, "--sandbox", str(after), "--detailed-exitcode")
     assert r.code == 0, r.out + r.err
