@@ -7,6 +7,7 @@ present" here, so :func:`main` maps every usage error to 1.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import functools
@@ -45,8 +46,8 @@ from .errors import (
 )
 from .exporter import ImageFilter, compute_export, load_names, parse_tag_filters, read_export
 from .manifest import Manifest, load_manifest
-from .model import REGION_RE, Action, Identity
-from .plan import Plan, load_plan_file, state_digest, touched
+from .model import REGION_RE, Action, Identity, Operation
+from .plan import Plan, load_plan_file
 from .planner import PlanOptions, Scope, build_plan
 from .progress import NoProgress, TerminalProgress
 from .reader import Reader
@@ -250,9 +251,10 @@ def _emit_plan(ctx: Ctx, plan: Plan, manifest: Manifest, fmt: str) -> None:
             fh.write(render_markdown(plan, manifest))
 
 
-def _plan(ctx: Ctx, manifest: Manifest, conn: Connection) -> Plan:
+def _plan(ctx: Ctx, manifest: Manifest, conn: Connection, allow_mass_removal: bool) -> Plan:
     ctx.info(f"Reading current state for {len(manifest.rules)} rules...")
-    return build_plan(manifest, conn.scopes, ctx.options(), conn.caller)
+    options = replace(ctx.options(), allow_mass_removal=allow_mass_removal)
+    return build_plan(manifest, conn.scopes, options, conn.caller)
 
 
 OWNER_OPTION = click.option(
@@ -267,10 +269,12 @@ OWNER_OPTION = click.option(
               show_default=True, help="Output format on stdout.")
 @click.option("--detailed-exitcode", is_flag=True,
               help="Exit 2 when the plan has changes (0: none, 1: error).")
+@click.option("--allow-mass-removal", is_flag=True,
+              help="Acknowledge more removals than settings.max_removals (else an error).")
 @OWNER_OPTION
 @common_options
 def plan(ctx: Ctx, manifest: str, out: str | None, fmt: str, detailed_exitcode: bool,
-         owner: str | None) -> int:
+         allow_mass_removal: bool, owner: str | None) -> int:
     """Show what apply would change. Reads AWS, writes nothing to it.
 
     \b
@@ -279,7 +283,7 @@ def plan(ctx: Ctx, manifest: str, out: str | None, fmt: str, detailed_exitcode: 
     """
     m = load_manifest(manifest)
     with ctx.connect(m, owner) as conn:
-        p = _plan(ctx, m, conn)
+        p = _plan(ctx, m, conn, allow_mass_removal)
     if out:
         _write_file(out, p.json_lines())
     _emit_plan(ctx, p, m, fmt)
@@ -290,7 +294,30 @@ def plan(ctx: Ctx, manifest: str, out: str | None, fmt: str, detailed_exitcode: 
     return EXIT_OK
 
 
+def _op_text(op: Operation) -> str:
+    return f"{op.action.value} {op.kind.value} {op.principal.label} on {op.resource}"
+
+
+def _operations_differ(saved: Plan, fresh: Plan) -> str:
+    """How the saved operations differ from a fresh plan's ("" when they are the same)."""
+    counts = collections.Counter(saved.operations)
+    twice = sorted((op for op, n in counts.items() if n > 1), key=lambda o: o.sort_key)
+    if twice:
+        return f"it lists {_op_text(twice[0])} more than once ({len(twice)} operation(s) twice or more)"
+    extra = sorted(set(counts) - set(fresh.operations), key=lambda o: o.sort_key)
+    if extra:
+        return (f"it contains {len(extra)} operation(s) the manifest does not call for (first: "
+                f"{_op_text(extra[0])}); refusing a tampered or foreign plan")
+    missing = sorted(set(fresh.operations) - set(counts), key=lambda o: o.sort_key)
+    if missing:
+        return (f"{len(missing)} operation(s) a fresh plan calls for are missing from it (first: "
+                f"{_op_text(missing[0])})")
+    return ""
+
+
 def _check_saved_plan(saved: Plan, fresh: Plan, manifest: Manifest) -> None:
+    """Apply a saved plan only if it is exactly what a fresh plan computes now, against the
+    state it was computed from; otherwise refuse, naming the first difference."""
     if saved.manifest_sha256 != manifest.sha256:
         raise StalePlanError("saved plan is stale: the manifest changed since the plan was made "
                              f"(plan has {saved.manifest_sha256[:12]}, {manifest.path} is "
@@ -298,16 +325,18 @@ def _check_saved_plan(saved: Plan, fresh: Plan, manifest: Manifest) -> None:
     if saved.caller_account != fresh.caller_account:
         raise StalePlanError(f"saved plan was made for account {saved.caller_account}, but the "
                              f"credentials are for {fresh.caller_account}")
-    if state_digest(fresh.state, touched(saved.operations)) != saved.state_digest:
-        raise StalePlanError("saved plan is stale: the current state of resources it changes "
-                             "differs from when it was made; run plan again")
-    unexpected = set(saved.operations) - set(fresh.operations)
-    if unexpected:
-        op = sorted(unexpected, key=lambda o: o.sort_key)[0]
-        raise StalePlanError(f"saved plan contains {len(unexpected)} operation(s) the manifest "
-                             f"does not call for (e.g. {op.action.value} {op.kind.value} "
-                             f"{op.principal.label} on {op.resource}); refusing a tampered or "
-                             "foreign plan")
+    if saved.regions and saved.regions != fresh.regions:
+        raise StalePlanError(f"saved plan covers Regions {', '.join(saved.regions)}, but this "
+                             f"apply covers {', '.join(fresh.regions) or 'none'}; apply it with "
+                             "the --region options it was planned with (or plan again)")
+    differ = _operations_differ(saved, fresh)
+    if fresh.state_digest != saved.state_digest:
+        raise StalePlanError("saved plan is stale: the current state of the resources it "
+                             "consulted differs from when it was made"
+                             f"{f' ({differ})' if differ else ''}; run plan again")
+    if differ:
+        raise StalePlanError(f"saved plan does not match the plan computed now: {differ}; "
+                             "run plan again")
 
 
 class _JsonLog:
@@ -358,12 +387,10 @@ def apply(ctx: Ctx, manifest: str, plan_file: str | None, auto_approve: bool,
         raise GuardError("apply needs confirmation: no terminal to ask on, so pass --auto-approve "
                          "(or apply a reviewed plan with --plan PLAN.json)")
     with ctx.connect(m, owner) as conn:
-        fresh = _plan(ctx, m, conn)
+        fresh = _plan(ctx, m, conn, allow_mass_removal)
         if saved is not None:
-            _check_saved_plan(saved, fresh, m)
-            todo = replace(fresh, operations=saved.operations, summary=saved.summary)
-        else:
-            todo = fresh
+            _check_saved_plan(saved, fresh, m)  # the fresh plan is then exactly the saved one
+        todo = fresh
         out = click.get_text_stream("stdout")
         out.writelines(_text(ctx, todo, m, out))
         out.flush()

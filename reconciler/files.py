@@ -37,8 +37,8 @@ def read_input(path: str, what: str, limit: int) -> bytes:
             raise _refuse(path, f"{what} is not a regular file (a FIFO, device or socket); "
                                 "refusing to read it")
         if st.st_size > limit:
-            raise _refuse(path, f"{what} is larger than the limit of {limit:,} bytes "
-                                f"({st.st_size:,} bytes)")
+            raise _refuse(path, f"{what} is {st.st_size:,} bytes, larger than the limit of "
+                                f"{limit:,} bytes")
         chunks: list[bytes] = []
         left = limit + 1
         while left > 0:

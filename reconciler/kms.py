@@ -15,6 +15,7 @@ statement are ANDed, so the tool never puts ``aws:PrincipalOrgID`` and
 from __future__ import annotations
 
 import enum
+import fnmatch
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -291,6 +292,49 @@ def foreign_allows(policy: Mapping[str, Any], account: str) -> bool:
         use = use or _covers(actions, USE_ACTIONS)
         grant = grant or _covers(actions, GRANT_ACTIONS)
     return use and grant
+
+
+# What a consumer's launch or copy asks of the key (EBS on its behalf), as concrete actions.
+CONSUMER_ACTIONS = ("kms:Decrypt", "kms:DescribeKey", "kms:ReEncryptFrom", "kms:ReEncryptTo",
+                    "kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext",
+                    "kms:CreateGrant")
+
+
+def _action_matches(pattern: str, action: str) -> bool:
+    return fnmatch.fnmatchcase(action.lower(), pattern.lower())
+
+
+def _deny_principal_may_be_consumer(st: Mapping[str, Any], consumers: set[str]) -> bool:
+    if "NotPrincipal" in st or "Principal" not in st:
+        return True
+    principal = st["Principal"]
+    if principal == "*" or not isinstance(principal, dict):
+        return True
+    named = [str(v) for values in principal.values() for v in _as_list(values)]
+    return "*" in named or any(_account_of(v) in consumers for v in named)
+
+
+def consumer_denies(policy: Mapping[str, Any], consumers: Iterable[str] = ()) -> list[tuple[str, list[str]]]:
+    """Deny statements (none of the tool's) that can refuse a consumer what a launch or copy
+    needs: (Sid or position, the consumer actions it may deny). Conditions are not
+    evaluated (a key policy cannot tell which account is in which organization), so a
+    conditional Deny counts: it is reported, and the reader of the plan decides."""
+    accounts = set(consumers)
+    out = []
+    for n, st in enumerate(policy.get("Statement", []), start=1):
+        if st.get("Effect") != "Deny" or st.get("Sid") in OWNED_SIDS:
+            continue
+        if not _deny_principal_may_be_consumer(st, accounts):
+            continue
+        if "NotAction" in st:
+            kept = [str(a) for a in _as_list(st.get("NotAction"))]
+            denied = [c for c in CONSUMER_ACTIONS if not any(_action_matches(a, c) for a in kept)]
+        else:
+            patterns = [str(a) for a in _as_list(st.get("Action"))]
+            denied = [c for c in CONSUMER_ACTIONS if any(_action_matches(a, c) for a in patterns)]
+        if denied:
+            out.append((str(st.get("Sid") or f"statement #{n}"), denied))
+    return out
 
 
 @dataclass(frozen=True)

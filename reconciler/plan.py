@@ -52,6 +52,7 @@ class Plan:
     findings: tuple[Finding, ...]
     summary: Summary
     state_digest: str
+    regions: tuple[str, ...] = ()  # the Regions the plan covered (empty: not recorded)
     # Rendering context only: never serialized, never drives apply.
     image_names: Mapping[str, str] = field(default_factory=dict, compare=False)
     resource_images: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -78,6 +79,7 @@ class Plan:
             "format_version": FORMAT_VERSION,
             "manifest_sha256": self.manifest_sha256,
             "caller_account": self.caller_account,
+            **({"regions": list(self.regions)} if self.regions else {}),
             "operations": [op.to_dict() for op in self.operations],
             "findings": [f.to_dict() for f in self.findings],
             "summary": self.summary.to_dict(),
@@ -109,6 +111,8 @@ class Plan:
         yield scalar("format_version", FORMAT_VERSION)
         yield scalar("manifest_sha256", self.manifest_sha256)
         yield scalar("caller_account", self.caller_account)
+        if self.regions:
+            yield scalar("regions", list(self.regions))
         yield from array("operations", self.operations)
         yield from array("findings", self.findings)
         yield scalar("summary", self.summary.to_dict())
@@ -122,8 +126,10 @@ def make_plan(*, manifest_sha256: str, caller_account: str, operations: Iterable
               resource_images: Mapping[str, str] | None = None,
               key_policies: Mapping[str, tuple[Any, Any]] | None = None,
               resource_keys: Mapping[tuple[str, str], tuple[str, ...]] | None = None,
-              resource_owner: Mapping[tuple[str, str], str] | None = None) -> Plan:
-    """Assemble a plan: sort everything, count, and digest the state of touched resources."""
+              resource_owner: Mapping[tuple[str, str], str] | None = None,
+              regions: Sequence[str] = ()) -> Plan:
+    """Assemble a plan: sort everything, count, and digest the state of every resource the
+    plan consulted (what it writes, their snapshots, every key policy and key use read)."""
     ops = sorted_operations(operations)
     adds = sum(1 for o in ops if o.action is Action.ADD)
     return Plan(
@@ -132,7 +138,8 @@ def make_plan(*, manifest_sha256: str, caller_account: str, operations: Iterable
         operations=ops,
         findings=sorted_findings(findings),
         summary=Summary(add=adds, remove=len(ops) - adds, images=images, unchanged=unchanged),
-        state_digest=state_digest(state, touched(ops)),
+        state_digest=state_digest(state, state.keys()),
+        regions=tuple(regions),
         image_names=dict(image_names or {}),
         resource_images=dict(resource_images or {}),
         state=dict(state),
@@ -187,7 +194,8 @@ def plan_from_dict(data: Any, file: str) -> Plan:
         raise InputError([Problem(file, 1, 1, f"not a valid plan file: {exc}")]) from None
     s = data["summary"]
     return Plan(data["manifest_sha256"], data["caller_account"], ops, findings,
-                Summary(s["add"], s["remove"], s["images"], s["unchanged"]), data["state_digest"])
+                Summary(s["add"], s["remove"], s["images"], s["unchanged"]), data["state_digest"],
+                tuple(data.get("regions") or ()))
 
 
 def load_plan_file(path: str) -> Plan:

@@ -28,6 +28,7 @@ from .model import (
     Operation,
     OpKind,
     Principal,
+    PrincipalKind,
     Severity,
     Snapshot,
 )
@@ -36,6 +37,7 @@ from .reader import Reader
 
 BLOCK_NEW_SHARING = "block-new-sharing"
 LAUNCH, COPY, KMS = OpKind.LAUNCH.value, OpKind.COPY.value, OpKind.KMS.value
+SNAPSHOT = "snapshot"  # digest entry: which key encrypts a managed image's snapshot
 RegionKey = tuple[str, str]  # (region, resource id)
 
 
@@ -43,6 +45,7 @@ RegionKey = tuple[str, str]  # (region, resource id)
 class PlanOptions:
     regions: tuple[str, ...] | None = None  # --region: restrict the run to these
     strict: bool = False
+    allow_mass_removal: bool = False  # --allow-mass-removal: acknowledge the removal guard
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,21 @@ class CurrentState:
     snapshots: Mapping[RegionKey, Snapshot] = field(default_factory=dict)
     copy: Mapping[RegionKey, frozenset[Principal]] = field(default_factory=dict)
     keys: Mapping[RegionKey, KeyInfo] = field(default_factory=dict)  # by snapshot's key id
+    # key ARN -> permissions held through it outside what the plan writes (read only for
+    # keys the plan would take principals out of; see :func:`read_key_uses`)
+    key_uses: Mapping[str, tuple[KeyUse, ...]] = field(default_factory=dict)
+    regions: tuple[str, ...] = ()  # the Regions this run covered
+
+
+@dataclass(frozen=True)
+class KeyUse:
+    """An image's launch or a snapshot's copy permissions that rely on a key and that the
+    plan does not write: an unmanaged image, or a snapshot whose copy the rules leave alone."""
+
+    kind: OpKind  # LAUNCH (an image) or COPY (a snapshot)
+    region: str
+    resource: str
+    principals: frozenset[Principal]
 
 
 def run_regions(manifest: Manifest, options: PlanOptions) -> tuple[str, ...]:
@@ -128,8 +146,52 @@ def build_plan(manifest: Manifest, readers: Reader | Sequence[Scope],
         check = regions_needing_public_check(Selection(tuple(mine), ()), launch, snapshots)
         public_access.update({(account, r): res for r, res in
                               zip(check, reader.map(reader.public_access_block, check), strict=True)})
-    state = CurrentState(launch, public_access, snapshots, copy, keys)
-    return compute_plan(manifest, identity, selection, state, options)
+    state = CurrentState(launch, public_access, snapshots, copy, keys,
+                         regions=tuple(sorted(listed)))
+    plan = compute_plan(manifest, identity, selection, state, options)
+    removing = {op.resource for op in plan.operations
+                if op.kind is OpKind.KMS and op.action is Action.REMOVE}
+    if not removing:
+        return plan
+    uses = read_key_uses(removing, owners, images, selection, state)
+    return compute_plan(manifest, identity, selection, replace(state, key_uses=uses), options)
+
+
+def read_key_uses(key_arns: set[str], owners: Mapping[str, Reader],
+                  images: Mapping[str, Sequence[Image]], selection: Selection,
+                  state: CurrentState) -> dict[str, tuple[KeyUse, ...]]:
+    """Who holds a permission through each of ``key_arns`` outside what the plan writes.
+
+    A principal leaves a key's statements only when nothing encrypted with the key still
+    grants it launch or copy. Per owner and Region of such a key: one listing of the
+    owner's encrypted snapshots, then the copy permissions of each snapshot on the key
+    (unless already read) and the launch permissions of each unmanaged image it backs.
+    """
+    managed = {m.image.key for m in selection.managed}
+    key_ids: dict[tuple[str, str], str] = {}  # (region, key ID as snapshots name it) -> ARN
+    places: set[tuple[str, str]] = set()  # (owner account, region)
+    for (region, kid), info in state.keys.items():
+        if info.arn in key_arns:
+            key_ids[(region, kid)] = key_ids[(region, info.arn)] = info.arn
+            places.add((info.account or info.arn.split(":")[4], region))
+    uses: dict[str, list[KeyUse]] = defaultdict(list)
+    for account, region in sorted(places):
+        reader = owners.get(account)
+        if reader is None:
+            continue
+        on_key = {sid: key_ids[(region, snap.kms_key_id)]
+                  for sid, snap in reader.encrypted_snapshots(region).items()
+                  if (region, snap.kms_key_id) in key_ids}
+        snaps = sorted(sid for sid in on_key if (region, sid) not in state.copy)
+        for sid, perms in zip(snaps, reader.map(reader.copy_permissions,
+                                                [(region, sid) for sid in snaps]), strict=True):
+            uses[on_key[sid]].append(KeyUse(OpKind.COPY, region, sid, perms))
+        backed = [img for img in images.get(region, ()) if img.owner_id == account
+                  and img.key not in managed and any(s in on_key for s in img.snapshot_ids)]
+        for img, perms in zip(backed, reader.map(reader.launch_permissions, backed), strict=True):
+            for arn in sorted({on_key[s] for s in img.snapshot_ids if s in on_key}):
+                uses[arn].append(KeyUse(OpKind.LAUNCH, region, img.image_id, perms))
+    return {arn: tuple(v) for arn, v in uses.items()}
 
 
 def _read_owner(manifest: Manifest, reader: Reader, managed: list[ManagedImage],
@@ -346,8 +408,25 @@ class _KeyResult:
     missing: frozenset[Grantee] = frozenset()  # check mode: access that is not there
 
 
+_GRANTEE_WORD = {kms.GranteeKind.ACCOUNT: "account", kms.GranteeKind.ORG: "organization",
+                 kms.GranteeKind.OU: "OU"}
+
+
+def _still_used(removes: set[kms.Grantee], uses: Sequence[KeyUse]) -> dict[kms.Grantee, list[str]]:
+    """Grantees about to be removed that a permission the plan leaves alone still needs."""
+    out: dict[kms.Grantee, list[str]] = {}
+    for use in uses:
+        what = "launch on" if use.kind is OpKind.LAUNCH else "copy (create volume) on"
+        for p in sorted(use.principals):
+            g = kms.grantee_of(p)
+            if g is not None and g in removes:
+                out.setdefault(g, []).append(f"{what} {use.resource}")
+    return out
+
+
 def _key_ops(manifest: Manifest, kv: _KeyView, partition: str, findings: list[Finding],
-             policies: dict[str, tuple[dict[str, Any], dict[str, Any]]]) -> _KeyResult:
+             policies: dict[str, tuple[dict[str, Any], dict[str, Any]]],
+             uses: Sequence[KeyUse] = ()) -> _KeyResult:
     """Operations for one key (key-policy mode) or findings about it (check mode)."""
     info = kv.info
     policy = kms.parse_policy(info.policy or "{}")
@@ -362,6 +441,16 @@ def _key_ops(manifest: Manifest, kv: _KeyView, partition: str, findings: list[Fi
         wanted.add(g)
     adds = wanted - owned
     removes = (owned - wanted - kv.held) if manifest.settings.prune else set()
+    for g, where in sorted(_still_used(removes, uses).items()):
+        removes.discard(g)
+        p = kms.principal_of(g, partition, kv.principals)
+        findings.append(_f(Severity.INFO, "kms-principal-still-used", info.region, info.arn,
+                           f"{_GRANTEE_WORD[g.kind]} {p.label} keeps its access to {info.label}: "
+                           f"{', '.join(where)} still grant{'s' if len(where) == 1 else ''} it "
+                           "and the manifest does not manage "
+                           f"{'that' if len(where) == 1 else 'those'}; remove "
+                           f"{'it' if len(where) == 1 else 'them'} (or manage the image) and "
+                           "the next plan revokes the key access"))
     unchanged = len(wanted & owned)
     if not adds and not removes:
         return _KeyResult([], unchanged=unchanged)
@@ -391,6 +480,26 @@ def _key_ops(manifest: Manifest, kv: _KeyView, partition: str, findings: list[Fi
     return _KeyResult(ops, unchanged=unchanged)
 
 
+def _deny_checks(kv: _KeyView, findings: list[Finding]) -> None:
+    """A foreign Deny that may refuse consumers what a launch needs: a warning on every
+    image that shares through the key (the grant alone would not make launches work)."""
+    info = kv.info
+    accounts = {g.value for g in kv.needed if g.kind is kms.GranteeKind.ACCOUNT}
+    denies = kms.consumer_denies(kms.parse_policy(info.policy or "{}"), accounts)
+    if not denies:
+        return
+    said = "; ".join(f"{sid} denies {', '.join(actions)}" for sid, actions in denies)
+    for v in kv.images:
+        img = v.m.image
+        if not any(p.kind is not PrincipalKind.PUBLIC for p in (*v.m.launch, *v.m.copy)):
+            continue
+        findings.append(_f(Severity.WARNING, "kms-deny-statement", img.region, img.image_id,
+                           f"{img.image_id} ({img.name}): the key policy of {info.label} has "
+                           f"Deny statements that may stop its consumers from using the key "
+                           f"({said}); launches fail for every principal they match, whatever "
+                           "the tool grants. Their conditions are not evaluated here: check them"))
+
+
 def policy_digest(text: str | None) -> str | None:
     if text is None:
         return None
@@ -417,7 +526,9 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
     resource_keys: dict[RegionKey, tuple[str, ...]] = {}
     if manifest.settings.kms != "off":
         for arn, kv in sorted(_key_views(views, state, prune).items()):
-            result = _key_ops(manifest, kv, identity.partition, findings, policies)
+            _deny_checks(kv, findings)
+            result = _key_ops(manifest, kv, identity.partition, findings, policies,
+                              state.key_uses.get(arn, ()))
             ops += result.ops
             unchanged += result.unchanged
             for v in kv.images:
@@ -450,11 +561,17 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
                                      cannot_add=frozenset(v.copy_cannot_add))
                 ops += d.operations
                 unchanged += d.unchanged
+    for (region, sid), snap in state.snapshots.items():
+        digest_state[(SNAPSHOT, region, sid)] = f"{snap.encrypted}:{snap.kms_key_id}"
+    for uses in state.key_uses.values():
+        for use in uses:
+            digest_state[(use.kind.value, use.region, use.resource)] = use.principals
     for (region, _), info in state.keys.items():
         if info.arn:
             digest_state[(KMS, region, info.arn)] = policy_digest(info.policy)
             if info.alias:
                 resource_images[info.arn] = info.alias
+    findings += _guard_findings(manifest, ops, options)
     if options.strict:
         findings = [_promote(f) for f in findings]
     return make_plan(
@@ -470,7 +587,21 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
         key_policies=policies,
         resource_keys=resource_keys,
         resource_owner=_owners(selection, state),
+        regions=state.regions,
     )
+
+
+def _guard_findings(manifest: Manifest, ops: Sequence[Operation],
+                    options: PlanOptions) -> list[Finding]:
+    """Apply-time guards, reported at plan time so a pull-request check fails before merge."""
+    removals = sum(1 for o in ops if o.action is Action.REMOVE)
+    limit = manifest.settings.max_removals
+    if removals <= limit or options.allow_mass_removal:
+        return []
+    return [_f(Severity.ERROR, "max-removals", "", "",
+               f"the plan removes {removals} permissions, more than settings.max_removals "
+               f"({limit}); after review, acknowledge it with --allow-mass-removal on plan and "
+               "apply, or raise settings.max_removals")]
 
 
 def _owners(selection: Selection, state: CurrentState) -> dict[RegionKey, str]:

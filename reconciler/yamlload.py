@@ -228,8 +228,8 @@ def _one_line(text: str | None) -> str:
 def load_yaml(raw: bytes, file: str, what: str = "document") -> tuple[Located | None, list[Problem]]:
     """Parse ``raw`` strictly. Returns the located document (None if unusable) and problems."""
     if len(raw) > MAX_BYTES:
-        return None, [Problem(file, 1, 1, f"{what} is {len(raw):,} bytes; the limit is "
-                                          f"{MAX_BYTES:,} bytes")]
+        return None, [Problem(file, 1, 1, f"{what} is {len(raw):,} bytes, larger than the limit "
+                                          f"of {MAX_BYTES:,} bytes")]
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

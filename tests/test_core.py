@@ -654,15 +654,17 @@ def digest_case(hand_on_touched: bool, extra_on_untouched: bool) -> Plan:
                     state({(US, ami(1)): touched, (US, ami(2)): untouched}))
 
 
-def test_state_digest_tracks_touched_resources_only():
+def test_state_digest_covers_every_resource_the_plan_consulted():
+    """A saved plan is refused when any resource it decided from changed, not only the
+    ones it writes (SPEC §5: apply --plan)."""
     base = digest_case(False, False)
-    assert launch_ops(base) == [("add", ami(1), PROD, "golden")]  # ami(2) is untouched
+    assert launch_ops(base) == [("add", ami(1), PROD, "golden")]  # ami(2) is not written
     touched_changed = digest_case(True, False)
     untouched_changed = digest_case(False, True)
     assert touched_changed.operations == base.operations
     assert untouched_changed.operations == base.operations
     assert touched_changed.state_digest != base.state_digest
-    assert untouched_changed.state_digest == base.state_digest
+    assert untouched_changed.state_digest != base.state_digest
     assert digest_case(False, False).state_digest == base.state_digest  # deterministic
 
 

@@ -519,7 +519,7 @@ def deep(n: int = 10_000) -> bytes:
 
 NESTED = "nested"
 OVER_BUDGET = "refusing to load it"
-TOO_BIG = f"limit is {MAX_BYTES:,} bytes"
+TOO_BIG = f"larger than the limit of {MAX_BYTES:,} bytes"
 
 # name -> (document, a fragment the reason must contain or None, also try the sandbox loader)
 BOMBS: dict[str, tuple[bytes, str | None, bool]] = {

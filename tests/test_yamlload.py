@@ -220,13 +220,13 @@ def test_file_over_max_bytes_refused():
     raw = b"# " + b"x" * MAX_BYTES + b"\n"
     p = only_problem(raw, "manifest")
     assert (p.line, p.column) == (1, 1)
-    assert p.message == (f"manifest is {len(raw):,} bytes; the limit is {MAX_BYTES:,} bytes")
+    assert p.message == (f"manifest is {len(raw):,} bytes, larger than the limit of {MAX_BYTES:,} bytes")
 
 
 def test_one_byte_over_patched_limit_refused(monkeypatch):
     monkeypatch.setattr(yamlload, "MAX_BYTES", 20)
     p = only_problem(b"a: " + b"x" * 17 + b"\n")
-    assert p.message == "document is 21 bytes; the limit is 20 bytes"
+    assert p.message == "document is 21 bytes, larger than the limit of 20 bytes"
 
 
 @pytest.mark.parametrize(
