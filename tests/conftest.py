@@ -21,6 +21,27 @@ from helpers import (
 from reconciler.sandbox import IMAGE_BLOCK_PUBLIC_ACCESS, install_moto_extensions
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_service_models() -> Iterator[None]:
+    """One botocore data loader for the whole test process.
+
+    Every ``reconcile`` run creates its own boto3 session, and a new session parses the EC2,
+    KMS and STS service models again (~0.2 s of JSON per run). The models are static data,
+    so in-process CLI tests share one loader; what the product does is unchanged.
+    """
+    import botocore.loaders
+    import botocore.session
+
+    loader = botocore.loaders.create_loader()
+
+    def register(self: botocore.session.Session) -> None:
+        self._components.lazy_register_component("data_loader", lambda: loader)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(botocore.session.Session, "_register_data_loader", register)
+        yield
+
+
 @pytest.fixture
 def aws() -> Iterator[Images]:
     """In-process moto (``mock_aws``) with the EC2 calls moto lacks added."""

@@ -20,6 +20,7 @@ import collections
 import http.client
 import http.server
 import random
+import socket
 import threading
 import time
 import urllib.parse
@@ -101,7 +102,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,), daemon=True)
 
     @property
     def url(self) -> str:
@@ -146,6 +147,12 @@ class FaultProxy:
 
             def log_message(self, *args: Any) -> None:
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                # Headers and body go out in two writes: without this, Nagle's algorithm and
+                # the client's delayed ACK add ~40 ms to every answer.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def _reply(self, status: int, ctype: str, body: bytes,
                        headers: list[tuple[str, str]] | None = None) -> None:

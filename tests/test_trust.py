@@ -243,21 +243,33 @@ DEGRADED = {"GetImageBlockPublicAccessState": "public-access-unknown", "ListAlia
 FAST_FAIL = {"AWS_MAX_ATTEMPTS": "1", "AWS_RETRY_MODE": "standard"}
 
 
-@pytest.fixture
-def estate(server: tuple[MotoServer, Images], tmp_path: Path) -> tuple[MotoServer, str]:
+def _seed_estate(srv: MotoServer, folder: Path) -> str:
     """An encrypted image (launch + copy + key access to add) and a public one."""
-    srv, images = server
+    images = Images(lambda region: srv.client("ec2", region))
     kms_client = srv.client("kms")
     key = kms_client.create_key(Policy=json.dumps(
         {"Version": "2012-10-17", "Statement": [ROOT_STATEMENT]}))["KeyMetadata"]["Arn"]
     kms_client.create_alias(AliasName="alias/golden", TargetKeyId=key)
     encrypt_image(ACCOUNT, "us-east-1", images.create("golden-enc"), key)
     images.create("golden-pub")
-    m = _write(tmp_path, manifest(
+    return _write(folder, manifest(
         '  - {name: enc, select: {name: "golden-enc"}, launch: [prod], copy: [prod]}\n'
         '  - {name: pub, select: {name: "golden-pub"}, launch: [public]}\n',
         ", allow_public: true"))
-    return srv, m
+
+
+@pytest.fixture(scope="module")
+def read_estate(moto_server_session: MotoServer,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MotoServer, str]]:
+    """One estate for every read fault: a plan writes nothing, so they can share it."""
+    moto_server_session.reset()
+    yield moto_server_session, _seed_estate(moto_server_session, tmp_path_factory.mktemp("reads"))
+    moto_server_session.reset()
+
+
+@pytest.fixture
+def estate(server: tuple[MotoServer, Images], tmp_path: Path) -> tuple[MotoServer, str]:
+    return server[0], _seed_estate(server[0], tmp_path)
 
 
 def _no_traceback(*texts: str) -> None:
@@ -268,8 +280,8 @@ def _no_traceback(*texts: str) -> None:
 @pytest.mark.parametrize("kind", FAULT_KINDS)
 @pytest.mark.parametrize("action", READS)
 def test_any_answer_to_a_read_is_one_line_never_a_traceback(
-        estate: tuple[MotoServer, str], action: str, kind: str) -> None:
-    srv, m = estate
+        read_estate: tuple[MotoServer, str], action: str, kind: str) -> None:
+    srv, m = read_estate
     with FaultProxy(srv.url, faults={action: kind}) as proxy:
         r = run_main("plan", m, "--quiet", env={"AWS_ENDPOINT_URL": proxy.url, **FAST_FAIL})
     assert proxy.counts["faulted"] >= 1
