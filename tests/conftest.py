@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from helpers import (
     Runner,
     cli_env,
     reconcile_executable,
+    run_main,
 )
 
 from reconciler.sandbox import IMAGE_BLOCK_PUBLIC_ACCESS, install_moto_extensions
@@ -74,7 +76,23 @@ def server(moto_server_session: MotoServer) -> Iterator[tuple[MotoServer, Images
 
 @pytest.fixture
 def run_cli(moto_server_session: MotoServer) -> Runner:
-    """Run the installed ``reconcile`` in a subprocess against the moto server."""
+    """Run ``reconcile`` in this process (``reconciler.cli.main(argv)``, the console
+    script's entry point) against the moto server, with the environment a CI job has."""
+
+    def run(*args: str, endpoint: str | None = None, input: str | None = None,
+            env: dict[str, str] | None = None, cwd: Path | None = None,
+            timeout: float = 120) -> Result:
+        full: dict[str, str | None] = dict(cli_env(endpoint or moto_server_session.url, env))
+        with contextlib.chdir(cwd) if cwd is not None else contextlib.nullcontext():
+            return run_main(*args, env=full, input=input or "")
+
+    return run
+
+
+@pytest.fixture
+def run_script(moto_server_session: MotoServer) -> Runner:
+    """Run the installed ``reconcile`` console script in a subprocess against the moto
+    server, exactly as a CI job runs it (kept for a few smoke tests: it costs ~1 s a run)."""
 
     def run(*args: str, endpoint: str | None = None, input: str | None = None,
             env: dict[str, str] | None = None, cwd: Path | None = None,

@@ -1,5 +1,8 @@
-"""End to end: the installed ``reconcile`` in a subprocess, against a moto server on 127.0.0.1
-reached only through ``AWS_ENDPOINT_URL`` — as a CI job runs it."""
+"""End to end against a moto server on 127.0.0.1 reached only through ``AWS_ENDPOINT_URL``.
+
+``run_cli`` runs ``reconcile`` in this process through ``main(argv)``; the smoke tests that
+use ``run_script`` run the installed console script in a subprocess, as a CI job does
+(drift → apply → converge, a saved plan, the sandbox example)."""
 
 from __future__ import annotations
 
@@ -61,14 +64,14 @@ def plan_json(run_cli: Runner, m: str, *extra: str) -> dict:
     return json.loads(r.out)
 
 
-def test_drift_is_found_fixed_and_converges(server: tuple[MotoServer, Images], run_cli: Runner,
+def test_drift_is_found_fixed_and_converges(server: tuple[MotoServer, Images], run_script: Runner,
                                             tmp_path: Path) -> None:
     _, images = server
     golden = images.create("golden-1", launch=[{"UserId": PROD}, {"UserId": HAND}])
     scratch = images.create("scratch-1", launch=[{"UserId": HAND}])
     m = manifest(tmp_path)
 
-    r = run_cli("plan", m, "--detailed-exitcode")
+    r = run_script("plan", m, "--detailed-exitcode")
     assert r.code == 2, r.err
     assert f"+ launch {STAGING} (staging)" in r.out
     assert f"- launch {HAND}" in r.out
@@ -76,7 +79,7 @@ def test_drift_is_found_fixed_and_converges(server: tuple[MotoServer, Images], r
     assert scratch not in r.out
 
     log = tmp_path / "apply.jsonl"
-    r = run_cli("apply", m, "--auto-approve", "--log-file", str(log))
+    r = run_script("apply", m, "--auto-approve", "--log-file", str(log))
     assert r.code == 0, r.err
     assert "Apply complete: 1 added, 1 removed, 0 failed." in r.out
     assert images.launch(golden) == acct(PROD, STAGING)
@@ -87,7 +90,7 @@ def test_drift_is_found_fixed_and_converges(server: tuple[MotoServer, Images], r
         ("add", {"UserId": STAGING}, "applied"), ("remove", {"UserId": HAND}, "applied")]
     assert all(x["caller"].startswith(f"arn:aws:sts::{ACCOUNT}:") and x["time"] for x in records)
 
-    r = run_cli("plan", m, "--detailed-exitcode")
+    r = run_script("plan", m, "--detailed-exitcode")
     assert r.code == 0, r.out + r.err
     assert "No changes. 1 managed image, 2 unchanged." in r.out
 
@@ -157,20 +160,20 @@ def test_public_share_blocked_by_image_block_public_access(
     assert images.launch(golden) == [{"UserId": PROD}], "the rest of the plan is still applied"
 
 
-def test_saved_plan_applies_exactly(server: tuple[MotoServer, Images], run_cli: Runner,
+def test_saved_plan_applies_exactly(server: tuple[MotoServer, Images], run_script: Runner,
                                     tmp_path: Path) -> None:
     _, images = server
     golden = images.create("golden-1", launch=[{"UserId": HAND}])
     m = manifest(tmp_path)
     plan_file = tmp_path / "plan.json"
-    r = run_cli("plan", m, "--out", str(plan_file), "--detailed-exitcode")
+    r = run_script("plan", m, "--out", str(plan_file), "--detailed-exitcode")
     assert r.code == 2
     assert json.loads(plan_file.read_text())["summary"] == {
         "add": 2, "remove": 1, "images": 1, "unchanged": 0}
-    r = run_cli("apply", m, "--plan", str(plan_file))
+    r = run_script("apply", m, "--plan", str(plan_file))
     assert r.code == 0, r.err
     assert images.launch(golden) == acct(PROD, STAGING)
-    assert run_cli("plan", m, "--detailed-exitcode").code == 0
+    assert run_script("plan", m, "--detailed-exitcode").code == 0
 
 
 def test_stale_plan_is_refused_when_state_changed(server: tuple[MotoServer, Images],
@@ -333,11 +336,12 @@ def test_help_has_an_example(run_cli: Runner, command: str) -> None:
     assert r.code == 0 and "Example" in r.out and f"reconcile {command}" in r.out
 
 
-def test_sandbox_example_plans_and_applies(run_cli: Runner, no_aws, tmp_path: Path) -> None:
+def test_sandbox_example_plans_and_applies(run_script: Runner, run_cli: Runner, no_aws,
+                                           tmp_path: Path) -> None:
     m, state = str(EXAMPLES / "manifest.yaml"), str(EXAMPLES / "sandbox.yaml")
     plan_file = tmp_path / "plan.json"
     # AWS_ENDPOINT_URL points at a counter: the sandbox must never leave the process.
-    r = run_cli("plan", m, "--sandbox", state, "--format", "json", "--out", str(plan_file),
+    r = run_script("plan", m, "--sandbox", state, "--format", "json", "--out", str(plan_file),
                 endpoint=no_aws.url)
     assert r.code == 0, r.err
     # Each run starts a fresh emulator: generated IDs (keys, snapshots) must be the same in
@@ -353,7 +357,7 @@ def test_sandbox_example_plans_and_applies(run_cli: Runner, no_aws, tmp_path: Pa
     assert {f["code"] for f in doc["findings"]} == {"image-disabled"}
     kinds = {o["kind"] for o in doc["operations"]}
     assert kinds == {"launch_permission", "create_volume_permission", "kms_key_access"}
-    r = run_cli("apply", m, "--sandbox", state, "--plan", str(plan_file), endpoint=no_aws.url)
+    r = run_script("apply", m, "--sandbox", state, "--plan", str(plan_file), endpoint=no_aws.url)
     assert r.code == 0, r.err
     assert "Apply complete: 11 added, 2 removed, 0 failed." in r.out
     assert no_aws.count == 0

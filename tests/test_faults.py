@@ -82,8 +82,21 @@ images:
         self.check_invariants()
 
 
+@pytest.fixture
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore still decides what to retry and how often; it just does not sleep between
+    attempts (the runs are in this process; the soak tests keep the real delays)."""
+    from botocore.retries.bucket import TokenBucket
+    from botocore.retries.standard import ExponentialBackoff
+
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0)
+    # adaptive mode's client-side rate limiter: it still tracks the rate, without waiting
+    monkeypatch.setattr(TokenBucket, "_sleep_amount", lambda self, amount: 0)
+
+
 def test_apply_converges_through_throttling_errors_and_drops(
-        server: tuple[MotoServer, Images], run_cli: Runner, tmp_path: Path) -> None:
+        server: tuple[MotoServer, Images], run_cli: Runner, tmp_path: Path,
+        no_backoff: None) -> None:
     srv, images = server
     estate = Estate(srv, images, tmp_path, plain=2)
     with FaultProxy(srv.url, seed=7, throttle=0.30, server_error=0.05, drop=0.02,
@@ -100,7 +113,7 @@ def test_apply_converges_through_throttling_errors_and_drops(
 
 
 def test_adaptive_retry_mode_also_converges(server: tuple[MotoServer, Images], run_cli: Runner,
-                                           tmp_path: Path) -> None:
+                                           tmp_path: Path, no_backoff: None) -> None:
     srv, images = server
     estate = Estate(srv, images, tmp_path, plain=1)
     with FaultProxy(srv.url, seed=3, throttle=0.20, server_error=0.05) as proxy:
@@ -148,7 +161,7 @@ def _apply_killed_after(estate: Estate, srv: MotoServer, k: int) -> int:
     return proxy.writes
 
 
-@pytest.mark.parametrize("k", [1, 2, 3, 5, 7])
+@pytest.mark.parametrize("k", [3, *(pytest.param(k, marks=pytest.mark.soak) for k in (1, 2, 5, 7))])
 def test_killed_apply_leaves_a_safe_state_and_rerun_converges(
         server: tuple[MotoServer, Images], run_cli: Runner, tmp_path: Path, k: int) -> None:
     srv, images = server
