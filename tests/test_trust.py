@@ -296,6 +296,22 @@ def test_any_answer_to_a_read_is_one_line_never_a_traceback(
     assert action in r.out + r.err, (r.out, r.err)
 
 
+@pytest.mark.parametrize("action", ["GetCallerIdentity", "DescribeImages",
+                                    "DescribeImageAttribute"])
+def test_export_read_failures_are_one_line(read_estate: tuple[MotoServer, str],
+                                           tmp_path: Path, action: str) -> None:
+    srv, _ = read_estate
+    out = tmp_path / "exported.yaml"
+    with FaultProxy(srv.url, faults={action: "html500"}) as proxy:
+        r = run_main("export", "--region", "us-east-1", "--out", str(out), "--quiet",
+                     env={"AWS_ENDPOINT_URL": proxy.url, **FAST_FAIL})
+    assert proxy.counts["faulted"] == 1
+    _no_traceback(r.out, r.err)
+    assert r.code == 1, (r.out, r.err)
+    assert r.err.count("\n") == 1 and action in r.err and "not an AWS response" in r.err, r.err
+    assert not out.exists(), "nothing half-written"
+
+
 @pytest.mark.parametrize("kind", FAULT_KINDS)
 @pytest.mark.parametrize("action", WRITES)
 def test_any_answer_to_a_write_is_a_failed_operation_with_summary_and_log(
