@@ -305,7 +305,7 @@ def test_export_read_failures_are_one_line(read_estate: tuple[MotoServer, str],
     with FaultProxy(srv.url, faults={action: "html500"}) as proxy:
         r = run_main("export", "--region", "us-east-1", "--out", str(out), "--quiet",
                      env={"AWS_ENDPOINT_URL": proxy.url, **FAST_FAIL})
-    assert proxy.counts["faulted"] == 1
+    assert proxy.counts["faulted"] >= 1
     _no_traceback(r.out, r.err)
     assert r.code == 1, (r.out, r.err)
     assert r.err.count("\n") == 1 and action in r.err and "not an AWS response" in r.err, r.err
