@@ -106,7 +106,7 @@ class Ctx:
         return reader
 
     def show_progress(self) -> bool:
-        return not self.quiet and click.get_text_stream("stderr").isatty()
+        return not self.quiet and sys.stderr.isatty()
 
     def options(self) -> PlanOptions:
         return PlanOptions(regions=self.regions, strict=self.strict)
@@ -237,7 +237,7 @@ def _text(ctx: Ctx, plan: Plan, manifest: Manifest, out: TextIO) -> Iterator[str
 
 
 def _emit_plan(ctx: Ctx, plan: Plan, manifest: Manifest, fmt: str) -> None:
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     if fmt == "json":
         out.writelines(plan.json_lines())
     elif fmt == "markdown":
@@ -391,7 +391,7 @@ def apply(ctx: Ctx, manifest: str, plan_file: str | None, auto_approve: bool,
         if saved is not None:
             _check_saved_plan(saved, fresh, m)  # the fresh plan is then exactly the saved one
         todo = fresh
-        out = click.get_text_stream("stdout")
+        out = sys.stdout
         out.writelines(_text(ctx, todo, m, out))
         out.flush()
         if not todo.has_changes:
@@ -488,7 +488,7 @@ def export(ctx: Ctx, out: str | None, names_file: str | None, name_glob: str | N
     if out:
         _write_file(out, result.text)
     else:
-        stream = click.get_text_stream("stdout")
+        stream = sys.stdout
         stream.write(result.text)
         stream.flush()
     n = len(result.exported)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any, Protocol
 
@@ -38,7 +39,7 @@ class TerminalProgress:
     def start(self, label: str, total: int) -> None:
         self.finish()
         if total >= self.threshold:
-            self._bar = click.progressbar(length=total, label=label, file=click.get_text_stream("stderr"),
+            self._bar = click.progressbar(length=total, label=label, file=sys.stderr,
                                           show_pos=True, show_eta=True)
             self._bar.__enter__()
 
