@@ -107,7 +107,8 @@ class Applier:
                  resource_keys: Mapping[tuple[str, str], tuple[str, ...]] | None = None,
                  expected: Mapping[tuple[str, str, str], Any] | None = None,
                  stop: threading.Event | None = None,
-                 resource_owner: Mapping[tuple[str, str], str] | None = None) -> None:
+                 resource_owner: Mapping[tuple[str, str], str] | None = None,
+                 grant_shape: kms.GrantShape = kms.GrantShape.AWS_RESOURCE) -> None:
         """``expected``: the state the plan was computed from, by (kind, region, resource);
         when given, each image and snapshot is re-read just before its first write and
         skipped if it changed. ``stop``: once set, no new write starts (the in-flight ones
@@ -116,6 +117,7 @@ class Applier:
         each (region, resource)."""
         self.clients = clients
         self.resource_owner = resource_owner or {}
+        self.grant_shape = grant_shape  # settings.kms_grants: how key grants are written
         self.identity = identity
         self.concurrency = max(1, concurrency)
         self.log = log
@@ -216,7 +218,7 @@ class Applier:
             grantees = kms.owned_grantees(current)
             changed = {g for g in (kms.grantee_of(o.principal) for o in ops) if g is not None}
             grantees = grantees | changed if action is Action.ADD else grantees - changed
-            new = kms.with_grantees(current, grantees, partition)
+            new = kms.with_grantees(current, grantees, partition, self.grant_shape)
             size = kms.policy_bytes(new)
             if size > kms.MAX_POLICY_BYTES:
                 raise WriteError(f"the new policy would be {size:,} bytes, over the KMS limit "

@@ -415,6 +415,7 @@ def apply(ctx: Ctx, manifest: str, plan_file: str | None, auto_approve: bool,
                 report = Applier(conn.clients, conn.identity(), concurrency=ctx.concurrency,
                                  log=log, resource_keys=todo.resource_keys, expected=todo.state,
                                  stop=stop, resource_owner=todo.resource_owner,
+                                 grant_shape=m.settings.kms_grants,
                                  progress=lambda _: bar.advance()).apply(todo.operations)
         finally:
             bar.finish()

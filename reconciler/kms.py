@@ -46,6 +46,13 @@ ORG_ID_KEY = "aws:PrincipalOrgID"
 ORG_PATHS_KEY = "aws:PrincipalOrgPaths"
 
 
+class GrantShape(enum.StrEnum):
+    """``settings.kms_grants``: how the tool's two grant statements are written."""
+
+    AWS_RESOURCE = "aws-resource"  # kms:CreateGrant only for grants EBS makes on their behalf
+    ANY = "any"  # no condition: consumers may create the grant their Auto Scaling role needs
+
+
 class GranteeKind(enum.StrEnum):
     ACCOUNT = "account"
     ORG = "org"
@@ -167,8 +174,8 @@ def _orgs_statement(st: Mapping[str, Any], sid: str) -> set[Grantee]:
     if not isinstance(cond, dict) or not set(cond) <= expected_ops or not all(
             isinstance(v, dict) for v in cond.values()):
         raise _tampered(sid, "unexpected Condition")
-    if sid == SID_ORGS_GRANT and cond.get("Bool") != GRANT_CONDITION["Bool"]:
-        raise _tampered(sid, "the kms:GrantIsForAWSResource condition is missing")
+    if sid == SID_ORGS_GRANT and "Bool" in cond and cond["Bool"] != GRANT_CONDITION["Bool"]:
+        raise _tampered(sid, "its Bool condition is not kms:GrantIsForAWSResource: true")
     ids = cond.get("StringEquals")
     paths = cond.get("ForAnyValue:StringLike")
     if (ids is None) == (paths is None):
@@ -199,9 +206,10 @@ def _orgs_statement(st: Mapping[str, Any], sid: str) -> set[Grantee]:
 def owned_grantees(policy: Mapping[str, Any]) -> set[Grantee]:
     """Grantees currently named by the tool's own statements.
 
-    Raises :class:`PolicyError` when one of those statements is not exactly in the shape
-    the tool writes (wrong Effect, Principal, Action, Resource or Condition): rewriting it
+    Raises :class:`PolicyError` when one of those statements is not exactly in a shape the
+    tool writes (wrong Effect, Principal, Action, Resource or Condition): rewriting it
     could silently drop a grant somebody added by hand, so the key is left alone instead.
+    Both grant shapes (:class:`GrantShape`) are the tool's own.
     """
     out: set[Grantee] = set()
     for st in policy.get("Statement", []):
@@ -213,7 +221,7 @@ def owned_grantees(policy: Mapping[str, Any]) -> set[Grantee]:
                 _as_list(st.get("Action"))) != sorted(GRANT_ACTIONS if grant else USE_ACTIONS):
             raise _tampered(sid, "Effect, Action or Resource differs")
         if sid in (SID_ACCOUNTS, SID_ACCOUNTS_GRANT):
-            if st.get("Condition") != (GRANT_CONDITION if grant else None):
+            if st.get("Condition") not in ((GRANT_CONDITION, None) if grant else (None,)):
                 raise _tampered(sid, "unexpected Condition")
             out |= _accounts_statement(st, sid)
         else:
@@ -221,7 +229,19 @@ def owned_grantees(policy: Mapping[str, Any]) -> set[Grantee]:
     return out
 
 
-def _statements(grantees: Iterable[Grantee], partition: str) -> list[dict[str, Any]]:
+def grant_shapes(policy: Mapping[str, Any]) -> set[GrantShape]:
+    """The shapes of the tool's grant statements in ``policy`` (empty: none there)."""
+    out = set()
+    for st in policy.get("Statement", []):
+        if st.get("Sid") in (SID_ACCOUNTS_GRANT, SID_ORGS_GRANT):
+            cond = st.get("Condition")
+            conditioned = isinstance(cond, dict) and cond.get("Bool") == GRANT_CONDITION["Bool"]
+            out.add(GrantShape.AWS_RESOURCE if conditioned else GrantShape.ANY)
+    return out
+
+
+def _statements(grantees: Iterable[Grantee], partition: str,
+                shape: GrantShape = GrantShape.AWS_RESOURCE) -> list[dict[str, Any]]:
     accounts = sorted(g.value for g in grantees if g.kind is GranteeKind.ACCOUNT)
     orgs = sorted((g for g in grantees if g.kind is not GranteeKind.ACCOUNT),
                   key=lambda g: g.org_path)
@@ -230,8 +250,12 @@ def _statements(grantees: Iterable[Grantee], partition: str) -> list[dict[str, A
         aws = [f"arn:{partition}:iam::{a}:root" for a in accounts]
         out.append({"Sid": SID_ACCOUNTS, "Effect": "Allow", "Principal": {"AWS": aws},
                     "Action": USE_ACTIONS, "Resource": "*"})
-        out.append({"Sid": SID_ACCOUNTS_GRANT, "Effect": "Allow", "Principal": {"AWS": aws},
-                    "Action": GRANT_ACTIONS, "Resource": "*", "Condition": GRANT_CONDITION})
+        grant: dict[str, Any] = {"Sid": SID_ACCOUNTS_GRANT, "Effect": "Allow",
+                                 "Principal": {"AWS": aws}, "Action": GRANT_ACTIONS,
+                                 "Resource": "*"}
+        if shape is GrantShape.AWS_RESOURCE:
+            grant["Condition"] = GRANT_CONDITION
+        out.append(grant)
     if orgs:
         if any(g.kind is GranteeKind.OU for g in orgs):
             cond: dict[str, Any] = {"ForAnyValue:StringLike": {ORG_PATHS_KEY: [g.org_path for g in orgs]}}
@@ -239,21 +263,23 @@ def _statements(grantees: Iterable[Grantee], partition: str) -> list[dict[str, A
             cond = {"StringEquals": {ORG_ID_KEY: [g.value for g in orgs]}}
         out.append({"Sid": SID_ORGS, "Effect": "Allow", "Principal": "*", "Action": USE_ACTIONS,
                     "Resource": "*", "Condition": cond})
+        grant_cond = {**cond, **GRANT_CONDITION} if shape is GrantShape.AWS_RESOURCE else cond
         out.append({"Sid": SID_ORGS_GRANT, "Effect": "Allow", "Principal": "*",
-                    "Action": GRANT_ACTIONS, "Resource": "*", "Condition": {**cond, **GRANT_CONDITION}})
+                    "Action": GRANT_ACTIONS, "Resource": "*", "Condition": grant_cond})
     return out
 
 
-def with_grantees(policy: Mapping[str, Any], grantees: Iterable[Grantee],
-                  partition: str) -> dict[str, Any]:
-    """The policy with the tool's statements rewritten for ``grantees``.
+def with_grantees(policy: Mapping[str, Any], grantees: Iterable[Grantee], partition: str,
+                  shape: GrantShape = GrantShape.AWS_RESOURCE) -> dict[str, Any]:
+    """The policy with the tool's statements rewritten for ``grantees``, grant statements
+    in ``shape``.
 
     Foreign statements keep their content and relative order; the tool's statements follow
     them (an empty grantee set removes them).
     """
     foreign = [st for st in policy.get("Statement", []) if st.get("Sid") not in OWNED_SIDS]
     new = dict(policy)
-    new["Statement"] = foreign + _statements(set(grantees), partition)
+    new["Statement"] = foreign + _statements(set(grantees), partition, shape)
     return new
 
 
@@ -262,7 +288,8 @@ def policy_bytes(policy: Mapping[str, Any]) -> int:
 
 
 def serialize(policy: Mapping[str, Any]) -> str:
-    return json.dumps(policy, indent=2)
+    """The policy as sent to KMS, and as its 32 KB limit measures it: compact JSON."""
+    return json.dumps(policy, separators=(",", ":"))
 
 
 def _covers(actions: Sequence[str], wanted: Sequence[str]) -> bool:
@@ -272,9 +299,11 @@ def _covers(actions: Sequence[str], wanted: Sequence[str]) -> bool:
     return all(w.lower() in acts for w in wanted)
 
 
-def foreign_allows(policy: Mapping[str, Any], account: str) -> bool:
+def foreign_allows(policy: Mapping[str, Any], account: str,
+                   shape: GrantShape = GrantShape.AWS_RESOURCE) -> bool:
     """True when statements the tool does not own already give ``account`` everything its
-    own statements would (unconditional Allow of the use and grant actions)."""
+    own statements would (unconditional Allow of the use and grant actions; with
+    :attr:`GrantShape.AWS_RESOURCE` a grant Allow with that condition counts too)."""
     use = grant = False
     for st in policy.get("Statement", []):
         if st.get("Sid") in OWNED_SIDS or st.get("Effect") != "Allow":
@@ -286,7 +315,7 @@ def foreign_allows(policy: Mapping[str, Any], account: str) -> bool:
             continue
         actions = [str(a) for a in _as_list(st.get("Action"))]
         if st.get("Condition"):
-            grant = grant or (_covers(actions, GRANT_ACTIONS)
+            grant = grant or (shape is GrantShape.AWS_RESOURCE and _covers(actions, GRANT_ACTIONS)
                               and st["Condition"] == GRANT_CONDITION)
             continue
         use = use or _covers(actions, USE_ACTIONS)

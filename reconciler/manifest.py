@@ -19,6 +19,7 @@ from typing import Any
 
 from .errors import InputError, Problem
 from .files import read_input
+from .kms import GrantShape
 from .model import PUBLIC, Principal, bad_account_id
 from .schema import schema_problems
 from .yamlload import MAX_BYTES, Located, load_yaml
@@ -38,6 +39,7 @@ class Settings:
     prune: bool = True
     allow_public: bool = False
     kms: str = "key-policy"
+    kms_grants: GrantShape = GrantShape.AWS_RESOURCE
     max_removals: int = 25
     share_quota: int = 1000
     role_arn: str | None = None
@@ -120,6 +122,7 @@ def _semantic(doc: Located, sha256: str) -> tuple[Manifest | None, list[Problem]
         allow_public=s.get("allow_public", False),
         # `kms: off` unquoted is the boolean false to YAML 1.1: it means "off".
         kms="off" if s.get("kms") is False else s.get("kms", "key-policy"),
+        kms_grants=GrantShape(s.get("kms_grants", GrantShape.AWS_RESOURCE.value)),
         max_removals=s.get("max_removals", 25),
         share_quota=s.get("share_quota", 1000),
         role_arn=s.get("role_arn"),

@@ -424,36 +424,79 @@ def _still_used(removes: set[kms.Grantee], uses: Sequence[KeyUse]) -> dict[kms.G
     return out
 
 
-def _key_ops(manifest: Manifest, kv: _KeyView, partition: str, findings: list[Finding],
-             policies: dict[str, tuple[dict[str, Any], dict[str, Any]]],
-             uses: Sequence[KeyUse] = ()) -> _KeyResult:
-    """Operations for one key (key-policy mode) or findings about it (check mode)."""
+def _wanted(kv: _KeyView, policy: Mapping[str, Any], shape: kms.GrantShape,
+            findings: list[Finding]) -> set[Grantee]:
+    """The grantees the key's statements must name: declared ones, except accounts someone
+    else's statement already serves."""
     info = kv.info
-    policy = kms.parse_policy(info.policy or "{}")
-    owned = kms.owned_grantees(policy)
     wanted: set[Grantee] = set()
     for g in sorted(kv.needed):
-        if g.kind is kms.GranteeKind.ACCOUNT and kms.foreign_allows(policy, g.value):
+        if g.kind is kms.GranteeKind.ACCOUNT and kms.foreign_allows(policy, g.value, shape):
             findings.append(_f(Severity.INFO, "kms-foreign-statement", info.region, info.arn,
                                f"account {g.value} already has access to {info.label} through a "
                                "statement the tool does not own; left alone"))
             continue
         wanted.add(g)
-    adds = wanted - owned
-    removes = (owned - wanted - kv.held) if manifest.settings.prune else set()
+    return wanted
+
+
+def _keep_used(kv: _KeyView, removes: set[Grantee], uses: Sequence[KeyUse], partition: str,
+               findings: list[Finding]) -> None:
+    """Take out of ``removes`` every grantee a permission the plan leaves alone still needs."""
+    info = kv.info
     for g, where in sorted(_still_used(removes, uses).items()):
         removes.discard(g)
         p = kms.principal_of(g, partition, kv.principals)
+        one = len(where) == 1
         findings.append(_f(Severity.INFO, "kms-principal-still-used", info.region, info.arn,
                            f"{_GRANTEE_WORD[g.kind]} {p.label} keeps its access to {info.label}: "
-                           f"{', '.join(where)} still grant{'s' if len(where) == 1 else ''} it "
-                           "and the manifest does not manage "
-                           f"{'that' if len(where) == 1 else 'those'}; remove "
-                           f"{'it' if len(where) == 1 else 'them'} (or manage the image) and "
-                           "the next plan revokes the key access"))
-    unchanged = len(wanted & owned)
-    if not adds and not removes:
+                           f"{', '.join(where)} still grant{'s' if one else ''} it and the "
+                           f"manifest does not manage {'that' if one else 'those'}; remove "
+                           f"{'it' if one else 'them'} (or manage the image) and the next plan "
+                           "revokes the key access"))
+
+
+def _fitting_accounts(policy: Mapping[str, Any], grantees: set[Grantee], partition: str,
+                      shape: kms.GrantShape) -> int:
+    """How many of the accounts in ``grantees`` fit in the policy with everything else."""
+    accounts = sorted(g for g in grantees if g.kind is kms.GranteeKind.ACCOUNT)
+    others = grantees - set(accounts)
+    low, high = 0, len(accounts)  # invariant: ``low`` accounts fit
+    while low < high:
+        mid = (low + high + 1) // 2
+        size = kms.policy_bytes(kms.with_grantees(policy, others | set(accounts[:mid]),
+                                                  partition, shape))
+        low, high = (mid, high) if size <= kms.MAX_POLICY_BYTES else (low, mid - 1)
+    return low
+
+
+def _key_ops(manifest: Manifest, kv: _KeyView, partition: str, findings: list[Finding],
+             policies: dict[str, tuple[dict[str, Any], dict[str, Any]]],
+             uses: Sequence[KeyUse] = ()) -> _KeyResult:
+    """Operations for one key (key-policy mode) or findings about it (check mode)."""
+    info = kv.info
+    shape = manifest.settings.kms_grants
+    policy = kms.parse_policy(info.policy or "{}")
+    owned = kms.owned_grantees(policy)
+    wanted = _wanted(kv, policy, shape, findings)
+    adds = wanted - owned
+    removes = (owned - wanted - kv.held) if manifest.settings.prune else set()
+    _keep_used(kv, removes, uses, partition, findings)
+    after = (owned | adds) - removes
+    # Grant statements in the other shape: rewritten, as an add of the access that changes.
+    reshaped = after - adds if after and kms.grant_shapes(policy) - {shape} else set()
+    unchanged = len(wanted & owned) - len(reshaped & wanted)
+    if not adds and not removes and not reshaped:
         return _KeyResult([], unchanged=unchanged)
+    if reshaped:
+        findings.append(_f(Severity.INFO, "kms-grant-shape", info.region, info.arn,
+                           f"the grant statements of {info.label} are rewritten for "
+                           f"settings.kms_grants: {shape.value} "
+                           + ("(kms:CreateGrant without the kms:GrantIsForAWSResource condition, "
+                              "so consumers can grant their Auto Scaling role)"
+                              if shape is kms.GrantShape.ANY else
+                              "(kms:CreateGrant only for grants AWS services make on the "
+                              "consumer's behalf)")))
     if manifest.settings.kms == "check":
         for g in sorted(adds):
             p = kms.principal_of(g, partition, kv.principals)
@@ -462,19 +505,23 @@ def _key_ops(manifest: Manifest, kv: _KeyView, partition: str, findings: list[Fi
                                "the key policy does not let it use the key, so its launches would "
                                "fail; it is not shared (kms: check, nothing written)"))
         return _KeyResult([], unchanged=unchanged, missing=frozenset(adds))
-    final = kms.with_grantees(policy, (owned | adds) - removes, partition)
-    widest = kms.with_grantees(policy, owned | adds, partition)
+    final = kms.with_grantees(policy, after, partition, shape)
+    widest = kms.with_grantees(policy, owned | adds, partition, shape)
     size = max(kms.policy_bytes(final), kms.policy_bytes(widest))
     if size > kms.MAX_POLICY_BYTES:
+        fits = _fitting_accounts(policy, owned | adds, partition, shape)
         findings.append(_f(Severity.ERROR, "key-policy-too-large", info.region, info.arn,
                            f"key policy of {info.label} would be {size:,} bytes, over the "
-                           f"{kms.MAX_POLICY_BYTES:,}-byte KMS limit; share with fewer accounts "
-                           "(an Organization or OU counts once) or use separate keys"))
+                           f"{kms.MAX_POLICY_BYTES:,}-byte KMS limit: with its other statements "
+                           f"it holds at most {fits:,} accounts. Share with an Organization or "
+                           "OU instead (each counts once, whatever its size), or use separate "
+                           "keys; nothing is shared through this key until it fits"))
         return _KeyResult([], usable=False)
     policies[info.arn] = (policy, final)
     ops = [Operation(Action.ADD, OpKind.KMS, info.region, info.arn,
-                     kms.principal_of(g, partition, kv.principals), tuple(sorted(kv.needed[g])))
-           for g in adds]
+                     kms.principal_of(g, partition, kv.principals),
+                     tuple(sorted(kv.needed.get(g, ()))))
+           for g in adds | reshaped]
     ops += [Operation(Action.REMOVE, OpKind.KMS, info.region, info.arn,
                       kms.principal_of(g, partition, kv.principals), ()) for g in removes]
     return _KeyResult(ops, unchanged=unchanged)

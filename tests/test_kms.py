@@ -69,9 +69,10 @@ def session_with(calls: Calls | None = None) -> Clients:
 def plan_and_apply(text: bytes, clients: Clients | None = None) -> tuple[Plan, ApplyReport]:
     clients = clients or session_with()
     reader = Reader(clients, 4)
-    plan = build_plan(parse_manifest(text, "m.yaml"), reader)
-    report = Applier(clients, reader.identity(), resource_keys=plan.resource_keys).apply(
-        plan.operations)
+    m = parse_manifest(text, "m.yaml")
+    plan = build_plan(m, reader)
+    report = Applier(clients, reader.identity(), resource_keys=plan.resource_keys,
+                     grant_shape=m.settings.kms_grants).apply(plan.operations)
     return plan, report
 
 

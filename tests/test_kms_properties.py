@@ -439,17 +439,26 @@ def test_malformed_account_root_is_refused(value: str) -> None:
         kms.owned_grantees(policy)
 
 
-@pytest.mark.parametrize("condition", [None, {}, {"Bool": {"kms:GrantIsForAWSResource": False}}])
-def test_accounts_grant_statement_without_its_condition_is_refused(condition: Any) -> None:
-    # without kms:GrantIsForAWSResource the account could create any grant: wider than ours
+@pytest.mark.parametrize("condition", [{}, {"Bool": {"kms:GrantIsForAWSResource": False}},
+                                       {"Bool": {"kms:ViaService": "ec2.us-east-1.amazonaws.com"}}])
+def test_accounts_grant_statement_with_another_condition_is_refused(condition: Any) -> None:
+    # neither shape the tool writes: somebody edited it, so the key is left alone
     policy = kms.with_grantees({"Statement": []}, [ONE_ACCOUNT], "aws")
     [grant] = [s for s in policy["Statement"] if s["Sid"] == kms.SID_ACCOUNTS_GRANT]
-    if condition is None:
-        del grant["Condition"]
-    else:
-        grant["Condition"] = condition
+    grant["Condition"] = condition
     with pytest.raises(PolicyError):
         kms.owned_grantees(policy)
+
+
+@pytest.mark.parametrize("shape", list(kms.GrantShape))
+def test_both_grant_shapes_are_the_tools_own(shape: kms.GrantShape) -> None:
+    grantees = {ONE_ACCOUNT, Grantee(GranteeKind.OU, "o-a1b2c3d4e5/*/ou-ab12-cdef3456/*")}
+    policy = kms.with_grantees({"Statement": []}, grantees, "aws", shape)
+    assert kms.owned_grantees(policy) == grantees
+    assert kms.grant_shapes(policy) == {shape}
+    grants = [s for s in policy["Statement"] if s["Sid"].endswith("Grant")]
+    conditioned = ["kms:GrantIsForAWSResource" in json.dumps(s) for s in grants]
+    assert conditioned == [shape is kms.GrantShape.AWS_RESOURCE] * 2
 
 
 def _orgs_policy(condition: Any) -> dict[str, Any]:
