@@ -42,6 +42,7 @@ class Settings:
     kms_grants: GrantShape = GrantShape.AWS_RESOURCE
     max_removals: int = 25
     share_quota: int = 1000
+    public_quota: int = 5  # EC2 quota "Public AMIs" per Region
     role_arn: str | None = None
 
 
@@ -125,6 +126,7 @@ def _semantic(doc: Located, sha256: str) -> tuple[Manifest | None, list[Problem]
         kms_grants=GrantShape(s.get("kms_grants", GrantShape.AWS_RESOURCE.value)),
         max_removals=s.get("max_removals", 25),
         share_quota=s.get("share_quota", 1000),
+        public_quota=s.get("public_quota", 5),
         role_arn=s.get("role_arn"),
     )
     owners = tuple(Owner(o["role_arn"], tuple(o.get("regions") or ())) for o in data.get("owners") or ())

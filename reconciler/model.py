@@ -236,6 +236,7 @@ class Image:
     tags: tuple[tuple[str, str], ...] = ()
     snapshot_ids: tuple[str, ...] = ()
     encrypted: bool = False
+    product_codes: tuple[str, ...] = ()  # AWS Marketplace product codes (ProductCodeId)
 
     @property
     def tag_map(self) -> dict[str, str]:
@@ -244,6 +245,15 @@ class Image:
     @property
     def key(self) -> tuple[str, str]:
         return (self.region, self.image_id)
+
+
+@dataclass(frozen=True)
+class BlockState:
+    """An account's Block Public Access setting in one Region, for images or snapshots."""
+
+    state: str | None  # None: it could not be read (``why`` says why)
+    managed_by: str = ""  # "account" or "declarative-policy" (an organization's policy)
+    why: str = ""
 
 
 @dataclass(frozen=True)

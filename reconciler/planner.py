@@ -10,7 +10,7 @@ import hashlib
 import json
 import shlex
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -22,6 +22,7 @@ from .kms import Grantee, KeyInfo
 from .manifest import Manifest
 from .model import (
     Action,
+    BlockState,
     Finding,
     Identity,
     Image,
@@ -36,6 +37,7 @@ from .plan import Plan, make_plan
 from .reader import Reader
 
 BLOCK_NEW_SHARING = "block-new-sharing"
+BLOCK_ALL_SHARING = "block-all-sharing"
 LAUNCH, COPY, KMS = OpKind.LAUNCH.value, OpKind.COPY.value, OpKind.KMS.value
 SNAPSHOT = "snapshot"  # digest entry: which key encrypts a managed image's snapshot
 RegionKey = tuple[str, str]  # (region, resource id)
@@ -54,7 +56,7 @@ class CurrentState:
 
     launch: Mapping[RegionKey, frozenset[Principal]]
     # (owner account, Region) -> (Image Block Public Access state or None, why unknown)
-    public_access: Mapping[tuple[str, str], tuple[str | None, str]] = field(default_factory=dict)
+    public_access: Mapping[tuple[str, str], BlockState] = field(default_factory=dict)
     snapshots: Mapping[RegionKey, Snapshot] = field(default_factory=dict)
     copy: Mapping[RegionKey, frozenset[Principal]] = field(default_factory=dict)
     keys: Mapping[RegionKey, KeyInfo] = field(default_factory=dict)  # by snapshot's key id
@@ -62,6 +64,10 @@ class CurrentState:
     # keys the plan would take principals out of; see :func:`read_key_uses`)
     key_uses: Mapping[str, tuple[KeyUse, ...]] = field(default_factory=dict)
     regions: tuple[str, ...] = ()  # the Regions this run covered
+    # (owner account, Region) -> Snapshot Block Public Access, read where a public copy
+    # permission would be added; and how many of the owner's images there are public now
+    snapshot_public_access: Mapping[tuple[str, str], BlockState] = field(default_factory=dict)
+    public_images: Mapping[tuple[str, str], int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,18 @@ def regions_needing_public_check(selection: Selection, launch: Mapping[RegionKey
     return sorted({m.image.region for m in selection.managed
                    if public in m.launch and public not in launch.get(m.image.key, frozenset())
                    and not _encrypted(m, snapshots)})
+
+
+def regions_needing_snapshot_public_check(managed: Sequence[ManagedImage],
+                                          copy: Mapping[RegionKey, frozenset[Principal]],
+                                          snapshots: Mapping[RegionKey, Snapshot]) -> list[str]:
+    """Regions where a public copy permission would be *added* to unencrypted snapshots."""
+    public = Principal.public()
+    return sorted({m.image.region for m in managed
+                   if m.manages_copy and public in m.copy and not _encrypted(m, snapshots)
+                   and not m.image.product_codes
+                   and any(public not in copy.get((m.image.region, s), frozenset())
+                           for s in m.image.snapshot_ids)})
 
 
 def _encrypted(m: ManagedImage, snapshots: Mapping[RegionKey, Snapshot]) -> bool:
@@ -139,15 +157,24 @@ def build_plan(manifest: Manifest, readers: Reader | Sequence[Scope],
     snapshots: dict[RegionKey, Snapshot] = {}
     copy: dict[RegionKey, frozenset[Principal]] = {}
     keys: dict[RegionKey, KeyInfo] = {}
-    public_access: dict[tuple[str, str], tuple[str | None, str]] = {}
+    public_access: dict[tuple[str, str], BlockState] = {}
+    snapshot_access: dict[tuple[str, str], BlockState] = {}
     for account, reader in owners.items():
         mine = [m for m in selection.managed if m.image.owner_id == account]
         _read_owner(manifest, reader, mine, launch, snapshots, copy, keys)
         check = regions_needing_public_check(Selection(tuple(mine), ()), launch, snapshots)
         public_access.update({(account, r): res for r, res in
                               zip(check, reader.map(reader.public_access_block, check), strict=True)})
+        check = regions_needing_snapshot_public_check(mine, copy, snapshots)
+        snapshot_access.update({(account, r): res for r, res in zip(
+            check, reader.map(reader.snapshot_public_access_block, check), strict=True)})
+    public_images: dict[tuple[str, str], int] = defaultdict(int)
+    for region, found in images.items():
+        for img in found:
+            public_images[(img.owner_id, region)] += img.public
     state = CurrentState(launch, public_access, snapshots, copy, keys,
-                         regions=tuple(sorted(listed)))
+                         regions=tuple(sorted(listed)), snapshot_public_access=snapshot_access,
+                         public_images=dict(public_images))
     plan = compute_plan(manifest, identity, selection, state, options)
     removing = {op.resource for op in plan.operations
                 if op.kind is OpKind.KMS and op.action is Action.REMOVE}
@@ -244,56 +271,183 @@ def _f(sev: Severity, code: str, region: str, resource: str, msg: str) -> Findin
     return Finding(sev, code, region, resource, msg)
 
 
-def _image_checks(manifest: Manifest, v: _ImageView, state: CurrentState,
-                  findings: list[Finding]) -> None:
-    """Findings for one image; marks it blocked or principals as impossible to add."""
+def _label(img: Image) -> str:
+    return f"{img.image_id} ({img.name})"
+
+
+def _check_quota(manifest: Manifest, v: _ImageView, state: CurrentState) -> Iterator[Finding]:
+    """EC2 quota "AMI sharing" (share_quota): entities after the plan, public not counted."""
     m, img = v.m, v.m.image
-    label = f"{img.image_id} ({img.name})"
-    entities = len(m.launch) - (Principal.public() in m.launch)
+    after = set(m.launch) if manifest.settings.prune else set(m.launch) | v.current
+    entities = len(after - {Principal.public()})
     if entities > manifest.settings.share_quota:
-        findings.append(_f(Severity.ERROR, "share-quota", img.region, img.image_id,
-                           f"{label} would be shared with {entities} entities by rules "
-                           f"{', '.join(m.rules)}; share_quota is {manifest.settings.share_quota}"))
         v.blocked = True
+        kept = "" if manifest.settings.prune else " (with the permissions prune: false keeps)"
+        yield _f(Severity.ERROR, "share-quota", img.region, img.image_id,
+                 f"{_label(img)} would be shared with {entities} entities by rules "
+                 f"{', '.join(m.rules)}{kept}; share_quota is {manifest.settings.share_quota}")
+
+
+def _check_snapshots(manifest: Manifest, v: _ImageView, state: CurrentState) -> Iterator[Finding]:
+    img = v.m.image
     for sid in img.snapshot_ids:
         if (img.region, sid) not in state.snapshots:
-            findings.append(_f(Severity.ERROR, "snapshot-not-found", img.region, img.image_id,
-                               f"{label}: backing snapshot {sid} was not found or is not readable "
-                               "by the caller (ec2:DescribeSnapshots)"))
             v.blocked = True
-    encrypted = _encrypted(m, state.snapshots)
-    if encrypted and manifest.settings.kms != "off":
-        _key_checks(v, state, findings)
-    public = Principal.public()
-    if public in m.launch and public not in v.current:
-        if encrypted:
-            findings.append(_f(Severity.ERROR, "encrypted-public", img.region, img.image_id,
-                               f"{label} is backed by encrypted snapshots and can never be made "
-                               f"public; remove `public` from rules {', '.join(m.launch[public])}"))
-            v.cannot_add.add(public)
-        else:
-            block, why = state.public_access.get((img.owner_id, img.region), (None, "not read"))
-            if block == BLOCK_NEW_SHARING:
-                findings.append(_f(
-                    Severity.ERROR, "public-access-blocked", img.region, img.image_id,
-                    f"{label} cannot be made public: Image Block Public Access is "
-                    f"{BLOCK_NEW_SHARING} in {img.region} (EC2 console > AMIs > Block public "
-                    f"access, or aws ec2 disable-image-block-public-access --region {img.region})"))
-                v.cannot_add.add(public)
-            elif block is None:
-                findings.append(_f(
-                    Severity.WARNING, "public-access-unknown", img.region, img.image_id,
-                    f"could not read Image Block Public Access in {img.region} ({why}); if it "
-                    f"blocks new public sharing, making {img.image_id} public will fail at apply"))
-    if public in m.copy and encrypted:
-        findings.append(_f(Severity.ERROR, "encrypted-public", img.region, img.image_id,
-                           f"{label}: encrypted snapshots cannot be shared publicly; remove "
-                           f"`public` from `copy` in rules {', '.join(m.copy[public])}"))
+            yield _f(Severity.ERROR, "snapshot-not-found", img.region, img.image_id,
+                     f"{_label(img)}: backing snapshot {sid} was not found or is not readable "
+                     "by the caller (ec2:DescribeSnapshots)")
+
+
+def _check_keys(manifest: Manifest, v: _ImageView, state: CurrentState) -> Iterator[Finding]:
+    if manifest.settings.kms != "off" and _encrypted(v.m, state.snapshots):
+        found: list[Finding] = []
+        _key_checks(v, state, found)
+        yield from found
+
+
+def _block_problem(block: BlockState, what: str, region: str, fix: str) -> str:
+    if block.managed_by == "declarative-policy":
+        return (f"{what} Block Public Access is {block.state} in {region}, set by an AWS "
+                "Organizations declarative policy: it cannot be changed from this account "
+                "(ask the organization's administrators)")
+    return f"{what} Block Public Access is {block.state} in {region} ({fix})"
+
+
+def _check_public_launch(manifest: Manifest, v: _ImageView, state: CurrentState) -> Iterator[Finding]:
+    """EC2 User Guide, "Make your AMI public" and "Understand block public access for AMIs"."""
+    m, img, public = v.m, v.m.image, Principal.public()
+    if public not in m.launch or public in v.current:
+        return
+    rules = ", ".join(m.launch[public])
+    if _encrypted(m, state.snapshots):
+        v.cannot_add.add(public)
+        yield _f(Severity.ERROR, "encrypted-public", img.region, img.image_id,
+                 f"{_label(img)} is backed by encrypted snapshots and can never be made "
+                 f"public; remove `public` from rules {rules}")
+        return
+    if img.product_codes:
+        v.cannot_add.add(public)
+        yield _f(Severity.ERROR, "public-product-code", img.region, img.image_id,
+                 f"{_label(img)} has AWS Marketplace product codes "
+                 f"({', '.join(img.product_codes)}); images with product codes cannot be made "
+                 f"public. Remove `public` from rules {rules}, or share with accounts")
+        return
+    block = state.public_access.get((img.owner_id, img.region), BlockState(None, why="not read"))
+    if block.state == BLOCK_NEW_SHARING:
+        v.cannot_add.add(public)
+        yield _f(Severity.ERROR, "public-access-blocked", img.region, img.image_id,
+                 f"{_label(img)} cannot be made public: " + _block_problem(
+                     block, "Image", img.region, "EC2 console > AMIs > Block public access, or "
+                     f"aws ec2 disable-image-block-public-access --region {img.region}"))
+    elif block.state is None:
+        yield _f(Severity.WARNING, "public-access-unknown", img.region, img.image_id,
+                 f"could not read Image Block Public Access in {img.region} ({block.why}); if "
+                 f"it blocks new public sharing, making {img.image_id} public will fail at apply")
+
+
+def _check_public_copy(manifest: Manifest, v: _ImageView, state: CurrentState) -> Iterator[Finding]:
+    """EC2 API ModifySnapshotAttribute: encrypted snapshots and snapshots with product codes
+    cannot be made public; Snapshot Block Public Access may forbid it."""
+    m, img, public = v.m, v.m.image, Principal.public()
+    if public not in m.copy:
+        return
+    rules = ", ".join(m.copy[public])
+    if _encrypted(m, state.snapshots):
         v.copy_cannot_add.add(public)
-    if public in v.current and public not in m.launch and not manifest.settings.prune:
-        findings.append(_f(Severity.WARNING, "undeclared-public", img.region, img.image_id,
-                           f"{label} is public but no rule declares `public`; it stays public "
-                           "because settings.prune is false"))
+        yield _f(Severity.ERROR, "encrypted-public", img.region, img.image_id,
+                 f"{_label(img)}: encrypted snapshots cannot be shared publicly; remove "
+                 f"`public` from `copy` in rules {rules}")
+        return
+    if not m.manages_copy or all(public in state.copy.get((img.region, s), frozenset())
+                                 for s in img.snapshot_ids):
+        return
+    if img.product_codes:
+        v.copy_cannot_add.add(public)
+        yield _f(Severity.ERROR, "public-product-code", img.region, img.image_id,
+                 f"{_label(img)}: snapshots with AWS Marketplace product codes cannot be made "
+                 f"public; remove `public` from `copy` in rules {rules}")
+        return
+    block = state.snapshot_public_access.get((img.owner_id, img.region),
+                                             BlockState(None, why="not read"))
+    if block.state in (BLOCK_NEW_SHARING, BLOCK_ALL_SHARING):
+        v.copy_cannot_add.add(public)
+        yield _f(Severity.ERROR, "snapshot-public-access-blocked", img.region, img.image_id,
+                 f"{_label(img)}: its snapshots cannot be made public: " + _block_problem(
+                     block, "Snapshot", img.region, "aws ec2 disable-snapshot-block-public-access "
+                     f"--region {img.region}"))
+    elif block.state is None:
+        yield _f(Severity.WARNING, "snapshot-public-access-unknown", img.region, img.image_id,
+                 f"could not read Snapshot Block Public Access in {img.region} ({block.why}); "
+                 f"if it blocks public sharing, the public copy permission on the snapshots of "
+                 f"{img.image_id} will fail at apply")
+
+
+def _check_copy_marketplace(manifest: Manifest, v: _ImageView,
+                            state: CurrentState) -> Iterator[Finding]:
+    """EC2 User Guide, "Copy an AMI": an AMI derived from AWS Marketplace cannot be copied to
+    another account, so a copy grant does not let the consumer copy it."""
+    m, img = v.m, v.m.image
+    grantees = [p for p in m.copy if not p.is_public]
+    if img.product_codes and grantees:
+        yield _f(Severity.WARNING, "copy-marketplace", img.region, img.image_id,
+                 f"{_label(img)} has AWS Marketplace product codes "
+                 f"({', '.join(img.product_codes)}): consumers cannot copy it to their account, "
+                 "so the copy permission of rules "
+                 f"{', '.join(sorted({r for p in grantees for r in m.copy[p]}))} only lets them "
+                 "create volumes from its snapshots")
+
+
+def _check_undeclared_public(manifest: Manifest, v: _ImageView,
+                             state: CurrentState) -> Iterator[Finding]:
+    img, public = v.m.image, Principal.public()
+    if public in v.current and public not in v.m.launch and not manifest.settings.prune:
+        yield _f(Severity.WARNING, "undeclared-public", img.region, img.image_id,
+                 f"{_label(img)} is public but no rule declares `public`; it stays public "
+                 "because settings.prune is false")
+
+
+# The checks run on every managed image, in this order: each yields findings and may mark
+# the image blocked or a principal impossible to add. A new check is one function here.
+IMAGE_CHECKS: tuple[Callable[[Manifest, _ImageView, CurrentState], Iterator[Finding]], ...] = (
+    _check_quota, _check_snapshots, _check_keys, _check_public_launch, _check_public_copy,
+    _check_copy_marketplace, _check_undeclared_public)
+
+
+def _image_checks(manifest: Manifest, v: _ImageView, state: CurrentState,
+                  findings: list[Finding]) -> None:
+    for check in IMAGE_CHECKS:
+        findings.extend(check(manifest, v, state))
+
+
+def _public_quota(manifest: Manifest, views: Sequence[_ImageView], state: CurrentState,
+                  findings: list[Finding]) -> None:
+    """EC2 quota "Public AMIs" (5 per Region by default, public_quota here): the images the
+    plan would make public, counted with those that already are and stay public."""
+    public = Principal.public()
+    gaining: dict[tuple[str, str], list[_ImageView]] = defaultdict(list)
+    losing: dict[tuple[str, str], int] = defaultdict(int)
+    for v in views:
+        place = (v.m.image.owner_id, v.m.image.region)
+        if public in v.m.launch and public not in v.current and public not in v.cannot_add \
+                and not v.blocked:
+            gaining[place].append(v)
+        elif public in v.current and public not in v.m.launch and manifest.settings.prune \
+                and not v.blocked:
+            losing[place] += 1
+    limit = manifest.settings.public_quota
+    for place, new in sorted(gaining.items()):
+        after = state.public_images.get(place, 0) - losing[place] + len(new)
+        if after <= limit:
+            continue
+        for v in new:
+            v.cannot_add.add(public)
+            img = v.m.image
+            findings.append(_f(
+                Severity.ERROR, "public-quota", img.region, img.image_id,
+                f"{_label(img)} cannot be made public: {img.region} would have {after} public "
+                f"AMIs, over the quota of {limit} (EC2 quota \"Public AMIs\"); make others "
+                "private, or raise the quota (Service Quotas, L-0E3CBAB9) and "
+                "settings.public_quota"))
 
 
 def _key_checks(v: _ImageView, state: CurrentState, findings: list[Finding]) -> None:
@@ -566,6 +720,7 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
              for m in selection.managed]
     for v in views:
         _image_checks(manifest, v, state, findings)
+    _public_quota(manifest, views, state, findings)
 
     ops: list[Operation] = []
     unchanged = 0

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 from .aws import CallError, Clients, aws_call
 from .errors import AwsError
 from .kms import KeyInfo
-from .model import Identity, Image, Principal, Snapshot
+from .model import BlockState, Identity, Image, Principal, Snapshot
 from .progress import NoProgress, Progress
 
 SNAPSHOT_BATCH = 200
@@ -58,6 +58,8 @@ def parse_image(raw: dict[str, Any], region: str) -> Image:
         tags=tags,
         snapshot_ids=tuple(snaps),
         encrypted=encrypted,
+        product_codes=tuple(sorted(str(c.get("ProductCodeId", "")) for c in
+                                   raw.get("ProductCodes") or [])),
     )
 
 
@@ -139,16 +141,26 @@ class Reader:
         results = self.map(self.launch_permissions, list(images), "Reading launch permissions")
         return {img.key: perms for img, perms in zip(images, results, strict=True)}
 
-    def public_access_block(self, region: str) -> tuple[str | None, str]:
-        """Image Block Public Access state of ``region``: (state, "") or (None, why unknown).
-        Any failure to read it is "unknown" (a warning finding), never a stop."""
+    def public_access_block(self, region: str) -> BlockState:
+        """Image Block Public Access of ``region``. Any failure to read it is "unknown"
+        (a warning finding), never a stop."""
         try:
             with aws_call("ec2", "GetImageBlockPublicAccessState"):
                 resp = self.clients.get("ec2", region).get_image_block_public_access_state()
-                state = str(resp["ImageBlockPublicAccessState"])
+                return BlockState(str(resp["ImageBlockPublicAccessState"]),
+                                  str(resp.get("ManagedBy") or ""))
         except CallError as exc:
-            return None, str(exc)
-        return state, ""
+            return BlockState(None, why=str(exc))
+
+    def snapshot_public_access_block(self, region: str) -> BlockState:
+        """Snapshot Block Public Access of ``region`` (read only where a public copy
+        permission would be added); unknown on any failure, like the image one."""
+        try:
+            with aws_call("ec2", "GetSnapshotBlockPublicAccessState"):
+                resp = self.clients.get("ec2", region).get_snapshot_block_public_access_state()
+                return BlockState(str(resp["State"]), str(resp.get("ManagedBy") or ""))
+        except CallError as exc:
+            return BlockState(None, why=str(exc))
 
     def snapshots(self, region: str, snapshot_ids: Sequence[str]) -> dict[str, Snapshot]:
         """The given snapshots, ``SNAPSHOT_BATCH`` IDs per call. Missing ones are left out."""

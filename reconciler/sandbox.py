@@ -150,6 +150,11 @@ def install_moto_extensions() -> None:
 
     EC2Response.get_image_block_public_access_state = get_image_block_public_access_state  # type: ignore[attr-defined]
 
+    def get_snapshot_block_public_access_state(self: Any) -> Any:
+        return ActionResult({"State": "unblocked", "ManagedBy": "account"})
+
+    EC2Response.get_snapshot_block_public_access_state = get_snapshot_block_public_access_state  # type: ignore[attr-defined]
+
     # moto applies a key policy's Deny statements without their Condition, so an ordinary
     # "deny everyone outside the organization" statement refused the owner's own DescribeKey.
     # The emulated caller is the key's owner, whom such statements do not deny: skip it.

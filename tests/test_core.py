@@ -20,6 +20,7 @@ from reconciler.kms import KeyInfo
 from reconciler.manifest import Manifest, parse_manifest
 from reconciler.model import (
     Action,
+    BlockState,
     Finding,
     Identity,
     Image,
@@ -364,7 +365,7 @@ def base_state(launch=None, **overrides) -> CurrentState:
     launch = BASE_LAUNCH if launch is None else launch
     kw = dict(snapshots={(EU, "snap-0000000000000009a"): Snapshot("snap-0000000000000009a", EU)},
               copy={(EU, "snap-0000000000000009a"): frozenset({P_HAND})},
-              public_access={(ACCOUNT, US): ("unblocked", "")})
+              public_access={(ACCOUNT, US): BlockState("unblocked")})
     kw.update(overrides)
     return state(launch, **kw)
 
@@ -459,9 +460,9 @@ def test_encrypted_public_is_error_and_only_public_add_suppressed(kms_mode):
 @pytest.mark.parametrize(
     ("access", "expected_findings", "public_added"),
     [
-        (("block-new-sharing", ""), [("error", "public-access-blocked", ami(3))], False),
-        (("unblocked", ""), [], True),
-        ((None, "AccessDenied: ec2:GetImageBlockPublicAccessState"),
+        (BlockState("block-new-sharing"), [("error", "public-access-blocked", ami(3))], False),
+        (BlockState("unblocked"), [], True),
+        (BlockState(None, why="AccessDenied: ec2:GetImageBlockPublicAccessState"),
          [("warning", "public-access-unknown", ami(3))], True),
     ],
     ids=["blocked", "unblocked", "unknown"],
@@ -473,9 +474,9 @@ def test_image_block_public_access(access, expected_findings, public_added):
     assert any(o.principal.is_public for o in plan.operations) is public_added
     # the other images' changes are unaffected
     assert ("add", ami(1), STAGING, "golden") in launch_ops(plan)
-    if access[0] == "block-new-sharing":
+    if access.state == "block-new-sharing":
         assert "disable-image-block-public-access --region us-east-1" in plan.findings[0].message
-    if access[0] is None:
+    if access.state is None:
         assert "AccessDenied: ec2:GetImageBlockPublicAccessState" in plan.findings[0].message
 
 
@@ -587,7 +588,7 @@ def full_plan() -> tuple[Manifest, Plan]:
     plain = Snapshot("snap-0000000000000009a", EU)
     st = base_state(snapshots={(EU, plain.snapshot_id): plain, (US, snap.snapshot_id): snap},
                     keys={(US, KEY): customer_key()},
-                    public_access={(ACCOUNT, US): ("block-new-sharing", "")},
+                    public_access={(ACCOUNT, US): BlockState("block-new-sharing")},
                     launch={**BASE_LAUNCH, (US, ami(0xE)): set()})
     return m, plan_for(m, images, st)
 

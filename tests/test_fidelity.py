@@ -8,7 +8,9 @@ import json
 from typing import Any
 
 import boto3
-from helpers import Images
+import pytest
+from helpers import ACCOUNT, Images
+from test_aws import counted_clients
 from test_kms import (
     OU,
     PROD,
@@ -25,6 +27,9 @@ from test_kms import (
 from reconciler import kms
 from reconciler.kms import Grantee, GranteeKind
 from reconciler.manifest import parse_manifest
+from reconciler.model import OpKind
+from reconciler.planner import build_plan
+from reconciler.reader import Reader
 from reconciler.render import key_policy_details, text_lines
 
 # ----------------------------------------------------------------- 1. Auto Scaling consumers
@@ -107,3 +112,120 @@ def test_compact_policy_holds_the_most_accounts_and_one_more_is_refused(aws: Ima
         KeyId=key, PolicyName="default")["Policy"]
     assert len(text.encode()) == _size(fits) <= 32_768, "sent compact, measured as sent"
     assert len(owned(json.loads(text))[kms.SID_ACCOUNTS]["Principal"]["AWS"]) == fits
+
+
+# ----------------------------------------------------------------- 4. public-share rules
+
+
+def _public_manifest(rules: str, settings: str = "") -> bytes:
+    return manifest(rules, ", allow_public: true" + settings)
+
+
+def _set_product_codes(image_id: str, *codes: str) -> None:
+    from moto.ec2.models import ec2_backends
+
+    ec2_backends[ACCOUNT]["us-east-1"].amis[image_id].product_codes = [
+        {"ProductCodeId": c, "ProductCodeType": "marketplace"} for c in codes]
+
+
+def test_marketplace_image_cannot_be_public_and_cannot_be_copied(aws: Images) -> None:
+    """EC2 User Guide, "Make your AMI public": AMIs with product codes can't be made public;
+    "Copy an AMI": an AMI derived from AWS Marketplace cannot be copied across accounts."""
+    image = aws.create("golden-market")
+    _set_product_codes(image, "8fd3k2dgc6qnd1b9lqd3j1g0z")
+    plan = replan(_public_manifest(
+        '  - {name: golden, select: {name: "golden-*"}, launch: [public, prod], copy: [prod]}\n'))
+    by_code = {f.code: f for f in plan.findings}
+    assert by_code["public-product-code"].severity.value == "error"
+    assert "8fd3k2dgc6qnd1b9lqd3j1g0z" in by_code["public-product-code"].message
+    assert by_code["copy-marketplace"].severity.value == "warning"
+    launch = [(o.action.value, o.principal.label) for o in plan.operations
+              if o.kind is OpKind.LAUNCH]
+    assert launch == [("add", PROD)], "no public share attempted; the account share still goes"
+
+
+def _public_image(aws: Images, name: str) -> str:
+    return aws.create(name, launch=[{"Group": "all"}])
+
+
+def test_public_ami_quota_counts_current_and_planned(aws: Images) -> None:
+    """EC2 User Guide, "AMI quotas": Public AMIs, 5 per Region (adjustable, L-0E3CBAB9)."""
+    for i in range(4):
+        _public_image(aws, f"legacy-{i}")  # unmanaged, public: they count
+    a = aws.create("golden-a")
+    b = aws.create("golden-b")
+    rules = '  - {name: golden, select: {name: "golden-*"}, launch: [public]}\n'
+    plan = replan(_public_manifest(rules))
+    errors = {f.resource: f.message for f in plan.errors if f.code == "public-quota"}
+    assert set(errors) == {a, b}
+    assert "6 public AMIs, over the quota of 5" in errors[a]
+    assert not [o for o in plan.operations if o.principal.is_public]
+    raised = replan(_public_manifest(rules, ", public_quota: 6"))
+    assert not raised.errors
+    assert sorted(o.resource for o in raised.operations if o.principal.is_public) == sorted([a, b])
+
+
+def test_block_public_access_set_by_a_declarative_policy(
+        aws: Images, monkeypatch: pytest.MonkeyPatch) -> None:
+    """EC2 API GetImageBlockPublicAccessState: ManagedBy declarative-policy means the state
+    "is managed by a declarative policy and can't be modified by the account"."""
+    from moto.core.responses import ActionResult
+    from moto.ec2.responses import EC2Response
+
+    monkeypatch.setattr(EC2Response, "get_image_block_public_access_state", lambda self: ActionResult(
+        {"ImageBlockPublicAccessState": "block-new-sharing", "ManagedBy": "declarative-policy"}),
+        raising=False)
+    image = aws.create("golden-1")
+    plan = replan(_public_manifest('  - {name: golden, select: {ids: [%s]}, launch: [public]}\n'
+                                   % image))
+    [err] = plan.errors
+    assert err.code == "public-access-blocked"
+    assert "declarative policy" in err.message and "cannot be changed from this account" in err.message
+    assert "disable-image-block-public-access" not in err.message
+    assert plan.operations == ()
+
+
+@pytest.mark.parametrize("state", ["block-all-sharing", "block-new-sharing"])
+def test_public_copy_refused_when_snapshot_block_public_access_blocks_it(
+        aws: Images, monkeypatch: pytest.MonkeyPatch, state: str) -> None:
+    """EC2 API GetSnapshotBlockPublicAccessState: block-all-sharing / block-new-sharing."""
+    from moto.core.responses import ActionResult
+    from moto.ec2.responses import EC2Response
+
+    monkeypatch.setattr(EC2Response, "get_snapshot_block_public_access_state",
+                        lambda self: ActionResult({"State": state, "ManagedBy": "account"}),
+                        raising=False)
+    image = aws.create("golden-1")
+    clients, calls = counted_clients()
+    text = _public_manifest('  - {name: golden, select: {ids: [%s]}, launch: [prod], '
+                            'copy: [public, prod]}\n' % image)
+    plan = build_plan(parse_manifest(text, "m.yaml"), Reader(clients, 4))
+    assert calls.by_op["GetSnapshotBlockPublicAccessState"] == 1
+    assert [f.code for f in plan.errors] == ["snapshot-public-access-blocked"]
+    assert state in plan.errors[0].message
+    copies = [o.principal.label for o in plan.operations if o.kind is OpKind.COPY]
+    assert copies == [PROD], "the account copy grant still goes, the public one does not"
+
+
+def test_encrypted_snapshots_are_never_made_public(aws: Images) -> None:
+    """EC2 API ModifySnapshotAttribute: encrypted snapshots cannot be made public."""
+    key = make_key()
+    encrypted_image(aws, "golden-1", key)
+    plan = replan(_public_manifest(
+        '  - {name: golden, select: {name: "golden-*"}, launch: [prod], copy: [public]}\n'))
+    assert [f.code for f in plan.errors] == ["encrypted-public"]
+    assert not [o for o in plan.operations if o.principal.is_public]
+
+
+# ----------------------------------------------------------------- 5. per-call limits
+
+
+def test_share_quota_with_prune_off_counts_what_is_kept(aws: Images) -> None:
+    kept = [{"UserId": f"70000000000{i}"} for i in range(3)]
+    image = aws.create("golden-1", launch=kept)
+    rules = '  - {name: golden, select: {name: "golden-*"}, launch: [prod, "444455556666"]}\n'
+    plan = replan(manifest(rules, ", prune: false, share_quota: 4"))
+    [err] = plan.errors
+    assert err.code == "share-quota" and err.resource == image
+    assert "5 entities" in err.message and "prune: false keeps" in err.message
+    assert not replan(manifest(rules, ", share_quota: 4")).errors, "with prune, 2 entities"
