@@ -20,6 +20,7 @@ and the others still run.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -27,8 +28,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import botocore.exceptions
+
 from . import kms
-from .aws import Clients, aws_call, describe_error
+from .aws import Clients, aws_call, describe_error, error_code
 from .errors import AwsError
 from .model import Action, Identity, Operation, OpKind, Principal
 
@@ -58,18 +61,35 @@ class WriteError(Exception):
 
 
 @dataclass(frozen=True)
+class Partial:
+    """A write that went through for some of its operations only: these failed, and why."""
+
+    failed: Mapping[Operation, str]
+
+
+@dataclass(frozen=True)
 class Write:
     """One API call and the operations it carries."""
 
     service: str
     api: str
     operations: tuple[Operation, ...]
-    call: Callable[[], Any]
+    call: Callable[[], Partial | None]
     skipped: str = ""  # non-empty: do not call; report the operations failed with this
     verify: Callable[[], str] | None = None  # re-read just before writing: "" or why not
 
 
 LogSink = Callable[[dict[str, Any]], None]
+
+SNAPSHOT_MODIFICATIONS = 500  # EC2 API ModifySnapshotAttribute: at most 500 per operation
+MAX_PRINCIPAL_PROBES = 20  # PutKeyPolicy retries to find accounts KMS refuses, per key
+MALFORMED_POLICY = "MalformedPolicyDocumentException"
+# ModifyImageAttribute refusals of an entry of the call (an unknown or malformed account, a
+# public share AWS does not allow), not of the call itself (permissions, throttling).
+ENTRY_REFUSALS = frozenset({"InvalidAMIAttributeItemValue", "InvalidUserID.Malformed",
+                            "InvalidParameterValue", "InvalidParameter",
+                            "InvalidParameterCombination", "OperationNotPermitted",
+                            "UnsupportedOperation", "ResourceLimitExceeded"})
 
 
 def _by_resource(ops: Sequence[Operation]) -> dict[tuple[str, str], list[Operation]]:
@@ -173,87 +193,150 @@ class Applier:
     # ------------------------------------------------------------------ calls
 
     def _launch_write(self, region: str, image_id: str, ops: Sequence[Operation]) -> Write:
-        perm: dict[str, Any] = {}
-        adds = [o.principal.to_dict() for o in ops if o.action is Action.ADD]
-        removes = [o.principal.to_dict() for o in ops if o.action is Action.REMOVE]
-        if adds:
-            perm["Add"] = adds
-        if removes:
-            perm["Remove"] = removes
+        adds = [o for o in ops if o.action is Action.ADD]
+        removes = [o for o in ops if o.action is Action.REMOVE]
 
-        def call() -> Any:
-            return self._client("ec2", region, image_id).modify_image_attribute(
-                ImageId=image_id, Attribute="launchPermission", LaunchPermission=perm)
+        def modify(entries: dict[str, Any]) -> None:
+            self._client("ec2", region, image_id).modify_image_attribute(
+                ImageId=image_id, Attribute="launchPermission", LaunchPermission=entries)
+
+        def call() -> Partial | None:
+            perm = {k: [o.principal.to_dict() for o in v]
+                    for k, v in (("Add", adds), ("Remove", removes)) if v}
+            try:
+                modify(perm)
+            except botocore.exceptions.ClientError as exc:
+                if not (adds and removes) or error_code(exc) not in ENTRY_REFUSALS:
+                    raise
+                # AWS refuses the whole call for one bad Add (an unknown account, say): the
+                # removals, often revocations that matter, must not be lost with it.
+                modify({"Remove": perm["Remove"]})
+                why = describe_error(exc, "ec2", "ModifyImageAttribute")
+                return Partial({o: f"{why} (the removals of this call were retried alone "
+                                   "and applied)" for o in adds})
+            return None
 
         return Write("ec2", "ModifyImageAttribute", tuple(ops), call,
                      verify=self._verifier(OpKind.LAUNCH, region, image_id))
 
-    def _copy_write(self, region: str, snapshot_id: str, action: Action,
-                    ops: Sequence[Operation]) -> Write:
-        users = [o.principal.value for o in ops if not o.principal.is_public]
-        groups = ["all"] if any(o.principal.is_public for o in ops) else []
-        # The OperationType form: AWS accepts it, and one call may only add or only remove.
-        params: dict[str, Any] = {"SnapshotId": snapshot_id, "Attribute": "createVolumePermission",
-                                  "OperationType": action.value}
-        if users:
-            params["UserIds"] = users
-        if groups:
-            params["GroupNames"] = groups
+    def _launch_writes(self, region: str, image_id: str, ops: Sequence[Operation]) -> list[Write]:
+        return [self._launch_write(region, image_id, ops)]
 
-        def call() -> Any:
-            return self._client("ec2", region, snapshot_id).modify_snapshot_attribute(**params)
+    def _copy_writes(self, region: str, snapshot_id: str, action: Action,
+                     ops: Sequence[Operation]) -> list[Write]:
+        """One call per direction, at most :data:`SNAPSHOT_MODIFICATIONS` entries each."""
+        verify = self._verifier(OpKind.COPY, region, snapshot_id)
+        ordered = sorted(ops, key=lambda o: o.principal.sort_key)
+        writes = []
+        for i in range(0, len(ordered), SNAPSHOT_MODIFICATIONS):
+            chunk = ordered[i:i + SNAPSHOT_MODIFICATIONS]
+            users = [o.principal.value for o in chunk if not o.principal.is_public]
+            groups = ["all"] if any(o.principal.is_public for o in chunk) else []
+            # The OperationType form: AWS accepts it, and one call may only add or only remove.
+            params: dict[str, Any] = {"SnapshotId": snapshot_id,
+                                      "Attribute": "createVolumePermission",
+                                      "OperationType": action.value}
+            if users:
+                params["UserIds"] = users
+            if groups:
+                params["GroupNames"] = groups
 
-        return Write("ec2", "ModifySnapshotAttribute", tuple(ops), call,
-                     verify=self._verifier(OpKind.COPY, region, snapshot_id))
+            def call(params: dict[str, Any] = params) -> None:
+                self._client("ec2", region, snapshot_id).modify_snapshot_attribute(**params)
+
+            writes.append(Write("ec2", "ModifySnapshotAttribute", tuple(chunk), call,
+                                verify=verify))
+        return writes
 
     def _key_write(self, region: str, key_arn: str, ops: Sequence[Operation],
                    action: Action) -> Write:
         partition = key_arn.split(":")[1] if key_arn.count(":") >= 5 else self.identity.partition
 
-        def call() -> Any:
+        def call() -> Partial | None:
             client = self._client("kms", region, key_arn)
             with aws_call("kms", "GetKeyPolicy", key_arn):
                 text = client.get_key_policy(KeyId=key_arn, PolicyName="default")["Policy"]
             current = kms.parse_policy(text)
-            grantees = kms.owned_grantees(current)
+            before = kms.owned_grantees(current)
             changed = {g for g in (kms.grantee_of(o.principal) for o in ops) if g is not None}
-            grantees = grantees | changed if action is Action.ADD else grantees - changed
-            new = kms.with_grantees(current, grantees, partition, self.grant_shape)
-            size = kms.policy_bytes(new)
-            if size > kms.MAX_POLICY_BYTES:
-                raise WriteError(f"the new policy would be {size:,} bytes, over the KMS limit "
-                                 f"of {kms.MAX_POLICY_BYTES:,}; nothing written")
-            # The lockout safety check stays on (BypassPolicyLockoutSafetyCheck=False).
-            return client.put_key_policy(KeyId=key_arn, PolicyName="default",
-                                         Policy=kms.serialize(new),
-                                         BypassPolicyLockoutSafetyCheck=False)
+            after = before | changed if action is Action.ADD else before - changed
+
+            def put(grantees: set[kms.Grantee]) -> None:
+                new = kms.with_grantees(current, grantees, partition, self.grant_shape)
+                size = kms.policy_bytes(new)
+                if size > kms.MAX_POLICY_BYTES:
+                    raise WriteError(f"the new policy would be {size:,} bytes, over the KMS "
+                                     f"limit of {kms.MAX_POLICY_BYTES:,}; nothing written")
+                # The lockout safety check stays on (BypassPolicyLockoutSafetyCheck=False).
+                client.put_key_policy(KeyId=key_arn, PolicyName="default",
+                                      Policy=kms.serialize(new),
+                                      BypassPolicyLockoutSafetyCheck=False)
+
+            try:
+                put(after)
+            except botocore.exceptions.ClientError as exc:
+                if error_code(exc) != MALFORMED_POLICY or action is not Action.ADD:
+                    raise
+                bad = self._find_bad_accounts(put, before, changed - before, exc)
+                why = describe_error(exc, "kms", "PutKeyPolicy")
+                return Partial({o: f"{why} (this account does not exist or is not visible to "
+                                   "KMS; the key's other principals were written without it)"
+                                for o in ops if kms.grantee_of(o.principal) in bad})
+            return None
 
         return Write("kms", "PutKeyPolicy", tuple(ops), call)
 
+    @staticmethod
+    def _find_bad_accounts(put: Callable[[set[kms.Grantee]], None], before: set[kms.Grantee],
+                           new: set[kms.Grantee], refusal: Exception) -> set[kms.Grantee]:
+        """KMS refuses a whole policy for one principal that does not exist
+        (MalformedPolicyDocumentException): try each new account once, on top of what is
+        known to be good, and return the ones refused. Bounded; re-raises ``refusal`` when
+        the culprit is not a single new account."""
+        suspects = sorted(g for g in new if g.kind is kms.GranteeKind.ACCOUNT)
+        good = before | (new - set(suspects))  # organizations and OUs are conditions
+        if not suspects or len(suspects) > MAX_PRINCIPAL_PROBES:
+            raise refusal
+        bad = set()
+        for g in suspects:
+            try:
+                put(good | {g})
+            except botocore.exceptions.ClientError as exc:
+                if error_code(exc) != MALFORMED_POLICY:
+                    raise
+                bad.add(g)
+                continue
+            good.add(g)
+        if bad == set(suspects):
+            raise refusal  # not one bad principal: nothing was written
+        return bad
+
     # ------------------------------------------------------------------ running
 
-    def _attempt(self, write: Write) -> tuple[bool, str, str]:
-        """Run one write: (ok, error message, log result)."""
+    def _attempt(self, write: Write) -> tuple[bool, str, str, Partial | None]:
+        """Run one write: (ok, error message, log result, the operations that failed alone)."""
         if self.stop.is_set():
-            return False, "not applied: interrupted before this write started", "not-applied"
+            return False, "not applied: interrupted before this write started", "not-applied", None
         if write.skipped:
-            return False, write.skipped, "skipped"
+            return False, write.skipped, "skipped", None
         try:
             why = write.verify() if write.verify is not None else ""
             if why:
-                return False, why, "skipped"
-            write.call()
-            return True, "", "applied"
+                return False, why, "skipped", None
+            partial = write.call()
+            return True, "", "applied", partial if isinstance(partial, Partial) else None
         except (WriteError, kms.PolicyError) as exc:
-            return False, f"{write.service}:{write.api} refused: {exc}", "failed"
+            return False, f"{write.service}:{write.api} refused: {exc}", "failed", None
         except AwsError as exc:  # a read before the write failed; the message names it
-            return False, str(exc), "failed"
+            return False, str(exc), "failed", None
         except Exception as exc:  # whatever AWS, a proxy or the SDK answered: a failed write
-            return False, describe_error(exc, write.service, write.api), "failed"
+            return False, describe_error(exc, write.service, write.api), "failed", None
 
     def _run(self, write: Write) -> list[Outcome]:
-        ok, error, result = self._attempt(write)
-        outcomes = [Outcome(op, ok, error) for op in write.operations]
+        ok, error, result, partial = self._attempt(write)
+        failed = partial.failed if partial is not None else {}
+        outcomes = [Outcome(op, False, failed[op]) if op in failed else Outcome(op, ok, error)
+                    for op in write.operations]
         now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         with self._lock:
             for o in outcomes:
@@ -262,7 +345,8 @@ class Applier:
                     owner = self.resource_owner.get((op.region, op.resource))
                     self.log({"time": now, "caller": self.identity.arn, "api": write.api,
                               **({"owner": owner} if owner else {}),
-                              **op.to_dict(), "result": result,
+                              **op.to_dict(),
+                              "result": "failed" if op in failed else result,
                               **({"error": o.error} if o.error else {})})
                 if self.progress is not None:
                     self.progress(o)
@@ -276,9 +360,33 @@ class Applier:
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(writes))) as pool:
             return [o for result in pool.map(self._run, writes) for o in result]
 
-    def _blocked_by(self, region: str, resource: str, failed_keys: set[str]) -> str:
-        bad = [k for k in self.resource_keys.get((region, resource), ()) if k in failed_keys]
-        return f"skipped: access to KMS key {bad[0]} could not be granted" if bad else ""
+    def _denied(self, region: str, resource: str, op: Operation,
+                denied: Mapping[str, set[kms.Grantee] | None]) -> str:
+        """Why ``op`` (an add on an image or snapshot) must not run: key access for its
+        principal (or for every principal: None) could not be granted; "" when it may."""
+        grantee = kms.grantee_of(op.principal)
+        for key in self.resource_keys.get((region, resource), ()):
+            if key in denied and (denied[key] is None or grantee in (denied[key] or set())):
+                return f"skipped: access to KMS key {key} could not be granted"
+        return ""
+
+    def _gated(self, writes: list[Write], denied: Mapping[str, set[kms.Grantee] | None],
+               make: Callable[[list[Operation]], list[Write]], region: str,
+               resource: str, ops: Sequence[Operation]) -> None:
+        """Add the writes for ``ops``, leaving out (reported) the adds whose key access failed."""
+        blocked: dict[str, list[Operation]] = defaultdict(list)
+        allowed = []
+        for op in ops:
+            why = self._denied(region, resource, op, denied) if op.action is Action.ADD else ""
+            if why:
+                blocked[why].append(op)
+            else:
+                allowed.append(op)
+        for why, skipped in blocked.items():
+            api = "ModifyImageAttribute" if skipped[0].kind is OpKind.LAUNCH else "ModifySnapshotAttribute"
+            writes.append(Write("ec2", api, tuple(skipped), lambda: None, why))
+        if allowed:
+            writes.extend(make(allowed))
 
     def apply(self, ops: Sequence[Operation]) -> ApplyReport:
         p = split(ops)
@@ -287,27 +395,28 @@ class Applier:
         # 1. key access added
         outcomes += self._phase([self._key_write(r, k, o, Action.ADD)
                                  for (r, k), o in sorted(p.key_adds.items())])
-        failed_keys = {o.operation.resource for o in outcomes if not o.ok}
+        denied: dict[str, set[kms.Grantee] | None] = {}
+        for key, key_outcomes in _by_key(outcomes).items():
+            lost = {kms.grantee_of(o.operation.principal) for o in key_outcomes if not o.ok}
+            if lost:
+                all_lost = all(not o.ok for o in key_outcomes)
+                denied[key] = None if all_lost else {g for g in lost if g is not None}
+        failed_keys = {k for k, v in denied.items() if v is None}
 
         # 2. launch permissions, copy permissions added
         writes: list[Write] = []
         for (region, image_id), image_ops in sorted(p.launch.items()):
-            why = self._blocked_by(region, image_id, failed_keys)
-            adds = [o for o in image_ops if o.action is Action.ADD]
-            if why and adds:
-                writes.append(Write("ec2", "ModifyImageAttribute", tuple(adds), lambda: None, why))
-                image_ops = [o for o in image_ops if o.action is Action.REMOVE]
-            if image_ops:
-                writes.append(self._launch_write(region, image_id, image_ops))
+            self._gated(writes, denied, functools.partial(self._launch_writes, region, image_id),
+                        region, image_id, image_ops)
         for (region, snap), snap_ops in sorted(p.copy_adds.items()):
-            why = self._blocked_by(region, snap, failed_keys)
-            w = self._copy_write(region, snap, Action.ADD, snap_ops)
-            writes.append(Write(w.service, w.api, w.operations, w.call, why) if why else w)
+            self._gated(writes, denied,
+                        functools.partial(self._copy_writes, region, snap, Action.ADD),
+                        region, snap, snap_ops)
         outcomes += self._phase(writes)
 
         # 3. copy permissions removed
-        outcomes += self._phase([self._copy_write(r, s, Action.REMOVE, o)
-                                 for (r, s), o in sorted(p.copy_removes.items())])
+        outcomes += self._phase([w for (r, s), o in sorted(p.copy_removes.items())
+                                 for w in self._copy_writes(r, s, Action.REMOVE, o)])
 
         # 4. key access removed — never while a removal it backs has failed
         stranded = {(k, kms.grantee_of(o.operation.principal))
@@ -328,3 +437,10 @@ class Applier:
                 writes.append(self._key_write(region, key, rest, Action.REMOVE))
         outcomes += self._phase(writes)
         return ApplyReport(tuple(outcomes))
+
+
+def _by_key(outcomes: Sequence[Outcome]) -> dict[str, list[Outcome]]:
+    out: dict[str, list[Outcome]] = defaultdict(list)
+    for o in outcomes:
+        out[o.operation.resource].append(o)
+    return out

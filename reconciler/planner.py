@@ -754,6 +754,7 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
                              prune=prune, cannot_add=frozenset(v.cannot_add))
         ops += d.operations
         unchanged += d.unchanged
+        findings += _removals_kept_through_orgs(v, d.operations, prune)
         if v.m.manages_copy:
             for sid in img.snapshot_ids:
                 cur = state.copy.get((img.region, sid), frozenset())
@@ -791,6 +792,26 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
         resource_owner=_owners(selection, state),
         regions=state.regions,
     )
+
+
+def _removals_kept_through_orgs(v: _ImageView, ops: Sequence[Operation],
+                                prune: bool) -> list[Finding]:
+    """EC2 accepts removing an account's launch permission from an image that stays shared
+    with an organization or OU, but an account inside it can still launch the image."""
+    accounts = [o.principal.label for o in ops if o.action is Action.REMOVE
+                and o.principal.kind is PrincipalKind.ACCOUNT]
+    if not accounts:
+        return []
+    orgs = sorted(p.label for p in _after_apply(v.m.launch, v.current, v.blocked, prune,
+                                                 v.cannot_add) if p.is_org_or_ou)
+    if not orgs:
+        return []
+    img = v.m.image
+    return [_f(Severity.INFO, "removal-kept-through-org", img.region, img.image_id,
+               f"{_label(img)}: removing the launch permission of {', '.join(accounts)} "
+               f"does not stop {'it' if len(accounts) == 1 else 'them'} launching the image if "
+               f"{'it is' if len(accounts) == 1 else 'they are'} in {', '.join(orgs)}, which "
+               "the image stays shared with")]
 
 
 def _guard_findings(manifest: Manifest, ops: Sequence[Operation],

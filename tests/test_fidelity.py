@@ -229,3 +229,103 @@ def test_share_quota_with_prune_off_counts_what_is_kept(aws: Images) -> None:
     assert err.code == "share-quota" and err.resource == image
     assert "5 entities" in err.message and "prune: false keeps" in err.message
     assert not replan(manifest(rules, ", share_quota: 4")).errors, "with prune, 2 entities"
+
+
+def test_snapshot_copy_permissions_go_500_per_call(aws: Images) -> None:
+    """EC2 API ModifySnapshotAttribute: "You can make up to 500 modifications to a snapshot
+    in a single operation"."""
+    aws.create("golden-1")
+    many = _accounts(501)
+    text = manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod], copy: [%s]}\n'
+                    % ", ".join(f'"{a}"' for a in many), ", share_quota: 1000")
+    clients, calls = counted_clients()
+    plan, report = plan_and_apply(text, clients)
+    assert not report.failed
+    sizes = [len(params.get("UserIds", [])) for op, params in calls.params
+             if op == "ModifySnapshotAttribute"]
+    assert sorted(sizes) == [1, 500]
+    [snap] = {o.resource for o in plan.operations if o.kind is OpKind.COPY}
+    perms = boto3.client("ec2", region_name="us-east-1").describe_snapshot_attribute(
+        SnapshotId=snap, Attribute="createVolumePermission")["CreateVolumePermissions"]
+    assert sorted(p["UserId"] for p in perms) == many
+    assert replan(text).operations == ()
+
+
+# ----------------------------------------------------------------- 6. removals AWS accepts
+
+
+def test_removing_an_account_from_an_image_shared_with_its_ou_is_said(aws: Images) -> None:
+    image = aws.create("golden-1", launch=[{"UserId": "999988887777"}])
+    plan = replan(manifest('  - {name: golden, select: {name: "golden-*"}, launch: [ou]}\n'))
+    [info] = [f for f in plan.findings if f.code == "removal-kept-through-org"]
+    assert info.resource == image and "999988887777" in info.message and OU in info.message
+    plain = replan(manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod]}\n'))
+    assert not [f for f in plain.findings if f.code == "removal-kept-through-org"]
+
+
+# ----------------------------------------------------------------- 3, 7. refusals of one entry
+
+BAD = "000000000001"  # an account AWS does not know
+
+
+def _refusing(session: boto3.Session, event: str, needle: str, status: int, code: str,
+              message: str) -> list[str]:
+    """Answer the calls whose request mentions ``needle`` as AWS refuses them (error code,
+    message, HTTP status), before they reach the emulator (which would accept them).
+    Returns the list the refused calls are recorded in."""
+    from botocore.awsrequest import AWSResponse
+
+    refused: list[str] = []
+
+    def hook(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        if needle not in str(params.get("body")):
+            return None
+        refused.append(event)
+        http = AWSResponse(params.get("url", ""), status, {}, None)
+        return http, {"Error": {"Code": code, "Message": message},
+                      "ResponseMetadata": {"HTTPStatusCode": status}}
+
+    session.events.register_first(event, hook)
+    return refused
+
+
+def test_one_unknown_account_does_not_block_a_key(aws: Images) -> None:
+    """KMS API PutKeyPolicy: MalformedPolicyDocumentException, "Policy contains a statement
+    with one or more invalid principals." (HTTP 400) when a principal does not exist."""
+    key = make_key()
+    image, _ = encrypted_image(aws, "golden-1", key)
+    clients, calls = counted_clients()
+    refused = _refusing(clients.session, "before-call.kms.PutKeyPolicy", f"iam::{BAD}:root", 400,
+              "MalformedPolicyDocumentException",
+              "Policy contains a statement with one or more invalid principals.")
+    text = manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod, "%s"]}\n' % BAD)
+    plan, report = plan_and_apply(text, clients)
+    failed = {(o.operation.kind.value, o.operation.principal.value): o.error for o in report.failed}
+    assert set(failed) == {("kms_key_access", BAD), ("launch_permission", BAD)}
+    assert "invalid principals" in failed[("kms_key_access", BAD)]
+    assert "does not exist or is not visible to KMS" in failed[("kms_key_access", BAD)]
+    assert "could not be granted" in failed[("launch_permission", BAD)]
+    # the whole policy (refused), then one try per new account: prod (written), BAD (refused)
+    assert len(refused) == 2 and calls.by_op["PutKeyPolicy"] == 1
+    assert [a.split(":")[4] for a in owned(policy_of(key))[kms.SID_ACCOUNTS]["Principal"]["AWS"]] \
+        == [PROD]
+    assert aws.launch(image) == [{"UserId": PROD}], "no launch permission without key access"
+
+
+def test_a_refused_add_does_not_cost_the_removals_of_the_same_call(aws: Images) -> None:
+    """EC2 ModifyImageAttribute refuses the whole call for one bad entry:
+    InvalidAMIAttributeItemValue, 'Invalid attribute item value "..." for userId item type.'"""
+    image = aws.create("golden-1", launch=[{"UserId": "999988887777"}])
+    clients, calls = counted_clients()
+    refused = _refusing(clients.session, "before-call.ec2.ModifyImageAttribute", BAD, 400,
+              "InvalidAMIAttributeItemValue",
+              f'Invalid attribute item value "{BAD}" for userId item type.')
+    text = manifest('  - {name: golden, select: {name: "golden-*"}, launch: ["%s"]}\n' % BAD)
+    plan, report = plan_and_apply(text, clients)
+    assert [(o.operation.action.value, o.operation.principal.value) for o in report.failed] == [
+        ("add", BAD)]
+    assert "InvalidAMIAttributeItemValue" in report.failed[0].error
+    assert [(o.operation.action.value, o.operation.principal.value) for o in report.applied] == [
+        ("remove", "999988887777")]
+    assert len(refused) == 1 and calls.by_op["ModifyImageAttribute"] == 1, "then Remove alone"
+    assert aws.launch(image) == [], "the revocation went through"
