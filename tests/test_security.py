@@ -64,7 +64,7 @@ settings: {{regions: [us-east-1], allow_public: true}}
 images:
   - {{name: enc, select: {{name: "golden-enc"}}, launch: ["{PROD}", "{OU}"], copy: ["{PROD}"]}}
   - {{name: plain, select: {{name: "golden-plain"}}, launch: ["{PROD}"]}}
-  - {{name: pub, select: {{name: "public-base"}}, launch: [public]}}
+  - {{name: pub, select: {{name: "public-base"}}, launch: [public], copy: [public]}}
 """.encode()
     read, write = readme_policies()
 
