@@ -43,7 +43,7 @@ from . import __version__
 from .desired import select
 from .errors import InputError, ReconcilerError, UsageError
 from .files import read_input
-from .kms import KeyInfo
+from .kms import GrantShape, KeyInfo, PolicyError, grant_shapes, parse_policy
 from .manifest import DEFAULT_REGIONS, parse_manifest
 from .model import (
     ORG_ARN_RE,
@@ -322,7 +322,7 @@ def compute_export(account: str, images: Sequence[SharedImage],
     stats = _Stats(
         unshared=sum(1 for s in considered if s.image.state == "available" and not s.launch),
         unavailable=sum(1 for s in considered if s.image.state != "available"),
-        image_filter=image_filter)
+        image_filter=image_filter, kms_grants=_grant_shape(keys))
     identity = Identity(account, f"arn:{partition}:iam::{account}:root")
     left_out: dict[RegionKey, list[str]] = {}
     while True:
@@ -340,11 +340,25 @@ def compute_export(account: str, images: Sequence[SharedImage],
                     known.append(reason)
 
 
+def _grant_shape(keys: Mapping[RegionKey, KeyInfo]) -> GrantShape:
+    """``any`` when every key that has the tool's grant statements has them in that shape,
+    so that the exported manifest plans no rewrite of them."""
+    shapes: set[GrantShape] = set()
+    for info in keys.values():
+        if info.policy:
+            try:
+                shapes |= grant_shapes(parse_policy(info.policy))
+            except PolicyError:
+                continue
+    return GrantShape.ANY if shapes == {GrantShape.ANY} else GrantShape.AWS_RESOURCE
+
+
 @dataclass(frozen=True)
 class _Stats:
     unshared: int
     unavailable: int
     image_filter: ImageFilter | None
+    kms_grants: GrantShape = GrantShape.AWS_RESOURCE  # the shape the keys' statements have
 
 
 def _self_check(text: str, identity: Identity, considered: Sequence[SharedImage],
@@ -595,7 +609,7 @@ def _render(account: str, regions: Sequence[str], chosen: Sequence[SharedImage],
     quota = max(DEFAULT_SHARE_QUOTA,
                 max((len(s.launch - {Principal.public()}) for s in chosen), default=0))
     out = _header(account, regions, stats, len(left_out))
-    out += ["version: 1", "", *_settings(regions, public, quota), ""]
+    out += ["version: 1", "", *_settings(regions, public, quota, stats.kms_grants), ""]
     if names:
         out.append(_setting("principals:", "always quote account IDs"))
         out += [f"  {_q(name)}: {_qv(p.value)}"
@@ -642,7 +656,8 @@ def _header(account: str, regions: Sequence[str], stats: _Stats, left_out: int) 
     return out
 
 
-def _settings(regions: Sequence[str], public: bool, quota: int) -> list[str]:
+def _settings(regions: Sequence[str], public: bool, quota: int,
+              grants: GrantShape = GrantShape.AWS_RESOURCE) -> list[str]:
     out = ["settings:", "  regions: [" + ", ".join(regions) + "]",
            _setting("  prune: true", "remove permissions nobody declared from the images below")]
     if public:
@@ -652,7 +667,10 @@ def _settings(regions: Sequence[str], public: bool, quota: int) -> list[str]:
         out.append("  allow_public: true")
     else:
         out.append(_setting("  allow_public: false", "a rule may name `public` only when true"))
-    out += [_setting("  kms: key-policy", "keep KMS key policies of encrypted images in step"),
+    out.append(_setting("  kms: key-policy", "keep KMS key policies of encrypted images in step"))
+    if grants is GrantShape.ANY:
+        out.append(_setting("  kms_grants: any", "consumers may grant their Auto Scaling role"))
+    out += [
             _setting(f"  max_removals: {DEFAULT_MAX_REMOVALS}",
                      "apply refuses bigger removals without --allow-mass-removal")]
     if quota > DEFAULT_SHARE_QUOTA:

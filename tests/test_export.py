@@ -7,6 +7,7 @@ import json
 import random
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -347,6 +348,21 @@ def test_encrypted_image_whose_consumers_have_key_access_is_exported() -> None:
     keys = {(US, KEY): key_info(P_PROD, P_OU)}
     result = export([shared(a, P_PROD, P_OU)], snapshots=snaps, keys=keys)
     assert result.left_out == () and [i.image_id for i in result.exported] == [a.image_id]
+
+
+def test_grant_statements_for_auto_scaling_are_kept_as_they_are() -> None:
+    """Keys whose grant statements have no kms:GrantIsForAWSResource condition: the export
+    says kms_grants: any, so its plan rewrites nothing (``export`` re-plans to no changes)."""
+    a = image(1, snapshots=["snap-e"])
+    snaps = {(US, "snap-e"): snap("snap-e", key=KEY)}
+    info = key_info(P_PROD, P_OU)
+    policy = kms.with_grantees(json.loads(info.policy or "{}"), {kms.grantee_of(P_PROD),
+                               kms.grantee_of(P_OU)}, "aws", kms.GrantShape.ANY)
+    keys = {(US, KEY): replace(info, policy=json.dumps(policy))}
+    result = export([shared(a, P_PROD, P_OU)], snapshots=snaps, keys=keys)
+    assert yaml.safe_load(result.text)["settings"]["kms_grants"] == "any"
+    assert "kms_grants" not in export([shared(a, P_PROD, P_OU)], snapshots=snaps,
+                                      keys={(US, KEY): info}).text
 
 
 def test_access_through_a_foreign_statement_counts() -> None:
