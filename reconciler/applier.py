@@ -33,7 +33,8 @@ import botocore.exceptions
 from . import kms
 from .aws import Clients, aws_call, describe_error, error_code
 from .errors import AwsError
-from .model import Action, Identity, Operation, OpKind, Principal
+from .model import OWNERSHIP_TAG, Action, Identity, Operation, OpKind, Principal
+from .plan import Ownership
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,15 @@ class Outcome:
     operation: Operation
     ok: bool
     error: str = ""
+
+
+@dataclass(frozen=True)
+class TagReport:
+    """The ownership-tag writes of one apply (bookkeeping, not operations)."""
+
+    tagged: int = 0
+    untagged: int = 0
+    failed: tuple[str, ...] = ()  # one message per failed call
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,7 @@ class Write:
 
 LogSink = Callable[[dict[str, Any]], None]
 
+TAG_BATCH = 1000  # EC2 API CreateTags/DeleteTags: up to 1000 resource IDs per call
 SNAPSHOT_MODIFICATIONS = 500  # EC2 API ModifySnapshotAttribute: at most 500 per operation
 MAX_PRINCIPAL_PROBES = 20  # PutKeyPolicy retries to find accounts KMS refuses, per key
 MALFORMED_POLICY = "MalformedPolicyDocumentException"
@@ -360,6 +371,49 @@ class Applier:
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(writes))) as pool:
             return [o for result in pool.map(self._run, writes) for o in result]
 
+    def tag_calls(self, resources: Sequence[tuple[str, str]], value: str,
+                  add: bool) -> tuple[int, list[str]]:
+        """``CreateTags``/``DeleteTags`` of ``OWNERSHIP_TAG=value`` on (region, ID) pairs,
+        batched per owner account and Region; (resources written, error messages)."""
+        api = "CreateTags" if add else "DeleteTags"
+        groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for region, rid in sorted(resources):
+            groups[(self.resource_owner.get((region, rid), ""), region)].append(rid)
+        done, errors = 0, []
+        tags = [{"Key": OWNERSHIP_TAG, "Value": value}]
+        for (_, region), ids in sorted(groups.items()):
+            for i in range(0, len(ids), TAG_BATCH):
+                batch = ids[i:i + TAG_BATCH]
+                error = ""
+                try:
+                    with aws_call("ec2", api, region):
+                        client = self._client("ec2", region, batch[0])
+                        if add:
+                            client.create_tags(Resources=batch, Tags=tags)
+                        else:
+                            client.delete_tags(Resources=batch, Tags=tags)
+                    done += len(batch)
+                except (AwsError, WriteError) as exc:
+                    error = str(exc)
+                    errors.append(f"{api} of {OWNERSHIP_TAG}={value} on {len(batch)} "
+                                  f"resource(s) in {region} ({batch[0]}...): {error}")
+                self._log_tags(api, region, batch, value, error)
+        return done, errors
+
+    def _log_tags(self, api: str, region: str, ids: Sequence[str], value: str,
+                  error: str) -> None:
+        if self.log is None:
+            return
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+        with self._lock:
+            for rid in ids:
+                self.log({"time": now, "caller": self.identity.arn, "api": api,
+                          "action": "tag" if api == "CreateTags" else "untag",
+                          "kind": "ownership_tag", "region": region, "resource": rid,
+                          "tag": f"{OWNERSHIP_TAG}={value}",
+                          "result": "failed" if error else "applied",
+                          **({"error": error} if error else {})})
+
     def _denied(self, region: str, resource: str, op: Operation,
                 denied: Mapping[str, set[kms.Grantee] | None]) -> str:
         """Why ``op`` (an add on an image or snapshot) must not run: key access for its
@@ -444,3 +498,17 @@ def _by_key(outcomes: Sequence[Outcome]) -> dict[str, list[Outcome]]:
     for o in outcomes:
         out[o.operation.resource].append(o)
     return out
+
+
+def write_tags(applier: Applier, ownership: Ownership, report: ApplyReport | None = None) -> TagReport:
+    """Write the ownership tags after the operations: tag the managed images (and the
+    snapshots whose copy permissions the tool manages); untag released ones whose
+    revocations all went through (a failed one keeps its tag, so the next run retries it)."""
+    if applier.stop.is_set():
+        return TagReport()
+    failed = {(o.operation.region, o.operation.resource) for o in (report.failed if report else ())}
+    tag = [*ownership.tag, *ownership.tag_snapshots]
+    untag = [k for k in (*ownership.untag, *ownership.untag_snapshots) if k not in failed]
+    tagged, tag_errors = applier.tag_calls(tag, ownership.name, add=True)
+    untagged, untag_errors = applier.tag_calls(untag, ownership.name, add=False)
+    return TagReport(tagged, untagged, (*tag_errors, *untag_errors))

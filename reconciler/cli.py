@@ -24,6 +24,7 @@ from typing import Any, NoReturn, TextIO
 import click
 
 from . import __version__
+from .applier import Applier, ApplyReport, TagReport, write_tags
 from .aws import (
     Clients,
     assumed_session,
@@ -236,7 +237,8 @@ def _text(ctx: Ctx, plan: Plan, manifest: Manifest, out: TextIO) -> Iterator[str
     return text_lines(plan, manifest, color=ctx.color(out), details=details)
 
 
-def _emit_plan(ctx: Ctx, plan: Plan, manifest: Manifest, fmt: str) -> None:
+def _emit_plan(ctx: Ctx, plan: Plan, manifest: Manifest, fmt: str,
+               step_summary: bool = True) -> None:
     out = sys.stdout
     if fmt == "json":
         out.writelines(plan.json_lines())
@@ -245,8 +247,12 @@ def _emit_plan(ctx: Ctx, plan: Plan, manifest: Manifest, fmt: str) -> None:
     else:
         out.writelines(_text(ctx, plan, manifest, out))
     out.flush()
+    if ctx.quiet:  # the plan may go to /dev/null: its errors still reach stderr
+        for f in plan.errors:
+            click.echo(mask_secrets(f"error: [{f.code}] {' '.join(x for x in (f.region, f.resource) if x)}: "
+                                    f"{f.message}"), err=True)
     summary_md = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary_md:
+    if summary_md and step_summary:
         with contextlib.suppress(OSError), open(summary_md, "a", encoding="utf-8") as fh:
             fh.write(render_markdown(plan, manifest))
 
@@ -382,57 +388,82 @@ def apply(ctx: Ctx, manifest: str, plan_file: str | None, auto_approve: bool,
     ctx.sandbox_save = sandbox_save
     m = load_manifest(manifest)
     saved = load_plan_file(plan_file) if plan_file else None
-    interactive = sys.stdin.isatty()
-    if not auto_approve and not interactive and saved is None:
+    if not auto_approve and not sys.stdin.isatty() and saved is None:
         raise GuardError("apply needs confirmation: no terminal to ask on, so pass --auto-approve "
                          "(or apply a reviewed plan with --plan PLAN.json)")
     with ctx.connect(m, owner) as conn:
-        fresh = _plan(ctx, m, conn, allow_mass_removal)
+        todo = _plan(ctx, m, conn, allow_mass_removal)
         if saved is not None:
-            _check_saved_plan(saved, fresh, m)  # the fresh plan is then exactly the saved one
-        todo = fresh
-        out = sys.stdout
-        out.writelines(_text(ctx, todo, m, out))
-        out.flush()
-        if not todo.has_changes:
+            _check_saved_plan(saved, todo, m)  # the fresh plan is then exactly the saved one
+        _emit_plan(ctx, todo, m, "text", step_summary=False)
+        pending = todo.ownership is not None and todo.ownership.pending
+        if not todo.has_changes and not pending:
             return EXIT_ERROR if todo.errors else EXIT_OK
-        limit = m.settings.max_removals
-        if todo.summary.remove > limit and not allow_mass_removal:
-            raise GuardError(f"plan removes {todo.summary.remove} permissions, more than "
-                             f"settings.max_removals ({limit}); review it and pass "
-                             "--allow-mass-removal to proceed")
-        if not auto_approve and saved is None and not click.confirm(
-                "Apply these changes?", default=False, err=True):
-            raise GuardError("apply cancelled; nothing was changed")
-        from .applier import Applier
+        if todo.has_changes:
+            _guard(todo, m, allow_mass_removal)
+            if not auto_approve and saved is None and not click.confirm(
+                    "Apply these changes?", default=False, err=True):
+                raise GuardError("apply cancelled; nothing was changed")
+        done = _execute(ctx, conn, todo, m, log_file)
+    return _report(done, todo)
 
-        log = _JsonLog(log_file) if log_file else None
-        stop = threading.Event()
-        bar = TerminalProgress() if ctx.show_progress() else NoProgress()
-        bar.start("Applying", len(todo.operations))
-        try:
-            with _stop_on_signals(stop):
-                report = Applier(conn.clients, conn.identity(), concurrency=ctx.concurrency,
-                                 log=log, resource_keys=todo.resource_keys, expected=todo.state,
-                                 stop=stop, resource_owner=todo.resource_owner,
-                                 grant_shape=m.settings.kms_grants,
-                                 progress=lambda _: bar.advance()).apply(todo.operations)
-        finally:
-            bar.finish()
-            if log is not None:
-                log.close()
+
+def _guard(todo: Plan, m: Manifest, allow_mass_removal: bool) -> None:
+    limit = m.settings.max_removals
+    if todo.summary.remove > limit and not allow_mass_removal:
+        raise GuardError(f"plan removes {todo.summary.remove} permissions, more than "
+                         f"settings.max_removals ({limit}); review it and pass "
+                         "--allow-mass-removal to proceed")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Done:
+    report: ApplyReport
+    tags: TagReport
+    stopped: bool
+
+
+def _execute(ctx: Ctx, conn: Connection, todo: Plan, m: Manifest, log_file: str | None) -> _Done:
+    """Run the operations, then the ownership-tag writes; the log is closed whatever happens."""
+    log = _JsonLog(log_file) if log_file else None
+    stop = threading.Event()
+    bar = TerminalProgress() if ctx.show_progress() else NoProgress()
+    bar.start("Applying", len(todo.operations))
+    try:
+        with _stop_on_signals(stop):
+            applier = Applier(conn.clients, conn.identity(), concurrency=ctx.concurrency,
+                              log=log, resource_keys=todo.resource_keys, expected=todo.state,
+                              stop=stop, resource_owner=todo.resource_owner,
+                              grant_shape=m.settings.kms_grants,
+                              progress=lambda _: bar.advance())
+            report = applier.apply(todo.operations)
+            tags = write_tags(applier, todo.ownership, report) if todo.ownership else TagReport()
+    finally:
+        bar.finish()
+        if log is not None:
+            log.close()
+    return _Done(report, tags, stop.is_set())
+
+
+def _report(done: _Done, todo: Plan) -> int:
+    report = done.report
     for o in report.failed:
         op = o.operation
         click.echo(f"error: {op.action.value} {op.kind.value} {op.principal.label} on "
                    f"{op.region} {op.resource}: {o.error}", err=True)
+    for message in done.tags.failed:
+        click.echo(f"error: {message}", err=True)
     adds = sum(1 for o in report.applied if o.operation.action is Action.ADD)
     not_applied = sum(1 for o in report.failed if o.error.startswith("not applied"))
-    if stop.is_set():
+    if done.stopped:
         click.echo(f"Interrupted: {len(report.applied)} operations applied, {not_applied} not "
                    "applied; run plan to see what is left.", err=True)
     click.echo(f"Apply complete: {adds} added, {len(report.applied) - adds} removed, "
                f"{len(report.failed)} failed.")
-    if report.failed or todo.errors or stop.is_set():
+    if done.tags.tagged or done.tags.untagged or done.tags.failed:
+        click.echo(f"Ownership tags: {done.tags.tagged} written, {done.tags.untagged} removed"
+                   f"{f', {len(done.tags.failed)} failed' if done.tags.failed else ''}.")
+    if report.failed or done.tags.failed or todo.errors or done.stopped:
         return EXIT_ERROR
     return EXIT_OK
 

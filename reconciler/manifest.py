@@ -13,8 +13,10 @@ from __future__ import annotations
 import difflib
 import functools
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path as FsPath
 from typing import Any
 
 from .errors import InputError, Problem
@@ -44,6 +46,19 @@ class Settings:
     share_quota: int = 1000
     public_quota: int = 5  # EC2 quota "Public AMIs" per Region
     role_arn: str | None = None
+    name: str = "manifest"  # the ownership tag's value (default: the manifest file's stem)
+    ownership: str = "tag"  # tag: record managed images in AWS with OWNERSHIP_TAG; none: off
+    on_release: str = "revoke"  # revoke | keep: what happens to an image no rule matches any more
+
+
+_TAG_VALUE_BAD = re.compile(r"[^A-Za-z0-9 _.:/=+@-]")
+
+
+def default_name(path: str) -> str:
+    """The ownership tag value for a manifest file without ``settings.name``: its stem,
+    with characters a tag value cannot hold replaced."""
+    stem = FsPath(path).stem or "manifest"
+    return _TAG_VALUE_BAD.sub("-", stem)[:256]
 
 
 @dataclass(frozen=True)
@@ -77,6 +92,7 @@ class Manifest:
     principals: tuple[tuple[str, Principal], ...]
     rules: tuple[Rule, ...]
     owners: tuple[Owner, ...] = ()
+    default_regions: bool = False  # a rule looks in the default Region (no Region written)
 
     @functools.cached_property
     def _names(self) -> dict[Principal, str]:
@@ -128,6 +144,9 @@ def _semantic(doc: Located, sha256: str) -> tuple[Manifest | None, list[Problem]
         share_quota=s.get("share_quota", 1000),
         public_quota=s.get("public_quota", 5),
         role_arn=s.get("role_arn"),
+        name=s.get("name") or default_name(doc.file),
+        ownership=s.get("ownership", "tag"),
+        on_release=s.get("on_release", "revoke"),
     )
     owners = tuple(Owner(o["role_arn"], tuple(o.get("regions") or ())) for o in data.get("owners") or ())
     if owners and settings.role_arn:
@@ -206,6 +225,8 @@ def _semantic(doc: Located, sha256: str) -> tuple[Manifest | None, list[Problem]
         principals=tuple(sorted(names.items())),
         rules=tuple(rules),
         owners=owners,
+        default_regions="regions" not in s and any(
+            not raw.get("regions") for raw in data.get("images") or []),
     )
     return manifest, []
 

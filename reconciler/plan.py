@@ -44,6 +44,35 @@ class Summary:
                 "unchanged": self.unchanged}
 
 
+RegionResource = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """Bookkeeping writes of SPEC §7a, not operations: where apply adds or removes the
+    ownership tag ``reconciler:manifest=<name>``. Snapshots are tagged when the tool manages
+    their copy permissions, so a released image's copy permissions are known to be its own."""
+
+    name: str
+    tag: tuple[RegionResource, ...] = ()  # managed images without the tag
+    untag: tuple[RegionResource, ...] = ()  # released images (no rule matches them any more)
+    tag_snapshots: tuple[RegionResource, ...] = ()
+    untag_snapshots: tuple[RegionResource, ...] = ()
+    keep: bool = False  # settings.on_release: keep (released images keep their shares)
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.tag or self.untag or self.tag_snapshots or self.untag_snapshots)
+
+    def to_dict(self) -> dict[str, list[str]]:
+        out = {"tag": sorted(r for _, r in self.tag), "untag": sorted(r for _, r in self.untag)}
+        if self.tag_snapshots:
+            out["tag_snapshots"] = sorted(r for _, r in self.tag_snapshots)
+        if self.untag_snapshots:
+            out["untag_snapshots"] = sorted(r for _, r in self.untag_snapshots)
+        return out
+
+
 @dataclass(frozen=True)
 class Plan:
     manifest_sha256: str
@@ -53,6 +82,8 @@ class Plan:
     summary: Summary
     state_digest: str
     regions: tuple[str, ...] = ()  # the Regions the plan covered (empty: not recorded)
+    # None: settings.ownership is none. Compared through to_dict (a saved plan has IDs only).
+    ownership: Ownership | None = field(default=None, compare=False)
     # Rendering context only: never serialized, never drives apply.
     image_names: Mapping[str, str] = field(default_factory=dict, compare=False)
     resource_images: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -84,6 +115,7 @@ class Plan:
             "findings": [f.to_dict() for f in self.findings],
             "summary": self.summary.to_dict(),
             "state_digest": self.state_digest,
+            **({"ownership": self.ownership.to_dict()} if self.ownership is not None else {}),
         }
 
     def to_json(self) -> str:
@@ -116,7 +148,11 @@ class Plan:
         yield from array("operations", self.operations)
         yield from array("findings", self.findings)
         yield scalar("summary", self.summary.to_dict())
-        yield scalar("state_digest", self.state_digest, comma="")
+        if self.ownership is None:
+            yield scalar("state_digest", self.state_digest, comma="")
+        else:
+            yield scalar("state_digest", self.state_digest)
+            yield scalar("ownership", self.ownership.to_dict(), comma="")
         yield "}\n"
 
 
@@ -127,7 +163,7 @@ def make_plan(*, manifest_sha256: str, caller_account: str, operations: Iterable
               key_policies: Mapping[str, tuple[Any, Any]] | None = None,
               resource_keys: Mapping[tuple[str, str], tuple[str, ...]] | None = None,
               resource_owner: Mapping[tuple[str, str], str] | None = None,
-              regions: Sequence[str] = ()) -> Plan:
+              regions: Sequence[str] = (), ownership: Ownership | None = None) -> Plan:
     """Assemble a plan: sort everything, count, and digest the state of every resource the
     plan consulted (what it writes, their snapshots, every key policy and key use read)."""
     ops = sorted_operations(operations)
@@ -140,6 +176,7 @@ def make_plan(*, manifest_sha256: str, caller_account: str, operations: Iterable
         summary=Summary(add=adds, remove=len(ops) - adds, images=images, unchanged=unchanged),
         state_digest=state_digest(state, state.keys()),
         regions=tuple(regions),
+        ownership=ownership,
         image_names=dict(image_names or {}),
         resource_images=dict(resource_images or {}),
         state=dict(state),
@@ -195,7 +232,17 @@ def plan_from_dict(data: Any, file: str) -> Plan:
     s = data["summary"]
     return Plan(data["manifest_sha256"], data["caller_account"], ops, findings,
                 Summary(s["add"], s["remove"], s["images"], s["unchanged"]), data["state_digest"],
-                tuple(data.get("regions") or ()))
+                tuple(data.get("regions") or ()), _ownership_from_dict(data.get("ownership")))
+
+
+def _ownership_from_dict(data: Any) -> Ownership | None:
+    """A saved plan's ownership lists (IDs only: apply always recomputes them and compares)."""
+    if data is None:
+        return None
+    def ids(key: str) -> tuple[RegionResource, ...]:
+        return tuple(("", str(i)) for i in data.get(key, ()))
+
+    return Ownership("", ids("tag"), ids("untag"), ids("tag_snapshots"), ids("untag_snapshots"))
 
 
 def load_plan_file(path: str) -> Plan:

@@ -6,6 +6,7 @@ state the pure :func:`compute_plan` needs, in the order the call-count contract 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shlex
@@ -21,6 +22,7 @@ from .errors import ACCESS_DENIED_CODES, UsageError
 from .kms import Grantee, KeyInfo
 from .manifest import Manifest
 from .model import (
+    OWNERSHIP_TAG,
     Action,
     BlockState,
     Finding,
@@ -33,13 +35,14 @@ from .model import (
     Severity,
     Snapshot,
 )
-from .plan import Plan, make_plan
+from .plan import Ownership, Plan, make_plan
 from .reader import Reader
 
 BLOCK_NEW_SHARING = "block-new-sharing"
 BLOCK_ALL_SHARING = "block-all-sharing"
 LAUNCH, COPY, KMS = OpKind.LAUNCH.value, OpKind.COPY.value, OpKind.KMS.value
 SNAPSHOT = "snapshot"  # digest entry: which key encrypts a managed image's snapshot
+TAG = "ownership-tag"  # digest entry: whether a managed image carries the ownership tag
 RegionKey = tuple[str, str]  # (region, resource id)
 
 
@@ -68,6 +71,10 @@ class CurrentState:
     # permission would be added; and how many of the owner's images there are public now
     snapshot_public_access: Mapping[tuple[str, str], BlockState] = field(default_factory=dict)
     public_images: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    # images carrying this manifest's ownership tag that no rule matches any more; their
+    # launch permissions are in ``launch``, their snapshots in ``snapshots`` and the copy
+    # permissions of those the tool tagged in ``copy``
+    released: tuple[Image, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -172,9 +179,11 @@ def build_plan(manifest: Manifest, readers: Reader | Sequence[Scope],
     for region, found in images.items():
         for img in found:
             public_images[(img.owner_id, region)] += img.public
+    released = _read_released(manifest, options, scopes, owners, images, selection,
+                              launch, snapshots, copy)
     state = CurrentState(launch, public_access, snapshots, copy, keys,
                          regions=tuple(sorted(listed)), snapshot_public_access=snapshot_access,
-                         public_images=dict(public_images))
+                         public_images=dict(public_images), released=released)
     plan = compute_plan(manifest, identity, selection, state, options)
     removing = {op.resource for op in plan.operations
                 if op.kind is OpKind.KMS and op.action is Action.REMOVE}
@@ -182,6 +191,54 @@ def build_plan(manifest: Manifest, readers: Reader | Sequence[Scope],
         return plan
     uses = read_key_uses(removing, owners, images, selection, state)
     return compute_plan(manifest, identity, selection, replace(state, key_uses=uses), options)
+
+
+def _tagged(resource: Image | Snapshot, name: str) -> bool:
+    return (OWNERSHIP_TAG, name) in resource.tags
+
+
+def _read_released(manifest: Manifest, options: PlanOptions, scopes: Sequence[Scope],
+                   owners: Mapping[str, Reader], images: dict[str, list[Image]],
+                   selection: Selection, launch: dict[RegionKey, frozenset[Principal]],
+                   snapshots: dict[RegionKey, Snapshot],
+                   copy: dict[RegionKey, frozenset[Principal]]) -> tuple[Image, ...]:
+    """Images with this manifest's ownership tag that no rule matches any more, and their
+    state. The Regions this run lists already show their tags; without ``--region``, the
+    other enabled Regions get one tag-filtered ``DescribeImages`` each, so a Region dropped
+    from the manifest still releases its images."""
+    name = manifest.settings.name
+    if manifest.settings.ownership != "tag":
+        return ()
+    managed = {m.image.key for m in selection.managed}
+    found: list[Image] = []
+    for scope in scopes:
+        reader = scope.reader
+        account = reader.identity().account
+        mine = {r for r in _scope_regions(manifest, options, scope)}
+        found += [img for r in mine for img in images.get(r, ())
+                  if img.owner_id == account and _tagged(img, name)]
+        if options.regions is None:
+            others = [r for r in reader.enabled_regions() if r not in mine]
+            scan = functools.partial(reader.tagged_images, key=OWNERSHIP_TAG, value=name)
+            for tagged in reader.map(scan, others):
+                found += [img for img in tagged if img.owner_id == account]
+    released = sorted({img for img in found if img.key not in managed},
+                      key=lambda i: i.key)
+    for account, reader in owners.items():
+        mine_released = [img for img in released if img.owner_id == account]
+        launch.update(reader.all_launch_permissions(
+            [img for img in mine_released if img.state == "available"]))
+        by_region: dict[str, list[str]] = defaultdict(list)
+        for img in mine_released:
+            by_region[img.region].extend(img.snapshot_ids)
+        for region in sorted(by_region):
+            snapshots.update({(region, sid): snap for sid, snap in
+                              reader.snapshots(region, by_region[region]).items()})
+        ours = sorted({(img.region, sid) for img in mine_released for sid in img.snapshot_ids
+                       if (img.region, sid) in snapshots
+                       and _tagged(snapshots[(img.region, sid)], name)})
+        copy.update(zip(ours, reader.map(reader.copy_permissions, ours), strict=True))
+    return tuple(released)
 
 
 def read_key_uses(key_arns: set[str], owners: Mapping[str, Reader],
@@ -721,6 +778,10 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
     for v in views:
         _image_checks(manifest, v, state, findings)
     _public_quota(manifest, views, state, findings)
+    # One rule for error findings: an image with one gets no write at all in this run.
+    errored = {f.resource for f in findings if f.severity is Severity.ERROR}
+    for v in views:
+        v.blocked = v.blocked or v.m.image.image_id in errored
 
     ops: list[Operation] = []
     unchanged = 0
@@ -774,6 +835,18 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
             digest_state[(KMS, region, info.arn)] = policy_digest(info.policy)
             if info.alias:
                 resource_images[info.arn] = info.alias
+    ownership, released_ops = _ownership(manifest, views, state, findings)
+    ops += released_ops
+    for img in state.released:
+        digest_state[(LAUNCH, img.region, img.image_id)] = state.launch.get(img.key, frozenset())
+        resource_images.setdefault(img.image_id, "")
+        for sid in img.snapshot_ids:
+            if (img.region, sid) in state.copy:
+                digest_state[(COPY, img.region, sid)] = state.copy[(img.region, sid)]
+                resource_images[sid] = f"snapshot of {img.image_id}"
+    for v in views:
+        digest_state[(TAG, v.m.image.region, v.m.image.image_id)] = _tagged(
+            v.m.image, manifest.settings.name)
     findings += _guard_findings(manifest, ops, options)
     if options.strict:
         findings = [_promote(f) for f in findings]
@@ -785,12 +858,14 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
         images=len(selection.managed),
         unchanged=unchanged,
         state=digest_state,
-        image_names={m.image.image_id: m.image.name for m in selection.managed},
+        image_names={**{m.image.image_id: m.image.name for m in selection.managed},
+                     **{img.image_id: img.name for img in state.released}},
         resource_images=resource_images,
         key_policies=policies,
         resource_keys=resource_keys,
         resource_owner=_owners(selection, state),
         regions=state.regions,
+        ownership=ownership,
     )
 
 
@@ -814,6 +889,42 @@ def _removals_kept_through_orgs(v: _ImageView, ops: Sequence[Operation],
                "the image stays shared with")]
 
 
+def _ownership(manifest: Manifest, views: Sequence[_ImageView], state: CurrentState,
+               findings: list[Finding]) -> tuple[Ownership | None, list[Operation]]:
+    """SPEC §7a: which images (and copy-managed snapshots) to tag, which to release, and the
+    removals that release them (``rules: []``)."""
+    settings = manifest.settings
+    if settings.ownership != "tag":
+        return None, []
+    name = settings.name
+    tag = [v.m.image.key for v in views if not v.blocked and not _tagged(v.m.image, name)]
+    tag_snaps = [(v.m.image.region, sid) for v in views if not v.blocked and v.m.manages_copy
+                 for sid in v.m.image.snapshot_ids
+                 if (v.m.image.region, sid) in state.snapshots
+                 and not _tagged(state.snapshots[(v.m.image.region, sid)], name)]
+    ops: list[Operation] = []
+    untag_snaps: list[RegionKey] = []
+    keep = settings.on_release == "keep"
+    for img in state.released:
+        ours = [sid for sid in img.snapshot_ids if (img.region, sid) in state.copy]
+        untag_snaps += [(img.region, sid) for sid in ours]
+        current = state.launch.get(img.key, frozenset())
+        if keep:
+            findings.append(_f(Severity.INFO, "released-kept", img.region, img.image_id,
+                               f"{_label(img)} is no longer matched by any rule; "
+                               f"on_release: keep leaves its {len(current)} launch "
+                               f"permission{'s' if len(current) != 1 else ''} and only removes "
+                               f"the {OWNERSHIP_TAG} tag"))
+            continue
+        ops += diff_permissions(OpKind.LAUNCH, img.region, img.image_id, {}, current,
+                                prune=True).operations
+        for sid in ours:
+            ops += diff_permissions(OpKind.COPY, img.region, sid, {},
+                                    state.copy[(img.region, sid)], prune=True).operations
+    return Ownership(name, tuple(sorted(tag)), tuple(sorted(i.key for i in state.released)),
+                     tuple(sorted(tag_snaps)), tuple(sorted(untag_snaps)), keep), ops
+
+
 def _guard_findings(manifest: Manifest, ops: Sequence[Operation],
                     options: PlanOptions) -> list[Finding]:
     """Apply-time guards, reported at plan time so a pull-request check fails before merge."""
@@ -830,8 +941,7 @@ def _guard_findings(manifest: Manifest, ops: Sequence[Operation],
 def _owners(selection: Selection, state: CurrentState) -> dict[RegionKey, str]:
     """(region, image/snapshot ID or key ARN) -> the owner account that must write it."""
     out: dict[RegionKey, str] = {}
-    for m in selection.managed:
-        img = m.image
+    for img in (*(m.image for m in selection.managed), *state.released):
         out[img.key] = img.owner_id
         for sid in img.snapshot_ids:
             out[(img.region, sid)] = img.owner_id

@@ -47,7 +47,7 @@ def parse_image(raw: dict[str, Any], region: str) -> Image:
         if ebs.get("SnapshotId"):
             snaps.append(ebs["SnapshotId"])
         encrypted = encrypted or bool(ebs.get("Encrypted"))
-    tags = tuple(sorted((t["Key"], t.get("Value", "")) for t in raw.get("Tags") or []))
+    tags = _tags(raw)
     return Image(
         image_id=raw["ImageId"],
         region=region,
@@ -63,9 +63,13 @@ def parse_image(raw: dict[str, Any], region: str) -> Image:
     )
 
 
+def _tags(raw: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((str(t["Key"]), str(t.get("Value", ""))) for t in raw.get("Tags") or []))
+
+
 def parse_snapshot(raw: dict[str, Any], region: str) -> Snapshot:
     return Snapshot(raw["SnapshotId"], region, bool(raw.get("Encrypted")),
-                    raw.get("KmsKeyId", "") or "", raw.get("OwnerId", ""))
+                    raw.get("KmsKeyId", "") or "", raw.get("OwnerId", ""), _tags(raw))
 
 
 def parse_launch_permissions(entries: Iterable[dict[str, Any]], image_id: str) -> frozenset[Principal]:
@@ -124,6 +128,23 @@ class Reader:
             ec2 = self.clients.get("ec2", region)
             for page in ec2.get_paginator("describe_images").paginate(
                     Owners=["self"], IncludeDisabled=True, IncludeDeprecated=True):
+                images.extend(parse_image(raw, region) for raw in page.get("Images", []))
+        return sorted(images, key=lambda i: i.image_id)
+
+    def enabled_regions(self) -> list[str]:
+        """The Regions enabled for the account (``DescribeRegions``), sorted."""
+        with aws_call("ec2", "DescribeRegions"):
+            resp = self.clients.get("ec2").describe_regions()
+            return sorted(str(r["RegionName"]) for r in resp.get("Regions", []))
+
+    def tagged_images(self, region: str, key: str, value: str) -> list[Image]:
+        """The caller's images in ``region`` carrying the tag ``key=value``."""
+        images: list[Image] = []
+        with aws_call("ec2", "DescribeImages", region):
+            ec2 = self.clients.get("ec2", region)
+            for page in ec2.get_paginator("describe_images").paginate(
+                    Owners=["self"], IncludeDisabled=True, IncludeDeprecated=True,
+                    Filters=[{"Name": f"tag:{key}", "Values": [value]}]):
                 images.extend(parse_image(raw, region) for raw in page.get("Images", []))
         return sorted(images, key=lambda i: i.image_id)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .manifest import Manifest
-from .model import Action, Finding, Operation, OpKind, Principal, Severity
+from .model import OWNERSHIP_TAG, Action, Finding, Operation, OpKind, Principal, Severity
 from .plan import Plan
 
 KIND_LABEL = {OpKind.LAUNCH: "launch", OpKind.COPY: "copy", OpKind.KMS: "kms"}
@@ -27,11 +27,12 @@ class Style:
     color: bool = False
 
     def paint(self, text: str, fg: str, bold: bool = False) -> str:
+        """``fg`` "" keeps the terminal's own foreground (readable on light and dark)."""
         if not self.color:
             return text
         import click
 
-        return click.style(text, fg=fg, bold=bold)
+        return click.style(text, fg=fg or None, bold=bold)
 
 
 def principal_label(p: Principal, manifest: Manifest | None) -> str:
@@ -55,18 +56,79 @@ def _grouped(ops: tuple[Operation, ...]) -> dict[str, dict[str, list[Operation]]
     return out
 
 
-def _op_line(op: Operation, manifest: Manifest | None) -> tuple[str, str, str]:
+RELEASED = "no longer matched by any rule"
+
+
+def _released(plan: Plan) -> set[str]:
+    """Resources (images and their snapshots) this plan releases."""
+    if plan.ownership is None:
+        return set()
+    return {r for _, r in (*plan.ownership.untag, *plan.ownership.untag_snapshots)}
+
+
+def _op_line(op: Operation, manifest: Manifest | None,
+             released: set[str] | frozenset[str] = frozenset()) -> tuple[str, str, str]:
     sign = "+" if op.action is Action.ADD else "-"
-    why = f"rule {', '.join(op.rules)}" if op.rules else "not declared"
+    why = (f"rule {', '.join(op.rules)}" if op.rules
+           else RELEASED if op.resource in released else "not declared")
     return sign, f"{KIND_LABEL[op.kind]:<6} {principal_label(op.principal, manifest)}", why
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _ids(keys: tuple[tuple[str, str], ...], most: int = 5) -> str:
+    ids = [r for _, r in keys]
+    more = f" and {len(ids) - most} more" if len(ids) > most else ""
+    return ", ".join(ids[:most]) + more
+
+
+def ownership_lines(plan: Plan) -> list[str]:
+    """The short ownership section (SPEC §7a): tag writes are bookkeeping, not changes."""
+    own = plan.ownership
+    if own is None or not own.pending:
+        return []
+    tag = f"{OWNERSHIP_TAG}={own.name}"
+    out = [f"Ownership ({tag}), written by the next apply:"]
+    if own.tag:
+        out.append(f"  tag {_plural(len(own.tag), 'managed image')}: {_ids(own.tag)}")
+    if own.tag_snapshots:
+        out.append(f"  tag {_plural(len(own.tag_snapshots), 'snapshot')} whose copy permissions "
+                   f"the manifest manages: {_ids(own.tag_snapshots)}")
+    if own.untag:
+        what = ("shares kept (on_release: keep)" if own.keep
+                else "its shares are revoked above" if len(own.untag) == 1
+                else "their shares are revoked above")
+        out.append(f"  release {_plural(len(own.untag), 'image')} {RELEASED} ({what}): "
+                   f"{_ids(own.untag)}")
+    return out
+
+
+def left_alone_lines(plan: Plan) -> list[str]:
+    """Resources with an error finding: nothing is written to them in this run."""
+    alone = sorted({(f.region, f.resource) for f in plan.errors if f.resource})
+    if not alone:
+        return []
+    return ["Left alone (error findings; nothing is written to them this run):",
+            *(f"  {r} {resource_label(plan, (r, res))}" for r, res in alone)]
+
+
+def regions_line(plan: Plan, manifest: Manifest | None) -> str:
+    if manifest is None or not manifest.default_regions:
+        return ""
+    return (f"Regions: {', '.join(plan.regions) or 'none'} (a rule names no Region, so the "
+            "default us-east-1 is used; set settings.regions)")
+
+
 def summary_line(plan: Plan) -> str:
+    """One line that cannot be misread: permissions are counted, images are named as such."""
     s = plan.summary
-    tail = f"{s.images} managed image{'s' if s.images != 1 else ''}, {s.unchanged} unchanged"
+    on = f"on {_plural(s.images, 'managed image')}"
     if not plan.has_changes:
-        return f"No changes. {tail}."
-    return f"Plan: {s.add} to add, {s.remove} to remove ({tail})."
+        return f"No changes: {_plural(s.unchanged, 'permission')} as declared {on}."
+    return (f"Plan: {_plural(s.add, 'permission')} to add, {s.remove} to remove, "
+            f"{s.unchanged} unchanged, {on}.")
 
 
 _SEVERITY_FG = {Severity.ERROR: "red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
@@ -88,12 +150,13 @@ def text_lines(plan: Plan, manifest: Manifest | None, *, color: bool = False,
     300,000 operations is written out without first being built as one string."""
     st = Style(color)
     grouped = _grouped(plan.operations)
+    released = _released(plan)
     for region in sorted(grouped):
-        yield st.paint(region, "white", bold=True) + "\n"
+        yield st.paint(region, "", bold=True) + "\n"
         for resource in sorted(grouped[region]):
             ops = grouped[region][resource]
             yield "  " + st.paint("~", "yellow") + " " + resource_label(plan, (region, resource)) + "\n"
-            lines = [_op_line(o, manifest) for o in ops]
+            lines = [_op_line(o, manifest, released) for o in ops]
             width = min(44, max(len(body) for _, body, _ in lines))
             for sign, body, why in lines:
                 fg = "green" if sign == "+" else "red"
@@ -103,11 +166,19 @@ def text_lines(plan: Plan, manifest: Manifest | None, *, color: bool = False,
                 yield from ("      " + d + "\n" for d in details(region, resource))
         yield "\n"
     if plan.findings:
-        yield st.paint("Findings:", "white", bold=True) + "\n"
+        yield st.paint("Findings:", "", bold=True) + "\n"
         for f in plan.findings:
             yield "  " + st.paint(_finding_line(f), _SEVERITY_FG[f.severity]) + "\n"
         yield "\n"
-    yield st.paint(summary_line(plan), "white", bold=True) + "\n"
+    for section in (left_alone_lines(plan), ownership_lines(plan)):
+        if section:
+            yield st.paint(section[0], "", bold=True) + "\n"
+            yield from (line + "\n" for line in section[1:])
+            yield "\n"
+    regions = regions_line(plan, manifest)
+    if regions:
+        yield regions + "\n"
+    yield st.paint(summary_line(plan), "", bold=True) + "\n"
 
 
 def policy_diff(old: Any, new: Any) -> list[str]:
@@ -157,7 +228,7 @@ def render_markdown(plan: Plan, manifest: Manifest | None, *, limit: int = MARKD
             for resource in sorted(grouped[region]):
                 body.append(f"~ {resource_label(plan, (region, resource))}".replace("```", "'''"))
                 for op in grouped[region][resource]:
-                    sign, text, why = _op_line(op, manifest)
+                    sign, text, why = _op_line(op, manifest, _released(plan))
                     body.append(f"{sign}   {text}  ({why})".replace("```", "'''"))
         body += ["```", "", "</details>", ""]
     if plan.findings:
@@ -168,6 +239,13 @@ def render_markdown(plan: Plan, manifest: Manifest | None, *, limit: int = MARKD
             body.append(f"- {icon[f.severity]} `{f.code}` {_md_escape(f.region)} "
                         f"{_md_escape(f.resource)}: {_md_escape(f.message)}")
         body.append("")
+    for section in (left_alone_lines(plan), ownership_lines(plan)):
+        if section:
+            body += [f"**{_md_escape(section[0])}**", "",
+                     *(f"- {_md_escape(line.strip())}" for line in section[1:]), ""]
+    covered = regions_line(plan, manifest)
+    if covered:
+        body += [_md_escape(covered), ""]
     text = "\n".join(head + body)
     if len(text) > limit:
         cut = text[: limit - 200].rsplit("\n", 1)[0]

@@ -155,6 +155,18 @@ def install_moto_extensions() -> None:
 
     EC2Response.get_snapshot_block_public_access_state = get_snapshot_block_public_access_state  # type: ignore[attr-defined]
 
+    # moto answers DescribeRegions with every Region of every partition (GovCloud and China
+    # included); the emulated account has only ENABLED_REGIONS enabled, as a real one does.
+    from moto.ec2.models.availability_zones_and_regions import RegionsAndZonesBackend
+
+    every_region = RegionsAndZonesBackend.describe_regions
+
+    def describe_regions(self: Any, region_names: list[str] | None = None) -> Any:
+        found = every_region(self, region_names)
+        return [r for r in found if r.name in ENABLED_REGIONS] if ENABLED_REGIONS else found
+
+    RegionsAndZonesBackend.describe_regions = describe_regions  # type: ignore[method-assign]
+
     # moto applies a key policy's Deny statements without their Condition, so an ordinary
     # "deny everyone outside the organization" statement refused the owner's own DescribeKey.
     # The emulated caller is the key's owner, whom such statements do not deny: skip it.
@@ -162,6 +174,11 @@ def install_moto_extensions() -> None:
 
     KmsResponse._validate_key_policy = lambda self, key_id, action: None  # type: ignore[method-assign]
     EC2Response._reconciler_extended = True  # type: ignore[attr-defined]
+
+
+# The Regions the emulated account has enabled (DescribeRegions); the sandbox sets them to
+# the Regions its state file names (and us-east-1).
+ENABLED_REGIONS: set[str] = {"us-east-1", "us-west-2", "eu-west-1"}
 
 
 def set_image_id(account: str, region: str, old: str, new: str) -> None:
@@ -356,6 +373,7 @@ def running_sandbox(path: str, save_to: str | None = None) -> Iterator[SandboxSt
     except ImportError:
         raise ReconcilerError("--sandbox needs the emulator: pip install 'reconciler[sandbox]'") from None
     saved = dict(os.environ)
+    enabled = set(ENABLED_REGIONS)
     try:
         for k in list(os.environ):
             if k.startswith(_CLEARED_ENV_PREFIXES):
@@ -364,6 +382,10 @@ def running_sandbox(path: str, save_to: str | None = None) -> Iterator[SandboxSt
         os.environ["MOTO_ACCOUNT_ID"] = state.account
         os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
         install_moto_extensions()
+        ENABLED_REGIONS.clear()
+        ENABLED_REGIONS.update({"us-east-1", *(i.region for i in state.images),
+                                *(k.region for k in state.keys),
+                                *(r for r, _ in state.image_block_public_access)})
         with mock_aws():
             ids = seed(state)
             try:
@@ -379,3 +401,5 @@ def running_sandbox(path: str, save_to: str | None = None) -> Iterator[SandboxSt
         os.environ.clear()
         os.environ.update(saved)
         IMAGE_BLOCK_PUBLIC_ACCESS.clear()
+        ENABLED_REGIONS.clear()
+        ENABLED_REGIONS.update(enabled)

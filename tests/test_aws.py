@@ -60,18 +60,35 @@ def test_plan_makes_exactly_the_minimal_calls(aws: Images) -> None:
     managed = [aws.create(f"golden-{i}", region=r) for i in range(3)
                for r in ("us-east-1", "eu-west-1")]
     unmanaged = [aws.create(f"other-{i}") for i in range(5)]
+    enabled = len(boto3.client("ec2", region_name="us-east-1").describe_regions()["Regions"])
     clients, calls = counted_clients()
     plan = build_plan(parse_manifest(MANIFEST, "m.yaml"), Reader(clients, 4))
     assert dict(calls.by_op) == {
         "GetCallerIdentity": 1,
-        "DescribeImages": 2,  # one per Region (a single page here)
+        # one listing per Region of the rules (a single page here), and one tag-filtered
+        # listing per other enabled Region: where images this manifest released may be
+        "DescribeRegions": 1,
+        "DescribeImages": 2 + (enabled - 2),
         "DescribeImageAttribute": len(managed),  # only managed images
         "DescribeSnapshots": 2,  # one batch per Region; unencrypted: no KMS calls
     }
     described = {p["ImageId"] for op, p in calls.params if op == "DescribeImageAttribute"}
     assert described == set(managed) and not described & set(unmanaged)
     assert all(p["Owners"] == ["self"] for op, p in calls.params if op == "DescribeImages")
+    scans = [p["Filters"] for op, p in calls.params if op == "DescribeImages" and "Filters" in p]
+    assert len(scans) == enabled - 2
+    assert all(f == [{"Name": "tag:reconciler:manifest", "Values": ["m"]}] for f in scans)
     assert plan.summary.images == 6 and plan.summary.add == 12
+
+    # --region: only that Region is read, no scan; ownership: none: no scan at all
+    clients, calls = counted_clients()
+    build_plan(parse_manifest(MANIFEST, "m.yaml"), Reader(clients, 4),
+               PlanOptions(regions=("us-east-1",)))
+    assert "DescribeRegions" not in calls.by_op and calls.by_op["DescribeImages"] == 1
+    clients, calls = counted_clients()
+    build_plan(parse_manifest(MANIFEST.replace(b"settings: {", b"settings: {ownership: none, "),
+                              "m.yaml"), Reader(clients, 4))
+    assert "DescribeRegions" not in calls.by_op and calls.by_op["DescribeImages"] == 2
 
 
 def test_public_access_state_read_only_when_a_public_share_is_added(aws: Images) -> None:

@@ -407,7 +407,7 @@ def test_compute_plan_converged_has_no_changes():
     plan = plan_for(m, listing(*PLAN_IMAGES), st)
     assert plan.operations == () and not plan.has_changes
     assert plan.summary.to_dict() == {"add": 0, "remove": 0, "images": 4, "unchanged": 8}
-    assert summary_line(plan) == "No changes. 4 managed images, 8 unchanged."
+    assert summary_line(plan) == "No changes: 8 permissions as declared on 4 managed images."
 
 
 def test_share_quota_error_blocks_only_that_image():
@@ -434,7 +434,8 @@ def test_share_quota_error_blocks_only_that_image():
 
 
 @pytest.mark.parametrize("kms_mode", ["off", "key-policy"], ids=["kms-off", "kms-key-policy"])
-def test_encrypted_public_is_error_and_only_public_add_suppressed(kms_mode):
+def test_encrypted_public_is_error_and_the_image_is_left_alone(kms_mode):
+    """SPEC §7: an image with an error finding gets no write at all in that run."""
     m = manifest("""\
       - name: enc
         select: {name: "enc-*"}
@@ -449,10 +450,8 @@ def test_encrypted_public_is_error_and_only_public_add_suppressed(kms_mode):
     assert codes(plan.findings) == [("error", "encrypted-public", ami(0xE))]
     assert "can never be made public" in plan.findings[0].message
     assert "remove `public` from rules enc" in plan.findings[0].message
-    assert launch_ops(plan) == [("add", ami(0xE), PROD, "enc")]
-    assert not any(o.principal.is_public for o in plan.operations)
-    kms_ops = [(o.action, o.resource, o.principal) for o in plan.operations if o.kind is OpKind.KMS]
-    assert kms_ops == ([] if kms_mode == "off" else [(Action.ADD, KEY, P_PROD)])
+    assert plan.operations == (), "not even the prod share or its key access"
+    assert "Left alone" in render_text(plan, m) and ami(0xE) in render_text(plan, m)
     # the public check is not even needed for an encrypted image
     assert regions_needing_public_check(select(m, listing(image)), st.launch, st.snapshots) == []
 
@@ -747,8 +746,8 @@ def test_render_text_names_images_principals_and_summary():
     assert re.search(rf"\+ launch {re.escape(OU)} \(ou\)\s+rule enc\n", text)
     assert "Findings:\n  error[public-access-blocked] us-east-1 " + ami(3) in text
     s = plan.summary
-    assert text.endswith(f"Plan: {s.add} to add, {s.remove} to remove "
-                         f"({s.images} managed images, {s.unchanged} unchanged).\n")
+    assert text.endswith(f"Plan: {s.add} permissions to add, {s.remove} to remove, "
+                         f"{s.unchanged} unchanged, on {s.images} managed images.\n")
 
 
 def test_render_text_without_manifest_shows_bare_ids():
@@ -801,7 +800,7 @@ def test_render_markdown_truncated_with_note():
     assert md.rstrip("\n").endswith("_Output truncated; see the full plan in the job's artifacts._")
     assert md.count("```") % 2 == 0  # the diff fence is closed
     assert md.count("<details>") == md.count("</details>") == 1
-    assert md.startswith("### reconcile plan: Plan: 300 to add, 0 to remove")
+    assert md.startswith("### reconcile plan: Plan: 300 permissions to add, 0 to remove")
 
 
 def test_identical_inputs_render_byte_identical():

@@ -75,7 +75,7 @@ def test_drift_is_found_fixed_and_converges(server: tuple[MotoServer, Images], r
     assert r.code == 2, r.err
     assert f"+ launch {STAGING} (staging)" in r.out
     assert f"- launch {HAND}" in r.out
-    assert "Plan: 1 to add, 1 to remove (1 managed image, 1 unchanged)." in r.out
+    assert "Plan: 1 permission to add, 1 to remove, 1 unchanged, on 1 managed image." in r.out
     assert scratch not in r.out
 
     log = tmp_path / "apply.jsonl"
@@ -85,14 +85,15 @@ def test_drift_is_found_fixed_and_converges(server: tuple[MotoServer, Images], r
     assert images.launch(golden) == acct(PROD, STAGING)
     assert images.launch(scratch) == acct(HAND), "an unmanaged image was touched"
 
-    records = [json.loads(line) for line in log.read_text().splitlines()]
+    records = [r for r in map(json.loads, log.read_text().splitlines())
+               if r["kind"] != "ownership_tag"]
     assert [(x["action"], x["principal"], x["result"]) for x in records] == [
         ("add", {"UserId": STAGING}, "applied"), ("remove", {"UserId": HAND}, "applied")]
     assert all(x["caller"].startswith(f"arn:aws:sts::{ACCOUNT}:") and x["time"] for x in records)
 
     r = run_script("plan", m, "--detailed-exitcode")
     assert r.code == 0, r.out + r.err
-    assert "No changes. 1 managed image, 2 unchanged." in r.out
+    assert "No changes: 2 permissions as declared on 1 managed image." in r.out
 
 
 def test_prune_off_keeps_undeclared_permissions(server: tuple[MotoServer, Images],
@@ -153,11 +154,16 @@ def test_public_share_blocked_by_image_block_public_access(
     m = manifest(tmp_path, launch="[public, prod]", allow_public="true")
     doc = plan_json(run_cli, m)
     assert [f["code"] for f in doc["findings"]] == ["public-access-blocked"]
-    assert [o["principal"] for o in doc["operations"]] == [{"UserId": PROD}]
+    assert doc["operations"] == [], "an image with an error finding gets no write at all"
+    assert doc["ownership"] == {"tag": [], "untag": []}, "not even its ownership tag"
+    r = run_cli("plan", m, "--quiet")
+    assert r.code == 1 and "error: [public-access-blocked]" in r.err, "errors reach stderr"
     r = run_cli("apply", m, "--auto-approve")
     assert r.code == 1, "an error finding must fail the run"
-    assert "block-new-sharing" in r.out
-    assert images.launch(golden) == [{"UserId": PROD}], "the rest of the plan is still applied"
+    assert "block-new-sharing" in r.out and "Left alone" in r.out
+    assert images.launch(golden) == []
+    tags = server[0].client("ec2").describe_images(ImageIds=[golden])["Images"][0].get("Tags")
+    assert not tags
 
 
 def test_saved_plan_applies_exactly(server: tuple[MotoServer, Images], run_script: Runner,

@@ -593,7 +593,7 @@ def test_export_then_plan_reports_no_changes(server: tuple[MotoServer, Images], 
     assert r.code == 0, r.err
     r = run_cli("plan", str(out), "--detailed-exitcode")
     assert r.code == 0, r.out + r.err
-    assert "No changes. 7 managed images" in r.out
+    assert "as declared on 7 managed images" in r.out
     assert "error[" not in r.out and "warning[" not in r.out
     # export and plan wrote nothing
     assert {x: launch_of(images, x, r_) for x, r_ in everything if x != h} == before
@@ -634,7 +634,7 @@ def test_export_to_stdout_is_deterministic_with_names_and_filters(
     out = tmp_path / "stable.yaml"
     out.write_text(r.out)
     r = run_cli("plan", str(out), "--detailed-exitcode")
-    assert r.code == 0 and "No changes. 1 managed image" in r.out
+    assert r.code == 0 and "as declared on 1 managed image" in r.out
 
 
 @pytest.mark.e2e
@@ -705,7 +705,7 @@ def test_sandbox_export_round_trip(run_cli: Runner, tmp_path: Path, no_aws) -> N
 
     r = run_cli("plan", str(out), "--sandbox", state, "--detailed-exitcode", endpoint=no_aws.url)
     assert r.code == 0, r.out + r.err
-    assert "No changes. 4 managed images, 5 unchanged." in r.out
+    assert "No changes: 5 permissions as declared on 4 managed images." in r.out
     assert no_aws.count == 0
 
 
@@ -734,7 +734,7 @@ def test_sandbox_export_leaves_out_an_image_on_the_aws_managed_key(
     r = run_cli("plan", str(out), "--sandbox", str(state), "--detailed-exitcode",
                 endpoint=no_aws.url)
     assert r.code == 0, r.out + r.err
-    assert "No changes." in r.out
+    assert "No changes:" in r.out
     # a rule for it would be the blocking error the export avoided
     bad = tmp_path / "with-rule.yaml"
     bad.write_text(text.replace("images:\n", "images:\n  - name: legacy\n    select: {ids: "

@@ -50,7 +50,7 @@ def test_example_manifest_loads():
     assert m.sha256 == hashlib.sha256(raw).hexdigest()
     assert m.settings == Settings(regions=("us-east-1", "eu-west-1"), prune=True,
                                   allow_public=True, kms="key-policy", max_removals=25,
-                                  share_quota=1000, role_arn=None)
+                                  share_quota=1000, role_arn=None, name="m")
     assert m.owners == ()
     assert dict(m.principals) == {
         "analytics-ou": Principal(PrincipalKind.OU, OU),
@@ -111,7 +111,7 @@ def test_defaults_when_settings_omitted():
             launch: ["111122223333"]
             copy: []
     """)
-    assert m.settings == Settings()
+    assert m.settings == Settings(name="m")
     assert m.settings.regions == ("us-east-1",)
     assert m.principals == ()
     (rule,) = m.rules

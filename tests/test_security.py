@@ -11,7 +11,7 @@ import boto3
 from helpers import ACCOUNT, ROOT, Images, MotoServer, Runner
 from test_aws import Calls
 
-from reconciler.applier import Applier
+from reconciler.applier import Applier, write_tags
 from reconciler.aws import Clients
 from reconciler.manifest import parse_manifest
 from reconciler.planner import build_plan
@@ -80,12 +80,14 @@ images:
     # The flow above exercises every read the tool has.
     assert plan_actions == read
 
-    report = Applier(clients, reader.identity(), resource_keys=plan.resource_keys).apply(
-        plan.operations)
+    applier = Applier(clients, reader.identity(), resource_keys=plan.resource_keys)
+    report = applier.apply(plan.operations)
     assert not report.failed
+    assert plan.ownership is not None
+    assert not write_tags(applier, plan.ownership, report).failed
     assert actions.actions - plan_actions <= write | {"kms:GetKeyPolicy"}
-    assert {"ec2:ModifyImageAttribute", "ec2:ModifySnapshotAttribute", "kms:PutKeyPolicy"} <= \
-        actions.actions
+    assert {"ec2:ModifyImageAttribute", "ec2:ModifySnapshotAttribute", "kms:PutKeyPolicy",
+            "ec2:CreateTags"} <= actions.actions
 
 
 SECRET_KEY = "S3cr3tKeyValueThatMustNeverBeLogged0000"
@@ -117,7 +119,8 @@ def test_credentials_never_appear_in_output_or_logs(server: tuple[MotoServer, Im
     blob = "\n".join(outputs)
     for secret in (SECRET_KEY, SESSION_TOKEN, ACCESS_KEY):
         assert secret not in blob
-    records = [json.loads(line) for line in log.read_text().splitlines()]
+    records = [r for r in map(json.loads, log.read_text().splitlines())
+               if r["kind"] != "ownership_tag"]
     assert records and all({"time", "caller", "action", "principal", "result"} <= r.keys()
                            for r in records)
 
