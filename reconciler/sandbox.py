@@ -49,6 +49,7 @@ class SandboxImage:
     launch: tuple[Principal, ...]
     copy: tuple[Principal, ...] = ()
     encrypted_with: str | None = None  # a key name, or aws/ebs
+    snapshot_tags: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,8 @@ def parse_sandbox(raw: bytes, file: str) -> SandboxState:
         images.append(SandboxImage(img["region"], img["name"], img.get("id"),
                                    tuple(sorted((img.get("tags") or {}).items())),
                                    img.get("state", "available"), tuple(perms["launch"]),
-                                   tuple(perms["copy"]), enc))
+                                   tuple(perms["copy"]), enc,
+                                   tuple(sorted((img.get("snapshot_tags") or {}).items()))))
     if problems:
         raise InputError(problems)
     return SandboxState(data["account"], tuple(images),
@@ -288,6 +290,9 @@ def seed(state: SandboxState) -> list[str]:
                                        LaunchPermission={"Add": [p.to_dict() for p in img.launch]})
         snapshot_id = ec2.describe_images(ImageIds=[image_id])["Images"][0][
             "BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+        if img.snapshot_tags:
+            ec2.create_tags(Resources=[snapshot_id],
+                            Tags=[{"Key": k, "Value": v} for k, v in img.snapshot_tags])
         if img.encrypted_with:
             encrypt_image(state.account, img.region, image_id,
                           key_arns[(img.region, img.encrypted_with)])
@@ -323,13 +328,18 @@ def dump(state: SandboxState, image_ids: list[str]) -> str:
     for img, image_id in zip(state.images, image_ids, strict=True):
         ec2 = boto3.client("ec2", region_name=img.region)
         perms = ec2.describe_image_attribute(ImageId=image_id, Attribute="launchPermission")
-        snapshot_id = ec2.describe_images(ImageIds=[image_id])["Images"][0][
-            "BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+        described = ec2.describe_images(ImageIds=[image_id])["Images"][0]
+        snapshot_id = described["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
         snap = ec2.describe_snapshot_attribute(SnapshotId=snapshot_id,
                                                Attribute="createVolumePermission")
         entry: dict[str, Any] = {"id": image_id, "region": img.region, "name": img.name}
-        if img.tags:
-            entry["tags"] = dict(img.tags)
+        tags = {t["Key"]: t["Value"] for t in described.get("Tags") or []}
+        if tags:  # as AWS has them now: apply adds and removes the ownership tag
+            entry["tags"] = dict(sorted(tags.items()))
+        snap_tags = {t["Key"]: t["Value"] for t in ec2.describe_snapshots(
+            SnapshotIds=[snapshot_id])["Snapshots"][0].get("Tags") or []}
+        if snap_tags:
+            entry["snapshot_tags"] = dict(sorted(snap_tags.items()))
         if img.state != "available":
             entry["state"] = img.state
         if img.encrypted_with:

@@ -1,0 +1,197 @@
+"""Ownership that survives a deleted rule or Region (SPEC §7a), and the guards a pull-request
+check sees before merge. ``reconcile`` runs in-process against the moto server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import Images, MotoServer, Runner
+
+PROD, STAGING = "111122223333", "444455556666"
+TAG = "reconciler:manifest"
+
+
+def write(tmp_path: Path, rules: str, settings: str = "") -> str:
+    path = tmp_path / "golden-amis.yaml"
+    path.write_text(f"""\
+version: 1
+settings: {{regions: [us-east-1, eu-west-1]{settings}}}
+principals: {{prod: "{PROD}", staging: "{STAGING}"}}
+images:
+{rules}""")
+    return str(path)
+
+
+STABLE = '  - {name: stable, select: {name: "golden-*"}, launch: [prod, staging]}\n'
+CANDIDATES = '  - {name: candidates, select: {name: "rc-*"}, launch: [staging]}\n'
+
+
+def tags_of(srv: MotoServer, image: str, region: str = "us-east-1") -> dict[str, str]:
+    raw = srv.client("ec2", region).describe_images(ImageIds=[image])["Images"][0]
+    return {t["Key"]: t["Value"] for t in raw.get("Tags") or []}
+
+
+def plan_doc(run_cli: Runner, m: str, *extra: str) -> dict[str, Any]:
+    r = run_cli("plan", m, "--format", "json", *extra)
+    assert r.code in (0, 1), r.err
+    return dict(json.loads(r.out))
+
+
+def test_deleting_a_rule_revokes_its_shares(server: tuple[MotoServer, Images], run_cli: Runner,
+                                            tmp_path: Path) -> None:
+    srv, images = server
+    golden = images.create("golden-1")
+    rc = images.create("rc-1")
+    m = write(tmp_path, STABLE + CANDIDATES)
+    first = plan_doc(run_cli, m)
+    assert first["ownership"] == {"tag": sorted([golden, rc]), "untag": []}
+    r = run_cli("apply", m, "--auto-approve")
+    assert r.code == 0, r.out + r.err
+    assert "Ownership tags: 2 written, 0 removed." in r.out
+    assert tags_of(srv, rc) == {TAG: "golden-amis"}, "the name defaults to the file's stem"
+    assert images.launch(rc) == [{"UserId": STAGING}]
+
+    write(tmp_path, STABLE)  # the candidates rule is deleted
+    r = run_cli("plan", m, "--detailed-exitcode")
+    assert r.code == 2, r.out + r.err
+    assert f"- launch {STAGING} (staging)  no longer matched by any rule" in r.out
+    assert f"release 1 image no longer matched by any rule (its shares are revoked above): {rc}" \
+        in r.out
+    doc = plan_doc(run_cli, m)
+    assert doc["ownership"] == {"tag": [], "untag": [rc]}
+    assert [(o["action"], o["resource"], o["rules"]) for o in doc["operations"]] == [
+        ("remove", rc, [])]
+    r = run_cli("apply", m, "--auto-approve")
+    assert r.code == 0, r.out + r.err
+    assert images.launch(rc) == [] and TAG not in tags_of(srv, rc)
+    assert images.launch(golden) == [{"UserId": PROD}, {"UserId": STAGING}]
+    r = run_cli("plan", m, "--detailed-exitcode")
+    assert r.code == 0 and "Ownership" not in r.out, r.out
+
+
+def test_dropping_a_region_releases_its_images(server: tuple[MotoServer, Images],
+                                               run_cli: Runner, tmp_path: Path) -> None:
+    srv, images = server
+    east = images.create("golden-1")
+    west = images.create("golden-1", region="eu-west-1")
+    m = write(tmp_path, STABLE)
+    assert run_cli("apply", m, "--auto-approve").code == 0
+    assert tags_of(srv, west, "eu-west-1") == {TAG: "golden-amis"}
+
+    path = Path(m)
+    path.write_text(path.read_text().replace("regions: [us-east-1, eu-west-1]",
+                                             "regions: [us-east-1]"))
+    doc = plan_doc(run_cli, m)
+    assert doc["regions"] == ["us-east-1"]
+    assert doc["ownership"]["untag"] == [west]
+    assert {(o["region"], o["resource"]) for o in doc["operations"]} == {("eu-west-1", west)}
+    # --region restricts the run: the dropped Region is not scanned, nothing is released
+    assert plan_doc(run_cli, m, "--region", "us-east-1")["ownership"]["untag"] == []
+    assert run_cli("apply", m, "--auto-approve").code == 0
+    assert images.launch(west, "eu-west-1") == []
+    assert images.launch(east) == [{"UserId": PROD}, {"UserId": STAGING}]
+
+
+def test_on_release_keep_only_removes_the_tag(server: tuple[MotoServer, Images],
+                                              run_cli: Runner, tmp_path: Path) -> None:
+    srv, images = server
+    rc = images.create("rc-1")
+    m = write(tmp_path, STABLE + CANDIDATES, ", on_release: keep")
+    assert run_cli("apply", m, "--auto-approve").code == 0
+    write(tmp_path, STABLE, ", on_release: keep")
+    r = run_cli("plan", m, "--detailed-exitcode")
+    assert r.code == 0, "pending tag writes alone are not changes"
+    assert "shares kept (on_release: keep)" in r.out and "info[released-kept]" in r.out
+    r = run_cli("apply", m, "--auto-approve")
+    assert r.code == 0 and "Ownership tags: 0 written, 1 removed." in r.out, r.out
+    assert images.launch(rc) == [{"UserId": STAGING}] and TAG not in tags_of(srv, rc)
+
+
+def test_copy_permissions_are_released_only_where_the_tool_managed_them(
+        server: tuple[MotoServer, Images], run_cli: Runner, tmp_path: Path) -> None:
+    srv, images = server
+    rc = images.create("rc-1")
+    hand = images.create("rc-2")
+    ec2 = srv.client("ec2")
+
+    def snapshot(image: str) -> str:
+        return str(ec2.describe_images(ImageIds=[image])["Images"][0]["BlockDeviceMappings"][0][
+            "Ebs"]["SnapshotId"])
+
+    def copies(image: str) -> list[str]:
+        return [p["UserId"] for p in ec2.describe_snapshot_attribute(
+            SnapshotId=snapshot(image), Attribute="createVolumePermission")[
+            "CreateVolumePermissions"]]
+
+    # rc-2's snapshot grants copy by hand; its rule does not manage copy permissions
+    ec2.modify_snapshot_attribute(SnapshotId=snapshot(hand), Attribute="createVolumePermission",
+                                  OperationType="add", UserIds=[PROD])
+    m = write(tmp_path, STABLE + '  - {name: rc1, select: {name: "rc-1"}, launch: [staging], '
+                                 'copy: [staging]}\n'
+                                 '  - {name: rc2, select: {name: "rc-2"}, launch: [staging]}\n')
+    doc = plan_doc(run_cli, m)
+    assert doc["ownership"]["tag_snapshots"] == [snapshot(rc)]
+    assert run_cli("apply", m, "--auto-approve").code == 0
+    write(tmp_path, STABLE)
+    assert run_cli("apply", m, "--auto-approve").code == 0
+    assert copies(rc) == [], "the tool managed rc-1's copy permissions: revoked"
+    assert copies(hand) == [PROD], "rc-2's were never the tool's: left alone"
+    assert images.launch(rc) == [] and images.launch(hand) == []
+
+
+def test_ownership_none_records_nothing(server: tuple[MotoServer, Images], run_cli: Runner,
+                                        tmp_path: Path) -> None:
+    srv, images = server
+    rc = images.create("rc-1")
+    m = write(tmp_path, STABLE + CANDIDATES, ", ownership: none")
+    assert "ownership" not in plan_doc(run_cli, m)
+    assert run_cli("apply", m, "--auto-approve").code == 0
+    assert tags_of(srv, rc) == {}
+    write(tmp_path, STABLE, ", ownership: none")
+    r = run_cli("plan", m, "--detailed-exitcode")
+    assert r.code == 0, "without ownership a deleted rule leaves its shares"
+    assert images.launch(rc) == [{"UserId": STAGING}]
+
+
+def test_the_removal_guard_fails_the_pull_request_check(server: tuple[MotoServer, Images],
+                                                        run_cli: Runner, tmp_path: Path) -> None:
+    _, images = server
+    golden = images.create("golden-1", launch=[{"UserId": f"70000000000{i}"} for i in range(4)])
+    m = write(tmp_path, STABLE, ", max_removals: 3")
+    r = run_cli("plan", m, "--detailed-exitcode")
+    assert r.code == 1, "a plan the scheduled apply would refuse fails at plan time"
+    assert "error[max-removals]" in r.out
+    assert "removes 4 permissions, more than settings.max_removals (3)" in r.out
+    assert "--allow-mass-removal" in r.out and "raise settings.max_removals" in r.out
+    r = run_cli("plan", m, "--detailed-exitcode", "--allow-mass-removal")
+    assert r.code == 2, r.out
+    assert run_cli("apply", m, "--auto-approve").code == 1
+    assert len(images.launch(golden)) == 4, "refused before any write"
+
+
+def test_default_region_is_said(server: tuple[MotoServer, Images], run_cli: Runner,
+                                tmp_path: Path) -> None:
+    _, images = server
+    images.create("golden-1")
+    path = tmp_path / "m.yaml"
+    path.write_text(f'version: 1\nimages:\n  - {{name: g, select: {{name: "golden-*"}}, '
+                    f'launch: ["{PROD}"]}}\n')
+    r = run_cli("plan", str(path))
+    assert "Regions: us-east-1 (a rule names no Region, so the default us-east-1 is used" in r.out
+    r = run_cli("plan", str(path), "--format", "markdown")
+    assert "the default us-east-1 is used" in r.out
+    assert json.loads(run_cli("plan", str(path), "--format", "json").out)["regions"] == [
+        "us-east-1"]
+
+
+@pytest.mark.parametrize("name", ["golden amis ok", "x" * 256])
+def test_settings_name_is_the_tag_value(server: tuple[MotoServer, Images], run_cli: Runner,
+                                        tmp_path: Path, name: str) -> None:
+    srv, images = server
+    golden = images.create("golden-1")
+    m = write(tmp_path, STABLE, f", name: '{name}'")
+    assert run_cli("apply", m, "--auto-approve").code == 0
+    assert tags_of(srv, golden) == {TAG: name}
