@@ -256,8 +256,27 @@ def test_apply_workflow_triggers_permissions_and_concurrency() -> None:
 def test_apply_workflow_commands() -> None:
     assert reconcile_commands(load(APPLY_YML)) == [
         ["reconcile", "validate", MANIFEST],
-        ["reconcile", "apply", MANIFEST, "--auto-approve", "--log-file", "apply.jsonl"],
+        ["reconcile", "apply", MANIFEST, "--auto-approve", "--log-file", "apply.jsonl",
+         "$ACKNOWLEDGE"],
     ]
+
+
+@pytest.mark.parametrize("acknowledge", ["", "--allow-mass-removal"])
+def test_apply_acknowledges_a_mass_removal_only_on_a_ticked_manual_run(
+        tmp_path: Path, acknowledge: str) -> None:
+    doc = load(APPLY_YML)
+    inputs = doc[True]["workflow_dispatch"]["inputs"]  # YAML 1.1 reads the key `on` as True
+    assert inputs["allow_mass_removal"] == {
+        "description": inputs["allow_mass_removal"]["description"], "type": "boolean",
+        "default": False}
+    apply = step(doc, "Apply")
+    assert apply["env"]["ACKNOWLEDGE"] == (
+        "${{ github.event_name == 'workflow_dispatch' && inputs.allow_mass_removal "
+        "&& '--allow-mass-removal' || '' }}")
+    rc, out, _, calls = run_step_script(apply["run"], tmp_path, 0, {"ACKNOWLEDGE": acknowledge})
+    assert rc == 0, out
+    assert calls.read_text().split() == ["reconcile", "apply", MANIFEST, "--auto-approve",
+                                         "--log-file", "apply.jsonl", *acknowledge.split()]
 
 
 @pytest.mark.parametrize("code", [0, 1])
