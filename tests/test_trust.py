@@ -238,7 +238,7 @@ def test_saved_plan_for_other_regions_says_so(aws: Images, tmp_path: Path) -> No
 
 # ----------------------------------------------------------------- 4. no traceback, ever
 
-READS = ("GetCallerIdentity", "DescribeImages", "DescribeImageAttribute",
+READS = ("GetCallerIdentity", "DescribeRegions", "DescribeImages", "DescribeImageAttribute",
          "GetImageBlockPublicAccessState", "DescribeSnapshots", "DescribeSnapshotAttribute",
          "DescribeKey", "GetKeyPolicy", "ListAliases")
 WRITES = ("PutKeyPolicy", "ModifyImageAttribute", "ModifySnapshotAttribute")
