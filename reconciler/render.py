@@ -90,7 +90,7 @@ def ownership_lines(plan: Plan) -> list[str]:
     if own is None or not own.pending:
         return []
     tag = f"{OWNERSHIP_TAG}={own.name}"
-    out = [f"Ownership ({tag}), written by the next apply:"]
+    out = [f"Ownership tag {tag} (bookkeeping, written by apply):"]
     if own.tag:
         out.append(f"  tag {_plural(len(own.tag), 'managed image')}: {_ids(own.tag)}")
     if own.tag_snapshots:

@@ -505,3 +505,28 @@ def test_sandbox_state_errors_are_located(run_cli: Runner, tmp_path: Path, no_aw
     assert f"{state}:2:10:" in r.err and 'quote it: "123456789012"' in r.err
     assert f"{state}:4:" in r.err and '"mars"' in r.err
     assert no_aws.count == 0
+
+
+def test_demo_runs_every_command_it_prints(tmp_path: Path) -> None:
+    """The README's first command: each printed command runs exactly as printed, in a kept
+    folder, with no terminal escapes when the output is not a terminal."""
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "demo"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("AWS_ENDPOINT_URL", None)
+    proc = subprocess.run(["sh", str(EXAMPLES / "demo.sh"), str(folder)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "\033" not in proc.stdout
+    commands = [line[2:] for line in proc.stdout.splitlines() if line.startswith("$ ")]
+    assert len(commands) == 6 and all(f"(in {folder})" in proc.stdout for _ in commands)
+    assert {p.name for p in folder.iterdir()} >= {"manifest.yaml", "sandbox.yaml", "after.yaml",
+                                                  "apply.jsonl", "drifted.yaml"}
+    assert "No changes: 14 permissions as declared on 5 managed images." in proc.stdout
+    # a printed command, copied and run again in the kept folder, does what it did
+    again = subprocess.run(commands[3], shell=True, cwd=folder, env=env, capture_output=True,
+                           text=True, timeout=120)
+    assert again.returncode == 0 and "No changes:" in again.stdout, again.stdout + again.stderr
