@@ -47,7 +47,7 @@ from .errors import (
 )
 from .exporter import ImageFilter, compute_export, load_names, parse_tag_filters, read_export
 from .manifest import Manifest, load_manifest
-from .model import REGION_RE, Action, Identity, Operation
+from .model import REGION_RE, Action, Identity, Operation, Severity, sorted_findings
 from .plan import Plan, load_plan_file
 from .planner import PlanOptions, Scope, build_plan
 from .progress import NoProgress, TerminalProgress
@@ -209,19 +209,37 @@ def validate(ctx: Ctx, manifests: tuple[str, ...]) -> int:
     Example:
       reconcile validate amis.yaml
     """
+    _refuse_unused_options(ctx, "validate makes no AWS call",
+                           ("regions", "profile", "concurrency", "sandbox"))
     problems: list[Problem] = []
+    warned = False
     for manifest in manifests:
         try:
             m = load_manifest(manifest)
         except InputError as exc:
             problems += exc.problems
             continue
+        for f in m.hygiene():
+            warned = True
+            click.echo(f"{'error' if ctx.strict else 'warning'}: {manifest}: [{f.code}] "
+                       f"{f.message}", err=True)
         click.echo(f"{manifest}: valid ({len(m.rules)} rule{'s' if len(m.rules) != 1 else ''}, "
                    f"{len(m.principals)} named principal{'s' if len(m.principals) != 1 else ''}, "
                    f"Regions {', '.join(m.regions) or 'none'})")
     if problems:
         raise InputError(problems)
-    return EXIT_OK
+    return EXIT_ERROR if warned and ctx.strict else EXIT_OK
+
+
+def _refuse_unused_options(ctx: Ctx, why: str, names: Iterable[str]) -> None:
+    """An option a command would silently ignore is refused instead (so that a typo such
+    as ``validate --sandbox missing.yaml`` does not pass as success)."""
+    source = click.get_current_context().get_parameter_source
+    given = [n for n in names if source(n) is click.core.ParameterSource.COMMANDLINE]
+    if given:
+        flags = ", ".join("--" + ("region" if n == "regions" else n) for n in given)
+        raise UsageError(f"{why}: {flags} would be ignored; leave "
+                         f"{'it' if len(given) == 1 else 'them'} out")
 
 
 def _write_file(path: str, text: str | Iterable[str]) -> None:
@@ -260,7 +278,9 @@ def _emit_plan(ctx: Ctx, plan: Plan, manifest: Manifest, fmt: str,
 def _plan(ctx: Ctx, manifest: Manifest, conn: Connection, allow_mass_removal: bool) -> Plan:
     ctx.info(f"Reading current state for {len(manifest.rules)} rules...")
     options = replace(ctx.options(), allow_mass_removal=allow_mass_removal)
-    return build_plan(manifest, conn.scopes, options, conn.caller)
+    plan = build_plan(manifest, conn.scopes, options, conn.caller)
+    hygiene = [replace(f, severity=Severity.ERROR) if ctx.strict else f for f in manifest.hygiene()]
+    return replace(plan, findings=sorted_findings([*plan.findings, *hygiene])) if hygiene else plan
 
 
 OWNER_OPTION = click.option(

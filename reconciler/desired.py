@@ -71,15 +71,19 @@ def select(manifest: Manifest, images: Mapping[str, Sequence[Image]],
     for rule in manifest.rules:
         regions = active_regions(rule, restrict)
         found_ids: set[str] = set()
+        empty: list[str] = []
         for region in regions:
             hits = [img for img in images.get(region, ()) if rule_matches(rule, img)]
             found_ids.update(img.image_id for img in hits)
             if not hits and rule.select.by_attributes and not rule.select.ids:
-                findings.append(Finding(Severity.WARNING, "no-match", region, rule.name,
-                                        f"rule {rule.name!r} matches no image owned by the caller "
-                                        f"in {region}"))
+                empty.append(region)
             for img in hits:
                 matched.setdefault(img.key, (img, []))[1].append(rule)
+        if empty:  # one finding per rule, naming every Region where it matched nothing
+            findings.append(Finding(Severity.WARNING, "no-match",
+                                    empty[0] if len(empty) == 1 else "", rule.name,
+                                    f"rule {rule.name!r} matches no image owned by the caller "
+                                    f"in {', '.join(empty)}"))
         # An ID is only known missing when every Region of the rule was searched.
         if regions == rule.regions:
             for ami in rule.select.ids:

@@ -22,7 +22,7 @@ from typing import Any
 from .errors import InputError, Problem
 from .files import read_input
 from .kms import GrantShape
-from .model import PUBLIC, Principal, bad_account_id
+from .model import PUBLIC, Finding, Principal, Severity, bad_account_id
 from .schema import schema_problems
 from .yamlload import MAX_BYTES, Located, load_yaml
 
@@ -104,6 +104,18 @@ class Manifest:
     def name_of(self, principal: Principal) -> str | None:
         """The manifest's name for a principal (alphabetically first), if it has one."""
         return self._names.get(principal)
+
+    def unused_principals(self) -> list[str]:
+        """Names under ``principals:`` that no rule's ``launch`` or ``copy`` uses."""
+        used = {p for rule in self.rules for p in (*rule.launch, *rule.copy)}
+        return [name for name, p in self.principals if p not in used]
+
+    def hygiene(self) -> list[Finding]:
+        """Warnings about the manifest itself (errors with ``--strict``)."""
+        return [Finding(Severity.WARNING, "unused-principal", "", name,
+                        f"principal {name!r} is named under `principals:` but no rule uses it; "
+                        "remove it or share with it")
+                for name in self.unused_principals()]
 
     @property
     def regions(self) -> tuple[str, ...]:

@@ -252,7 +252,7 @@ def test_select_missing_id_is_an_error_finding():
     assert "rule 'pinned'" in f.message
 
 
-def test_select_name_matching_nothing_warns_per_region():
+def test_select_name_matching_nothing_warns_once_naming_the_regions():
     m = manifest("""\
       - name: nothing
         select: {name: "nope-*"}
@@ -261,9 +261,12 @@ def test_select_name_matching_nothing_warns_per_region():
     sel = select(m, listing(img(ami(1), "golden-1")))
     assert sel.managed == ()
     assert [(f.severity.value, f.code, f.region, f.resource) for f in sel.findings] == [
-        ("warning", "no-match", US, "nothing"), ("warning", "no-match", EU, "nothing")]
+        ("warning", "no-match", "", "nothing")]
     assert sel.findings[0].message == ("rule 'nothing' matches no image owned by the caller "
-                                       "in us-east-1")
+                                       f"in {US}, {EU}")
+    one = select(m, listing(img(ami(1), "golden-1")), [US])
+    assert [(f.region, f.message) for f in one.findings] == [
+        (US, "rule 'nothing' matches no image owned by the caller in us-east-1")]
 
 
 def test_select_manages_copy_when_any_rule_has_copy_key():

@@ -153,7 +153,8 @@ def test_public_share_blocked_by_image_block_public_access(
     IMAGE_BLOCK_PUBLIC_ACCESS[(ACCOUNT, "us-east-1")] = "block-new-sharing"
     m = manifest(tmp_path, launch="[public, prod]", allow_public="true")
     doc = plan_json(run_cli, m)
-    assert [f["code"] for f in doc["findings"]] == ["public-access-blocked"]
+    assert [f["code"] for f in doc["findings"] if f["code"] != "unused-principal"] == [
+        "public-access-blocked"]
     assert doc["operations"] == [], "an image with an error finding gets no write at all"
     assert doc["ownership"] == {"tag": [], "untag": []}, "not even its ownership tag"
     r = run_cli("plan", m, "--quiet")
@@ -281,7 +282,8 @@ def test_missing_image_id_is_an_error_but_others_apply(server: tuple[MotoServer,
     launch: [prod]
 """)
     doc = plan_json(run_cli, m)
-    assert [(f["severity"], f["code"], f["resource"]) for f in doc["findings"]] == [
+    assert [(f["severity"], f["code"], f["resource"]) for f in doc["findings"]
+            if f["code"] != "unused-principal"] == [
         ("error", "image-not-found", "ami-0123456789abcdef0")]
     r = run_cli("apply", m, "--auto-approve")
     assert r.code == 1
@@ -530,3 +532,24 @@ def test_demo_runs_every_command_it_prints(tmp_path: Path) -> None:
     again = subprocess.run(commands[3], shell=True, cwd=folder, env=env, capture_output=True,
                            text=True, timeout=120)
     assert again.returncode == 0 and "No changes:" in again.stdout, again.stdout + again.stderr
+
+
+def test_manifest_hygiene(server: tuple[MotoServer, Images], run_cli: Runner,
+                          tmp_path: Path) -> None:
+    """Unused principals are a warning (an error with --strict); an option a command would
+    ignore is refused; no-match is said once per rule."""
+    _, images = server
+    images.create("golden-1")
+    m = manifest(tmp_path)  # names org and ou, which no rule uses
+    r = run_cli("validate", m)
+    assert r.code == 0 and "warning:" in r.err and "'org' is named" in r.err
+    r = run_cli("validate", m, "--strict")
+    assert r.code == 1 and "error:" in r.err and "'ou' is named" in r.err
+    doc = plan_json(run_cli, m)
+    assert sorted(f["resource"] for f in doc["findings"] if f["code"] == "unused-principal") == [
+        "org", "ou"]
+    assert run_cli("plan", m, "--strict").code == 1
+    r = run_cli("validate", m, "--sandbox", str(tmp_path / "missing.yaml"))
+    assert r.code == 1 and "--sandbox would be ignored" in r.err
+    r = run_cli("validate", m, "--region", "eu-west-1")
+    assert r.code == 1 and "--region would be ignored" in r.err
