@@ -76,11 +76,15 @@ class Ctx:
         self.verbose = verbose
         self.quiet = quiet
         self.no_color = no_color
+        self.force_color = False
         self.sandbox_save: str | None = None
 
     def color(self, stream: TextIO) -> bool:
+        """--no-color / NO_COLOR win; --color / FORCE_COLOR force it (CI logs render ANSI)."""
         if self.no_color or os.environ.get("NO_COLOR"):
             return False
+        if self.force_color or os.environ.get("FORCE_COLOR"):
+            return True
         return bool(getattr(stream, "isatty", lambda: False)())
 
     def info(self, message: str) -> None:
@@ -168,15 +172,18 @@ def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--sandbox", metavar="STATE.yaml",
                      help="Run against an embedded AWS emulator seeded from this state file."),
         click.option("--no-color", is_flag=True, help="Never color output (NO_COLOR is honoured too)."),
+        click.option("--color", "force_color", is_flag=True,
+                     help="Color output even when it is not a terminal (or FORCE_COLOR=1)."),
         click.option("-v", "--verbose", count=True, help="More detail."),
         click.option("--quiet", is_flag=True, help="Only errors and requested output."),
     ]
 
     @functools.wraps(fn)
     def wrapper(regions: tuple[str, ...], profile: str | None, strict: bool, concurrency: int,
-                sandbox: str | None, no_color: bool, verbose: int, quiet: bool,
-                **kwargs: Any) -> Any:
+                sandbox: str | None, no_color: bool, force_color: bool, verbose: int,
+                quiet: bool, **kwargs: Any) -> Any:
         ctx = Ctx(regions, profile, strict, concurrency, sandbox, no_color, verbose, quiet)
+        ctx.force_color = force_color
         return fn(ctx, **kwargs)
 
     for d in reversed(decorators):

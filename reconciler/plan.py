@@ -84,6 +84,8 @@ class Plan:
     regions: tuple[str, ...] = ()  # the Regions the plan covered (empty: not recorded)
     # None: settings.ownership is none. Compared through to_dict (a saved plan has IDs only).
     ownership: Ownership | None = field(default=None, compare=False)
+    # Manifest names of principals, for the additive ``principal_name`` fields.
+    principal_names: Mapping[Principal, str] = field(default_factory=dict, compare=False)
     # Rendering context only: never serialized, never drives apply.
     image_names: Mapping[str, str] = field(default_factory=dict, compare=False)
     resource_images: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -111,12 +113,24 @@ class Plan:
             "manifest_sha256": self.manifest_sha256,
             "caller_account": self.caller_account,
             **({"regions": list(self.regions)} if self.regions else {}),
-            "operations": [op.to_dict() for op in self.operations],
+            "operations": [self.operation_dict(op) for op in self.operations],
             "findings": [f.to_dict() for f in self.findings],
             "summary": self.summary.to_dict(),
             "state_digest": self.state_digest,
             **({"ownership": self.ownership.to_dict()} if self.ownership is not None else {}),
         }
+
+    def operation_dict(self, op: Operation) -> dict[str, Any]:
+        """The operation as SPEC §6 has it, plus the names a reviewer reads it by (additive
+        fields, ignored when a saved plan is read back)."""
+        out = op.to_dict()
+        name = self.image_names.get(op.resource) or self.resource_images.get(op.resource)
+        if name:
+            out["resource_name"] = name
+        alias = self.principal_names.get(op.principal)
+        if alias:
+            out["principal_name"] = alias
+        return out
 
     def to_json(self) -> str:
         """The plan document: one operation or finding per line (readable, diffable, fast)."""
@@ -136,7 +150,8 @@ class Plan:
             last = len(entries) - 1
             for i, e in enumerate(entries):
                 comma = "," if i < last else ""
-                yield f"    {json.dumps(e.to_dict(), ensure_ascii=False)}{comma}\n"
+                data = self.operation_dict(e) if isinstance(e, Operation) else e.to_dict()
+                yield f"    {json.dumps(data, ensure_ascii=False)}{comma}\n"
             yield "  ],\n"
 
         yield "{\n"
@@ -163,7 +178,8 @@ def make_plan(*, manifest_sha256: str, caller_account: str, operations: Iterable
               key_policies: Mapping[str, tuple[Any, Any]] | None = None,
               resource_keys: Mapping[tuple[str, str], tuple[str, ...]] | None = None,
               resource_owner: Mapping[tuple[str, str], str] | None = None,
-              regions: Sequence[str] = (), ownership: Ownership | None = None) -> Plan:
+              regions: Sequence[str] = (), ownership: Ownership | None = None,
+              principal_names: Mapping[Principal, str] | None = None) -> Plan:
     """Assemble a plan: sort everything, count, and digest the state of every resource the
     plan consulted (what it writes, their snapshots, every key policy and key use read)."""
     ops = sorted_operations(operations)
@@ -177,6 +193,7 @@ def make_plan(*, manifest_sha256: str, caller_account: str, operations: Iterable
         state_digest=state_digest(state, state.keys()),
         regions=tuple(regions),
         ownership=ownership,
+        principal_names=dict(principal_names or {}),
         image_names=dict(image_names or {}),
         resource_images=dict(resource_images or {}),
         state=dict(state),

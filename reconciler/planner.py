@@ -866,6 +866,7 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
         resource_owner=_owners(selection, state),
         regions=state.regions,
         ownership=ownership,
+        principal_names={p: n for n, p in reversed(manifest.principals)},
     )
 
 

@@ -6,12 +6,15 @@ the plan and the manifest, so identical inputs render byte-identical text.
 
 from __future__ import annotations
 
+import difflib
 import html
+import json
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from .kms import OWNED_SIDS
 from .manifest import Manifest
 from .model import OWNERSHIP_TAG, Action, Finding, Operation, OpKind, Principal, Severity
 from .plan import Plan
@@ -181,22 +184,29 @@ def text_lines(plan: Plan, manifest: Manifest | None, *, color: bool = False,
     yield st.paint(summary_line(plan), "", bold=True) + "\n"
 
 
-def policy_diff(old: Any, new: Any) -> list[str]:
-    """An exact structural diff of two key policies, one change per line (deepdiff)."""
-    from deepdiff import DeepDiff
+def _owned_statements(policy: Any) -> list[Any]:
+    statements = policy.get("Statement", []) if isinstance(policy, dict) else []
+    return [st for st in statements if isinstance(st, dict) and st.get("Sid") in OWNED_SIDS]
 
-    diff = DeepDiff(old, new, ignore_order=False, verbose_level=2)
-    return [line for line in diff.pretty().splitlines() if line.strip()] if diff else []
+
+def policy_diff(old: Any, new: Any) -> list[str]:
+    """The tool's own statements of a key policy, before and after, as a diff of their JSON
+    (pretty-printed for review; KMS receives compact JSON). Other statements never change."""
+    before = json.dumps(_owned_statements(old), indent=2).splitlines()
+    after = json.dumps(_owned_statements(new), indent=2).splitlines()
+    lines = list(difflib.unified_diff(before, after, "before", "after", n=3, lineterm=""))
+    return lines[2:]  # the ---/+++ header says nothing a reviewer needs
 
 
 def key_policy_details(plan: Plan) -> Callable[[str, str], list[str]]:
-    """``render_text`` detail lines: the policy change of each KMS key (for ``--verbose``)."""
+    """``render_text`` detail lines: the statement changes of each KMS key (``-v``)."""
 
     def details(region: str, resource: str) -> list[str]:
         pair = plan.key_policies.get(resource)
         if pair is None:
             return []
-        return ["key policy change:", *("  " + line for line in policy_diff(*pair))]
+        return ["key policy statements owned by the tool (JSON, before -> after):",
+                *("  " + line for line in policy_diff(*pair))]
 
     return details
 
@@ -211,7 +221,7 @@ def render_markdown(plan: Plan, manifest: Manifest | None, *, limit: int = MARKD
     for f in plan.findings:
         if f.severity is Severity.ERROR:
             blocked[f.region] += 1
-    head = [f"### reconcile plan: {_md_escape(summary_line(plan))}", ""]
+    head = [f"**{_md_escape(summary_line(plan))}**", ""]
     regions = sorted(set(grouped) | set(blocked))
     if regions:
         head += ["| Region | Add | Remove | Errors |", "|---|---:|---:|---:|"]
@@ -231,6 +241,11 @@ def render_markdown(plan: Plan, manifest: Manifest | None, *, limit: int = MARKD
                     sign, text, why = _op_line(op, manifest, _released(plan))
                     body.append(f"{sign}   {text}  ({why})".replace("```", "'''"))
         body += ["```", "", "</details>", ""]
+    for arn, pair in sorted(plan.key_policies.items()):
+        label = html.escape(resource_label(plan, ("", arn)))
+        body += [f"<details><summary>Key policy change: {label}</summary>", "", "```diff",
+                 *(line.replace("```", "'''") for line in policy_diff(*pair)), "```", "",
+                 "</details>", ""]
     if plan.findings:
         body.append("**Findings**")
         body.append("")

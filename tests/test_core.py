@@ -689,8 +689,14 @@ def test_plan_from_dict_round_trips():
     doc = json.loads(plan.to_json())
     back = plan_from_dict(doc, "plan.json")
     assert back == plan
-    assert back.to_dict() == plan.to_dict()
-    assert back.to_json() == plan.to_json()
+    # the names beside IDs are for reading only: a saved plan is rebuilt without them
+    names = {"resource_name", "principal_name"}
+    assert any(names & op.keys() for op in doc["operations"])
+    for op in doc["operations"]:
+        for key in names:
+            op.pop(key, None)
+    assert back.to_dict() == doc
+    assert json.loads(back.to_json()) == doc
 
 
 @pytest.mark.parametrize(
@@ -772,14 +778,16 @@ def test_render_markdown_table_and_diff_block():
     m, plan = full_plan()
     md = render_markdown(plan, m)
     lines = md.splitlines()
-    assert lines[0] == f"### reconcile plan: {summary_line(plan)}"
+    assert lines[0] == f"**{summary_line(plan)}**", "one heading: the workflow's own"
     assert "| Region | Add | Remove | Errors |" in lines
     assert "|---|---:|---:|---:|" in lines
     us_adds = sum(1 for o in plan.operations if o.region == US and o.action is Action.ADD)
     us_removes = sum(1 for o in plan.operations if o.region == US and o.action is Action.REMOVE)
     assert f"| us-east-1 | {us_adds} | {us_removes} | 1 |" in lines
     assert "```diff" in lines
-    assert md.count("```") == 2
+    # the changes block, and one collapsed JSON diff per changed key
+    assert md.count("```") == 2 * (1 + len(plan.key_policies))
+    assert md.count("<details><summary>Key policy change: ") == len(plan.key_policies) >= 1
     assert f"~ {ami(1)} (golden-1)" in lines
     assert any(line.startswith(f"+   launch {STAGING} (staging)") for line in lines)
     assert "<details><summary>Changes</summary>" in lines and "</details>" in lines
@@ -803,7 +811,7 @@ def test_render_markdown_truncated_with_note():
     assert md.rstrip("\n").endswith("_Output truncated; see the full plan in the job's artifacts._")
     assert md.count("```") % 2 == 0  # the diff fence is closed
     assert md.count("<details>") == md.count("</details>") == 1
-    assert md.startswith("### reconcile plan: Plan: 300 permissions to add, 0 to remove")
+    assert md.startswith("**Plan: 300 permissions to add, 0 to remove")
 
 
 def test_identical_inputs_render_byte_identical():

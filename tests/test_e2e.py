@@ -418,7 +418,10 @@ def test_encrypted_ami_end_to_end(server: tuple[MotoServer, Images], run_cli: Ru
     assert f"~ {key} (alias/golden)" in r.out
     assert "+ kms    111122223333 (prod)" in r.out
     assert f"~ {snap} (snapshot of {golden})" in r.out
-    assert "key policy change:" in r.out and "AmiShareReconcilerOrgs" in r.out
+    assert "key policy statements owned by the tool (JSON, before -> after):" in r.out
+    assert '+    "Sid": "AmiShareReconcilerOrgs",' in r.out
+    md = run_cli("plan", m, "--format", "markdown").out
+    assert "<details><summary>Key policy change: " in md and '"AmiShareReconcilerOrgs"' in md
 
     r = run_cli("apply", m, "--auto-approve")
     assert r.code == 0, r.out + r.err
