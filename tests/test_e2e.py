@@ -556,3 +556,20 @@ def test_manifest_hygiene(server: tuple[MotoServer, Images], run_cli: Runner,
     assert r.code == 1 and "--sandbox would be ignored" in r.err
     r = run_cli("validate", m, "--region", "eu-west-1")
     assert r.code == 1 and "--region would be ignored" in r.err
+
+
+@pytest.mark.parametrize("fmt, golden", [("text", "example-plan.txt"),
+                                         ("markdown", "example-plan.md"),
+                                         ("json", "example-plan.json")])
+def test_rendered_plans_match_the_reviewed_files(run_cli: Runner, no_aws, fmt: str,
+                                                 golden: str) -> None:
+    """The whole rendered plan of the sandbox example, compared with reviewed files
+    (tests/golden/). After an intended change, regenerate them with
+    `reconcile plan examples/manifest.yaml --sandbox examples/sandbox.yaml --format F -v
+    --no-color` and review the diff."""
+    r = run_cli("plan", str(EXAMPLES / "manifest.yaml"), "--sandbox",
+                str(EXAMPLES / "sandbox.yaml"), "--format", fmt, "-v", "--no-color",
+                endpoint=no_aws.url)
+    assert r.code == 0, r.err
+    expected = (Path(__file__).parent / "golden" / golden).read_text()
+    assert r.out == expected
