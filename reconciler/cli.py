@@ -516,8 +516,8 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 @cli.command()
 @click.option("--out", metavar="MANIFEST", help="Write the manifest to this file (default: stdout).")
 @click.option("--names", "names_file", metavar="FILE",
-              help="YAML mapping of names to principals (like a manifest's `principals:`) to "
-                   "use instead of generated names such as account-111122223333.")
+              help="YAML mapping of names to principals, or a manifest (its `principals:` are "
+                   "used), for names instead of generated ones such as account-111122223333.")
 @click.option("--name-glob", metavar="GLOB", help="Only images whose Name matches this glob.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE",
               help="Only images with this tag (repeatable; all must match).")

@@ -35,7 +35,7 @@ import textwrap
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -166,7 +166,8 @@ def parse_tag_filters(values: Iterable[str]) -> tuple[tuple[str, str], ...]:
 
 
 def parse_names(raw: bytes, file: str) -> dict[str, str]:
-    """A ``--names`` file (YAML mapping: name → principal) → principal value → name.
+    """A ``--names`` file (YAML mapping: name → principal, or a manifest, whose
+    ``principals:`` are used) → principal value → name.
 
     Names follow the manifest's ``principals:`` rules; values are quoted 12-digit account
     IDs, Organization ARNs or OU ARNs. Every problem is reported with file and line.
@@ -180,9 +181,17 @@ def parse_names(raw: bytes, file: str) -> dict[str, str]:
     if not isinstance(doc.data, dict):
         raise InputError([*problems, doc.problem((), "names file must be a mapping of names to "
                                                      "principals, like  prod: \"111122223333\"")])
+    entries: Any = doc.data
+    prefix: tuple[str, ...] = ()
+    if "version" in entries and ("images" in entries or "principals" in entries):
+        # a manifest: its `principals:` are the names
+        entries, prefix = entries.get("principals") or {}, ("principals",)
+        if not isinstance(entries, dict):
+            raise InputError([*problems, doc.problem(prefix, "principals: expected a mapping of "
+                                                             "names to principals")])
     by_value: dict[str, str] = {}
-    for name, value in doc.data.items():
-        path = (name,)
+    for name, value in entries.items():
+        path = (*prefix, name)
         if name == PUBLIC:
             problems.append(doc.problem(path, f"{name!r} is reserved (it means every AWS "
                                               "account); choose another name", key=True))

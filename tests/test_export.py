@@ -744,3 +744,15 @@ def test_sandbox_export_leaves_out_an_image_on_the_aws_managed_key(
     assert r.code == 1
     assert [f["code"] for f in json.loads(r.out)["findings"]] == ["aws-managed-key"]
     assert no_aws.count == 0
+
+
+def test_names_can_come_from_a_manifest() -> None:
+    """`export --names amis.yaml` with the team's manifest: its `principals:` name things."""
+    text = (EXAMPLES / "manifest.yaml").read_bytes()
+    names = parse_names(text, "manifest.yaml")
+    assert names["111122223333"] == "prod"
+    assert names[OU] == "analytics-ou"
+    bad = b'version: 1\nprincipals:\n  prod: 111122223333\nimages: []\n'
+    with pytest.raises(InputError) as exc:
+        parse_names(bad, "m.yaml")
+    assert "m.yaml:3:9: prod: 111122223333 was read by YAML as a number" in str(exc.value)
