@@ -45,7 +45,14 @@ from .errors import (
     StalePlanError,
     UsageError,
 )
-from .exporter import ImageFilter, compute_export, load_names, parse_tag_filters, read_export
+from .exporter import (
+    ImageFilter,
+    compute_export,
+    load_names,
+    parse_tag_filters,
+    read_export,
+    schema_ref_for,
+)
 from .manifest import Manifest, load_manifest
 from .model import REGION_RE, Action, Identity, Operation, Severity, sorted_findings
 from .plan import Plan, load_plan_file
@@ -542,6 +549,7 @@ def export(ctx: Ctx, out: str | None, names_file: str | None, name_glob: str | N
         ctx.info(f"Reading the shares of your images in {', '.join(sorted(set(regions)))}...")
         state = read_export(reader, regions, image_filter)
     result = compute_export(state.account, state.images, names, regions=state.regions,
+                            schema_ref=schema_ref_for(out),
                             snapshots=state.snapshots, keys=state.keys,
                             partition=state.partition, image_filter=image_filter)
     if out:

@@ -30,11 +30,13 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import os
 import re
 import textwrap
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path as FsPath
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -303,7 +305,8 @@ def compute_export(account: str, images: Sequence[SharedImage],
                    snapshots: Mapping[RegionKey, Snapshot] | None = None,
                    keys: Mapping[RegionKey, KeyInfo] | None = None,
                    partition: str = "aws",
-                   image_filter: ImageFilter | None = None) -> ExportResult:
+                   image_filter: ImageFilter | None = None,
+                   schema_ref: str | None = SCHEMA_REF) -> ExportResult:
     """Build the manifest for ``images`` (pure).
 
     ``names`` maps principal values (account ID, Organization/OU ARN) to the names to use.
@@ -311,7 +314,8 @@ def compute_export(account: str, images: Sequence[SharedImage],
     ``keys`` are what ``DescribeSnapshots`` and ``DescribeKey``/``GetKeyPolicy`` returned for
     the shared images' snapshots (by (Region, snapshot ID) and (Region, key ID as the
     snapshot names it)); an image whose snapshots or keys are missing from them is left out,
-    as ``plan`` would report it as an error.
+    as ``plan`` would report it as an error. ``schema_ref`` is the path the editor modeline
+    points at (see :func:`schema_ref_for`), None to explain instead.
     """
     names = dict(names or {})
     for value, name in names.items():
@@ -331,14 +335,15 @@ def compute_export(account: str, images: Sequence[SharedImage],
     stats = _Stats(
         unshared=sum(1 for s in considered if s.image.state == "available" and not s.launch),
         unavailable=sum(1 for s in considered if s.image.state != "available"),
-        image_filter=image_filter, kms_grants=_grant_shape(keys))
+        image_filter=image_filter, kms_grants=_grant_shape(keys), schema_ref=schema_ref)
     identity = Identity(account, f"arn:{partition}:iam::{account}:root")
     left_out: dict[RegionKey, list[str]] = {}
     while True:
         chosen = [s for s in candidates if s.image.key not in left_out]
         dropped = [LeftOut(s.image, s.launch, tuple(left_out[s.image.key]))
                    for s in candidates if s.image.key in left_out]
-        text, rules = _render(account, regions, chosen, dropped, names, stats)
+        globs = {} if image_filter is not None else _name_globs(_groups(chosen), considered)
+        text, rules = _render(account, regions, chosen, dropped, names, stats, globs)
         problems = _self_check(text, identity, considered, chosen, snapshots, keys)
         if not problems:
             return ExportResult(text, tuple(s.image for s in chosen), tuple(dropped), rules)
@@ -347,6 +352,19 @@ def compute_export(account: str, images: Sequence[SharedImage],
             for reason in reasons:
                 if reason not in known:
                     known.append(reason)
+
+
+def schema_ref_for(out: str | None) -> str | None:
+    """The relative path from the exported manifest to a ``schemas/manifest.schema.json``
+    in its folder or one above it (a checkout of this project, or a team repository that
+    keeps a copy), so that the ``$schema`` line points at a file that exists; else None."""
+    folder = FsPath(out).resolve().parent if out else FsPath.cwd()
+    for up in (folder, *list(folder.parents)[:4]):
+        candidate = up / "schemas" / "manifest.schema.json"
+        if candidate.is_file():
+            return os.path.relpath(candidate, folder) if up != folder else \
+                "./schemas/manifest.schema.json"
+    return None
 
 
 def _grant_shape(keys: Mapping[RegionKey, KeyInfo]) -> GrantShape:
@@ -368,6 +386,7 @@ class _Stats:
     unavailable: int
     image_filter: ImageFilter | None
     kms_grants: GrantShape = GrantShape.AWS_RESOURCE  # the shape the keys' statements have
+    schema_ref: str | None = SCHEMA_REF  # the $schema line's path (None: no such file)
 
 
 def _self_check(text: str, identity: Identity, considered: Sequence[SharedImage],
@@ -582,12 +601,41 @@ def _groups(chosen: Sequence[SharedImage]) -> list[_Group]:
     return sorted(groups, key=lambda g: g.sort_key)
 
 
-def _rule_names(groups: Sequence[_Group], names: Mapping[Principal, str]) -> list[str]:
+def _name_globs(groups: Sequence[_Group],
+                considered: Sequence[SharedImage]) -> dict[_Group, str]:
+    """Groups of two or more images named as one family (``golden-al2023-2026.11.1``,
+    ``golden-al2023-2026.12.1`` → ``golden-al2023-*``), for a ``name`` selector instead of a
+    list of IDs: only where the glob matches exactly the group's images among every image
+    read in its Regions, so that the manifest manages exactly what it manages today."""
+    out: dict[_Group, str] = {}
+    for g in groups:
+        names = sorted({i.name for i in g.images})
+        if len({i.key for i in g.images}) < 2 or not all(names):
+            continue
+        prefix = os.path.commonprefix(names)
+        cut = max(prefix.rfind(c) for c in "-_.")
+        stem = prefix[:cut + 1]
+        if cut < 2 or any(c in stem for c in "*?[]"):
+            continue
+        glob, regions = stem + "*", {i.region for i in g.images}
+        matched = {s.image.key for s in considered if s.image.region in regions
+                   and fnmatch.fnmatchcase(s.image.name, glob)}
+        if matched == {i.key for i in g.images}:
+            out[g] = glob
+    return out
+
+
+def _rule_names(groups: Sequence[_Group], names: Mapping[Principal, str],
+                globs: Mapping[_Group, str] | None = None) -> list[str]:
     taken: set[str] = set()
     out = []
     for g in groups:
-        base = RULE_PREFIX + _short([PUBLIC if p.is_public else names[p] for p in g.launch])
-        if g.copy:
+        glob = (globs or {}).get(g)
+        if glob is not None:  # the family's own name: golden-al2023-* -> golden-al2023
+            base = glob.rstrip("*").rstrip("-_.")
+        else:
+            base = RULE_PREFIX + _short([PUBLIC if p.is_public else names[p] for p in g.launch])
+        if g.copy and glob is None:
             base += "-copy-" + _short([PUBLIC if p.is_public else names[p] for p in g.copy])
         base = base[:MAX_RULE_NAME].rstrip("-.")
         name, n = base, 2
@@ -609,7 +657,7 @@ def _plural(n: int, word: str) -> str:
 
 def _render(account: str, regions: Sequence[str], chosen: Sequence[SharedImage],
             left_out: Sequence[LeftOut], given: Mapping[str, str],
-            stats: _Stats) -> tuple[str, int]:
+            stats: _Stats, globs: Mapping[_Group, str] | None = None) -> tuple[str, int]:
     """The manifest text and its number of rules."""
     names = _principal_names([p for s in chosen for p in (*s.launch, *(s.copy_union or ()))],
                              given)
@@ -626,7 +674,7 @@ def _render(account: str, regions: Sequence[str], chosen: Sequence[SharedImage],
     else:
         out.append("principals: {}")
     out.append("")
-    out += _rules(groups, names)
+    out += _rules(groups, names, globs or {})
     out += _left_out_block(left_out, given)
     return "\n".join(out) + "\n", len(groups)
 
@@ -646,7 +694,13 @@ def _header(account: str, regions: Sequence[str], stats: _Stats, left_out: int) 
         "added (or a rule selects by name/tags). Generated names such as account-111122223333 "
         "can be renamed, or given with --names FILE.",
     ]
-    out = [f"# yaml-language-server: $schema={SCHEMA_REF}"]
+    if stats.schema_ref:
+        out = [f"# yaml-language-server: $schema={stats.schema_ref}"]
+    else:
+        out = _wrap("Editor help: the manifest's JSON Schema ships inside the reconciler "
+                    "package (reconciler/schemas/manifest.schema.json); copy it into your "
+                    "repository and point a `yaml-language-server: $schema=` line at the copy.",
+                    "# ", "# ")
     for i, text in enumerate(paragraphs):
         out += (["#"] if i else []) + _wrap(text, "# ", "# ")
     unlisted = []
@@ -690,18 +744,24 @@ def _settings(regions: Sequence[str], public: bool, quota: int,
     return out
 
 
-def _rules(groups: Sequence[_Group], names: Mapping[Principal, str]) -> list[str]:
+def _rules(groups: Sequence[_Group], names: Mapping[Principal, str],
+           globs: Mapping[_Group, str]) -> list[str]:
     if not groups:
         return [*_wrap("No shared image was found, so no rule is exported.", "# ", "# "),
                 "images: []"]
     out = ["images:"]
-    for g, rule_name in zip(groups, _rule_names(groups, names), strict=True):
+    for g, rule_name in zip(groups, _rule_names(groups, names, globs), strict=True):
         out.append(f"  - name: {_q(rule_name)}")
         if Principal.public() in g.launch:
             out.append("    # WARNING: public: every AWS account may launch these images")
-        out += ["    select:", "      ids:"]
+        glob = globs.get(g)
+        if glob is not None:
+            out += ["    select:", f"      name: {_q(glob)}  # today: "
+                    + _comment_text(", ".join(sorted({i.image_id for i in g.images})))]
+        else:
+            out += ["    select:", "      ids:"]
         seen: set[str] = set()
-        for img in g.images:
+        for img in g.images if glob is None else ():
             if img.image_id not in seen:  # an ID twice (two Regions) is listed once
                 seen.add(img.image_id)
                 note = _comment_text(f"{img.region}  {img.name}".rstrip())

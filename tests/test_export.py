@@ -571,7 +571,8 @@ def test_export_then_plan_reports_no_changes(server: tuple[MotoServer, Images], 
     assert "Exported 7 shared images in 5 rules" in r.err
     assert "Left out 2 shared images" in r.err and j in r.err and k in r.err
     text = out.read_text()
-    assert text.splitlines()[0] == SCHEMA_LINE
+    # no schemas/ folder beside the output: no $schema line pointing at nothing
+    assert text.splitlines()[0].startswith("# Editor help: the manifest's JSON Schema")
     m = parse(text)
     assert rules_by_ids(m) == {
         frozenset({a, b, c}): (frozenset({P_PROD, P_STAGING}), None),
@@ -756,3 +757,46 @@ def test_names_can_come_from_a_manifest() -> None:
     with pytest.raises(InputError) as exc:
         parse_names(bad, "m.yaml")
     assert "m.yaml:3:9: prod: 111122223333 was read by YAML as a number" in str(exc.value)
+
+
+def test_a_family_of_images_is_exported_as_a_name_glob() -> None:
+    """Images of one set of shares named as one family become one readable rule selecting
+    by name; the round trip still plans no change (``export`` re-plans it)."""
+    a = image(1, name="golden-al2023-2026.11.1")
+    b = image(2, name="golden-al2023-2026.12.1")
+    c = image(3, EU, name="golden-al2023-2026.12.1")
+    other = image(4, name="base-minimal-2026.10")
+    result = export([shared(a, P_PROD), shared(b, P_PROD), shared(c, P_PROD),
+                     shared(other, P_STAGING)], regions=[US, EU])
+    m = parse(result.text)
+    family = next(r for r in m.rules if r.select.name is not None)
+    assert family.name == "golden-al2023-2026" and family.select.name == "golden-al2023-2026.*"
+    assert family.select.ids == () and family.regions == (EU, US)
+    assert "# today: " in result.text and a.image_id in result.text
+
+
+def test_no_name_glob_when_it_would_match_another_image() -> None:
+    a = image(1, name="golden-al2023-2026.11.1")
+    b = image(2, name="golden-al2023-2026.12.1")
+    unshared = image(3, name="golden-al2023-2026.10.1")  # read, not shared: must stay unmanaged
+    result = export([shared(a, P_PROD), shared(b, P_PROD), shared(unshared)])
+    assert all(r.select.name is None for r in parse(result.text).rules)
+    filtered = export([shared(a, P_PROD), shared(b, P_PROD)],
+                      image_filter=ImageFilter("golden-*", ()))
+    assert all(r.select.name is None for r in parse(filtered.text).rules), \
+        "with a filter, images outside it were not read: a glob could reach them"
+
+
+def test_schema_line_points_at_a_file_that_exists(tmp_path: Path) -> None:
+    from reconciler.exporter import schema_ref_for
+
+    assert schema_ref_for(str(tmp_path / "amis.yaml")) is None
+    no_line = compute_export(ACCOUNT, [shared(image(1), P_PROD)], schema_ref=None).text
+    assert "$schema" not in no_line.splitlines()[0]
+    assert "reconciler/schemas/manifest.schema.json" in no_line
+    (tmp_path / "schemas").mkdir()
+    (tmp_path / "schemas" / "manifest.schema.json").write_text("{}")
+    assert schema_ref_for(str(tmp_path / "amis.yaml")) == "./schemas/manifest.schema.json"
+    (tmp_path / "infra").mkdir()
+    assert schema_ref_for(str(tmp_path / "infra" / "amis.yaml")) == \
+        "../schemas/manifest.schema.json"
