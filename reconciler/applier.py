@@ -319,7 +319,10 @@ class Applier:
                 continue
             good.add(g)
         if bad == set(suspects):
-            raise refusal  # not one bad principal: nothing was written
+            try:  # every new account was refused: is the policy good without any of them?
+                put(good)
+            except botocore.exceptions.ClientError:
+                raise refusal from None  # the culprit is not an account: nothing was written
         return bad
 
     # ------------------------------------------------------------------ running
@@ -507,6 +510,8 @@ def write_tags(applier: Applier, ownership: Ownership, report: ApplyReport | Non
     if applier.stop.is_set():
         return TagReport()
     failed = {(o.operation.region, o.operation.resource) for o in (report.failed if report else ())}
+    failed |= {(r, ownership.snapshot_of[(r, sid)]) for r, sid in set(failed)
+               if (r, sid) in ownership.snapshot_of}
     tag = [*ownership.tag, *ownership.tag_snapshots]
     untag = [k for k in (*ownership.untag, *ownership.untag_snapshots) if k not in failed]
     tagged, tag_errors = applier.tag_calls(tag, ownership.name, add=True)

@@ -370,6 +370,9 @@ def _check_saved_plan(saved: Plan, fresh: Plan, manifest: Manifest) -> None:
                              f"apply covers {', '.join(fresh.regions) or 'none'}; apply it with "
                              "the --region options it was planned with (or plan again)")
     differ = _operations_differ(saved, fresh)
+    if not differ and saved.ownership is not None and fresh.ownership is not None \
+            and saved.ownership.to_dict() != fresh.ownership.to_dict():
+        differ = "its ownership tag changes differ from the plan computed now"
     if fresh.state_digest != saved.state_digest:
         raise StalePlanError("saved plan is stale: the current state of the resources it "
                              "consulted differs from when it was made"

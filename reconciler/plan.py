@@ -59,6 +59,9 @@ class Ownership:
     tag_snapshots: tuple[RegionResource, ...] = ()
     untag_snapshots: tuple[RegionResource, ...] = ()
     keep: bool = False  # settings.on_release: keep (released images keep their shares)
+    # (region, snapshot ID) -> the released image it backs: a failed revocation on the
+    # snapshot keeps the image's tag, so that the next run finds the release again
+    snapshot_of: Mapping[RegionResource, str] = field(default_factory=dict, compare=False)
 
     @property
     def pending(self) -> bool:

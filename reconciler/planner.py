@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import kms
-from .desired import ManagedImage, Selection, active_regions, select
+from .desired import ManagedImage, Selection, active_regions, rule_matches, select
 from .differ import diff_permissions
 from .errors import ACCESS_DENIED_CODES, UsageError
 from .kms import Grantee, KeyInfo
@@ -189,7 +189,8 @@ def build_plan(manifest: Manifest, readers: Reader | Sequence[Scope],
                 if op.kind is OpKind.KMS and op.action is Action.REMOVE}
     if not removing:
         return plan
-    uses = read_key_uses(removing, owners, images, selection, state)
+    uses = read_key_uses(removing, owners, images, selection, state,
+                         manifest.settings.on_release == "keep")
     return compute_plan(manifest, identity, selection, replace(state, key_uses=uses), options)
 
 
@@ -222,8 +223,10 @@ def _read_released(manifest: Manifest, options: PlanOptions, scopes: Sequence[Sc
             scan = functools.partial(reader.tagged_images, key=OWNERSHIP_TAG, value=name)
             for tagged in reader.map(scan, others):
                 found += [img for img in tagged if img.owner_id == account]
-    released = sorted({img for img in found if img.key not in managed},
-                      key=lambda i: i.key)
+    # A rule still matching an image keeps it (a disabled one is not managed, not released).
+    released = sorted({img for img in found if img.key not in managed and not any(
+        rule_matches(rule, img) for rule in manifest.rules if img.region in rule.regions)},
+        key=lambda i: i.key)
     for account, reader in owners.items():
         mine_released = [img for img in released if img.owner_id == account]
         launch.update(reader.all_launch_permissions(
@@ -243,7 +246,8 @@ def _read_released(manifest: Manifest, options: PlanOptions, scopes: Sequence[Sc
 
 def read_key_uses(key_arns: set[str], owners: Mapping[str, Reader],
                   images: Mapping[str, Sequence[Image]], selection: Selection,
-                  state: CurrentState) -> dict[str, tuple[KeyUse, ...]]:
+                  state: CurrentState,
+                  keep_released: bool = False) -> dict[str, tuple[KeyUse, ...]]:
     """Who holds a permission through each of ``key_arns`` outside what the plan writes.
 
     A principal leaves a key's statements only when nothing encrypted with the key still
@@ -252,6 +256,9 @@ def read_key_uses(key_arns: set[str], owners: Mapping[str, Reader],
     (unless already read) and the launch permissions of each unmanaged image it backs.
     """
     managed = {m.image.key for m in selection.managed}
+    if not keep_released:
+        # released images lose their launch (and tool-managed copy) permissions in this plan
+        managed |= {img.key for img in state.released}
     key_ids: dict[tuple[str, str], str] = {}  # (region, key ID as snapshots name it) -> ARN
     places: set[tuple[str, str]] = set()  # (owner account, region)
     for (region, kid), info in state.keys.items():
@@ -266,7 +273,10 @@ def read_key_uses(key_arns: set[str], owners: Mapping[str, Reader],
         on_key = {sid: key_ids[(region, snap.kms_key_id)]
                   for sid, snap in reader.encrypted_snapshots(region).items()
                   if (region, snap.kms_key_id) in key_ids}
-        snaps = sorted(sid for sid in on_key if (region, sid) not in state.copy)
+        kept = {(img.region, sid) for img in state.released for sid in img.snapshot_ids
+                } if keep_released else set()
+        snaps = sorted(sid for sid in on_key
+                       if (region, sid) not in state.copy or (region, sid) in kept)
         for sid, perms in zip(snaps, reader.map(reader.copy_permissions,
                                                 [(region, sid) for sid in snaps]), strict=True):
             uses[on_key[sid]].append(KeyUse(OpKind.COPY, region, sid, perms))
@@ -769,12 +779,20 @@ def policy_digest(text: str | None) -> str | None:
 
 
 def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
-                 state: CurrentState, options: PlanOptions = PlanOptions()) -> Plan:
-    """Pure: desired (selection) vs current (state) → a sorted, digested plan."""
+                 state: CurrentState, options: PlanOptions = PlanOptions(), *,
+                 left_alone: frozenset[RegionKey] = frozenset(),
+                 carried: tuple[Finding, ...] = ()) -> Plan:
+    """Pure: desired (selection) vs current (state) → a sorted, digested plan.
+
+    ``left_alone``: images known to get no write (computed here: an image found to be left
+    alone only late — its key cannot hold its principals, or ``--strict`` made a warning on
+    it an error — is planned again as left alone from the start, so that nothing, not even
+    a key's statements, is planned for it). ``carried``: the errors that left them alone.
+    """
     findings: list[Finding] = list(selection.findings)
     prune = manifest.settings.prune
-    views = [_ImageView(m, state.launch.get(m.image.key, frozenset()), [])
-             for m in selection.managed]
+    views = [_ImageView(m, state.launch.get(m.image.key, frozenset()), [],
+                        blocked=m.image.key in left_alone) for m in selection.managed]
     for v in views:
         _image_checks(manifest, v, state, findings)
     _public_quota(manifest, views, state, findings)
@@ -782,6 +800,7 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
     errored = {f.resource for f in findings if f.severity is Severity.ERROR}
     for v in views:
         v.blocked = v.blocked or v.m.image.image_id in errored
+    early = {v.m.image.key for v in views if v.blocked}
 
     ops: list[Operation] = []
     unchanged = 0
@@ -847,9 +866,21 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
     for v in views:
         digest_state[(TAG, v.m.image.region, v.m.image.image_id)] = _tagged(
             v.m.image, manifest.settings.name)
+        for sid in v.m.image.snapshot_ids if v.m.manages_copy else ():
+            backing = state.snapshots.get((v.m.image.region, sid))
+            if backing is not None:
+                digest_state[(TAG, v.m.image.region, sid)] = _tagged(backing,
+                                                                     manifest.settings.name)
     findings += _guard_findings(manifest, ops, options)
     if options.strict:
         findings = [_promote(f) for f in findings]
+    findings += [f for f in carried if f not in findings]
+    errors = tuple(f for f in findings if f.severity is Severity.ERROR)
+    late = {v.m.image.key for v in views
+            if v.blocked or v.m.image.image_id in {f.resource for f in errors}} - early
+    if late:
+        return compute_plan(manifest, identity, selection, state, options,
+                            left_alone=left_alone | late, carried=errors)
     return make_plan(
         manifest_sha256=manifest.sha256,
         caller_account=identity.account,
@@ -923,7 +954,9 @@ def _ownership(manifest: Manifest, views: Sequence[_ImageView], state: CurrentSt
             ops += diff_permissions(OpKind.COPY, img.region, sid, {},
                                     state.copy[(img.region, sid)], prune=True).operations
     return Ownership(name, tuple(sorted(tag)), tuple(sorted(i.key for i in state.released)),
-                     tuple(sorted(tag_snaps)), tuple(sorted(untag_snaps)), keep), ops
+                     tuple(sorted(tag_snaps)), tuple(sorted(untag_snaps)), keep,
+                     {(img.region, sid): img.image_id for img in state.released
+                      for sid in img.snapshot_ids}), ops
 
 
 def _guard_findings(manifest: Manifest, ops: Sequence[Operation],

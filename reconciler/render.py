@@ -105,6 +105,9 @@ def ownership_lines(plan: Plan) -> list[str]:
                 else "their shares are revoked above")
         out.append(f"  release {_plural(len(own.untag), 'image')} {RELEASED} ({what}): "
                    f"{_ids(own.untag)}")
+    if own.untag_snapshots:
+        out.append(f"  untag {_plural(len(own.untag_snapshots), 'snapshot')} of the released "
+                   f"image{'s' if len(own.untag) != 1 else ''}: {_ids(own.untag_snapshots)}")
     return out
 
 

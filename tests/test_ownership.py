@@ -195,3 +195,66 @@ def test_settings_name_is_the_tag_value(server: tuple[MotoServer, Images], run_c
     m = write(tmp_path, STABLE, f", name: '{name}'")
     assert run_cli("apply", m, "--auto-approve").code == 0
     assert tags_of(srv, golden) == {TAG: name}
+
+
+def test_a_disabled_image_its_rule_still_matches_is_not_released(
+        server: tuple[MotoServer, Images], run_cli: Runner, tmp_path: Path) -> None:
+    from helpers import ACCOUNT
+
+    from reconciler.sandbox import set_image_state
+
+    srv, images = server
+    rc = images.create("rc-1")
+    m = write(tmp_path, STABLE + CANDIDATES)
+    assert run_cli("apply", m, "--auto-approve").code == 0
+    set_image_state(ACCOUNT, "us-east-1", rc, "disabled")
+    doc = plan_doc(run_cli, m)
+    assert doc["ownership"]["untag"] == [] and doc["operations"] == []
+    assert "image-disabled" in {f["code"] for f in doc["findings"]}
+    assert tags_of(srv, rc) == {TAG: "golden-amis"}
+
+
+def test_a_released_encrypted_image_gives_up_its_key_access_in_the_same_run(
+        server: tuple[MotoServer, Images], run_cli: Runner, tmp_path: Path) -> None:
+    from helpers import ACCOUNT
+
+    from reconciler.sandbox import encrypt_image
+
+    srv, images = server
+    root = {"Sid": "Root", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+            "Action": "kms:*", "Resource": "*"}
+    key = srv.client("kms").create_key(Policy=json.dumps(
+        {"Version": "2012-10-17", "Statement": [root]}))["KeyMetadata"]["Arn"]
+    golden, rc = images.create("golden-1"), images.create("rc-1")
+    encrypt_image(ACCOUNT, "us-east-1", golden, key)
+    encrypt_image(ACCOUNT, "us-east-1", rc, key)
+    m = write(tmp_path, STABLE.replace("[prod, staging]", "[prod]") + CANDIDATES)
+    assert run_cli("apply", m, "--auto-approve").code == 0
+    write(tmp_path, STABLE.replace("[prod, staging]", "[prod]"))
+    doc = plan_doc(run_cli, m)
+    assert sorted((o["kind"], o["principal"]["UserId"]) for o in doc["operations"]) == [
+        ("kms_key_access", STAGING), ("launch_permission", STAGING)]
+    assert run_cli("apply", m, "--auto-approve").code == 0
+    r = run_cli("plan", m, "--detailed-exitcode")
+    assert r.code == 0, "converged: " + r.out
+
+
+def test_a_failed_snapshot_revocation_keeps_the_release_for_the_next_run(
+        server: tuple[MotoServer, Images], run_cli: Runner, tmp_path: Path) -> None:
+    from faultproxy import FaultProxy
+
+    srv, images = server
+    rc = images.create("rc-1")
+    snap = str(srv.client("ec2").describe_images(ImageIds=[rc])["Images"][0][
+        "BlockDeviceMappings"][0]["Ebs"]["SnapshotId"])
+    m = write(tmp_path, STABLE + '  - {name: rc, select: {name: "rc-*"}, launch: [staging], '
+                                 'copy: [staging]}\n')
+    assert run_cli("apply", m, "--auto-approve").code == 0
+    write(tmp_path, STABLE)
+    with FaultProxy(srv.url, fail_resource=snap) as proxy:
+        r = run_cli("apply", m, "--auto-approve", endpoint=proxy.url)
+    assert r.code == 1 and snap in r.err
+    assert TAG in tags_of(srv, rc), "its snapshot still grants copy: the image stays ours"
+    assert plan_doc(run_cli, m)["ownership"]["untag"] == [rc]
+    assert run_cli("apply", m, "--auto-approve").code == 0
+    assert TAG not in tags_of(srv, rc)
