@@ -50,13 +50,13 @@ from .exporter import (
     compute_export,
     load_names,
     parse_tag_filters,
-    read_export,
     schema_ref_for,
 )
+from .gather import Scope, build_plan, read_export
 from .manifest import Manifest, load_manifest
 from .model import REGION_RE, Action, Identity, Operation, Severity, sorted_findings
 from .plan import Plan, load_plan_file
-from .planner import PlanOptions, Scope, build_plan
+from .planner import PlanOptions
 from .progress import NoProgress, TerminalProgress
 from .reader import Reader
 from .render import key_policy_details, render_markdown, text_lines

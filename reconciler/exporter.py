@@ -35,7 +35,7 @@ import re
 import textwrap
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import TYPE_CHECKING, Any
 
@@ -66,7 +66,7 @@ from .planner import CurrentState, compute_plan
 from .yamlload import MAX_BYTES, load_yaml
 
 if TYPE_CHECKING:
-    from .reader import Reader
+    pass
 
 SCHEMA_REF = "./schemas/manifest.schema.json"
 DEFAULT_SHARE_QUOTA = 1000
@@ -232,56 +232,6 @@ def parse_names(raw: bytes, file: str) -> dict[str, str]:
 
 def load_names(path: str) -> dict[str, str]:
     return parse_names(read_input(path, "names file", MAX_BYTES), path)
-
-
-# --------------------------------------------------------------------------- reading
-
-
-def read_export(reader: Reader, regions: Sequence[str],
-                image_filter: ImageFilter = ImageFilter()) -> ExportInput:
-    """Read what :func:`compute_export` needs, and nothing more.
-
-    Calls: ``GetCallerIdentity``; ``DescribeImages`` per Region; ``DescribeImageAttribute``
-    per available image passing the filter; for the *shared* ones only, ``DescribeSnapshots``
-    (batched), ``DescribeSnapshotAttribute`` per snapshot, and per distinct KMS key of an
-    encrypted snapshot ``DescribeKey`` + ``GetKeyPolicy`` (+ ``ListAliases`` per Region).
-    """
-    identity = reader.identity()
-    regions = tuple(sorted(set(regions)))
-    listed = reader.list_all_images(regions)
-    matching = [img for region in regions for img in listed[region] if image_filter.matches(img)]
-    # Disabled images have no launch permissions to read (and cannot be shared).
-    candidates = [img for img in matching if img.state == "available"]
-    launch = reader.all_launch_permissions(candidates)
-    shared = [img for img in candidates if launch[img.key]]
-
-    by_region: dict[str, list[str]] = defaultdict(list)
-    for img in shared:
-        by_region[img.region].extend(img.snapshot_ids)
-    snapshots: dict[RegionKey, Snapshot] = {}
-    for region, found in zip(by_region, reader.map(lambda r: reader.snapshots(r, by_region[r]),
-                                                   list(by_region)), strict=True):
-        snapshots.update({(region, sid): snap for sid, snap in found.items()})
-
-    copy_keys = sorted({(img.region, s) for img in shared for s in img.snapshot_ids
-                        if (img.region, s) in snapshots})
-    copy = dict(zip(copy_keys, reader.map(reader.copy_permissions, copy_keys), strict=True))
-
-    key_ids = sorted({(s.region, s.kms_key_id) for s in snapshots.values()
-                      if s.encrypted and s.kms_key_id})
-    keys: dict[RegionKey, KeyInfo] = {}
-    if key_ids:
-        key_regions = sorted({r for r, _ in key_ids})
-        aliases = dict(zip(key_regions, reader.map(reader.aliases, key_regions), strict=True))
-        for k, info in zip(key_ids, reader.map(reader.key_info, key_ids), strict=True):
-            alias = aliases.get(k[0], {}).get(info.arn.rsplit("/", 1)[-1] if info.arn else "")
-            keys[k] = replace(info, alias=alias) if alias else info
-
-    images = tuple(SharedImage(img, launch.get(img.key, frozenset()),
-                               {s: copy[(img.region, s)] for s in img.snapshot_ids
-                                if (img.region, s) in copy})
-                   for img in matching)
-    return ExportInput(identity.account, identity.partition, regions, images, snapshots, keys)
 
 
 # --------------------------------------------------------------------------- pure part

@@ -1,12 +1,12 @@
-"""Planning: read what is needed, then compute the plan with pure functions.
+"""Planning, pure: desired state (the selection) against current state (a
+:class:`CurrentState` value) → a sorted, digested :class:`~reconciler.plan.Plan`.
 
-:func:`build_plan` is the only impure function here; it asks the reader for exactly the
-state the pure :func:`compute_plan` needs, in the order the call-count contract allows.
+Nothing here talks to AWS: :mod:`reconciler.gather` reads the current state; a test checks
+that importing this module loads neither boto3, botocore nor click.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import shlex
@@ -16,9 +16,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import kms
-from .desired import ManagedImage, Selection, active_regions, rule_matches, select
+from .desired import ManagedImage, Selection, active_regions
 from .differ import diff_permissions
-from .errors import ACCESS_DENIED_CODES, UsageError
+from .errors import ACCESS_DENIED_CODES
 from .kms import Grantee, KeyInfo
 from .manifest import Manifest
 from .model import (
@@ -36,7 +36,6 @@ from .model import (
     Snapshot,
 )
 from .plan import Ownership, Plan, make_plan
-from .reader import Reader
 
 BLOCK_NEW_SHARING = "block-new-sharing"
 BLOCK_ALL_SHARING = "block-all-sharing"
@@ -121,205 +120,12 @@ def _encrypted(m: ManagedImage, snapshots: Mapping[RegionKey, Snapshot]) -> bool
                                 if (img.region, s) in snapshots)
 
 
-@dataclass(frozen=True)
-class Scope:
-    """One owner (image factory) account: a reader acting in it, and the Regions it covers
-    (None: every Region of the rules)."""
-
-    reader: Reader
-    regions: tuple[str, ...] | None = None
+# --------------------------------------------------------------------------- pure part
 
 
-def _scope_regions(manifest: Manifest, options: PlanOptions, scope: Scope) -> tuple[str, ...]:
-    regions = run_regions(manifest, options)
-    return regions if scope.regions is None else tuple(r for r in regions if r in scope.regions)
-
-
-def build_plan(manifest: Manifest, readers: Reader | Sequence[Scope],
-               options: PlanOptions = PlanOptions(), caller: Identity | None = None) -> Plan:
-    """Read exactly what the plan needs, per owner account, then compute it.
-
-    ``readers`` is one reader (the caller owns the images) or one :class:`Scope` per owner
-    account; ``caller`` is who runs the tool when that is not a single owner.
-    """
-    scopes = [Scope(readers)] if isinstance(readers, Reader) else list(readers)
-    owners: dict[str, Reader] = {}
-    images: dict[str, list[Image]] = defaultdict(list)
-    listed: set[str] = set()
-    for scope in scopes:
-        account = scope.reader.identity().account
-        if account in owners:
-            raise UsageError(f"owner account {account} is listed twice")
-        owners[account] = scope.reader
-        regions = _scope_regions(manifest, options, scope)
-        listed.update(regions)
-        for region, found in scope.reader.list_all_images(regions).items():
-            images[region].extend(found)
-    identity = caller or scopes[0].reader.identity()
-    restrict = [r for r in run_regions(manifest, options) if r in listed]
-    selection = select(manifest, {r: sorted(v, key=lambda i: i.image_id) for r, v in images.items()},
-                       restrict if options.regions is not None or len(scopes) > 1 else options.regions)
-
-    launch: dict[RegionKey, frozenset[Principal]] = {}
-    snapshots: dict[RegionKey, Snapshot] = {}
-    copy: dict[RegionKey, frozenset[Principal]] = {}
-    keys: dict[RegionKey, KeyInfo] = {}
-    public_access: dict[tuple[str, str], BlockState] = {}
-    snapshot_access: dict[tuple[str, str], BlockState] = {}
-    for account, reader in owners.items():
-        mine = [m for m in selection.managed if m.image.owner_id == account]
-        _read_owner(manifest, reader, mine, launch, snapshots, copy, keys)
-        check = regions_needing_public_check(Selection(tuple(mine), ()), launch, snapshots)
-        public_access.update({(account, r): res for r, res in
-                              zip(check, reader.map(reader.public_access_block, check), strict=True)})
-        check = regions_needing_snapshot_public_check(mine, copy, snapshots)
-        snapshot_access.update({(account, r): res for r, res in zip(
-            check, reader.map(reader.snapshot_public_access_block, check), strict=True)})
-    public_images: dict[tuple[str, str], int] = defaultdict(int)
-    for region, found in images.items():
-        for img in found:
-            public_images[(img.owner_id, region)] += img.public
-    released = _read_released(manifest, options, scopes, owners, images, selection,
-                              launch, snapshots, copy)
-    state = CurrentState(launch, public_access, snapshots, copy, keys,
-                         regions=tuple(sorted(listed)), snapshot_public_access=snapshot_access,
-                         public_images=dict(public_images), released=released)
-    plan = compute_plan(manifest, identity, selection, state, options)
-    removing = {op.resource for op in plan.operations
-                if op.kind is OpKind.KMS and op.action is Action.REMOVE}
-    if not removing:
-        return plan
-    uses = read_key_uses(removing, owners, images, selection, state,
-                         manifest.settings.on_release == "keep")
-    return compute_plan(manifest, identity, selection, replace(state, key_uses=uses), options)
-
-
-def _tagged(resource: Image | Snapshot, name: str) -> bool:
+def tagged(resource: Image | Snapshot, name: str) -> bool:
     return (OWNERSHIP_TAG, name) in resource.tags
 
-
-def _read_released(manifest: Manifest, options: PlanOptions, scopes: Sequence[Scope],
-                   owners: Mapping[str, Reader], images: dict[str, list[Image]],
-                   selection: Selection, launch: dict[RegionKey, frozenset[Principal]],
-                   snapshots: dict[RegionKey, Snapshot],
-                   copy: dict[RegionKey, frozenset[Principal]]) -> tuple[Image, ...]:
-    """Images with this manifest's ownership tag that no rule matches any more, and their
-    state. The Regions this run lists already show their tags; without ``--region``, the
-    other enabled Regions get one tag-filtered ``DescribeImages`` each, so a Region dropped
-    from the manifest still releases its images."""
-    name = manifest.settings.name
-    if manifest.settings.ownership != "tag":
-        return ()
-    managed = {m.image.key for m in selection.managed}
-    found: list[Image] = []
-    for scope in scopes:
-        reader = scope.reader
-        account = reader.identity().account
-        mine = {r for r in _scope_regions(manifest, options, scope)}
-        found += [img for r in mine for img in images.get(r, ())
-                  if img.owner_id == account and _tagged(img, name)]
-        if options.regions is None:
-            others = [r for r in reader.enabled_regions() if r not in mine]
-            scan = functools.partial(reader.tagged_images, key=OWNERSHIP_TAG, value=name)
-            for tagged in reader.map(scan, others):
-                found += [img for img in tagged if img.owner_id == account]
-    # A rule still matching an image keeps it (a disabled one is not managed, not released).
-    released = sorted({img for img in found if img.key not in managed and not any(
-        rule_matches(rule, img) for rule in manifest.rules if img.region in rule.regions)},
-        key=lambda i: i.key)
-    for account, reader in owners.items():
-        mine_released = [img for img in released if img.owner_id == account]
-        launch.update(reader.all_launch_permissions(
-            [img for img in mine_released if img.state == "available"]))
-        by_region: dict[str, list[str]] = defaultdict(list)
-        for img in mine_released:
-            by_region[img.region].extend(img.snapshot_ids)
-        for region in sorted(by_region):
-            snapshots.update({(region, sid): snap for sid, snap in
-                              reader.snapshots(region, by_region[region]).items()})
-        ours = sorted({(img.region, sid) for img in mine_released for sid in img.snapshot_ids
-                       if (img.region, sid) in snapshots
-                       and _tagged(snapshots[(img.region, sid)], name)})
-        copy.update(zip(ours, reader.map(reader.copy_permissions, ours), strict=True))
-    return tuple(released)
-
-
-def read_key_uses(key_arns: set[str], owners: Mapping[str, Reader],
-                  images: Mapping[str, Sequence[Image]], selection: Selection,
-                  state: CurrentState,
-                  keep_released: bool = False) -> dict[str, tuple[KeyUse, ...]]:
-    """Who holds a permission through each of ``key_arns`` outside what the plan writes.
-
-    A principal leaves a key's statements only when nothing encrypted with the key still
-    grants it launch or copy. Per owner and Region of such a key: one listing of the
-    owner's encrypted snapshots, then the copy permissions of each snapshot on the key
-    (unless already read) and the launch permissions of each unmanaged image it backs.
-    """
-    managed = {m.image.key for m in selection.managed}
-    if not keep_released:
-        # released images lose their launch (and tool-managed copy) permissions in this plan
-        managed |= {img.key for img in state.released}
-    key_ids: dict[tuple[str, str], str] = {}  # (region, key ID as snapshots name it) -> ARN
-    places: set[tuple[str, str]] = set()  # (owner account, region)
-    for (region, kid), info in state.keys.items():
-        if info.arn in key_arns:
-            key_ids[(region, kid)] = key_ids[(region, info.arn)] = info.arn
-            places.add((info.account or info.arn.split(":")[4], region))
-    uses: dict[str, list[KeyUse]] = defaultdict(list)
-    for account, region in sorted(places):
-        reader = owners.get(account)
-        if reader is None:
-            continue
-        on_key = {sid: key_ids[(region, snap.kms_key_id)]
-                  for sid, snap in reader.encrypted_snapshots(region).items()
-                  if (region, snap.kms_key_id) in key_ids}
-        kept = {(img.region, sid) for img in state.released for sid in img.snapshot_ids
-                } if keep_released else set()
-        snaps = sorted(sid for sid in on_key
-                       if (region, sid) not in state.copy or (region, sid) in kept)
-        for sid, perms in zip(snaps, reader.map(reader.copy_permissions,
-                                                [(region, sid) for sid in snaps]), strict=True):
-            uses[on_key[sid]].append(KeyUse(OpKind.COPY, region, sid, perms))
-        backed = [img for img in images.get(region, ()) if img.owner_id == account
-                  and img.key not in managed and any(s in on_key for s in img.snapshot_ids)]
-        for img, perms in zip(backed, reader.map(reader.launch_permissions, backed), strict=True):
-            for arn in sorted({on_key[s] for s in img.snapshot_ids if s in on_key}):
-                uses[arn].append(KeyUse(OpKind.LAUNCH, region, img.image_id, perms))
-    return {arn: tuple(v) for arn, v in uses.items()}
-
-
-def _read_owner(manifest: Manifest, reader: Reader, managed: list[ManagedImage],
-                launch: dict[RegionKey, frozenset[Principal]], snapshots: dict[RegionKey, Snapshot],
-                copy: dict[RegionKey, frozenset[Principal]], keys: dict[RegionKey, KeyInfo]) -> None:
-    """The reads for one owner's managed images (results added to the given maps)."""
-    launch.update(reader.all_launch_permissions([m.image for m in managed]))
-    by_region: dict[str, list[str]] = defaultdict(list)
-    for m in managed:
-        by_region[m.image.region].extend(m.image.snapshot_ids)
-    regions = sorted(by_region)
-    for region, found in zip(regions, reader.map(lambda r: reader.snapshots(r, by_region[r]), regions),
-                             strict=True):
-        snapshots.update({(region, sid): snap for sid, snap in found.items()})
-
-    copy_keys = sorted({(m.image.region, s) for m in managed if m.manages_copy
-                        for s in m.image.snapshot_ids})
-    copy.update(zip(copy_keys, reader.map(reader.copy_permissions, copy_keys), strict=True))
-
-    if manifest.settings.kms == "off":
-        return
-    mine = {(m.image.region, s) for m in managed for s in m.image.snapshot_ids}
-    key_ids = sorted({(snap.region, snap.kms_key_id) for k, snap in snapshots.items()
-                      if k in mine and snap.encrypted and snap.kms_key_id})
-    infos = reader.map(reader.key_info, key_ids)
-    key_regions = sorted({r for r, _ in key_ids})
-    aliases = dict(zip(key_regions, reader.map(reader.aliases, key_regions), strict=True))
-    for k, info in zip(key_ids, infos, strict=True):
-        short = info.arn.rsplit("/", 1)[-1] if info.arn else ""
-        alias = aliases.get(k[0], {}).get(short, "")
-        keys[k] = replace(info, alias=alias) if alias else info
-
-
-# --------------------------------------------------------------------------- pure part
 
 
 @dataclass
@@ -864,12 +670,12 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
                 digest_state[(COPY, img.region, sid)] = state.copy[(img.region, sid)]
                 resource_images[sid] = f"snapshot of {img.image_id}"
     for v in views:
-        digest_state[(TAG, v.m.image.region, v.m.image.image_id)] = _tagged(
+        digest_state[(TAG, v.m.image.region, v.m.image.image_id)] = tagged(
             v.m.image, manifest.settings.name)
         for sid in v.m.image.snapshot_ids if v.m.manages_copy else ():
             backing = state.snapshots.get((v.m.image.region, sid))
             if backing is not None:
-                digest_state[(TAG, v.m.image.region, sid)] = _tagged(backing,
+                digest_state[(TAG, v.m.image.region, sid)] = tagged(backing,
                                                                      manifest.settings.name)
     findings += _guard_findings(manifest, ops, options)
     if options.strict:
@@ -929,11 +735,11 @@ def _ownership(manifest: Manifest, views: Sequence[_ImageView], state: CurrentSt
     if settings.ownership != "tag":
         return None, []
     name = settings.name
-    tag = [v.m.image.key for v in views if not v.blocked and not _tagged(v.m.image, name)]
+    tag = [v.m.image.key for v in views if not v.blocked and not tagged(v.m.image, name)]
     tag_snaps = [(v.m.image.region, sid) for v in views if not v.blocked and v.m.manages_copy
                  for sid in v.m.image.snapshot_ids
                  if (v.m.image.region, sid) in state.snapshots
-                 and not _tagged(state.snapshots[(v.m.image.region, sid)], name)]
+                 and not tagged(state.snapshots[(v.m.image.region, sid)], name)]
     ops: list[Operation] = []
     untag_snaps: list[RegionKey] = []
     keep = settings.on_release == "keep"

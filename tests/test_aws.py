@@ -16,9 +16,10 @@ from helpers import ACCOUNT, Images
 
 from reconciler.applier import Applier
 from reconciler.aws import Clients
+from reconciler.gather import build_plan
 from reconciler.manifest import parse_manifest
 from reconciler.model import Action, Identity, Operation, OpKind, Principal
-from reconciler.planner import PlanOptions, build_plan
+from reconciler.planner import PlanOptions
 from reconciler.reader import Reader
 
 PROD, STAGING, HAND = "111122223333", "444455556666", "999988887777"

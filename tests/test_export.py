@@ -26,8 +26,8 @@ from reconciler.exporter import (
     generated_name,
     parse_names,
     parse_tag_filters,
-    read_export,
 )
+from reconciler.gather import read_export
 from reconciler.kms import KeyInfo
 from reconciler.manifest import Manifest, parse_manifest
 from reconciler.model import Identity, Image, Principal, PrincipalKind, Snapshot

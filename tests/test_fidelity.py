@@ -25,10 +25,10 @@ from test_kms import (
 )
 
 from reconciler import kms
+from reconciler.gather import build_plan
 from reconciler.kms import Grantee, GranteeKind
 from reconciler.manifest import parse_manifest
 from reconciler.model import OpKind
-from reconciler.planner import build_plan
 from reconciler.reader import Reader
 from reconciler.render import key_policy_details, text_lines
 

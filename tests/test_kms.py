@@ -14,10 +14,10 @@ from test_aws import Calls
 from reconciler import kms
 from reconciler.applier import Applier, ApplyReport
 from reconciler.aws import Clients
+from reconciler.gather import build_plan
 from reconciler.manifest import parse_manifest
 from reconciler.model import Principal
 from reconciler.plan import Plan
-from reconciler.planner import build_plan
 from reconciler.reader import Reader
 from reconciler.sandbox import encrypt_image, make_aws_managed
 

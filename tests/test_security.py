@@ -13,8 +13,8 @@ from test_aws import Calls
 
 from reconciler.applier import Applier, write_tags
 from reconciler.aws import Clients
+from reconciler.gather import build_plan
 from reconciler.manifest import parse_manifest
-from reconciler.planner import build_plan
 from reconciler.reader import Reader
 from reconciler.sandbox import encrypt_image
 

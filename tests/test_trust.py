@@ -36,10 +36,10 @@ from test_kms import (
 )
 
 from reconciler import kms
+from reconciler.gather import build_plan
 from reconciler.kms import Grantee, GranteeKind
 from reconciler.manifest import parse_manifest
 from reconciler.model import Action, OpKind
-from reconciler.planner import build_plan
 from reconciler.reader import Reader
 from reconciler.sandbox import ENABLED_REGIONS, encrypt_image
 
@@ -364,7 +364,7 @@ def test_internal_error_is_one_line_and_verbose_shows_the_traceback(
     def boom(*_: Any, **__: Any) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("reconciler.planner.compute_plan", boom)
+    monkeypatch.setattr("reconciler.gather.compute_plan", boom)
     r = run_main("plan", m, "--quiet")
     assert r.code == 1
     assert r.err == "internal error: RuntimeError: boom; rerun with -v for details\n"

@@ -30,7 +30,8 @@ from reconciler.aws import Clients  # noqa: E402
 from reconciler.desired import ManagedImage, Selection  # noqa: E402
 from reconciler.manifest import parse_manifest  # noqa: E402
 from reconciler.model import Identity, Image, Principal  # noqa: E402
-from reconciler.planner import CurrentState, build_plan, compute_plan  # noqa: E402
+from reconciler.gather import build_plan  # noqa: E402
+from reconciler.planner import CurrentState, compute_plan  # noqa: E402
 from reconciler.reader import Reader  # noqa: E402
 from reconciler.render import render_markdown, render_text  # noqa: E402
 
