@@ -9,7 +9,7 @@ import sys
 
 # manifest -> desired -> (current) -> diff -> plan -> render, and the export's pure part
 CORE = ["model", "errors", "yamlload", "schema", "manifest", "desired", "differ", "kms",
-        "plan", "planner", "render", "exporter", "files"]
+        "plan", "planner", "render", "exporter", "files", "findings"]
 SHELL_ONLY = ("boto3", "botocore", "click", "moto")
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import jsonschema
 import pytest
 import yaml
-from helpers import EXAMPLES
+from helpers import EXAMPLES, ROOT
 
 from reconciler.schema import load_schema
 
@@ -53,3 +54,27 @@ def test_example_files_declare_their_schema(path: Any) -> None:
     first = path.read_text().splitlines()[0]
     assert first.startswith("# yaml-language-server: $schema=../schemas/")
     assert yaml.safe_load(path.read_text()) is not None
+
+
+def test_finding_codes_have_one_registry() -> None:
+    """Every finding code the package can emit is registered; the README's table and the
+    plan schema list exactly the registered codes."""
+    import re
+
+    from reconciler.findings import FINDINGS
+
+    used: set[str] = set()
+    for path in (ROOT / "reconciler").glob("*.py"):
+        text = path.read_text()
+        used.update(re.findall(r'(?:_f\(|Finding\()\s*Severity\.[A-Z]+,\s*"([a-z0-9-]+)"', text))
+        for a, b in re.findall(r'code = "([a-z0-9-]+)"(?: if [^\n]* else "([a-z0-9-]+)")?', text):
+            used.update(x for x in (a, b) if x)
+        used.update(re.findall(r'return \(?"([a-z0-9]+(?:-[a-z0-9]+)+)",', text))
+    assert len(used) >= 30, "the scan must find the codes"
+    assert used == set(FINDINGS)
+    readme = (ROOT / "README.md").read_text()
+    table = dict(re.findall(r"^\| `([a-z0-9-]+)` \| (error|warning|info) \|", readme, re.M))
+    assert table == {code: sev.value for code, (sev, _) in FINDINGS.items()}
+    schema = json.loads((ROOT / "schemas" / "plan.schema.json").read_text())
+    assert schema["properties"]["findings"]["items"]["properties"]["code"]["enum"] == sorted(
+        FINDINGS)
