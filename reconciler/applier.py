@@ -20,6 +20,7 @@ and the others still run.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import functools
 import threading
 from collections import defaultdict
@@ -37,11 +38,21 @@ from .model import OWNERSHIP_TAG, Action, Identity, Operation, OpKind, Principal
 from .plan import Ownership
 
 
+class Result(enum.StrEnum):
+    """What became of one operation (the ``result`` of its ``--log-file`` line)."""
+
+    APPLIED = "applied"
+    FAILED = "failed"  # AWS (or the tool, before calling it) refused the write
+    SKIPPED = "skipped"  # not attempted: what it depends on failed, or the resource changed
+    NOT_APPLIED = "not-applied"  # not attempted: the run was interrupted first
+
+
 @dataclass(frozen=True)
 class Outcome:
     operation: Operation
     ok: bool
     error: str = ""
+    result: Result = Result.APPLIED
 
 
 @dataclass(frozen=True)
@@ -327,30 +338,30 @@ class Applier:
 
     # ------------------------------------------------------------------ running
 
-    def _attempt(self, write: Write) -> tuple[bool, str, str, Partial | None]:
+    def _attempt(self, write: Write) -> tuple[bool, str, Result, Partial | None]:
         """Run one write: (ok, error message, log result, the operations that failed alone)."""
         if self.stop.is_set():
-            return False, "not applied: interrupted before this write started", "not-applied", None
+            return False, "not applied: interrupted before this write started", Result.NOT_APPLIED, None
         if write.skipped:
-            return False, write.skipped, "skipped", None
+            return False, write.skipped, Result.SKIPPED, None
         try:
             why = write.verify() if write.verify is not None else ""
             if why:
-                return False, why, "skipped", None
+                return False, why, Result.SKIPPED, None
             partial = write.call()
-            return True, "", "applied", partial if isinstance(partial, Partial) else None
+            return True, "", Result.APPLIED, partial if isinstance(partial, Partial) else None
         except (WriteError, kms.PolicyError) as exc:
-            return False, f"{write.service}:{write.api} refused: {exc}", "failed", None
+            return False, f"{write.service}:{write.api} refused: {exc}", Result.FAILED, None
         except AwsError as exc:  # a read before the write failed; the message names it
-            return False, str(exc), "failed", None
+            return False, str(exc), Result.FAILED, None
         except Exception as exc:  # whatever AWS, a proxy or the SDK answered: a failed write
-            return False, describe_error(exc, write.service, write.api), "failed", None
+            return False, describe_error(exc, write.service, write.api), Result.FAILED, None
 
     def _run(self, write: Write) -> list[Outcome]:
         ok, error, result, partial = self._attempt(write)
         failed = partial.failed if partial is not None else {}
-        outcomes = [Outcome(op, False, failed[op]) if op in failed else Outcome(op, ok, error)
-                    for op in write.operations]
+        outcomes = [Outcome(op, False, failed[op], Result.FAILED) if op in failed
+                    else Outcome(op, ok, error, result) for op in write.operations]
         now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         with self._lock:
             for o in outcomes:
@@ -360,7 +371,7 @@ class Applier:
                     self.log({"time": now, "caller": self.identity.arn, "api": write.api,
                               **({"owner": owner} if owner else {}),
                               **op.to_dict(),
-                              "result": "failed" if op in failed else result,
+                              "result": o.result.value,
                               **({"error": o.error} if o.error else {})})
                 if self.progress is not None:
                     self.progress(o)
@@ -414,7 +425,7 @@ class Applier:
                           "action": "tag" if api == "CreateTags" else "untag",
                           "kind": "ownership_tag", "region": region, "resource": rid,
                           "tag": f"{OWNERSHIP_TAG}={value}",
-                          "result": "failed" if error else "applied",
+                          "result": (Result.FAILED if error else Result.APPLIED).value,
                           **({"error": error} if error else {})})
 
     def _denied(self, region: str, resource: str, op: Operation,

@@ -24,7 +24,7 @@ from typing import Any, NoReturn, TextIO
 import click
 
 from . import __version__
-from .applier import Applier, ApplyReport, TagReport, write_tags
+from .applier import Applier, ApplyReport, Result, TagReport, write_tags
 from .aws import (
     Clients,
     assumed_session,
@@ -491,7 +491,7 @@ def _report(done: _Done, todo: Plan) -> int:
     for message in done.tags.failed:
         click.echo(f"error: {message}", err=True)
     adds = sum(1 for o in report.applied if o.operation.action is Action.ADD)
-    not_applied = sum(1 for o in report.failed if o.error.startswith("not applied"))
+    not_applied = sum(1 for o in report.failed if o.result is Result.NOT_APPLIED)
     if done.stopped:
         click.echo(f"Interrupted: {len(report.applied)} operations applied, {not_applied} not "
                    "applied; run plan to see what is left.", err=True)
