@@ -469,7 +469,7 @@ def _execute(ctx: Ctx, conn: Connection, todo: Plan, m: Manifest, log_file: str 
     try:
         with _stop_on_signals(stop):
             applier = Applier(conn.clients, conn.identity(), concurrency=ctx.concurrency,
-                              log=log, resource_keys=todo.resource_keys, expected=todo.state,
+                              log=log, resource_keys=todo.resource_keys,
                               stop=stop, resource_owner=todo.resource_owner,
                               grant_shape=m.settings.kms_grants,
                               progress=lambda _: bar.advance())

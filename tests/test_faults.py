@@ -225,3 +225,30 @@ def test_soak_many_images_under_faults(server: tuple[MotoServer, Images], run_cl
           f"apply took {time.monotonic() - t0:.0f} s")
     estate.check_converged()
     assert run_cli("plan", str(estate.manifest), "--detailed-exitcode").code == 0
+
+
+@pytest.mark.parametrize("saved", [False, True], ids=["apply", "apply-saved-plan"])
+def test_apply_makes_the_plans_reads_and_one_write_per_changed_resource(
+        server: tuple[MotoServer, Images], run_cli: Runner, tmp_path: Path, saved: bool) -> None:
+    """No re-read before a write (Add/Remove entries are idempotent; a permission changed by
+    hand meanwhile is the next run's drift). A saved plan's one read is the fresh plan its
+    check needs. Key policies keep their read before write: a policy is replaced whole."""
+    srv, images = server
+    estate = Estate(srv, images, tmp_path, plain=3)
+    managed = len(estate.encrypted) + len(estate.plain)
+    args = ["apply", str(estate.manifest), "--auto-approve"]
+    if saved:
+        plan_file = tmp_path / "plan.json"
+        assert run_cli("plan", str(estate.manifest), "--out", str(plan_file)).code == 0
+        args = ["apply", str(estate.manifest), "--plan", str(plan_file)]
+    with FaultProxy(srv.url) as proxy:
+        r = run_cli(*args, endpoint=proxy.url)
+    assert r.code == 0, r.out + r.err
+    calls = dict(proxy.forwarded)
+    assert calls["DescribeImageAttribute"] == managed, "one read per managed image, not two"
+    assert calls["ModifyImageAttribute"] == managed  # every image changes
+    # the key gains prod and staging and loses HAND: written before the launch permissions
+    # and after their removal, each time from a fresh read (plus the plan's own read)
+    assert calls["PutKeyPolicy"] == 2 and calls["GetKeyPolicy"] == 1 + 2
+    assert calls["CreateTags"] == 1
+    estate.check_converged()
