@@ -5,11 +5,12 @@ Pure functions over the manifest and the image listing; no AWS.
 
 from __future__ import annotations
 
+import datetime as dt
 import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from .manifest import Manifest, Rule
+from .manifest import Manifest, Rule, Selector
 from .model import Finding, Image, Principal, Severity
 
 # principal -> names of the rules that declare it
@@ -57,17 +58,80 @@ def _declare(target: dict[Principal, list[str]], principals: Iterable[Principal]
             names.append(rule)
 
 
+def _when(iso: str) -> dt.datetime | None:
+    try:
+        when = dt.datetime.fromisoformat(iso)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def _excluded(sel: Selector, img: Image) -> bool:
+    """``exclude:``: any given criterion matching excludes the image."""
+    tags = img.tag_map
+    return (img.image_id in sel.ids
+            or (sel.name is not None and fnmatch.fnmatchcase(img.name, sel.name))
+            or (bool(sel.tags) and all(tags.get(k) == v for k, v in sel.tags)))
+
+
+def _lifecycle_reason(sel: Selector, img: Image, now: dt.datetime | None) -> str:
+    """Why a rule's lifecycle conditions (other than ``latest``) keep it from sharing
+    ``img`` ("" when they do not)."""
+    created = _when(img.creation_date)
+    day = created.date().isoformat() if created else "an unknown date"
+    if sel.exclude is not None and _excluded(sel.exclude, img):
+        return "it matches the rule's exclude"
+    if sel.created_after is not None and (created is None or day < sel.created_after):
+        return f"it was created {day}, before {sel.created_after}"
+    if sel.created_before is not None and (created is None or day >= sel.created_before):
+        return f"it was created {day}, not before {sel.created_before}"
+    if sel.max_age_days is not None and now is not None and (
+            created is None or now - created > dt.timedelta(days=sel.max_age_days)):
+        return f"it was created {day}, more than {sel.max_age_days} days ago"
+    deprecated = _when(img.deprecation_time) if img.deprecation_time else None
+    if sel.skip_deprecated and now is not None and deprecated is not None and deprecated <= now:
+        return f"it is deprecated since {img.deprecation_time}"
+    return ""
+
+
+def _sharing(rule: Rule, hits: Sequence[Image], now: dt.datetime | None,
+             region: str) -> tuple[list[Image], list[tuple[Image, str]]]:
+    """Which of a rule's matches in one Region it shares, and why not the others."""
+    sel = rule.select
+    if not sel.lifecycle:
+        return list(hits), []
+    passing, dropped = [], []
+    for img in hits:
+        why = _lifecycle_reason(sel, img, now) if img.state == "available" else ""
+        if why:
+            dropped.append((img, why))
+        else:
+            passing.append(img)
+    if sel.latest is not None:
+        ranked = sorted((i for i in passing if i.state == "available"),
+                        key=lambda i: (i.creation_date, i.image_id), reverse=True)
+        newest = {i.key for i in ranked[:sel.latest]}
+        glob = f" {sel.name}" if sel.name else ""
+        dropped += [(i, f"it is not among the newest {sel.latest}{glob} in {region}")
+                    for i in ranked[sel.latest:]]
+        passing = [i for i in passing if i.key in newest or i.state != "available"]
+    return passing, dropped
+
+
 def select(manifest: Manifest, images: Mapping[str, Sequence[Image]],
-           restrict: Iterable[str] | None = None) -> Selection:
+           restrict: Iterable[str] | None = None, now: str = "") -> Selection:
     """Match rules to images. ``images`` maps each listed Region to the caller's images there.
 
     Images that are not ``available`` are excluded with a warning (a disabled AMI cannot be
     shared). Explicit IDs that match nothing are errors; name/tag selectors that match
-    nothing in a Region are warnings.
+    nothing in a Region are warnings. A rule with lifecycle conditions (``latest``,
+    ``exclude``, dates, ``deprecated``) manages every image its other selectors match and
+    shares only with those that pass; ``now`` (ISO 8601) is the time the ages are taken at.
     """
+    moment = _when(now) if now else None
     restrict = list(restrict) if restrict is not None else None
     findings: list[Finding] = []
-    matched: dict[tuple[str, str], tuple[Image, list[Rule]]] = {}
+    matched: dict[tuple[str, str], tuple[Image, list[Rule], list[Rule]]] = {}
     for rule in manifest.rules:
         regions = active_regions(rule, restrict)
         found_ids: set[str] = set()
@@ -77,8 +141,14 @@ def select(manifest: Manifest, images: Mapping[str, Sequence[Image]],
             found_ids.update(img.image_id for img in hits)
             if not hits and rule.select.by_attributes and not rule.select.ids:
                 empty.append(region)
+            passing, dropped = _sharing(rule, hits, moment, region)
             for img in hits:
-                matched.setdefault(img.key, (img, []))[1].append(rule)
+                matched.setdefault(img.key, (img, [], []))[1].append(rule)
+            for img in passing:
+                matched[img.key][2].append(rule)
+            findings += [Finding(Severity.INFO, "lifecycle-unshared", img.region, img.image_id,
+                                 f"{img.image_id} ({img.name}): rule {rule.name!r} manages it "
+                                 f"but shares nothing with it: {why}") for img, why in dropped]
         if empty:  # one finding per rule, naming every Region where it matched nothing
             findings.append(Finding(Severity.WARNING, "no-match",
                                     empty[0] if len(empty) == 1 else "", rule.name,
@@ -96,10 +166,12 @@ def select(manifest: Manifest, images: Mapping[str, Sequence[Image]],
     managed: list[ManagedImage] = []
     # Images matched by the same rules declare the same principals: one (read-only) mapping
     # for all of them, not one per image (10,000 images x 50 principals adds up).
-    by_rules: dict[tuple[str, ...], tuple[Declared, Declared, bool]] = {}
+    by_rules: dict[tuple[tuple[str, ...], tuple[str, ...]],
+                   tuple[Declared, Declared, bool]] = {}
     for key in sorted(matched):
-        img, rules = matched[key]
-        names = tuple(r.name for r in rules)
+        img, rules, sharing = matched[key]
+        names = tuple(r.name for r in sharing)
+        cache_key = (names, tuple(r.name for r in rules))
         if img.state != "available":
             code = "image-disabled" if img.state == "disabled" else "image-not-available"
             why = ("a disabled AMI has no launch permissions and cannot be shared; re-enable it "
@@ -108,20 +180,22 @@ def select(manifest: Manifest, images: Mapping[str, Sequence[Image]],
             findings.append(Finding(Severity.WARNING, code, img.region, img.image_id,
                                     f"{img.image_id} ({img.name}) is {img.state}; skipped: {why}"))
             continue
-        if names not in by_rules:
-            by_rules[names] = _declared(rules)
-        launch, copy, manages_copy = by_rules[names]
+        if cache_key not in by_rules:
+            by_rules[cache_key] = _declared(sharing, rules)
+        launch, copy, manages_copy = by_rules[cache_key]
         managed.append(ManagedImage(img, names, launch, copy, manages_copy))
     return Selection(tuple(managed), tuple(findings))
 
 
-def _declared(rules: Sequence[Rule]) -> tuple[Declared, Declared, bool]:
-    """Union of what ``rules`` declare: principal -> names of the rules declaring it."""
+def _declared(sharing: Sequence[Rule],
+              matching: Sequence[Rule]) -> tuple[Declared, Declared, bool]:
+    """Union of what the ``sharing`` rules declare: principal -> names of the rules declaring
+    it; copy permissions are reconciled when any ``matching`` rule has ``copy:``."""
     launch: dict[Principal, list[str]] = {}
     copy: dict[Principal, list[str]] = {}
-    for r in rules:
+    for r in sharing:
         _declare(launch, r.launch, r.name)
         _declare(copy, r.copy, r.name)
     return ({p: tuple(v) for p, v in launch.items()},
             {p: tuple(v) for p, v in copy.items()},
-            any(r.manages_copy for r in rules))
+            any(r.manages_copy for r in matching))

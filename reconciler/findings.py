@@ -51,6 +51,8 @@ FINDINGS: dict[str, tuple[Severity, str]] = {
     "copy-marketplace": (W, "consumers cannot copy an AWS Marketplace image to their account"),
     "removal-kept-through-org": (INFO, "a removed account may keep access through an "
                                     "organization or OU share"),
+    "lifecycle-unshared": (INFO, "a rule manages the image but its lifecycle conditions "
+                                 "(latest, exclude, dates, deprecated) share nothing with it"),
     # ownership
     "released-kept": (INFO, "no rule matches the image any more; on_release: keep leaves its "
                          "shares"),

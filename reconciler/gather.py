@@ -7,6 +7,7 @@ exporter (:func:`reconciler.exporter.compute_export`): every call here goes thro
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -70,7 +71,8 @@ def build_plan(manifest: Manifest, readers: Reader | Sequence[Scope],
     identity = caller or scopes[0].reader.identity()
     restrict = [r for r in run_regions(manifest, options) if r in listed]
     selection = select(manifest, {r: sorted(v, key=lambda i: i.image_id) for r, v in images.items()},
-                       restrict if options.regions is not None or len(scopes) > 1 else options.regions)
+                       restrict if options.regions is not None or len(scopes) > 1 else options.regions,
+                       options.now or dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
 
     launch: dict[RegionKey, frozenset[Principal]] = {}
     snapshots: dict[RegionKey, Snapshot] = {}

@@ -10,6 +10,7 @@ No AWS call is made by anything in this module.
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import functools
 import hashlib
@@ -66,6 +67,19 @@ class Selector:
     ids: tuple[str, ...] = ()
     name: str | None = None
     tags: tuple[tuple[str, str], ...] = ()
+    # lifecycle: which of the matched images the rule shares (all of them stay managed)
+    latest: int | None = None
+    exclude: Selector | None = None
+    created_after: str | None = None  # YYYY-MM-DD
+    created_before: str | None = None
+    max_age_days: int | None = None
+    skip_deprecated: bool = False
+
+    @property
+    def lifecycle(self) -> bool:
+        return (self.latest is not None or self.exclude is not None
+                or self.created_after is not None or self.created_before is not None
+                or self.max_age_days is not None or self.skip_deprecated)
 
     @property
     def by_attributes(self) -> bool:
@@ -121,6 +135,14 @@ class Manifest:
     def regions(self) -> tuple[str, ...]:
         """Every Region any rule looks in, sorted."""
         return tuple(sorted({r for rule in self.rules for r in rule.regions}))
+
+
+def _bad_date(value: str) -> bool:
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError:
+        return True
+    return False
 
 
 def _resolve(ref: str, names: Mapping[str, Principal]) -> tuple[Principal | None, str | None]:
@@ -212,11 +234,29 @@ def _semantic(doc: Located, sha256: str) -> tuple[Manifest | None, list[Problem]
                                         f"images[{i}].launch: rule {rname!r} shares with {len(entities)} "
                                         f"entities; share_quota is {settings.share_quota}"))
         sel = raw["select"]
+        exclude = sel.get("exclude")
         selector = Selector(
             ids=tuple(sel.get("ids") or ()),
             name=sel.get("name"),
             tags=tuple(sorted((sel.get("tags") or {}).items())),
+            latest=sel.get("latest"),
+            exclude=None if exclude is None else Selector(
+                ids=tuple(exclude.get("ids") or ()), name=exclude.get("name"),
+                tags=tuple(sorted((exclude.get("tags") or {}).items()))),
+            created_after=sel.get("created_after"),
+            created_before=sel.get("created_before"),
+            max_age_days=sel.get("max_age_days"),
+            skip_deprecated=sel.get("deprecated") is False,
         )
+        if sel and not (selector.ids or selector.by_attributes):
+            problems.append(doc.problem(path + ("select",), f"images[{i}].select: needs at "
+                                                            "least one of ids, name, tags"))
+        for key in ("created_after", "created_before"):
+            value = sel.get(key)
+            if value is not None and _bad_date(value):
+                problems.append(doc.problem(path + ("select", key),
+                                            f"images[{i}].select.{key}: {value!r} is not a "
+                                            "calendar date (YYYY-MM-DD)"))
         for ami in selector.ids:
             quota_by_id.setdefault(ami, set()).update(entities)
         rules.append(Rule(rname, selector, tuple(raw.get("regions") or settings.regions),

@@ -239,6 +239,8 @@ class Image:
     snapshot_ids: tuple[str, ...] = ()
     encrypted: bool = False
     product_codes: tuple[str, ...] = ()  # AWS Marketplace product codes (ProductCodeId)
+    creation_date: str = ""  # ISO 8601, as DescribeImages reports it
+    deprecation_time: str = ""  # ISO 8601, "" when the image has none
 
     @property
     def tag_map(self) -> dict[str, str]:

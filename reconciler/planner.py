@@ -50,6 +50,7 @@ class PlanOptions:
     regions: tuple[str, ...] | None = None  # --region: restrict the run to these
     strict: bool = False
     allow_mass_removal: bool = False  # --allow-mass-removal: acknowledge the removal guard
+    now: str = ""  # ISO 8601: when lifecycle ages are taken ("": the clock, when gathering)
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,8 @@ def parse_image(raw: dict[str, Any], region: str) -> Image:
         encrypted=encrypted,
         product_codes=tuple(sorted(str(c.get("ProductCodeId", "")) for c in
                                    raw.get("ProductCodes") or [])),
+        creation_date=str(raw.get("CreationDate") or ""),
+        deprecation_time=str(raw.get("DeprecationTime") or ""),
     )
 
 

@@ -1,0 +1,129 @@
+"""Lifecycle-aware selection (SPEC §7a): share the newest golden images only. A rule with
+``latest``, ``exclude``, dates or ``deprecated: false`` manages every image its other
+selectors match and shares only with those that pass. Pure (no AWS), plus one CLI run."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from helpers import ACCOUNT, run_main
+
+from reconciler.desired import select
+from reconciler.errors import InputError
+from reconciler.manifest import parse_manifest
+from reconciler.model import Identity, Image, Principal
+from reconciler.planner import CurrentState, PlanOptions, compute_plan
+
+US, EU = "us-east-1", "eu-west-1"
+PROD = "111122223333"
+NOW = "2026-12-01T12:00:00+00:00"
+
+
+def build(n: int, day: str, region: str = US, name: str = "") -> Image:
+    return Image(f"ami-{n:017x}", region, ACCOUNT, name or f"golden-al2023-{day}", "available",
+                 False, creation_date=f"{day}T10:00:00.000Z")
+
+
+def manifest(select: str) -> bytes:
+    return (f'version: 1\nsettings: {{regions: [us-east-1, eu-west-1]}}\n'
+            f'principals: {{prod: "{PROD}"}}\n'
+            f'images:\n  - {{name: golden, select: {select}, launch: [prod]}}\n').encode()
+
+
+def shared(text: bytes, images: list[Image], now: str = NOW,
+           current: dict[tuple[str, str], set[Principal]] | None = None) -> list[str]:
+    """The image IDs the plan leaves shared with prod after applying."""
+    m = parse_manifest(text, "m.yaml")
+    by_region: dict[str, list[Image]] = {US: [], EU: []}
+    for img in images:
+        by_region[img.region].append(img)
+    current = current or {}
+    st = CurrentState(launch={k: frozenset(v) for k, v in current.items()})
+    plan = compute_plan(m, Identity(ACCOUNT, f"arn:aws:iam::{ACCOUNT}:root"),
+                        select(m, by_region, None, now), st, PlanOptions(now=now))
+    after = {k: set(v) for k, v in current.items()}
+    for op in plan.operations:
+        target = after.setdefault((op.region, op.resource), set())
+        (target.add if op.action.value == "add" else target.discard)(op.principal)
+    return sorted(r for (_, r), ps in after.items() if Principal.account(PROD) in ps)
+
+
+def test_latest_shares_the_newest_builds_per_region_and_unshares_the_one_that_falls_out() -> None:
+    builds = [build(1, "2026-11-01"), build(2, "2026-11-08"), build(3, "2026-11-15"),
+              build(4, "2026-11-22"), build(5, "2026-10-01", EU)]
+    rule = manifest('{name: "golden-al2023-*", latest: 3}')
+    assert shared(rule, builds) == [b.image_id for b in builds[1:]]  # EU's only one counts too
+    # a new build arrives: the newest 3 move on, and the oldest of them is unshared
+    current = {b.key: {Principal.account(PROD)} for b in builds[1:]}
+    new = build(6, "2026-11-29")
+    m = parse_manifest(rule, "m.yaml")
+    sel = select(m, {US: [*builds[:4], new], EU: [builds[4]]}, None, NOW)
+    unshared = [f for f in sel.findings if f.code == "lifecycle-unshared"]
+    assert {f.resource for f in unshared} == {builds[0].image_id, builds[1].image_id}
+    assert "not among the newest 3 golden-al2023-* in us-east-1" in unshared[0].message
+    assert shared(rule, [*builds, new], current=current) == sorted(
+        [builds[2].image_id, builds[3].image_id, builds[4].image_id, new.image_id])
+    managed = {mi.image.image_id for mi in sel.managed}
+    assert builds[0].image_id in managed, "an image that falls out stays managed"
+
+
+def test_ties_are_broken_by_image_id() -> None:
+    same_day = [build(7, "2026-11-01"), build(3, "2026-11-01"), build(9, "2026-11-01")]
+    first = shared(manifest('{name: "golden-*", latest: 2}'), same_day)
+    again = shared(manifest('{name: "golden-*", latest: 2}'), list(reversed(same_day)))
+    assert first == again == sorted([same_day[0].image_id, same_day[2].image_id])
+
+
+def test_age_dates_exclude_and_deprecated() -> None:
+    old, recent = build(1, "2026-06-01"), build(2, "2026-11-20")
+    rc = build(3, "2026-11-25", name="golden-al2023-rc1")
+    gone = replace(build(4, "2026-11-26"), deprecation_time="2026-11-30T00:00:00.000Z")
+    later = replace(build(5, "2026-11-27"), deprecation_time="2027-06-01T00:00:00.000Z")
+    images = [old, recent, rc, gone, later]
+    ids = {i.name: i.image_id for i in images}
+    assert old.image_id not in shared(manifest('{name: "golden-*", max_age_days: 90}'), images)
+    assert shared(manifest('{name: "golden-*", created_after: "2026-11-21"}'), images) == sorted(
+        [rc.image_id, gone.image_id, later.image_id])
+    assert shared(manifest('{name: "golden-*", created_before: "2026-11-21"}'), images) == sorted(
+        [old.image_id, recent.image_id])
+    assert ids["golden-al2023-rc1"] not in shared(
+        manifest('{name: "golden-*", exclude: {name: "*-rc*"}}'), images)
+    not_deprecated = shared(manifest('{name: "golden-*", deprecated: false}'), images)
+    assert gone.image_id not in not_deprecated and later.image_id in not_deprecated
+
+
+def test_another_rule_keeps_what_it_gives() -> None:
+    a, b = build(1, "2026-11-01"), build(2, "2026-11-08")
+    text = (f'version: 1\nsettings: {{regions: [us-east-1]}}\nprincipals: {{prod: "{PROD}"}}\n'
+            'images:\n'
+            '  - {name: newest, select: {name: "golden-*", latest: 1}, launch: [prod]}\n'
+            f'  - {{name: pinned, select: {{ids: [{a.image_id}]}}, launch: [prod]}}\n').encode()
+    assert shared(text, [a, b]) == sorted([a.image_id, b.image_id])
+
+
+@pytest.mark.parametrize("select, expected", [
+    ('{name: "golden-*", latest: 0}', "images[0].select.latest"),
+    ('{name: "golden-*", max_age_days: -1}', "images[0].select.max_age_days"),
+    ('{name: "golden-*", created_after: "2026-13-01"}', "is not a calendar date"),
+    ('{name: "golden-*", created_after: "1 Nov 2026"}', "images[0].select.created_after"),
+    ('{latest: 3}', "needs at least one of ids, name, tags"),
+])
+def test_lifecycle_selectors_are_validated_with_located_errors(select: str, expected: str) -> None:
+    with pytest.raises(InputError) as exc:
+        parse_manifest(manifest(select), "m.yaml")
+    assert "m.yaml:5:" in str(exc.value) and expected in str(exc.value), str(exc.value)
+
+
+def test_rotation_end_to_end_on_the_sandbox(tmp_path: Path) -> None:
+    state = tmp_path / "state.yaml"
+    state.write_text('version: 1\naccount: "123456789012"\nimages:\n'
+                     '  - {region: us-east-1, name: golden-2026.11.01, launch: ["111122223333"]}\n'
+                     '  - {region: us-east-1, name: golden-2026.11.08}\n')
+    m = tmp_path / "amis.yaml"
+    m.write_bytes(manifest('{name: "golden-*", latest: 1}'))
+    r = run_main("plan", str(m), "--sandbox", str(state), "--format", "json")
+    assert r.code == 0, r.err
+    # the sandbox's images are created in order: the second one is the newest
+    assert '"lifecycle-unshared"' in r.out and '"remove"' in r.out and '"add"' in r.out
