@@ -35,6 +35,7 @@ from .aws import (
     role_account,
 )
 from .errors import (
+    EXIT_CANNOT,
     EXIT_CHANGES,
     EXIT_ERROR,
     EXIT_OK,
@@ -45,6 +46,8 @@ from .errors import (
     StalePlanError,
     UsageError,
 )
+from .explain import Verdict, resolve_principal
+from .explain import explain as explain_verdict
 from .exporter import (
     ImageFilter,
     compute_export,
@@ -52,7 +55,7 @@ from .exporter import (
     parse_tag_filters,
     schema_ref_for,
 )
-from .gather import Scope, build_plan, read_export
+from .gather import Scope, build_plan, read_explain, read_export
 from .manifest import Manifest, load_manifest
 from .model import REGION_RE, Action, Identity, Operation, Severity, sorted_findings
 from .plan import Plan, load_plan_file
@@ -153,7 +156,7 @@ class Ctx:
                 clients[r.identity().account] = c
                 scopes.append(Scope(r, regions))
             caller = base_reader.identity() if len(scopes) > 1 else None
-            yield Connection(scopes, clients, caller)
+            yield Connection(scopes, clients, caller, base_clients.default_region)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,6 +166,7 @@ class Connection:
     scopes: list[Scope]
     clients: dict[str, Clients]
     caller: Identity | None
+    default_region: str = "us-east-1"  # the session's Region (or --region's first)
 
     def identity(self) -> Identity:
         return self.caller or self.scopes[0].reader.identity()
@@ -572,6 +576,69 @@ def export(ctx: Ctx, out: str | None, names_file: str | None, name_glob: str | N
         for lo in result.left_out:
             ctx.info(f"  {lo.image.region} {lo.image.image_id} ({lo.image.name})")
     return EXIT_OK
+
+
+@cli.command()
+@click.argument("principal")
+@click.argument("manifest", metavar="[MANIFEST]", required=False)
+@click.option("--image", "image_id", metavar="AMI_ID", help="The image to explain.")
+@click.option("--rule", "rule_name", metavar="NAME",
+              help="Explain every image this rule of MANIFEST matches.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Output format on stdout.")
+@OWNER_OPTION
+@common_options
+def explain(ctx: Ctx, principal: str, manifest: str | None, image_id: str | None,
+            rule_name: str | None, fmt: str, owner: str | None) -> int:
+    """Say whether PRINCIPAL can launch an image, and why (not).
+
+    PRINCIPAL is an account ID, an Organization/OU ARN, `public`, or a name from MANIFEST.
+    Exit 0: it can launch (every image asked about); 3: it cannot (any); 1: error.
+
+    \b
+    Examples:
+      reconcile explain 444455556666 --image ami-0abc1234def567890
+      reconcile explain staging amis.yaml --rule golden-al2023
+    """
+    if (image_id is None) == (rule_name is None):
+        raise UsageError("give exactly one of --image AMI_ID or --rule NAME")
+    m = load_manifest(manifest) if manifest else None
+    if rule_name is not None and m is None:
+        raise UsageError("--rule needs the MANIFEST it names a rule of")
+    p = resolve_principal(principal, m.principals if m else ())
+    if p is None:
+        raise UsageError(f"{principal!r} is not an account ID, Organization/OU ARN, `public`"
+                         + (f" or a principal named in {manifest}" if m else ""))
+    verdicts: list[Verdict] = []
+    with (ctx.connect(m, owner) if m else _single(ctx)) as conn:
+        for scope in conn.scopes:
+            regions = ctx.regions or (m.regions if m else (conn.default_region,))
+            for facts in read_explain(scope.reader, regions, image_id, m, rule_name):
+                verdicts.append(explain_verdict(p, facts))
+    who = principal if principal == p.label else f"{p.label} ({principal})"
+    can = bool(verdicts) and all(v.can_launch for v in verdicts)
+    if fmt == "json":
+        click.echo(json.dumps({"principal": p.to_dict(), "can_launch": can,
+                               "images": [v.to_dict(who) for v in verdicts]}, indent=2))
+    else:
+        if len(verdicts) != 1:
+            cannot = sum(not v.can_launch for v in verdicts)
+            click.echo(f"{who} {'can launch' if can else 'cannot launch'} "
+                       + (f"all {len(verdicts)} images" if can else
+                          f"{cannot} of {len(verdicts)} images") + f" of rule {rule_name}")
+        for v in verdicts:
+            click.echo(v.line(who))
+            for line in v.evidence:
+                click.echo(f"  {line}")
+    return EXIT_OK if can else EXIT_CANNOT
+
+
+@contextlib.contextmanager
+def _single(ctx: Ctx) -> Iterator[Connection]:
+    """The caller's own account, for commands that need no manifest."""
+    with ctx.aws() as (clients, reader):
+        yield Connection([Scope(reader)], {reader.identity().account: clients}, None,
+                         clients.default_region)
 
 
 def _print_error(message: str) -> None:

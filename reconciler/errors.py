@@ -8,6 +8,7 @@ from dataclasses import dataclass
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CHANGES = 2
+EXIT_CANNOT = 3  # explain: the principal cannot launch (an image asked about)
 
 # AWS error codes that mean "the caller's IAM policy does not allow this call".
 ACCESS_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation",

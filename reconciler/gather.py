@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 
 from .desired import ManagedImage, Selection, rule_matches, select
 from .errors import UsageError
+from .explain import ImageFacts
 from .exporter import ExportInput, ImageFilter, SharedImage
 from .kms import KeyInfo
 from .manifest import Manifest
@@ -274,3 +275,43 @@ def read_export(reader: Reader, regions: Sequence[str],
                                 if (img.region, s) in copy})
                    for img in matching)
     return ExportInput(identity.account, identity.partition, regions, images, snapshots, keys)
+
+
+def read_explain(reader: Reader, regions: Sequence[str], image_id: str | None,
+                 manifest: Manifest | None, rule: str | None) -> list[ImageFacts]:
+    """The images ``explain`` is asked about (one ID, or a rule's matches) and, for those
+    only, their launch permissions, snapshots, copy permissions and keys."""
+    listed = reader.list_all_images(sorted(set(regions)))
+    managed: dict[RegionKey, ManagedImage] = {}
+    if manifest is not None:
+        selection = select(manifest, listed, regions,
+                           dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+        managed = {m.image.key: m for m in selection.managed}
+    if image_id is not None:
+        chosen = [img for r in sorted(listed) for img in listed[r] if img.image_id == image_id]
+        if not chosen:
+            raise UsageError(f"{image_id} is not an image the caller owns in "
+                             f"{', '.join(sorted(listed))} (use --region)")
+    else:
+        assert manifest is not None and rule is not None
+        found = [r for r in manifest.rules if r.name == rule]
+        if not found:
+            raise UsageError(f"--rule {rule!r}: no rule of that name in {manifest.path}")
+        chosen = [img for r in sorted(listed) for img in listed[r] if rule_matches(found[0], img)
+                  and r in found[0].regions]
+    launch = reader.all_launch_permissions([i for i in chosen if i.state == "available"])
+    facts = []
+    for img in chosen:
+        snaps = reader.snapshots(img.region, img.snapshot_ids) if img.snapshot_ids else {}
+        copy = {sid: reader.copy_permissions((img.region, sid)) for sid in snaps}
+        keys: dict[str, KeyInfo] = {}
+        ids = sorted({s.kms_key_id for s in snaps.values() if s.encrypted and s.kms_key_id})
+        if ids:
+            aliases = reader.aliases(img.region)
+            for kid in ids:
+                info = reader.key_info((img.region, kid))
+                alias = aliases.get(info.arn.rsplit("/", 1)[-1]) if info.arn else None
+                keys[kid] = replace(info, alias=alias) if alias else info
+        facts.append(ImageFacts(img, launch.get(img.key, frozenset()), snaps, copy, keys,
+                                managed.get(img.key), manifest is not None))
+    return facts

@@ -1,0 +1,185 @@
+"""``reconcile explain``: can this principal launch that image, and why (not)? Pure.
+
+The evidence comes from what the owner account can see: the image's launch permissions
+and state, each snapshot's KMS key (manager, state, policy) and copy permissions, and what
+the manifest declares. Membership of an organization or OU cannot be seen from the owner
+account, so a share through one is stated as a condition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import kms
+from .desired import ManagedImage
+from .kms import KeyInfo
+from .model import Image, Principal, PrincipalKind, Snapshot
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What the owner account shows about one image (read by the shell)."""
+
+    image: Image
+    launch: frozenset[Principal]
+    snapshots: Mapping[str, Snapshot] = field(default_factory=dict)
+    copy: Mapping[str, frozenset[Principal]] = field(default_factory=dict)
+    keys: Mapping[str, KeyInfo] = field(default_factory=dict)  # by snapshot's key ID
+    managed: ManagedImage | None = None  # what the manifest declares (None: no rule / none)
+    manifest_given: bool = False
+
+
+@dataclass(frozen=True)
+class Verdict:
+    image: Image
+    can_launch: bool
+    summary: str  # the verdict line's reason
+    evidence: tuple[str, ...]
+
+    def line(self, who: str) -> str:
+        what = "can launch" if self.can_launch else "cannot launch"
+        return f"{who} {what} {self.image.image_id} ({self.image.name}): {self.summary}"
+
+    def to_dict(self, who: str) -> dict[str, Any]:
+        return {"image": self.image.image_id, "region": self.image.region,
+                "name": self.image.name, "can_launch": self.can_launch,
+                "verdict": self.line(who), "evidence": list(self.evidence)}
+
+
+def _launch(p: Principal, facts: ImageFacts) -> tuple[bool, str, list[str]]:
+    """(allowed, condition or "", evidence) for the launch permission itself."""
+    perms = facts.launch
+    if p.is_public:
+        return (Principal.public() in perms, "", ["launch permission: public"
+                if Principal.public() in perms else "launch permission: the image is not public"])
+    if p in perms:
+        return True, "", [f"launch permission: granted to {p.label} directly"]
+    if Principal.public() in perms:
+        return True, "", ["launch permission: the image is public"]
+    grantee = kms.grantee_of(p)
+    via = []
+    for q in sorted(perms):
+        if not q.is_org_or_ou:
+            continue
+        g = kms.grantee_of(q)
+        if grantee is not None and g is not None and g.kind is not kms.GranteeKind.ACCOUNT:
+            inside = (grantee.org_path.startswith(g.org_path.rstrip("*")) if
+                      grantee.kind is not kms.GranteeKind.ACCOUNT else False)
+            if inside:
+                return True, "", [f"launch permission: through {q.label}, which contains it"]
+        via.append(q.label)
+    if via and p.kind is PrincipalKind.ACCOUNT:
+        cond = f"if account {p.value} is in {' or '.join(via)}"
+        return True, cond, [f"launch permission: shared with {', '.join(via)}; membership "
+                            "cannot be seen from the owner account"]
+    return False, "", [f"launch permission: not granted to {p.label}"
+                       + (f" (shared with {', '.join(sorted(q.label for q in perms))})"
+                          if perms else " (the image is shared with nobody)")]
+
+
+def _key_allows(p: Principal, info: KeyInfo) -> tuple[bool, str]:
+    """Whether the key policy lets ``p`` use the key, and what says so."""
+    try:
+        policy = kms.parse_policy(info.policy or "{}")
+        owned = kms.owned_grantees(policy)
+    except kms.PolicyError as exc:
+        return False, f"its policy cannot be read ({exc})"
+    g = kms.grantee_of(p)
+    if g is None:
+        return False, "a KMS key cannot be used by everyone: public launches fail"
+    asg = ("Auto Scaling / Spot launches work too (grant statements without condition)"
+           if kms.GrantShape.ANY in kms.grant_shapes(policy)
+           else "Auto Scaling / Spot launches need settings.kms_grants: any")
+    if g in owned:
+        return True, f"the tool's statements allow it; {asg}"
+    orgs = sorted(o for o in owned if o.kind is not kms.GranteeKind.ACCOUNT)
+    if g.kind is kms.GranteeKind.OU:
+        covering = [o for o in orgs if g.value.startswith(o.org_path.rstrip("*"))]
+        if covering:
+            return True, f"the tool's statements allow {covering[0].value}; {asg}"
+    if g.kind is kms.GranteeKind.ACCOUNT and kms.foreign_allows(policy, g.value):
+        sids = [str(st.get("Sid") or "?") for st in policy.get("Statement", [])
+                if st.get("Effect") == "Allow" and st.get("Sid") not in kms.OWNED_SIDS]
+        return True, f"a statement the tool does not own allows it ({', '.join(sids)})"
+    if g.kind is kms.GranteeKind.ACCOUNT and orgs:
+        return False, (f"the key policy does not name {p.label}; it allows "
+                       f"{', '.join(o.value for o in orgs)}, which may contain it")
+    return False, f"the key policy does not allow {p.label}"
+
+
+def explain(p: Principal, facts: ImageFacts) -> Verdict:
+    img = facts.image
+    ok, condition, evidence = _launch(p, facts)
+    reasons: list[str] = []
+    if not ok:
+        reasons.append(f"no launch permission for {p.label}")
+    if img.state != "available":
+        ok = False
+        reasons.append(f"the image is {img.state}")
+        evidence.append(f"image state: {img.state} (a disabled AMI has no launch permissions)")
+    elif img.deprecation_time:
+        evidence.append(f"image state: deprecated since {img.deprecation_time} (it can still "
+                        "be launched)")
+    for sid in img.snapshot_ids:
+        snap = facts.snapshots.get(sid)
+        if snap is None:
+            evidence.append(f"snapshot {sid}: not readable by the owner")
+            continue
+        copy = facts.copy.get(sid, frozenset())
+        evidence.append(f"snapshot {sid}: copy (createVolumePermission) "
+                        + ("granted" if p in copy or Principal.public() in copy else "not granted"))
+        if not snap.encrypted:
+            continue
+        info = facts.keys.get(snap.kms_key_id)
+        if info is None:
+            ok = False
+            reasons.append(f"the KMS key of {sid} is unknown")
+            continue
+        label = info.alias or info.arn or info.key_id
+        if info.manager == "AWS":
+            ok = False
+            reasons.append(f"{sid} is encrypted with the AWS managed key aws/ebs")
+            evidence.append(f"key {label}: AWS managed (aws/ebs): it cannot be shared")
+            continue
+        if info.error:
+            ok = False
+            reasons.append(f"key {label} cannot be read")
+            evidence.append(f"key {label}: {info.error}")
+            continue
+        if info.state and info.state != "Enabled":
+            ok = False
+            reasons.append(f"key {label} is {info.state}")
+        allowed, why = _key_allows(p, info)
+        evidence.append(f"key {label} (customer managed, {info.state or 'state unknown'}): {why}")
+        if not allowed:
+            ok = False
+            reasons.append(f"key policy of {label} does not allow {p.label}")
+        for deny_sid, actions in kms.consumer_denies(kms.parse_policy(info.policy or "{}"),
+                                                     [p.value]) if info.policy else ():
+            evidence.append(f"key {label}: Deny statement {deny_sid} may refuse "
+                            f"{', '.join(actions)} (its conditions are not evaluated)")
+    if facts.manifest_given:
+        m = facts.managed
+        rules = m.launch.get(p) if m is not None else None
+        if rules:
+            evidence.append(f"manifest: declared by rule {', '.join(rules)}"
+                            + ("" if p in facts.launch else " (the next apply adds it)"))
+        elif m is not None:
+            evidence.append("manifest: not declared for this image"
+                            + (" (the next apply removes it)" if p in facts.launch else ""))
+        else:
+            evidence.append("manifest: no rule manages this image")
+    if ok:
+        summary = condition or "every check passed"
+    else:
+        summary = "; ".join(reasons)
+    return Verdict(img, ok, summary, tuple(evidence))
+
+
+def resolve_principal(text: str, names: Sequence[tuple[str, Principal]]) -> Principal | None:
+    for name, p in names:
+        if name == text:
+            return p
+    return Principal.parse_literal(text)
