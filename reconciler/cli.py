@@ -612,9 +612,16 @@ def explain(ctx: Ctx, principal: str, manifest: str | None, image_id: str | None
     verdicts: list[Verdict] = []
     with (ctx.connect(m, owner) if m else _single(ctx)) as conn:
         for scope in conn.scopes:
-            regions = ctx.regions or (m.regions if m else (conn.default_region,))
-            for facts in read_explain(scope.reader, regions, image_id, m, rule_name):
-                verdicts.append(explain_verdict(p, facts))
+            regions = ctx.regions or scope.regions or (m.regions if m else (conn.default_region,))
+            try:
+                verdicts += [explain_verdict(p, facts) for facts in
+                             read_explain(scope.reader, regions, image_id, m, rule_name)]
+            except UsageError:
+                if len(conn.scopes) == 1 or rule_name is not None:
+                    raise  # with several owners, one of them owns the image
+    if not verdicts:
+        raise UsageError(f"no owner account has {image_id}" if image_id else
+                         f"rule {rule_name!r} matches no image the caller owns")
     who = principal if principal == p.label else f"{p.label} ({principal})"
     can = bool(verdicts) and all(v.can_launch for v in verdicts)
     if fmt == "json":

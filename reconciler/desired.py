@@ -66,6 +66,9 @@ def _when(iso: str) -> dt.datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
+_UNDATED = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
 def _excluded(sel: Selector, img: Image) -> bool:
     """``exclude:``: any given criterion matching excludes the image."""
     tags = img.tag_map
@@ -108,8 +111,9 @@ def _sharing(rule: Rule, hits: Sequence[Image], now: dt.datetime | None,
         else:
             passing.append(img)
     if sel.latest is not None:
-        ranked = sorted((i for i in passing if i.state == "available"),
-                        key=lambda i: (i.creation_date, i.image_id), reverse=True)
+        # newest first by the parsed CreationDate (undated last), ties by image ID
+        by_id = sorted((i for i in passing if i.state == "available"), key=lambda i: i.image_id)
+        ranked = sorted(by_id, key=lambda i: _when(i.creation_date) or _UNDATED, reverse=True)
         newest = {i.key for i in ranked[:sel.latest]}
         glob = f" {sel.name}" if sel.name else ""
         dropped += [(i, f"it is not among the newest {sel.latest}{glob} in {region}")

@@ -54,6 +54,8 @@ def _launch(p: Principal, facts: ImageFacts) -> tuple[bool, str, list[str]]:
     if p.is_public:
         return (Principal.public() in perms, "", ["launch permission: public"
                 if Principal.public() in perms else "launch permission: the image is not public"])
+    if p.kind is PrincipalKind.ACCOUNT and p.value == facts.image.owner_id:
+        return True, "", [f"launch permission: {p.label} owns the image"]
     if p in perms:
         return True, "", [f"launch permission: granted to {p.label} directly"]
     if Principal.public() in perms:
@@ -79,34 +81,37 @@ def _launch(p: Principal, facts: ImageFacts) -> tuple[bool, str, list[str]]:
                           if perms else " (the image is shared with nobody)")]
 
 
-def _key_allows(p: Principal, info: KeyInfo) -> tuple[bool, str]:
-    """Whether the key policy lets ``p`` use the key, and what says so."""
+def _key_allows(p: Principal, info: KeyInfo) -> tuple[bool, str, str]:
+    """Whether the key policy lets ``p`` use the key, on what condition ("" for none), and
+    what says so."""
     try:
         policy = kms.parse_policy(info.policy or "{}")
         owned = kms.owned_grantees(policy)
     except kms.PolicyError as exc:
-        return False, f"its policy cannot be read ({exc})"
+        return False, "", f"its policy cannot be read ({exc})"
     g = kms.grantee_of(p)
     if g is None:
-        return False, "a KMS key cannot be used by everyone: public launches fail"
+        return False, "", "a KMS key cannot be used by everyone: public launches fail"
     asg = ("Auto Scaling / Spot launches work too (grant statements without condition)"
            if kms.GrantShape.ANY in kms.grant_shapes(policy)
            else "Auto Scaling / Spot launches need settings.kms_grants: any")
     if g in owned:
-        return True, f"the tool's statements allow it; {asg}"
+        return True, "", f"the tool's statements allow it; {asg}"
     orgs = sorted(o for o in owned if o.kind is not kms.GranteeKind.ACCOUNT)
     if g.kind is kms.GranteeKind.OU:
         covering = [o for o in orgs if g.value.startswith(o.org_path.rstrip("*"))]
         if covering:
-            return True, f"the tool's statements allow {covering[0].value}; {asg}"
+            return True, "", f"the tool's statements allow {covering[0].value}; {asg}"
     if g.kind is kms.GranteeKind.ACCOUNT and kms.foreign_allows(policy, g.value):
         sids = [str(st.get("Sid") or "?") for st in policy.get("Statement", [])
                 if st.get("Effect") == "Allow" and st.get("Sid") not in kms.OWNED_SIDS]
-        return True, f"a statement the tool does not own allows it ({', '.join(sids)})"
+        return True, "", f"a statement the tool does not own allows it ({', '.join(sids)})"
     if g.kind is kms.GranteeKind.ACCOUNT and orgs:
-        return False, (f"the key policy does not name {p.label}; it allows "
-                       f"{', '.join(o.value for o in orgs)}, which may contain it")
-    return False, f"the key policy does not allow {p.label}"
+        names = " or ".join(o.value for o in orgs)
+        return True, f"if account {p.value} is in {names}", (
+            f"the tool's statements allow {names}; membership cannot be seen from the owner "
+            f"account; {asg}")
+    return False, "", f"the key policy does not allow {p.label}"
 
 
 def explain(p: Principal, facts: ImageFacts) -> Verdict:
@@ -120,12 +125,15 @@ def explain(p: Principal, facts: ImageFacts) -> Verdict:
         reasons.append(f"the image is {img.state}")
         evidence.append(f"image state: {img.state} (a disabled AMI has no launch permissions)")
     elif img.deprecation_time:
-        evidence.append(f"image state: deprecated since {img.deprecation_time} (it can still "
-                        "be launched)")
+        evidence.append(f"image state: deprecation time {img.deprecation_time} (a deprecated "
+                        "image can still be launched)")
     for sid in img.snapshot_ids:
         snap = facts.snapshots.get(sid)
         if snap is None:
             evidence.append(f"snapshot {sid}: not readable by the owner")
+            if img.encrypted:
+                ok = False
+                reasons.append(f"snapshot {sid} cannot be read, so its key cannot be checked")
             continue
         copy = facts.copy.get(sid, frozenset())
         evidence.append(f"snapshot {sid}: copy (createVolumePermission) "
@@ -151,13 +159,18 @@ def explain(p: Principal, facts: ImageFacts) -> Verdict:
         if info.state and info.state != "Enabled":
             ok = False
             reasons.append(f"key {label} is {info.state}")
-        allowed, why = _key_allows(p, info)
+        allowed, key_condition, why = _key_allows(p, info)
         evidence.append(f"key {label} (customer managed, {info.state or 'state unknown'}): {why}")
         if not allowed:
             ok = False
             reasons.append(f"key policy of {label} does not allow {p.label}")
-        for deny_sid, actions in kms.consumer_denies(kms.parse_policy(info.policy or "{}"),
-                                                     [p.value]) if info.policy else ():
+        elif key_condition and not condition:
+            condition = key_condition
+        try:
+            denies = kms.consumer_denies(kms.parse_policy(info.policy or "{}"), [p.value])
+        except kms.PolicyError:
+            denies = []
+        for deny_sid, actions in denies:
             evidence.append(f"key {label}: Deny statement {deny_sid} may refuse "
                             f"{', '.join(actions)} (its conditions are not evaluated)")
     if facts.manifest_given:

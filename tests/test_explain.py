@@ -16,14 +16,16 @@ from reconciler import kms
 ACCOUNT = "123456789012"
 PROD, OTHER = "111122223333", "999988887777"
 OU = "arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-cdef3456"
+ORG = "arn:aws:organizations::123456789012:organization/o-a1b2c3d4e5"
 ROOT = {"Sid": "Root", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
         "Action": "kms:*", "Resource": "*"}
 
 
-def _policy(*extra: dict[str, Any], grantees: tuple[str, ...] = ()) -> dict[str, Any]:
+def _policy(*extra: dict[str, Any], grantees: tuple[str, ...] = (),
+            orgs: tuple[str, ...] = ()) -> dict[str, Any]:
     base = {"Version": "2012-10-17", "Statement": [ROOT, *extra]}
-    return kms.with_grantees(base, {kms.Grantee(kms.GranteeKind.ACCOUNT, g) for g in grantees},
-                             "aws")
+    return kms.with_grantees(base, {kms.Grantee(kms.GranteeKind.ACCOUNT, g) for g in grantees}
+                             | {kms.Grantee(kms.GranteeKind.ORG, o) for o in orgs}, "aws")
 
 
 DENY = {"Sid": "DenyOutsideOrg", "Effect": "Deny", "Principal": "*", "Action": "kms:*",
@@ -38,6 +40,7 @@ IMAGES = {
     "key-ok": {"launch": [PROD], "encrypted_with": "open"},
     "key-deny": {"launch": [PROD], "encrypted_with": "denying"},
     "aws-ebs": {"launch": [PROD], "encrypted_with": "aws/ebs"},
+    "org-key": {"launch": [ORG], "encrypted_with": "org-open"},
 }
 
 
@@ -46,7 +49,8 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> str:
     state = {"version": 1, "account": ACCOUNT, "keys": [
         {"name": "closed", "region": "us-east-1", "policy": _policy()},
         {"name": "open", "region": "us-east-1", "policy": _policy(grantees=(PROD,))},
-        {"name": "denying", "region": "us-east-1", "policy": _policy(DENY, grantees=(PROD,))}],
+        {"name": "denying", "region": "us-east-1", "policy": _policy(DENY, grantees=(PROD,))},
+        {"name": "org-open", "region": "us-east-1", "policy": _policy(orgs=("o-a1b2c3d4e5",))}],
         "images": [{"region": "us-east-1", "name": name, "id": f"ami-{n + 1:017x}", **spec}
                    for n, spec in enumerate(IMAGES.values())
                    for name in [list(IMAGES)[n]]]}
@@ -72,6 +76,9 @@ def image_id(name: str) -> str:
     (PROD, "key-ok", 0, "Auto Scaling / Spot launches need settings.kms_grants: any"),
     (PROD, "key-deny", 0, "Deny statement DenyOutsideOrg may refuse"),
     (PROD, "aws-ebs", 3, "encrypted with the AWS managed key aws/ebs"),
+    # the usual organization share: launch and key access both through the organization
+    (PROD, "org-key", 0, f"if account {PROD} is in {ORG}"),
+    (ACCOUNT, "unshared", 0, f"launch permission: {ACCOUNT} owns the image"),
 ])
 def test_each_verdict(sandbox: str, who: str, name: str, code: int, said: str) -> None:
     r = run_main("explain", who, "--image", image_id(name), "--sandbox", sandbox)
@@ -101,6 +108,14 @@ def test_json_and_a_rule_of_the_manifest(sandbox: str) -> None:
 def test_usage_errors_exit_1(args: list[str], said: str, tmp_path: Path) -> None:
     r = run_main(*args)
     assert r.code == 1 and said in r.err, r.err
+
+
+def test_a_rule_matching_nothing_is_an_error(sandbox: str, tmp_path: Path) -> None:
+    m = tmp_path / "m.yaml"
+    m.write_text('version: 1\nimages:\n  - {name: none, select: {name: "nothing-*"}, '
+                 'launch: ["111122223333"]}\n')
+    r = run_main("explain", PROD, str(m), "--rule", "none", "--sandbox", sandbox)
+    assert r.code == 1 and "matches no image" in r.err, r.out + r.err
 
 
 def test_an_image_the_caller_does_not_own(sandbox: str) -> None:

@@ -73,7 +73,14 @@ def test_ties_are_broken_by_image_id() -> None:
     same_day = [build(7, "2026-11-01"), build(3, "2026-11-01"), build(9, "2026-11-01")]
     first = shared(manifest('{name: "golden-*", latest: 2}'), same_day)
     again = shared(manifest('{name: "golden-*", latest: 2}'), list(reversed(same_day)))
-    assert first == again == sorted([same_day[0].image_id, same_day[2].image_id])
+    # same CreationDate: the lowest image IDs win, whatever the listing order
+    assert first == again == sorted([same_day[1].image_id, same_day[0].image_id])
+
+
+def test_undated_images_rank_last() -> None:
+    dated = build(2, "2026-11-01")
+    odd = replace(build(1, "2026-11-02"), creation_date="not a date")
+    assert shared(manifest('{name: "golden-*", latest: 1}'), [odd, dated]) == [dated.image_id]
 
 
 def test_age_dates_exclude_and_deprecated() -> None:
