@@ -219,15 +219,24 @@ def _read_owner(manifest: Manifest, reader: Reader, managed: list[ManagedImage],
     if manifest.settings.kms == "off":
         return
     mine = {(m.image.region, s) for m in managed for s in m.image.snapshot_ids}
-    key_ids = sorted({(snap.region, snap.kms_key_id) for k, snap in snapshots.items()
-                      if k in mine and snap.encrypted and snap.kms_key_id})
+    keys.update(read_keys(reader, [snap for k, snap in snapshots.items() if k in mine]))
+
+
+def read_keys(reader: Reader, snapshots: Sequence[Snapshot]) -> dict[RegionKey, KeyInfo]:
+    """The KMS keys of the encrypted ``snapshots`` (by Region and key ID as they name it):
+    ``DescribeKey`` + ``GetKeyPolicy`` once per distinct key, ``ListAliases`` once per
+    Region that has such keys (for display)."""
+    key_ids = sorted({(s.region, s.kms_key_id) for s in snapshots if s.encrypted and s.kms_key_id})
+    if not key_ids:
+        return {}
     infos = reader.map(reader.key_info, key_ids)
     key_regions = sorted({r for r, _ in key_ids})
     aliases = dict(zip(key_regions, reader.map(reader.aliases, key_regions), strict=True))
+    out: dict[RegionKey, KeyInfo] = {}
     for k, info in zip(key_ids, infos, strict=True):
-        short = info.arn.rsplit("/", 1)[-1] if info.arn else ""
-        alias = aliases.get(k[0], {}).get(short, "")
-        keys[k] = replace(info, alias=alias) if alias else info
+        alias = aliases.get(k[0], {}).get(info.arn.rsplit("/", 1)[-1] if info.arn else "", "")
+        out[k] = replace(info, alias=alias) if alias else info
+    return out
 
 
 def read_export(reader: Reader, regions: Sequence[str],
@@ -260,15 +269,7 @@ def read_export(reader: Reader, regions: Sequence[str],
                         if (img.region, s) in snapshots})
     copy = dict(zip(copy_keys, reader.map(reader.copy_permissions, copy_keys), strict=True))
 
-    key_ids = sorted({(s.region, s.kms_key_id) for s in snapshots.values()
-                      if s.encrypted and s.kms_key_id})
-    keys: dict[RegionKey, KeyInfo] = {}
-    if key_ids:
-        key_regions = sorted({r for r, _ in key_ids})
-        aliases = dict(zip(key_regions, reader.map(reader.aliases, key_regions), strict=True))
-        for k, info in zip(key_ids, reader.map(reader.key_info, key_ids), strict=True):
-            alias = aliases.get(k[0], {}).get(info.arn.rsplit("/", 1)[-1] if info.arn else "")
-            keys[k] = replace(info, alias=alias) if alias else info
+    keys = read_keys(reader, list(snapshots.values()))
 
     images = tuple(SharedImage(img, launch.get(img.key, frozenset()),
                                {s: copy[(img.region, s)] for s in img.snapshot_ids
@@ -300,18 +301,21 @@ def read_explain(reader: Reader, regions: Sequence[str], image_id: str | None,
         chosen = [img for r in sorted(listed) for img in listed[r] if rule_matches(found[0], img)
                   and r in found[0].regions]
     launch = reader.all_launch_permissions([i for i in chosen if i.state == "available"])
+    by_region: dict[str, list[str]] = defaultdict(list)
+    for img in chosen:
+        by_region[img.region].extend(img.snapshot_ids)
+    snapshots = {(r, sid): snap for r in sorted(by_region)
+                 for sid, snap in reader.snapshots(r, by_region[r]).items()}
+    copy_keys = sorted(snapshots)
+    copy = dict(zip(copy_keys, reader.map(reader.copy_permissions, copy_keys), strict=True))
+    keys = read_keys(reader, list(snapshots.values()))
     facts = []
     for img in chosen:
-        snaps = reader.snapshots(img.region, img.snapshot_ids) if img.snapshot_ids else {}
-        copy = {sid: reader.copy_permissions((img.region, sid)) for sid in snaps}
-        keys: dict[str, KeyInfo] = {}
-        ids = sorted({s.kms_key_id for s in snaps.values() if s.encrypted and s.kms_key_id})
-        if ids:
-            aliases = reader.aliases(img.region)
-            for kid in ids:
-                info = reader.key_info((img.region, kid))
-                alias = aliases.get(info.arn.rsplit("/", 1)[-1]) if info.arn else None
-                keys[kid] = replace(info, alias=alias) if alias else info
-        facts.append(ImageFacts(img, launch.get(img.key, frozenset()), snaps, copy, keys,
-                                managed.get(img.key), manifest is not None))
+        mine = [sid for sid in img.snapshot_ids if (img.region, sid) in snapshots]
+        facts.append(ImageFacts(
+            img, launch.get(img.key, frozenset()),
+            {sid: snapshots[(img.region, sid)] for sid in mine},
+            {sid: copy[(img.region, sid)] for sid in mine},
+            {kid: info for (r, kid), info in keys.items() if r == img.region},
+            managed.get(img.key), manifest is not None))
     return facts
