@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .manifest import Manifest, Rule, Selector
 from .model import Finding, Image, Principal, Severity
@@ -26,6 +26,11 @@ class ManagedImage:
     launch: Declared
     copy: Declared
     manages_copy: bool = False  # some rule has `copy:`, so snapshot permissions are reconciled
+    # principal -> why a rule that would declare it shares nothing with this image (its
+    # lifecycle conditions: "rule golden: it is not among the newest 3 ..."), for the plan's
+    # reason on a removal that is not plain drift
+    withheld_launch: Mapping[Principal, str] = field(default_factory=dict)
+    withheld_copy: Mapping[Principal, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,18 @@ def _lifecycle_reason(sel: Selector, img: Image, now: dt.datetime | None) -> str
     return ""
 
 
+def creation_time(image: Image) -> dt.datetime | None:
+    """The image's parsed ``CreationDate`` (None when it has none or it cannot be read)."""
+    return _when(image.creation_date)
+
+
+def newest_first(images: Iterable[Image]) -> list[Image]:
+    """``latest``'s order: newest first by the parsed CreationDate (undated last), ties by
+    the lowest image ID, so that plans stay deterministic."""
+    by_id = sorted(images, key=lambda i: i.image_id)
+    return sorted(by_id, key=lambda i: _when(i.creation_date) or _UNDATED, reverse=True)
+
+
 def _sharing(rule: Rule, hits: Sequence[Image], now: dt.datetime | None,
              region: str) -> tuple[list[Image], list[tuple[Image, str]]]:
     """Which of a rule's matches in one Region it shares, and why not the others."""
@@ -111,9 +128,7 @@ def _sharing(rule: Rule, hits: Sequence[Image], now: dt.datetime | None,
         else:
             passing.append(img)
     if sel.latest is not None:
-        # newest first by the parsed CreationDate (undated last), ties by image ID
-        by_id = sorted((i for i in passing if i.state == "available"), key=lambda i: i.image_id)
-        ranked = sorted(by_id, key=lambda i: _when(i.creation_date) or _UNDATED, reverse=True)
+        ranked = newest_first(i for i in passing if i.state == "available")
         newest = {i.key for i in ranked[:sel.latest]}
         glob = f" {sel.name}" if sel.name else ""
         dropped += [(i, f"it is not among the newest {sel.latest}{glob} in {region}")
@@ -136,6 +151,7 @@ def select(manifest: Manifest, images: Mapping[str, Sequence[Image]],
     restrict = list(restrict) if restrict is not None else None
     findings: list[Finding] = []
     matched: dict[tuple[str, str], tuple[Image, list[Rule], list[Rule]]] = {}
+    withheld: dict[tuple[str, str], list[tuple[Rule, str]]] = {}
     for rule in manifest.rules:
         regions = active_regions(rule, restrict)
         found_ids: set[str] = set()
@@ -150,6 +166,8 @@ def select(manifest: Manifest, images: Mapping[str, Sequence[Image]],
                 matched.setdefault(img.key, (img, [], []))[1].append(rule)
             for img in passing:
                 matched[img.key][2].append(rule)
+            for img, why in dropped:
+                withheld.setdefault(img.key, []).append((rule, why))
             findings += [Finding(Severity.INFO, "lifecycle-unshared", img.region, img.image_id,
                                  f"{img.image_id} ({img.name}): rule {rule.name!r} manages it "
                                  f"but shares nothing with it: {why}") for img, why in dropped]
@@ -187,8 +205,23 @@ def select(manifest: Manifest, images: Mapping[str, Sequence[Image]],
         if cache_key not in by_rules:
             by_rules[cache_key] = _declared(sharing, rules)
         launch, copy, manages_copy = by_rules[cache_key]
-        managed.append(ManagedImage(img, names, launch, copy, manages_copy))
+        held_launch, held_copy = _withheld(withheld.get(key, ()))
+        managed.append(ManagedImage(img, names, launch, copy, manages_copy, held_launch,
+                                    held_copy))
     return Selection(tuple(managed), tuple(findings))
+
+
+def _withheld(dropped: Iterable[tuple[Rule, str]]
+              ) -> tuple[dict[Principal, str], dict[Principal, str]]:
+    """What the rules whose lifecycle conditions drop an image would declare, and why not."""
+    launch: dict[Principal, str] = {}
+    copy: dict[Principal, str] = {}
+    for rule, why in dropped:
+        for p in rule.launch:
+            launch.setdefault(p, f"rule {rule.name}: {why}")
+        for p in rule.copy:
+            copy.setdefault(p, f"rule {rule.name}: {why}")
+    return launch, copy
 
 
 def _declared(sharing: Sequence[Rule],

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from . import __version__
-from .desired import select
+from .desired import creation_time, newest_first, select
 from .errors import InputError, ReconcilerError, UsageError
 from .files import read_input
 from .kms import GrantShape, KeyInfo, PolicyError, grant_shapes, parse_policy
@@ -74,6 +74,8 @@ DEFAULT_MAX_REMOVALS = 25
 PRINCIPAL_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}", re.ASCII)
 RULE_PREFIX = "shared-with-"
 MAX_RULE_NAME = 120
+# a family name: everything before the first part that starts with a digit
+FAMILY_RE = re.compile(r"(.*?[-_.])[0-9]")
 WIDTH = 96  # comment lines are wrapped to this width
 RegionKey = tuple[str, str]  # (region, image or snapshot ID)
 
@@ -113,6 +115,11 @@ class ImageFilter:
             return False
         tags = image.tag_map
         return all(tags.get(k) == v for k, v in self.tags)
+
+    @property
+    def active(self) -> bool:
+        """True when some images may be left out of consideration."""
+        return self.name_glob is not None or bool(self.tags)
 
     @property
     def description(self) -> str:
@@ -288,13 +295,23 @@ def compute_export(account: str, images: Sequence[SharedImage],
         image_filter=image_filter, kms_grants=_grant_shape(keys), schema_ref=schema_ref)
     identity = Identity(account, f"arn:{partition}:iam::{account}:root")
     left_out: dict[RegionKey, list[str]] = {}
+    with_latest = True
     while True:
         chosen = [s for s in candidates if s.image.key not in left_out]
         dropped = [LeftOut(s.image, s.launch, tuple(left_out[s.image.key]))
                    for s in candidates if s.image.key in left_out]
-        globs = {} if image_filter is not None else _name_globs(_groups(chosen), considered)
+        # A name glob could match images a filter kept out of consideration: IDs then.
+        filtered = image_filter is not None and image_filter.active
+        globs = {} if filtered else _name_globs(_groups(chosen), considered,
+                                                                 with_latest)
         text, rules = _render(account, regions, chosen, dropped, names, stats, globs)
-        problems = _self_check(text, identity, considered, chosen, snapshots, keys)
+        try:
+            problems = _self_check(text, identity, considered, chosen, snapshots, keys)
+        except ExportError:
+            if not with_latest or not any(f.latest for f in globs.values()):
+                raise
+            with_latest = False  # an older build cannot be managed as it is: select by IDs
+            continue
         if not problems:
             return ExportResult(text, tuple(s.image for s in chosen), tuple(dropped), rules)
         for key, reasons in problems.items():
@@ -551,36 +568,96 @@ def _groups(chosen: Sequence[SharedImage]) -> list[_Group]:
     return sorted(groups, key=lambda g: g.sort_key)
 
 
-def _name_globs(groups: Sequence[_Group],
-                considered: Sequence[SharedImage]) -> dict[_Group, str]:
+@dataclass(frozen=True)
+class _Family:
+    """A group selected by ``name: glob`` (and ``latest: N`` when older builds are unshared)."""
+
+    glob: str
+    latest: int | None = None
+
+
+def _name_globs(groups: Sequence[_Group], considered: Sequence[SharedImage],
+                with_latest: bool = True) -> dict[_Group, _Family]:
     """Groups of two or more images named as one family (``golden-al2023-2026.11.1``,
-    ``golden-al2023-2026.12.1`` → ``golden-al2023-*``), for a ``name`` selector instead of a
-    list of IDs: only where the glob matches exactly the group's images among every image
-    read in its Regions, so that the manifest manages exactly what it manages today."""
-    out: dict[_Group, str] = {}
+    ``golden-al2023-2026.12.1`` → ``golden-al2023-2026.*``), for a ``name`` selector instead
+    of a list of IDs, where the glob matches exactly the group's images among every image read
+    in its Regions, so that the manifest manages exactly what it manages today.
+
+    Otherwise, with ``latest: N``, where the group's images are the N newest of the glob's
+    matches in each of its Regions and every older match is available and shared with nobody
+    (the rule then manages those too and shares nothing with them, as today). The glob tried
+    first stops before the first numeric part of the names (``golden-al2023-*``), so that
+    next month's build is matched too."""
+    out: dict[_Group, _Family] = {}
     for g in groups:
         names = sorted({i.name for i in g.images})
-        if len({i.key for i in g.images}) < 2 or not all(names):
+        if not all(names):
             continue
-        prefix = os.path.commonprefix(names)
-        cut = max(prefix.rfind(c) for c in "-_.")
-        stem = prefix[:cut + 1]
-        if cut < 2 or any(c in stem for c in "*?[]"):
+        regions = {i.region for i in g.images}
+
+        def matching(glob: str, regions: set[str] = regions) -> list[SharedImage]:
+            return [s for s in considered if s.image.region in regions
+                    and fnmatch.fnmatchcase(s.image.name, glob)]
+
+        common = _common_stem(names) if len({i.key for i in g.images}) >= 2 else None
+        if common is not None and {s.image.key for s in matching(common + "*")} == {
+                i.key for i in g.images}:
+            out[g] = _Family(common + "*")
             continue
-        glob, regions = stem + "*", {i.region for i in g.images}
-        matched = {s.image.key for s in considered if s.image.region in regions
-                   and fnmatch.fnmatchcase(s.image.name, glob)}
-        if matched == {i.key for i in g.images}:
-            out[g] = glob
+        if not with_latest or g.copy is not None:
+            continue
+        for stem in dict.fromkeys(s for s in (_family_stem(names), common) if s):
+            if (n := _latest(g, matching(stem + "*"))) is not None:
+                out[g] = _Family(stem + "*", n)
+                break
     return out
 
 
+def _usable_stem(stem: str) -> str | None:
+    return stem if len(stem) >= 3 and not any(c in stem for c in "*?[]") else None
+
+
+def _common_stem(names: Sequence[str]) -> str | None:
+    """The names' common prefix, up to its last ``-``, ``_`` or ``.``."""
+    prefix = os.path.commonprefix(list(names))
+    cut = max(prefix.rfind(c) for c in "-_.")
+    return _usable_stem(prefix[:cut + 1]) if cut >= 2 else None
+
+
+def _family_stem(names: Sequence[str]) -> str | None:
+    """The part of every name before its first numeric part (``golden-al2023-`` of
+    ``golden-al2023-2026.11.1``), when the names agree on it."""
+    stems = {m.group(1) if (m := FAMILY_RE.match(n)) else None for n in names}
+    stem = stems.pop() if len(stems) == 1 else None
+    return _usable_stem(stem) if stem else None
+
+
+def _latest(g: _Group, matched: Sequence[SharedImage]) -> int | None:
+    """N when ``latest: N`` over ``matched`` selects exactly the group's images in every
+    Region and the other matches can be managed as they are (available, shared with nobody)."""
+    mine = {i.key for i in g.images}
+    if len(matched) == len(mine) or not all(creation_time(s.image) for s in matched) or any(
+            s.image.key not in mine and (s.image.state != "available" or s.launch
+                                         or s.copy_union) for s in matched):
+        return None
+    counts = {sum(1 for i in g.images if i.region == r) for r in {i.region for i in g.images}}
+    if len(counts) != 1:
+        return None
+    n = counts.pop()
+    for region in {i.region for i in g.images}:
+        ranked = newest_first(s.image for s in matched if s.image.region == region)
+        if {i.key for i in ranked[:n]} != {i.key for i in g.images if i.region == region}:
+            return None
+    return n
+
+
 def _rule_names(groups: Sequence[_Group], names: Mapping[Principal, str],
-                globs: Mapping[_Group, str] | None = None) -> list[str]:
+                globs: Mapping[_Group, _Family] | None = None) -> list[str]:
     taken: set[str] = set()
     out = []
     for g in groups:
-        glob = (globs or {}).get(g)
+        family = (globs or {}).get(g)
+        glob = family.glob if family is not None else None
         if glob is not None:  # the family's own name: golden-al2023-* -> golden-al2023
             base = glob.rstrip("*").rstrip("-_.")
         else:
@@ -607,7 +684,7 @@ def _plural(n: int, word: str) -> str:
 
 def _render(account: str, regions: Sequence[str], chosen: Sequence[SharedImage],
             left_out: Sequence[LeftOut], given: Mapping[str, str],
-            stats: _Stats, globs: Mapping[_Group, str] | None = None) -> tuple[str, int]:
+            stats: _Stats, globs: Mapping[_Group, _Family] | None = None) -> tuple[str, int]:
     """The manifest text and its number of rules."""
     names = _principal_names([p for s in chosen for p in (*s.launch, *(s.copy_union or ()))],
                              given)
@@ -695,7 +772,7 @@ def _settings(regions: Sequence[str], public: bool, quota: int,
 
 
 def _rules(groups: Sequence[_Group], names: Mapping[Principal, str],
-           globs: Mapping[_Group, str]) -> list[str]:
+           globs: Mapping[_Group, _Family]) -> list[str]:
     if not groups:
         return [*_wrap("No shared image was found, so no rule is exported.", "# ", "# "),
                 "images: []"]
@@ -704,10 +781,15 @@ def _rules(groups: Sequence[_Group], names: Mapping[Principal, str],
         out.append(f"  - name: {_q(rule_name)}")
         if Principal.public() in g.launch:
             out.append("    # WARNING: public: every AWS account may launch these images")
-        glob = globs.get(g)
-        if glob is not None:
-            out += ["    select:", f"      name: {_q(glob)}  # today: "
-                    + _comment_text(", ".join(sorted({i.image_id for i in g.images})))]
+        family = globs.get(g)
+        glob = family.glob if family is not None else None
+        today = _comment_text(", ".join(sorted({i.image_id for i in g.images})))
+        if family is not None and family.latest is not None:
+            out += ["    select:", f"      name: {_q(family.glob)}",
+                    f"      latest: {family.latest}  # the newest by CreationDate, per Region; "
+                    f"today: {today}"]
+        elif family is not None:
+            out += ["    select:", f"      name: {_q(family.glob)}  # today: {today}"]
         else:
             out += ["    select:", "      ids:"]
         seen: set[str] = set()

@@ -244,9 +244,11 @@ def read_export(reader: Reader, regions: Sequence[str],
     """Read what :func:`compute_export` needs, and nothing more.
 
     Calls: ``GetCallerIdentity``; ``DescribeImages`` per Region; ``DescribeImageAttribute``
-    per available image passing the filter; for the *shared* ones only, ``DescribeSnapshots``
-    (batched), ``DescribeSnapshotAttribute`` per snapshot, and per distinct KMS key of an
-    encrypted snapshot ``DescribeKey`` + ``GetKeyPolicy`` (+ ``ListAliases`` per Region).
+    per available image passing the filter; ``DescribeSnapshots`` (batched) for the available
+    ones (an unshared older build of a family the export selects with ``latest`` is managed,
+    so the self-check plans it with its snapshots); for the *shared* ones only,
+    ``DescribeSnapshotAttribute`` per snapshot; per distinct KMS key of an encrypted snapshot
+    ``DescribeKey`` + ``GetKeyPolicy`` (+ ``ListAliases`` per Region).
     """
     identity = reader.identity()
     regions = tuple(sorted(set(regions)))
@@ -258,7 +260,7 @@ def read_export(reader: Reader, regions: Sequence[str],
     shared = [img for img in candidates if launch[img.key]]
 
     by_region: dict[str, list[str]] = defaultdict(list)
-    for img in shared:
+    for img in candidates:
         by_region[img.region].extend(img.snapshot_ids)
     snapshots: dict[RegionKey, Snapshot] = {}
     for region, found in zip(by_region, reader.map(lambda r: reader.snapshots(r, by_region[r]),

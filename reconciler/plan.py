@@ -101,6 +101,10 @@ class Plan:
                                                                       compare=False)
     # (region, resource) -> owner account whose credentials write it.
     resource_owner: Mapping[tuple[str, str], str] = field(default_factory=dict, compare=False)
+    # (region, resource, principal) -> why a rule's lifecycle conditions withhold it, for
+    # the reason of a removal ("rule golden: it is not among the newest 3 ...").
+    withheld: Mapping[tuple[str, str, Principal], str] = field(default_factory=dict,
+                                                               compare=False)
 
     @property
     def has_changes(self) -> bool:
@@ -182,7 +186,8 @@ def make_plan(*, manifest_sha256: str, caller_account: str, operations: Iterable
               resource_keys: Mapping[tuple[str, str], tuple[str, ...]] | None = None,
               resource_owner: Mapping[tuple[str, str], str] | None = None,
               regions: Sequence[str] = (), ownership: Ownership | None = None,
-              principal_names: Mapping[Principal, str] | None = None) -> Plan:
+              principal_names: Mapping[Principal, str] | None = None,
+              withheld: Mapping[tuple[str, str, Principal], str] | None = None) -> Plan:
     """Assemble a plan: sort everything, count, and digest the state of every resource the
     plan consulted (what it writes, their snapshots, every key policy and key use read)."""
     ops = sorted_operations(operations)
@@ -203,6 +208,7 @@ def make_plan(*, manifest_sha256: str, caller_account: str, operations: Iterable
         key_policies=dict(key_policies or {}),
         resource_keys=dict(resource_keys or {}),
         resource_owner=dict(resource_owner or {}),
+        withheld=dict(withheld or {}),
     )
 
 

@@ -705,7 +705,19 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
         regions=state.regions,
         ownership=ownership,
         principal_names={p: n for n, p in reversed(manifest.principals)},
+        withheld=_withheld(selection),
     )
+
+
+def _withheld(selection: Selection) -> dict[tuple[str, str, Principal], str]:
+    """Why a rule's lifecycle conditions withhold a principal from an image or snapshot."""
+    out: dict[tuple[str, str, Principal], str] = {}
+    for m in selection.managed:
+        region = m.image.region
+        out.update({(region, m.image.image_id, p): why for p, why in m.withheld_launch.items()})
+        for sid in m.image.snapshot_ids if m.manages_copy else ():
+            out.update({(region, sid, p): why for p, why in m.withheld_copy.items()})
+    return out
 
 
 def _removals_kept_through_orgs(v: _ImageView, ops: Sequence[Operation],

@@ -10,7 +10,7 @@ import difflib
 import html
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,10 +70,13 @@ def _released(plan: Plan) -> set[str]:
 
 
 def _op_line(op: Operation, manifest: Manifest | None,
-             released: set[str] | frozenset[str] = frozenset()) -> tuple[str, str, str]:
+             released: set[str] | frozenset[str] = frozenset(),
+             withheld: Mapping[tuple[str, str, Principal], str] | None = None
+             ) -> tuple[str, str, str]:
     sign = "+" if op.action is Action.ADD else "-"
     why = (f"rule {', '.join(op.rules)}" if op.rules
-           else RELEASED if op.resource in released else "not declared")
+           else RELEASED if op.resource in released
+           else (withheld or {}).get((op.region, op.resource, op.principal), "not declared"))
     return sign, f"{KIND_LABEL[op.kind]:<6} {principal_label(op.principal, manifest)}", why
 
 
@@ -162,7 +165,7 @@ def text_lines(plan: Plan, manifest: Manifest | None, *, color: bool = False,
         for resource in sorted(grouped[region]):
             ops = grouped[region][resource]
             yield "  " + st.paint("~", "yellow") + " " + resource_label(plan, (region, resource)) + "\n"
-            lines = [_op_line(o, manifest, released) for o in ops]
+            lines = [_op_line(o, manifest, released, plan.withheld) for o in ops]
             width = min(44, max(len(body) for _, body, _ in lines))
             for sign, body, why in lines:
                 fg = "green" if sign == "+" else "red"
@@ -241,7 +244,7 @@ def render_markdown(plan: Plan, manifest: Manifest | None, *, limit: int = MARKD
             for resource in sorted(grouped[region]):
                 body.append(f"~ {resource_label(plan, (region, resource))}".replace("```", "'''"))
                 for op in grouped[region][resource]:
-                    sign, text, why = _op_line(op, manifest, _released(plan))
+                    sign, text, why = _op_line(op, manifest, _released(plan), plan.withheld)
                     body.append(f"{sign}   {text}  ({why})".replace("```", "'''"))
         body += ["```", "", "</details>", ""]
     for arn, pair in sorted(plan.key_policies.items()):

@@ -10,6 +10,7 @@ adds what is missing, the same way the test suite does, so the sandbox behaves l
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import json
 import os
@@ -50,6 +51,8 @@ class SandboxImage:
     copy: tuple[Principal, ...] = ()
     encrypted_with: str | None = None  # a key name, or aws/ebs
     snapshot_tags: tuple[tuple[str, str], ...] = ()
+    created: str | None = None  # as written in the file; None: when the sandbox starts
+    deprecated: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,11 @@ def parse_sandbox(raw: bytes, file: str) -> SandboxState:
                                                 "account ID, Organization/OU ARN or public"))
                     continue
                 out.append(p)
+        for field_name in ("created", "deprecated"):
+            if field_name in img and _utc(img[field_name]) is None:
+                problems.append(doc.problem(("images", i, field_name),
+                                            f"images[{i}].{field_name}: {img[field_name]!r} is "
+                                            "not a date on the calendar"))
         enc = img.get("encrypted_with")
         if enc and enc != AWS_MANAGED_KEY and (img["region"], enc) not in key_names:
             problems.append(doc.problem(("images", i, "encrypted_with"),
@@ -116,7 +124,8 @@ def parse_sandbox(raw: bytes, file: str) -> SandboxState:
                                    tuple(sorted((img.get("tags") or {}).items())),
                                    img.get("state", "available"), tuple(perms["launch"]),
                                    tuple(perms["copy"]), enc,
-                                   tuple(sorted((img.get("snapshot_tags") or {}).items()))))
+                                   tuple(sorted((img.get("snapshot_tags") or {}).items())),
+                                   img.get("created"), img.get("deprecated")))
     if problems:
         raise InputError(problems)
     return SandboxState(data["account"], tuple(images),
@@ -250,6 +259,29 @@ def set_image_state(account: str, region: str, image_id: str, state: str) -> Non
     ec2_backends[account][region].amis[image_id].state = state
 
 
+def _utc(text: str) -> dt.datetime | None:
+    """A schema-checked ``created``/``deprecated`` value as an aware UTC time; None when the
+    date is not on the calendar (2026-02-30)."""
+    try:
+        when = dt.datetime.fromisoformat(text.removesuffix("Z"))
+    except ValueError:
+        return None
+    return when.replace(tzinfo=dt.UTC)
+
+
+def set_image_dates(account: str, region: str, image_id: str, created: str | None,
+                    deprecated: str | None) -> None:
+    """Set CreationDate and DeprecationTime, which moto takes from its clock / never sets.
+    AWS writes both as ``2026-11-01T10:00:00.000Z``."""
+    from moto.ec2.models import ec2_backends
+
+    ami = ec2_backends[account][region].amis[image_id]
+    if created is not None and (when := _utc(created)) is not None:
+        ami.creation_date = when
+    if deprecated is not None and (when := _utc(deprecated)) is not None:
+        ami.deprecation_time = when.strftime("%Y-%m-%dT%H:%M:%S.000Z")  # type: ignore[attr-defined]
+
+
 def seed(state: SandboxState) -> list[str]:
     """Create the state's resources in the (already started) emulator; return the image IDs."""
     import boto3
@@ -303,6 +335,8 @@ def seed(state: SandboxState) -> list[str]:
         if any(p.is_public for p in img.copy):
             ec2.modify_snapshot_attribute(SnapshotId=snapshot_id, Attribute="createVolumePermission",
                                           OperationType="add", GroupNames=["all"])
+        if img.created is not None or img.deprecated is not None:
+            set_image_dates(state.account, img.region, image_id, img.created, img.deprecated)
         if img.state != "available":
             set_image_state(state.account, img.region, image_id, img.state)
         ids.append(image_id)
@@ -340,6 +374,9 @@ def dump(state: SandboxState, image_ids: list[str]) -> str:
             SnapshotIds=[snapshot_id])["Snapshots"][0].get("Tags") or []}
         if snap_tags:
             entry["snapshot_tags"] = dict(sorted(snap_tags.items()))
+        for field_name in ("created", "deprecated"):
+            if getattr(img, field_name) is not None:
+                entry[field_name] = getattr(img, field_name)
         if img.state != "available":
             entry["state"] = img.state
         if img.encrypted_with:

@@ -574,8 +574,11 @@ def test_export_then_plan_reports_no_changes(server: tuple[MotoServer, Images], 
     # no schemas/ folder beside the output: no $schema line pointing at nothing
     assert text.splitlines()[0].startswith("# Editor help: the manifest's JSON Schema")
     m = parse(text)
+    # golden-1 and golden-2 are one family by name: selected by it, not by their IDs
+    family = next(r for r in m.rules if r.select.name is not None)
+    assert (family.select.name, family.regions) == ("golden-*", (EU, US))
     assert rules_by_ids(m) == {
-        frozenset({a, b, c}): (frozenset({P_PROD, P_STAGING}), None),
+        frozenset(): (frozenset({P_PROD, P_STAGING}), None),
         frozenset({d}): (frozenset({P_ORG, P_OU}), None),
         frozenset({e}): (frozenset({P_PROD, PUBLIC}), None),
         frozenset({f}): (frozenset({P_PROD}), frozenset({P_PROD})),
@@ -800,3 +803,57 @@ def test_schema_line_points_at_a_file_that_exists(tmp_path: Path) -> None:
     (tmp_path / "infra").mkdir()
     assert schema_ref_for(str(tmp_path / "infra" / "amis.yaml")) == \
         "../schemas/manifest.schema.json"
+
+
+def build(n: int, day: str, region: str = US, name: str | None = None,
+          state: str = "available") -> Image:
+    return replace(image(n, region, name=name or f"golden-eks-node-2026.{day}", state=state),
+                   creation_date=f"2026-{day.replace('.', '-')}T06:00:00.000Z")
+
+
+def test_the_newest_builds_of_a_family_are_exported_with_latest() -> None:
+    """The two newest builds are shared, the older ones with nobody: ``latest: 2`` over the
+    family's name reproduces that exactly, and next week's build is shared without an edit."""
+    old, older = build(1, "11.03"), build(2, "10.27")
+    new, newer = build(3, "11.10"), build(4, "11.17")
+    eu_old, eu_new, eu_newer = build(5, "11.03", EU), build(6, "11.10", EU), build(7, "11.17", EU)
+    images = [shared(old), shared(older), shared(new, P_PROD), shared(newer, P_PROD),
+              shared(eu_old), shared(eu_new, P_PROD), shared(eu_newer, P_PROD)]
+    result = export(images, regions=[US, EU])
+    (rule,) = parse(result.text).rules
+    assert (rule.name, rule.select.name, rule.select.latest) == \
+        ("golden-eks-node", "golden-eks-node-*", 2)
+    assert "latest: 2  # the newest by CreationDate, per Region; today: " in result.text
+    # the rule manages the older builds and shares nothing with them, as today
+    plan = replan(result.text, images)
+    assert plan.summary.images == 7 and plan.operations == ()
+    # next week's build arrives: it is shared, and the build that fell out is unshared
+    arrived = build(8, "11.24")
+    plan = replan(result.text, [*images, shared(arrived)])
+    assert {(o.action.value, o.resource) for o in plan.operations} == {
+        ("add", arrived.image_id), ("remove", new.image_id)}
+
+
+@pytest.mark.parametrize("why", ["older build shared", "newer build unshared", "older disabled",
+                                 "undated", "copy", "other counts per region"])
+def test_latest_is_written_only_when_it_reproduces_today(why: str) -> None:
+    old, new, newer = build(1, "11.03"), build(2, "11.10"), build(3, "11.17")
+    images = [shared(old), shared(new, P_PROD), shared(newer, P_PROD)]
+    if why == "older build shared":
+        images[0] = shared(old, P_STAGING)
+    elif why == "newer build unshared":
+        images.append(shared(build(4, "11.24")))
+    elif why == "older disabled":
+        images[0] = shared(replace(old, state="disabled"))
+    elif why == "undated":
+        images[0] = shared(replace(old, creation_date=""))
+    elif why == "copy":
+        images[1:] = [shared(replace(i, snapshot_ids=(f"snap-{n}",)), P_PROD,
+                             copy={f"snap-{n}": frozenset({P_PROD})})
+                      for n, i in enumerate((new, newer))]
+    else:
+        images += [shared(build(5, "11.03", EU)), shared(build(6, "11.17", EU), P_PROD)]
+    snapshots = {(US, f"snap-{n}"): snap(f"snap-{n}") for n in range(2)}
+    result = export(images, regions=[US, EU], snapshots=snapshots)
+    assert all(r.select.latest is None for r in parse(result.text).rules), result.text
+    assert {new.key, newer.key} <= {i.key for i in result.exported}

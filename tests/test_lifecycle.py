@@ -134,3 +134,19 @@ def test_rotation_end_to_end_on_the_sandbox(tmp_path: Path) -> None:
     assert r.code == 0, r.err
     # the sandbox's images are created in order: the second one is the newest
     assert '"lifecycle-unshared"' in r.out and '"remove"' in r.out and '"add"' in r.out
+
+
+@pytest.mark.parametrize(("field", "expected"), [
+    ('created: "2026-02-30"', 'images[0].created: \'2026-02-30\' is not a date on the calendar'),
+    ("created: 2026-11-01", 'images[0].created: 2026-11-01 was read by YAML as date; quote it'),
+    ('deprecated: "next week"', 'images[0].deprecated: "next week" is not a date or UTC time'),
+])
+def test_sandbox_image_dates_are_validated(field: str, expected: str, tmp_path: Path) -> None:
+    state = tmp_path / "state.yaml"
+    state.write_text('version: 1\naccount: "123456789012"\nimages:\n'
+                     f'  - {{region: us-east-1, name: golden-1, {field}}}\n')
+    m = tmp_path / "amis.yaml"
+    m.write_bytes(manifest('{name: "golden-*", latest: 1}'))
+    r = run_main("plan", str(m), "--sandbox", str(state))
+    assert r.code == 1 and r.out == ""
+    assert f"error: {state}:4:" in r.err and expected in r.err, r.err
