@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import EXAMPLES, run_main
+from helpers import EXAMPLES, Images, MotoServer, Runner, run_main
 
 from reconciler import kms
+from reconciler.sandbox import encrypt_image
 
 ACCOUNT = "123456789012"
 PROD, OTHER = "111122223333", "999988887777"
@@ -121,3 +122,27 @@ def test_a_rule_matching_nothing_is_an_error(sandbox: str, tmp_path: Path) -> No
 def test_an_image_the_caller_does_not_own(sandbox: str) -> None:
     r = run_main("explain", PROD, "--image", "ami-0123456789abcdef0", "--sandbox", sandbox)
     assert r.code == 1 and "is not an image the caller owns" in r.err
+
+
+def test_explain_on_the_moto_server(server: tuple[MotoServer, Images], run_cli: Runner) -> None:
+    """The same verdicts against a real endpoint, as a CI job or an engineer runs it."""
+    srv, images = server
+    direct = images.create("golden-direct", launch=[{"UserId": PROD}])
+    via_ou = images.create("golden-ou", launch=[{"OrganizationalUnitArn": OU}])
+    kms_client = srv.client("kms")
+    key = kms_client.create_key(Policy=json.dumps({"Version": "2012-10-17",
+                                                   "Statement": [ROOT]}))["KeyMetadata"]
+    kms_client.create_alias(AliasName="alias/closed", TargetKeyId=key["KeyId"])
+    locked = images.create("golden-locked", launch=[{"UserId": PROD}])
+    encrypt_image(ACCOUNT, "us-east-1", locked, key["Arn"])
+
+    r = run_cli("explain", PROD, "--image", direct)
+    assert r.code == 0 and "launch permission: granted to 111122223333 directly" in r.out, r.err
+    r = run_cli("explain", PROD, "--image", via_ou)
+    assert r.code == 0 and f"if account {PROD} is in {OU}" in r.out.splitlines()[0], r.out
+    r = run_cli("explain", PROD, "--image", locked, "--format", "json")
+    assert r.code == 3, r.err
+    doc = json.loads(r.out)
+    assert doc["can_launch"] is False and [i["image"] for i in doc["images"]] == [locked]
+    assert doc["images"][0]["verdict"].endswith(
+        ": key policy of alias/closed does not allow 111122223333")
