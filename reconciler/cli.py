@@ -661,6 +661,11 @@ def _verbose(argv: list[str]) -> bool:
 def main(argv: list[str] | None = None) -> NoReturn:
     """Console-script entry point: the one place exceptions become exit codes."""
     code = EXIT_ERROR
+    if not (sys.argv[1:] if argv is None else argv) and "_RECONCILE_COMPLETE" not in os.environ:
+        # bare `reconcile`: the help, not a usage error (shell completion also has no args)
+        with click.Context(cli, info_name="reconcile", **cli.context_settings) as ctx:
+            click.echo(cli.get_help(ctx))
+        sys.exit(EXIT_OK)
     try:
         rv = cli.main(args=argv, prog_name="reconcile", standalone_mode=False)
         code = rv if isinstance(rv, int) else EXIT_OK

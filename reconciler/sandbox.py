@@ -1,7 +1,7 @@
 """``--sandbox STATE.yaml``: an embedded, in-process AWS (moto) seeded from a YAML file.
 
 The state file is validated like the manifest (strict YAML, ``schemas/sandbox.schema.json``,
-located one-line errors). moto is an optional extra: ``pip install 'reconciler[sandbox]'``.
+located one-line errors). moto is an optional extra: ``pip install 'ami-share-reconciler[sandbox]'``.
 
 moto does not emulate everything this tool reads (MOTO-NOTES); :func:`install_moto_extensions`
 adds what is missing, the same way the test suite does, so the sandbox behaves like AWS.
@@ -418,7 +418,7 @@ def running_sandbox(path: str, save_to: str | None = None) -> Iterator[SandboxSt
     try:
         from moto import mock_aws
     except ImportError:
-        raise ReconcilerError("--sandbox needs the emulator: pip install 'reconciler[sandbox]'") from None
+        raise ReconcilerError("--sandbox needs the emulator: pip install 'ami-share-reconciler[sandbox]'") from None
     saved = dict(os.environ)
     enabled = set(ENABLED_REGIONS)
     try:

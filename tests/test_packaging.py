@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import email
 import json
+import re
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
+import pytest
 from helpers import ROOT, reconcile_executable
 
 import reconciler
@@ -16,11 +20,59 @@ from reconciler.schema import load_schema
 SCHEMAS = ("manifest", "plan", "sandbox")
 
 
-def test_wheel_ships_the_schemas(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
-                           str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+                           str(out), str(ROOT)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    (wheel,) = tmp_path.glob("reconciler-*.whl")
+    (built,) = out.glob("*.whl")
+    return built
+
+
+def test_the_wheel_is_named_and_versioned_once(wheel: Path) -> None:
+    """``reconciler`` on PyPI is an unrelated project: the distribution has its own name, and
+    the version comes from ``reconciler/__init__.py`` alone."""
+    assert wheel.name == f"ami_share_reconciler-{reconciler.__version__}-py3-none-any.whl"
+    (meta,) = [n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".dist-info/METADATA")]
+    headers = email.message_from_bytes(zipfile.ZipFile(wheel).read(meta))
+    assert headers["Name"] == "ami-share-reconciler"
+    assert headers["Version"] == reconciler.__version__
+    assert headers["Requires-Python"] == ">=3.11"
+    claimed = sorted(c for c in headers.get_all("Classifier")
+                     if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c))
+    assert claimed == [f"Programming Language :: Python :: 3.{m}" for m in (11, 12, 13)]
+    assert "reconciler/py.typed" in zipfile.ZipFile(wheel).namelist()
+
+
+def test_a_fresh_virtualenv_installs_the_wheel_by_name(wheel: Path, tmp_path: Path) -> None:
+    """Install the built wheel by its distribution name into a new virtualenv (dependencies
+    from this environment, so no download) and run the sandbox example with its script."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    deps = sysconfig.get_path("purelib")
+    Path(site, "test-deps.pth").write_text(deps + "\n")  # boto3, moto, ... without a download
+    proc = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q",
+                           "--no-deps", "--ignore-installed", "--no-index", "--find-links", str(wheel.parent),
+                           "ami-share-reconciler"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    script = venv / "bin" / "reconcile"
+    version = subprocess.run([str(script), "--version"], capture_output=True, text=True)
+    assert version.stdout == f"reconcile, version {reconciler.__version__}\n", version.stderr
+    plan = subprocess.run([str(script), "plan", "examples/manifest.yaml", "--sandbox",
+                           "examples/sandbox.yaml", "--detailed-exitcode"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert plan.returncode == 2, plan.stderr
+    assert "Plan: " in plan.stdout
+    assert Path(venv / "lib").exists() and str(venv) in subprocess.run(
+        [str(py), "-c", "import reconciler; print(reconciler.__file__)"],
+        capture_output=True, text=True, cwd=tmp_path).stdout
+
+
+def test_wheel_ships_the_schemas(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in SCHEMAS:
         member = f"reconciler/schemas/{name}.schema.json"
@@ -42,3 +94,24 @@ def test_console_script_and_module_agree() -> None:
                             capture_output=True, text=True, cwd="/")
     assert script.returncode == 0 and module.returncode == 0
     assert script.stdout.split()[-1] == module.stdout.split()[-1] == reconciler.__version__
+
+
+def test_bare_reconcile_prints_help_and_exits_0() -> None:
+    proc = subprocess.run(reconcile_executable(), capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert proc.stdout.startswith("Usage: reconcile [OPTIONS] COMMAND [ARGS]...")
+    assert "validate" in proc.stdout and "explain" in proc.stdout
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_shell_completion_as_the_readme_enables_it(shell: str) -> None:
+    import os
+
+    source = subprocess.run(reconcile_executable(), capture_output=True, text=True,
+                            env={**os.environ, "_RECONCILE_COMPLETE": f"{shell}_source"})
+    assert source.returncode == 0 and "_reconcile_completion" in source.stdout
+    assert f"_RECONCILE_COMPLETE={shell}_source reconcile" in (ROOT / "README.md").read_text()
+    words = subprocess.run(reconcile_executable(), capture_output=True, text=True,
+                           env={**os.environ, "_RECONCILE_COMPLETE": "bash_complete",
+                                "COMP_WORDS": "reconcile ex", "COMP_CWORD": "1"})
+    assert words.stdout.split() == ["plain,explain", "plain,export"]

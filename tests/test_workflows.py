@@ -1,0 +1,473 @@
+"""The GitHub Actions workflows in examples/github-actions/.
+
+- Security review: zizmor (``--persona pedantic``) and the GitHub workflow JSON Schema
+  (check-jsonschema's vendored ``vendor.github-workflows``) report nothing; actions are
+  pinned to commit SHAs; no job has a permission it does not use.
+- Every ``reconcile`` command and flag they use exists in the installed CLI.
+- Their shell steps run here as GitHub runs them (``bash --noprofile --norc -eo pipefail``):
+  the real ``reconcile`` against the moto server, and a fake ``gh`` on PATH that records its
+  calls and answers ``gh api``/``gh issue list`` from canned JSON (``--jq`` through jq, as
+  gh's built-in jq does).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import shlex
+import shutil
+import stat
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from helpers import EXAMPLES, Images, MotoServer, cli_env, reconcile_executable
+
+import reconciler
+
+WORKFLOWS = EXAMPLES / "github-actions"
+PLAN_YML = WORKFLOWS / "plan.yml"
+APPLY_YML = WORKFLOWS / "apply.yml"
+BOTH = pytest.mark.parametrize("path", [PLAN_YML, APPLY_YML], ids=["plan", "apply"])
+MANIFEST = "amis.yaml"
+BIN = Path(sys.executable).parent
+PROD, HAND = "111122223333", "999988887777"
+
+# The release each action is pinned to: the commit its tag points to, read from the
+# action's own repository (git rev-parse 'vX.Y.Z^{commit}') on 2026-12-01.
+PINNED = {
+    "actions/checkout": ("3d3c42e5aac5ba805825da76410c181273ba90b1", "v7.0.1"),
+    "actions/setup-python": ("5fda3b95a4ea91299a34e894583c3862153e4b97", "v7.0.0"),
+    "aws-actions/configure-aws-credentials": ("e6de054238d6b7531b4efff3b6587d9aade6a06c",
+                                              "v6.2.3"),
+    "actions/upload-artifact": ("bbbca2ddaa5d8feaa63e36b76fdaad77386f024f", "v7.0.0"),
+    "actions/download-artifact": ("3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c", "v8.0.1"),
+}
+
+
+def load(path: Path) -> dict[str, Any]:
+    doc = yaml.safe_load(path.read_text())
+    assert isinstance(doc, dict)
+    return doc
+
+
+def triggers(doc: dict[str, Any]) -> dict[str, Any]:
+    # YAML 1.1 (PyYAML) reads the bare key `on` as the boolean True; GitHub reads "on".
+    on = doc.get("on", doc.get(True))
+    assert isinstance(on, dict), on
+    return on
+
+
+def all_steps(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for job in doc["jobs"].values() for s in job["steps"]]
+
+
+def step(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    found = [s for s in all_steps(doc) if s.get("name") == name]
+    assert len(found) == 1, [s.get("name") for s in all_steps(doc)]
+    return found[0]
+
+
+def uses(doc: dict[str, Any], action: str) -> list[dict[str, Any]]:
+    return [s for s in all_steps(doc) if str(s.get("uses", "")).split("@")[0] == action]
+
+
+def reconcile_commands(doc: dict[str, Any]) -> list[list[str]]:
+    """Every `reconcile ...` command line in the run scripts, as argv lists."""
+    out = []
+    for s in all_steps(doc):
+        for line in str(s.get("run", "")).replace("\\\n", " ").splitlines():
+            line = line.strip()
+            if line.startswith("reconcile "):
+                argv = shlex.split(line, comments=True)
+                out.append([a for a in argv if not re.match(r"^\d*>", a)])  # no redirections
+    return out
+
+
+@cache
+def help_text(command: str) -> str:
+    proc = subprocess.run([*reconcile_executable(), command, "--help"], capture_output=True,
+                          text=True, env=cli_env(None), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+# --------------------------------------------------------------------------- security review
+
+
+@pytest.mark.skipif(shutil.which("zizmor", path=str(BIN)) is None,
+                    reason="zizmor is installed by the test extra")
+def test_zizmor_pedantic_finds_nothing() -> None:
+    proc = subprocess.run([str(BIN / "zizmor"), "--persona", "pedantic", "--offline",
+                           "--no-progress", str(PLAN_YML), str(APPLY_YML)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "No findings to report" in proc.stdout + proc.stderr
+
+
+def test_workflows_match_the_github_workflow_schema() -> None:
+    proc = subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema",
+                           "vendor.github-workflows", str(PLAN_YML), str(APPLY_YML)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@BOTH
+def test_actions_are_pinned_to_the_commit_of_a_release(path: Path) -> None:
+    lines = [line.strip() for line in path.read_text().splitlines() if "uses:" in line]
+    assert lines
+    for line in lines:
+        m = re.fullmatch(r"(?:- )?uses: ([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # (v\d+\.\d+\.\d+)", line)
+        assert m, line
+        assert PINNED[m[1]] == (m[2], m[3]), line
+
+
+@BOTH
+def test_checkout_never_persists_the_token(path: Path) -> None:
+    for s in uses(load(path), "actions/checkout"):
+        assert s["with"]["persist-credentials"] is False
+
+
+@pytest.mark.parametrize(("path", "expected"), [
+    (PLAN_YML, {"plan": {"contents": "read", "id-token": "write"},
+                "comment": {"pull-requests": "write"}}),
+    (APPLY_YML, {"apply": {"contents": "read", "id-token": "write"},
+                 "report": {"issues": "write"}}),
+], ids=["plan", "apply"])
+def test_permissions_are_per_job_and_least(path: Path, expected: dict[str, Any]) -> None:
+    doc = load(path)
+    assert doc["permissions"] == {}  # nothing by default
+    assert {name: job["permissions"] for name, job in doc["jobs"].items()} == expected
+    for job in doc["jobs"].values():  # the OIDC token only where the role is assumed
+        assumes = any(str(s.get("uses", "")).startswith("aws-actions/configure-aws-credentials")
+                      for s in job["steps"])
+        assert ("id-token" in job["permissions"]) is assumes
+
+
+@BOTH
+def test_pip_cache_and_a_tested_python(path: Path) -> None:
+    (setup,) = uses(load(path), "actions/setup-python")
+    assert setup["with"]["cache"] == "pip"
+    # the cache key follows the file that pins the release
+    assert setup["with"]["cache-dependency-path"] == f".github/workflows/reconcile-{path.stem}.yml"
+    from importlib.metadata import metadata
+
+    claimed = {c.rsplit(" :: ", 1)[1] for c in metadata("ami-share-reconciler").get_all(
+        "Classifier") if c.startswith("Programming Language :: Python :: 3.")}
+    assert setup["with"]["python-version"] in claimed
+
+
+@BOTH
+def test_workflow_uses_oidc_and_no_stored_keys(path: Path) -> None:
+    doc = load(path)
+    text = path.read_text()
+    (creds,) = uses(doc, "aws-actions/configure-aws-credentials")
+    assert re.fullmatch(r"\$\{\{ vars\.[A-Z_]+_ROLE_ARN \}\}", creds["with"]["role-to-assume"])
+    assert "aws-region" in creds["with"]
+    for secret in ("aws-access-key-id", "aws-secret-access-key", "AWS_ACCESS_KEY_ID",
+                   "AWS_SECRET_ACCESS_KEY", "secrets."):
+        assert secret not in text
+    names = [s.get("name", s.get("uses")) for s in all_steps(doc)]
+    assert names.index("Validate the manifest (offline)") < names.index(
+        "Configure AWS credentials (OIDC)")
+
+
+@BOTH
+def test_every_reconcile_flag_used_exists_in_the_cli(path: Path) -> None:
+    commands = reconcile_commands(load(path))
+    assert len(commands) >= 2
+    for argv in commands:
+        assert argv[0] == "reconcile" and argv[1] in ("validate", "plan", "apply")
+        assert MANIFEST in argv
+        for flag in (a for a in argv if a.startswith("--")):
+            assert re.search(rf"(^|\s){re.escape(flag)}(\s|,|$)", help_text(argv[1]),
+                             re.MULTILINE), (argv[1], flag)
+
+
+@BOTH
+def test_run_scripts_never_expand_expressions(path: Path) -> None:
+    # `${{ }}` inside `run:` is a script-injection risk: values go through `env:` instead.
+    for s in all_steps(load(path)):
+        assert "${{" not in str(s.get("run", "")), s.get("name")
+
+
+@BOTH
+def test_install_is_pinned_to_this_release_by_its_distribution_name(path: Path) -> None:
+    doc = load(path)
+    assert doc["env"]["RECONCILER_PIP"] == f"ami-share-reconciler=={reconciler.__version__}"
+    assert '"$RECONCILER_PIP"' in step(doc, "Install reconciler")["run"]
+
+
+def test_triggers_and_concurrency() -> None:
+    plan, apply = load(PLAN_YML), load(APPLY_YML)
+    # never pull_request_target: it runs fork code with the base repository's permissions
+    assert set(triggers(plan)) == {"pull_request"}
+    assert MANIFEST in triggers(plan)["pull_request"]["paths"]
+    assert plan["concurrency"]["cancel-in-progress"] is True
+    on = triggers(apply)
+    assert on["push"]["branches"] == ["main"] and MANIFEST in on["push"]["paths"]
+    (schedule,) = on["schedule"]
+    assert len(schedule["cron"].split()) == 5
+    assert apply["concurrency"] == {"group": "reconcile-apply", "cancel-in-progress": False}
+    # the comment and the drift report run after a failure too, never after a cancel
+    assert plan["jobs"]["comment"]["if"] == "${{ !cancelled() }}"
+    assert apply["jobs"]["report"]["if"] == \
+        "${{ !cancelled() && github.event_name == 'schedule' }}"
+
+
+# --------------------------------------------------------------------------- running the steps
+
+
+FAKE_GH = '''#!{python}
+"""A fake `gh`: records each call (and the body it posts) and answers reads from JSON."""
+import json, os, subprocess, sys
+args = sys.argv[1:]
+entry = {{"argv": args}}
+for i, a in enumerate(args):
+    if a == "--body-file":
+        entry["body"] = open(args[i + 1]).read()
+    elif a.startswith("body=@"):
+        entry["body"] = open(a[6:]).read()
+with open(os.environ["FAKE_GH_LOG"], "a") as log:
+    log.write(json.dumps(entry) + "\\n")
+data = None
+if args[0] == "api" and "--method" not in args:
+    data = json.loads(os.environ.get("FAKE_GH_COMMENTS", "[]"))
+elif args[:2] == ["issue", "list"]:
+    data = json.loads(os.environ.get("FAKE_GH_ISSUES", "[]"))
+if data is not None:
+    text = json.dumps(data)
+    if "--jq" in args:
+        text = subprocess.run(["jq", "-r", args[args.index("--jq") + 1]], input=text,
+                              capture_output=True, text=True, check=True).stdout
+    sys.stdout.write(text)
+'''
+
+needs_jq = pytest.mark.skipif(shutil.which("jq") is None,
+                              reason="the fake gh evaluates --jq with jq, as gh does")
+
+
+class Runner:
+    """Runs a workflow's steps in one workspace, as a job's steps share one checkout."""
+
+    def __init__(self, tmp_path: Path, endpoint: str) -> None:
+        self.dir = tmp_path / "workspace"
+        self.dir.mkdir()
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        gh = bin_dir / "gh"
+        gh.write_text(FAKE_GH.format(python=sys.executable))
+        gh.chmod(gh.stat().st_mode | stat.S_IEXEC)
+        self.log = tmp_path / "gh.jsonl"
+        self.outputs = tmp_path / "github_output"
+        self.env = {**cli_env(endpoint), "PATH": os.pathsep.join([str(bin_dir), str(BIN),
+                                                                  os.environ["PATH"]]),
+                    "FAKE_GH_LOG": str(self.log), "GITHUB_OUTPUT": str(self.outputs),
+                    "GH_REPO": "acme/platform", "GH_TOKEN": "fake-token",
+                    "RUN_URL": "https://github.com/acme/platform/actions/runs/42"}
+
+    def run(self, doc: dict[str, Any], name: str, **env: str) -> subprocess.CompletedProcess[str]:
+        self.outputs.write_text("")
+        script = self.dir.parent / "step.sh"
+        script.write_text(step(doc, name)["run"])
+        return subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+                              cwd=self.dir, capture_output=True, text=True, timeout=120,
+                              env={**self.env, **env})
+
+    def output(self, key: str) -> str:
+        pairs = dict(line.split("=", 1) for line in self.outputs.read_text().splitlines())
+        return pairs[key]
+
+    def gh_calls(self) -> list[dict[str, Any]]:
+        if not self.log.exists():
+            return []
+        calls = [json.loads(line) for line in self.log.read_text().splitlines()]
+        self.log.unlink()
+        return calls
+
+
+def write_manifest(folder: Path, image_id: str, principal: str = "prod") -> None:
+    (folder / MANIFEST).write_text(
+        f'version: 1\nsettings: {{regions: [us-east-1]}}\nprincipals: {{prod: "{PROD}"}}\n'
+        f'images:\n  - name: golden\n    select: {{ids: [{image_id}]}}\n'
+        f'    launch: [{principal}]\n')
+
+
+PR_ENV = {"PR_NUMBER": "7", "HEAD_SHA": "0123456789abcdef0123456789abcdef01234567"}
+
+
+@needs_jq
+def test_plan_workflow_posts_then_updates_one_comment(
+        server: tuple[MotoServer, Images], tmp_path: Path) -> None:
+    srv, images = server
+    golden = images.create("golden-1", launch=[{"UserId": HAND}])
+    doc, w = load(PLAN_YML), Runner(tmp_path, srv.url)
+    write_manifest(w.dir, golden)
+
+    r = w.run(doc, "Validate the manifest (offline)")
+    assert r.returncode == 0 and w.output("exitcode") == "0", r.stderr
+    r = w.run(doc, "Plan")
+    assert r.returncode == 0 and w.output("exitcode") == "2", r.stderr
+    assert "The plan has changes" in r.stdout
+    check_env = {"VALIDATE_EXIT": "0", "PLAN_EXIT": "2"}
+    assert w.run(doc, "Check the result", **check_env).returncode == 0
+
+    r = w.run(doc, "Post or update the plan comment", **PR_ENV)
+    assert r.returncode == 0, r.stderr
+    listing, post = w.gh_calls()
+    assert listing["argv"][:2] == ["api", "repos/acme/platform/issues/7/comments"]
+    assert post["argv"] == ["pr", "comment", "7", "--body-file", "comment.md"]
+    body = post["body"]
+    assert body.startswith("<!-- reconcile-plan -->\n### `reconcile plan`: changes\n")
+    assert "Commit 0123456 · [workflow run](https://github.com/acme/platform/actions/runs/42)" \
+        in body
+    # the markdown plan
+    assert "**Plan: 1 permission to add, 1 to remove, 0 unchanged, on 1 managed image.**" in body
+    assert f"~ {golden} (golden-1)" in body and f"-   launch {HAND}  (not declared)" in body
+    assert "<summary>Errors</summary>" not in body
+
+    # the next push: the bot's comment with the marker is edited, not a second one posted
+    comments = [{"id": 11, "user": {"type": "User"}, "body": "LGTM <!-- reconcile-plan -->"},
+                {"id": 12, "user": {"type": "Bot"}, "body": "<!-- reconcile-plan -->\nold"}]
+    r = w.run(doc, "Post or update the plan comment", **PR_ENV,
+              FAKE_GH_COMMENTS=json.dumps(comments))
+    assert r.returncode == 0, r.stderr
+    _, patch = w.gh_calls()
+    assert patch["argv"] == ["api", "--method", "PATCH", "repos/acme/platform/issues/comments/12",
+                             "-F", "body=@comment.md"]
+    assert patch["body"] == body
+
+
+@needs_jq
+def test_a_failing_validate_is_annotated_and_commented(tmp_path: Path) -> None:
+    doc, w = load(PLAN_YML), Runner(tmp_path, "http://127.0.0.1:9")  # no AWS call is made
+    write_manifest(w.dir, "ami-0123456789abcdef0", principal="nobody")
+    r = w.run(doc, "Validate the manifest (offline)")
+    assert r.returncode == 0 and w.output("exitcode") == "1"  # the comment comes first
+    assert re.search(r"^::error file=amis\.yaml,line=7,col=\d+::.*nobody", r.stdout, re.M), r.stdout
+    # the Plan step is skipped (its `if:`); the check fails the job
+    assert step(doc, "Plan")["if"] == "${{ steps.validate.outputs.exitcode == '0' }}"
+    check = w.run(doc, "Check the result", VALIDATE_EXIT="1", PLAN_EXIT="")
+    assert check.returncode == 1 and "::error::reconcile validate exited with 1" in check.stdout
+
+    r = w.run(doc, "Post or update the plan comment", **PR_ENV)
+    assert r.returncode == 0, r.stderr
+    _, post = w.gh_calls()
+    body = post["body"]
+    assert "### `reconcile plan`: invalid manifest (reconcile validate exited 1)" in body
+    assert "<details open><summary>Errors</summary>" in body
+    assert "amis.yaml:7:" in body and "nobody" in body
+
+
+@pytest.mark.parametrize(("plan", "ok"), [("0", True), ("2", True), ("1", False), ("", False)])
+def test_check_the_result_fails_on_a_failed_plan(tmp_path: Path, plan: str, ok: bool) -> None:
+    w = Runner(tmp_path, "http://127.0.0.1:9")
+    r = w.run(load(PLAN_YML), "Check the result", VALIDATE_EXIT="0", PLAN_EXIT=plan)
+    assert (r.returncode == 0) is ok, r.stdout
+
+
+@needs_jq
+def test_scheduled_apply_opens_updates_and_closes_one_drift_issue(
+        server: tuple[MotoServer, Images], tmp_path: Path) -> None:
+    srv, images = server
+    golden = images.create("golden-1", launch=[{"UserId": HAND}])
+    other = images.create("scratch-1", launch=[{"UserId": HAND}])
+    doc, w = load(APPLY_YML), Runner(tmp_path, srv.url)
+    write_manifest(w.dir, golden)
+    today = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+
+    # 1. drift: corrected, and an issue is opened
+    (w.dir / "reconcile-out").mkdir()
+    r = w.run(doc, "Plan and apply", ACKNOWLEDGE="")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert images.launch(golden) == [{"UserId": PROD}]
+    assert images.launch(other) == [{"UserId": HAND}], "an unmanaged image was touched"
+    out = w.dir / "reconcile-out"
+    assert (out / "plan.exitcode").read_text().strip() == "2"
+    assert (out / "apply.exitcode").read_text().strip() == "0"
+    assert "Apply complete: 1 added, 1 removed, 0 failed." in (out / "apply.txt").read_text()
+    r = w.run(doc, "Open, update or close the drift issue")
+    assert r.returncode == 0, r.stderr
+    listing, label, create = w.gh_calls()
+    assert listing["argv"][:6] == ["issue", "list", "--state", "open", "--label", "reconcile-drift"]
+    assert label["argv"][:4] == ["label", "create", "reconcile-drift", "--color"]
+    title = f"AMI sharing drift corrected on {today}"
+    assert create["argv"] == ["issue", "create", "--title", title, "--label", "reconcile-drift",
+                              "--body-file", "issue.md"]
+    assert f"~ {golden} (golden-1)" in create["body"]  # the markdown plan
+    assert f"-   launch {HAND}  (not declared)" in create["body"]
+    assert "Apply complete: 1 added, 1 removed, 0 failed." in create["body"]
+    assert "https://github.com/acme/platform/actions/runs/42" in create["body"]
+
+    # 2. drift again while the issue is open: the same issue is updated
+    images.client("us-east-1").modify_image_attribute(
+        ImageId=golden, Attribute="launchPermission",
+        LaunchPermission={"Add": [{"UserId": HAND}]})
+    assert w.run(doc, "Plan and apply", ACKNOWLEDGE="").returncode == 0
+    r = w.run(doc, "Open, update or close the drift issue",
+              FAKE_GH_ISSUES=json.dumps([{"number": 5}]))
+    assert r.returncode == 0, r.stderr
+    _, edit, comment = w.gh_calls()
+    assert edit["argv"] == ["issue", "edit", "5", "--title", title, "--body-file", "issue.md"]
+    assert comment["argv"][:3] == ["issue", "comment", "5"]
+
+    # 3. nothing to do: the open issue is closed
+    r = w.run(doc, "Plan and apply", ACKNOWLEDGE="")
+    assert r.returncode == 0 and "Nothing to apply." in r.stdout, r.stderr
+    (out / "apply.exitcode").unlink(missing_ok=True)
+    r = w.run(doc, "Open, update or close the drift issue",
+              FAKE_GH_ISSUES=json.dumps([{"number": 5}]))
+    assert r.returncode == 0, r.stderr
+    _, close = w.gh_calls()
+    assert close["argv"][:3] == ["issue", "close", "5"]
+    assert f"No drift found on {today}" in close["argv"][4]
+
+
+@needs_jq
+def test_a_failed_scheduled_apply_is_reported(server: tuple[MotoServer, Images],
+                                              tmp_path: Path) -> None:
+    srv, _ = server
+    doc, w = load(APPLY_YML), Runner(tmp_path, srv.url)
+    write_manifest(w.dir, "ami-0123456789abcdef0")  # no such image: an error finding
+    (w.dir / "reconcile-out").mkdir()
+    r = w.run(doc, "Plan and apply", ACKNOWLEDGE="")
+    assert r.returncode == 1 and "::error::reconcile plan exited with 1" in r.stdout
+    r = w.run(doc, "Open, update or close the drift issue")
+    assert r.returncode == 0, r.stderr
+    *_, create = w.gh_calls()
+    assert create["argv"][:4] == ["issue", "create", "--title",
+                                  f"AMI sharing: scheduled apply failed on "
+                                  f"{dt.datetime.now(dt.UTC):%Y-%m-%d}"]
+    assert "plan exit 1" in create["body"] and "image-not-found" in create["body"]
+
+
+@pytest.mark.parametrize("acknowledge", ["", "--allow-mass-removal"])
+def test_only_a_ticked_manual_run_acknowledges_a_mass_removal(
+        tmp_path: Path, acknowledge: str) -> None:
+    doc = load(APPLY_YML)
+    inputs = triggers(doc)["workflow_dispatch"]["inputs"]
+    assert inputs["allow_mass_removal"]["type"] == "boolean"
+    assert inputs["allow_mass_removal"]["default"] is False
+    apply = step(doc, "Plan and apply")
+    assert apply["env"]["ACKNOWLEDGE"] == (
+        "${{ github.event_name == 'workflow_dispatch' && inputs.allow_mass_removal "
+        "&& '--allow-mass-removal' || '' }}")
+    # a stub reconcile records its arguments: plan exits 2 (changes), apply 0
+    w = Runner(tmp_path, "http://127.0.0.1:9")
+    stub = tmp_path / "bin" / "reconcile"
+    stub.write_text('#!/bin/sh\necho "$*" >> "$STUB_LOG"\n'
+                    'case "$1" in plan) exit 2 ;; *) exit 0 ;; esac\n')
+    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
+    (w.dir / "reconcile-out").mkdir()
+    r = w.run(doc, "Plan and apply", ACKNOWLEDGE=acknowledge, STUB_LOG=str(tmp_path / "calls"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    plan, apply_call = (tmp_path / "calls").read_text().splitlines()
+    assert plan.startswith("plan amis.yaml") and apply_call.startswith("apply amis.yaml --plan")
+    for call in (plan, apply_call):
+        assert call.endswith(" --allow-mass-removal") is bool(acknowledge), call
