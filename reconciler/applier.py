@@ -19,13 +19,13 @@ and the others still run.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import enum
 import functools
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ import botocore.exceptions
 
 from . import kms
 from .aws import Clients, aws_call, describe_error, error_code
+from .concurrency import parallel_map
 from .errors import AwsError
 from .model import OWNERSHIP_TAG, Action, Identity, Operation, OpKind, Principal
 from .plan import Ownership
@@ -139,6 +140,29 @@ def split(ops: Sequence[Operation]) -> _Plan:
 
     return _Plan(pick(OpKind.KMS, Action.ADD), pick(OpKind.KMS, Action.REMOVE),
                  pick(OpKind.LAUNCH), pick(OpKind.COPY, Action.ADD), pick(OpKind.COPY, Action.REMOVE))
+
+
+def write_calls(ops: Sequence[Operation], resource_owner: Mapping[tuple[str, str], str]
+                ) -> dict[str, collections.Counter[tuple[str, str, str]]]:
+    """The AWS calls :meth:`Applier.apply` makes for ``ops`` when nothing fails, per owner
+    account, as (Region, service, action) → count: one ``ModifyImageAttribute`` per image,
+    one ``ModifySnapshotAttribute`` per snapshot and direction (per 500 principals), and per
+    key and phase a ``GetKeyPolicy`` and a ``PutKeyPolicy``."""
+    p = split(ops)
+    out: dict[str, collections.Counter[tuple[str, str, str]]] = defaultdict(collections.Counter)
+
+    def count(region: str, resource: str, service: str, action: str, n: int = 1) -> None:
+        out[resource_owner.get((region, resource), "")][(region, service, action)] += n
+
+    for (region, image_id) in p.launch:
+        count(region, image_id, "ec2", "ModifyImageAttribute")
+    for (region, snap), snap_ops in (*p.copy_adds.items(), *p.copy_removes.items()):
+        count(region, snap, "ec2", "ModifySnapshotAttribute",
+              -(-len(snap_ops) // SNAPSHOT_MODIFICATIONS))
+    for (region, key) in (*p.key_adds, *p.key_removes):
+        count(region, key, "kms", "GetKeyPolicy")
+        count(region, key, "kms", "PutKeyPolicy")
+    return dict(out)
 
 
 class Applier:
@@ -378,12 +402,15 @@ class Applier:
         return outcomes
 
     def _phase(self, writes: list[Write]) -> list[Outcome]:
-        if not writes:
-            return []
-        if len(writes) == 1 or self.concurrency == 1:
-            return [o for w in writes for o in self._run(w)]
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(writes))) as pool:
-            return [o for result in pool.map(self._run, writes) for o in result]
+        """One phase's writes, Regions and owner accounts interleaved (separate buckets)."""
+        done = parallel_map(self._run, writes, self.concurrency, self._bucket_of)
+        return [o for result in done for o in result]
+
+    def _bucket_of(self, write: Write) -> tuple[str, str]:
+        if not write.operations:
+            return ("", "")
+        op = write.operations[0]
+        return (self.resource_owner.get((op.region, op.resource), ""), op.region)
 
     def tag_calls(self, resources: Sequence[tuple[str, str]], value: str,
                   add: bool) -> tuple[int, list[str]]:

@@ -12,7 +12,7 @@ import contextlib
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
@@ -21,6 +21,7 @@ import botocore.exceptions
 
 from . import __version__
 from .errors import ACCESS_DENIED_CODES, AwsError, ReconcilerError
+from .pacing import Pacer
 
 MAX_ATTEMPTS = 10
 RETRY_MODES = ("standard", "adaptive", "legacy")
@@ -47,10 +48,12 @@ class Clients:
     """A thread-safe cache of boto3 clients for one session."""
 
     def __init__(self, session: boto3.Session, concurrency: int = 16,
-                 default_region: str = "us-east-1") -> None:
+                 default_region: str = "us-east-1", pacer: Pacer | None = None) -> None:
         self.session = session
         self.concurrency = concurrency
         self.default_region = default_region
+        # One account's buckets: every request (retries too) waits for its token.
+        self.pacer = pacer if pacer is not None else Pacer(enabled=False)
         self._config = client_config(concurrency)
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
@@ -65,8 +68,17 @@ class Clients:
                 except Exception as exc:  # a bad endpoint URL, profile or Region setting
                     raise AwsError(f"cannot set up the AWS {service} client for {key[1]}: "
                                    f"{describe_error(exc)}") from None
+                # before-send.<service>.<Action> is emitted for every attempt of a request
+                client.meta.events.register(f"before-send.{service}",
+                                            self._pace(key[1], service))
                 self._clients[key] = client
             return client
+
+
+    def _pace(self, region: str, service: str) -> Callable[..., None]:
+        def wait_for_token(event_name: str = "", **_: Any) -> None:
+            self.pacer.acquire(region, service, event_name.rsplit(".", 1)[-1])
+        return wait_for_token
 
 
 def make_session(profile: str | None) -> boto3.Session:

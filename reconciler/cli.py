@@ -17,14 +17,14 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any, NoReturn, TextIO
 
 import click
 
 from . import __version__
-from .applier import Applier, ApplyReport, Result, TagReport, write_tags
+from .applier import Applier, ApplyReport, Result, TagReport, write_calls, write_tags
 from .aws import (
     Clients,
     assumed_session,
@@ -58,6 +58,7 @@ from .exporter import (
 from .gather import Scope, build_plan, read_explain, read_export
 from .manifest import Manifest, load_manifest
 from .model import REGION_RE, Action, Identity, Operation, Severity, sorted_findings
+from .pacing import Pacer, Rate, describe_duration, with_eta
 from .plan import Plan, load_plan_file
 from .planner import PlanOptions
 from .progress import NoProgress, TerminalProgress
@@ -72,12 +73,16 @@ class Ctx:
 
     def __init__(self, regions: tuple[str, ...], profile: str | None, strict: bool,
                  concurrency: int, sandbox: str | None, no_color: bool, verbose: int,
-                 quiet: bool) -> None:
+                 quiet: bool, api_rate_share: float = 1.0) -> None:
         for r in regions:
             if not REGION_RE.fullmatch(r):
                 raise UsageError(f"--region {r!r} is not a valid AWS Region name (like us-east-1)")
         if concurrency < 1 or concurrency > 256:
             raise UsageError(f"--concurrency must be between 1 and 256, got {concurrency}")
+        if not 0 < api_rate_share <= 1:
+            raise UsageError(f"--api-rate-share must be more than 0 and at most 1, got "
+                             f"{api_rate_share:g}")
+        self.api_rate_share = api_rate_share
         self.regions = regions or None
         self.profile = profile
         self.strict = strict
@@ -111,8 +116,12 @@ class Ctx:
                 stack.enter_context(running_sandbox(self.sandbox, self.sandbox_save))
             session = make_session(None if self.sandbox else self.profile)
             default_region = (self.regions or (None,))[0] or session.region_name or "us-east-1"
-            clients = Clients(session, self.concurrency, default_region)
+            clients = Clients(session, self.concurrency, default_region, self.pacer())
             yield clients, self.reader(clients)
+
+    def pacer(self, overrides: Mapping[str, Rate] | None = None) -> Pacer:
+        """One account's request buckets (none in the sandbox: it has no AWS limits)."""
+        return Pacer(self.api_rate_share, overrides, enabled=not self.sandbox)
 
     def reader(self, clients: Clients) -> Reader:
         reader = Reader(clients, self.concurrency)
@@ -131,6 +140,8 @@ class Ctx:
         """Sessions for the manifest's owner accounts (``owners:``, ``settings.role_arn`` or
         the caller itself), restricted to ``--owner`` when given."""
         with self.aws() as (base_clients, base_reader):
+            rates = dict(manifest.settings.api_rates)
+            base_clients.pacer.overrides.update(rates)
             targets: list[tuple[str | None, tuple[str, ...] | None]]
             if manifest.owners:
                 targets = [(o.role_arn, o.regions or None) for o in manifest.owners]
@@ -151,7 +162,8 @@ class Ctx:
                     session = assumed_session(base_clients.session, role_arn,
                                               base_clients.default_region,
                                               client_config(self.concurrency))
-                    c = Clients(session, self.concurrency, base_clients.default_region)
+                    c = Clients(session, self.concurrency, base_clients.default_region,
+                                self.pacer(rates))
                     r = self.reader(c)
                 clients[r.identity().account] = c
                 scopes.append(Scope(r, regions))
@@ -180,6 +192,10 @@ def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--strict", is_flag=True, help="Treat warnings as errors."),
         click.option("--concurrency", type=int, default=DEFAULT_CONCURRENCY, show_default=True,
                      metavar="N", help="Maximum concurrent AWS calls."),
+        click.option("--api-rate-share", type=float, default=1.0, show_default=True,
+                     metavar="F", envvar="RECONCILE_API_RATE_SHARE",
+                     help="Use this share of AWS's default request rates (0.5 leaves half to "
+                          "other tools; also RECONCILE_API_RATE_SHARE)."),
         click.option("--sandbox", metavar="STATE.yaml",
                      help="Run against an embedded AWS emulator seeded from this state file."),
         click.option("--no-color", is_flag=True, help="Never color output (NO_COLOR is honoured too)."),
@@ -191,9 +207,10 @@ def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(regions: tuple[str, ...], profile: str | None, strict: bool, concurrency: int,
-                sandbox: str | None, no_color: bool, force_color: bool, verbose: int,
-                quiet: bool, **kwargs: Any) -> Any:
-        ctx = Ctx(regions, profile, strict, concurrency, sandbox, no_color, verbose, quiet)
+                api_rate_share: float, sandbox: str | None, no_color: bool, force_color: bool,
+                verbose: int, quiet: bool, **kwargs: Any) -> Any:
+        ctx = Ctx(regions, profile, strict, concurrency, sandbox, no_color, verbose, quiet,
+                  api_rate_share)
         ctx.force_color = force_color
         return fn(ctx, **kwargs)
 
@@ -331,6 +348,8 @@ def plan(ctx: Ctx, manifest: str, out: str | None, fmt: str, detailed_exitcode: 
     if out:
         _write_file(out, p.json_lines())
     _emit_plan(ctx, p, m, fmt)
+    if line := _apply_time(ctx, p, m):
+        ctx.info(line)
     if p.errors:
         return EXIT_ERROR
     if detailed_exitcode and p.has_changes:
@@ -449,6 +468,33 @@ def apply(ctx: Ctx, manifest: str, plan_file: str | None, auto_approve: bool,
     return _report(done, todo)
 
 
+APPLY_TIME_AT_LEAST = 30.0  # seconds: a plan that applies faster needs no estimate
+
+
+def _apply_seconds(ctx: Ctx, plan: Plan, m: Manifest) -> tuple[float, tuple[str, str, str] | None]:
+    """How long the plan's writes take at least at the request rates (fresh buckets: reads
+    and writes use different actions), and the bucket that decides it."""
+    longest: tuple[float, tuple[str, str, str] | None] = (0.0, None)
+    for calls in write_calls(plan.operations, plan.resource_owner).values():
+        longest = max(longest, ctx.pacer(dict(m.settings.api_rates)).bottleneck(calls),
+                      key=lambda x: x[0])
+    return longest
+
+
+def _apply_time(ctx: Ctx, plan: Plan, m: Manifest) -> str:
+    """'Applying this plan takes ~3 min at ...' for plans long to apply, else ''."""
+    seconds, slowest = _apply_seconds(ctx, plan, m)
+    if seconds < APPLY_TIME_AT_LEAST or slowest is None:
+        return ""
+    region, service, action = slowest
+    rate = ctx.pacer(dict(m.settings.api_rates)).rate(service, action)
+    which = ("AWS's default request rate" if ctx.api_rate_share == 1 and action not in
+             dict(m.settings.api_rates) else "the configured request rate")
+    per_second = f" ({rate.per_second:g} per second)" if rate is not None else ""
+    return (f"Applying this plan takes {describe_duration(seconds)} at {which} for "
+            f"{action}{per_second} in {region}.")
+
+
 def _guard(todo: Plan, m: Manifest, allow_mass_removal: bool) -> None:
     limit = m.settings.max_removals
     if todo.summary.remove > limit and not allow_mass_removal:
@@ -469,7 +515,7 @@ def _execute(ctx: Ctx, conn: Connection, todo: Plan, m: Manifest, log_file: str 
     log = _JsonLog(log_file) if log_file else None
     stop = threading.Event()
     bar = TerminalProgress() if ctx.show_progress() else NoProgress()
-    bar.start("Applying", len(todo.operations))
+    bar.start(with_eta("Applying", _apply_seconds(ctx, todo, m)[0]), len(todo.operations))
     try:
         with _stop_on_signals(stop):
             applier = Applier(conn.clients, conn.identity(), concurrency=ctx.concurrency,

@@ -10,9 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
+from .concurrency import run_all
 from .desired import ManagedImage, Selection, rule_matches, select
 from .errors import UsageError
 from .explain import ImageFacts
@@ -75,27 +77,33 @@ def build_plan(manifest: Manifest, readers: Reader | Sequence[Scope],
                        restrict if options.regions is not None or len(scopes) > 1 else options.regions,
                        options.now or dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
 
+    # Owner accounts have request buckets of their own, and so does the scan for released
+    # images (other actions, other Regions): all of them are read at the same time.
+    jobs: list[Callable[[], Any]] = [
+        functools.partial(_read_account, manifest, account, reader,
+                          [m for m in selection.managed if m.image.owner_id == account])
+        for account, reader in owners.items()]
+    jobs.append(functools.partial(_find_released, manifest, options, scopes, images, selection))
+    reads = run_all(*jobs)
+    found_released: list[Image] = reads.pop()
     launch: dict[RegionKey, frozenset[Principal]] = {}
     snapshots: dict[RegionKey, Snapshot] = {}
     copy: dict[RegionKey, frozenset[Principal]] = {}
     keys: dict[RegionKey, KeyInfo] = {}
     public_access: dict[tuple[str, str], BlockState] = {}
     snapshot_access: dict[tuple[str, str], BlockState] = {}
-    for account, reader in owners.items():
-        mine = [m for m in selection.managed if m.image.owner_id == account]
-        _read_owner(manifest, reader, mine, launch, snapshots, copy, keys)
-        check = regions_needing_public_check(Selection(tuple(mine), ()), launch, snapshots)
-        public_access.update({(account, r): res for r, res in
-                              zip(check, reader.map(reader.public_access_block, check), strict=True)})
-        check = regions_needing_snapshot_public_check(mine, copy, snapshots)
-        snapshot_access.update({(account, r): res for r, res in zip(
-            check, reader.map(reader.snapshot_public_access_block, check), strict=True)})
+    for owner in reads:
+        launch.update(owner.launch)
+        snapshots.update(owner.snapshots)
+        copy.update(owner.copy)
+        keys.update(owner.keys)
+        public_access.update(owner.public_access)
+        snapshot_access.update(owner.snapshot_access)
     public_images: dict[tuple[str, str], int] = defaultdict(int)
     for region, found in images.items():
         for img in found:
             public_images[(img.owner_id, region)] += img.public
-    released = _read_released(manifest, options, scopes, owners, images, selection,
-                              launch, snapshots, copy)
+    released = _read_released(manifest, owners, found_released, launch, snapshots, copy)
     state = CurrentState(launch, public_access, snapshots, copy, keys,
                          regions=tuple(sorted(listed)), snapshot_public_access=snapshot_access,
                          public_images=dict(public_images), released=released)
@@ -109,18 +117,15 @@ def build_plan(manifest: Manifest, readers: Reader | Sequence[Scope],
     return compute_plan(manifest, identity, selection, replace(state, key_uses=uses), options)
 
 
-def _read_released(manifest: Manifest, options: PlanOptions, scopes: Sequence[Scope],
-                   owners: Mapping[str, Reader], images: dict[str, list[Image]],
-                   selection: Selection, launch: dict[RegionKey, frozenset[Principal]],
-                   snapshots: dict[RegionKey, Snapshot],
-                   copy: dict[RegionKey, frozenset[Principal]]) -> tuple[Image, ...]:
-    """Images with this manifest's ownership tag that no rule matches any more, and their
-    state. The Regions this run lists already show their tags; without ``--region``, the
-    other enabled Regions get one tag-filtered ``DescribeImages`` each, so a Region dropped
-    from the manifest still releases its images."""
+def _find_released(manifest: Manifest, options: PlanOptions, scopes: Sequence[Scope],
+                   images: Mapping[str, list[Image]], selection: Selection) -> list[Image]:
+    """Images with this manifest's ownership tag that no rule matches any more. The Regions
+    this run lists already show their tags; without ``--region``, the other enabled Regions
+    get one tag-filtered ``DescribeImages`` each, so a Region dropped from the manifest still
+    releases its images."""
     name = manifest.settings.name
     if manifest.settings.ownership != "tag":
-        return ()
+        return []
     managed = {m.image.key for m in selection.managed}
     found: list[Image] = []
     for scope in scopes:
@@ -135,9 +140,18 @@ def _read_released(manifest: Manifest, options: PlanOptions, scopes: Sequence[Sc
             for there in reader.map(scan, others):
                 found += [img for img in there if img.owner_id == account]
     # A rule still matching an image keeps it (a disabled one is not managed, not released).
-    released = sorted({img for img in found if img.key not in managed and not any(
+    return sorted({img for img in found if img.key not in managed and not any(
         rule_matches(rule, img) for rule in manifest.rules if img.region in rule.regions)},
         key=lambda i: i.key)
+
+
+def _read_released(manifest: Manifest, owners: Mapping[str, Reader], released: list[Image],
+                   launch: dict[RegionKey, frozenset[Principal]],
+                   snapshots: dict[RegionKey, Snapshot],
+                   copy: dict[RegionKey, frozenset[Principal]]) -> tuple[Image, ...]:
+    """The state of the released images: launch permissions, snapshots, and the copy
+    permissions of the snapshots carrying this manifest's tag."""
+    name = manifest.settings.name
     for account, reader in owners.items():
         mine_released = [img for img in released if img.owner_id == account]
         launch.update(reader.all_launch_permissions(
@@ -199,27 +213,53 @@ def read_key_uses(key_arns: set[str], owners: Mapping[str, Reader],
     return {arn: tuple(v) for arn, v in uses.items()}
 
 
-def _read_owner(manifest: Manifest, reader: Reader, managed: list[ManagedImage],
-                launch: dict[RegionKey, frozenset[Principal]], snapshots: dict[RegionKey, Snapshot],
-                copy: dict[RegionKey, frozenset[Principal]], keys: dict[RegionKey, KeyInfo]) -> None:
-    """The reads for one owner's managed images (results added to the given maps)."""
-    launch.update(reader.all_launch_permissions([m.image for m in managed]))
-    by_region: dict[str, list[str]] = defaultdict(list)
-    for m in managed:
-        by_region[m.image.region].extend(m.image.snapshot_ids)
-    regions = sorted(by_region)
-    for region, found in zip(regions, reader.map(lambda r: reader.snapshots(r, by_region[r]), regions),
-                             strict=True):
-        snapshots.update({(region, sid): snap for sid, snap in found.items()})
+@dataclass
+class _AccountReads:
+    """What the reads of one owner account found."""
 
-    copy_keys = sorted({(m.image.region, s) for m in managed if m.manages_copy
-                        for s in m.image.snapshot_ids})
-    copy.update(zip(copy_keys, reader.map(reader.copy_permissions, copy_keys), strict=True))
+    launch: dict[RegionKey, frozenset[Principal]] = field(default_factory=dict)
+    snapshots: dict[RegionKey, Snapshot] = field(default_factory=dict)
+    copy: dict[RegionKey, frozenset[Principal]] = field(default_factory=dict)
+    keys: dict[RegionKey, KeyInfo] = field(default_factory=dict)
+    public_access: dict[tuple[str, str], BlockState] = field(default_factory=dict)
+    snapshot_access: dict[tuple[str, str], BlockState] = field(default_factory=dict)
 
-    if manifest.settings.kms == "off":
-        return
-    mine = {(m.image.region, s) for m in managed for s in m.image.snapshot_ids}
-    keys.update(read_keys(reader, [snap for k, snap in snapshots.items() if k in mine]))
+
+def _read_account(manifest: Manifest, account: str, reader: Reader,
+                  managed: list[ManagedImage]) -> _AccountReads:
+    """The reads for one owner's managed images. The launch permissions (one call per image,
+    the long part) and the snapshots, their copy permissions and keys (other actions, other
+    buckets) are read at the same time; Block Public Access only where the result needs it."""
+    out = _AccountReads()
+
+    def launch() -> None:
+        out.launch.update(reader.all_launch_permissions([m.image for m in managed]))
+
+    def backing() -> None:
+        by_region: dict[str, list[str]] = defaultdict(list)
+        for m in managed:
+            by_region[m.image.region].extend(m.image.snapshot_ids)
+        regions = sorted(by_region)
+        for region, found in zip(regions, reader.map(lambda r: reader.snapshots(r, by_region[r]),
+                                                     regions), strict=True):
+            out.snapshots.update({(region, sid): snap for sid, snap in found.items()})
+        copy_keys = sorted({(m.image.region, s) for m in managed if m.manages_copy
+                            for s in m.image.snapshot_ids})
+        out.copy.update(zip(copy_keys, reader.map(reader.copy_permissions, copy_keys),
+                            strict=True))
+        if manifest.settings.kms != "off":
+            mine = {(m.image.region, s) for m in managed for s in m.image.snapshot_ids}
+            out.keys.update(read_keys(reader, [snap for k, snap in out.snapshots.items()
+                                               if k in mine]))
+
+    run_all(launch, backing)
+    check = regions_needing_public_check(Selection(tuple(managed), ()), out.launch, out.snapshots)
+    out.public_access.update({(account, r): res for r, res in
+                              zip(check, reader.map(reader.public_access_block, check), strict=True)})
+    check = regions_needing_snapshot_public_check(managed, out.copy, out.snapshots)
+    out.snapshot_access.update({(account, r): res for r, res in zip(
+        check, reader.map(reader.snapshot_public_access_block, check), strict=True)})
+    return out
 
 
 def read_keys(reader: Reader, snapshots: Sequence[Snapshot]) -> dict[RegionKey, KeyInfo]:

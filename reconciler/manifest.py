@@ -24,6 +24,7 @@ from .errors import InputError, Problem
 from .files import read_input
 from .kms import GrantShape
 from .model import PUBLIC, Finding, Principal, Severity, bad_account_id
+from .pacing import Rate
 from .schema import schema_problems
 from .yamlload import MAX_BYTES, Located, load_yaml
 
@@ -50,6 +51,8 @@ class Settings:
     name: str = "manifest"  # the ownership tag's value (default: the manifest file's stem)
     ownership: str = "tag"  # tag: record managed images in AWS with OWNERSHIP_TAG; none: off
     on_release: str = "revoke"  # revoke | keep: what happens to an image no rule matches any more
+    # API action -> its token bucket, for accounts whose limits AWS raised (pacing.py)
+    api_rates: tuple[tuple[str, Rate], ...] = ()
 
 
 _TAG_VALUE_BAD = re.compile(r"[^A-Za-z0-9 _.:/=+@-]")
@@ -181,6 +184,8 @@ def _semantic(doc: Located, sha256: str) -> tuple[Manifest | None, list[Problem]
         name=s.get("name") or default_name(doc.file),
         ownership=s.get("ownership", "tag"),
         on_release=s.get("on_release", "revoke"),
+        api_rates=tuple(sorted((action, Rate(r["burst"], r["per_second"]))
+                               for action, r in (s.get("api_rates") or {}).items())),
     )
     owners = tuple(Owner(o["role_arn"], tuple(o.get("regions") or ())) for o in data.get("owners") or ())
     if owners and settings.role_arn:

@@ -23,15 +23,17 @@ connection, an answer that is not an AWS response) becomes one line naming the c
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, TypeVar
 
 from .aws import CallError, Clients, aws_call
+from .concurrency import parallel_map
 from .errors import AwsError
 from .kms import KeyInfo
 from .model import BlockState, Identity, Image, Principal, Snapshot
+from .pacing import with_eta
 from .progress import NoProgress, Progress
 
 SNAPSHOT_BATCH = 200
@@ -86,6 +88,15 @@ def parse_launch_permissions(entries: Iterable[dict[str, Any]], image_id: str) -
     return frozenset(out)
 
 
+def region_of(item: object) -> str:
+    """The Region a read's item is in: an image, a (Region, ID) pair, or a Region name."""
+    if isinstance(item, Image):
+        return item.region
+    if isinstance(item, tuple) and item and isinstance(item[0], str):
+        return item[0]
+    return item if isinstance(item, str) else ""
+
+
 class Reader:
     def __init__(self, clients: Clients, concurrency: int = 16) -> None:
         self.clients = clients
@@ -93,11 +104,17 @@ class Reader:
         self._identity: Identity | None = None
         self.progress: Progress = NoProgress()
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T], label: str = "") -> list[R]:
-        """Run ``fn`` over ``items`` on the bounded pool; results keep the input order.
+    def map(self, fn: Callable[[T], R], items: Sequence[T], label: str = "",
+            call: tuple[str, str] | None = None) -> list[R]:
+        """Run ``fn`` over ``items`` on the bounded pool, the Regions' items interleaved (each
+        Region has its own request buckets); results keep the input order.
 
-        With a ``label``, progress is reported (a bar on a terminal for long runs)."""
+        With a ``label``, progress is reported (a bar on a terminal for long runs); with the
+        (service, action) each item calls, the label says how long the request rate makes it."""
         if label:
+            if call is not None:
+                counts = collections.Counter((region_of(i), *call) for i in items)
+                label = with_eta(label, self.clients.pacer.estimate(counts))
             self.progress.start(label, len(items))
             inner = fn
 
@@ -107,10 +124,7 @@ class Reader:
                 return result
 
         try:
-            if len(items) <= 1 or self.concurrency == 1:
-                return [fn(i) for i in items]
-            with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
-                return list(pool.map(fn, items))
+            return parallel_map(fn, items, self.concurrency, region_of)
         finally:
             if label:
                 self.progress.finish()
@@ -161,7 +175,8 @@ class Reader:
         return parse_launch_permissions(entries, image.image_id)
 
     def all_launch_permissions(self, images: Sequence[Image]) -> dict[tuple[str, str], frozenset[Principal]]:
-        results = self.map(self.launch_permissions, list(images), "Reading launch permissions")
+        results = self.map(self.launch_permissions, list(images), "Reading launch permissions",
+                           ("ec2", "DescribeImageAttribute"))
         return {img.key: perms for img, perms in zip(images, results, strict=True)}
 
     def public_access_block(self, region: str) -> BlockState:

@@ -39,6 +39,14 @@ def _operation(headers: Any, body: bytes) -> tuple[str, str]:
     return ("sts" if action in ("GetCallerIdentity", "AssumeRole") else "ec2"), action
 
 
+def _region(headers: Any) -> str:
+    """The Region a SigV4-signed request is for (its credential scope)."""
+    auth = headers.get("Authorization", "")
+    scope = auth.split("Credential=", 1)[1].split(",", 1)[0] if "Credential=" in auth else ""
+    parts = scope.split("/")
+    return parts[2] if len(parts) > 2 else ""
+
+
 def _throttle(service: str) -> tuple[int, str, bytes]:
     if service == "kms":
         return 400, "application/x-amz-json-1.1", (
@@ -84,7 +92,8 @@ class FaultProxy:
                  fail_resource: str | None = None, write_delay: float = 0.0,
                  latency: float = 0.0,
                  after_write: Callable[[int, str], None] | None = None,
-                 faults: dict[str, str] | None = None) -> None:
+                 faults: dict[str, str] | None = None,
+                 admit: Callable[[str, str, str], bool] | None = None) -> None:
         parsed = urllib.parse.urlparse(upstream)
         self.upstream = (parsed.hostname or "127.0.0.1", parsed.port or 80)
         self.rng = random.Random(seed)
@@ -95,8 +104,12 @@ class FaultProxy:
         self.latency = latency  # added to every forwarded request (network round trip)
         self.after_write = after_write
         self.faults = dict(faults or {})
+        # (Region, service, action) -> False to refuse the request as AWS throttles it (the
+        # benchmark's per-action token buckets); called for every request, before the dice.
+        self.admit = admit
         self.counts: collections.Counter[str] = collections.Counter()
         self.forwarded: collections.Counter[str] = collections.Counter()
+        self.refused: collections.Counter[str] = collections.Counter()
         self.writes = 0
         self.enabled = True
         self._lock = threading.Lock()
@@ -167,6 +180,14 @@ class FaultProxy:
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 service, op = _operation(self.headers, body)
+                if proxy.admit is not None and not proxy.admit(_region(self.headers), service, op):
+                    with proxy._lock:
+                        proxy.counts["requests"] += 1
+                        proxy.counts["throttled"] += 1
+                        proxy.refused[op] += 1
+                    if proxy.latency:
+                        time.sleep(proxy.latency)  # a refusal is a round trip too
+                    return self._reply(*_throttle(service))
                 decision = proxy._decide(service, op, body)
                 if decision in MALFORMED:
                     return self._reply(*MALFORMED[decision])

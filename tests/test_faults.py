@@ -18,6 +18,8 @@ from faultproxy import FaultProxy
 from helpers import ACCOUNT, Images, MotoServer, Runner, cli_env, reconcile_executable
 
 from reconciler import kms
+from reconciler.applier import write_calls
+from reconciler.plan import load_plan_file
 from reconciler.sandbox import encrypt_image
 
 pytestmark = pytest.mark.e2e
@@ -237,9 +239,9 @@ def test_apply_makes_the_plans_reads_and_one_write_per_changed_resource(
     estate = Estate(srv, images, tmp_path, plain=3)
     managed = len(estate.encrypted) + len(estate.plain)
     args = ["apply", str(estate.manifest), "--auto-approve"]
+    plan_file = tmp_path / "plan.json"
+    assert run_cli("plan", str(estate.manifest), "--out", str(plan_file)).code == 0
     if saved:
-        plan_file = tmp_path / "plan.json"
-        assert run_cli("plan", str(estate.manifest), "--out", str(plan_file)).code == 0
         args = ["apply", str(estate.manifest), "--plan", str(plan_file)]
     with FaultProxy(srv.url) as proxy:
         r = run_cli(*args, endpoint=proxy.url)
@@ -251,4 +253,10 @@ def test_apply_makes_the_plans_reads_and_one_write_per_changed_resource(
     # and after their removal, each time from a fresh read (plus the plan's own read)
     assert calls["PutKeyPolicy"] == 2 and calls["GetKeyPolicy"] == 1 + 2
     assert calls["CreateTags"] == 1
+    # the pacing model's count of an apply's writes (for the plan's apply time) is exact
+    (expected,) = write_calls(load_plan_file(str(plan_file)).operations, {}).values()
+    assert {action: n for (_, _, action), n in expected.items()} == {
+        "ModifyImageAttribute": calls["ModifyImageAttribute"],
+        "PutKeyPolicy": calls["PutKeyPolicy"], "GetKeyPolicy": calls["GetKeyPolicy"] - 1}
+    assert "ModifySnapshotAttribute" not in calls  # this estate declares no copy
     estate.check_converged()

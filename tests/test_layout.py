@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 # manifest -> desired -> (current) -> diff -> plan -> render, and the export's pure part
-CORE = ["model", "errors", "yamlload", "schema", "manifest", "desired", "differ", "kms",
+CORE = ["model", "pacing", "errors", "yamlload", "schema", "manifest", "desired", "differ", "kms",
         "plan", "planner", "render", "exporter", "files", "findings"]
 SHELL_ONLY = ("boto3", "botocore", "click", "moto")
 

@@ -1,0 +1,230 @@
+"""Benchmark against a model of AWS's request limits, run on demand (not in the suite):
+
+    .venv/bin/python tests/perf/buckets.py              # N = 300, 1,000 and 3 Regions x 300
+    .venv/bin/python tests/perf/buckets.py --sizes 300  # just one size
+
+The installed ``reconcile`` runs in a subprocess against a moto server behind a loopback
+proxy (tests/faultproxy.py) that adds a fixed latency to every request and enforces EC2's
+per-action token buckets per Region as the EC2 developer guide documents them ("Request
+throttling for the Amazon EC2 API": non-mutating actions 100 tokens refilled at 20/s,
+DescribeSnapshots 50 / 10, ModifyImageAttribute and ModifySnapshotAttribute 100 / 5,
+CreateTags and DeleteTags 100 / 10, other mutating actions 50 / 5): a request finding its
+bucket empty is refused with RequestLimitExceeded (HTTP 503), as AWS does. The buckets are
+implemented here, independently of the client's pacer (reconciler/pacing.py).
+
+Estate: N images per Region, each shared with 5 of 50 accounts; the manifest allows 10. Each
+command runs behind a fresh proxy (full buckets, as for runs far apart). Printed per run:
+wall time, the floor the buckets allow and wall / floor, requests by action (and refused),
+and the reconcile process's peak memory.
+
+Floor: the reads of a phase can go no faster than their slowest bucket allows,
+max(0, requests - capacity) / refill, and an apply reads everything (its guards need the
+whole plan) before its first write, so its floor is the read floor plus the write floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from urllib.request import urlopen
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from bench import _PEAK_RSS_WRAPPER, ACCOUNT, accounts  # noqa: E402
+from faultproxy import FaultProxy  # noqa: E402
+
+LATENCY = 0.050
+REGIONS3 = ("us-east-1", "eu-west-1", "ap-southeast-2")
+# EC2 developer guide, "Request token limits" (capacity, refill per second).
+EC2_BUCKETS = {"DescribeSnapshots": (50, 10), "ModifyImageAttribute": (100, 5),
+               "ModifySnapshotAttribute": (100, 5), "CreateTags": (100, 10),
+               "DeleteTags": (100, 10)}
+MUTATING = ("Modify", "Create", "Delete", "Put")
+
+
+def ec2_bucket(action: str) -> tuple[int, int]:
+    if action in EC2_BUCKETS:
+        return EC2_BUCKETS[action]
+    return (50, 5) if action.startswith(MUTATING) else (100, 20)
+
+
+class AwsBuckets:
+    """Server-side buckets: a request takes a token or is refused (no queue, no waiting)."""
+
+    def __init__(self) -> None:
+        self._state: dict[tuple[str, str], tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, region: str, service: str, action: str) -> bool:
+        if service != "ec2":
+            return True  # KMS and STS quotas are far above what these runs ask
+        capacity, refill = ec2_bucket(action)
+        now = time.monotonic()
+        with self._lock:
+            tokens, at = self._state.get((region, action), (float(capacity), now))
+            tokens = min(capacity, tokens + (now - at) * refill)
+            ok = tokens >= 1
+            self._state[(region, action)] = (tokens - 1 if ok else tokens, now)
+            return ok
+
+
+def floor(requests: dict[tuple[str, str], int]) -> float:
+    """Seconds the buckets allow at best: reads, then writes."""
+    def slowest(writes: bool) -> float:
+        return max((max(0, n - ec2_bucket(a)[0]) / ec2_bucket(a)[1]
+                    for (_, a), n in requests.items() if a.startswith(MUTATING) is writes),
+                   default=0.0)
+    return slowest(False) + slowest(True)
+
+
+def seed(url: str, n: int, regions: tuple[str, ...]) -> None:
+    import boto3
+    from moto.ec2.models import ec2_backends
+
+    pool = accounts(50)
+    for region in regions:
+        ec2 = boto3.client("ec2", region_name=region, endpoint_url=url)
+        backend = ec2_backends[ACCOUNT][region]
+        for i in range(n):
+            iid = ec2.register_image(Name=f"golden-{i:05d}", RootDeviceName="/dev/xvda")["ImageId"]
+            backend.amis[iid].launch_permissions = [
+                {"UserId": pool[(i * 7 + k * 11) % 50]} for k in range(5)]
+
+
+def manifest(regions: tuple[str, ...]) -> str:
+    allowed = ", ".join(f'"{a}"' for a in accounts(10))
+    return (f"version: 1\nsettings: {{regions: [{', '.join(regions)}], max_removals: 1000000}}\n"
+            f"images:\n  - name: golden\n    select: {{name: \"golden-*\"}}\n"
+            f"    launch: [{allowed}]\n")
+
+
+def run(url: str, command: list[str]) -> dict[str, Any]:
+    import subprocess
+
+    buckets = AwsBuckets()
+    counts: dict[tuple[str, str], int] = {}
+    seen: dict[str, list[float]] = {}  # action -> [first, last] arrival, from the start
+    lock = threading.Lock()
+    t0 = time.perf_counter()
+
+    def admit(region: str, service: str, action: str) -> bool:
+        with lock:
+            counts[(region, action)] = counts.get((region, action), 0) + 1
+            at = time.perf_counter() - t0
+            seen.setdefault(action, [at, at])[1] = at
+        return buckets.admit(region, service, action)
+
+    with FaultProxy(url, latency=LATENCY, admit=admit) as proxy:
+        env = {**os.environ, "AWS_ENDPOINT_URL": proxy.url, "NO_COLOR": "1"}
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", _PEAK_RSS_WRAPPER, *command, "--quiet"],
+                              env=env, text=True, capture_output=True)
+        wall = time.perf_counter() - t0
+    assert proc.returncode in (0, 2), proc.stderr
+    peak_kib = int(proc.stderr.strip().splitlines()[-1].split()[1])
+    by_action: dict[str, int] = {}
+    for (_, action), n in counts.items():
+        by_action[action] = by_action.get(action, 0) + n
+    return {"wall": wall, "floor": floor(counts), "requests": by_action,
+            "refused": dict(proxy.refused), "peak_mib": peak_kib / 1024, "seen": seen}
+
+
+def formula(n: int, regions: tuple[str, ...], enabled: int, apply: bool) -> dict[str, int]:
+    """The README's call formula ("AWS calls") for this estate: unencrypted images with one
+    snapshot each, no copy rules, ownership tags on, no --region."""
+    calls = {"GetCallerIdentity": 1, "DescribeRegions": 1,
+             "DescribeImages": len(regions) + (enabled - len(regions)),
+             "DescribeImageAttribute": n * len(regions),
+             "DescribeSnapshots": -(-n // 200) * len(regions)}
+    if apply:
+        calls |= {"ModifyImageAttribute": n * len(regions),
+                  "CreateTags": -(-n // 1000) * len(regions)}
+    return calls
+
+
+def scenario(url: str, n: int, regions: tuple[str, ...]) -> list[dict[str, Any]]:
+    urlopen(f"{url}/moto-api/reset", data=b"").close()
+    t0 = time.perf_counter()
+    seed(url, n, regions)
+    print(f"seeded {n} x {len(regions)} Region(s) in {time.perf_counter() - t0:.0f} s",
+          flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        m = Path(tmp) / "bench.yaml"
+        m.write_text(manifest(regions))
+        import boto3
+
+        enabled = len(boto3.client("ec2", region_name="us-east-1", endpoint_url=url)
+                      .describe_regions()["Regions"])
+        for name, command in (("plan", ["plan", str(m)]),
+                              ("apply --auto-approve", ["apply", str(m), "--auto-approve"]),
+                              ("plan after apply", ["plan", str(m), "--detailed-exitcode"])):
+            row = run(url, command)
+            row["name"] = f"{name}, N = {n:,} x {len(regions)} Region(s)"
+            expected = formula(n, regions, enabled, name.startswith("apply"))
+            row["formula"] = "= formula" if row["requests"] == expected else f"!= {expected}"
+            rows.append(row)
+            print(format_row(row), flush=True)
+    return rows
+
+
+def format_row(r: dict[str, Any]) -> str:
+    ratio = r["wall"] / r["floor"] if r["floor"] else float("nan")
+    refused = sum(r["refused"].values())
+    reqs = ", ".join(f"{k} {v:,}" for k, v in sorted(r["requests"].items()))
+    return (f"{r['name']:<44} {r['wall']:>7.1f} s  floor {r['floor']:>6.1f} s  "
+            f"x {ratio:>4.2f}  refused {refused:>3}  peak {r['peak_mib']:>5.0f} MiB\n"
+            f"    requests {sum(r['requests'].values()):,} {r['formula']}: {reqs}\n"
+            "    arrivals (s from start): " + ", ".join(
+                f"{a} {t0:.1f}-{t1:.1f}" for a, (t0, t1) in sorted(r["seen"].items(),
+                                                                   key=lambda kv: kv[1])))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", type=int, nargs="*", default=[300, 1000])
+    ap.add_argument("--no-regions", action="store_true", help="skip 3 Regions x 300")
+    args = ap.parse_args()
+    os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+                       "AWS_DEFAULT_REGION": "us-east-1", "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",
+                       "AWS_EC2_METADATA_DISABLED": "true"})
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    from reconciler.sandbox import install_moto_extensions
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    install_moto_extensions()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    rows = []
+    try:
+        for n in args.sizes:
+            rows += scenario(url, n, ("us-east-1",))
+        if not args.no_regions:
+            rows += scenario(url, 300, REGIONS3)
+    finally:
+        server.stop()
+    print(f"\n{LATENCY * 1000:.0f} ms per request; python {sys.version.split()[0]}")
+    print("| run | wall | floor | x floor | requests | refused | peak memory |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        ratio = f"{r['wall'] / r['floor']:.2f}" if r["floor"] else "-"
+        print(f"| {r['name']} | {r['wall']:.1f} s | {r['floor']:.1f} s | {ratio} | "
+              f"{sum(r['requests'].values()):,} ({r['formula']}) | "
+              f"{sum(r['refused'].values())} | {r['peak_mib']:.0f} MiB |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""Client-side pacing (reconciler/pacing.py): a token bucket per (account, Region, action) at
+the documented defaults, in front of every request.
+
+The rates modelled are those of the EC2 developer guide, "Request throttling for the Amazon
+EC2 API" (https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html, "Request
+token limits"), the KMS developer guide, "Request quotas"
+(https://docs.aws.amazon.com/kms/latest/developerguide/requests-per-second.html) and the IAM
+user guide, "IAM and AWS STS quotas"."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import boto3
+import pytest
+from helpers import ACCOUNT, Images, MotoServer, Runner, run_main
+
+from reconciler.applier import write_calls
+from reconciler.aws import Clients
+from reconciler.concurrency import parallel_map, spread
+from reconciler.model import Action, Image, Operation, OpKind, Principal
+from reconciler.pacing import (
+    Pacer,
+    Rate,
+    TokenBucket,
+    default_rate,
+    describe_duration,
+    with_eta,
+)
+from reconciler.reader import Reader
+
+US, EU = "us-east-1", "eu-west-1"
+PROD = Principal.account("111122223333")
+
+
+class FakeClock:
+    """Time that moves only when someone sleeps (or the test says so)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.slept.append(seconds)
+
+
+def test_a_bucket_lets_its_burst_through_then_paces_at_its_refill_rate() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(Rate(100, 20), clock)
+    waits = [bucket.reserve() for _ in range(104)]
+    assert waits[:100] == [0.0] * 100
+    # the 101st request takes the token that arrives 1/20 s later, the next one 2/20 s ...
+    assert waits[100:] == pytest.approx([0.05, 0.10, 0.15, 0.20])
+    clock.now = 10.0  # ten seconds later the bucket is full again (never above its burst)
+    assert [bucket.reserve() for _ in range(100)] == [0.0] * 100
+    assert bucket.reserve() == pytest.approx(0.05)
+
+
+def test_the_estimate_counts_requests_already_waiting() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(Rate(100, 5), clock)
+    assert bucket.estimate(100) == 0.0
+    assert bucket.estimate(400) == pytest.approx(60.0)  # (400 - 100) / 5
+    for _ in range(110):
+        bucket.reserve()  # 10 are queued
+    assert bucket.estimate(5) == pytest.approx(3.0)  # (10 + 5) / 5
+
+
+@pytest.mark.parametrize(("service", "action", "rate"), [
+    ("ec2", "DescribeImages", Rate(100, 20)),
+    ("ec2", "DescribeImageAttribute", Rate(100, 20)),
+    ("ec2", "GetImageBlockPublicAccessState", Rate(100, 20)),
+    ("ec2", "DescribeSnapshots", Rate(50, 10)),  # the "unfiltered and unpaginated" row
+    ("ec2", "ModifyImageAttribute", Rate(100, 5)),
+    ("ec2", "ModifySnapshotAttribute", Rate(100, 5)),
+    ("ec2", "CreateTags", Rate(100, 10)),
+    ("ec2", "DeleteTags", Rate(100, 10)),
+    ("ec2", "EnableImageDeprecation", Rate(50, 5)),  # other mutating actions
+    ("kms", "DescribeKey", Rate(2000, 2000)),
+    ("kms", "GetKeyPolicy", Rate(1000, 1000)),
+    ("kms", "PutKeyPolicy", Rate(15, 15)),
+    ("kms", "ListAliases", Rate(500, 500)),
+    ("sts", "GetCallerIdentity", Rate(600, 600)),
+])
+def test_documented_default_rates(service: str, action: str, rate: Rate) -> None:
+    assert default_rate(service, action) == rate
+
+
+def test_share_overrides_and_separate_buckets() -> None:
+    clock = FakeClock()
+    half = Pacer(0.5, {"ModifyImageAttribute": Rate(200, 10)}, clock=clock, sleep=clock.sleep)
+    assert half.rate("ec2", "DescribeImageAttribute") == Rate(50, 10)
+    assert half.rate("ec2", "ModifyImageAttribute") == Rate(200, 10)  # raised limit, as given
+    # 50 tokens less a headroom left in AWS's bucket against early arrivals (0.2 s of refill)
+    for _ in range(48):
+        half.acquire(US, "ec2", "DescribeImageAttribute")
+    assert clock.slept == []
+    # another Region and another action have buckets of their own
+    half.acquire(EU, "ec2", "DescribeImageAttribute")
+    half.acquire(US, "ec2", "DescribeSnapshotAttribute")
+    assert clock.slept == []
+    half.acquire(US, "ec2", "DescribeImageAttribute")
+    assert clock.slept == [pytest.approx(0.1)]
+    # STS operations share one bucket (600 per second, 60 left as headroom: 10 % at most)
+    clock.slept.clear()
+    sts = Pacer(clock=clock, sleep=clock.sleep)
+    for _ in range(270):
+        sts.acquire(US, "sts", "AssumeRole")
+        sts.acquire(US, "sts", "GetCallerIdentity")
+    assert clock.slept == []
+    sts.acquire(US, "sts", "AssumeRole")
+    assert clock.slept == [pytest.approx(1 / 600)]
+    with pytest.raises(ValueError):
+        Pacer(0)
+    off = Pacer(enabled=False, clock=clock, sleep=clock.sleep)
+    assert [off.acquire(US, "ec2", "ModifyImageAttribute") for _ in range(500)] == [0.0] * 500
+
+
+def test_the_slowest_bucket_decides_and_durations_read_well() -> None:
+    pacer = Pacer(clock=FakeClock())
+    seconds, slowest = pacer.bottleneck({(US, "ec2", "ModifyImageAttribute"): 400,
+                                         (US, "ec2", "CreateTags"): 2,
+                                         (EU, "ec2", "ModifyImageAttribute"): 300})
+    # (400 - (100 - 1 of headroom)) / 5
+    assert (seconds, slowest) == (pytest.approx(60.2), (US, "ec2", "ModifyImageAttribute"))
+    assert [describe_duration(s) for s in (0.2, 45, 89, 150, 3900)] == [
+        "~1 s", "~45 s", "~89 s", "~3 min", "~1 h 5 min"]
+    assert with_eta("Reading", 9.9) == "Reading"
+    assert with_eta("Reading", 45) == "Reading (~45 s at the request rate)"
+
+
+def test_every_request_waits_for_its_token(aws: Images) -> None:
+    """The pacer sits in front of every request a client sends (botocore's before-send)."""
+    clock = FakeClock()
+    pacer = Pacer(overrides={"DescribeRegions": Rate(20, 10)}, clock=clock, sleep=clock.sleep)
+    ec2 = Clients(boto3.Session(region_name=US), pacer=pacer).get("ec2", US)
+    for _ in range(21):  # 20 tokens, 2 of them left to AWS as headroom
+        ec2.describe_regions()
+    assert pacer.requests == 21
+    assert clock.slept == pytest.approx([0.1, 0.2, 0.3])
+
+
+def test_workers_spread_across_regions_and_results_keep_their_order() -> None:
+    items = [(US, 1), (US, 2), (US, 3), (EU, 4), (EU, 5), ("ap-south-1", 6)]
+    assert [items[i][1] for i in spread(items, lambda x: x[0])] == [1, 4, 6, 2, 5, 3]
+    assert parallel_map(lambda x: x[1] * 10, items, 4, lambda x: x[0]) == [10, 20, 30, 40, 50, 60]
+    assert parallel_map(lambda x: x[1], items, 1) == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_long_read_says_how_long_it_takes(aws: Images) -> None:
+    clock = FakeClock()
+    pacer = Pacer(overrides={"DescribeImageAttribute": Rate(1, 0.1)}, clock=clock,
+                  sleep=clock.sleep)
+    images = [Image(aws.create(f"golden-{n}"), US, ACCOUNT, f"golden-{n}", "available", False)
+              for n in range(5)]
+    labels: list[str] = []
+
+    class Recorder:
+        def start(self, label: str, total: int) -> None:
+            labels.append(label)
+
+        def advance(self, n: int = 1) -> None:
+            pass
+
+        def finish(self) -> None:
+            pass
+
+    reader = Reader(Clients(boto3.Session(region_name=US), pacer=pacer), 2)
+    reader.progress = Recorder()
+    reader.all_launch_permissions(images)
+    assert labels == ["Reading launch permissions (~40 s at the request rate)"]  # (5 - 1) / 0.1
+
+
+def test_write_calls_model_one_call_per_changed_resource() -> None:
+    def op(kind: OpKind, action: Action, resource: str, p: Principal = PROD) -> Operation:
+        return Operation(action, kind, US, resource, p, ("golden",))
+
+    many = [Principal.account(f"{100000000000 + i}") for i in range(501)]
+    ops = [op(OpKind.LAUNCH, Action.ADD, "ami-1"), op(OpKind.LAUNCH, Action.REMOVE, "ami-1"),
+           op(OpKind.LAUNCH, Action.ADD, "ami-2"),
+           *[op(OpKind.COPY, Action.ADD, "snap-1", p) for p in many],
+           op(OpKind.COPY, Action.REMOVE, "snap-1", Principal.account("999988887777")),
+           op(OpKind.KMS, Action.ADD, "arn:aws:kms:us-east-1:1:key/k"),
+           op(OpKind.KMS, Action.REMOVE, "arn:aws:kms:us-east-1:1:key/k",
+              Principal.account("999988887777"))]
+    assert write_calls(ops, {(US, "ami-2"): "210987654321"}) == {
+        "": {(US, "ec2", "ModifyImageAttribute"): 1,
+             (US, "ec2", "ModifySnapshotAttribute"): 2 + 1,  # 501 adds: 2 calls; 1 removal
+             (US, "kms", "GetKeyPolicy"): 2, (US, "kms", "PutKeyPolicy"): 2},
+        "210987654321": {(US, "ec2", "ModifyImageAttribute"): 1},
+    }
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["--api-rate-share", "0"], "--api-rate-share must be more than 0 and at most 1, got 0"),
+    (["--api-rate-share", "1.5"], "got 1.5"),
+])
+def test_the_share_is_checked(args: list[str], said: str, tmp_path: Path) -> None:
+    m = tmp_path / "amis.yaml"
+    m.write_text("version: 1\nimages: []\n")
+    r = run_main("plan", str(m), *args)
+    assert r.code == 1 and said in r.err, r.err
+
+
+@pytest.mark.parametrize(("rates", "said"), [
+    ("{modify: {burst: 1, per_second: 1}}", "is not an AWS API action name"),
+    ("{ModifyImageAttribute: {burst: 0, per_second: 1}}", "burst"),
+    ("{ModifyImageAttribute: {burst: 10, per_second: 0}}", "per_second"),
+    ("{ModifyImageAttribute: {burst: 10}}", "per_second"),
+])
+def test_api_rates_are_validated_with_located_errors(rates: str, said: str,
+                                                     tmp_path: Path) -> None:
+    m = tmp_path / "amis.yaml"
+    m.write_text(f"version: 1\nsettings:\n  api_rates: {rates}\nimages: []\n")
+    r = run_main("validate", str(m))
+    assert r.code == 1 and f"{m}:3:" in r.err and said in r.err, r.err
+
+
+def test_plan_says_how_long_a_long_apply_takes(server: tuple[MotoServer, Images],
+                                               run_cli: Runner, tmp_path: Path) -> None:
+    """Three images to change at a (configured) 1 write per 20 s, after a burst of 1."""
+    _, images = server
+    ids = [images.create(f"golden-{n}") for n in range(3)]
+    m = tmp_path / "amis.yaml"
+    m.write_text('version: 1\nsettings:\n  regions: [us-east-1]\n'
+                 '  api_rates: {ModifyImageAttribute: {burst: 1, per_second: 0.05}}\n'
+                 'principals: {prod: "111122223333"}\n'
+                 'images:\n  - {name: golden, select: {name: "golden-*"}, launch: [prod]}\n')
+    r = run_cli("plan", str(m))
+    assert r.code == 0 and all(i in r.out for i in ids), r.err
+    assert ("Applying this plan takes ~40 s at the configured request rate for "
+            "ModifyImageAttribute (0.05 per second) in us-east-1.") in r.err
+    r = run_cli("plan", str(m), "--api-rate-share", "0.5")  # the share scales defaults only
+    assert "~40 s at the configured request rate" in r.err
