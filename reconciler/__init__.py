@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .errors import InputError, ReconcilerError
-from .manifest import Manifest, load_manifest, parse_manifest
+from .core.errors import InputError, ReconcilerError
+from .core.manifest import Manifest, load_manifest, parse_manifest
 
 __version__ = "0.1.0"
 

@@ -24,17 +24,7 @@ from typing import Any, NoReturn, TextIO
 import click
 
 from . import __version__
-from .applier import Applier, ApplyReport, Result, TagReport, write_calls, write_tags
-from .aws import (
-    Clients,
-    assumed_session,
-    client_config,
-    describe_error,
-    make_session,
-    mask_secrets,
-    role_account,
-)
-from .errors import (
+from .core.errors import (
     EXIT_CANNOT,
     EXIT_CHANGES,
     EXIT_ERROR,
@@ -46,24 +36,34 @@ from .errors import (
     StalePlanError,
     UsageError,
 )
-from .explain import Verdict, resolve_principal
-from .explain import explain as explain_verdict
-from .exporter import (
+from .core.explain import Verdict, resolve_principal
+from .core.explain import explain as explain_verdict
+from .core.exporter import (
     ImageFilter,
     compute_export,
     load_names,
     parse_tag_filters,
     schema_ref_for,
 )
-from .gather import Scope, build_plan, read_explain, read_export
-from .manifest import Manifest, load_manifest
-from .model import REGION_RE, Action, Identity, Operation, Severity, sorted_findings
-from .pacing import Pacer, Rate, describe_duration, with_eta
-from .plan import Plan, load_plan_file
-from .planner import PlanOptions
-from .progress import NoProgress, TerminalProgress
-from .reader import Reader
-from .render import key_policy_details, render_markdown, text_lines
+from .core.manifest import Manifest, load_manifest
+from .core.model import REGION_RE, Action, Identity, Operation, Severity, sorted_findings
+from .core.pacing import Pacer, Rate, describe_duration, with_eta
+from .core.plan import Plan, load_plan_file
+from .core.planner import PlanOptions
+from .core.render import key_policy_details, render_markdown, text_lines
+from .shell.applier import Applier, ApplyReport, Result, TagReport, write_calls, write_tags
+from .shell.aws import (
+    Clients,
+    assumed_session,
+    client_config,
+    describe_error,
+    make_session,
+    mask_secrets,
+    role_account,
+)
+from .shell.gather import Scope, build_plan, read_explain, read_export
+from .shell.progress import NoProgress, TerminalProgress
+from .shell.reader import Reader
 
 DEFAULT_CONCURRENCY = 16
 
@@ -111,7 +111,7 @@ class Ctx:
         """Clients and a reader for this run, inside the sandbox when one is given."""
         with contextlib.ExitStack() as stack:
             if self.sandbox:
-                from .sandbox import running_sandbox
+                from .shell.sandbox import running_sandbox
 
                 stack.enter_context(running_sandbox(self.sandbox, self.sandbox_save))
             session = make_session(None if self.sandbox else self.profile)

@@ -20,7 +20,7 @@ from helpers import (
     run_main,
 )
 
-from reconciler.sandbox import IMAGE_BLOCK_PUBLIC_ACCESS, install_moto_extensions
+from reconciler.shell.sandbox import IMAGE_BLOCK_PUBLIC_ACCESS, install_moto_extensions
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 import boto3
 
-from reconciler.sandbox import IMAGE_BLOCK_PUBLIC_ACCESS, set_image_id
+from reconciler.shell.sandbox import IMAGE_BLOCK_PUBLIC_ACCESS, set_image_id
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -14,13 +14,13 @@ import botocore.retries.standard
 import pytest
 from helpers import ACCOUNT, Images
 
-from reconciler.applier import Applier
-from reconciler.aws import Clients
-from reconciler.gather import build_plan
-from reconciler.manifest import parse_manifest
-from reconciler.model import Action, Identity, Operation, OpKind, Principal
-from reconciler.planner import PlanOptions
-from reconciler.reader import Reader
+from reconciler.core.manifest import parse_manifest
+from reconciler.core.model import Action, Identity, Operation, OpKind, Principal
+from reconciler.core.planner import PlanOptions
+from reconciler.shell.applier import Applier
+from reconciler.shell.aws import Clients
+from reconciler.shell.gather import build_plan
+from reconciler.shell.reader import Reader
 
 PROD, STAGING, HAND = "111122223333", "444455556666", "999988887777"
 
@@ -186,7 +186,7 @@ class _Raw:
 
 
 def test_disabled_image_is_listed_and_excluded_with_a_warning(aws: Images) -> None:
-    from reconciler.sandbox import set_image_state
+    from reconciler.shell.sandbox import set_image_state
 
     image = aws.create("golden-1")
     set_image_state(ACCOUNT, "us-east-1", image, "disabled")

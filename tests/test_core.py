@@ -13,12 +13,12 @@ import textwrap
 import pytest
 from jsonschema import Draft202012Validator
 
-from reconciler.desired import Selection, select
-from reconciler.differ import diff_permissions
-from reconciler.errors import InputError
-from reconciler.kms import KeyInfo
-from reconciler.manifest import Manifest, parse_manifest
-from reconciler.model import (
+from reconciler.core.desired import Selection, select
+from reconciler.core.differ import diff_permissions
+from reconciler.core.errors import InputError
+from reconciler.core.kms import KeyInfo
+from reconciler.core.manifest import Manifest, parse_manifest
+from reconciler.core.model import (
     Action,
     BlockState,
     Finding,
@@ -31,8 +31,8 @@ from reconciler.model import (
     Severity,
     Snapshot,
 )
-from reconciler.plan import Plan, make_plan, plan_from_dict, state_digest
-from reconciler.planner import (
+from reconciler.core.plan import Plan, make_plan, plan_from_dict, state_digest
+from reconciler.core.planner import (
     CurrentState,
     PlanOptions,
     _image_checks,
@@ -40,8 +40,8 @@ from reconciler.planner import (
     compute_plan,
     regions_needing_public_check,
 )
-from reconciler.render import render_markdown, render_text, summary_line
-from reconciler.schema import load_schema
+from reconciler.core.render import render_markdown, render_text, summary_line
+from reconciler.core.schema import load_schema
 
 ACCOUNT = "123456789012"
 IDENTITY = Identity(ACCOUNT, f"arn:aws:iam::{ACCOUNT}:user/ci")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from helpers import ACCOUNT, EXAMPLES, Images, MotoServer, Runner
 
-from reconciler.sandbox import IMAGE_BLOCK_PUBLIC_ACCESS
+from reconciler.shell.sandbox import IMAGE_BLOCK_PUBLIC_ACCESS
 
 pytestmark = pytest.mark.e2e
 
@@ -399,7 +399,7 @@ def test_bad_manifest_rejected_without_aws(run_cli: Runner, no_aws, path: Path) 
 
 def test_encrypted_ami_end_to_end(server: tuple[MotoServer, Images], run_cli: Runner,
                                   tmp_path: Path) -> None:
-    from reconciler.sandbox import encrypt_image
+    from reconciler.shell.sandbox import encrypt_image
 
     srv, images = server
     kms_client = srv.client("kms")

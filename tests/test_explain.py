@@ -11,8 +11,8 @@ import pytest
 import yaml
 from helpers import EXAMPLES, Images, MotoServer, Runner, run_main
 
-from reconciler import kms
-from reconciler.sandbox import encrypt_image
+from reconciler.core import kms
+from reconciler.shell.sandbox import encrypt_image
 
 ACCOUNT = "123456789012"
 PROD, OTHER = "111122223333", "999988887777"

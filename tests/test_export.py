@@ -14,10 +14,10 @@ import pytest
 import yaml
 from helpers import ACCOUNT, EXAMPLES, Images, MotoServer, Runner
 
-from reconciler import kms
-from reconciler.desired import select
-from reconciler.errors import InputError, UsageError
-from reconciler.exporter import (
+from reconciler.core import kms
+from reconciler.core.desired import select
+from reconciler.core.errors import InputError, UsageError
+from reconciler.core.exporter import (
     ExportResult,
     ImageFilter,
     SharedImage,
@@ -27,11 +27,11 @@ from reconciler.exporter import (
     parse_names,
     parse_tag_filters,
 )
-from reconciler.gather import read_export
-from reconciler.kms import KeyInfo
-from reconciler.manifest import Manifest, parse_manifest
-from reconciler.model import Identity, Image, Principal, PrincipalKind, Snapshot
-from reconciler.planner import CurrentState, compute_plan
+from reconciler.core.kms import KeyInfo
+from reconciler.core.manifest import Manifest, parse_manifest
+from reconciler.core.model import Identity, Image, Principal, PrincipalKind, Snapshot
+from reconciler.core.planner import CurrentState, compute_plan
+from reconciler.shell.gather import read_export
 
 US, EU = "us-east-1", "eu-west-1"
 PROD, STAGING, DEV, HAND = "111122223333", "444455556666", "777788889999", "999988887777"
@@ -477,8 +477,8 @@ def test_read_export_makes_only_the_read_calls_it_needs(aws: Images) -> None:
     from test_aws import counted_clients
     from test_security import readme_policies
 
-    from reconciler.reader import Reader
-    from reconciler.sandbox import encrypt_image, set_image_state
+    from reconciler.shell.reader import Reader
+    from reconciler.shell.sandbox import encrypt_image, set_image_state
 
     shared_ids = [(aws.create(f"golden-{i}", region=r, launch=[{"UserId": PROD}]), r)
                   for i in range(2) for r in (US, EU)]
@@ -527,7 +527,7 @@ def launch_of(images: Images, image_id: str, region: str = US) -> list[dict[str,
 @pytest.mark.e2e
 def test_export_then_plan_reports_no_changes(server: tuple[MotoServer, Images], run_cli: Runner,
                                              tmp_path: Path) -> None:
-    from reconciler.sandbox import encrypt_image, make_aws_managed, set_image_state
+    from reconciler.shell.sandbox import encrypt_image, make_aws_managed, set_image_state
 
     srv, images = server
     ec2 = srv.client("ec2")
@@ -791,7 +791,7 @@ def test_no_name_glob_when_it_would_match_another_image() -> None:
 
 
 def test_schema_line_points_at_a_file_that_exists(tmp_path: Path) -> None:
-    from reconciler.exporter import schema_ref_for
+    from reconciler.core.exporter import schema_ref_for
 
     assert schema_ref_for(str(tmp_path / "amis.yaml")) is None
     no_line = compute_export(ACCOUNT, [shared(image(1), P_PROD)], schema_ref=None).text

@@ -17,10 +17,10 @@ import pytest
 from faultproxy import FaultProxy
 from helpers import ACCOUNT, Images, MotoServer, Runner, cli_env, reconcile_executable
 
-from reconciler import kms
-from reconciler.applier import write_calls
-from reconciler.plan import load_plan_file
-from reconciler.sandbox import encrypt_image
+from reconciler.core import kms
+from reconciler.core.plan import load_plan_file
+from reconciler.shell.applier import write_calls
+from reconciler.shell.sandbox import encrypt_image
 
 pytestmark = pytest.mark.e2e
 

@@ -24,13 +24,13 @@ from test_kms import (
     replan,
 )
 
-from reconciler import kms
-from reconciler.gather import build_plan
-from reconciler.kms import Grantee, GranteeKind
-from reconciler.manifest import parse_manifest
-from reconciler.model import OpKind
-from reconciler.reader import Reader
-from reconciler.render import key_policy_details, text_lines
+from reconciler.core import kms
+from reconciler.core.kms import Grantee, GranteeKind
+from reconciler.core.manifest import parse_manifest
+from reconciler.core.model import OpKind
+from reconciler.core.render import key_policy_details, text_lines
+from reconciler.shell.gather import build_plan
+from reconciler.shell.reader import Reader
 
 # ----------------------------------------------------------------- 1. Auto Scaling consumers
 

@@ -2,7 +2,7 @@
 
 Contract under test (SPEC §3, §5, §6): whatever bytes a user (or an attacker who can open a
 pull request) puts in these files, loading either succeeds or raises
-:class:`reconciler.errors.InputError` whose every problem renders as ONE line
+:class:`reconciler.core.errors.InputError` whose every problem renders as ONE line
 ``FILE:LINE:COL: message`` naming the file. No other exception type may escape (the CLI
 would print a traceback), loading stays bounded (alias bombs, deep nesting, 10 MB files)
 and no AWS request is made.
@@ -31,9 +31,9 @@ from hypothesis import event as hypothesis_event
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from reconciler.errors import InputError, Problem
-from reconciler.manifest import Manifest, parse_manifest
-from reconciler.model import (
+from reconciler.core.errors import InputError, Problem
+from reconciler.core.manifest import Manifest, parse_manifest
+from reconciler.core.model import (
     ACCOUNT_ID_RE,
     AMI_ID_RE,
     ORG_ARN_RE,
@@ -47,9 +47,9 @@ from reconciler.model import (
     PrincipalKind,
     Severity,
 )
-from reconciler.plan import Plan, load_plan_file, make_plan, plan_from_dict
-from reconciler.sandbox import SandboxState, parse_sandbox
-from reconciler.yamlload import MAX_BYTES
+from reconciler.core.plan import Plan, load_plan_file, make_plan, plan_from_dict
+from reconciler.core.yamlload import MAX_BYTES
+from reconciler.shell.sandbox import SandboxState, parse_sandbox
 
 MANIFEST_FILE = "hostile-manifest.yaml"
 SANDBOX_FILE = "hostile-sandbox.yaml"
@@ -580,7 +580,7 @@ def test_bombs_are_refused_quickly_on_one_line(name: str) -> None:
 
 
 def test_node_budget_bounds_the_work_not_just_the_result(monkeypatch: pytest.MonkeyPatch) -> None:
-    from reconciler import yamlload
+    from reconciler.core import yamlload
 
     monkeypatch.setattr(yamlload, "MAX_NODES", 100)
 

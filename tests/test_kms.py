@@ -11,15 +11,15 @@ import pytest
 from helpers import ACCOUNT, Images
 from test_aws import Calls
 
-from reconciler import kms
-from reconciler.applier import Applier, ApplyReport
-from reconciler.aws import Clients
-from reconciler.gather import build_plan
-from reconciler.manifest import parse_manifest
-from reconciler.model import Principal
-from reconciler.plan import Plan
-from reconciler.reader import Reader
-from reconciler.sandbox import encrypt_image, make_aws_managed
+from reconciler.core import kms
+from reconciler.core.manifest import parse_manifest
+from reconciler.core.model import Principal
+from reconciler.core.plan import Plan
+from reconciler.shell.applier import Applier, ApplyReport
+from reconciler.shell.aws import Clients
+from reconciler.shell.gather import build_plan
+from reconciler.shell.reader import Reader
+from reconciler.shell.sandbox import encrypt_image, make_aws_managed
 
 PROD, STAGING, DEV = "111122223333", "444455556666", "777788889999"
 ORG = "arn:aws:organizations::123456789012:organization/o-a1b2c3d4e5"

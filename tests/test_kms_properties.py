@@ -1,4 +1,4 @@
-"""Key-policy safety properties of :mod:`reconciler.kms` (SPEC §4), checked with hypothesis.
+"""Key-policy safety properties of :mod:`reconciler.core.kms` (SPEC §4), checked with hypothesis.
 
 The tool owns exactly four statements (``kms.OWNED_SIDS``) and must never change any other
 statement: not its content, not its relative order. Its own statements must describe exactly
@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler import kms
-from reconciler.kms import Grantee, GranteeKind, PolicyError
-from reconciler.model import Principal, PrincipalKind
+from reconciler.core import kms
+from reconciler.core.kms import Grantee, GranteeKind, PolicyError
+from reconciler.core.model import Principal, PrincipalKind
 
 PROPS = settings(max_examples=50, deadline=None, database=None,
                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from helpers import ACCOUNT, run_main
 
-from reconciler.desired import select
-from reconciler.errors import InputError
-from reconciler.manifest import parse_manifest
-from reconciler.model import Identity, Image, Principal
-from reconciler.planner import CurrentState, PlanOptions, compute_plan
+from reconciler.core.desired import select
+from reconciler.core.errors import InputError
+from reconciler.core.manifest import parse_manifest
+from reconciler.core.model import Identity, Image, Principal
+from reconciler.core.planner import CurrentState, PlanOptions, compute_plan
 
 US, EU = "us-east-1", "eu-west-1"
 PROD = "111122223333"

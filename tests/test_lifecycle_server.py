@@ -1,7 +1,7 @@
 """Lifecycle selection (SPEC §7a) end to end on the moto server, through the CLI as a CI job
 runs it: rotation as builds arrive, age-out, exclude, deprecation, ties, and an export that
 writes ``latest`` and plans no change. moto sets CreationDate from its clock and never sets
-DeprecationTime; :func:`reconciler.sandbox.set_image_dates` sets both as AWS reports them
+DeprecationTime; :func:`reconciler.shell.sandbox.set_image_dates` sets both as AWS reports them
 (``2026-11-17T06:00:00.000Z``)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from helpers import ACCOUNT, Images, MotoServer, Runner
 
-from reconciler.sandbox import set_image_dates
+from reconciler.shell.sandbox import set_image_dates
 
 US = "us-east-1"
 PROD, STAGING, HAND = "111122223333", "444455556666", "999988887777"

@@ -1,4 +1,4 @@
-"""Manifest validation (reconciler.manifest.parse_manifest): the valid example and a corpus of
+"""Manifest validation (reconciler.core.manifest.parse_manifest): the valid example and a corpus of
 bad manifests, each error located (file:line:) and naming the offending value on one line."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reconciler.errors import InputError
-from reconciler.manifest import Manifest, Settings, parse_manifest
-from reconciler.model import Principal, PrincipalKind
+from reconciler.core.errors import InputError
+from reconciler.core.manifest import Manifest, Settings, parse_manifest
+from reconciler.core.model import Principal, PrincipalKind
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "manifest.yaml"

@@ -201,7 +201,7 @@ def test_a_disabled_image_its_rule_still_matches_is_not_released(
         server: tuple[MotoServer, Images], run_cli: Runner, tmp_path: Path) -> None:
     from helpers import ACCOUNT
 
-    from reconciler.sandbox import set_image_state
+    from reconciler.shell.sandbox import set_image_state
 
     srv, images = server
     rc = images.create("rc-1")
@@ -218,7 +218,7 @@ def test_a_released_encrypted_image_gives_up_its_key_access_in_the_same_run(
         server: tuple[MotoServer, Images], run_cli: Runner, tmp_path: Path) -> None:
     from helpers import ACCOUNT
 
-    from reconciler.sandbox import encrypt_image
+    from reconciler.shell.sandbox import encrypt_image
 
     srv, images = server
     root = {"Sid": "Root", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},

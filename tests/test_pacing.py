@@ -1,4 +1,4 @@
-"""Client-side pacing (reconciler/pacing.py): a token bucket per (account, Region, action) at
+"""Client-side pacing (reconciler/core/pacing.py): a token bucket per (account, Region, action) at
 the documented defaults, in front of every request.
 
 The rates modelled are those of the EC2 developer guide, "Request throttling for the Amazon
@@ -16,11 +16,8 @@ import boto3
 import pytest
 from helpers import ACCOUNT, Images, MotoServer, Runner, run_main
 
-from reconciler.applier import write_calls
-from reconciler.aws import Clients
-from reconciler.concurrency import parallel_map, spread
-from reconciler.model import Action, Image, Operation, OpKind, Principal
-from reconciler.pacing import (
+from reconciler.core.model import Action, Image, Operation, OpKind, Principal
+from reconciler.core.pacing import (
     Pacer,
     Rate,
     TokenBucket,
@@ -28,7 +25,10 @@ from reconciler.pacing import (
     describe_duration,
     with_eta,
 )
-from reconciler.reader import Reader
+from reconciler.shell.applier import write_calls
+from reconciler.shell.aws import Clients
+from reconciler.shell.concurrency import parallel_map, spread
+from reconciler.shell.reader import Reader
 
 US, EU = "us-east-1", "eu-west-1"
 PROD = Principal.account("111122223333")

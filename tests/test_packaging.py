@@ -15,7 +15,7 @@ import pytest
 from helpers import ROOT, reconcile_executable
 
 import reconciler
-from reconciler.schema import load_schema
+from reconciler.core.schema import load_schema
 
 SCHEMAS = ("manifest", "plan", "sandbox")
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from helpers import EXAMPLES, ROOT
 
-from reconciler.schema import load_schema
+from reconciler.core.schema import load_schema
 
 
 def _properties(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
@@ -61,10 +61,10 @@ def test_finding_codes_have_one_registry() -> None:
     plan schema list exactly the registered codes."""
     import re
 
-    from reconciler.findings import FINDINGS
+    from reconciler.core.findings import FINDINGS
 
     used: set[str] = set()
-    for path in (ROOT / "reconciler").glob("*.py"):
+    for path in (ROOT / "reconciler").rglob("*.py"):
         text = path.read_text()
         used.update(re.findall(r'(?:_f\(|Finding\()\s*Severity\.[A-Z]+,\s*"([a-z0-9-]+)"', text))
         for a, b in re.findall(r'code = "([a-z0-9-]+)"(?: if [^\n]* else "([a-z0-9-]+)")?', text):

@@ -11,12 +11,12 @@ import boto3
 from helpers import ACCOUNT, ROOT, Images, MotoServer, Runner
 from test_aws import Calls
 
-from reconciler.applier import Applier, write_tags
-from reconciler.aws import Clients
-from reconciler.gather import build_plan
-from reconciler.manifest import parse_manifest
-from reconciler.reader import Reader
-from reconciler.sandbox import encrypt_image
+from reconciler.core.manifest import parse_manifest
+from reconciler.shell.applier import Applier, write_tags
+from reconciler.shell.aws import Clients
+from reconciler.shell.gather import build_plan
+from reconciler.shell.reader import Reader
+from reconciler.shell.sandbox import encrypt_image
 
 PROD, DEV, HAND = "111122223333", "777788889999", "999988887777"
 OU = "arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-cdef3456"

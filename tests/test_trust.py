@@ -35,13 +35,13 @@ from test_kms import (
     replan,
 )
 
-from reconciler import kms
-from reconciler.gather import build_plan
-from reconciler.kms import Grantee, GranteeKind
-from reconciler.manifest import parse_manifest
-from reconciler.model import Action, OpKind
-from reconciler.reader import Reader
-from reconciler.sandbox import ENABLED_REGIONS, encrypt_image
+from reconciler.core import kms
+from reconciler.core.kms import Grantee, GranteeKind
+from reconciler.core.manifest import parse_manifest
+from reconciler.core.model import Action, OpKind
+from reconciler.shell.gather import build_plan
+from reconciler.shell.reader import Reader
+from reconciler.shell.sandbox import ENABLED_REGIONS, encrypt_image
 
 OTHER, COPIER = "999999999999", "888888888888"
 # tag-filtered DescribeImages in the emulated account's other enabled Regions (ownership)
@@ -364,7 +364,7 @@ def test_internal_error_is_one_line_and_verbose_shows_the_traceback(
     def boom(*_: Any, **__: Any) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("reconciler.gather.compute_plan", boom)
+    monkeypatch.setattr("reconciler.shell.gather.compute_plan", boom)
     r = run_main("plan", m, "--quiet")
     assert r.code == 1
     assert r.err == "internal error: RuntimeError: boom; rerun with -v for details\n"

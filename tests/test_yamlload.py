@@ -1,4 +1,4 @@
-"""Strict, bounded YAML loading (reconciler.yamlload.load_yaml): values, locations, refusals."""
+"""Strict, bounded YAML loading (reconciler.core.yamlload.load_yaml): values, locations, refusals."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from reconciler import yamlload
-from reconciler.errors import Problem
-from reconciler.yamlload import MAX_BYTES, MAX_DEPTH, MAX_NODES, iter_paths, load_yaml
+from reconciler.core import yamlload
+from reconciler.core.errors import Problem
+from reconciler.core.yamlload import MAX_BYTES, MAX_DEPTH, MAX_NODES, iter_paths, load_yaml
 
 F = "f.yaml"
 

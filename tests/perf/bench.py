@@ -26,14 +26,14 @@ for k in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL")]:
 
 import boto3  # noqa: E402
 
-from reconciler.aws import Clients  # noqa: E402
-from reconciler.desired import ManagedImage, Selection  # noqa: E402
-from reconciler.manifest import parse_manifest  # noqa: E402
-from reconciler.model import Identity, Image, Principal  # noqa: E402
-from reconciler.gather import build_plan  # noqa: E402
-from reconciler.planner import CurrentState, compute_plan  # noqa: E402
-from reconciler.reader import Reader  # noqa: E402
-from reconciler.render import render_markdown, render_text  # noqa: E402
+from reconciler.shell.aws import Clients  # noqa: E402
+from reconciler.core.desired import ManagedImage, Selection  # noqa: E402
+from reconciler.core.manifest import parse_manifest  # noqa: E402
+from reconciler.core.model import Identity, Image, Principal  # noqa: E402
+from reconciler.shell.gather import build_plan  # noqa: E402
+from reconciler.core.planner import CurrentState, compute_plan  # noqa: E402
+from reconciler.shell.reader import Reader  # noqa: E402
+from reconciler.core.render import render_markdown, render_text  # noqa: E402
 
 ACCOUNT = "123456789012"
 
@@ -94,7 +94,7 @@ def bench_plan(n: int, principals: int) -> dict[str, Any]:
 def bench_pure(n: int, principals: int, changed: int) -> dict[str, Any]:
     """compute_plan + every renderer over ``n`` images x ``principals``; ``changed`` of each
     image's principals are missing (adds) and one undeclared account is present (remove)."""
-    from reconciler.model import Snapshot
+    from reconciler.core.model import Snapshot
 
     desired = [Principal.account(a) for a in accounts(principals)]
     current = frozenset(desired[changed:] + [Principal.account("900000000000")])
@@ -155,7 +155,7 @@ def bench_latency(n: int, latency: float, concurrency: int = 16, plan_only: bool
     from faultproxy import FaultProxy
     from moto.server import ThreadedMotoServer
 
-    from reconciler.sandbox import install_moto_extensions
+    from reconciler.shell.sandbox import install_moto_extensions
 
     install_moto_extensions()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

@@ -10,7 +10,7 @@ throttling for the Amazon EC2 API": non-mutating actions 100 tokens refilled at 
 DescribeSnapshots 50 / 10, ModifyImageAttribute and ModifySnapshotAttribute 100 / 5,
 CreateTags and DeleteTags 100 / 10, other mutating actions 50 / 5): a request finding its
 bucket empty is refused with RequestLimitExceeded (HTTP 503), as AWS does. The buckets are
-implemented here, independently of the client's pacer (reconciler/pacing.py).
+implemented here, independently of the client's pacer (reconciler/core/pacing.py).
 
 Estate: N images per Region, each shared with 5 of 50 accounts; the manifest allows 10. Each
 command runs behind a fresh proxy (full buckets, as for runs far apart). Printed per run:
@@ -200,7 +200,7 @@ def main() -> None:
 
     from moto.server import ThreadedMotoServer
 
-    from reconciler.sandbox import install_moto_extensions
+    from reconciler.shell.sandbox import install_moto_extensions
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     install_moto_extensions()

@@ -1,8 +1,8 @@
 """Gathering: read from AWS exactly the current state a plan or an export needs.
 
-The imperative shell around the pure planner (:func:`reconciler.planner.compute_plan`) and
-exporter (:func:`reconciler.exporter.compute_export`): every call here goes through a
-:class:`~reconciler.reader.Reader`, in the order and number the README's call formula says.
+The imperative shell around the pure planner (:func:`reconciler.core.planner.compute_plan`) and
+exporter (:func:`reconciler.core.exporter.compute_export`): every call here goes through a
+:class:`~reconciler.shell.reader.Reader`, in the order and number the README's call formula says.
 """
 
 from __future__ import annotations
@@ -14,16 +14,24 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .concurrency import run_all
-from .desired import ManagedImage, Selection, rule_matches, select
-from .errors import UsageError
-from .explain import ImageFacts
-from .exporter import ExportInput, ImageFilter, SharedImage
-from .kms import KeyInfo
-from .manifest import Manifest
-from .model import OWNERSHIP_TAG, Action, BlockState, Identity, Image, OpKind, Principal, Snapshot
-from .plan import Plan
-from .planner import (
+from ..core.desired import ManagedImage, Selection, rule_matches, select
+from ..core.errors import UsageError
+from ..core.explain import ImageFacts
+from ..core.exporter import ExportInput, ImageFilter, SharedImage
+from ..core.kms import KeyInfo
+from ..core.manifest import Manifest
+from ..core.model import (
+    OWNERSHIP_TAG,
+    Action,
+    BlockState,
+    Identity,
+    Image,
+    OpKind,
+    Principal,
+    Snapshot,
+)
+from ..core.plan import Plan
+from ..core.planner import (
     CurrentState,
     KeyUse,
     PlanOptions,
@@ -34,6 +42,7 @@ from .planner import (
     run_regions,
     tagged,
 )
+from .concurrency import run_all
 from .reader import Reader
 
 

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
 
-from .errors import InputError, ReconcilerError
-from .files import read_input
-from .model import Principal
-from .schema import fmt_path, schema_problems
-from .yamlload import MAX_BYTES, iter_paths, load_yaml
+from ..core.errors import InputError, ReconcilerError
+from ..core.files import read_input
+from ..core.model import Principal
+from ..core.schema import fmt_path, schema_problems
+from ..core.yamlload import MAX_BYTES, iter_paths, load_yaml
 
 # (account, region) -> Image Block Public Access state, read by the patched moto handler.
 IMAGE_BLOCK_PUBLIC_ACCESS: dict[tuple[str, str], str] = {}

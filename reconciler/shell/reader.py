@@ -12,12 +12,12 @@ Calls made by a plan (and nothing else):
 * ``kms:DescribeKey`` and ``kms:GetKeyPolicy`` once per distinct key, and
   ``kms:ListAliases`` once per Region that has such keys (KMS mode not ``off``);
 * only when the plan would take a principal out of a key's statements (see
-  :func:`reconciler.planner.build_plan`): ``ec2:DescribeSnapshots`` (the owner's encrypted
+  :func:`reconciler.core.planner.build_plan`): ``ec2:DescribeSnapshots`` (the owner's encrypted
   snapshots, paginated) once per such owner and Region, ``DescribeSnapshotAttribute`` per
   snapshot encrypted with such a key whose copy permissions were not read yet, and
   ``DescribeImageAttribute`` per unmanaged image backed by one.
 
-Every call runs inside :func:`reconciler.aws.aws_call`: whatever fails (an AWS error, a
+Every call runs inside :func:`reconciler.shell.aws.aws_call`: whatever fails (an AWS error, a
 connection, an answer that is not an AWS response) becomes one line naming the call.
 """
 
@@ -28,12 +28,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
+from ..core.errors import AwsError
+from ..core.kms import KeyInfo
+from ..core.model import BlockState, Identity, Image, Principal, Snapshot
+from ..core.pacing import with_eta
 from .aws import CallError, Clients, aws_call
 from .concurrency import parallel_map
-from .errors import AwsError
-from .kms import KeyInfo
-from .model import BlockState, Identity, Image, Principal, Snapshot
-from .pacing import with_eta
 from .progress import NoProgress, Progress
 
 SNAPSHOT_BATCH = 200

@@ -1,7 +1,7 @@
 """The manifest: loading, validation in layers, and the immutable value it becomes.
 
 Layers (every error from every layer is collected, each naming file, line and value):
-1. strict YAML (:mod:`reconciler.yamlload`): syntax, duplicate keys, size bounds;
+1. strict YAML (:mod:`reconciler.core.yamlload`): syntax, duplicate keys, size bounds;
 2. JSON Schema (``schemas/manifest.schema.json``): shape, formats, unknown keys;
 3. semantics: principal references, public opt-in, org/OU in ``copy``, unique rule names,
    share quota.

@@ -31,12 +31,12 @@ from typing import Any
 
 import botocore.exceptions
 
-from . import kms
+from ..core import kms
+from ..core.errors import AwsError
+from ..core.model import OWNERSHIP_TAG, Action, Identity, Operation, OpKind, Principal
+from ..core.plan import Ownership
 from .aws import Clients, aws_call, describe_error, error_code
 from .concurrency import parallel_map
-from .errors import AwsError
-from .model import OWNERSHIP_TAG, Action, Identity, Operation, OpKind, Principal
-from .plan import Ownership
 
 
 class Result(enum.StrEnum):

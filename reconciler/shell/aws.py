@@ -19,9 +19,9 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-from . import __version__
-from .errors import ACCESS_DENIED_CODES, AwsError, ReconcilerError
-from .pacing import Pacer
+from .. import __version__
+from ..core.errors import ACCESS_DENIED_CODES, AwsError, ReconcilerError
+from ..core.pacing import Pacer
 
 MAX_ATTEMPTS = 10
 RETRY_MODES = ("standard", "adaptive", "legacy")

@@ -30,7 +30,7 @@ def load_schema(name: str) -> dict[str, Any]:
     if packaged.is_file():
         text = packaged.read_text(encoding="utf-8")
     else:  # running from a source checkout
-        text = (FsPath(__file__).resolve().parent.parent / "schemas" / filename).read_text(
+        text = (FsPath(__file__).resolve().parents[2] / "schemas" / filename).read_text(
             encoding="utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema

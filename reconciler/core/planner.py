@@ -1,7 +1,7 @@
 """Planning, pure: desired state (the selection) against current state (a
-:class:`CurrentState` value) → a sorted, digested :class:`~reconciler.plan.Plan`.
+:class:`CurrentState` value) → a sorted, digested :class:`~reconciler.core.plan.Plan`.
 
-Nothing here talks to AWS: :mod:`reconciler.gather` reads the current state; a test checks
+Nothing here talks to AWS: :mod:`reconciler.shell.gather` reads the current state; a test checks
 that importing this module loads neither boto3, botocore nor click.
 """
 

@@ -19,11 +19,11 @@ How shares become rules:
   raised when an image is shared with more entities than the default 1,000.
 
 The candidate manifest is then checked with the planner's own pure functions
-(:func:`reconciler.planner.compute_plan`) against the same state. An image the plan would
+(:func:`reconciler.core.planner.compute_plan`) against the same state. An image the plan would
 change or report an error or warning for (a snapshot encrypted with the AWS managed key,
 consumers that may not use the image's KMS key, snapshots shared differently, ...) is left
 out, with the reason in a comment, and the check repeats until the plan is empty. The result
-therefore always passes :func:`reconciler.manifest.parse_manifest` and plans to "No changes".
+therefore always passes :func:`reconciler.core.manifest.parse_manifest` and plans to "No changes".
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from . import __version__
+from .. import __version__
 from .desired import creation_time, newest_first, select
 from .errors import InputError, ReconcilerError, UsageError
 from .files import read_input
