@@ -18,6 +18,7 @@ from typing import Any
 import boto3
 import botocore.config
 import botocore.exceptions
+import botocore.session
 
 from .. import __version__
 from ..core.errors import ACCESS_DENIED_CODES, AwsError, ReconcilerError
@@ -81,9 +82,26 @@ class Clients:
         return wait_for_token
 
 
+_LOADER: list[Any] = []  # the process's one botocore data loader, once created
+_LOADER_LOCK = threading.Lock()
+
+
+def botocore_session() -> botocore.session.Session:
+    """A new botocore session that shares the process's data loader: the EC2, KMS and STS
+    service models (megabytes of JSON) are parsed once per process, not once per session
+    (the sandbox's, the caller's, each assumed role's)."""
+    core = botocore.session.get_session()
+    with _LOADER_LOCK:
+        if _LOADER:
+            core.register_component("data_loader", _LOADER[0])
+        else:
+            _LOADER.append(core.get_component("data_loader"))
+    return core
+
+
 def make_session(profile: str | None) -> boto3.Session:
     try:
-        return boto3.Session(profile_name=profile)
+        return boto3.Session(profile_name=profile, botocore_session=botocore_session())
     except botocore.exceptions.ProfileNotFound as exc:
         raise AwsError(describe_error(exc)) from None
 
@@ -195,7 +213,7 @@ def assumed_session(base: boto3.Session, role_arn: str, region: str,
 
     credentials = botocore.credentials.RefreshableCredentials.create_from_metadata(
         metadata=fetch(), refresh_using=fetch, method="sts-assume-role")
-    core = botocore.session.get_session()
+    core = botocore_session()
     core._credentials = credentials  # the documented way to hand botocore ready credentials
     core.set_config_variable("region", region)
     return boto3.Session(botocore_session=core)

@@ -184,6 +184,18 @@ def install_moto_extensions() -> None:
     from moto.kms.responses import KmsResponse
 
     KmsResponse._validate_key_policy = lambda self, key_id, action: None  # type: ignore[method-assign]
+
+    # moto generates a 2,048-bit RSA key pair for every KMS key, symmetric ones included
+    # (70 ms each). A symmetric key has no key pair on AWS (Sign, Verify and GetPublicKey
+    # refuse it), and nothing here signs: symmetric keys get none.
+    import moto.kms.models as kms_models
+
+    key_pair = vars(kms_models)["generate_private_key"]
+
+    def generate_private_key(key_spec: str) -> Any:
+        return None if key_spec == "SYMMETRIC_DEFAULT" else key_pair(key_spec)
+
+    vars(kms_models)["generate_private_key"] = generate_private_key
     EC2Response._reconciler_extended = True  # type: ignore[attr-defined]
 
 
@@ -284,14 +296,15 @@ def set_image_dates(account: str, region: str, image_id: str, created: str | Non
 
 def seed(state: SandboxState) -> list[str]:
     """Create the state's resources in the (already started) emulator; return the image IDs."""
-    import boto3
+    from .aws import make_session
 
+    aws = make_session(None)  # its clients share the run's parsed service models
     ids: list[str] = []
     for (region, block) in state.image_block_public_access:
         IMAGE_BLOCK_PUBLIC_ACCESS[(state.account, region)] = block
     key_arns: dict[tuple[str, str], str] = {}
     for key in state.keys:
-        kms = boto3.client("kms", region_name=key.region)
+        kms = aws.client("kms", region_name=key.region)
         extra = {"Policy": key.policy} if key.policy else {}
         meta = kms.create_key(Description=f"sandbox key {key.name}", **extra)["KeyMetadata"]
         key_id = _stable_key_id(state.account, key.region, key.name)
@@ -299,7 +312,7 @@ def seed(state: SandboxState) -> list[str]:
         kms.create_alias(AliasName=f"alias/{key.name}", TargetKeyId=key_id)
         key_arns[(key.region, key.name)] = arn
     for region in sorted({i.region for i in state.images if i.encrypted_with == AWS_MANAGED_KEY}):
-        kms = boto3.client("kms", region_name=region)
+        kms = aws.client("kms", region_name=region)
         meta = kms.create_key(Description="Default key that protects my EBS volumes when no "
                                           "other key is defined")["KeyMetadata"]
         key_id = _stable_key_id(state.account, region, AWS_MANAGED_KEY)
@@ -307,7 +320,7 @@ def seed(state: SandboxState) -> list[str]:
                                                          key_id)
         make_aws_managed(state.account, region, key_id)
     for n, img in enumerate(state.images):
-        ec2 = boto3.client("ec2", region_name=img.region)
+        ec2 = aws.client("ec2", region_name=img.region)
         image_id = ec2.register_image(Name=img.name, RootDeviceName="/dev/xvda")["ImageId"]
         chosen = img.image_id or "ami-" + _stable_hex(state.account, img.region, img.name, str(n))
         set_image_id(state.account, img.region, image_id, chosen)
@@ -345,8 +358,11 @@ def seed(state: SandboxState) -> list[str]:
 
 def dump(state: SandboxState, image_ids: list[str]) -> str:
     """The emulator's current state, as a sandbox state file (for ``--sandbox-save``)."""
-    import boto3
     import yaml
+
+    from .aws import make_session
+
+    aws = make_session(None)
 
     def labels(entries: list[dict[str, str]]) -> list[str]:
         return [p.label for p in sorted((Principal.from_dict(e) for e in entries),
@@ -354,13 +370,13 @@ def dump(state: SandboxState, image_ids: list[str]) -> str:
 
     keys = []
     for key in state.keys:
-        kms = boto3.client("kms", region_name=key.region)
+        kms = aws.client("kms", region_name=key.region)
         key_id = kms.describe_key(KeyId=f"alias/{key.name}")["KeyMetadata"]["KeyId"]
         policy = kms.get_key_policy(KeyId=key_id, PolicyName="default")["Policy"]
         keys.append({"name": key.name, "region": key.region, "policy": json.loads(policy)})
     images = []
     for img, image_id in zip(state.images, image_ids, strict=True):
-        ec2 = boto3.client("ec2", region_name=img.region)
+        ec2 = aws.client("ec2", region_name=img.region)
         perms = ec2.describe_image_attribute(ImageId=image_id, Attribute="launchPermission")
         described = ec2.describe_images(ImageIds=[image_id])["Images"][0]
         snapshot_id = described["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
@@ -408,6 +424,28 @@ _CLEARED_ENV_PREFIXES = ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN",
 
 
 @contextlib.contextmanager
+def _one_data_loader() -> Iterator[None]:
+    """While the emulator runs, every botocore session in the process — the emulator's own
+    included — shares the run's data loader, so the EC2 model (megabytes of JSON) is parsed
+    once instead of four times. The models are static data: nothing else changes."""
+    import botocore.session
+
+    from .aws import botocore_session
+
+    loader = botocore_session().get_component("data_loader")
+    original = botocore.session.Session._register_data_loader
+
+    def register(self: botocore.session.Session) -> None:
+        self._components.lazy_register_component("data_loader", lambda: loader)
+
+    botocore.session.Session._register_data_loader = register
+    try:
+        yield
+    finally:
+        botocore.session.Session._register_data_loader = original
+
+
+@contextlib.contextmanager
 def running_sandbox(path: str, save_to: str | None = None) -> Iterator[SandboxState]:
     """Validate the state file, start moto in this process, seed it, and yield.
 
@@ -433,7 +471,7 @@ def running_sandbox(path: str, save_to: str | None = None) -> Iterator[SandboxSt
         ENABLED_REGIONS.update({"us-east-1", *(i.region for i in state.images),
                                 *(k.region for k in state.keys),
                                 *(r for r, _ in state.image_block_public_access)})
-        with mock_aws():
+        with _one_data_loader(), mock_aws():
             ids = seed(state)
             try:
                 yield state
