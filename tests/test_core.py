@@ -831,3 +831,28 @@ def test_identical_inputs_render_byte_identical():
     first = run(1)
     for seed in (2, 3, 4):
         assert run(seed) == first
+
+
+def test_one_arn_parser() -> None:
+    from reconciler.core.model import Arn
+
+    key = Arn.parse("arn:aws-us-gov:kms:us-gov-west-1:123456789012:key/1234abcd-12ab")
+    assert (key.partition, key.service, key.region, key.account, key.resource, key.resource_id) \
+        == ("aws-us-gov", "kms", "us-gov-west-1", "123456789012", "key/1234abcd-12ab",
+            "1234abcd-12ab")
+    ou = Arn.parse("arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-cdef3456")
+    assert (ou.region, ou.account, ou.resource_id) == ("", "123456789012", "ou-ab12-cdef3456")
+    assert Arn.parse("1234abcd-12ab") == Arn.parse("arn:aws:kms") == Arn()
+    assert Arn.parse("arn:aws:iam::123456789012:role/path/with:colon").resource == \
+        "role/path/with:colon"
+
+
+def test_contract_values_are_enums() -> None:
+    from reconciler.core.kms import KeyManager
+    from reconciler.core.manifest import KmsMode
+
+    m = parse_manifest(b"version: 1\nsettings: {kms: off}\nimages: []\n", "m.yaml")
+    assert m.settings.kms is KmsMode.OFF  # YAML's `off` (a boolean) is the mode "off"
+    m = parse_manifest(b"version: 1\nsettings: {kms: check}\nimages: []\n", "m.yaml")
+    assert m.settings.kms is KmsMode.CHECK and m.settings.kms == "check"
+    assert KeyManager("AWS") is KeyManager.AWS and KeyManager.CUSTOMER == "CUSTOMER"

@@ -14,7 +14,7 @@ from typing import Any
 
 from . import kms
 from .desired import ManagedImage
-from .kms import KeyInfo
+from .kms import KeyInfo, KeyManager
 from .model import Image, Principal, PrincipalKind, Snapshot
 
 
@@ -146,7 +146,7 @@ def explain(p: Principal, facts: ImageFacts) -> Verdict:
             reasons.append(f"the KMS key of {sid} is unknown")
             continue
         label = info.alias or info.arn or info.key_id
-        if info.manager == "AWS":
+        if info.manager == KeyManager.AWS:
             ok = False
             reasons.append(f"{sid} is encrypted with the AWS managed key aws/ebs")
             evidence.append(f"key {label}: AWS managed (aws/ebs): it cannot be shared")

@@ -366,6 +366,13 @@ def consumer_denies(policy: Mapping[str, Any], consumers: Iterable[str] = ()) ->
     return out
 
 
+class KeyManager(enum.StrEnum):
+    """``KeyMetadata.KeyManager`` of DescribeKey: who manages a key (and so its policy)."""
+
+    AWS = "AWS"  # aws/ebs and other AWS managed keys: the policy cannot be changed
+    CUSTOMER = "CUSTOMER"
+
+
 @dataclass(frozen=True)
 class KeyInfo:
     """What the reader learned about one KMS key."""
@@ -374,7 +381,7 @@ class KeyInfo:
     region: str
     arn: str = ""
     account: str = ""
-    manager: str = ""  # CUSTOMER or AWS
+    manager: str = ""  # a KeyManager value, as DescribeKey reported it ("" when unread)
     state: str = ""
     alias: str = ""
     policy: str | None = None

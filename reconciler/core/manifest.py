@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import enum
 import functools
 import hashlib
 import re
@@ -37,12 +38,20 @@ class Owner:
     regions: tuple[str, ...] = ()
 
 
+class KmsMode(enum.StrEnum):
+    """``settings.kms``: what the plan does about the KMS keys of encrypted images."""
+
+    KEY_POLICY = "key-policy"  # keep the tool's statements in step with the shares
+    CHECK = "check"  # only check that consumers have key access (error when not)
+    OFF = "off"  # ignore keys
+
+
 @dataclass(frozen=True)
 class Settings:
     regions: tuple[str, ...] = DEFAULT_REGIONS
     prune: bool = True
     allow_public: bool = False
-    kms: str = "key-policy"
+    kms: KmsMode = KmsMode.KEY_POLICY
     kms_grants: GrantShape = GrantShape.AWS_RESOURCE
     max_removals: int = 25
     share_quota: int = 1000
@@ -175,7 +184,7 @@ def _semantic(doc: Located, sha256: str) -> tuple[Manifest | None, list[Problem]
         prune=s.get("prune", True),
         allow_public=s.get("allow_public", False),
         # `kms: off` unquoted is the boolean false to YAML 1.1: it means "off".
-        kms="off" if s.get("kms") is False else s.get("kms", "key-policy"),
+        kms=KmsMode.OFF if s.get("kms") is False else KmsMode(s.get("kms", "key-policy")),
         kms_grants=GrantShape(s.get("kms_grants", GrantShape.AWS_RESOURCE.value)),
         max_removals=s.get("max_removals", 25),
         share_quota=s.get("share_quota", 1000),

@@ -261,6 +261,30 @@ class BlockState:
 
 
 @dataclass(frozen=True)
+class Arn:
+    """An Amazon Resource Name: ``arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE``. The one
+    place ARNs are taken apart; a text that is not one parses to empty fields."""
+
+    partition: str = ""
+    service: str = ""
+    region: str = ""
+    account: str = ""
+    resource: str = ""  # everything after the account: "key/1234...", "role/x", "ou/o-a/ou-b"
+
+    @classmethod
+    def parse(cls, text: str) -> Arn:
+        parts = text.split(":", 5)
+        if len(parts) != 6 or parts[0] != "arn":
+            return cls()
+        return cls(*parts[1:])
+
+    @property
+    def resource_id(self) -> str:
+        """The last path element of the resource (a key's ID, a role's name)."""
+        return self.resource.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
 class Identity:
     """Who the run acts as: from ``sts:GetCallerIdentity``."""
 
@@ -269,8 +293,7 @@ class Identity:
 
     @property
     def partition(self) -> str:
-        parts = self.arn.split(":")
-        return parts[1] if len(parts) > 2 and parts[1] else "aws"
+        return Arn.parse(self.arn).partition or "aws"
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,12 @@ from . import kms
 from .desired import ManagedImage, Selection, active_regions
 from .differ import diff_permissions
 from .errors import ACCESS_DENIED_CODES
-from .kms import Grantee, KeyInfo
-from .manifest import Manifest
+from .kms import Grantee, KeyInfo, KeyManager
+from .manifest import KmsMode, Manifest
 from .model import (
     OWNERSHIP_TAG,
     Action,
+    Arn,
     BlockState,
     Finding,
     Identity,
@@ -173,7 +174,7 @@ def _check_snapshots(manifest: Manifest, v: _ImageView, state: CurrentState) -> 
 
 
 def _check_keys(manifest: Manifest, v: _ImageView, state: CurrentState) -> Iterator[Finding]:
-    if manifest.settings.kms != "off" and _encrypted(v.m, state.snapshots):
+    if manifest.settings.kms is not KmsMode.OFF and _encrypted(v.m, state.snapshots):
         found: list[Finding] = []
         _key_checks(v, state, found)
         yield from found
@@ -353,7 +354,7 @@ def _key_problem(info: KeyInfo, caller: str, img: Image) -> tuple[str, str] | No
     if info.error:
         code = "kms-access-denied" if info.error_code in ACCESS_DENIED_CODES else "key-unreadable"
         return code, info.error
-    if info.manager == "AWS":
+    if info.manager == KeyManager.AWS:
         return ("aws-managed-key",
                 "it is the AWS managed key (aws/ebs), whose policy cannot be changed, so the "
                 "image cannot be shared. Copy it re-encrypted with a customer managed key and "
@@ -525,7 +526,7 @@ def _key_ops(manifest: Manifest, kv: _KeyView, partition: str, findings: list[Fi
                               if shape is kms.GrantShape.ANY else
                               "(kms:CreateGrant only for grants AWS services make on the "
                               "consumer's behalf)")))
-    if manifest.settings.kms == "check":
+    if manifest.settings.kms is KmsMode.CHECK:
         for g in sorted(adds):
             p = kms.principal_of(g, partition, kv.principals)
             findings.append(_f(Severity.ERROR, "kms-access-missing", info.region, info.arn,
@@ -613,7 +614,7 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
     unchanged = 0
     policies: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
     resource_keys: dict[RegionKey, tuple[str, ...]] = {}
-    if manifest.settings.kms != "off":
+    if manifest.settings.kms is not KmsMode.OFF:
         for arn, kv in sorted(_key_views(views, state, prune).items()):
             _deny_checks(kv, findings)
             result = _key_ops(manifest, kv, identity.partition, findings, policies,
@@ -800,7 +801,7 @@ def _owners(selection: Selection, state: CurrentState) -> dict[RegionKey, str]:
             out[(img.region, sid)] = img.owner_id
     for (region, _), info in state.keys.items():
         if info.arn:
-            out[(region, info.arn)] = info.account or info.arn.split(":")[4]
+            out[(region, info.arn)] = info.account or Arn.parse(info.arn).account
     return out
 
 

@@ -33,7 +33,7 @@ import botocore.exceptions
 
 from ..core import kms
 from ..core.errors import AwsError
-from ..core.model import OWNERSHIP_TAG, Action, Identity, Operation, OpKind, Principal
+from ..core.model import OWNERSHIP_TAG, Action, Arn, Identity, Operation, OpKind, Principal
 from ..core.plan import Ownership
 from .aws import Clients, aws_call, describe_error, error_code
 from .concurrency import parallel_map
@@ -296,7 +296,7 @@ class Applier:
 
     def _key_write(self, region: str, key_arn: str, ops: Sequence[Operation],
                    action: Action) -> Write:
-        partition = key_arn.split(":")[1] if key_arn.count(":") >= 5 else self.identity.partition
+        partition = Arn.parse(key_arn).partition or self.identity.partition
 
         def call() -> Partial | None:
             client = self._client("kms", region, key_arn)

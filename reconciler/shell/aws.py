@@ -22,6 +22,7 @@ import botocore.session
 
 from .. import __version__
 from ..core.errors import ACCESS_DENIED_CODES, AwsError, ReconcilerError
+from ..core.model import Arn
 from ..core.pacing import Pacer
 
 MAX_ATTEMPTS = 10
@@ -220,4 +221,4 @@ def assumed_session(base: boto3.Session, role_arn: str, region: str,
 
 
 def role_account(role_arn: str) -> str:
-    return role_arn.split(":")[4]
+    return Arn.parse(role_arn).account

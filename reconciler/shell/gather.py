@@ -19,10 +19,11 @@ from ..core.errors import UsageError
 from ..core.explain import ImageFacts
 from ..core.exporter import ExportInput, ImageFilter, SharedImage
 from ..core.kms import KeyInfo
-from ..core.manifest import Manifest
+from ..core.manifest import KmsMode, Manifest
 from ..core.model import (
     OWNERSHIP_TAG,
     Action,
+    Arn,
     BlockState,
     Identity,
     Image,
@@ -198,7 +199,7 @@ def read_key_uses(key_arns: set[str], owners: Mapping[str, Reader],
     for (region, kid), info in state.keys.items():
         if info.arn in key_arns:
             key_ids[(region, kid)] = key_ids[(region, info.arn)] = info.arn
-            places.add((info.account or info.arn.split(":")[4], region))
+            places.add((info.account or Arn.parse(info.arn).account, region))
     uses: dict[str, list[KeyUse]] = defaultdict(list)
     for account, region in sorted(places):
         reader = owners.get(account)
@@ -256,7 +257,7 @@ def _read_account(manifest: Manifest, account: str, reader: Reader,
                             for s in m.image.snapshot_ids})
         out.copy.update(zip(copy_keys, reader.map(reader.copy_permissions, copy_keys),
                             strict=True))
-        if manifest.settings.kms != "off":
+        if manifest.settings.kms is not KmsMode.OFF:
             mine = {(m.image.region, s) for m in managed for s in m.image.snapshot_ids}
             out.keys.update(read_keys(reader, [snap for k, snap in out.snapshots.items()
                                                if k in mine]))
@@ -283,7 +284,7 @@ def read_keys(reader: Reader, snapshots: Sequence[Snapshot]) -> dict[RegionKey, 
     aliases = dict(zip(key_regions, reader.map(reader.aliases, key_regions), strict=True))
     out: dict[RegionKey, KeyInfo] = {}
     for k, info in zip(key_ids, infos, strict=True):
-        alias = aliases.get(k[0], {}).get(info.arn.rsplit("/", 1)[-1] if info.arn else "", "")
+        alias = aliases.get(k[0], {}).get(Arn.parse(info.arn).resource_id, "")
         out[k] = replace(info, alias=alias) if alias else info
     return out
 

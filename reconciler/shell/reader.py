@@ -29,7 +29,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from ..core.errors import AwsError
-from ..core.kms import KeyInfo
+from ..core.kms import KeyInfo, KeyManager
 from ..core.model import BlockState, Identity, Image, Principal, Snapshot
 from ..core.pacing import with_eta
 from .aws import CallError, Clients, aws_call
@@ -265,7 +265,7 @@ class Reader:
                                state=str(meta.get("KeyState", "")))
         except CallError as exc:
             return KeyInfo(key_id, region, error=str(exc), error_code=exc.code)
-        if info.manager != "CUSTOMER" or info.account != self.identity().account:
+        if info.manager != KeyManager.CUSTOMER or info.account != self.identity().account:
             return info
         try:
             with aws_call("kms", "GetKeyPolicy"):
