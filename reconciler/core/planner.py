@@ -721,6 +721,9 @@ def _withheld(selection: Selection) -> dict[tuple[str, str, Principal], str]:
     return out
 
 
+_ORG_KINDS = frozenset({PrincipalKind.ORGANIZATION, PrincipalKind.OU})
+
+
 def _removals_kept_through_orgs(v: _ImageView, ops: Sequence[Operation],
                                 prune: bool) -> list[Finding]:
     """EC2 accepts removing an account's launch permission from an image that stays shared
@@ -729,8 +732,11 @@ def _removals_kept_through_orgs(v: _ImageView, ops: Sequence[Operation],
                 and o.principal.kind is PrincipalKind.ACCOUNT]
     if not accounts:
         return []
-    orgs = sorted(p.label for p in _after_apply(v.m.launch, v.current, v.blocked, prune,
-                                                 v.cannot_add) if p.is_org_or_ou)
+    # _after_apply restricted to organizations and OUs (few), without hashing every account
+    orgs = sorted({p.label for p in v.current if p.kind in _ORG_KINDS
+                   and (v.blocked or not prune or p in v.m.launch)}
+                  | (set() if v.blocked else {p.label for p in v.m.launch
+                                              if p.kind in _ORG_KINDS and p not in v.cannot_add}))
     if not orgs:
         return []
     img = v.m.image
