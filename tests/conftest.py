@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,8 @@ from pathlib import Path
 import boto3
 import pytest
 from helpers import (
+    CLEARED_ENV_PREFIXES,
+    TEST_ENV,
     ConnectionCounter,
     Images,
     MotoServer,
@@ -21,6 +24,18 @@ from helpers import (
 )
 
 from reconciler.shell.sandbox import IMAGE_BLOCK_PUBLIC_ACCESS, install_moto_extensions
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_environment() -> Iterator[None]:
+    """Fake credentials and no endpoint, profile or token from the developer's shell, for
+    the whole session (restored afterwards)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in TEST_ENV.items():
+            mp.setenv(name, value)
+        for name in [k for k in os.environ if k.startswith(CLEARED_ENV_PREFIXES)]:
+            mp.delenv(name)
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)

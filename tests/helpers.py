@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import collections
+import json
 import os
+import re
 import shutil
 import socket
 import sys
@@ -14,22 +17,36 @@ from typing import Any
 
 import boto3
 
-from reconciler.shell.sandbox import IMAGE_BLOCK_PUBLIC_ACCESS, set_image_id
+from reconciler.core import kms
+from reconciler.core.manifest import parse_manifest
+from reconciler.core.plan import Plan
+from reconciler.shell.applier import Applier, ApplyReport
+from reconciler.shell.aws import Clients
+from reconciler.shell.gather import build_plan
+from reconciler.shell.reader import Reader
+from reconciler.shell.sandbox import IMAGE_BLOCK_PUBLIC_ACCESS, encrypt_image, set_image_id
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 ACCOUNT = "123456789012"
 
-os.environ.update({
+# Principals and Regions the tests use (a test that needs different values names its own).
+US, EU = "us-east-1", "eu-west-1"
+PROD, STAGING, DEV, HAND = "111122223333", "444455556666", "777788889999", "999988887777"
+ORG = "arn:aws:organizations::123456789012:organization/o-a1b2c3d4e5"
+OU = "arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-cdef3456"
+
+# The environment every test runs in (set by conftest's session fixture, not at import):
+# fake credentials, no endpoint, profile or session token from the developer's shell.
+TEST_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
     "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",
     # Never let botocore look for credentials on the instance metadata address.
     "AWS_EC2_METADATA_DISABLED": "true",
-})
-for _k in [k for k in os.environ if k.startswith(("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN"))]:
-    del os.environ[_k]
+}
+CLEARED_ENV_PREFIXES = ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN")
 
 
 def reconcile_executable() -> list[str]:
@@ -153,3 +170,104 @@ def run_main(*args: str, env: dict[str, str | None] | None = None, input: str = 
             code = exc.code
     return Result(code if isinstance(code, int) else 1, out.getvalue().decode(),
                   err.getvalue().decode())
+
+
+# --------------------------------------------------------------------------- AWS calls
+
+
+class Calls:
+    """Counts API calls by operation through botocore's event system."""
+
+    def __init__(self) -> None:
+        self.by_op: collections.Counter[str] = collections.Counter()
+        self.params: list[tuple[str, dict[str, Any]]] = []
+
+    def __call__(self, model: Any, params: Any, **_: Any) -> None:
+        self.by_op[model.name] += 1
+
+    def record_params(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        self.params.append((model.name, dict(params)))
+
+
+def counted_clients(concurrency: int = 4) -> tuple[Clients, Calls]:
+    session = boto3.Session()
+    calls = Calls()
+    session.events.register("before-call", calls)
+    session.events.register("provide-client-params", calls.record_params)
+    return Clients(session, concurrency), calls
+
+
+# --------------------------------------------------------------------------- KMS
+
+
+ROOT_STATEMENT = {"Sid": "EnableRoot", "Effect": "Allow",
+                  "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "kms:*",
+                  "Resource": "*"}
+FOREIGN = {"Sid": "BackupVault", "Effect": "Allow",
+           "Principal": {"AWS": "arn:aws:iam::246813579024:root"},
+           "Action": ["kms:Decrypt"], "Resource": "*"}
+
+
+def make_key(*statements: dict[str, Any]) -> str:
+    policy = {"Version": "2012-10-17", "Statement": [ROOT_STATEMENT, *statements]}
+    meta = boto3.client("kms", region_name="us-east-1").create_key(Policy=json.dumps(policy))
+    return str(meta["KeyMetadata"]["Arn"])
+
+
+def policy_of(key_arn: str) -> dict[str, Any]:
+    text = boto3.client("kms", region_name="us-east-1").get_key_policy(
+        KeyId=key_arn, PolicyName="default")["Policy"]
+    return dict(json.loads(text))
+
+
+def encrypted_image(aws: Images, name: str, key_arn: str, **kw: Any) -> tuple[str, str]:
+    image = aws.create(name, **kw)
+    return image, encrypt_image(ACCOUNT, "us-east-1", image, key_arn)
+
+
+def kms_manifest(rules: str, settings: str = "") -> bytes:
+    """A manifest in us-east-1 naming prod, staging, dev, org and ou; ``rules`` is the
+    indented text of its ``images:`` list."""
+    return f"""\
+version: 1
+settings: {{regions: [us-east-1]{settings}}}
+principals: {{prod: "{PROD}", staging: "{STAGING}", dev: "{DEV}", org: "{ORG}", ou: "{OU}"}}
+images:
+{rules}""".encode()
+
+
+def session_with(calls: Calls | None = None) -> Clients:
+    session = boto3.Session()
+    if calls is not None:
+        session.events.register("before-call", calls)
+        session.events.register("provide-client-params", calls.record_params)
+    return Clients(session, 4)
+
+
+def plan_and_apply(text: bytes, clients: Clients | None = None) -> tuple[Plan, ApplyReport]:
+    clients = clients or session_with()
+    reader = Reader(clients, 4)
+    m = parse_manifest(text, "m.yaml")
+    plan = build_plan(m, reader)
+    report = Applier(clients, reader.identity(), resource_keys=plan.resource_keys,
+                     grant_shape=m.settings.kms_grants).apply(plan.operations)
+    return plan, report
+
+
+def replan(text: bytes) -> Plan:
+    return build_plan(parse_manifest(text, "m.yaml"), Reader(session_with(), 4))
+
+
+def owned(policy: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {st["Sid"]: st for st in policy["Statement"] if st["Sid"] in kms.OWNED_SIDS}
+
+
+def readme_policies() -> tuple[set[str], set[str]]:
+    """The actions of README's read-only policy and of its apply addition."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## IAM permissions"):]
+    blocks = re.findall(r"```json\n(.*?)```", section, flags=re.S)
+    read_doc = json.loads(blocks[0])
+    write_doc = json.loads(blocks[1])
+    read = {a for st in read_doc["Statement"] for a in st["Action"]}
+    return read, set(write_doc["Action"])

@@ -3,7 +3,6 @@ retries."""
 
 from __future__ import annotations
 
-import collections
 from typing import Any
 
 import boto3
@@ -12,17 +11,14 @@ import botocore.exceptions
 import botocore.retries.bucket
 import botocore.retries.standard
 import pytest
-from helpers import ACCOUNT, Images
+from helpers import ACCOUNT, HAND, PROD, STAGING, Images, counted_clients
 
 from reconciler.core.manifest import parse_manifest
 from reconciler.core.model import Action, Identity, Operation, OpKind, Principal
 from reconciler.core.planner import PlanOptions
 from reconciler.shell.applier import Applier
-from reconciler.shell.aws import Clients
 from reconciler.shell.gather import build_plan
 from reconciler.shell.reader import Reader
-
-PROD, STAGING, HAND = "111122223333", "444455556666", "999988887777"
 
 MANIFEST = f"""\
 version: 1
@@ -33,28 +29,6 @@ images:
     select: {{name: "golden-*"}}
     launch: [prod, staging]
 """.encode()
-
-
-class Calls:
-    """Counts API calls by operation through botocore's event system."""
-
-    def __init__(self) -> None:
-        self.by_op: collections.Counter[str] = collections.Counter()
-        self.params: list[tuple[str, dict[str, Any]]] = []
-
-    def __call__(self, model: Any, params: Any, **_: Any) -> None:
-        self.by_op[model.name] += 1
-
-    def record_params(self, params: dict[str, Any], model: Any, **_: Any) -> None:
-        self.params.append((model.name, dict(params)))
-
-
-def counted_clients(concurrency: int = 4) -> tuple[Clients, Calls]:
-    session = boto3.Session()
-    calls = Calls()
-    session.events.register("before-call", calls)
-    session.events.register("provide-client-params", calls.record_params)
-    return Clients(session, concurrency), calls
 
 
 def test_plan_makes_exactly_the_minimal_calls(aws: Images) -> None:

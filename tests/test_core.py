@@ -11,6 +11,7 @@ import re
 import textwrap
 
 import pytest
+from helpers import ACCOUNT, DEV, EU, ORG, OU, PROD, STAGING, US
 from jsonschema import Draft202012Validator
 
 from reconciler.core.desired import Selection, select
@@ -43,16 +44,9 @@ from reconciler.core.planner import (
 from reconciler.core.render import render_markdown, render_text, summary_line
 from reconciler.core.schema import load_schema
 
-ACCOUNT = "123456789012"
 IDENTITY = Identity(ACCOUNT, f"arn:aws:iam::{ACCOUNT}:user/ci")
-PROD = "111122223333"
-STAGING = "444455556666"
-DEV = "777788889999"
 HAND = "999999999999"
-ORG = "arn:aws:organizations::123456789012:organization/o-a1b2c3d4e5"
-OU = "arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-cdef3456"
 KEY = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/11111111-2222-3333-4444-555555555555"
-US, EU = "us-east-1", "eu-west-1"
 
 P_PROD = Principal.account(PROD)
 P_STAGING = Principal.account(STAGING)
@@ -438,7 +432,7 @@ def test_share_quota_error_blocks_only_that_image():
 
 @pytest.mark.parametrize("kms_mode", ["off", "key-policy"], ids=["kms-off", "kms-key-policy"])
 def test_encrypted_public_is_error_and_the_image_is_left_alone(kms_mode):
-    """SPEC §7: an image with an error finding gets no write at all in that run."""
+    """README, "What a plan checks": an image with an error finding gets no write at all in that run."""
     m = manifest("""\
       - name: enc
         select: {name: "enc-*"}
@@ -661,7 +655,7 @@ def digest_case(hand_on_touched: bool, extra_on_untouched: bool) -> Plan:
 
 def test_state_digest_covers_every_resource_the_plan_consulted():
     """A saved plan is refused when any resource it decided from changed, not only the
-    ones it writes (SPEC §5: apply --plan)."""
+    ones it writes (README, "Guarantees": apply --plan)."""
     base = digest_case(False, False)
     assert launch_ops(base) == [("add", ami(1), PROD, "golden")]  # ami(2) is not written
     touched_changed = digest_case(True, False)

@@ -10,17 +10,12 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import ACCOUNT, EXAMPLES, Images, MotoServer, Runner
+from helpers import ACCOUNT, EXAMPLES, HAND, ORG, OU, PROD, STAGING, Images, MotoServer, Runner
 
 from reconciler.shell.sandbox import IMAGE_BLOCK_PUBLIC_ACCESS
 
 pytestmark = pytest.mark.e2e
 
-PROD = "111122223333"
-STAGING = "444455556666"
-HAND = "999988887777"
-ORG = "arn:aws:organizations::123456789012:organization/o-a1b2c3d4e5"
-OU = "arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-cdef3456"
 
 BASE = f"""\
 version: 1

@@ -1,4 +1,4 @@
-"""``reconcile explain`` (SPEC §5): a verdict line first, then the evidence; exit 0 can
+"""``reconcile explain`` (README, "Why can't they launch it?"): a verdict line first, then the evidence; exit 0 can
 launch, 3 cannot, 1 error. Each verdict is run on a sandbox built for it, in-process."""
 
 from __future__ import annotations
@@ -9,15 +9,12 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import EXAMPLES, Images, MotoServer, Runner, run_main
+from helpers import ACCOUNT, EXAMPLES, ORG, OU, Images, MotoServer, Runner, run_main
 
 from reconciler.core import kms
 from reconciler.shell.sandbox import encrypt_image
 
-ACCOUNT = "123456789012"
 PROD, OTHER = "111122223333", "999988887777"
-OU = "arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-cdef3456"
-ORG = "arn:aws:organizations::123456789012:organization/o-a1b2c3d4e5"
 ROOT = {"Sid": "Root", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
         "Action": "kms:*", "Resource": "*"}
 

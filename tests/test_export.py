@@ -12,7 +12,21 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import ACCOUNT, EXAMPLES, Images, MotoServer, Runner
+from helpers import (
+    ACCOUNT,
+    DEV,
+    EU,
+    EXAMPLES,
+    HAND,
+    ORG,
+    OU,
+    PROD,
+    STAGING,
+    US,
+    Images,
+    MotoServer,
+    Runner,
+)
 
 from reconciler.core import kms
 from reconciler.core.desired import select
@@ -33,10 +47,6 @@ from reconciler.core.model import Identity, Image, Principal, PrincipalKind, Sna
 from reconciler.core.planner import CurrentState, compute_plan
 from reconciler.shell.gather import read_export
 
-US, EU = "us-east-1", "eu-west-1"
-PROD, STAGING, DEV, HAND = "111122223333", "444455556666", "777788889999", "999988887777"
-ORG = "arn:aws:organizations::123456789012:organization/o-a1b2c3d4e5"
-OU = "arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-cdef3456"
 KEY = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/11111111-2222-3333-4444-555555555555"
 P_PROD, P_STAGING, P_DEV, P_HAND = (Principal.account(a) for a in (PROD, STAGING, DEV, HAND))
 P_ORG = Principal(PrincipalKind.ORGANIZATION, ORG)
@@ -474,8 +484,7 @@ def test_parse_names_errors(text: str, expected: str) -> None:
 
 def test_read_export_makes_only_the_read_calls_it_needs(aws: Images) -> None:
     import boto3
-    from test_aws import counted_clients
-    from test_security import readme_policies
+    from helpers import counted_clients, readme_policies
 
     from reconciler.shell.reader import Reader
     from reconciler.shell.sandbox import encrypt_image, set_image_state

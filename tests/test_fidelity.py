@@ -9,15 +9,16 @@ from typing import Any
 
 import boto3
 import pytest
-from helpers import ACCOUNT, Images
-from test_aws import counted_clients
-from test_kms import (
+from helpers import (
+    ACCOUNT,
     OU,
     PROD,
     ROOT_STATEMENT,
+    Images,
+    counted_clients,
     encrypted_image,
+    kms_manifest,
     make_key,
-    manifest,
     owned,
     plan_and_apply,
     policy_of,
@@ -47,7 +48,7 @@ def test_kms_grants_any_writes_grant_statements_auto_scaling_can_use(aws: Images
     key = make_key()
     image, _ = encrypted_image(aws, "golden-1", key)
     rules = '  - {name: golden, select: {name: "golden-*"}, launch: [prod, ou]}\n'
-    text = manifest(rules, ", kms_grants: any")
+    text = kms_manifest(rules, ", kms_grants: any")
     plan, report = plan_and_apply(text)
     assert not report.failed and not plan.errors
     assert _grant_conditions(key) == {
@@ -57,7 +58,7 @@ def test_kms_grants_any_writes_grant_statements_auto_scaling_can_use(aws: Images
     assert replan(text).operations == ()
 
     # Back to the default: the tool recognises its own statements and narrows them again.
-    default = manifest(rules)
+    default = kms_manifest(rules)
     migration = replan(default)
     kms_ops = [(o.action.value, o.principal.value) for o in migration.operations]
     assert kms_ops == [("add", PROD), ("add", OU)], "the grants that change, and nothing else"
@@ -98,14 +99,14 @@ def test_compact_policy_holds_the_most_accounts_and_one_more_is_refused(aws: Ima
     key = make_key()
     encrypted_image(aws, "golden-1", key)
     launch = ", ".join(f'"{a}"' for a in _accounts(fits + 1))
-    too_many = manifest('  - {name: golden, select: {name: "golden-*"}, launch: [%s]}\n' % launch)
+    too_many = kms_manifest('  - {name: golden, select: {name: "golden-*"}, launch: [%s]}\n' % launch)
     plan = replan(too_many)
     [err] = [f for f in plan.errors if f.code == "key-policy-too-large"]
     assert f"at most {fits:,} accounts" in err.message and "Organization or OU" in err.message
     assert plan.operations == (), "nothing is shared through a key that cannot hold them"
 
     launch = ", ".join(f'"{a}"' for a in _accounts(fits))
-    exact = manifest('  - {name: golden, select: {name: "golden-*"}, launch: [%s]}\n' % launch)
+    exact = kms_manifest('  - {name: golden, select: {name: "golden-*"}, launch: [%s]}\n' % launch)
     plan, report = plan_and_apply(exact)
     assert not report.failed and not plan.errors
     text = boto3.client("kms", region_name="us-east-1").get_key_policy(
@@ -118,7 +119,7 @@ def test_compact_policy_holds_the_most_accounts_and_one_more_is_refused(aws: Ima
 
 
 def _public_manifest(rules: str, settings: str = "") -> bytes:
-    return manifest(rules, ", allow_public: true" + settings)
+    return kms_manifest(rules, ", allow_public: true" + settings)
 
 
 def _set_product_codes(image_id: str, *codes: str) -> None:
@@ -221,11 +222,11 @@ def test_share_quota_with_prune_off_counts_what_is_kept(aws: Images) -> None:
     kept = [{"UserId": f"70000000000{i}"} for i in range(3)]
     image = aws.create("golden-1", launch=kept)
     rules = '  - {name: golden, select: {name: "golden-*"}, launch: [prod, "444455556666"]}\n'
-    plan = replan(manifest(rules, ", prune: false, share_quota: 4"))
+    plan = replan(kms_manifest(rules, ", prune: false, share_quota: 4"))
     [err] = plan.errors
     assert err.code == "share-quota" and err.resource == image
     assert "5 entities" in err.message and "prune: false keeps" in err.message
-    assert not replan(manifest(rules, ", share_quota: 4")).errors, "with prune, 2 entities"
+    assert not replan(kms_manifest(rules, ", share_quota: 4")).errors, "with prune, 2 entities"
 
 
 def test_snapshot_copy_permissions_go_500_per_call(aws: Images) -> None:
@@ -233,7 +234,7 @@ def test_snapshot_copy_permissions_go_500_per_call(aws: Images) -> None:
     in a single operation"."""
     aws.create("golden-1")
     many = _accounts(501)
-    text = manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod], copy: [%s]}\n'
+    text = kms_manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod], copy: [%s]}\n'
                     % ", ".join(f'"{a}"' for a in many), ", share_quota: 1000")
     clients, calls = counted_clients()
     plan, report = plan_and_apply(text, clients)
@@ -253,10 +254,10 @@ def test_snapshot_copy_permissions_go_500_per_call(aws: Images) -> None:
 
 def test_removing_an_account_from_an_image_shared_with_its_ou_is_said(aws: Images) -> None:
     image = aws.create("golden-1", launch=[{"UserId": "999988887777"}])
-    plan = replan(manifest('  - {name: golden, select: {name: "golden-*"}, launch: [ou]}\n'))
+    plan = replan(kms_manifest('  - {name: golden, select: {name: "golden-*"}, launch: [ou]}\n'))
     [info] = [f for f in plan.findings if f.code == "removal-kept-through-org"]
     assert info.resource == image and "999988887777" in info.message and OU in info.message
-    plain = replan(manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod]}\n'))
+    plain = replan(kms_manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod]}\n'))
     assert not [f for f in plain.findings if f.code == "removal-kept-through-org"]
 
 
@@ -295,7 +296,7 @@ def test_one_unknown_account_does_not_block_a_key(aws: Images) -> None:
     refused = _refusing(clients.session, "before-call.kms.PutKeyPolicy", f"iam::{BAD}:root", 400,
               "MalformedPolicyDocumentException",
               "Policy contains a statement with one or more invalid principals.")
-    text = manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod, "%s"]}\n' % BAD)
+    text = kms_manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod, "%s"]}\n' % BAD)
     plan, report = plan_and_apply(text, clients)
     failed = {(o.operation.kind.value, o.operation.principal.value): o.error for o in report.failed}
     assert set(failed) == {("kms_key_access", BAD), ("launch_permission", BAD)}
@@ -317,7 +318,7 @@ def test_a_refused_add_does_not_cost_the_removals_of_the_same_call(aws: Images) 
     refused = _refusing(clients.session, "before-call.ec2.ModifyImageAttribute", BAD, 400,
               "InvalidAMIAttributeItemValue",
               f'Invalid attribute item value "{BAD}" for userId item type.')
-    text = manifest('  - {name: golden, select: {name: "golden-*"}, launch: ["%s"]}\n' % BAD)
+    text = kms_manifest('  - {name: golden, select: {name: "golden-*"}, launch: ["%s"]}\n' % BAD)
     plan, report = plan_and_apply(text, clients)
     assert [(o.operation.action.value, o.operation.principal.value) for o in report.failed] == [
         ("add", BAD)]

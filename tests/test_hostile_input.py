@@ -1,6 +1,6 @@
 """Hostile and malformed input: the manifest, the sandbox state and saved plan files.
 
-Contract under test (SPEC §3, §5, §6): whatever bytes a user (or an attacker who can open a
+Contract under test (README, "Guarantees": no traceback, bounded input): whatever bytes a user (or an attacker who can open a
 pull request) puts in these files, loading either succeeds or raises
 :class:`reconciler.core.errors.InputError` whose every problem renders as ONE line
 ``FILE:LINE:COL: message`` naming the file. No other exception type may escape (the CLI

@@ -8,86 +8,39 @@ from typing import Any
 import boto3
 import botocore.exceptions
 import pytest
-from helpers import ACCOUNT, Images
-from test_aws import Calls
+from helpers import (
+    ACCOUNT,
+    DEV,
+    FOREIGN,
+    ORG,
+    OU,
+    PROD,
+    ROOT_STATEMENT,
+    STAGING,
+    Calls,
+    Images,
+    encrypted_image,
+    kms_manifest,
+    make_key,
+    owned,
+    plan_and_apply,
+    policy_of,
+    replan,
+    session_with,
+)
 
 from reconciler.core import kms
 from reconciler.core.manifest import parse_manifest
 from reconciler.core.model import Principal
-from reconciler.core.plan import Plan
-from reconciler.shell.applier import Applier, ApplyReport
-from reconciler.shell.aws import Clients
 from reconciler.shell.gather import build_plan
 from reconciler.shell.reader import Reader
-from reconciler.shell.sandbox import encrypt_image, make_aws_managed
-
-PROD, STAGING, DEV = "111122223333", "444455556666", "777788889999"
-ORG = "arn:aws:organizations::123456789012:organization/o-a1b2c3d4e5"
-OU = "arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-cdef3456"
-ROOT_STATEMENT = {"Sid": "EnableRoot", "Effect": "Allow",
-                  "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "kms:*",
-                  "Resource": "*"}
-FOREIGN = {"Sid": "BackupVault", "Effect": "Allow",
-           "Principal": {"AWS": "arn:aws:iam::246813579024:root"},
-           "Action": ["kms:Decrypt"], "Resource": "*"}
-
-
-def make_key(*statements: dict[str, Any]) -> str:
-    policy = {"Version": "2012-10-17", "Statement": [ROOT_STATEMENT, *statements]}
-    meta = boto3.client("kms", region_name="us-east-1").create_key(Policy=json.dumps(policy))
-    return str(meta["KeyMetadata"]["Arn"])
-
-
-def policy_of(key_arn: str) -> dict[str, Any]:
-    text = boto3.client("kms", region_name="us-east-1").get_key_policy(
-        KeyId=key_arn, PolicyName="default")["Policy"]
-    return dict(json.loads(text))
-
-
-def encrypted_image(aws: Images, name: str, key_arn: str, **kw: Any) -> tuple[str, str]:
-    image = aws.create(name, **kw)
-    return image, encrypt_image(ACCOUNT, "us-east-1", image, key_arn)
-
-
-def manifest(rules: str, settings: str = "") -> bytes:
-    return f"""\
-version: 1
-settings: {{regions: [us-east-1]{settings}}}
-principals: {{prod: "{PROD}", staging: "{STAGING}", dev: "{DEV}", org: "{ORG}", ou: "{OU}"}}
-images:
-{rules}""".encode()
-
-
-def session_with(calls: Calls | None = None) -> Clients:
-    session = boto3.Session()
-    if calls is not None:
-        session.events.register("before-call", calls)
-        session.events.register("provide-client-params", calls.record_params)
-    return Clients(session, 4)
-
-
-def plan_and_apply(text: bytes, clients: Clients | None = None) -> tuple[Plan, ApplyReport]:
-    clients = clients or session_with()
-    reader = Reader(clients, 4)
-    m = parse_manifest(text, "m.yaml")
-    plan = build_plan(m, reader)
-    report = Applier(clients, reader.identity(), resource_keys=plan.resource_keys,
-                     grant_shape=m.settings.kms_grants).apply(plan.operations)
-    return plan, report
-
-
-def replan(text: bytes) -> Plan:
-    return build_plan(parse_manifest(text, "m.yaml"), Reader(session_with(), 4))
-
-
-def owned(policy: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {st["Sid"]: st for st in policy["Statement"] if st["Sid"] in kms.OWNED_SIDS}
+from reconciler.shell.sandbox import make_aws_managed
 
 
 def test_encrypted_ami_shared_with_accounts_and_an_ou(aws: Images) -> None:
     key = make_key(FOREIGN)
     image, _ = encrypted_image(aws, "golden-1", key)
-    text = manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod, staging, ou]}\n')
+    text = kms_manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod, staging, ou]}\n')
     plan, report = plan_and_apply(text)
     assert not report.failed and not plan.errors
     kms_ops = [(o.action.value, o.principal.to_dict()) for o in plan.operations if o.kind.value == "kms_key_access"]
@@ -112,7 +65,7 @@ def test_two_images_share_a_key_union_and_targeted_removal(aws: Images) -> None:
     key = make_key()
     a, _ = encrypted_image(aws, "golden-a", key)
     b, _ = encrypted_image(aws, "golden-b", key)
-    both = manifest('  - {name: ra, select: {ids: [%s]}, launch: [prod]}\n'
+    both = kms_manifest('  - {name: ra, select: {ids: [%s]}, launch: [prod]}\n'
                     '  - {name: rb, select: {ids: [%s]}, launch: [staging, org]}\n' % (a, b))
     plan, report = plan_and_apply(both)
     assert not report.failed
@@ -123,7 +76,7 @@ def test_two_images_share_a_key_union_and_targeted_removal(aws: Images) -> None:
         "StringEquals": {"aws:PrincipalOrgID": ["o-a1b2c3d4e5"]}}
 
     # b no longer shared with staging: only staging leaves the key policy.
-    less = manifest('  - {name: ra, select: {ids: [%s]}, launch: [prod]}\n'
+    less = kms_manifest('  - {name: ra, select: {ids: [%s]}, launch: [prod]}\n'
                     '  - {name: rb, select: {ids: [%s]}, launch: [org]}\n' % (a, b))
     plan, report = plan_and_apply(less)
     assert sorted((o.kind.value, o.action.value, o.principal.value) for o in plan.operations) == [
@@ -139,8 +92,8 @@ def test_removed_ou_keeps_its_real_arn_in_the_key_access_removal(aws: Images) ->
     # removal must name the same ARN as the launch-permission removal beside it.
     key = make_key()
     image, _ = encrypted_image(aws, "golden-1", key)
-    plan_and_apply(manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod, ou]}\n'))
-    plan, report = plan_and_apply(manifest('  - {name: g, select: {name: "golden-*"}, '
+    plan_and_apply(kms_manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod, ou]}\n'))
+    plan, report = plan_and_apply(kms_manifest('  - {name: g, select: {name: "golden-*"}, '
                                            'launch: [prod]}\n', ", prune: true"))
     assert not report.failed
     assert sorted((o.kind.value, o.action.value, o.principal.value) for o in plan.operations) == [
@@ -155,7 +108,7 @@ def test_aws_managed_key_blocks_only_that_image(aws: Images) -> None:
     make_aws_managed(ACCOUNT, "us-east-1", managed["KeyId"])
     blocked, snap = encrypted_image(aws, "golden-blocked", managed["Arn"])
     fine = aws.create("golden-fine")
-    plan, report = plan_and_apply(manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod]}\n'))
+    plan, report = plan_and_apply(kms_manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod]}\n'))
     [finding] = plan.errors
     assert finding.code == "aws-managed-key" and finding.resource == blocked
     assert snap in finding.message and managed["Arn"] in finding.message
@@ -178,7 +131,7 @@ def test_key_policy_read_denied_is_a_finding(aws: Images) -> None:
             {"Error": {"Code": "AccessDeniedException", "Message": "not allowed"}}, "GetKeyPolicy")
 
     clients.session.events.register("provide-client-params.kms.GetKeyPolicy", deny)
-    plan, report = plan_and_apply(manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod]}\n'),
+    plan, report = plan_and_apply(kms_manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod]}\n'),
                                   clients)
     [finding] = plan.errors
     assert finding.code == "kms-access-denied"
@@ -192,7 +145,7 @@ def test_copy_permissions_added_and_pruned(aws: Images) -> None:
     ec2 = boto3.client("ec2", region_name="us-east-1")
     ec2.modify_snapshot_attribute(SnapshotId=snap, Attribute="createVolumePermission",
                                   OperationType="add", UserIds=[DEV])
-    text = manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod, staging], copy: [prod]}\n')
+    text = kms_manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod, staging], copy: [prod]}\n')
     plan, report = plan_and_apply(text)
     copy_ops = [(o.action.value, o.resource, o.principal.value) for o in plan.operations
                 if o.kind.value == "create_volume_permission"]
@@ -210,7 +163,7 @@ def test_check_mode_reports_and_writes_nothing(aws: Images) -> None:
     image, _ = encrypted_image(aws, "golden-1", key)
     plain = aws.create("golden-plain")
     calls = Calls()
-    text = manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod]}\n', ", kms: check")
+    text = kms_manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod]}\n', ", kms: check")
     plan, report = plan_and_apply(text, session_with(calls))
     assert [(f.code, f.resource) for f in plan.errors] == [("kms-access-missing", key)]
     assert "PutKeyPolicy" not in calls.by_op
@@ -223,7 +176,7 @@ def test_off_mode_makes_no_kms_call(aws: Images) -> None:
     key = make_key()
     image, _ = encrypted_image(aws, "golden-1", key)
     calls = Calls()
-    text = manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod]}\n', ", kms: 'off'")
+    text = kms_manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod]}\n', ", kms: 'off'")
     plan, _ = plan_and_apply(text, session_with(calls))
     assert not [op for op in calls.by_op if op in ("DescribeKey", "GetKeyPolicy", "ListAliases",
                                                    "PutKeyPolicy")]
@@ -235,7 +188,7 @@ def test_key_read_once_however_many_images_use_it(aws: Images) -> None:
     for i in range(5):
         encrypted_image(aws, f"golden-{i}", key)
     calls = Calls()
-    build_plan(parse_manifest(manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod]}\n'),
+    build_plan(parse_manifest(kms_manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod]}\n'),
                               "m.yaml"), Reader(session_with(calls), 4))
     assert calls.by_op["DescribeKey"] == 1 and calls.by_op["GetKeyPolicy"] == 1
     assert calls.by_op["ListAliases"] == 1 and calls.by_op["DescribeSnapshots"] == 1
@@ -245,13 +198,13 @@ def test_apply_order_key_first_on_add_last_on_remove(aws: Images) -> None:
     key = make_key()
     image, _ = encrypted_image(aws, "golden-1", key)
     calls = Calls()
-    plan_and_apply(manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod]}\n'),
+    plan_and_apply(kms_manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod]}\n'),
                    session_with(calls))
     writes = [op for op, _ in calls.params if op in ("PutKeyPolicy", "ModifyImageAttribute")]
     assert writes == ["PutKeyPolicy", "ModifyImageAttribute"]
 
     calls = Calls()
-    plan_and_apply(manifest('  - {name: g, select: {name: "golden-*"}, launch: []}\n'),
+    plan_and_apply(kms_manifest('  - {name: g, select: {name: "golden-*"}, launch: []}\n'),
                    session_with(calls))
     writes = [op for op, _ in calls.params if op in ("PutKeyPolicy", "ModifyImageAttribute")]
     assert writes == ["ModifyImageAttribute", "PutKeyPolicy"]
@@ -269,7 +222,7 @@ def test_failed_key_grant_means_no_launch_addition(aws: Images) -> None:
             {"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "PutKeyPolicy")
 
     clients.session.events.register("provide-client-params.kms.PutKeyPolicy", deny)
-    plan, report = plan_and_apply(manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod]}\n'),
+    plan, report = plan_and_apply(kms_manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod]}\n'),
                                   clients)
     failed = {(o.operation.kind.value, o.operation.resource): o.error for o in report.failed}
     assert "kms:PutKeyPolicy" in failed[("kms_key_access", key)]
@@ -284,7 +237,7 @@ def test_foreign_statement_already_allowing_an_account_is_left_alone(aws: Images
                 "Resource": "*"}
     key = make_key(generous)
     encrypted_image(aws, "golden-1", key)
-    plan, report = plan_and_apply(manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod, staging]}\n'))
+    plan, report = plan_and_apply(kms_manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod, staging]}\n'))
     infos = [f for f in plan.findings if f.code == "kms-foreign-statement"]
     assert len(infos) == 1 and PROD in infos[0].message
     assert owned(policy_of(key))["AmiShareReconcilerAccounts"]["Principal"]["AWS"] == [
@@ -297,7 +250,7 @@ def test_policy_over_32kb_is_refused_before_writing(aws: Images) -> None:
     image, _ = encrypted_image(aws, "golden-1", key)
     accounts = ", ".join(f'"{700000000000 + i}"' for i in range(700))
     calls = Calls()
-    plan, report = plan_and_apply(manifest(
+    plan, report = plan_and_apply(kms_manifest(
         '  - {name: g, select: {name: "golden-*"}, launch: [%s]}\n' % accounts), session_with(calls))
     assert [f.code for f in plan.errors] == ["key-policy-too-large"]
     assert "PutKeyPolicy" not in calls.by_op and aws.launch(image) == []
@@ -324,7 +277,7 @@ def test_unparseable_key_policy_is_never_written(aws: Images) -> None:
         Policy=json.dumps(policy))["KeyMetadata"]["Arn"]
     image, _ = encrypted_image(aws, "golden-1", key)
     calls = Calls()
-    plan, report = plan_and_apply(manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod]}\n'),
+    plan, report = plan_and_apply(kms_manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod]}\n'),
                                   session_with(calls))
     [finding] = plan.errors
     assert finding.code == "key-policy-unparseable" and "refusing to edit" in finding.message
@@ -336,7 +289,7 @@ def test_put_key_policy_keeps_the_lockout_safety_check(aws: Images) -> None:
     key = make_key()
     encrypted_image(aws, "golden-1", key)
     calls = Calls()
-    plan_and_apply(manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod]}\n'),
+    plan_and_apply(kms_manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod]}\n'),
                    session_with(calls))
     puts = [p for op, p in calls.params if op == "PutKeyPolicy"]
     assert len(puts) == 1

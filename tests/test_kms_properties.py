@@ -1,4 +1,4 @@
-"""Key-policy safety properties of :mod:`reconciler.core.kms` (SPEC §4), checked with hypothesis.
+"""Key-policy safety properties of :mod:`reconciler.core.kms` (README, "Encrypted AMIs and KMS"), checked with hypothesis.
 
 The tool owns exactly four statements (``kms.OWNED_SIDS``) and must never change any other
 statement: not its content, not its relative order. Its own statements must describe exactly

@@ -1,4 +1,4 @@
-"""Lifecycle-aware selection (SPEC §7a): share the newest golden images only. A rule with
+"""Lifecycle-aware selection (README, "Rotating golden images"): share the newest golden images only. A rule with
 ``latest``, ``exclude``, dates or ``deprecated: false`` manages every image its other
 selectors match and shares only with those that pass. Pure (no AWS), plus one CLI run."""
 
@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from helpers import ACCOUNT, run_main
+from helpers import ACCOUNT, EU, PROD, US, run_main
 
 from reconciler.core.desired import select
 from reconciler.core.errors import InputError
@@ -16,8 +16,6 @@ from reconciler.core.manifest import parse_manifest
 from reconciler.core.model import Identity, Image, Principal
 from reconciler.core.planner import CurrentState, PlanOptions, compute_plan
 
-US, EU = "us-east-1", "eu-west-1"
-PROD = "111122223333"
 NOW = "2026-12-01T12:00:00+00:00"
 
 

@@ -1,4 +1,4 @@
-"""Lifecycle selection (SPEC §7a) end to end on the moto server, through the CLI as a CI job
+"""Lifecycle selection (README, "Rotating golden images") end to end on the moto server, through the CLI as a CI job
 runs it: rotation as builds arrive, age-out, exclude, deprecation, ties, and an export that
 writes ``latest`` and plans no change. moto sets CreationDate from its clock and never sets
 DeprecationTime; :func:`reconciler.shell.sandbox.set_image_dates` sets both as AWS reports them
@@ -10,12 +10,9 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from helpers import ACCOUNT, Images, MotoServer, Runner
+from helpers import ACCOUNT, HAND, PROD, STAGING, US, Images, MotoServer, Runner
 
 from reconciler.shell.sandbox import set_image_dates
-
-US = "us-east-1"
-PROD, STAGING, HAND = "111122223333", "444455556666", "999988887777"
 
 
 def days_ago(n: float) -> str:

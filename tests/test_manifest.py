@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import ORG, OU, PROD, STAGING
 
 from reconciler.core.errors import InputError
 from reconciler.core.manifest import Manifest, Settings, parse_manifest
@@ -17,10 +18,6 @@ from reconciler.core.model import Principal, PrincipalKind
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "manifest.yaml"
 
-PROD = "111122223333"
-STAGING = "444455556666"
-ORG = "arn:aws:organizations::123456789012:organization/o-a1b2c3d4e5"
-OU = "arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-cdef3456"
 
 
 def parse(text: str) -> Manifest:
@@ -483,7 +480,7 @@ def test_date_where_non_string_expected_is_an_input_error(text, line):
 
 
 def test_unquoted_kms_off_means_off():
-    # YAML 1.1 reads an unquoted `off` as false; the SPEC writes `kms: off`, so accept it.
+    # YAML 1.1 reads an unquoted `off` as false; the README writes `kms: off`, so accept it.
     m = parse_manifest(b"version: 1\nsettings:\n  kms: off\nimages: []\n", "m.yaml")
     assert m.settings.kms == "off"
     err = errors_of("version: 1\nsettings:\n  kms: on\nimages: []\n")

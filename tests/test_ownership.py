@@ -1,4 +1,4 @@
-"""Ownership that survives a deleted rule or Region (SPEC §7a), and the guards a pull-request
+"""Ownership that survives a deleted rule or Region (README, "Ownership: deleting a rule revokes its shares"), and the guards a pull-request
 check sees before merge. ``reconcile`` runs in-process against the moto server."""
 
 from __future__ import annotations
@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Images, MotoServer, Runner
+from helpers import PROD, STAGING, Images, MotoServer, Runner
 
-PROD, STAGING = "111122223333", "444455556666"
 TAG = "reconciler:manifest"
 
 

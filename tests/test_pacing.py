@@ -14,7 +14,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from helpers import ACCOUNT, Images, MotoServer, Runner, run_main
+from helpers import ACCOUNT, EU, US, Images, MotoServer, Runner, run_main
 
 from reconciler.core.model import Action, Image, Operation, OpKind, Principal
 from reconciler.core.pacing import (
@@ -30,7 +30,6 @@ from reconciler.shell.aws import Clients
 from reconciler.shell.concurrency import parallel_map, spread
 from reconciler.shell.reader import Reader
 
-US, EU = "us-east-1", "eu-west-1"
 PROD = Principal.account("111122223333")
 
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import boto3
-from helpers import ACCOUNT, ROOT, Images, MotoServer, Runner
-from test_aws import Calls
+from helpers import ACCOUNT, DEV, HAND, OU, PROD, Calls, Images, MotoServer, Runner, readme_policies
 
 from reconciler.core.manifest import parse_manifest
 from reconciler.shell.applier import Applier, write_tags
@@ -17,20 +15,6 @@ from reconciler.shell.aws import Clients
 from reconciler.shell.gather import build_plan
 from reconciler.shell.reader import Reader
 from reconciler.shell.sandbox import encrypt_image
-
-PROD, DEV, HAND = "111122223333", "777788889999", "999988887777"
-OU = "arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-cdef3456"
-
-
-def readme_policies() -> tuple[set[str], set[str]]:
-    """The actions of README's read-only policy and of its apply addition."""
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("## IAM permissions"):]
-    blocks = re.findall(r"```json\n(.*?)```", section, flags=re.S)
-    read_doc = json.loads(blocks[0])
-    write_doc = json.loads(blocks[1])
-    read = {a for st in read_doc["Statement"] for a in st["Action"]}
-    return read, set(write_doc["Action"])
 
 
 def _iam_action(service_id: str, op: str) -> str:

@@ -19,20 +19,24 @@ from typing import Any
 import boto3
 import pytest
 from faultproxy import FAULT_KINDS, FaultProxy
-from helpers import ACCOUNT, EXAMPLES, Images, MotoServer, run_main
-from test_aws import counted_clients
-from test_kms import (
+from helpers import (
+    ACCOUNT,
     DEV,
+    EXAMPLES,
     OU,
     PROD,
     ROOT_STATEMENT,
+    Images,
+    MotoServer,
+    counted_clients,
     encrypted_image,
+    kms_manifest,
     make_key,
-    manifest,
     owned,
     plan_and_apply,
     policy_of,
     replan,
+    run_main,
 )
 
 from reconciler.core import kms
@@ -76,7 +80,7 @@ def test_key_principal_is_kept_while_an_unmanaged_image_or_a_snapshot_still_need
     ec2 = boto3.client("ec2", region_name="us-east-1")
     ec2.modify_snapshot_attribute(SnapshotId=snap_a, Attribute="createVolumePermission",
                                   OperationType="add", UserIds=[COPIER])
-    text = manifest("  - {name: golden, select: {ids: [%s]}, launch: [prod]}\n" % a)
+    text = kms_manifest("  - {name: golden, select: {ids: [%s]}, launch: [prod]}\n" % a)
 
     plan, report = plan_and_apply(text)
     assert not report.failed and not plan.errors
@@ -103,7 +107,7 @@ def test_key_usage_is_read_only_for_keys_with_removals(aws: Images) -> None:
     a, _ = encrypted_image(aws, "golden-a", key)
     encrypted_image(aws, "legacy-b", key, launch=[{"UserId": OTHER}])
     aws.create("plain-c")
-    text = manifest("  - {name: golden, select: {ids: [%s]}, launch: [prod]}\n" % a)
+    text = kms_manifest("  - {name: golden, select: {ids: [%s]}, launch: [prod]}\n" % a)
     clients, calls = counted_clients()
     build_plan(parse_manifest(text, "m.yaml"), Reader(clients, 4))
     assert calls.by_op == {"GetCallerIdentity": 1, "DescribeImages": 1 + SCANS,
@@ -113,7 +117,7 @@ def test_key_usage_is_read_only_for_keys_with_removals(aws: Images) -> None:
 
     key2 = _key_with_grantees(PROD, DEV)
     a2, _ = encrypted_image(aws, "golden-a2", key2)
-    text = manifest("  - {name: golden, select: {ids: [%s]}, launch: [prod]}\n" % a2)
+    text = kms_manifest("  - {name: golden, select: {ids: [%s]}, launch: [prod]}\n" % a2)
     clients, calls = counted_clients()
     plan = build_plan(parse_manifest(text, "m.yaml"), Reader(clients, 4))
     assert [o.principal.value for o in plan.operations if o.action is Action.REMOVE] == [DEV]
@@ -144,7 +148,7 @@ def test_saved_plan_is_refused_after_the_key_access_it_relied_on_was_removed(
                   "Resource": "*"}
     key = make_key(prod_admin)
     image, _ = encrypted_image(aws, "golden-1", key)
-    m = _write(tmp_path, manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod]}\n'))
+    m = _write(tmp_path, kms_manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod]}\n'))
     plan_file = tmp_path / "plan.json"
     r = run_main("plan", m, "--out", str(plan_file), "--format", "json")
     assert r.code == 0, r.err
@@ -173,7 +177,7 @@ def test_saved_plan_summary_is_never_trusted(aws: Images, tmp_path: Path) -> Non
     """Defect 3a: editing summary.remove to 0 bypassed the max_removals guard."""
     hands = [{"UserId": f"70000000000{i}"} for i in range(3)]
     image = aws.create("golden-1", launch=hands)
-    m = _write(tmp_path, manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod]}\n',
+    m = _write(tmp_path, kms_manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod]}\n',
                                   ", max_removals: 2"))
     plan_file = _plan_file(tmp_path, m)
     doc = json.loads(plan_file.read_text())
@@ -194,7 +198,7 @@ def test_saved_plan_with_a_dropped_key_access_add_is_refused(aws: Images, tmp_pa
     """Defect 3b: deleting the OU's kms_key_access add left the OU launch without key access."""
     key = make_key()
     image, _ = encrypted_image(aws, "golden-1", key)
-    m = _write(tmp_path, manifest('  - {name: golden, select: {name: "golden-*"}, launch: [ou]}\n'))
+    m = _write(tmp_path, kms_manifest('  - {name: golden, select: {name: "golden-*"}, launch: [ou]}\n'))
     plan_file = _plan_file(tmp_path, m)
     doc = json.loads(plan_file.read_text())
     assert sorted(o["kind"] for o in doc["operations"]) == ["kms_key_access", "launch_permission"]
@@ -210,7 +214,7 @@ def test_saved_plan_with_a_dropped_key_access_add_is_refused(aws: Images, tmp_pa
 def test_saved_plan_with_duplicated_operations_is_refused(aws: Images, tmp_path: Path) -> None:
     """Defect 3c: every operation duplicated was accepted and reported double."""
     image = aws.create("golden-1")
-    m = _write(tmp_path, manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod]}\n'))
+    m = _write(tmp_path, kms_manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod]}\n'))
     plan_file = _plan_file(tmp_path, m)
     doc = json.loads(plan_file.read_text())
     doc["operations"] = doc["operations"] * 2
@@ -226,7 +230,7 @@ def test_saved_plan_for_other_regions_says_so(aws: Images, tmp_path: Path) -> No
     refused as "current state differs" although nothing had changed."""
     aws.create("golden-1")
     aws.create("golden-1", region="eu-west-1")
-    m = _write(tmp_path, manifest('  - {name: golden, select: {name: "golden-*"}, '
+    m = _write(tmp_path, kms_manifest('  - {name: golden, select: {name: "golden-*"}, '
                                   'regions: [us-east-1, eu-west-1], launch: [prod]}\n'))
     plan_file = _plan_file(tmp_path, m)
     r = run_main("apply", m, "--plan", str(plan_file), "--region", "us-east-1")
@@ -257,7 +261,7 @@ def _seed_estate(srv: MotoServer, folder: Path) -> str:
     kms_client.create_alias(AliasName="alias/golden", TargetKeyId=key)
     encrypt_image(ACCOUNT, "us-east-1", images.create("golden-enc"), key)
     images.create("golden-pub")
-    return _write(folder, manifest(
+    return _write(folder, kms_manifest(
         '  - {name: enc, select: {name: "golden-enc"}, launch: [prod], copy: [prod]}\n'
         '  - {name: pub, select: {name: "golden-pub"}, launch: [public]}\n',
         ", allow_public: true"))
@@ -349,7 +353,7 @@ def test_any_answer_to_a_write_is_a_failed_operation_with_summary_and_log(
 
 
 def test_an_endpoint_that_is_not_a_url_is_one_line(tmp_path: Path) -> None:
-    m = _write(tmp_path, manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod]}\n'))
+    m = _write(tmp_path, kms_manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod]}\n'))
     r = run_main("plan", m, env={"AWS_ENDPOINT_URL": "not-a-url"})
     assert r.code == 1
     _no_traceback(r.out, r.err)
@@ -359,7 +363,7 @@ def test_an_endpoint_that_is_not_a_url_is_one_line(tmp_path: Path) -> None:
 def test_internal_error_is_one_line_and_verbose_shows_the_traceback(
         aws: Images, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     aws.create("golden-1")
-    m = _write(tmp_path, manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod]}\n'))
+    m = _write(tmp_path, kms_manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod]}\n'))
 
     def boom(*_: Any, **__: Any) -> None:
         raise RuntimeError("boom")
@@ -376,7 +380,7 @@ def test_internal_error_is_one_line_and_verbose_shows_the_traceback(
 def test_internal_error_during_apply_still_flushes_the_log(
         aws: Images, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     image = aws.create("golden-1")
-    m = _write(tmp_path, manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod]}\n'))
+    m = _write(tmp_path, kms_manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod]}\n'))
     log = tmp_path / "apply.jsonl"
     from reconciler import cli
 
@@ -462,7 +466,7 @@ def test_foreign_deny_statement_is_a_warning_on_every_image_sharing_the_key(aws:
     other = make_key({"Sid": "DenyDelete", "Effect": "Deny", "Principal": "*",
                       "Action": "kms:ScheduleKeyDeletion", "Resource": "*"})
     c, _ = encrypted_image(aws, "golden-c", other)
-    text = manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod]}\n')
+    text = kms_manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod]}\n')
     plan = replan(text)
     warnings = {f.resource: f.message for f in plan.findings if f.code == "kms-deny-statement"}
     assert set(warnings) == {a, b}, "a Deny of an action consumers do not use is no warning"
@@ -478,7 +482,7 @@ def test_user_info_in_an_endpoint_url_is_masked(tmp_path: Path) -> None:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()  # nothing listens there: a connection error that quotes the URL
-    m = _write(tmp_path, manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod]}\n'))
+    m = _write(tmp_path, kms_manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod]}\n'))
     log = tmp_path / "log.jsonl"
     r = run_main("apply", m, "--auto-approve", "-v", "--log-file", str(log),
                  env={"AWS_ENDPOINT_URL": f"http://admin:s3cr3t-pw@127.0.0.1:{port}",
@@ -489,7 +493,7 @@ def test_user_info_in_an_endpoint_url_is_masked(tmp_path: Path) -> None:
 
 
 def test_profile_errors_name_the_profile(tmp_path: Path) -> None:
-    m = _write(tmp_path, manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod]}\n'))
+    m = _write(tmp_path, kms_manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod]}\n'))
     r = run_main("plan", m, env={"AWS_PROFILE": "nosuch", "AWS_CONFIG_FILE": "/nonexistent",
                                  "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"})
     assert r.code == 1
@@ -497,7 +501,7 @@ def test_profile_errors_name_the_profile(tmp_path: Path) -> None:
 
 
 def test_non_ascii_digits_are_said_as_such(tmp_path: Path) -> None:
-    m = _write(tmp_path, manifest('  - {name: golden, select: {name: "golden-*"}, '
+    m = _write(tmp_path, kms_manifest('  - {name: golden, select: {name: "golden-*"}, '
                                   'launch: ["１１１１２２２２３３３３"]}\n'))
     r = run_main("validate", m)
     assert r.code == 1
@@ -526,7 +530,7 @@ ROOT_YAML = '{Sid: Root, Effect: Allow, Principal: {AWS: "arn:aws:iam::123456789
 def test_sandbox_key_policy_with_a_single_statement_object_is_a_located_error(
         tmp_path: Path) -> None:
     state = _write(tmp_path, SANDBOX_KEY.replace("@statement@", ROOT_YAML), "state.yaml")
-    m = _write(tmp_path, manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod]}\n'))
+    m = _write(tmp_path, kms_manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod]}\n'))
     r = run_main("plan", m, "--sandbox", state)
     assert r.code == 1
     _no_traceback(r.out, r.err)
@@ -539,7 +543,7 @@ def test_sandbox_key_policy_with_a_deny_applies_and_saves(tmp_path: Path) -> Non
             'Condition: {StringNotEquals: {"aws:PrincipalOrgID": o-a1b2c3d4e5}}}')
     state = _write(tmp_path, SANDBOX_KEY.replace("@statement@", f"[{ROOT_YAML}, {deny}]"),
                    "state.yaml")
-    m = _write(tmp_path, manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod]}\n'))
+    m = _write(tmp_path, kms_manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod]}\n'))
     after = tmp_path / "after.yaml"
     r = run_main("apply", m, "--sandbox", state, "--auto-approve", "--sandbox-save", str(after))
     assert r.code == 0, r.out + r.err

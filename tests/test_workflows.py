@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import EXAMPLES, Images, MotoServer, cli_env, reconcile_executable
+from helpers import EXAMPLES, HAND, PROD, Images, MotoServer, cli_env, reconcile_executable
 
 import reconciler
 
@@ -37,7 +37,6 @@ APPLY_YML = WORKFLOWS / "apply.yml"
 BOTH = pytest.mark.parametrize("path", [PLAN_YML, APPLY_YML], ids=["plan", "apply"])
 MANIFEST = "amis.yaml"
 BIN = Path(sys.executable).parent
-PROD, HAND = "111122223333", "999988887777"
 
 # The release each action is pinned to: the commit its tag points to, read from the
 # action's own repository (git rev-parse 'vX.Y.Z^{commit}') on 2026-12-01.

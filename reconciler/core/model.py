@@ -25,7 +25,7 @@ OU_ARN_RE = re.compile(
 AMI_ID_RE = re.compile(r"ami-(?:[0-9a-f]{8}|[0-9a-f]{17})", re.ASCII)
 REGION_RE = re.compile(r"[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}", re.ASCII)
 PUBLIC = "public"
-# The tag that records, in AWS itself, which manifest manages an image (SPEC §7a).
+# The tag that records, in AWS itself, which manifest manages an image (README, "Ownership").
 OWNERSHIP_TAG = "reconciler:manifest"
 
 

@@ -1,6 +1,6 @@
 """The plan: operations + findings + the digests that make a saved plan safe to apply.
 
-``to_dict`` is the contract of SPEC §6 (``format_version`` 1). Everything else on
+``to_dict`` is the contract of schemas/plan.schema.json (``format_version`` 1). Everything else on
 :class:`Plan` (image and principal names) exists only to render it for humans.
 """
 
@@ -49,7 +49,7 @@ RegionResource = tuple[str, str]
 
 @dataclass(frozen=True)
 class Ownership:
-    """Bookkeeping writes of SPEC §7a, not operations: where apply adds or removes the
+    """Bookkeeping writes (README, "Ownership"), not operations: where apply adds or removes the
     ownership tag ``reconciler:manifest=<name>``. Snapshots are tagged when the tool manages
     their copy permissions, so a released image's copy permissions are known to be its own."""
 
@@ -128,7 +128,7 @@ class Plan:
         }
 
     def operation_dict(self, op: Operation) -> dict[str, Any]:
-        """The operation as SPEC §6 has it, plus the names a reviewer reads it by (additive
+        """The operation as schemas/plan.schema.json has it, plus the names a reviewer reads it by (additive
         fields, ignored when a saved plan is read back)."""
         out = op.to_dict()
         name = self.image_names.get(op.resource) or self.resource_images.get(op.resource)

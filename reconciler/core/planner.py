@@ -749,7 +749,7 @@ def _removals_kept_through_orgs(v: _ImageView, ops: Sequence[Operation],
 
 def _ownership(manifest: Manifest, views: Sequence[_ImageView], state: CurrentState,
                findings: list[Finding]) -> tuple[Ownership | None, list[Operation]]:
-    """SPEC §7a: which images (and copy-managed snapshots) to tag, which to release, and the
+    """README, "Ownership": which images (and copy-managed snapshots) to tag, which to release, and the
     removals that release them (``rules: []``)."""
     settings = manifest.settings
     if settings.ownership != "tag":

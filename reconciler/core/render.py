@@ -91,7 +91,7 @@ def _ids(keys: tuple[tuple[str, str], ...], most: int = 5) -> str:
 
 
 def ownership_lines(plan: Plan) -> list[str]:
-    """The short ownership section (SPEC §7a): tag writes are bookkeeping, not changes."""
+    """The short ownership section (README, "Ownership"): tag writes are bookkeeping, not changes."""
     own = plan.ownership
     if own is None or not own.pending:
         return []

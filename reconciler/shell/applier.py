@@ -1,4 +1,4 @@
-"""Executes a plan's operations against AWS, in the order SPEC §7 requires.
+"""Executes a plan's operations against AWS, in the order the README's "Apply order" gives.
 
 Phases, each finished before the next starts:
 1. KMS key access added (one ``PutKeyPolicy`` per key);

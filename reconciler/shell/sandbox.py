@@ -3,7 +3,7 @@
 The state file is validated like the manifest (strict YAML, ``schemas/sandbox.schema.json``,
 located one-line errors). moto is an optional extra: ``pip install 'ami-share-reconciler[sandbox]'``.
 
-moto does not emulate everything this tool reads (MOTO-NOTES); :func:`install_moto_extensions`
+moto does not emulate everything this tool reads; :func:`install_moto_extensions`
 adds what is missing, the same way the test suite does, so the sandbox behaves like AWS.
 """
 
