@@ -518,11 +518,9 @@ def _execute(ctx: Ctx, conn: Connection, todo: Plan, m: Manifest, log_file: str 
     bar.start(with_eta("Applying", _apply_seconds(ctx, todo, m)[0]), len(todo.operations))
     try:
         with _stop_on_signals(stop):
-            applier = Applier(conn.clients, conn.identity(), concurrency=ctx.concurrency,
-                              log=log, resource_keys=todo.resource_keys,
-                              stop=stop, resource_owner=todo.resource_owner,
-                              grant_shape=m.settings.kms_grants,
-                              progress=lambda _: bar.advance())
+            applier = Applier.for_plan(conn.clients, conn.identity(), todo,
+                                       m.settings.kms_grants, concurrency=ctx.concurrency,
+                                       log=log, stop=stop, progress=lambda _: bar.advance())
             report = applier.apply(todo.operations)
             tags = write_tags(applier, todo.ownership, report) if todo.ownership else TagReport()
     finally:

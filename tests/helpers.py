@@ -249,8 +249,8 @@ def plan_and_apply(text: bytes, clients: Clients | None = None) -> tuple[Plan, A
     reader = Reader(clients, 4)
     m = parse_manifest(text, "m.yaml")
     plan = build_plan(m, reader)
-    report = Applier(clients, reader.identity(), resource_keys=plan.resource_keys,
-                     grant_shape=m.settings.kms_grants).apply(plan.operations)
+    report = Applier.for_plan(clients, reader.identity(), plan,
+                              m.settings.kms_grants).apply(plan.operations)
     return plan, report
 
 

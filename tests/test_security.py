@@ -64,7 +64,7 @@ images:
     # The flow above exercises every read the tool has.
     assert plan_actions == read
 
-    applier = Applier(clients, reader.identity(), resource_keys=plan.resource_keys)
+    applier = Applier.for_plan(clients, reader.identity(), plan)
     report = applier.apply(plan.operations)
     assert not report.failed
     assert plan.ownership is not None

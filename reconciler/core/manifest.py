@@ -16,7 +16,7 @@ import enum
 import functools
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
@@ -176,31 +176,16 @@ def _resolve(ref: str, names: Mapping[str, Principal]) -> tuple[Principal | None
 
 
 def _semantic(doc: Located, sha256: str) -> tuple[Manifest | None, list[Problem]]:
+    """What the schema cannot check: principal names, duplicate rules, public shares without
+    the opt-in, copy to organizations, quotas, calendar dates."""
     data: dict[str, Any] = doc.data
     problems: list[Problem] = []
     s = data.get("settings") or {}
-    settings = Settings(
-        regions=tuple(s.get("regions") or DEFAULT_REGIONS),
-        prune=s.get("prune", True),
-        allow_public=s.get("allow_public", False),
-        # `kms: off` unquoted is the boolean false to YAML 1.1: it means "off".
-        kms=KmsMode.OFF if s.get("kms") is False else KmsMode(s.get("kms", "key-policy")),
-        kms_grants=GrantShape(s.get("kms_grants", GrantShape.AWS_RESOURCE.value)),
-        max_removals=s.get("max_removals", 25),
-        share_quota=s.get("share_quota", 1000),
-        public_quota=s.get("public_quota", 5),
-        role_arn=s.get("role_arn"),
-        name=s.get("name") or default_name(doc.file),
-        ownership=s.get("ownership", "tag"),
-        on_release=s.get("on_release", "revoke"),
-        api_rates=tuple(sorted((action, Rate(r["burst"], r["per_second"]))
-                               for action, r in (s.get("api_rates") or {}).items())),
-    )
+    settings = _settings(s, doc.file)
     owners = tuple(Owner(o["role_arn"], tuple(o.get("regions") or ())) for o in data.get("owners") or ())
     if owners and settings.role_arn:
         problems.append(doc.problem(("owners",), "give either settings.role_arn or owners, not both",
                                     key=True))
-
     names: dict[str, Principal] = {}
     for name, value in (data.get("principals") or {}).items():
         p = Principal.parse_literal(value)
@@ -210,78 +195,27 @@ def _semantic(doc: Located, sha256: str) -> tuple[Manifest | None, list[Problem]
 
     rules: list[Rule] = []
     seen_rules: dict[str, int] = {}
-    quota_by_id: dict[str, set[Principal]] = {}
     for i, raw in enumerate(data.get("images") or []):
         path = ("images", i)
-        rname = raw["name"]
         line = doc.where(path + ("name",))[0]
-        if rname in seen_rules:
+        if raw["name"] in seen_rules:
             problems.append(doc.problem(path + ("name",),
-                                        f"images[{i}].name: duplicate rule name {rname!r} (first used on line {seen_rules[rname]})"))
+                                        f"images[{i}].name: duplicate rule name {raw['name']!r} "
+                                        f"(first used on line {seen_rules[raw['name']]})"))
         else:
-            seen_rules[rname] = line
-        resolved: dict[str, tuple[Principal, ...]] = {}
-        for field_name in ("launch", "copy"):
-            out: list[Principal] = []
-            for j, ref in enumerate(raw.get(field_name) or []):
-                where = path + (field_name, j)
-                label = f"images[{i}].{field_name}[{j}]"
-                p, err = _resolve(ref, names)
-                if p is None:
-                    problems.append(doc.problem(where, f"{label}: {err}"))
-                    continue
-                if p.is_public and not settings.allow_public:
-                    problems.append(doc.problem(where, f"{label}: {PUBLIC!r} shares with every AWS "
-                                                       "account; set settings.allow_public: true to allow it"))
-                    continue
-                if field_name == "copy" and p.is_org_or_ou:
-                    problems.append(doc.problem(where, f"{label}: {ref!r} is an Organization/OU; snapshot "
-                                                       "copy permission (createVolumePermission) accepts "
-                                                       "only account IDs"))
-                    continue
-                if p not in out:
-                    out.append(p)
-            resolved[field_name] = tuple(out)
-        entities = {p for p in resolved["launch"] if not p.is_public}
+            seen_rules[raw["name"]] = line
+        launch = _principals(doc, i, "launch", raw, names, settings, problems)
+        copy = _principals(doc, i, "copy", raw, names, settings, problems)
+        entities = {p for p in launch if not p.is_public}
         if len(entities) > settings.share_quota:
             problems.append(doc.problem(path + ("launch",),
-                                        f"images[{i}].launch: rule {rname!r} shares with {len(entities)} "
-                                        f"entities; share_quota is {settings.share_quota}"))
-        sel = raw["select"]
-        exclude = sel.get("exclude")
-        selector = Selector(
-            ids=tuple(sel.get("ids") or ()),
-            name=sel.get("name"),
-            tags=tuple(sorted((sel.get("tags") or {}).items())),
-            latest=sel.get("latest"),
-            exclude=None if exclude is None else Selector(
-                ids=tuple(exclude.get("ids") or ()), name=exclude.get("name"),
-                tags=tuple(sorted((exclude.get("tags") or {}).items()))),
-            created_after=sel.get("created_after"),
-            created_before=sel.get("created_before"),
-            max_age_days=sel.get("max_age_days"),
-            skip_deprecated=sel.get("deprecated") is False,
-        )
-        if sel and not (selector.ids or selector.by_attributes):
-            problems.append(doc.problem(path + ("select",), f"images[{i}].select: needs at "
-                                                            "least one of ids, name, tags"))
-        for key in ("created_after", "created_before"):
-            value = sel.get(key)
-            if value is not None and _bad_date(value):
-                problems.append(doc.problem(path + ("select", key),
-                                            f"images[{i}].select.{key}: {value!r} is not a "
-                                            "calendar date (YYYY-MM-DD)"))
-        for ami in selector.ids:
-            quota_by_id.setdefault(ami, set()).update(entities)
-        rules.append(Rule(rname, selector, tuple(raw.get("regions") or settings.regions),
-                          resolved["launch"], resolved["copy"], line, "copy" in raw))
-    for ami, ents in sorted(quota_by_id.items()):
-        if len(ents) > settings.share_quota and not any(
-                len({p for p in r.launch if not p.is_public}) > settings.share_quota
-                for r in rules if ami in r.select.ids):
-            problems.append(doc.problem(("images",), f"images: {ami} is shared with {len(ents)} entities "
-                                                     f"across its rules; share_quota is "
-                                                     f"{settings.share_quota}", key=True))
+                                        f"images[{i}].launch: rule {raw['name']!r} shares with "
+                                        f"{len(entities)} entities; share_quota is "
+                                        f"{settings.share_quota}"))
+        rules.append(Rule(raw["name"], _selector(doc, i, raw["select"], problems),
+                          tuple(raw.get("regions") or settings.regions), launch, copy, line,
+                          "copy" in raw))
+    problems += _quota_across_rules(doc, rules, settings)
     if problems:
         return None, problems
     manifest = Manifest(
@@ -295,6 +229,93 @@ def _semantic(doc: Located, sha256: str) -> tuple[Manifest | None, list[Problem]
             not raw.get("regions") for raw in data.get("images") or []),
     )
     return manifest, []
+
+
+def _settings(s: Mapping[str, Any], file: str) -> Settings:
+    return Settings(
+        regions=tuple(s.get("regions") or DEFAULT_REGIONS),
+        prune=s.get("prune", True),
+        allow_public=s.get("allow_public", False),
+        # `kms: off` unquoted is the boolean false to YAML 1.1: it means "off".
+        kms=KmsMode.OFF if s.get("kms") is False else KmsMode(s.get("kms", "key-policy")),
+        kms_grants=GrantShape(s.get("kms_grants", GrantShape.AWS_RESOURCE.value)),
+        max_removals=s.get("max_removals", 25),
+        share_quota=s.get("share_quota", 1000),
+        public_quota=s.get("public_quota", 5),
+        role_arn=s.get("role_arn"),
+        name=s.get("name") or default_name(file),
+        ownership=s.get("ownership", "tag"),
+        on_release=s.get("on_release", "revoke"),
+        api_rates=tuple(sorted((action, Rate(r["burst"], r["per_second"]))
+                               for action, r in (s.get("api_rates") or {}).items())),
+    )
+
+
+def _principals(doc: Located, i: int, field_name: str, raw: Mapping[str, Any],
+                names: Mapping[str, Principal], settings: Settings,
+                problems: list[Problem]) -> tuple[Principal, ...]:
+    """A rule's ``launch`` or ``copy`` list, resolved; what cannot be resolved is a problem."""
+    out: list[Principal] = []
+    for j, ref in enumerate(raw.get(field_name) or []):
+        where = ("images", i, field_name, j)
+        label = f"images[{i}].{field_name}[{j}]"
+        p, err = _resolve(ref, names)
+        if p is None:
+            problems.append(doc.problem(where, f"{label}: {err}"))
+        elif p.is_public and not settings.allow_public:
+            problems.append(doc.problem(where, f"{label}: {PUBLIC!r} shares with every AWS "
+                                               "account; set settings.allow_public: true to allow it"))
+        elif field_name == "copy" and p.is_org_or_ou:
+            problems.append(doc.problem(where, f"{label}: {ref!r} is an Organization/OU; snapshot "
+                                               "copy permission (createVolumePermission) accepts "
+                                               "only account IDs"))
+        elif p not in out:
+            out.append(p)
+    return tuple(out)
+
+
+def _selector(doc: Located, i: int, sel: Mapping[str, Any], problems: list[Problem]) -> Selector:
+    exclude = sel.get("exclude")
+    selector = Selector(
+        ids=tuple(sel.get("ids") or ()),
+        name=sel.get("name"),
+        tags=tuple(sorted((sel.get("tags") or {}).items())),
+        latest=sel.get("latest"),
+        exclude=None if exclude is None else Selector(
+            ids=tuple(exclude.get("ids") or ()), name=exclude.get("name"),
+            tags=tuple(sorted((exclude.get("tags") or {}).items()))),
+        created_after=sel.get("created_after"),
+        created_before=sel.get("created_before"),
+        max_age_days=sel.get("max_age_days"),
+        skip_deprecated=sel.get("deprecated") is False,
+    )
+    path = ("images", i, "select")
+    if sel and not (selector.ids or selector.by_attributes):
+        problems.append(doc.problem(path, f"images[{i}].select: needs at least one of ids, "
+                                          "name, tags"))
+    for key in ("created_after", "created_before"):
+        value = sel.get(key)
+        if value is not None and _bad_date(value):
+            problems.append(doc.problem(path + (key,), f"images[{i}].select.{key}: {value!r} is "
+                                                       "not a calendar date (YYYY-MM-DD)"))
+    return selector
+
+
+def _quota_across_rules(doc: Located, rules: Sequence[Rule],
+                        settings: Settings) -> list[Problem]:
+    """An image listed by ID in several rules may not exceed the share quota in sum (a rule
+    over it on its own is already reported)."""
+    quota_by_id: dict[str, set[Principal]] = {}
+    for r in rules:
+        for ami in r.select.ids:
+            quota_by_id.setdefault(ami, set()).update(p for p in r.launch if not p.is_public)
+    return [doc.problem(("images",), f"images: {ami} is shared with {len(ents)} entities "
+                                     f"across its rules; share_quota is {settings.share_quota}",
+                        key=True)
+            for ami, ents in sorted(quota_by_id.items())
+            if len(ents) > settings.share_quota and not any(
+                len({p for p in r.launch if not p.is_public}) > settings.share_quota
+                for r in rules if ami in r.select.ids)]
 
 
 def parse_manifest(raw: bytes, file: str) -> Manifest:

@@ -598,7 +598,6 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
     a key's statements, is planned for it). ``carried``: the errors that left them alone.
     """
     findings: list[Finding] = list(selection.findings)
-    prune = manifest.settings.prune
     views = [_ImageView(m, state.launch.get(m.image.key, frozenset()), [],
                         blocked=m.image.key in left_alone) for m in selection.managed]
     for v in views:
@@ -610,75 +609,15 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
         v.blocked = v.blocked or v.m.image.image_id in errored
     early = {v.m.image.key for v in views if v.blocked}
 
-    ops: list[Operation] = []
-    unchanged = 0
-    policies: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
-    resource_keys: dict[RegionKey, tuple[str, ...]] = {}
+    keys = _KeyPhase()
     if manifest.settings.kms is not KmsMode.OFF:
-        for arn, kv in sorted(_key_views(views, state, prune).items()):
-            _deny_checks(kv, findings)
-            result = _key_ops(manifest, kv, identity.partition, findings, policies,
-                              state.key_uses.get(arn, ()))
-            ops += result.ops
-            unchanged += result.unchanged
-            for v in kv.images:
-                if not result.usable:
-                    v.blocked = True  # its consumers could not use the key: share nothing new
-                for declared, cannot in ((v.m.launch, v.cannot_add), (v.m.copy, v.copy_cannot_add)):
-                    cannot.update(p for p in declared if kms.grantee_of(p) in result.missing)
-                img_key = v.m.image.key
-                resource_keys[img_key] = tuple(sorted({*resource_keys.get(img_key, ()), arn}))
-                for sid in v.m.image.snapshot_ids:
-                    resource_keys[(v.m.image.region, sid)] = resource_keys[img_key]
-
-    digest_state: dict[tuple[str, str, str], Any] = {}
-    resource_images: dict[str, str] = {}
-    for v in views:
-        img = v.m.image
-        digest_state[(LAUNCH, img.region, img.image_id)] = v.current
-        if v.blocked:
-            continue
-        d = diff_permissions(OpKind.LAUNCH, img.region, img.image_id, v.m.launch, v.current,
-                             prune=prune, cannot_add=frozenset(v.cannot_add))
-        ops += d.operations
-        unchanged += d.unchanged
-        findings += _removals_kept_through_orgs(v, d.operations, prune)
-        if v.m.manages_copy:
-            for sid in img.snapshot_ids:
-                cur = state.copy.get((img.region, sid), frozenset())
-                digest_state[(COPY, img.region, sid)] = cur
-                resource_images[sid] = f"snapshot of {img.image_id}"
-                d = diff_permissions(OpKind.COPY, img.region, sid, v.m.copy, cur, prune=prune,
-                                     cannot_add=frozenset(v.copy_cannot_add))
-                ops += d.operations
-                unchanged += d.unchanged
-    for (region, sid), snap in state.snapshots.items():
-        digest_state[(SNAPSHOT, region, sid)] = f"{snap.encrypted}:{snap.kms_key_id}"
-    for uses in state.key_uses.values():
-        for use in uses:
-            digest_state[(use.kind.value, use.region, use.resource)] = use.principals
-    for (region, _), info in state.keys.items():
-        if info.arn:
-            digest_state[(KMS, region, info.arn)] = policy_digest(info.policy)
-            if info.alias:
-                resource_images[info.arn] = info.alias
+        keys = _key_phase(manifest, identity, views, state, findings)
+    diffs = _permission_diffs(views, state, manifest.settings.prune, findings)
+    ops = [*keys.ops, *diffs.ops]
     ownership, released_ops = _ownership(manifest, views, state, findings)
     ops += released_ops
-    for img in state.released:
-        digest_state[(LAUNCH, img.region, img.image_id)] = state.launch.get(img.key, frozenset())
-        resource_images.setdefault(img.image_id, "")
-        for sid in img.snapshot_ids:
-            if (img.region, sid) in state.copy:
-                digest_state[(COPY, img.region, sid)] = state.copy[(img.region, sid)]
-                resource_images[sid] = f"snapshot of {img.image_id}"
-    for v in views:
-        digest_state[(TAG, v.m.image.region, v.m.image.image_id)] = tagged(
-            v.m.image, manifest.settings.name)
-        for sid in v.m.image.snapshot_ids if v.m.manages_copy else ():
-            backing = state.snapshots.get((v.m.image.region, sid))
-            if backing is not None:
-                digest_state[(TAG, v.m.image.region, sid)] = tagged(backing,
-                                                                     manifest.settings.name)
+    digest_state, resource_images = _consulted(manifest, views, state, diffs)
+
     findings += _guard_findings(manifest, ops, options)
     if options.strict:
         findings = [_promote(f) for f in findings]
@@ -695,19 +634,124 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
         operations=ops,
         findings=findings,
         images=len(selection.managed),
-        unchanged=unchanged,
+        unchanged=keys.unchanged + diffs.unchanged,
         state=digest_state,
         image_names={**{m.image.image_id: m.image.name for m in selection.managed},
                      **{img.image_id: img.name for img in state.released}},
         resource_images=resource_images,
-        key_policies=policies,
-        resource_keys=resource_keys,
+        key_policies=keys.policies,
+        resource_keys=keys.resource_keys,
         resource_owner=_owners(selection, state),
         regions=state.regions,
         ownership=ownership,
         principal_names={p: n for n, p in reversed(manifest.principals)},
         withheld=_withheld(selection),
     )
+
+
+@dataclass
+class _KeyPhase:
+    """The key statements the plan writes, and what they tell the permission diffs."""
+
+    ops: list[Operation] = field(default_factory=list)
+    unchanged: int = 0
+    policies: dict[str, tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=dict)
+    resource_keys: dict[RegionKey, tuple[str, ...]] = field(default_factory=dict)
+
+
+def _key_phase(manifest: Manifest, identity: Identity, views: list[_ImageView],
+               state: CurrentState, findings: list[Finding]) -> _KeyPhase:
+    """Each key's statements; an image whose consumers cannot use its key is blocked, and a
+    principal the key cannot let in is not added to the images it backs."""
+    out = _KeyPhase()
+    for arn, kv in sorted(_key_views(views, state, manifest.settings.prune).items()):
+        _deny_checks(kv, findings)
+        result = _key_ops(manifest, kv, identity.partition, findings, out.policies,
+                          state.key_uses.get(arn, ()))
+        out.ops += result.ops
+        out.unchanged += result.unchanged
+        for v in kv.images:
+            if not result.usable:
+                v.blocked = True  # its consumers could not use the key: share nothing new
+            for declared, cannot in ((v.m.launch, v.cannot_add), (v.m.copy, v.copy_cannot_add)):
+                cannot.update(p for p in declared if kms.grantee_of(p) in result.missing)
+            img_key = v.m.image.key
+            out.resource_keys[img_key] = tuple(sorted({*out.resource_keys.get(img_key, ()), arn}))
+            for sid in v.m.image.snapshot_ids:
+                out.resource_keys[(v.m.image.region, sid)] = out.resource_keys[img_key]
+    return out
+
+
+@dataclass
+class _Diffs:
+    """The launch and copy permission operations, and the permissions they were diffed from."""
+
+    ops: list[Operation] = field(default_factory=list)
+    unchanged: int = 0
+    copy: dict[RegionKey, frozenset[Principal]] = field(default_factory=dict)
+
+
+def _permission_diffs(views: Sequence[_ImageView], state: CurrentState, prune: bool,
+                      findings: list[Finding]) -> _Diffs:
+    out = _Diffs()
+    for v in views:
+        img = v.m.image
+        if v.blocked:
+            continue
+        d = diff_permissions(OpKind.LAUNCH, img.region, img.image_id, v.m.launch, v.current,
+                             prune=prune, cannot_add=frozenset(v.cannot_add))
+        out.ops += d.operations
+        out.unchanged += d.unchanged
+        findings += _removals_kept_through_orgs(v, d.operations, prune)
+        for sid in img.snapshot_ids if v.m.manages_copy else ():
+            cur = out.copy[(img.region, sid)] = state.copy.get((img.region, sid), frozenset())
+            d = diff_permissions(OpKind.COPY, img.region, sid, v.m.copy, cur, prune=prune,
+                                 cannot_add=frozenset(v.copy_cannot_add))
+            out.ops += d.operations
+            out.unchanged += d.unchanged
+    return out
+
+
+def _consulted(manifest: Manifest, views: Sequence[_ImageView], state: CurrentState,
+               diffs: _Diffs) -> tuple[dict[tuple[str, str, str], Any], dict[str, str]]:
+    """The state of every resource the plan consulted (for the digest a saved plan is checked
+    against), and the names resources are shown by."""
+    digest_state: dict[tuple[str, str, str], Any] = {}
+    resource_images: dict[str, str] = {}
+    for v in views:
+        img = v.m.image
+        digest_state[(LAUNCH, img.region, img.image_id)] = v.current
+    for (region, sid), cur in diffs.copy.items():
+        digest_state[(COPY, region, sid)] = cur
+    for v in views:
+        for sid in v.m.image.snapshot_ids if v.m.manages_copy and not v.blocked else ():
+            resource_images[sid] = f"snapshot of {v.m.image.image_id}"
+    for (region, sid), snap in state.snapshots.items():
+        digest_state[(SNAPSHOT, region, sid)] = f"{snap.encrypted}:{snap.kms_key_id}"
+    for uses in state.key_uses.values():
+        for use in uses:
+            digest_state[(use.kind.value, use.region, use.resource)] = use.principals
+    for (region, _), info in state.keys.items():
+        if info.arn:
+            digest_state[(KMS, region, info.arn)] = policy_digest(info.policy)
+            if info.alias:
+                resource_images[info.arn] = info.alias
+    for img in state.released:
+        digest_state[(LAUNCH, img.region, img.image_id)] = state.launch.get(img.key, frozenset())
+        resource_images.setdefault(img.image_id, "")
+        for sid in img.snapshot_ids:
+            if (img.region, sid) in state.copy:
+                digest_state[(COPY, img.region, sid)] = state.copy[(img.region, sid)]
+                resource_images[sid] = f"snapshot of {img.image_id}"
+    for v in views:
+        digest_state[(TAG, v.m.image.region, v.m.image.image_id)] = tagged(
+            v.m.image, manifest.settings.name)
+        for sid in v.m.image.snapshot_ids if v.m.manages_copy else ():
+            backing = state.snapshots.get((v.m.image.region, sid))
+            if backing is not None:
+                digest_state[(TAG, v.m.image.region, sid)] = tagged(backing,
+                                                                     manifest.settings.name)
+    return digest_state, resource_images
 
 
 def _withheld(selection: Selection) -> dict[tuple[str, str, Principal], str]:

@@ -34,7 +34,7 @@ import botocore.exceptions
 from ..core import kms
 from ..core.errors import AwsError
 from ..core.model import OWNERSHIP_TAG, Action, Arn, Identity, Operation, OpKind, Principal
-from ..core.plan import Ownership
+from ..core.plan import Ownership, Plan
 from .aws import Clients, aws_call, describe_error, error_code
 from .concurrency import parallel_map
 
@@ -166,6 +166,18 @@ def write_calls(ops: Sequence[Operation], resource_owner: Mapping[tuple[str, str
 
 
 class Applier:
+    @classmethod
+    def for_plan(cls, clients: Clients | Mapping[str, Clients], identity: Identity, plan: Plan,
+                 grant_shape: kms.GrantShape = kms.GrantShape.AWS_RESOURCE, *,
+                 concurrency: int = 16, log: LogSink | None = None,
+                 progress: Callable[[Outcome], None] | None = None,
+                 stop: threading.Event | None = None) -> Applier:
+        """The applier of ``plan``: its key lists and resource owners come from the plan,
+        the grant shape from ``settings.kms_grants``; the rest is how this run behaves."""
+        return cls(clients, identity, concurrency=concurrency, log=log, progress=progress,
+                   resource_keys=plan.resource_keys, stop=stop,
+                   resource_owner=plan.resource_owner, grant_shape=grant_shape)
+
     def __init__(self, clients: Clients | Mapping[str, Clients], identity: Identity, *,
                  concurrency: int = 16,
                  log: LogSink | None = None,
