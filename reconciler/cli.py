@@ -66,6 +66,7 @@ from .shell.progress import NoProgress, TerminalProgress
 from .shell.reader import Reader
 
 DEFAULT_CONCURRENCY = 16
+MIN_RATE_SHARE = 0.05  # ModifyImageAttribute then still gets a token every 4 s
 
 
 class Ctx:
@@ -79,8 +80,8 @@ class Ctx:
                 raise UsageError(f"--region {r!r} is not a valid AWS Region name (like us-east-1)")
         if concurrency < 1 or concurrency > 256:
             raise UsageError(f"--concurrency must be between 1 and 256, got {concurrency}")
-        if not 0 < api_rate_share <= 1:
-            raise UsageError(f"--api-rate-share must be more than 0 and at most 1, got "
+        if not MIN_RATE_SHARE <= api_rate_share <= 1:
+            raise UsageError(f"--api-rate-share must be between {MIN_RATE_SHARE:g} and 1, got "
                              f"{api_rate_share:g}")
         self.api_rate_share = api_rate_share
         self.regions = regions or None

@@ -831,7 +831,7 @@ def test_the_newest_builds_of_a_family_are_exported_with_latest() -> None:
     result = export(images, regions=[US, EU])
     (rule,) = parse(result.text).rules
     assert (rule.name, rule.select.name, rule.select.latest) == \
-        ("golden-eks-node", "golden-eks-node-*", 2)
+        ("golden-eks-node", "golden-eks-node-20*", 2)
     assert "latest: 2  # the newest by CreationDate, per Region; today: " in result.text
     # the rule manages the older builds and shares nothing with them, as today
     plan = replan(result.text, images)
@@ -841,6 +841,24 @@ def test_the_newest_builds_of_a_family_are_exported_with_latest() -> None:
     plan = replan(result.text, [*images, shared(arrived)])
     assert {(o.action.value, o.resource) for o in plan.operations} == {
         ("add", arrived.image_id), ("remove", new.image_id)}
+    # a build of another family (or another version of this one) never matches the glob
+    for other in ("golden-eks-node-gpu-2026.11.30", "golden-eks-node-1.31-2026.11.30"):
+        plan = replan(result.text, [*images, shared(build(9, "11.30", name=other))])
+        assert plan.operations == (), other
+
+
+def test_a_version_in_the_family_name_stays_in_the_glob() -> None:
+    """golden-eks-1.29-… builds are exported as golden-eks-1.29-20*: the 1.30 builds that
+    arrive later are another family, never shared by this rule."""
+    old = build(1, "09.01", name="golden-eks-1.29-2026.09.01")
+    a = build(2, "10.27", name="golden-eks-1.29-2026.10.27")
+    b = build(3, "11.03", name="golden-eks-1.29-2026.11.03")
+    images = [shared(old), shared(a, P_PROD), shared(b, P_PROD)]
+    (rule,) = parse(export(images).text).rules
+    assert (rule.name, rule.select.name, rule.select.latest) == \
+        ("golden-eks-1.29", "golden-eks-1.29-20*", 2)
+    newer = build(4, "12.01", name="golden-eks-1.30-2026.12.01")
+    assert replan(export(images).text, [*images, shared(newer)]).operations == ()
 
 
 @pytest.mark.parametrize("why", ["older build shared", "newer build unshared", "older disabled",

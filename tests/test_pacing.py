@@ -197,7 +197,8 @@ def test_write_calls_model_one_call_per_changed_resource() -> None:
 
 
 @pytest.mark.parametrize(("args", "said"), [
-    (["--api-rate-share", "0"], "--api-rate-share must be more than 0 and at most 1, got 0"),
+    (["--api-rate-share", "0"], "--api-rate-share must be between 0.05 and 1, got 0"),
+    (["--api-rate-share", "0.01"], "got 0.01"),
     (["--api-rate-share", "1.5"], "got 1.5"),
 ])
 def test_the_share_is_checked(args: list[str], said: str, tmp_path: Path) -> None:
@@ -237,3 +238,66 @@ def test_plan_says_how_long_a_long_apply_takes(server: tuple[MotoServer, Images]
             "ModifyImageAttribute (0.05 per second) in us-east-1.") in r.err
     r = run_cli("plan", str(m), "--api-rate-share", "0.5")  # the share scales defaults only
     assert "~40 s at the configured request rate" in r.err
+
+
+def test_the_wait_comes_before_signing(aws: Images) -> None:
+    """A request is signed after its token arrives, so its SigV4 time is the time it is sent
+    (AWS refuses a signature older than 5 minutes; a long wait must not age it)."""
+    clock = FakeClock()
+    order: list[str] = []
+    pacer = Pacer(overrides={"DescribeRegions": Rate(1, 10)}, clock=clock,
+                  sleep=lambda s: order.append("wait"))
+    clients = Clients(boto3.Session(region_name=US), pacer=pacer)
+    ec2 = clients.get("ec2", US)
+    ec2.meta.events.register("before-sign.ec2", lambda **_: order.append("sign"))
+    for _ in range(3):
+        ec2.describe_regions()
+    assert order == ["sign", "wait", "sign", "wait", "sign"]
+
+
+def test_concurrency_caps_requests_in_flight_across_pools() -> None:
+    """Two reads of one account at the same time (as a plan runs launch and snapshot reads)
+    still have at most --concurrency requests in flight."""
+    import http.server
+    import os
+
+    from reconciler.shell.concurrency import run_all
+
+    state = {"now": 0, "peak": 0}
+    lock = threading.Lock()
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:  # noqa: N802
+            with lock:
+                state["now"] += 1
+                state["peak"] = max(state["peak"], state["now"])
+            self.rfile.read(int(self.headers["Content-Length"]))
+            threading.Event().wait(0.05)
+            body = (b"<DescribeImageAttributeResponse><imageId>ami-1</imageId>"
+                    b"<launchPermission/></DescribeImageAttributeResponse>")
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            with lock:
+                state["now"] -= 1
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        session = boto3.Session(region_name=US)
+        clients = Clients(session, 4)
+        os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{server.server_port}"
+        reader = Reader(clients, 4)
+        images = [Image(f"ami-{i:017x}", US, ACCOUNT, "n", "available", False) for i in range(24)]
+        run_all(lambda: reader.all_launch_permissions(images[:12]),
+                lambda: reader.all_launch_permissions(images[12:]))
+    finally:
+        del os.environ["AWS_ENDPOINT_URL"]
+        server.shutdown()
+    assert state["peak"] == 4

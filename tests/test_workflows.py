@@ -371,6 +371,14 @@ def test_check_the_result_fails_on_a_failed_plan(tmp_path: Path, plan: str, ok: 
     assert (r.returncode == 0) is ok, r.stdout
 
 
+def fresh_output(w: Runner) -> Path:
+    """Each workflow run starts from a clean checkout: no output of an earlier run."""
+    out = w.dir / "reconcile-out"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    return out
+
+
 @needs_jq
 def test_scheduled_apply_opens_updates_and_closes_one_drift_issue(
         server: tuple[MotoServer, Images], tmp_path: Path) -> None:
@@ -382,14 +390,13 @@ def test_scheduled_apply_opens_updates_and_closes_one_drift_issue(
     today = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
 
     # 1. drift: corrected, and an issue is opened
-    (w.dir / "reconcile-out").mkdir()
-    r = w.run(doc, "Plan and apply", ACKNOWLEDGE="")
+    out = fresh_output(w)
+    r = w.run(doc, "Apply", ACKNOWLEDGE="")
     assert r.returncode == 0, r.stdout + r.stderr
     assert images.launch(golden) == [{"UserId": PROD}]
     assert images.launch(other) == [{"UserId": HAND}], "an unmanaged image was touched"
-    out = w.dir / "reconcile-out"
-    assert (out / "plan.exitcode").read_text().strip() == "2"
     assert (out / "apply.exitcode").read_text().strip() == "0"
+    assert (out / "operations").read_text().strip() == "2"  # one add, one remove
     assert "Apply complete: 1 added, 1 removed, 0 failed." in (out / "apply.txt").read_text()
     r = w.run(doc, "Open, update or close the drift issue")
     assert r.returncode == 0, r.stderr
@@ -399,8 +406,9 @@ def test_scheduled_apply_opens_updates_and_closes_one_drift_issue(
     title = f"AMI sharing drift corrected on {today}"
     assert create["argv"] == ["issue", "create", "--title", title, "--label", "reconcile-drift",
                               "--body-file", "issue.md"]
-    assert f"~ {golden} (golden-1)" in create["body"]  # the markdown plan
-    assert f"-   launch {HAND}  (not declared)" in create["body"]
+    assert "corrected it (2 operations)" in create["body"]
+    assert f"~ {golden} (golden-1)" in create["body"]  # the plan apply printed
+    assert re.search(rf"- launch {HAND} +not declared", create["body"]), create["body"]
     assert "Apply complete: 1 added, 1 removed, 0 failed." in create["body"]
     assert "https://github.com/acme/platform/actions/runs/42" in create["body"]
 
@@ -408,7 +416,8 @@ def test_scheduled_apply_opens_updates_and_closes_one_drift_issue(
     images.client("us-east-1").modify_image_attribute(
         ImageId=golden, Attribute="launchPermission",
         LaunchPermission={"Add": [{"UserId": HAND}]})
-    assert w.run(doc, "Plan and apply", ACKNOWLEDGE="").returncode == 0
+    fresh_output(w)
+    assert w.run(doc, "Apply", ACKNOWLEDGE="").returncode == 0
     r = w.run(doc, "Open, update or close the drift issue",
               FAKE_GH_ISSUES=json.dumps([{"number": 5}]))
     assert r.returncode == 0, r.stderr
@@ -417,9 +426,10 @@ def test_scheduled_apply_opens_updates_and_closes_one_drift_issue(
     assert comment["argv"][:3] == ["issue", "comment", "5"]
 
     # 3. nothing to do: the open issue is closed
-    r = w.run(doc, "Plan and apply", ACKNOWLEDGE="")
-    assert r.returncode == 0 and "Nothing to apply." in r.stdout, r.stderr
-    (out / "apply.exitcode").unlink(missing_ok=True)
+    out = fresh_output(w)
+    r = w.run(doc, "Apply", ACKNOWLEDGE="")
+    assert r.returncode == 0 and "No changes" in r.stdout, r.stdout + r.stderr
+    assert (out / "operations").read_text().strip() == "0"
     r = w.run(doc, "Open, update or close the drift issue",
               FAKE_GH_ISSUES=json.dumps([{"number": 5}]))
     assert r.returncode == 0, r.stderr
@@ -428,22 +438,38 @@ def test_scheduled_apply_opens_updates_and_closes_one_drift_issue(
     assert f"No drift found on {today}" in close["argv"][4]
 
 
+def test_an_adopted_manifest_is_tagged_by_the_scheduled_apply(
+        server: tuple[MotoServer, Images], tmp_path: Path) -> None:
+    """A manifest that plans no change still has its ownership tags written (bookkeeping,
+    not drift): without them a later deleted rule could not release its images."""
+    srv, images = server
+    golden = images.create("golden-1", launch=[{"UserId": PROD}])
+    doc, w = load(APPLY_YML), Runner(tmp_path, srv.url)
+    write_manifest(w.dir, golden)
+    out = fresh_output(w)
+    r = w.run(doc, "Apply", ACKNOWLEDGE="")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (out / "operations").read_text().strip() == "0"
+    tags = images.client("us-east-1").describe_images(ImageIds=[golden])["Images"][0]["Tags"]
+    assert {"Key": "reconciler:manifest", "Value": "amis"} in tags
+
+
 @needs_jq
 def test_a_failed_scheduled_apply_is_reported(server: tuple[MotoServer, Images],
                                               tmp_path: Path) -> None:
     srv, _ = server
     doc, w = load(APPLY_YML), Runner(tmp_path, srv.url)
     write_manifest(w.dir, "ami-0123456789abcdef0")  # no such image: an error finding
-    (w.dir / "reconcile-out").mkdir()
-    r = w.run(doc, "Plan and apply", ACKNOWLEDGE="")
-    assert r.returncode == 1 and "::error::reconcile plan exited with 1" in r.stdout
+    fresh_output(w)
+    r = w.run(doc, "Apply", ACKNOWLEDGE="")
+    assert r.returncode == 1 and "::error::reconcile apply exited with 1" in r.stdout
     r = w.run(doc, "Open, update or close the drift issue")
     assert r.returncode == 0, r.stderr
     *_, create = w.gh_calls()
     assert create["argv"][:4] == ["issue", "create", "--title",
                                   f"AMI sharing: scheduled apply failed on "
                                   f"{dt.datetime.now(dt.UTC):%Y-%m-%d}"]
-    assert "plan exit 1" in create["body"] and "image-not-found" in create["body"]
+    assert "failed (exit 1)" in create["body"] and "image-not-found" in create["body"]
 
 
 @pytest.mark.parametrize("acknowledge", ["", "--allow-mass-removal"])
@@ -453,20 +479,31 @@ def test_only_a_ticked_manual_run_acknowledges_a_mass_removal(
     inputs = triggers(doc)["workflow_dispatch"]["inputs"]
     assert inputs["allow_mass_removal"]["type"] == "boolean"
     assert inputs["allow_mass_removal"]["default"] is False
-    apply = step(doc, "Plan and apply")
+    apply = step(doc, "Apply")
     assert apply["env"]["ACKNOWLEDGE"] == (
         "${{ github.event_name == 'workflow_dispatch' && inputs.allow_mass_removal "
         "&& '--allow-mass-removal' || '' }}")
-    # a stub reconcile records its arguments: plan exits 2 (changes), apply 0
+    # a stub reconcile records its arguments
     w = Runner(tmp_path, "http://127.0.0.1:9")
     stub = tmp_path / "bin" / "reconcile"
-    stub.write_text('#!/bin/sh\necho "$*" >> "$STUB_LOG"\n'
-                    'case "$1" in plan) exit 2 ;; *) exit 0 ;; esac\n')
+    stub.write_text('#!/bin/sh\necho "$*" >> "$STUB_LOG"\n')
     stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
-    (w.dir / "reconcile-out").mkdir()
-    r = w.run(doc, "Plan and apply", ACKNOWLEDGE=acknowledge, STUB_LOG=str(tmp_path / "calls"))
+    fresh_output(w)
+    r = w.run(doc, "Apply", ACKNOWLEDGE=acknowledge, STUB_LOG=str(tmp_path / "calls"))
     assert r.returncode == 0, r.stdout + r.stderr
-    plan, apply_call = (tmp_path / "calls").read_text().splitlines()
-    assert plan.startswith("plan amis.yaml") and apply_call.startswith("apply amis.yaml --plan")
-    for call in (plan, apply_call):
-        assert call.endswith(" --allow-mass-removal") is bool(acknowledge), call
+    (call,) = (tmp_path / "calls").read_text().splitlines()
+    assert call.startswith("apply amis.yaml --auto-approve --log-file reconcile-out/apply.jsonl")
+    assert call.endswith(" --allow-mass-removal") is bool(acknowledge), call
+
+
+@needs_jq
+def test_a_job_that_failed_before_validating_still_gets_its_comment(tmp_path: Path) -> None:
+    """Checkout or install failed: no artifact (the download may fail, it is allowed to);
+    the comment says so instead of keeping the previous commit's verdict."""
+    doc, w = load(PLAN_YML), Runner(tmp_path, "http://127.0.0.1:9")
+    (download,) = uses(doc, "actions/download-artifact")
+    assert download["continue-on-error"] is True
+    r = w.run(doc, "Post or update the plan comment", **PR_ENV)
+    assert r.returncode == 0, r.stderr
+    _, post = w.gh_calls()
+    assert "### `reconcile plan`: failed before validating the manifest" in post["body"]

@@ -74,8 +74,9 @@ DEFAULT_MAX_REMOVALS = 25
 PRINCIPAL_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}", re.ASCII)
 RULE_PREFIX = "shared-with-"
 MAX_RULE_NAME = 120
-# a family name: everything before the first part that starts with a digit
-FAMILY_RE = re.compile(r"(.*?[-_.])[0-9]")
+# a dated build name: the family's name, then a date starting with the century
+# (golden-eks-1.29-2026.11.03 -> "golden-eks-1.29-", "20")
+FAMILY_RE = re.compile(r"(.*?[-_.])(19|20)[0-9]{2}")
 WIDTH = 96  # comment lines are wrapped to this width
 RegionKey = tuple[str, str]  # (region, image or snapshot ID)
 
@@ -289,10 +290,16 @@ def compute_export(account: str, images: Sequence[SharedImage],
                         key=lambda s: s.image.key)
     regions = tuple(sorted(set(regions) or {s.image.region for s in candidates}
                            or set(DEFAULT_REGIONS)))
+    # the keys of the shared images: their statements are the ones a plan would rewrite
+    shared_keys = {(snap.region, snap.kms_key_id) for s in candidates
+                   for sid in s.image.snapshot_ids
+                   if (snap := snapshots.get((s.image.region, sid))) is not None and snap.encrypted}
     stats = _Stats(
         unshared=sum(1 for s in considered if s.image.state == "available" and not s.launch),
         unavailable=sum(1 for s in considered if s.image.state != "available"),
-        image_filter=image_filter, kms_grants=_grant_shape(keys), schema_ref=schema_ref)
+        image_filter=image_filter,
+        kms_grants=_grant_shape({k: v for k, v in keys.items() if k in shared_keys}),
+        schema_ref=schema_ref)
     identity = Identity(account, f"arn:{partition}:iam::{account}:root")
     left_out: dict[RegionKey, list[str]] = {}
     with_latest = True
@@ -585,9 +592,10 @@ def _name_globs(groups: Sequence[_Group], considered: Sequence[SharedImage],
 
     Otherwise, with ``latest: N``, where the group's images are the N newest of the glob's
     matches in each of its Regions and every older match is available and shared with nobody
-    (the rule then manages those too and shares nothing with them, as today). The glob tried
-    first stops before the first numeric part of the names (``golden-al2023-*``), so that
-    next month's build is matched too."""
+    (the rule then manages those too and shares nothing with them, as today). For dated
+    builds the glob tried first is the family's name followed by the date's century
+    (``golden-eks-1.29-20*``): next month's build matches it, the builds of another family
+    (``golden-eks-1.30-…``, ``golden-eks-gpu-…``) never do."""
     out: dict[_Group, _Family] = {}
     for g in groups:
         names = sorted({i.name for i in g.images})
@@ -606,9 +614,9 @@ def _name_globs(groups: Sequence[_Group], considered: Sequence[SharedImage],
             continue
         if not with_latest or g.copy is not None:
             continue
-        for stem in dict.fromkeys(s for s in (_family_stem(names), common) if s):
-            if (n := _latest(g, matching(stem + "*"))) is not None:
-                out[g] = _Family(stem + "*", n)
+        for glob in dict.fromkeys(x for x in (_family_glob(names), common and common + "*") if x):
+            if (n := _latest(g, matching(glob))) is not None:
+                out[g] = _Family(glob, n)
                 break
     return out
 
@@ -624,12 +632,13 @@ def _common_stem(names: Sequence[str]) -> str | None:
     return _usable_stem(prefix[:cut + 1]) if cut >= 2 else None
 
 
-def _family_stem(names: Sequence[str]) -> str | None:
-    """The part of every name before its first numeric part (``golden-al2023-`` of
-    ``golden-al2023-2026.11.1``), when the names agree on it."""
-    stems = {m.group(1) if (m := FAMILY_RE.match(n)) else None for n in names}
-    stem = stems.pop() if len(stems) == 1 else None
-    return _usable_stem(stem) if stem else None
+def _family_glob(names: Sequence[str]) -> str | None:
+    """``golden-al2023-20*`` for builds named ``golden-al2023-2026.11.1``: the family's name
+    and the century of the date that follows it, when every name agrees on both."""
+    found = {(m.group(1), m.group(2)) if (m := FAMILY_RE.match(n)) else None for n in names}
+    if len(found) != 1 or (only := found.pop()) is None or not _usable_stem(only[0]):
+        return None
+    return f"{only[0]}{only[1]}*"
 
 
 def _latest(g: _Group, matched: Sequence[SharedImage]) -> int | None:
@@ -658,8 +667,8 @@ def _rule_names(groups: Sequence[_Group], names: Mapping[Principal, str],
     for g in groups:
         family = (globs or {}).get(g)
         glob = family.glob if family is not None else None
-        if glob is not None:  # the family's own name: golden-al2023-* -> golden-al2023
-            base = glob.rstrip("*").rstrip("-_.")
+        if glob is not None:  # the family's own name: golden-al2023-20* -> golden-al2023
+            base = re.sub(r"[-_.](19|20)?\*$|\*$", "", glob).rstrip("-_.")
         else:
             base = RULE_PREFIX + _short([PUBLIC if p.is_public else names[p] for p in g.launch])
         if g.copy and glob is None:

@@ -56,6 +56,11 @@ class Clients:
         self.default_region = default_region
         # One account's buckets: every request (retries too) waits for its token.
         self.pacer = pacer if pacer is not None else Pacer(enabled=False)
+        # At most `concurrency` requests of this account in flight, however many pools read
+        # at the same time: a slot is held from a request's creation to its response (one
+        # per thread at most, so nothing a pool waits on can hold one: no deadlock).
+        self._slots = threading.BoundedSemaphore(max(1, concurrency))
+        self._holding = threading.local()
         self._config = client_config(concurrency)
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
@@ -70,17 +75,28 @@ class Clients:
                 except Exception as exc:  # a bad endpoint URL, profile or Region setting
                     raise AwsError(f"cannot set up the AWS {service} client for {key[1]}: "
                                    f"{describe_error(exc)}") from None
-                # before-send.<service>.<Action> is emitted for every attempt of a request
-                client.meta.events.register(f"before-send.{service}",
-                                            self._pace(key[1], service))
+                # request-created.<service>.<Action> is emitted for every attempt of a
+                # request (a retry is a new request); first, so that the wait comes before
+                # botocore signs it and the signature's time is the time it is sent.
+                client.meta.events.register_first(f"request-created.{service}",
+                                                  self._pace(key[1], service))
+                client.meta.events.register(f"response-received.{service}", self._release)
                 self._clients[key] = client
             return client
 
 
     def _pace(self, region: str, service: str) -> Callable[..., None]:
-        def wait_for_token(event_name: str = "", **_: Any) -> None:
+        def wait_for_slot_and_token(event_name: str = "", **_: Any) -> None:
+            if not getattr(self._holding, "slot", False):
+                self._slots.acquire()
+                self._holding.slot = True
             self.pacer.acquire(region, service, event_name.rsplit(".", 1)[-1])
-        return wait_for_token
+        return wait_for_slot_and_token
+
+    def _release(self, **_: Any) -> None:
+        if getattr(self._holding, "slot", False):
+            self._holding.slot = False
+            self._slots.release()
 
 
 _LOADER: list[Any] = []  # the process's one botocore data loader, once created
