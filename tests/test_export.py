@@ -375,6 +375,23 @@ def test_grant_statements_for_auto_scaling_are_kept_as_they_are() -> None:
                                       keys={(US, KEY): info}).text
 
 
+def test_the_grant_shape_follows_the_shared_images_keys_only() -> None:
+    """An unshared image's key (read for a family's older builds) with grant statements of
+    the other shape does not decide the shape: the shared images' keys do."""
+    other_key = KEY.replace("1111", "9999")
+    a = image(1, snapshots=["snap-e"])
+    unshared = image(2, snapshots=["snap-u"])
+    snaps = {(US, "snap-e"): snap("snap-e", key=KEY),
+             (US, "snap-u"): snap("snap-u", key=other_key)}
+    info = key_info(P_PROD)
+    grants_any = kms.with_grantees(json.loads(info.policy or "{}"), {kms.grantee_of(P_PROD)},
+                                   "aws", kms.GrantShape.ANY)
+    keys = {(US, KEY): replace(info, policy=json.dumps(grants_any)),
+            (US, other_key): replace(info, key_id=other_key, arn=other_key)}
+    result = export([shared(a, P_PROD), shared(unshared)], snapshots=snaps, keys=keys)
+    assert yaml.safe_load(result.text)["settings"]["kms_grants"] == "any"
+
+
 def test_access_through_a_foreign_statement_counts() -> None:
     a = image(1, snapshots=["snap-e"])
     foreign = {"Sid": "Consumers", "Effect": "Allow",
