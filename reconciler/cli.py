@@ -192,7 +192,7 @@ def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--profile", metavar="P", help="AWS profile to use."),
         click.option("--strict", is_flag=True, help="Treat warnings as errors."),
         click.option("--concurrency", type=int, default=DEFAULT_CONCURRENCY, show_default=True,
-                     metavar="N", help="Maximum concurrent AWS calls."),
+                     metavar="N", help="Maximum AWS calls in flight per owner account."),
         click.option("--api-rate-share", type=float, default=1.0, show_default=True,
                      metavar="F", envvar="RECONCILE_API_RATE_SHARE",
                      help="Use this share of AWS's default request rates (0.5 leaves half to "

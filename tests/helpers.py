@@ -9,8 +9,9 @@ import re
 import shutil
 import socket
 import sys
+import textwrap
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,21 @@ US, EU = "us-east-1", "eu-west-1"
 PROD, STAGING, DEV, HAND = "111122223333", "444455556666", "777788889999", "999988887777"
 ORG = "arn:aws:organizations::123456789012:organization/o-a1b2c3d4e5"
 OU = "arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-cdef3456"
+
+PRINCIPALS = {"prod": PROD, "staging": STAGING, "dev": DEV, "org": ORG, "ou": OU}
+
+
+def manifest_yaml(images: str, *, regions: Sequence[str] = (US,), settings: str = "",
+                  principals: Mapping[str, str] = PRINCIPALS) -> str:
+    """The tests' one manifest builder. ``images``: the YAML of the ``images:`` list (a
+    block, dedented then indented under the key); ``settings``: more ``settings:`` lines;
+    ``principals``: name -> account ID or ARN (default: prod, staging, dev, org, ou)."""
+    lines = ["version: 1", "settings:", f"  regions: [{', '.join(regions)}]"]
+    lines += [f"  {line}" for line in textwrap.dedent(settings).splitlines() if line.strip()]
+    lines += ["principals:", *(f'  {k}: "{v}"' for k, v in principals.items()), "images:"]
+    lines += [f"  {line}" for line in textwrap.dedent(images).strip("\n").splitlines()]
+    return "\n".join(lines) + "\n"
+
 
 # The environment every test runs in (set by conftest's session fixture, not at import):
 # fake credentials, no endpoint, profile or session token from the developer's shell.
@@ -226,14 +242,9 @@ def encrypted_image(aws: Images, name: str, key_arn: str, **kw: Any) -> tuple[st
 
 
 def kms_manifest(rules: str, settings: str = "") -> bytes:
-    """A manifest in us-east-1 naming prod, staging, dev, org and ou; ``rules`` is the
-    indented text of its ``images:`` list."""
-    return f"""\
-version: 1
-settings: {{regions: [us-east-1]{settings}}}
-principals: {{prod: "{PROD}", staging: "{STAGING}", dev: "{DEV}", org: "{ORG}", ou: "{OU}"}}
-images:
-{rules}""".encode()
+    """:func:`manifest_yaml` in us-east-1; ``settings`` as ``, key: value`` pairs."""
+    extra = "\n".join(part.strip() for part in settings.split(",") if part.strip())
+    return manifest_yaml(rules, settings=extra).encode()
 
 
 def session_with(calls: Calls | None = None) -> Clients:

@@ -8,10 +8,9 @@ from __future__ import annotations
 import json
 import random
 import re
-import textwrap
 
 import pytest
-from helpers import ACCOUNT, DEV, EU, ORG, OU, PROD, STAGING, US
+from helpers import ACCOUNT, DEV, EU, ORG, OU, PROD, STAGING, US, manifest_yaml
 from jsonschema import Draft202012Validator
 
 from reconciler.core.desired import Selection, select
@@ -60,22 +59,10 @@ ANSI = re.compile(r"\x1b\[")
 
 
 def manifest(body: str, *, settings: str = "") -> Manifest:
-    """A manifest with the standard principals; ``body`` is the ``images:`` list."""
-    extra = "".join(f"  {line}\n" for line in textwrap.dedent(settings).splitlines() if line)
-    head = (
-        "version: 1\n"
-        "settings:\n"
-        "  regions: [us-east-1, eu-west-1]\n"
-        f"{extra}"
-        "principals:\n"
-        f'  prod: "{PROD}"\n'
-        f'  staging: "{STAGING}"\n'
-        f'  dev: "{DEV}"\n'
-        f'  org: "{ORG}"\n'
-        f'  ou: "{OU}"\n'
-        "images:\n"
-    )
-    return parse_manifest((head + textwrap.dedent(body)).encode(), "m.yaml")
+    """A manifest with the standard principals in two Regions; ``body`` is the ``images:``
+    list."""
+    return parse_manifest(manifest_yaml(body, regions=(US, EU), settings=settings).encode(),
+                          "m.yaml")
 
 
 def img(image_id: str, name: str, region: str = US, *, tags: dict[str, str] | None = None,

@@ -10,37 +10,33 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import ACCOUNT, EXAMPLES, HAND, ORG, OU, PROD, STAGING, Images, MotoServer, Runner
+from helpers import (
+    ACCOUNT,
+    EXAMPLES,
+    HAND,
+    ORG,
+    OU,
+    PROD,
+    STAGING,
+    Images,
+    MotoServer,
+    Runner,
+    manifest_yaml,
+)
 
 from reconciler.shell.sandbox import IMAGE_BLOCK_PUBLIC_ACCESS
 
 pytestmark = pytest.mark.e2e
 
 
-BASE = f"""\
-version: 1
-settings:
-  regions: [us-east-1]
-  prune: @prune@
-  allow_public: @allow_public@
-  max_removals: @max_removals@
-principals:
-  prod: "{PROD}"
-  staging: "{STAGING}"
-  org: "{ORG}"
-  ou: "{OU}"
-images:
-  - name: golden
-    select: {{name: "golden-*"}}
-    launch: @launch@
-"""
-
-
 def manifest_text(*, launch: str = "[prod, staging]", prune: str = "true",
                   allow_public: str = "false", max_removals: int = 25, extra: str = "") -> str:
-    return (BASE.replace("@launch@", launch).replace("@prune@", prune)
-            .replace("@allow_public@", allow_public)
-            .replace("@max_removals@", str(max_removals)) + extra)
+    """One rule sharing golden-* in us-east-1; ``extra``: lines appended as they are (more
+    keys of that rule, or more rules)."""
+    return manifest_yaml(
+        f'- name: golden\n  select: {{name: "golden-*"}}\n  launch: {launch}',
+        settings=f"prune: {prune}\nallow_public: {allow_public}\nmax_removals: {max_removals}",
+        principals={"prod": PROD, "staging": STAGING, "org": ORG, "ou": OU}) + extra
 
 
 def manifest(tmp_path: Path, **kwargs: object) -> str:

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from helpers import ACCOUNT, EU, PROD, US, run_main
+from helpers import ACCOUNT, EU, PROD, US, manifest_yaml, run_main
 
 from reconciler.core.desired import select
 from reconciler.core.errors import InputError
@@ -25,9 +25,8 @@ def build(n: int, day: str, region: str = US, name: str = "") -> Image:
 
 
 def manifest(select: str) -> bytes:
-    return (f'version: 1\nsettings: {{regions: [us-east-1, eu-west-1]}}\n'
-            f'principals: {{prod: "{PROD}"}}\n'
-            f'images:\n  - {{name: golden, select: {select}, launch: [prod]}}\n').encode()
+    return manifest_yaml(f"- {{name: golden, select: {select}, launch: [prod]}}",
+                         regions=(US, EU), principals={"prod": PROD}).encode()
 
 
 def shared(text: bytes, images: list[Image], now: str = NOW,
@@ -118,7 +117,7 @@ def test_another_rule_keeps_what_it_gives() -> None:
 def test_lifecycle_selectors_are_validated_with_located_errors(select: str, expected: str) -> None:
     with pytest.raises(InputError) as exc:
         parse_manifest(manifest(select), "m.yaml")
-    assert "m.yaml:5:" in str(exc.value) and expected in str(exc.value), str(exc.value)
+    assert "m.yaml:7:" in str(exc.value) and expected in str(exc.value), str(exc.value)
 
 
 def test_rotation_end_to_end_on_the_sandbox(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from helpers import ACCOUNT, HAND, PROD, STAGING, US, Images, MotoServer, Runner
+from helpers import ACCOUNT, HAND, PROD, STAGING, US, Images, MotoServer, Runner, manifest_yaml
 
 from reconciler.shell.sandbox import set_image_dates
 
@@ -29,10 +29,8 @@ def build(images: Images, name: str, age_days: float, *, launch: tuple[str, ...]
 
 def write(tmp_path: Path, select: str) -> str:
     m = tmp_path / "amis.yaml"
-    m.write_text(f'version: 1\nsettings: {{regions: [{US}]}}\n'
-                 f'principals: {{prod: "{PROD}", staging: "{STAGING}"}}\n'
-                 f'images:\n  - name: golden\n    select: {select}\n'
-                 '    launch: [prod, staging]\n')
+    m.write_text(manifest_yaml(f"- name: golden\n  select: {select}\n  launch: [prod, staging]",
+                               principals={"prod": PROD, "staging": STAGING}))
     return str(m)
 
 
