@@ -16,7 +16,7 @@ import boto3
 import pytest
 from helpers import ACCOUNT, EU, US, Images, MotoServer, Runner, run_main
 
-from reconciler.core.model import Action, Image, Operation, OpKind, Principal
+from reconciler.core.model import Action, Identity, Image, Operation, OpKind, Principal
 from reconciler.core.pacing import (
     Pacer,
     Rate,
@@ -25,7 +25,7 @@ from reconciler.core.pacing import (
     describe_duration,
     with_eta,
 )
-from reconciler.shell.applier import write_calls
+from reconciler.shell.applier import Applier, write_calls
 from reconciler.shell.aws import Clients
 from reconciler.shell.concurrency import parallel_map, spread
 from reconciler.shell.reader import Reader
@@ -301,3 +301,59 @@ def test_concurrency_caps_requests_in_flight_across_pools() -> None:
         del os.environ["AWS_ENDPOINT_URL"]
         server.shutdown()
     assert state["peak"] == 4
+
+
+def test_an_unparseable_answer_gives_its_request_slot_back() -> None:
+    """botocore raises a parse error before its response-received event: the slot must
+    still come back, or a later pool waits for ever (here: concurrency 2, so two lost
+    slots would hang the second read)."""
+    import http.server
+    import os
+
+    from reconciler.shell.aws import CallError
+
+    class Garbage(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = b"\x00\x01 this is not a response {]"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Garbage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    images = [Image(f"ami-{i:017x}", US, ACCOUNT, "n", "available", False) for i in range(6)]
+    outcome: list[str] = []
+
+    def two_reads_and_two_applies() -> None:
+        clients = Clients(boto3.Session(region_name=US), 2)
+        reader = Reader(clients, 2)
+        for _ in range(2):
+            try:
+                reader.all_launch_permissions(images)
+            except CallError as exc:
+                outcome.append(exc.operation)
+        applier = Applier(clients, Identity(ACCOUNT, f"arn:aws:iam::{ACCOUNT}:user/ci"),
+                          concurrency=2)
+        ops = [Operation(Action.ADD, OpKind.LAUNCH, US, i.image_id, PROD, ("r",)) for i in images]
+        for _ in range(2):
+            report = applier.apply(ops)
+            outcome.append(f"{len(report.failed)} writes failed")
+
+    os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{server.server_port}"
+    try:
+        worker = threading.Thread(target=two_reads_and_two_applies, daemon=True)
+        worker.start()
+        worker.join(timeout=30)
+    finally:
+        del os.environ["AWS_ENDPOINT_URL"]
+        server.shutdown()
+    assert not worker.is_alive(), "a read waited for ever for a request slot"
+    assert outcome == ["DescribeImageAttribute", "DescribeImageAttribute",
+                       "6 writes failed", "6 writes failed"]

@@ -35,7 +35,7 @@ from ..core import kms
 from ..core.errors import AwsError
 from ..core.model import OWNERSHIP_TAG, Action, Arn, Identity, Operation, OpKind, Principal
 from ..core.plan import Ownership, Plan
-from .aws import Clients, aws_call, describe_error, error_code
+from .aws import Clients, aws_call, describe_error, error_code, release_request_slot
 from .concurrency import parallel_map
 
 
@@ -392,6 +392,8 @@ class Applier:
             return False, str(exc), Result.FAILED, None
         except Exception as exc:  # whatever AWS, a proxy or the SDK answered: a failed write
             return False, describe_error(exc, write.service, write.api), Result.FAILED, None
+        finally:
+            release_request_slot()  # even when the answer could not be read
 
     def _run(self, write: Write) -> list[Outcome]:
         ok, error, result, partial = self._attempt(write)

@@ -90,6 +90,7 @@ class Clients:
             if not getattr(self._holding, "slot", False):
                 self._slots.acquire()
                 self._holding.slot = True
+                _HELD.clients = self
             self.pacer.acquire(region, service, event_name.rsplit(".", 1)[-1])
         return wait_for_slot_and_token
 
@@ -97,6 +98,19 @@ class Clients:
         if getattr(self._holding, "slot", False):
             self._holding.slot = False
             self._slots.release()
+
+
+# The Clients whose request slot this thread holds. botocore emits response-received after
+# an answer, but not when reading the answer fails (a body that is not XML or JSON): aws_call
+# gives the slot back when the call ends, however it ends.
+_HELD = threading.local()
+
+
+def release_request_slot() -> None:
+    clients = getattr(_HELD, "clients", None)
+    if clients is not None:
+        _HELD.clients = None
+        clients._release()
 
 
 _LOADER: list[Any] = []  # the process's one botocore data loader, once created
@@ -157,6 +171,8 @@ def aws_call(service: str, operation: str, where: str = "") -> Iterator[None]:
         message = describe_error(exc, service, operation)
         raise CallError(service, operation, error_code(exc),
                         f"{where}: {message}" if where else message) from exc
+    finally:
+        release_request_slot()
 
 
 def describe_error(exc: Exception, service: str = "", operation: str = "") -> str:
