@@ -354,6 +354,6 @@ def test_an_unparseable_answer_gives_its_request_slot_back() -> None:
     finally:
         del os.environ["AWS_ENDPOINT_URL"]
         server.shutdown()
-    assert not worker.is_alive(), "a read waited for ever for a request slot"
+    assert not worker.is_alive(), "a call waited for ever for a request slot"
     assert outcome == ["DescribeImageAttribute", "DescribeImageAttribute",
                        "6 writes failed", "6 writes failed"]
