@@ -12,7 +12,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, reconcile_executable
+from helpers import ROOT, reconcile_executable, run_main
 
 import reconciler
 from reconciler.core.schema import load_schema
@@ -97,21 +97,17 @@ def test_console_script_and_module_agree() -> None:
 
 
 def test_bare_reconcile_prints_help_and_exits_0() -> None:
-    proc = subprocess.run(reconcile_executable(), capture_output=True, text=True)
-    assert proc.returncode == 0 and proc.stderr == ""
-    assert proc.stdout.startswith("Usage: reconcile [OPTIONS] COMMAND [ARGS]...")
-    assert "validate" in proc.stdout and "explain" in proc.stdout
+    r = run_main()
+    assert r.code == 0 and r.err == ""
+    assert r.out.startswith("Usage: reconcile [OPTIONS] COMMAND [ARGS]...")
+    assert "validate" in r.out and "explain" in r.out
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
 def test_shell_completion_as_the_readme_enables_it(shell: str) -> None:
-    import os
-
-    source = subprocess.run(reconcile_executable(), capture_output=True, text=True,
-                            env={**os.environ, "_RECONCILE_COMPLETE": f"{shell}_source"})
-    assert source.returncode == 0 and "_reconcile_completion" in source.stdout
+    source = run_main(env={"_RECONCILE_COMPLETE": f"{shell}_source"})
+    assert source.code == 0 and "_reconcile_completion" in source.out
     assert f"_RECONCILE_COMPLETE={shell}_source reconcile" in (ROOT / "README.md").read_text()
-    words = subprocess.run(reconcile_executable(), capture_output=True, text=True,
-                           env={**os.environ, "_RECONCILE_COMPLETE": "bash_complete",
-                                "COMP_WORDS": "reconcile ex", "COMP_CWORD": "1"})
-    assert words.stdout.split() == ["plain,explain", "plain,export"]
+    words = run_main(env={"_RECONCILE_COMPLETE": "bash_complete",
+                          "COMP_WORDS": "reconcile ex", "COMP_CWORD": "1"})
+    assert words.out.split() == ["plain,explain", "plain,export"]
