@@ -599,11 +599,9 @@ def export(ctx: Ctx, out: str | None, names_file: str | None, name_glob: str | N
     with ctx.aws() as (clients, reader):
         regions = ctx.regions or (clients.default_region,)
         ctx.info(f"Reading the shares of your images in {', '.join(sorted(set(regions)))}...")
-        state = read_export(reader, regions, image_filter)
-    result = compute_export(state.account, state.images, names, regions=state.regions,
-                            schema_ref=schema_ref_for(out),
-                            snapshots=state.snapshots, keys=state.keys,
-                            partition=state.partition, image_filter=image_filter)
+        identity, state = read_export(reader, regions, image_filter)
+    result = compute_export(identity, state, names, image_filter=image_filter,
+                            schema_ref=schema_ref_for(out))
     if out:
         _write_file(out, result.text)
     else:

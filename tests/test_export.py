@@ -36,7 +36,6 @@ from reconciler.core.exporter import (
     ImageFilter,
     SharedImage,
     compute_export,
-    export_manifest,
     generated_name,
     parse_names,
     parse_tag_filters,
@@ -53,6 +52,7 @@ P_ORG = Principal(PrincipalKind.ORGANIZATION, ORG)
 P_OU = Principal(PrincipalKind.OU, OU)
 PUBLIC = Principal.public()
 SCHEMA_LINE = "# yaml-language-server: $schema=./schemas/manifest.schema.json"
+IDENTITY = Identity(ACCOUNT, f"arn:aws:iam::{ACCOUNT}:root")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -69,6 +69,23 @@ def shared(img: Image, *launch: Principal, copy: Mapping[str, frozenset[Principa
     return SharedImage(img, frozenset(launch), dict(copy or {}))
 
 
+def gathered(images: Sequence[SharedImage],
+             snapshots: Mapping[tuple[str, str], Snapshot] | None = None,
+             keys: Mapping[tuple[str, str], KeyInfo] | None = None,
+             regions: Sequence[str] = ()) -> CurrentState:
+    """The state ``read_export`` would gather for these images."""
+    by_region: dict[str, list[Image]] = {}
+    for s in images:
+        by_region.setdefault(s.image.region, []).append(s.image)
+    return CurrentState(
+        launch={s.image.key: s.launch for s in images},
+        snapshots=dict(snapshots or {}),
+        copy={(s.image.region, sid): p for s in images for sid, p in s.copy.items()},
+        keys=dict(keys or {}),
+        regions=tuple(regions),
+        images={r: tuple(found) for r, found in by_region.items()})
+
+
 def parse(text: str) -> Manifest:
     return parse_manifest(text.encode(), "export.yaml")
 
@@ -78,16 +95,8 @@ def replan(text: str, images: Sequence[SharedImage],
            keys: Mapping[tuple[str, str], KeyInfo] | None = None):
     """Independently of the exporter's own check: the plan of ``text`` on the same state."""
     m = parse(text)
-    by_region: dict[str, list[Image]] = {}
-    for s in images:
-        by_region.setdefault(s.image.region, []).append(s.image)
-    state = CurrentState(
-        launch={s.image.key: s.launch for s in images}, public_access={},
-        snapshots=dict(snapshots or {}),
-        copy={(s.image.region, sid): p for s in images for sid, p in s.copy.items()},
-        keys=dict(keys or {}))
-    return compute_plan(m, Identity(ACCOUNT, f"arn:aws:iam::{ACCOUNT}:root"),
-                        select(m, by_region), state)
+    state = gathered(images, snapshots, keys)
+    return compute_plan(m, IDENTITY, select(m, state.images), state)
 
 
 RuleShares = tuple[frozenset[Principal], frozenset[Principal] | None]
@@ -100,10 +109,12 @@ def rules_by_ids(m: Manifest) -> dict[frozenset[str], RuleShares]:
             for r in m.rules}
 
 
-def export(images: Sequence[SharedImage], names: Mapping[str, str] | None = None,
-           **kw) -> ExportResult:
-    result = compute_export(ACCOUNT, images, names, **kw)
-    plan = replan(result.text, images, kw.get("snapshots"), kw.get("keys"))
+def export(images: Sequence[SharedImage], names: Mapping[str, str] | None = None, *,
+           snapshots: Mapping[tuple[str, str], Snapshot] | None = None,
+           keys: Mapping[tuple[str, str], KeyInfo] | None = None,
+           regions: Sequence[str] = (), **kw) -> ExportResult:
+    result = compute_export(IDENTITY, gathered(images, snapshots, keys, regions), names, **kw)
+    plan = replan(result.text, images, snapshots, keys)
     assert plan.operations == () and plan.errors == (), (plan.operations, plan.findings)
     return result
 
@@ -219,11 +230,11 @@ def test_names_yaml_would_misread_are_quoted() -> None:
 
 def test_invalid_names_mapping_is_refused() -> None:
     with pytest.raises(ValueError):
-        compute_export(ACCOUNT, [shared(image(1), P_PROD)], {PROD: "public"})
+        compute_export(IDENTITY, gathered([shared(image(1), P_PROD)]), {PROD: "public"})
     with pytest.raises(ValueError):
-        compute_export(ACCOUNT, [shared(image(1), P_PROD)], {PROD: "a", STAGING: "a"})
+        compute_export(IDENTITY, gathered([shared(image(1), P_PROD)]), {PROD: "a", STAGING: "a"})
     with pytest.raises(ValueError):
-        compute_export(ACCOUNT, [shared(image(1), P_PROD)], {"12345": "short"})
+        compute_export(IDENTITY, gathered([shared(image(1), P_PROD)]), {"12345": "short"})
 
 
 def test_public_sets_allow_public_with_a_warning() -> None:
@@ -316,13 +327,13 @@ def test_output_is_deterministic() -> None:
               for i in range(12)]
     images.append(shared(image(99), P_ORG, PUBLIC))
     names = {PROD: "prod", ORG: "org", "700000000001": "one"}
-    first = compute_export(ACCOUNT, images, names, regions=[US, EU]).text
+    first = compute_export(IDENTITY, gathered(images, regions=[US, EU]), names).text
     for seed in range(5):
         shuffled = images[:]
         random.Random(seed).shuffle(shuffled)
         reordered = dict(sorted(names.items(), reverse=bool(seed % 2)))
-        assert compute_export(ACCOUNT, shuffled, reordered, regions=[EU, US]).text == first
-    assert export_manifest(ACCOUNT, images, names, regions=[US, EU]) == first
+        assert compute_export(IDENTITY, gathered(shuffled, regions=[EU, US]),
+                              reordered).text == first
 
 
 def test_image_filter() -> None:
@@ -517,7 +528,7 @@ def test_read_export_makes_only_the_read_calls_it_needs(aws: Images) -> None:
     encrypt_image(ACCOUNT, US, enc, key)
 
     clients, calls = counted_clients()
-    state = read_export(Reader(clients, 4), [EU, US, US], ImageFilter("golden-*"))
+    identity, state = read_export(Reader(clients, 4), [EU, US, US], ImageFilter("golden-*"))
     assert dict(calls.by_op) == {
         "GetCallerIdentity": 1,
         "DescribeImages": 2,  # one per Region
@@ -531,14 +542,18 @@ def test_read_export_makes_only_the_read_calls_it_needs(aws: Images) -> None:
                "ListAliases": "kms"}
     used = {f"{service.get(op, 'ec2')}:{op}" for op in calls.by_op}
     assert used <= read
-    assert state.account == ACCOUNT and state.regions == (EU, US)
-    by_id = {s.image.image_id: s for s in state.images}
-    assert set(by_id) == {i for i, _ in shared_ids} | set(unshared) | {disabled, enc}
-    assert by_id[disabled].launch == frozenset() and by_id[disabled].image.state == "disabled"
-    assert all(by_id[i].launch == frozenset({P_PROD}) for i, _ in shared_ids)
-    assert all(by_id[i].copy == {} for i in unshared)
-    result = compute_export(state.account, state.images, regions=state.regions,
-                            snapshots=state.snapshots, keys=state.keys)
+    assert identity.account == ACCOUNT and state.regions == (EU, US)
+    launch = {image_id: perms for (_, image_id), perms in state.launch.items()}
+    # neither the disabled image nor the one outside the filter had its permissions read
+    assert set(launch) == {i for i, _ in shared_ids} | set(unshared) | {enc}
+    assert all(launch[i] == frozenset({P_PROD}) for i, _ in shared_ids)
+    assert not any(launch[i] for i in unshared)
+    listed = {img.image_id: img for found in state.images.values() for img in found}
+    assert listed[disabled].state == "disabled"
+    with_copy = {i for i, img in listed.items()
+                 if any((img.region, sid) in state.copy for sid in img.snapshot_ids)}
+    assert with_copy == {i for i, _ in shared_ids} | {enc}
+    result = compute_export(identity, state, image_filter=ImageFilter("golden-*"))
     # moto's default key policy does not let PROD use the key: the encrypted image is left out
     assert [lo.image.image_id for lo in result.left_out] == [enc]
     assert {i.image_id for i in result.exported} == {i for i, _ in shared_ids}
@@ -820,7 +835,7 @@ def test_schema_line_points_at_a_file_that_exists(tmp_path: Path) -> None:
     from reconciler.core.exporter import schema_ref_for
 
     assert schema_ref_for(str(tmp_path / "amis.yaml")) is None
-    no_line = compute_export(ACCOUNT, [shared(image(1), P_PROD)], schema_ref=None).text
+    no_line = compute_export(IDENTITY, gathered([shared(image(1), P_PROD)]), schema_ref=None).text
     assert "$schema" not in no_line.splitlines()[0]
     assert "reconciler/schemas/manifest.schema.json" in no_line
     (tmp_path / "schemas").mkdir()

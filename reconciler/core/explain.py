@@ -16,6 +16,7 @@ from . import kms
 from .desired import ManagedImage
 from .kms import KeyInfo, KeyManager
 from .model import Image, Principal, PrincipalKind, Snapshot
+from .planner import CurrentState
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,18 @@ class ImageFacts:
     keys: Mapping[str, KeyInfo] = field(default_factory=dict)  # by snapshot's key ID
     managed: ManagedImage | None = None  # what the manifest declares (None: no rule / none)
     manifest_given: bool = False
+
+    @classmethod
+    def of(cls, img: Image, state: CurrentState, managed: ManagedImage | None = None,
+           manifest_given: bool = False) -> ImageFacts:
+        """The facts about ``img`` in what was gathered."""
+        mine = [sid for sid in img.snapshot_ids if (img.region, sid) in state.snapshots]
+        return cls(img, state.launch.get(img.key, frozenset()),
+                   {sid: state.snapshots[(img.region, sid)] for sid in mine},
+                   {sid: state.copy[(img.region, sid)] for sid in mine
+                    if (img.region, sid) in state.copy},
+                   {kid: info for (r, kid), info in state.keys.items() if r == img.region},
+                   managed, manifest_given)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,10 @@
 """``reconcile export``: a reviewed starting manifest from the shares that exist today.
 
-:func:`compute_export` is pure: given the caller account, the caller's images with their
-current launch (and snapshot copy) permissions, and what is known about their snapshots and
-KMS keys, it returns manifest YAML text on which ``reconcile plan`` reports no changes.
-:func:`read_export` is the only impure function here; it asks the :class:`Reader` for exactly
-what :func:`compute_export` needs.
+:func:`compute_export` is pure: given the caller's identity and the
+:class:`~reconciler.core.planner.CurrentState` that
+:func:`reconciler.shell.gather.read_export` gathered (the caller's images, their launch and
+snapshot copy permissions, their snapshots and KMS keys), it returns manifest YAML text on
+which ``reconcile plan`` reports no changes.
 
 How shares become rules:
 
@@ -37,7 +37,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
@@ -59,14 +59,11 @@ from .model import (
     Principal,
     PrincipalKind,
     Severity,
-    Snapshot,
     bad_account_id,
 )
+from .plan import Plan
 from .planner import CurrentState, compute_plan
 from .yamlload import MAX_BYTES, load_yaml
-
-if TYPE_CHECKING:
-    pass
 
 SCHEMA_REF = "./schemas/manifest.schema.json"
 DEFAULT_SHARE_QUOTA = 1000
@@ -144,18 +141,6 @@ class ExportResult:
     exported: tuple[Image, ...]
     left_out: tuple[LeftOut, ...]
     rules: int
-
-
-@dataclass(frozen=True)
-class ExportInput:
-    """Everything :func:`read_export` learned, ready for :func:`compute_export`."""
-
-    account: str
-    partition: str
-    regions: tuple[str, ...]
-    images: tuple[SharedImage, ...]
-    snapshots: Mapping[RegionKey, Snapshot]
-    keys: Mapping[RegionKey, KeyInfo]
 
 
 # --------------------------------------------------------------------------- options
@@ -245,75 +230,48 @@ def load_names(path: str) -> dict[str, str]:
 # --------------------------------------------------------------------------- pure part
 
 
-def export_manifest(account: str, images: Sequence[SharedImage],
-                    names: Mapping[str, str] | None = None, *,
-                    regions: Sequence[str] = (),
-                    snapshots: Mapping[RegionKey, Snapshot] | None = None,
-                    keys: Mapping[RegionKey, KeyInfo] | None = None,
-                    partition: str = "aws",
-                    image_filter: ImageFilter | None = None) -> str:
-    """The manifest text for the current shares (see :func:`compute_export`)."""
-    return compute_export(account, images, names, regions=regions, snapshots=snapshots,
-                          keys=keys, partition=partition, image_filter=image_filter).text
-
-
-def compute_export(account: str, images: Sequence[SharedImage],
+def compute_export(identity: Identity, state: CurrentState,
                    names: Mapping[str, str] | None = None, *,
-                   regions: Sequence[str] = (),
-                   snapshots: Mapping[RegionKey, Snapshot] | None = None,
-                   keys: Mapping[RegionKey, KeyInfo] | None = None,
-                   partition: str = "aws",
                    image_filter: ImageFilter | None = None,
                    schema_ref: str | None = SCHEMA_REF) -> ExportResult:
-    """Build the manifest for ``images`` (pure).
+    """The manifest for the images of ``state`` that ``identity`` owns (pure).
 
-    ``names`` maps principal values (account ID, Organization/OU ARN) to the names to use.
-    ``regions`` are the Regions that were read (``settings.regions``). ``snapshots`` and
-    ``keys`` are what ``DescribeSnapshots`` and ``DescribeKey``/``GetKeyPolicy`` returned for
-    the shared images' snapshots (by (Region, snapshot ID) and (Region, key ID as the
-    snapshot names it)); an image whose snapshots or keys are missing from them is left out,
-    as ``plan`` would report it as an error. ``schema_ref`` is the path the editor modeline
-    points at (see :func:`schema_ref_for`), None to explain instead.
+    ``state`` is what :func:`reconciler.shell.gather.read_export` gathered: the images listed
+    per Region, the launch permissions of the available ones, their snapshots, the copy
+    permissions of the shared ones' snapshots and the snapshots' keys; ``state.regions`` are
+    the Regions read (``settings.regions``). An image whose snapshots or keys are missing is
+    left out, as ``plan`` would report it as an error. ``names`` maps principal values
+    (account ID, Organization/OU ARN) to the names to use. ``schema_ref`` is the path the
+    editor modeline points at (see :func:`schema_ref_for`), None to explain instead.
     """
-    names = dict(names or {})
-    for value, name in names.items():
-        literal = Principal.parse_literal(value)
-        if literal is None or literal.is_public or not PRINCIPAL_NAME_RE.fullmatch(name) \
-                or name == PUBLIC:
-            raise ValueError(f"invalid names entry {name!r}: {value!r}")
-    if len(set(names.values())) != len(names):
-        raise ValueError("names must give each principal a different name")
-    snapshots = dict(snapshots or {})
-    keys = dict(keys or {})
-    considered = [s for s in images if image_filter is None or image_filter.matches(s.image)]
-    candidates = sorted((s for s in considered if s.image.state == "available" and s.launch),
-                        key=lambda s: s.image.key)
-    regions = tuple(sorted(set(regions) or {s.image.region for s in candidates}
+    names = _checked_names(names or {})
+    considered = _shared_images(state, image_filter)
+    candidates = [s for s in considered if s.image.state == "available" and s.launch]
+    regions = tuple(sorted(set(state.regions) or {s.image.region for s in candidates}
                            or set(DEFAULT_REGIONS)))
     # the keys of the shared images: their statements are the ones a plan would rewrite
     shared_keys = {(snap.region, snap.kms_key_id) for s in candidates
                    for sid in s.image.snapshot_ids
-                   if (snap := snapshots.get((s.image.region, sid))) is not None and snap.encrypted}
+                   if (snap := state.snapshots.get((s.image.region, sid))) is not None
+                   and snap.encrypted}
     stats = _Stats(
         unshared=sum(1 for s in considered if s.image.state == "available" and not s.launch),
         unavailable=sum(1 for s in considered if s.image.state != "available"),
         image_filter=image_filter,
-        kms_grants=_grant_shape({k: v for k, v in keys.items() if k in shared_keys}),
+        kms_grants=_grant_shape({k: v for k, v in state.keys.items() if k in shared_keys}),
         schema_ref=schema_ref)
-    identity = Identity(account, f"arn:{partition}:iam::{account}:root")
+    # A name glob could match images a filter kept out of consideration: IDs then.
+    use_globs = image_filter is None or not image_filter.active
     left_out: dict[RegionKey, list[str]] = {}
     with_latest = True
     while True:
         chosen = [s for s in candidates if s.image.key not in left_out]
         dropped = [LeftOut(s.image, s.launch, tuple(left_out[s.image.key]))
                    for s in candidates if s.image.key in left_out]
-        # A name glob could match images a filter kept out of consideration: IDs then.
-        filtered = image_filter is not None and image_filter.active
-        globs = {} if filtered else _name_globs(_groups(chosen), considered,
-                                                                 with_latest)
-        text, rules = _render(account, regions, chosen, dropped, names, stats, globs)
+        globs = _name_globs(_groups(chosen), considered, with_latest) if use_globs else {}
+        text, rules = _render(identity.account, regions, chosen, dropped, names, stats, globs)
         try:
-            problems = _self_check(text, identity, considered, chosen, snapshots, keys)
+            problems = _self_check(text, identity, considered, chosen, state)
         except ExportError:
             if not with_latest or not any(f.latest for f in globs.values()):
                 raise
@@ -323,9 +281,29 @@ def compute_export(account: str, images: Sequence[SharedImage],
             return ExportResult(text, tuple(s.image for s in chosen), tuple(dropped), rules)
         for key, reasons in problems.items():
             known = left_out.setdefault(key, [])
-            for reason in reasons:
-                if reason not in known:
-                    known.append(reason)
+            known += [r for r in reasons if r not in known]
+
+
+def _checked_names(names: Mapping[str, str]) -> dict[str, str]:
+    """``names`` as given, or ValueError (a bug guard: :func:`parse_names` checks files)."""
+    for value, name in names.items():
+        literal = Principal.parse_literal(value)
+        if literal is None or literal.is_public or not PRINCIPAL_NAME_RE.fullmatch(name) \
+                or name == PUBLIC:
+            raise ValueError(f"invalid names entry {name!r}: {value!r}")
+    if len(set(names.values())) != len(names):
+        raise ValueError("names must give each principal a different name")
+    return dict(names)
+
+
+def _shared_images(state: CurrentState, image_filter: ImageFilter | None) -> list[SharedImage]:
+    """The images the export considers, in (Region, image ID) order, with their permissions."""
+    return [SharedImage(img, state.launch.get(img.key, frozenset()),
+                        {sid: state.copy[(img.region, sid)] for sid in img.snapshot_ids
+                         if (img.region, sid) in state.copy})
+            for img in sorted((img for found in state.images.values() for img in found),
+                              key=lambda i: i.key)
+            if image_filter is None or image_filter.matches(img)]
 
 
 def schema_ref_for(out: str | None) -> str | None:
@@ -364,40 +342,11 @@ class _Stats:
 
 
 def _self_check(text: str, identity: Identity, considered: Sequence[SharedImage],
-                chosen: Sequence[SharedImage], snapshots: Mapping[RegionKey, Snapshot],
-                keys: Mapping[RegionKey, KeyInfo]) -> dict[RegionKey, list[str]]:
+                chosen: Sequence[SharedImage], gathered: CurrentState,
+                ) -> dict[RegionKey, list[str]]:
     """Plan the candidate manifest against the same state: image → reasons it cannot stay."""
-    try:
-        manifest = parse_manifest(text.encode("utf-8"), "<export>")
-    except InputError as exc:  # a bug in the renderer, never the user's input
-        raise ExportError("export produced an invalid manifest (please report this):\n"
-                          f"{exc}") from None
-    by_region: dict[str, list[Image]] = defaultdict(list)
-    for s in considered:
-        by_region[s.image.region].append(s.image)
-    selection = select(manifest, by_region)
-    state = CurrentState(
-        launch={s.image.key: s.launch for s in considered},
-        public_access={},
-        snapshots=snapshots,
-        copy={(s.image.region, sid): perms for s in chosen for sid, perms in s.copy.items()},
-        keys=keys,
-    )
-    plan = compute_plan(manifest, identity, selection, state)
-
-    owner: dict[RegionKey, list[RegionKey]] = defaultdict(list)  # resource -> images
-    key_info: dict[str, KeyInfo] = {}
-    for s in chosen:
-        img = s.image
-        owner[img.key].append(img.key)
-        for sid in img.snapshot_ids:
-            owner[(img.region, sid)].append(img.key)
-            snap = snapshots.get((img.region, sid))
-            info = keys.get((img.region, snap.kms_key_id)) if snap and snap.encrypted else None
-            if info is not None and info.arn:
-                owner[(img.region, info.arn)].append(img.key)
-                key_info[info.arn] = info
-
+    plan = _plan_candidate(text, identity, considered, chosen, gathered)
+    owner, key_info = _affected_images(chosen, gathered)
     by_id: dict[str, list[RegionKey]] = defaultdict(list)  # an AMI ID seen in two Regions
     for s in chosen:
         by_id[s.image.image_id].append(s.image.key)
@@ -427,6 +376,47 @@ def _self_check(text: str, identity: Identity, considered: Sequence[SharedImage]
         raise ExportError("export could not make a manifest that plans cleanly (please report "
                           "this): " + "; ".join(unexplained))
     return dict(problems)
+
+
+def _plan_candidate(text: str, identity: Identity, considered: Sequence[SharedImage],
+                    chosen: Sequence[SharedImage], gathered: CurrentState) -> Plan:
+    """The plan of the candidate manifest: the considered images' launch permissions, and
+    the copy permissions of the chosen ones (the only snapshots it manages)."""
+    try:
+        manifest = parse_manifest(text.encode("utf-8"), "<export>")
+    except InputError as exc:  # a bug in the renderer, never the user's input
+        raise ExportError("export produced an invalid manifest (please report this):\n"
+                          f"{exc}") from None
+    by_region: dict[str, list[Image]] = defaultdict(list)
+    for s in considered:
+        by_region[s.image.region].append(s.image)
+    state = CurrentState(
+        launch={s.image.key: s.launch for s in considered},
+        snapshots=gathered.snapshots,
+        copy={(s.image.region, sid): perms for s in chosen for sid, perms in s.copy.items()},
+        keys=gathered.keys,
+    )
+    return compute_plan(manifest, identity, select(manifest, by_region), state)
+
+
+def _affected_images(chosen: Sequence[SharedImage], state: CurrentState,
+                     ) -> tuple[dict[RegionKey, list[RegionKey]], dict[str, KeyInfo]]:
+    """Which chosen images each resource (image, snapshot, key by ARN) belongs to, and the
+    keys by ARN."""
+    owner: dict[RegionKey, list[RegionKey]] = defaultdict(list)
+    key_info: dict[str, KeyInfo] = {}
+    for s in chosen:
+        img = s.image
+        owner[img.key].append(img.key)
+        for sid in img.snapshot_ids:
+            owner[(img.region, sid)].append(img.key)
+            snap = state.snapshots.get((img.region, sid))
+            info = (state.keys.get((img.region, snap.kms_key_id))
+                    if snap and snap.encrypted else None)
+            if info is not None and info.arn:
+                owner[(img.region, info.arn)].append(img.key)
+                key_info[info.arn] = info
+    return owner, key_info
 
 
 def _by_resource(ops: Iterable[Operation]) -> dict[RegionKey, list[Operation]]:

@@ -76,6 +76,8 @@ class CurrentState:
     # launch permissions are in ``launch``, their snapshots in ``snapshots`` and the copy
     # permissions of those the tool tagged in ``copy``
     released: tuple[Image, ...] = ()
+    # Region -> the images the listing found there (all of them, managed or not)
+    images: Mapping[str, tuple[Image, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

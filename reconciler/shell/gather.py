@@ -10,14 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..core.desired import ManagedImage, Selection, rule_matches, select
 from ..core.errors import UsageError
 from ..core.explain import ImageFacts
-from ..core.exporter import ExportInput, ImageFilter, SharedImage
+from ..core.exporter import ImageFilter
 from ..core.kms import KeyInfo
 from ..core.manifest import KmsMode, Manifest
 from ..core.model import (
@@ -96,33 +96,22 @@ def build_plan(manifest: Manifest, readers: Reader | Sequence[Scope],
     jobs.append(functools.partial(_find_released, manifest, options, scopes, images, selection))
     reads = run_all(*jobs)
     found_released: list[Image] = reads.pop()
-    launch: dict[RegionKey, frozenset[Principal]] = {}
-    snapshots: dict[RegionKey, Snapshot] = {}
-    copy: dict[RegionKey, frozenset[Principal]] = {}
-    keys: dict[RegionKey, KeyInfo] = {}
-    public_access: dict[tuple[str, str], BlockState] = {}
-    snapshot_access: dict[tuple[str, str], BlockState] = {}
+    gathered = _Reads()
     for owner in reads:
-        launch.update(owner.launch)
-        snapshots.update(owner.snapshots)
-        copy.update(owner.copy)
-        keys.update(owner.keys)
-        public_access.update(owner.public_access)
-        snapshot_access.update(owner.snapshot_access)
+        gathered.merge(owner)
     public_images: dict[tuple[str, str], int] = defaultdict(int)
     for region, found in images.items():
         for img in found:
             public_images[(img.owner_id, region)] += img.public
-    released = _read_released(manifest, owners, found_released, launch, snapshots, copy)
-    state = CurrentState(launch, public_access, snapshots, copy, keys,
-                         regions=tuple(sorted(listed)), snapshot_public_access=snapshot_access,
-                         public_images=dict(public_images), released=released)
+    _read_released(manifest, owners, found_released, gathered)
+    state = gathered.state(images, regions=tuple(sorted(listed)),
+                           public_images=dict(public_images), released=tuple(found_released))
     plan = compute_plan(manifest, identity, selection, state, options)
     removing = {op.resource for op in plan.operations
                 if op.kind is OpKind.KMS and op.action is Action.REMOVE}
     if not removing:
         return plan
-    uses = read_key_uses(removing, owners, images, selection, state,
+    uses = read_key_uses(removing, owners, selection, state,
                          manifest.settings.on_release == "keep")
     return compute_plan(manifest, identity, selection, replace(state, key_uses=uses), options)
 
@@ -156,31 +145,20 @@ def _find_released(manifest: Manifest, options: PlanOptions, scopes: Sequence[Sc
 
 
 def _read_released(manifest: Manifest, owners: Mapping[str, Reader], released: list[Image],
-                   launch: dict[RegionKey, frozenset[Principal]],
-                   snapshots: dict[RegionKey, Snapshot],
-                   copy: dict[RegionKey, frozenset[Principal]]) -> tuple[Image, ...]:
+                   into: _Reads) -> None:
     """The state of the released images: launch permissions, snapshots, and the copy
     permissions of the snapshots carrying this manifest's tag."""
     name = manifest.settings.name
     for account, reader in owners.items():
-        mine_released = [img for img in released if img.owner_id == account]
-        launch.update(reader.all_launch_permissions(
-            [img for img in mine_released if img.state == "available"]))
-        by_region: dict[str, list[str]] = defaultdict(list)
-        for img in mine_released:
-            by_region[img.region].extend(img.snapshot_ids)
-        for region in sorted(by_region):
-            snapshots.update({(region, sid): snap for sid, snap in
-                              reader.snapshots(region, by_region[region]).items()})
-        ours = sorted({(img.region, sid) for img in mine_released for sid in img.snapshot_ids
-                       if (img.region, sid) in snapshots
-                       and tagged(snapshots[(img.region, sid)], name)})
-        copy.update(zip(ours, reader.map(reader.copy_permissions, ours), strict=True))
-    return tuple(released)
+        mine = [img for img in released if img.owner_id == account]
+        into.read_launch(reader, [img for img in mine if img.state == "available"])
+        into.read_snapshots(reader, mine)
+        into.read_copy(reader, [(img.region, sid) for img in mine for sid in img.snapshot_ids
+                                if (snap := into.snapshots.get((img.region, sid))) is not None
+                                and tagged(snap, name)])
 
 
-def read_key_uses(key_arns: set[str], owners: Mapping[str, Reader],
-                  images: Mapping[str, Sequence[Image]], selection: Selection,
+def read_key_uses(key_arns: set[str], owners: Mapping[str, Reader], selection: Selection,
                   state: CurrentState,
                   keep_released: bool = False) -> dict[str, tuple[KeyUse, ...]]:
     """Who holds a permission through each of ``key_arns`` outside what the plan writes.
@@ -215,7 +193,7 @@ def read_key_uses(key_arns: set[str], owners: Mapping[str, Reader],
         for sid, perms in zip(snaps, reader.map(reader.copy_permissions,
                                                 [(region, sid) for sid in snaps]), strict=True):
             uses[on_key[sid]].append(KeyUse(OpKind.COPY, region, sid, perms))
-        backed = [img for img in images.get(region, ()) if img.owner_id == account
+        backed = [img for img in state.images.get(region, ()) if img.owner_id == account
                   and img.key not in managed and any(s in on_key for s in img.snapshot_ids)]
         for img, perms in zip(backed, reader.map(reader.launch_permissions, backed), strict=True):
             for arn in sorted({on_key[s] for s in img.snapshot_ids if s in on_key}):
@@ -224,8 +202,12 @@ def read_key_uses(key_arns: set[str], owners: Mapping[str, Reader],
 
 
 @dataclass
-class _AccountReads:
-    """What the reads of one owner account found."""
+class _Reads:
+    """What the reads found, on the way to one :class:`CurrentState`.
+
+    Plan, export and ``explain`` gather through the same four steps; each asks the reader
+    for one kind of fact and fills its own mapping, so different steps may run at once.
+    """
 
     launch: dict[RegionKey, frozenset[Principal]] = field(default_factory=dict)
     snapshots: dict[RegionKey, Snapshot] = field(default_factory=dict)
@@ -234,35 +216,58 @@ class _AccountReads:
     public_access: dict[tuple[str, str], BlockState] = field(default_factory=dict)
     snapshot_access: dict[tuple[str, str], BlockState] = field(default_factory=dict)
 
+    def read_launch(self, reader: Reader, images: Sequence[Image]) -> None:
+        """``DescribeImageAttribute`` (launchPermission) per image."""
+        self.launch.update(reader.all_launch_permissions(list(images)))
 
-def _read_account(manifest: Manifest, account: str, reader: Reader,
-                  managed: list[ManagedImage]) -> _AccountReads:
-    """The reads for one owner's managed images. The launch permissions (one call per image,
-    the long part) and the snapshots, their copy permissions and keys (other actions, other
-    buckets) are read at the same time; Block Public Access only where the result needs it."""
-    out = _AccountReads()
-
-    def launch() -> None:
-        out.launch.update(reader.all_launch_permissions([m.image for m in managed]))
-
-    def backing() -> None:
+    def read_snapshots(self, reader: Reader, images: Sequence[Image]) -> None:
+        """The images' snapshots: ``DescribeSnapshots``, batched per Region."""
         by_region: dict[str, list[str]] = defaultdict(list)
-        for m in managed:
-            by_region[m.image.region].extend(m.image.snapshot_ids)
+        for img in images:
+            by_region[img.region].extend(img.snapshot_ids)
         regions = sorted(by_region)
         for region, found in zip(regions, reader.map(lambda r: reader.snapshots(r, by_region[r]),
                                                      regions), strict=True):
-            out.snapshots.update({(region, sid): snap for sid, snap in found.items()})
-        copy_keys = sorted({(m.image.region, s) for m in managed if m.manages_copy
-                            for s in m.image.snapshot_ids})
-        out.copy.update(zip(copy_keys, reader.map(reader.copy_permissions, copy_keys),
-                            strict=True))
-        if manifest.settings.kms is not KmsMode.OFF:
-            mine = {(m.image.region, s) for m in managed for s in m.image.snapshot_ids}
-            out.keys.update(read_keys(reader, [snap for k, snap in out.snapshots.items()
-                                               if k in mine]))
+            self.snapshots.update({(region, sid): snap for sid, snap in found.items()})
 
-    run_all(launch, backing)
+    def read_copy(self, reader: Reader, snapshots: Iterable[RegionKey]) -> None:
+        """``DescribeSnapshotAttribute`` (createVolumePermission) per (Region, snapshot)."""
+        wanted = sorted(set(snapshots))
+        self.copy.update(zip(wanted, reader.map(reader.copy_permissions, wanted), strict=True))
+
+    def read_keys(self, reader: Reader, snapshots: Iterable[RegionKey]) -> None:
+        """The keys of those of ``snapshots`` that were read (see :func:`read_keys`)."""
+        wanted = set(snapshots)
+        self.keys.update(read_keys(reader, [snap for k, snap in self.snapshots.items()
+                                            if k in wanted]))
+
+    def merge(self, other: _Reads) -> None:
+        for name in ("launch", "snapshots", "copy", "keys", "public_access", "snapshot_access"):
+            getattr(self, name).update(getattr(other, name))
+
+    def state(self, images: Mapping[str, Sequence[Image]], **more: Any) -> CurrentState:
+        return CurrentState(self.launch, self.public_access, self.snapshots, self.copy, self.keys,
+                            snapshot_public_access=self.snapshot_access,
+                            images={r: tuple(found) for r, found in sorted(images.items())},
+                            **more)
+
+
+def _read_account(manifest: Manifest, account: str, reader: Reader,
+                  managed: list[ManagedImage]) -> _Reads:
+    """The reads for one owner's managed images. The launch permissions (one call per image,
+    the long part) and the snapshots, their copy permissions and keys (other actions, other
+    buckets) are read at the same time; Block Public Access only where the result needs it."""
+    out = _Reads()
+    images = [m.image for m in managed]
+
+    def backing() -> None:
+        out.read_snapshots(reader, images)
+        out.read_copy(reader, [(m.image.region, s) for m in managed if m.manages_copy
+                               for s in m.image.snapshot_ids])
+        if manifest.settings.kms is not KmsMode.OFF:
+            out.read_keys(reader, [(img.region, s) for img in images for s in img.snapshot_ids])
+
+    run_all(functools.partial(out.read_launch, reader, images), backing)
     check = regions_needing_public_check(Selection(tuple(managed), ()), out.launch, out.snapshots)
     out.public_access.update({(account, r): res for r, res in
                               zip(check, reader.map(reader.public_access_block, check), strict=True)})
@@ -290,7 +295,7 @@ def read_keys(reader: Reader, snapshots: Sequence[Snapshot]) -> dict[RegionKey, 
 
 
 def read_export(reader: Reader, regions: Sequence[str],
-                image_filter: ImageFilter = ImageFilter()) -> ExportInput:
+                image_filter: ImageFilter = ImageFilter()) -> tuple[Identity, CurrentState]:
     """Read what :func:`compute_export` needs, and nothing more.
 
     Calls: ``GetCallerIdentity``; ``DescribeImages`` per Region; ``DescribeImageAttribute``
@@ -303,31 +308,16 @@ def read_export(reader: Reader, regions: Sequence[str],
     identity = reader.identity()
     regions = tuple(sorted(set(regions)))
     listed = reader.list_all_images(regions)
-    matching = [img for region in regions for img in listed[region] if image_filter.matches(img)]
     # Disabled images have no launch permissions to read (and cannot be shared).
-    candidates = [img for img in matching if img.state == "available"]
-    launch = reader.all_launch_permissions(candidates)
-    shared = [img for img in candidates if launch[img.key]]
-
-    by_region: dict[str, list[str]] = defaultdict(list)
-    for img in candidates:
-        by_region[img.region].extend(img.snapshot_ids)
-    snapshots: dict[RegionKey, Snapshot] = {}
-    for region, found in zip(by_region, reader.map(lambda r: reader.snapshots(r, by_region[r]),
-                                                   list(by_region)), strict=True):
-        snapshots.update({(region, sid): snap for sid, snap in found.items()})
-
-    copy_keys = sorted({(img.region, s) for img in shared for s in img.snapshot_ids
-                        if (img.region, s) in snapshots})
-    copy = dict(zip(copy_keys, reader.map(reader.copy_permissions, copy_keys), strict=True))
-
-    keys = read_keys(reader, list(snapshots.values()))
-
-    images = tuple(SharedImage(img, launch.get(img.key, frozenset()),
-                               {s: copy[(img.region, s)] for s in img.snapshot_ids
-                                if (img.region, s) in copy})
-                   for img in matching)
-    return ExportInput(identity.account, identity.partition, regions, images, snapshots, keys)
+    candidates = [img for region in regions for img in listed[region]
+                  if image_filter.matches(img) and img.state == "available"]
+    reads = _Reads()
+    reads.read_launch(reader, candidates)
+    reads.read_snapshots(reader, candidates)
+    reads.read_copy(reader, [(img.region, s) for img in candidates if reads.launch[img.key]
+                             for s in img.snapshot_ids if (img.region, s) in reads.snapshots])
+    reads.read_keys(reader, reads.snapshots)
+    return identity, reads.state(listed, regions=regions)
 
 
 def read_explain(reader: Reader, regions: Sequence[str], image_id: str | None,
@@ -352,22 +342,11 @@ def read_explain(reader: Reader, regions: Sequence[str], image_id: str | None,
             raise UsageError(f"--rule {rule!r}: no rule of that name in {manifest.path}")
         chosen = [img for r in sorted(listed) for img in listed[r] if rule_matches(found[0], img)
                   and r in found[0].regions]
-    launch = reader.all_launch_permissions([i for i in chosen if i.state == "available"])
-    by_region: dict[str, list[str]] = defaultdict(list)
-    for img in chosen:
-        by_region[img.region].extend(img.snapshot_ids)
-    snapshots = {(r, sid): snap for r in sorted(by_region)
-                 for sid, snap in reader.snapshots(r, by_region[r]).items()}
-    copy_keys = sorted(snapshots)
-    copy = dict(zip(copy_keys, reader.map(reader.copy_permissions, copy_keys), strict=True))
-    keys = read_keys(reader, list(snapshots.values()))
-    facts = []
-    for img in chosen:
-        mine = [sid for sid in img.snapshot_ids if (img.region, sid) in snapshots]
-        facts.append(ImageFacts(
-            img, launch.get(img.key, frozenset()),
-            {sid: snapshots[(img.region, sid)] for sid in mine},
-            {sid: copy[(img.region, sid)] for sid in mine},
-            {kid: info for (r, kid), info in keys.items() if r == img.region},
-            managed.get(img.key), manifest is not None))
-    return facts
+    reads = _Reads()
+    reads.read_launch(reader, [i for i in chosen if i.state == "available"])
+    reads.read_snapshots(reader, chosen)
+    reads.read_copy(reader, reads.snapshots)
+    reads.read_keys(reader, reads.snapshots)
+    state = reads.state(listed)
+    return [ImageFacts.of(img, state, managed.get(img.key), manifest is not None)
+            for img in chosen]
