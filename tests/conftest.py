@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import subprocess
 from collections.abc import Iterator
@@ -66,7 +67,7 @@ def aws() -> Iterator[Images]:
 
     install_moto_extensions()
     with mock_aws():
-        yield Images(lambda region: boto3.client("ec2", region_name=region))
+        yield Images(functools.cache(lambda region: boto3.client("ec2", region_name=region)))
     IMAGE_BLOCK_PUBLIC_ACCESS.clear()
 
 
