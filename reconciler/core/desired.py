@@ -149,66 +149,84 @@ def select(manifest: Manifest, images: Mapping[str, Sequence[Image]],
     """
     moment = _when(now) if now else None
     restrict = list(restrict) if restrict is not None else None
-    findings: list[Finding] = []
-    matched: dict[tuple[str, str], tuple[Image, list[Rule], list[Rule]]] = {}
-    withheld: dict[tuple[str, str], list[tuple[Rule, str]]] = {}
+    found = _Matches()
     for rule in manifest.rules:
-        regions = active_regions(rule, restrict)
-        found_ids: set[str] = set()
-        empty: list[str] = []
-        for region in regions:
-            hits = [img for img in images.get(region, ()) if rule_matches(rule, img)]
-            found_ids.update(img.image_id for img in hits)
-            if not hits and rule.select.by_attributes and not rule.select.ids:
-                empty.append(region)
-            passing, dropped = _sharing(rule, hits, moment, region)
-            for img in hits:
-                matched.setdefault(img.key, (img, [], []))[1].append(rule)
-            for img in passing:
-                matched[img.key][2].append(rule)
-            for img, why in dropped:
-                withheld.setdefault(img.key, []).append((rule, why))
-            findings += [Finding(Severity.INFO, "lifecycle-unshared", img.region, img.image_id,
-                                 f"{img.image_id} ({img.name}): rule {rule.name!r} manages it "
-                                 f"but shares nothing with it: {why}") for img, why in dropped]
-        if empty:  # one finding per rule, naming every Region where it matched nothing
-            findings.append(Finding(Severity.WARNING, "no-match",
-                                    empty[0] if len(empty) == 1 else "", rule.name,
-                                    f"rule {rule.name!r} matches no image owned by the caller "
-                                    f"in {', '.join(empty)}"))
-        # An ID is only known missing when every Region of the rule was searched.
-        if regions == rule.regions:
-            for ami in rule.select.ids:
-                if ami not in found_ids:
-                    findings.append(Finding(
-                        Severity.ERROR, "image-not-found", ",".join(regions), ami,
-                        f"rule {rule.name!r}: {ami} is not an image owned by the caller in "
-                        f"{', '.join(regions)} (it does not exist there, is owned by another "
-                        f"account, or does not match the rule's name/tags)"))
+        _match_rule(rule, images, active_regions(rule, restrict), moment, found)
     managed: list[ManagedImage] = []
     # Images matched by the same rules declare the same principals: one (read-only) mapping
     # for all of them, not one per image (10,000 images x 50 principals adds up).
     by_rules: dict[tuple[tuple[str, ...], tuple[str, ...]],
                    tuple[Declared, Declared, bool]] = {}
-    for key in sorted(matched):
-        img, rules, sharing = matched[key]
+    for key in sorted(found.matched):
+        img, rules, sharing = found.matched[key]
         names = tuple(r.name for r in sharing)
         cache_key = (names, tuple(r.name for r in rules))
         if img.state != "available":
-            code = "image-disabled" if img.state == "disabled" else "image-not-available"
-            why = ("a disabled AMI has no launch permissions and cannot be shared; re-enable it "
-                   "(aws ec2 enable-image) or drop it from the rule"
-                   if img.state == "disabled" else "only available AMIs are reconciled")
-            findings.append(Finding(Severity.WARNING, code, img.region, img.image_id,
-                                    f"{img.image_id} ({img.name}) is {img.state}; skipped: {why}"))
+            found.findings.append(_not_available(img))
             continue
         if cache_key not in by_rules:
             by_rules[cache_key] = _declared(sharing, rules)
         launch, copy, manages_copy = by_rules[cache_key]
-        held_launch, held_copy = _withheld(withheld.get(key, ()))
+        held_launch, held_copy = _withheld(found.withheld.get(key, ()))
         managed.append(ManagedImage(img, names, launch, copy, manages_copy, held_launch,
                                     held_copy))
-    return Selection(tuple(managed), tuple(findings))
+    return Selection(tuple(managed), tuple(found.findings))
+
+
+@dataclass
+class _Matches:
+    """What the rules matched: image -> (image, matching rules, rules sharing with it), the
+    rules whose lifecycle conditions withhold an image (and why), and the findings."""
+
+    matched: dict[tuple[str, str], tuple[Image, list[Rule], list[Rule]]] = field(
+        default_factory=dict)
+    withheld: dict[tuple[str, str], list[tuple[Rule, str]]] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+
+
+def _match_rule(rule: Rule, images: Mapping[str, Sequence[Image]], regions: tuple[str, ...],
+                moment: dt.datetime | None, found: _Matches) -> None:
+    """One rule's matches in ``regions``, with its no-match and image-not-found findings."""
+    found_ids: set[str] = set()
+    empty: list[str] = []
+    for region in regions:
+        hits = [img for img in images.get(region, ()) if rule_matches(rule, img)]
+        found_ids.update(img.image_id for img in hits)
+        if not hits and rule.select.by_attributes and not rule.select.ids:
+            empty.append(region)
+        passing, dropped = _sharing(rule, hits, moment, region)
+        for img in hits:
+            found.matched.setdefault(img.key, (img, [], []))[1].append(rule)
+        for img in passing:
+            found.matched[img.key][2].append(rule)
+        for img, why in dropped:
+            found.withheld.setdefault(img.key, []).append((rule, why))
+        found.findings.extend(
+            Finding(Severity.INFO, "lifecycle-unshared", img.region, img.image_id,
+                    f"{img.image_id} ({img.name}): rule {rule.name!r} manages it but shares "
+                    f"nothing with it: {why}") for img, why in dropped)
+    if empty:  # one finding per rule, naming every Region where it matched nothing
+        found.findings.append(Finding(Severity.WARNING, "no-match",
+                                      empty[0] if len(empty) == 1 else "", rule.name,
+                                      f"rule {rule.name!r} matches no image owned by the caller "
+                                      f"in {', '.join(empty)}"))
+    # An ID is only known missing when every Region of the rule was searched.
+    if regions == rule.regions:
+        found.findings.extend(
+            Finding(Severity.ERROR, "image-not-found", ",".join(regions), ami,
+                    f"rule {rule.name!r}: {ami} is not an image owned by the caller in "
+                    f"{', '.join(regions)} (it does not exist there, is owned by another "
+                    f"account, or does not match the rule's name/tags)")
+            for ami in rule.select.ids if ami not in found_ids)
+
+
+def _not_available(img: Image) -> Finding:
+    code = "image-disabled" if img.state == "disabled" else "image-not-available"
+    why = ("a disabled AMI has no launch permissions and cannot be shared; re-enable it "
+           "(aws ec2 enable-image) or drop it from the rule"
+           if img.state == "disabled" else "only available AMIs are reconciled")
+    return Finding(Severity.WARNING, code, img.region, img.image_id,
+                   f"{img.image_id} ({img.name}) is {img.state}; skipped: {why}")
 
 
 def _withheld(dropped: Iterable[tuple[Rule, str]]

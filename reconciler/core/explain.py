@@ -127,81 +127,103 @@ def _key_allows(p: Principal, info: KeyInfo) -> tuple[bool, str, str]:
     return False, "", f"the key policy does not allow {p.label}"
 
 
+@dataclass
+class _Findings:
+    """What the checks of one image found so far."""
+
+    ok: bool
+    condition: str  # the condition the verdict depends on ("" for none)
+    evidence: list[str]
+    reasons: list[str] = field(default_factory=list)
+
+    def refuse(self, reason: str, evidence: str | None = None) -> None:
+        self.ok = False
+        self.reasons.append(reason)
+        if evidence is not None:
+            self.evidence.append(evidence)
+
+
 def explain(p: Principal, facts: ImageFacts) -> Verdict:
+    """Whether ``p`` can launch the image, from its launch permission, state, snapshots and
+    their keys, with the manifest's view of it when one was given."""
     img = facts.image
     ok, condition, evidence = _launch(p, facts)
-    reasons: list[str] = []
+    found = _Findings(ok, condition, evidence)
     if not ok:
-        reasons.append(f"no launch permission for {p.label}")
+        found.reasons.append(f"no launch permission for {p.label}")
     if img.state != "available":
-        ok = False
-        reasons.append(f"the image is {img.state}")
-        evidence.append(f"image state: {img.state} (a disabled AMI has no launch permissions)")
+        found.refuse(f"the image is {img.state}",
+                     f"image state: {img.state} (a disabled AMI has no launch permissions)")
     elif img.deprecation_time:
-        evidence.append(f"image state: deprecation time {img.deprecation_time} (a deprecated "
-                        "image can still be launched)")
+        found.evidence.append(f"image state: deprecation time {img.deprecation_time} (a "
+                              "deprecated image can still be launched)")
     for sid in img.snapshot_ids:
-        snap = facts.snapshots.get(sid)
-        if snap is None:
-            evidence.append(f"snapshot {sid}: not readable by the owner")
-            if img.encrypted:
-                ok = False
-                reasons.append(f"snapshot {sid} cannot be read, so its key cannot be checked")
-            continue
-        copy = facts.copy.get(sid, frozenset())
-        evidence.append(f"snapshot {sid}: copy (createVolumePermission) "
-                        + ("granted" if p in copy or Principal.public() in copy else "not granted"))
-        if not snap.encrypted:
-            continue
-        info = facts.keys.get(snap.kms_key_id)
-        if info is None:
-            ok = False
-            reasons.append(f"the KMS key of {sid} is unknown")
-            continue
-        label = info.alias or info.arn or info.key_id
-        if info.manager == KeyManager.AWS:
-            ok = False
-            reasons.append(f"{sid} is encrypted with the AWS managed key aws/ebs")
-            evidence.append(f"key {label}: AWS managed (aws/ebs): it cannot be shared")
-            continue
-        if info.error:
-            ok = False
-            reasons.append(f"key {label} cannot be read")
-            evidence.append(f"key {label}: {info.error}")
-            continue
-        if info.state and info.state != "Enabled":
-            ok = False
-            reasons.append(f"key {label} is {info.state}")
-        allowed, key_condition, why = _key_allows(p, info)
-        evidence.append(f"key {label} (customer managed, {info.state or 'state unknown'}): {why}")
-        if not allowed:
-            ok = False
-            reasons.append(f"key policy of {label} does not allow {p.label}")
-        elif key_condition and not condition:
-            condition = key_condition
-        try:
-            denies = kms.consumer_denies(kms.parse_policy(info.policy or "{}"), [p.value])
-        except kms.PolicyError:
-            denies = []
-        for deny_sid, actions in denies:
-            evidence.append(f"key {label}: Deny statement {deny_sid} may refuse "
-                            f"{', '.join(actions)} (its conditions are not evaluated)")
+        _check_snapshot(p, facts, sid, found)
     if facts.manifest_given:
-        m = facts.managed
-        rules = m.launch.get(p) if m is not None else None
-        if rules:
-            evidence.append(f"manifest: declared by rule {', '.join(rules)}"
-                            + ("" if p in facts.launch else " (the next apply adds it)"))
-        elif m is not None:
-            evidence.append("manifest: not declared for this image"
-                            + (" (the next apply removes it)" if p in facts.launch else ""))
-        else:
-            evidence.append("manifest: no rule manages this image")
-    if ok:
-        summary = condition or "every check passed"
-    else:
-        summary = "; ".join(reasons)
-    return Verdict(img, ok, summary, tuple(evidence))
+        found.evidence.append(_manifest_evidence(p, facts))
+    summary = (found.condition or "every check passed") if found.ok else "; ".join(found.reasons)
+    return Verdict(img, found.ok, summary, tuple(found.evidence))
+
+
+def _check_snapshot(p: Principal, facts: ImageFacts, sid: str, found: _Findings) -> None:
+    """The copy permission of one backing snapshot and, when encrypted, its key."""
+    snap = facts.snapshots.get(sid)
+    if snap is None:
+        found.evidence.append(f"snapshot {sid}: not readable by the owner")
+        if facts.image.encrypted:
+            found.refuse(f"snapshot {sid} cannot be read, so its key cannot be checked")
+        return
+    copy = facts.copy.get(sid, frozenset())
+    found.evidence.append(f"snapshot {sid}: copy (createVolumePermission) "
+                          + ("granted" if p in copy or Principal.public() in copy
+                             else "not granted"))
+    if not snap.encrypted:
+        return
+    info = facts.keys.get(snap.kms_key_id)
+    if info is None:
+        found.refuse(f"the KMS key of {sid} is unknown")
+        return
+    _check_key(p, sid, info, found)
+
+
+def _check_key(p: Principal, sid: str, info: KeyInfo, found: _Findings) -> None:
+    """Whether the key of snapshot ``sid`` lets ``p`` use it."""
+    label = info.alias or info.arn or info.key_id
+    if info.manager == KeyManager.AWS:
+        found.refuse(f"{sid} is encrypted with the AWS managed key aws/ebs",
+                     f"key {label}: AWS managed (aws/ebs): it cannot be shared")
+        return
+    if info.error:
+        found.refuse(f"key {label} cannot be read", f"key {label}: {info.error}")
+        return
+    if info.state and info.state != "Enabled":
+        found.refuse(f"key {label} is {info.state}")
+    allowed, key_condition, why = _key_allows(p, info)
+    found.evidence.append(f"key {label} (customer managed, {info.state or 'state unknown'}): "
+                          f"{why}")
+    if not allowed:
+        found.refuse(f"key policy of {label} does not allow {p.label}")
+    elif key_condition and not found.condition:
+        found.condition = key_condition
+    try:
+        denies = kms.consumer_denies(kms.parse_policy(info.policy or "{}"), [p.value])
+    except kms.PolicyError:
+        denies = []
+    for deny_sid, actions in denies:
+        found.evidence.append(f"key {label}: Deny statement {deny_sid} may refuse "
+                              f"{', '.join(actions)} (its conditions are not evaluated)")
+
+
+def _manifest_evidence(p: Principal, facts: ImageFacts) -> str:
+    m = facts.managed
+    rules = m.launch.get(p) if m is not None else None
+    if rules:
+        return (f"manifest: declared by rule {', '.join(rules)}"
+                + ("" if p in facts.launch else " (the next apply adds it)"))
+    if m is not None:
+        return ("manifest: not declared for this image"
+                + (" (the next apply removes it)" if p in facts.launch else ""))
+    return "manifest: no rule manages this image"
 
 
 def resolve_principal(text: str, names: Sequence[tuple[str, Principal]]) -> Principal | None:

@@ -43,7 +43,7 @@ import yaml
 
 from .. import __version__
 from .desired import creation_time, newest_first, select
-from .errors import InputError, ReconcilerError, UsageError
+from .errors import InputError, Problem, ReconcilerError, UsageError
 from .files import read_input
 from .kms import GrantShape, KeyInfo, PolicyError, grant_shapes, parse_policy
 from .manifest import DEFAULT_REGIONS, parse_manifest
@@ -63,7 +63,7 @@ from .model import (
 )
 from .plan import Plan
 from .planner import CurrentState, compute_plan
-from .yamlload import MAX_BYTES, load_yaml
+from .yamlload import MAX_BYTES, Located, load_yaml
 
 SCHEMA_REF = "./schemas/manifest.schema.json"
 DEFAULT_SHARE_QUOTA = 1000
@@ -186,41 +186,42 @@ def parse_names(raw: bytes, file: str) -> dict[str, str]:
                                                              "names to principals")])
     by_value: dict[str, str] = {}
     for name, value in entries.items():
-        path = (*prefix, name)
-        if name == PUBLIC:
-            problems.append(doc.problem(path, f"{name!r} is reserved (it means every AWS "
-                                              "account); choose another name", key=True))
-            continue
-        if not PRINCIPAL_NAME_RE.fullmatch(name):
-            problems.append(doc.problem(path, f"{name!r} is not a valid principal name (a letter, "
-                                              "then up to 63 letters, digits, '_', '.', '-')",
-                                        key=True))
-            continue
-        if not isinstance(value, str):
-            raw_text = doc.raw(path)
-            if isinstance(value, int) and not isinstance(value, bool) and raw_text is not None:
-                read_as = f" (YAML reads it as {value})" if str(value) != raw_text else ""
-                problems.append(doc.problem(path, f"{name}: {raw_text} was read by YAML as a "
-                                                  f"number{read_as}; quote it: \"{raw_text}\""))
-            else:
-                problems.append(doc.problem(path, f"{name}: expected a quoted account ID, "
-                                                  f"Organization ARN or OU ARN, got "
-                                                  f"{type(value).__name__}"))
-            continue
-        p = Principal.parse_literal(value)
-        if p is None or p.is_public:
-            what = ((value.isdigit() and bad_account_id(value))
-                    or f"{value!r} is not a 12-digit account ID, Organization ARN or OU ARN")
-            problems.append(doc.problem(path, f"{name}: {what}"))
-            continue
-        if value in by_value:
-            problems.append(doc.problem(path, f"{name}: {value} is already named "
-                                              f"{by_value[value]!r}; give each principal one name"))
-            continue
-        by_value[value] = name
+        problem = _names_entry(doc, (*prefix, name), name, value, by_value)
+        if problem is not None:
+            problems.append(problem)
+        else:
+            by_value[value] = name
     if problems:
         raise InputError(problems)
     return by_value
+
+
+def _names_entry(doc: Located, path: tuple[str, ...], name: Any, value: Any,
+                 by_value: Mapping[str, str]) -> Problem | None:
+    """What is wrong with one ``name: principal`` entry of a names file, if anything."""
+    if name == PUBLIC:
+        return doc.problem(path, f"{name!r} is reserved (it means every AWS account); choose "
+                                 "another name", key=True)
+    if not PRINCIPAL_NAME_RE.fullmatch(name):
+        return doc.problem(path, f"{name!r} is not a valid principal name (a letter, then up "
+                                 "to 63 letters, digits, '_', '.', '-')", key=True)
+    if not isinstance(value, str):
+        raw_text = doc.raw(path)
+        if isinstance(value, int) and not isinstance(value, bool) and raw_text is not None:
+            read_as = f" (YAML reads it as {value})" if str(value) != raw_text else ""
+            return doc.problem(path, f"{name}: {raw_text} was read by YAML as a number"
+                                     f"{read_as}; quote it: \"{raw_text}\"")
+        return doc.problem(path, f"{name}: expected a quoted account ID, Organization ARN or "
+                                 f"OU ARN, got {type(value).__name__}")
+    p = Principal.parse_literal(value)
+    if p is None or p.is_public:
+        what = ((value.isdigit() and bad_account_id(value))
+                or f"{value!r} is not a 12-digit account ID, Organization ARN or OU ARN")
+        return doc.problem(path, f"{name}: {what}")
+    if value in by_value:
+        return doc.problem(path, f"{name}: {value} is already named {by_value[value]!r}; give "
+                                 "each principal one name")
+    return None
 
 
 def load_names(path: str) -> dict[str, str]:

@@ -520,14 +520,7 @@ def _key_ops(manifest: Manifest, kv: _KeyView, partition: str, findings: list[Fi
     if not adds and not removes and not reshaped:
         return _KeyResult([], unchanged=unchanged)
     if reshaped:
-        findings.append(_f(Severity.INFO, "kms-grant-shape", info.region, info.arn,
-                           f"the grant statements of {info.label} are rewritten for "
-                           f"settings.kms_grants: {shape.value} "
-                           + ("(kms:CreateGrant without the kms:GrantIsForAWSResource condition, "
-                              "so consumers can grant their Auto Scaling role)"
-                              if shape is kms.GrantShape.ANY else
-                              "(kms:CreateGrant only for grants AWS services make on the "
-                              "consumer's behalf)")))
+        findings.append(_reshaped(info, shape))
     if manifest.settings.kms is KmsMode.CHECK:
         for g in sorted(adds):
             p = kms.principal_of(g, partition, kv.principals)
@@ -541,12 +534,7 @@ def _key_ops(manifest: Manifest, kv: _KeyView, partition: str, findings: list[Fi
     size = max(kms.policy_bytes(final), kms.policy_bytes(widest))
     if size > kms.MAX_POLICY_BYTES:
         fits = _fitting_accounts(policy, owned | adds, partition, shape)
-        findings.append(_f(Severity.ERROR, "key-policy-too-large", info.region, info.arn,
-                           f"key policy of {info.label} would be {size:,} bytes, over the "
-                           f"{kms.MAX_POLICY_BYTES:,}-byte KMS limit: with its other statements "
-                           f"it holds at most {fits:,} accounts. Share with an Organization or "
-                           "OU instead (each counts once, whatever its size), or use separate "
-                           "keys; nothing is shared through this key until it fits"))
+        findings.append(_too_large(info, size, fits))
         return _KeyResult([], usable=False)
     policies[info.arn] = (policy, final)
     ops = [Operation(Action.ADD, OpKind.KMS, info.region, info.arn,
@@ -556,6 +544,26 @@ def _key_ops(manifest: Manifest, kv: _KeyView, partition: str, findings: list[Fi
     ops += [Operation(Action.REMOVE, OpKind.KMS, info.region, info.arn,
                       kms.principal_of(g, partition, kv.principals), ()) for g in removes]
     return _KeyResult(ops, unchanged=unchanged)
+
+
+def _reshaped(info: KeyInfo, shape: kms.GrantShape) -> Finding:
+    return _f(Severity.INFO, "kms-grant-shape", info.region, info.arn,
+              f"the grant statements of {info.label} are rewritten for "
+              f"settings.kms_grants: {shape.value} "
+              + ("(kms:CreateGrant without the kms:GrantIsForAWSResource condition, "
+                 "so consumers can grant their Auto Scaling role)"
+                 if shape is kms.GrantShape.ANY else
+                 "(kms:CreateGrant only for grants AWS services make on the "
+                 "consumer's behalf)"))
+
+
+def _too_large(info: KeyInfo, size: int, fits: int) -> Finding:
+    return _f(Severity.ERROR, "key-policy-too-large", info.region, info.arn,
+              f"key policy of {info.label} would be {size:,} bytes, over the "
+              f"{kms.MAX_POLICY_BYTES:,}-byte KMS limit: with its other statements "
+              f"it holds at most {fits:,} accounts. Share with an Organization or "
+              "OU instead (each counts once, whatever its size), or use separate "
+              "keys; nothing is shared through this key until it fits")
 
 
 def _deny_checks(kv: _KeyView, findings: list[Finding]) -> None:

@@ -52,8 +52,11 @@ def resource_label(plan: Plan, region_resource: tuple[str, str]) -> str:
     return f"{resource} ({owner})" if owner else resource
 
 
-def _grouped(ops: tuple[Operation, ...]) -> dict[str, dict[str, list[Operation]]]:
-    out: dict[str, dict[str, list[Operation]]] = defaultdict(lambda: defaultdict(list))
+Grouped = dict[str, dict[str, list[Operation]]]  # Region -> resource -> operations
+
+
+def _grouped(ops: tuple[Operation, ...]) -> Grouped:
+    out: Grouped = defaultdict(lambda: defaultdict(list))
     for op in ops:
         out[op.region][op.resource].append(op)
     return out
@@ -222,7 +225,23 @@ def _md_escape(text: str) -> str:
 
 
 def render_markdown(plan: Plan, manifest: Manifest | None, *, limit: int = MARKDOWN_LIMIT) -> str:
+    """The plan as a pull-request comment: a summary table, then collapsed details."""
     grouped = _grouped(plan.operations)
+    lines = [*_md_summary(plan, grouped), *_md_changes(plan, manifest, grouped),
+             *_md_key_policies(plan), *_md_findings(plan)]
+    for section in (left_alone_lines(plan), ownership_lines(plan)):
+        if section:
+            lines += [f"**{_md_escape(section[0])}**", "",
+                      *(f"- {_md_escape(line.strip())}" for line in section[1:]), ""]
+    covered = regions_line(plan, manifest)
+    if covered:
+        lines += [_md_escape(covered), ""]
+    text = _md_truncated("\n".join(lines), limit)
+    return text + ("\n" if not text.endswith("\n") else "")
+
+
+def _md_summary(plan: Plan, grouped: Grouped) -> list[str]:
+    """The summary line, and a table of adds, removes and errors per Region."""
     blocked: dict[str, int] = defaultdict(int)
     for f in plan.findings:
         if f.severity is Severity.ERROR:
@@ -236,43 +255,51 @@ def render_markdown(plan: Plan, manifest: Manifest | None, *, limit: int = MARKD
             adds = sum(1 for o in ops if o.action is Action.ADD)
             head.append(f"| {_md_escape(r) or '—'} | {adds} | {len(ops) - adds} | {blocked.get(r, 0)} |")
         head.append("")
+    return head
+
+
+def _md_changes(plan: Plan, manifest: Manifest | None, grouped: Grouped) -> list[str]:
+    """The operations as a collapsed diff block."""
+    if not grouped:
+        return []
+    body = ["<details><summary>Changes</summary>", "", "```diff"]
+    for region in sorted(grouped):
+        body.append(f"# {region}")
+        for resource in sorted(grouped[region]):
+            body.append(f"~ {resource_label(plan, (region, resource))}".replace("```", "'''"))
+            for op in grouped[region][resource]:
+                sign, text, why = _op_line(op, manifest, _released(plan), plan.withheld)
+                body.append(f"{sign}   {text}  ({why})".replace("```", "'''"))
+    return [*body, "```", "", "</details>", ""]
+
+
+def _md_key_policies(plan: Plan) -> list[str]:
+    """Each key policy the plan rewrites, as a collapsed diff."""
     body: list[str] = []
-    if grouped:
-        body += ["<details><summary>Changes</summary>", "", "```diff"]
-        for region in sorted(grouped):
-            body.append(f"# {region}")
-            for resource in sorted(grouped[region]):
-                body.append(f"~ {resource_label(plan, (region, resource))}".replace("```", "'''"))
-                for op in grouped[region][resource]:
-                    sign, text, why = _op_line(op, manifest, _released(plan), plan.withheld)
-                    body.append(f"{sign}   {text}  ({why})".replace("```", "'''"))
-        body += ["```", "", "</details>", ""]
     for arn, pair in sorted(plan.key_policies.items()):
         label = html.escape(resource_label(plan, ("", arn)))
         body += [f"<details><summary>Key policy change: {label}</summary>", "", "```diff",
                  *(line.replace("```", "'''") for line in policy_diff(*pair)), "```", "",
                  "</details>", ""]
-    if plan.findings:
-        body.append("**Findings**")
-        body.append("")
-        icon = {Severity.ERROR: "❌", Severity.WARNING: "⚠️", Severity.INFO: "ℹ️"}
-        for f in plan.findings:
-            body.append(f"- {icon[f.severity]} `{f.code}` {_md_escape(f.region)} "
-                        f"{_md_escape(f.resource)}: {_md_escape(f.message)}")
-        body.append("")
-    for section in (left_alone_lines(plan), ownership_lines(plan)):
-        if section:
-            body += [f"**{_md_escape(section[0])}**", "",
-                     *(f"- {_md_escape(line.strip())}" for line in section[1:]), ""]
-    covered = regions_line(plan, manifest)
-    if covered:
-        body += [_md_escape(covered), ""]
-    text = "\n".join(head + body)
-    if len(text) > limit:
-        cut = text[: limit - 200].rsplit("\n", 1)[0]
-        if cut.count("```") % 2:
-            cut += "\n```"
-        if "<details>" in cut and "</details>" not in cut:
-            cut += "\n\n</details>"
-        text = cut + "\n\n_Output truncated; see the full plan in the job's artifacts._\n"
-    return text + ("\n" if not text.endswith("\n") else "")
+    return body
+
+
+def _md_findings(plan: Plan) -> list[str]:
+    if not plan.findings:
+        return []
+    icon = {Severity.ERROR: "❌", Severity.WARNING: "⚠️", Severity.INFO: "ℹ️"}
+    return ["**Findings**", "",
+            *(f"- {icon[f.severity]} `{f.code}` {_md_escape(f.region)} "
+              f"{_md_escape(f.resource)}: {_md_escape(f.message)}" for f in plan.findings), ""]
+
+
+def _md_truncated(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters with its code block and details closed."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 200].rsplit("\n", 1)[0]
+    if cut.count("```") % 2:
+        cut += "\n```"
+    if "<details>" in cut and "</details>" not in cut:
+        cut += "\n\n</details>"
+    return cut + "\n\n_Output truncated; see the full plan in the job's artifacts._\n"

@@ -69,6 +69,26 @@ def build_plan(manifest: Manifest, readers: Reader | Sequence[Scope],
     account; ``caller`` is who runs the tool when that is not a single owner.
     """
     scopes = [Scope(readers)] if isinstance(readers, Reader) else list(readers)
+    owners, images, listed = _list_images(manifest, options, scopes)
+    identity = caller or scopes[0].reader.identity()
+    restrict = [r for r in run_regions(manifest, options) if r in listed]
+    selection = select(manifest, {r: sorted(v, key=lambda i: i.image_id) for r, v in images.items()},
+                       restrict if options.regions is not None or len(scopes) > 1 else options.regions,
+                       options.now or dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    state = _read_state(manifest, options, scopes, owners, images, selection, listed)
+    plan = compute_plan(manifest, identity, selection, state, options)
+    removing = {op.resource for op in plan.operations
+                if op.kind is OpKind.KMS and op.action is Action.REMOVE}
+    if not removing:
+        return plan
+    uses = read_key_uses(removing, owners, selection, state,
+                         manifest.settings.on_release == "keep")
+    return compute_plan(manifest, identity, selection, replace(state, key_uses=uses), options)
+
+
+def _list_images(manifest: Manifest, options: PlanOptions, scopes: Sequence[Scope],
+                 ) -> tuple[dict[str, Reader], dict[str, list[Image]], set[str]]:
+    """Each owner's reader, the images listed per Region (all owners), and those Regions."""
     owners: dict[str, Reader] = {}
     images: dict[str, list[Image]] = defaultdict(list)
     listed: set[str] = set()
@@ -81,12 +101,13 @@ def build_plan(manifest: Manifest, readers: Reader | Sequence[Scope],
         listed.update(regions)
         for region, found in scope.reader.list_all_images(regions).items():
             images[region].extend(found)
-    identity = caller or scopes[0].reader.identity()
-    restrict = [r for r in run_regions(manifest, options) if r in listed]
-    selection = select(manifest, {r: sorted(v, key=lambda i: i.image_id) for r, v in images.items()},
-                       restrict if options.regions is not None or len(scopes) > 1 else options.regions,
-                       options.now or dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    return owners, images, listed
 
+
+def _read_state(manifest: Manifest, options: PlanOptions, scopes: Sequence[Scope],
+                owners: Mapping[str, Reader], images: Mapping[str, list[Image]],
+                selection: Selection, listed: set[str]) -> CurrentState:
+    """The current state of the selected images (and of the released ones)."""
     # Owner accounts have request buckets of their own, and so does the scan for released
     # images (other actions, other Regions): all of them are read at the same time.
     jobs: list[Callable[[], Any]] = [
@@ -104,16 +125,8 @@ def build_plan(manifest: Manifest, readers: Reader | Sequence[Scope],
         for img in found:
             public_images[(img.owner_id, region)] += img.public
     _read_released(manifest, owners, found_released, gathered)
-    state = gathered.state(images, regions=tuple(sorted(listed)),
-                           public_images=dict(public_images), released=tuple(found_released))
-    plan = compute_plan(manifest, identity, selection, state, options)
-    removing = {op.resource for op in plan.operations
-                if op.kind is OpKind.KMS and op.action is Action.REMOVE}
-    if not removing:
-        return plan
-    uses = read_key_uses(removing, owners, selection, state,
-                         manifest.settings.on_release == "keep")
-    return compute_plan(manifest, identity, selection, replace(state, key_uses=uses), options)
+    return gathered.state(images, regions=tuple(sorted(listed)),
+                          public_images=dict(public_images), released=tuple(found_released))
 
 
 def _find_released(manifest: Manifest, options: PlanOptions, scopes: Sequence[Scope],

@@ -16,16 +16,16 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
 
-from ..core.errors import InputError, ReconcilerError
+from ..core.errors import InputError, Problem, ReconcilerError
 from ..core.files import read_input
 from ..core.model import Principal
 from ..core.schema import fmt_path, schema_problems
-from ..core.yamlload import MAX_BYTES, iter_paths, load_yaml
+from ..core.yamlload import MAX_BYTES, Located, iter_paths, load_yaml
 
 # (account, region) -> Image Block Public Access state, read by the patched moto handler.
 IMAGE_BLOCK_PUBLIC_ACCESS: dict[tuple[str, str], str] = {}
@@ -81,57 +81,66 @@ def parse_sandbox(raw: bytes, file: str) -> SandboxState:
             problems.append(doc.problem(("keys", i, "name"), f"keys[{i}].name: duplicate key "
                                                               f"{k['name']!r} in {k['region']}"))
         key_names.add((k["region"], k["name"]))
-        policy = None
-        policy_doc = k.get("policy")
-        if isinstance(policy_doc, dict) and isinstance(policy_doc.get("Statement"), dict):
-            problems.append(doc.problem(("keys", i, "policy", "Statement"),
-                                        f"keys[{i}].policy.Statement: a single statement object; "
-                                        "write the statements as a list (Statement: [...])"))
-        elif "policy" in k:
-            # An unquoted `Version: 2012-10-17` is a date to YAML; a key policy is JSON text.
-            bad = [(path, value) for path, value in iter_paths(k["policy"], ("keys", i, "policy"))
-                   if not isinstance(value, (dict, list, str, int, float, bool, type(None)))]
-            for path, value in bad:
-                raw_text = doc.raw(path) or str(value)
-                problems.append(doc.problem(path, f"{fmt_path(path)}: {raw_text!r} was read by YAML "
-                                                  f"as {type(value).__name__}, which a JSON key "
-                                                  f"policy cannot hold; quote it: \"{raw_text}\""))
-            if not bad:
-                policy = json.dumps(k["policy"])
-        keys.append(SandboxKey(k["name"], k["region"], policy))
-    images = []
-    for i, img in enumerate(data.get("images") or []):
-        perms: dict[str, list[Principal]] = {"launch": [], "copy": []}
-        for field_name, out in perms.items():
-            for j, ref in enumerate(img.get(field_name) or []):
-                p = Principal.parse_literal(ref)
-                if p is None:
-                    problems.append(doc.problem((("images", i, field_name, j)),
-                                                f"images[{i}].{field_name}[{j}]: {ref!r} is not an "
-                                                "account ID, Organization/OU ARN or public"))
-                    continue
-                out.append(p)
-        for field_name in ("created", "deprecated"):
-            if field_name in img and _utc(img[field_name]) is None:
-                problems.append(doc.problem(("images", i, field_name),
-                                            f"images[{i}].{field_name}: {img[field_name]!r} is "
-                                            "not a date on the calendar"))
-        enc = img.get("encrypted_with")
-        if enc and enc != AWS_MANAGED_KEY and (img["region"], enc) not in key_names:
-            problems.append(doc.problem(("images", i, "encrypted_with"),
-                                        f"images[{i}].encrypted_with: no key {enc!r} in "
-                                        f"{img['region']} under `keys:` (or use {AWS_MANAGED_KEY})"))
-        images.append(SandboxImage(img["region"], img["name"], img.get("id"),
-                                   tuple(sorted((img.get("tags") or {}).items())),
-                                   img.get("state", "available"), tuple(perms["launch"]),
-                                   tuple(perms["copy"]), enc,
-                                   tuple(sorted((img.get("snapshot_tags") or {}).items())),
-                                   img.get("created"), img.get("deprecated")))
+        keys.append(SandboxKey(k["name"], k["region"], _key_policy(doc, i, k, problems)))
+    images = [_sandbox_image(doc, i, img, key_names, problems)
+              for i, img in enumerate(data.get("images") or [])]
     if problems:
         raise InputError(problems)
     return SandboxState(data["account"], tuple(images),
                         tuple(sorted((data.get("image_block_public_access") or {}).items())),
                         tuple(keys))
+
+
+def _key_policy(doc: Located, i: int, k: dict[str, Any], problems: list[Problem]) -> str | None:
+    """The JSON text of ``keys[i].policy`` (None: moto's default), or problems."""
+    policy_doc = k.get("policy")
+    if isinstance(policy_doc, dict) and isinstance(policy_doc.get("Statement"), dict):
+        problems.append(doc.problem(("keys", i, "policy", "Statement"),
+                                    f"keys[{i}].policy.Statement: a single statement object; "
+                                    "write the statements as a list (Statement: [...])"))
+        return None
+    if "policy" not in k:
+        return None
+    # An unquoted `Version: 2012-10-17` is a date to YAML; a key policy is JSON text.
+    bad = [(path, value) for path, value in iter_paths(k["policy"], ("keys", i, "policy"))
+           if not isinstance(value, (dict, list, str, int, float, bool, type(None)))]
+    for path, value in bad:
+        raw_text = doc.raw(path) or str(value)
+        problems.append(doc.problem(path, f"{fmt_path(path)}: {raw_text!r} was read by YAML "
+                                          f"as {type(value).__name__}, which a JSON key "
+                                          f"policy cannot hold; quote it: \"{raw_text}\""))
+    return None if bad else json.dumps(k["policy"])
+
+
+def _sandbox_image(doc: Located, i: int, img: dict[str, Any], key_names: set[tuple[str, str]],
+                   problems: list[Problem]) -> SandboxImage:
+    """``images[i]``, with a problem for each principal, date or key that does not hold."""
+    perms: dict[str, list[Principal]] = {"launch": [], "copy": []}
+    for field_name, out in perms.items():
+        for j, ref in enumerate(img.get(field_name) or []):
+            p = Principal.parse_literal(ref)
+            if p is None:
+                problems.append(doc.problem((("images", i, field_name, j)),
+                                            f"images[{i}].{field_name}[{j}]: {ref!r} is not an "
+                                            "account ID, Organization/OU ARN or public"))
+                continue
+            out.append(p)
+    for field_name in ("created", "deprecated"):
+        if field_name in img and _utc(img[field_name]) is None:
+            problems.append(doc.problem(("images", i, field_name),
+                                        f"images[{i}].{field_name}: {img[field_name]!r} is "
+                                        "not a date on the calendar"))
+    enc = img.get("encrypted_with")
+    if enc and enc != AWS_MANAGED_KEY and (img["region"], enc) not in key_names:
+        problems.append(doc.problem(("images", i, "encrypted_with"),
+                                    f"images[{i}].encrypted_with: no key {enc!r} in "
+                                    f"{img['region']} under `keys:` (or use {AWS_MANAGED_KEY})"))
+    return SandboxImage(img["region"], img["name"], img.get("id"),
+                        tuple(sorted((img.get("tags") or {}).items())),
+                        img.get("state", "available"), tuple(perms["launch"]),
+                        tuple(perms["copy"]), enc,
+                        tuple(sorted((img.get("snapshot_tags") or {}).items())),
+                        img.get("created"), img.get("deprecated"))
 
 
 def load_sandbox(path: str) -> SandboxState:
@@ -140,12 +149,19 @@ def load_sandbox(path: str) -> SandboxState:
 
 def install_moto_extensions() -> None:
     """Teach moto the EC2 calls it lacks (idempotent; patches the moto classes in-process)."""
-    from moto.core.responses import ActionResult
-    from moto.ec2.models.amis import Ami
     from moto.ec2.responses import EC2Response
 
     if getattr(EC2Response, "_reconciler_extended", False):
         return
+    _patch_ec2()
+    _patch_kms()
+    EC2Response._reconciler_extended = True  # type: ignore[attr-defined]
+
+
+def _patch_ec2() -> None:
+    from moto.core.responses import ActionResult
+    from moto.ec2.models.amis import Ami
+    from moto.ec2.responses import EC2Response
 
     def block_device_mappings(self: Any) -> list[dict[str, Any]]:
         # Like AWS, report whether the backing snapshot is encrypted.
@@ -179,6 +195,8 @@ def install_moto_extensions() -> None:
 
     RegionsAndZonesBackend.describe_regions = describe_regions  # type: ignore[method-assign]
 
+
+def _patch_kms() -> None:
     # moto applies a key policy's Deny statements without their Condition, so an ordinary
     # "deny everyone outside the organization" statement refused the owner's own DescribeKey.
     # The emulated caller is the key's owner, whom such statements do not deny: skip it.
@@ -197,7 +215,6 @@ def install_moto_extensions() -> None:
         return None if key_spec == "SYMMETRIC_DEFAULT" else key_pair(key_spec)
 
     vars(kms_models)["generate_private_key"] = generate_private_key
-    EC2Response._reconciler_extended = True  # type: ignore[attr-defined]
 
 
 # The Regions the emulated account has enabled (DescribeRegions); the sandbox sets them to
@@ -312,7 +329,6 @@ def _emulator_clients() -> Callable[[str, str], Any]:
 def seed(state: SandboxState) -> list[str]:
     """Create the state's resources in the (already started) emulator; return the image IDs."""
     client = _emulator_clients()
-    ids: list[str] = []
     for (region, block) in state.image_block_public_access:
         IMAGE_BLOCK_PUBLIC_ACCESS[(state.account, region)] = block
     key_arns: dict[tuple[str, str], str] = {}
@@ -332,41 +348,44 @@ def seed(state: SandboxState) -> list[str]:
         key_arns[(region, AWS_MANAGED_KEY)] = set_key_id(state.account, region, meta["KeyId"],
                                                          key_id)
         make_aws_managed(state.account, region, key_id)
-    for n, img in enumerate(state.images):
-        ec2 = client("ec2", img.region)
-        image_id = ec2.register_image(Name=img.name, RootDeviceName="/dev/xvda")["ImageId"]
-        chosen = img.image_id or "ami-" + _stable_hex(state.account, img.region, img.name, str(n))
-        set_image_id(state.account, img.region, image_id, chosen)
-        image_id = chosen
-        set_snapshot_id(state.account, img.region, image_id,
-                        "snap-" + _stable_hex(state.account, img.region, image_id))
-        if img.tags:
-            ec2.create_tags(Resources=[image_id],
-                            Tags=[{"Key": k, "Value": v} for k, v in img.tags])
-        if img.launch:
-            ec2.modify_image_attribute(ImageId=image_id, Attribute="launchPermission",
-                                       LaunchPermission={"Add": [p.to_dict() for p in img.launch]})
-        snapshot_id = ec2.describe_images(ImageIds=[image_id])["Images"][0][
-            "BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
-        if img.snapshot_tags:
-            ec2.create_tags(Resources=[snapshot_id],
-                            Tags=[{"Key": k, "Value": v} for k, v in img.snapshot_tags])
-        if img.encrypted_with:
-            encrypt_image(state.account, img.region, image_id,
-                          key_arns[(img.region, img.encrypted_with)])
-        users = [p.value for p in img.copy if not p.is_public]
-        if users:
-            ec2.modify_snapshot_attribute(SnapshotId=snapshot_id, Attribute="createVolumePermission",
-                                          OperationType="add", UserIds=users)
-        if any(p.is_public for p in img.copy):
-            ec2.modify_snapshot_attribute(SnapshotId=snapshot_id, Attribute="createVolumePermission",
-                                          OperationType="add", GroupNames=["all"])
-        if img.created is not None or img.deprecated is not None:
-            set_image_dates(state.account, img.region, image_id, img.created, img.deprecated)
-        if img.state != "available":
-            set_image_state(state.account, img.region, image_id, img.state)
-        ids.append(image_id)
-    return ids
+    return [_seed_image(client("ec2", img.region), state.account, n, img, key_arns)
+            for n, img in enumerate(state.images)]
+
+
+def _seed_image(ec2: Any, account: str, n: int, img: SandboxImage,
+                key_arns: Mapping[tuple[str, str], str]) -> str:
+    """Create ``img`` (the ``n``-th image of the file) with its ID, snapshot, tags,
+    permissions, key, dates and state; return its image ID."""
+    image_id = ec2.register_image(Name=img.name, RootDeviceName="/dev/xvda")["ImageId"]
+    chosen = img.image_id or "ami-" + _stable_hex(account, img.region, img.name, str(n))
+    set_image_id(account, img.region, image_id, chosen)
+    image_id = chosen
+    set_snapshot_id(account, img.region, image_id,
+                    "snap-" + _stable_hex(account, img.region, image_id))
+    if img.tags:
+        ec2.create_tags(Resources=[image_id], Tags=[{"Key": k, "Value": v} for k, v in img.tags])
+    if img.launch:
+        ec2.modify_image_attribute(ImageId=image_id, Attribute="launchPermission",
+                                   LaunchPermission={"Add": [p.to_dict() for p in img.launch]})
+    snapshot_id = ec2.describe_images(ImageIds=[image_id])["Images"][0][
+        "BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+    if img.snapshot_tags:
+        ec2.create_tags(Resources=[snapshot_id],
+                        Tags=[{"Key": k, "Value": v} for k, v in img.snapshot_tags])
+    if img.encrypted_with:
+        encrypt_image(account, img.region, image_id, key_arns[(img.region, img.encrypted_with)])
+    users = [p.value for p in img.copy if not p.is_public]
+    if users:
+        ec2.modify_snapshot_attribute(SnapshotId=snapshot_id, Attribute="createVolumePermission",
+                                      OperationType="add", UserIds=users)
+    if any(p.is_public for p in img.copy):
+        ec2.modify_snapshot_attribute(SnapshotId=snapshot_id, Attribute="createVolumePermission",
+                                      OperationType="add", GroupNames=["all"])
+    if img.created is not None or img.deprecated is not None:
+        set_image_dates(account, img.region, image_id, img.created, img.deprecated)
+    if img.state != "available":
+        set_image_state(account, img.region, image_id, img.state)
+    return image_id
 
 
 def dump(state: SandboxState, image_ids: list[str]) -> str:
