@@ -46,7 +46,15 @@ from .core.exporter import (
     schema_ref_for,
 )
 from .core.manifest import Manifest, load_manifest
-from .core.model import REGION_RE, Action, Identity, Operation, Severity, sorted_findings
+from .core.model import (
+    REGION_RE,
+    Action,
+    Identity,
+    Operation,
+    Severity,
+    plural,
+    sorted_findings,
+)
 from .core.pacing import Pacer, Rate, describe_duration, with_eta
 from .core.plan import Plan, load_plan_file
 from .core.planner import PlanOptions
@@ -259,8 +267,8 @@ def validate(ctx: Ctx, manifests: tuple[str, ...]) -> int:
             warned = True
             click.echo(f"{'error' if ctx.strict else 'warning'}: {manifest}: [{f.code}] "
                        f"{f.message}", err=True)
-        click.echo(f"{manifest}: valid ({len(m.rules)} rule{'s' if len(m.rules) != 1 else ''}, "
-                   f"{len(m.principals)} named principal{'s' if len(m.principals) != 1 else ''}, "
+        click.echo(f"{manifest}: valid ({plural(len(m.rules), 'rule')}, "
+                   f"{plural(len(m.principals), 'named principal')}, "
                    f"Regions {', '.join(m.regions) or 'none'})")
     if problems:
         raise InputError(problems)
@@ -609,11 +617,11 @@ def export(ctx: Ctx, out: str | None, names_file: str | None, name_glob: str | N
         stream.write(result.text)
         stream.flush()
     n = len(result.exported)
-    ctx.info(f"Exported {n} shared image{'s' if n != 1 else ''} in {result.rules} "
-             f"rule{'s' if result.rules != 1 else ''}{f' to {out}' if out else ''}.")
+    ctx.info(f"Exported {plural(n, 'shared image')} in {plural(result.rules, 'rule')}"
+             f"{f' to {out}' if out else ''}.")
     if result.left_out:
         many = len(result.left_out) != 1
-        ctx.info(f"Left out {len(result.left_out)} shared image{'s' if many else ''} that cannot "
+        ctx.info(f"Left out {plural(len(result.left_out), 'shared image')} that cannot "
                  f"be managed as {'they are' if many else 'it is'} (the reasons are at the end "
                  "of the manifest):")
         for lo in result.left_out:

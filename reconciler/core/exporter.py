@@ -60,6 +60,8 @@ from .model import (
     PrincipalKind,
     Severity,
     bad_account_id,
+    by_resource,
+    plural,
 )
 from .plan import Plan
 from .planner import CurrentState, compute_plan
@@ -354,7 +356,7 @@ def _self_check(text: str, identity: Identity, considered: Sequence[SharedImage]
 
     problems: dict[RegionKey, list[str]] = defaultdict(list)
     unexplained: list[str] = []
-    for (region, resource), ops in _by_resource(plan.operations).items():
+    for (region, resource), ops in by_resource(plan.operations).items():
         affected = owner.get((region, resource)) or by_id.get(resource)
         if not affected:
             unexplained.extend(f"{o.action.value} {o.kind.value} {o.principal.label} on "
@@ -418,13 +420,6 @@ def _affected_images(chosen: Sequence[SharedImage], state: CurrentState,
                 owner[(img.region, info.arn)].append(img.key)
                 key_info[info.arn] = info
     return owner, key_info
-
-
-def _by_resource(ops: Iterable[Operation]) -> dict[RegionKey, list[Operation]]:
-    out: dict[RegionKey, list[Operation]] = defaultdict(list)
-    for op in ops:
-        out[(op.region, op.resource)].append(op)
-    return out
 
 
 def _labels(ops: Iterable[Operation]) -> str:
@@ -678,10 +673,6 @@ def _setting(text: str, comment: str) -> str:
     return f"{text:<26}# {comment}"
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'s' if n != 1 else ''}"
-
-
 def _render(account: str, regions: Sequence[str], chosen: Sequence[SharedImage],
             left_out: Sequence[LeftOut], given: Mapping[str, str],
             stats: _Stats, globs: Mapping[_Group, _Family] | None = None) -> tuple[str, int]:
@@ -732,10 +723,9 @@ def _header(account: str, regions: Sequence[str], stats: _Stats, left_out: int) 
         out += (["#"] if i else []) + _wrap(text, "# ", "# ")
     unlisted = []
     if stats.unshared:
-        unlisted.append(f"{_plural(stats.unshared, 'image')} shared with nobody")
+        unlisted.append(f"{plural(stats.unshared, 'image')} shared with nobody")
     if stats.unavailable:
-        unlisted.append(f"{stats.unavailable} disabled or otherwise unavailable "
-                        f"image{'s' if stats.unavailable != 1 else ''}")
+        unlisted.append(plural(stats.unavailable, "disabled or otherwise unavailable image"))
     if unlisted:
         out += _wrap(f"Not listed: {' and '.join(unlisted)}.", "# ", "# ")
     if left_out:

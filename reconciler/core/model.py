@@ -217,6 +217,19 @@ class Operation:
 _ENUM_VALUE: dict[enum.Enum, str] = {**{a: a.value for a in Action}, **{k: k.value for k in OpKind}}
 
 
+def by_resource(ops: Iterable[Operation]) -> dict[tuple[str, str], list[Operation]]:
+    """The operations grouped by (Region, resource), in their order."""
+    out: dict[tuple[str, str], list[Operation]] = {}
+    for op in ops:
+        out.setdefault((op.region, op.resource), []).append(op)
+    return out
+
+
+def plural(n: int, word: str) -> str:
+    """``1 image``, ``2 images``: the count and the word, for every message."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def sorted_operations(ops: Iterable[Operation]) -> tuple[Operation, ...]:
     return tuple(sorted(ops, key=lambda o: o.sort_key))
 

@@ -35,6 +35,7 @@ from .model import (
     PrincipalKind,
     Severity,
     Snapshot,
+    plural,
 )
 from .plan import Ownership, Plan, make_plan
 
@@ -824,8 +825,8 @@ def _ownership(manifest: Manifest, views: Sequence[_ImageView], state: CurrentSt
         if keep:
             findings.append(_f(Severity.INFO, "released-kept", img.region, img.image_id,
                                f"{_label(img)} is no longer matched by any rule; "
-                               f"on_release: keep leaves its {len(current)} launch "
-                               f"permission{'s' if len(current) != 1 else ''} and only removes "
+                               f"on_release: keep leaves its "
+                               f"{plural(len(current), 'launch permission')} and only removes "
                                f"the {OWNERSHIP_TAG} tag"))
             continue
         ops += diff_permissions(OpKind.LAUNCH, img.region, img.image_id, {}, current,

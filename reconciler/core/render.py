@@ -16,7 +16,16 @@ from typing import Any
 
 from .kms import OWNED_SIDS
 from .manifest import Manifest
-from .model import OWNERSHIP_TAG, Action, Finding, Operation, OpKind, Principal, Severity
+from .model import (
+    OWNERSHIP_TAG,
+    Action,
+    Finding,
+    Operation,
+    OpKind,
+    Principal,
+    Severity,
+    plural,
+)
 from .plan import Plan
 
 KIND_LABEL = {OpKind.LAUNCH: "launch", OpKind.COPY: "copy", OpKind.KMS: "kms"}
@@ -83,10 +92,6 @@ def _op_line(op: Operation, manifest: Manifest | None,
     return sign, f"{KIND_LABEL[op.kind]:<6} {principal_label(op.principal, manifest)}", why
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
 def _ids(keys: tuple[tuple[str, str], ...], most: int = 5) -> str:
     ids = [r for _, r in keys]
     more = f" and {len(ids) - most} more" if len(ids) > most else ""
@@ -101,18 +106,18 @@ def ownership_lines(plan: Plan) -> list[str]:
     tag = f"{OWNERSHIP_TAG}={own.name}"
     out = [f"Ownership tag {tag} (bookkeeping, written by apply):"]
     if own.tag:
-        out.append(f"  tag {_plural(len(own.tag), 'managed image')}: {_ids(own.tag)}")
+        out.append(f"  tag {plural(len(own.tag), 'managed image')}: {_ids(own.tag)}")
     if own.tag_snapshots:
-        out.append(f"  tag {_plural(len(own.tag_snapshots), 'snapshot')} whose copy permissions "
+        out.append(f"  tag {plural(len(own.tag_snapshots), 'snapshot')} whose copy permissions "
                    f"the manifest manages: {_ids(own.tag_snapshots)}")
     if own.untag:
         what = ("shares kept (on_release: keep)" if own.keep
                 else "its shares are revoked above" if len(own.untag) == 1
                 else "their shares are revoked above")
-        out.append(f"  release {_plural(len(own.untag), 'image')} {RELEASED} ({what}): "
+        out.append(f"  release {plural(len(own.untag), 'image')} {RELEASED} ({what}): "
                    f"{_ids(own.untag)}")
     if own.untag_snapshots:
-        out.append(f"  untag {_plural(len(own.untag_snapshots), 'snapshot')} of the released "
+        out.append(f"  untag {plural(len(own.untag_snapshots), 'snapshot')} of the released "
                    f"image{'s' if len(own.untag) != 1 else ''}: {_ids(own.untag_snapshots)}")
     return out
 
@@ -136,10 +141,10 @@ def regions_line(plan: Plan, manifest: Manifest | None) -> str:
 def summary_line(plan: Plan) -> str:
     """One line that cannot be misread: permissions are counted, images are named as such."""
     s = plan.summary
-    on = f"on {_plural(s.images, 'managed image')}"
+    on = f"on {plural(s.images, 'managed image')}"
     if not plan.has_changes:
-        return f"No changes: {_plural(s.unchanged, 'permission')} as declared {on}."
-    return (f"Plan: {_plural(s.add, 'permission')} to add, {s.remove} to remove, "
+        return f"No changes: {plural(s.unchanged, 'permission')} as declared {on}."
+    return (f"Plan: {plural(s.add, 'permission')} to add, {s.remove} to remove, "
             f"{s.unchanged} unchanged, {on}.")
 
 

@@ -33,7 +33,16 @@ import botocore.exceptions
 
 from ..core import kms
 from ..core.errors import AwsError
-from ..core.model import OWNERSHIP_TAG, Action, Arn, Identity, Operation, OpKind, Principal
+from ..core.model import (
+    OWNERSHIP_TAG,
+    Action,
+    Arn,
+    Identity,
+    Operation,
+    OpKind,
+    Principal,
+    by_resource,
+)
 from ..core.plan import Ownership, Plan
 from .aws import Clients, aws_call, describe_error, error_code, release_request_slot
 from .concurrency import parallel_map
@@ -115,13 +124,6 @@ ENTRY_REFUSALS = frozenset({"InvalidAMIAttributeItemValue", "InvalidUserID.Malfo
                             "UnsupportedOperation", "ResourceLimitExceeded"})
 
 
-def _by_resource(ops: Sequence[Operation]) -> dict[tuple[str, str], list[Operation]]:
-    out: dict[tuple[str, str], list[Operation]] = defaultdict(list)
-    for op in ops:
-        out[(op.region, op.resource)].append(op)
-    return out
-
-
 @dataclass
 class _Plan:
     """The operations split by phase and resource."""
@@ -135,7 +137,7 @@ class _Plan:
 
 def split(ops: Sequence[Operation]) -> _Plan:
     def pick(kind: OpKind, action: Action | None = None) -> dict[tuple[str, str], list[Operation]]:
-        return _by_resource([o for o in ops if o.kind is kind
+        return by_resource([o for o in ops if o.kind is kind
                              and (action is None or o.action is action)])
 
     return _Plan(pick(OpKind.KMS, Action.ADD), pick(OpKind.KMS, Action.REMOVE),
