@@ -7,13 +7,11 @@ present" here, so :func:`main` maps every usage error to 1.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
 import functools
 import json
 import os
-import signal
 import sys
 import threading
 import traceback
@@ -33,7 +31,6 @@ from .core.errors import (
     InputError,
     Problem,
     ReconcilerError,
-    StalePlanError,
     UsageError,
 )
 from .core.explain import Verdict, resolve_principal
@@ -49,29 +46,33 @@ from .core.manifest import Manifest, load_manifest
 from .core.model import (
     REGION_RE,
     Action,
-    Identity,
-    Operation,
     Severity,
     plural,
     sorted_findings,
 )
 from .core.pacing import Pacer, Rate, describe_duration, with_eta
-from .core.plan import Plan, load_plan_file
+from .core.plan import Plan, check_saved_plan, load_plan_file
 from .core.planner import PlanOptions
 from .core.render import key_policy_details, render_markdown, text_lines
-from .shell.applier import Applier, ApplyReport, Result, TagReport, write_calls, write_tags
+from .shell.applier import (
+    Applier,
+    ApplyReport,
+    JsonLog,
+    Result,
+    TagReport,
+    write_calls,
+    write_tags,
+)
 from .shell.aws import (
     Clients,
-    assumed_session,
-    client_config,
     describe_error,
-    make_session,
     mask_secrets,
-    role_account,
 )
-from .shell.gather import Scope, build_plan, read_explain, read_export
+from .shell.concurrency import stop_on_signals
+from .shell.gather import build_plan, read_explain, read_export
 from .shell.progress import NoProgress, TerminalProgress
 from .shell.reader import Reader
+from .shell.session import Connection, RunOptions, connect, open_aws, single
 
 DEFAULT_CONCURRENCY = 16
 MIN_RATE_SHARE = 0.05  # ModifyImageAttribute then still gets a token every 4 s
@@ -115,82 +116,29 @@ class Ctx:
         if not self.quiet:
             click.echo(message, err=True)
 
-    @contextlib.contextmanager
-    def aws(self) -> Iterator[tuple[Clients, Reader]]:
-        """Clients and a reader for this run, inside the sandbox when one is given."""
-        with contextlib.ExitStack() as stack:
-            if self.sandbox:
-                from .shell.sandbox import running_sandbox
+    def run_options(self) -> RunOptions:
+        return RunOptions(self.regions, self.profile, self.concurrency, self.api_rate_share,
+                          self.sandbox, self.sandbox_save, self.show_progress())
 
-                stack.enter_context(running_sandbox(self.sandbox, self.sandbox_save))
-            session = make_session(None if self.sandbox else self.profile)
-            default_region = (self.regions or (None,))[0] or session.region_name or "us-east-1"
-            clients = Clients(session, self.concurrency, default_region, self.pacer())
-            yield clients, self.reader(clients)
+    def aws(self) -> contextlib.AbstractContextManager[tuple[Clients, Reader]]:
+        """Clients and a reader for the caller, inside the sandbox when one is given."""
+        return open_aws(self.run_options())
+
+    def connect(self, manifest: Manifest | None,
+                owner: str | None) -> contextlib.AbstractContextManager[Connection]:
+        """Every owner account of ``manifest`` (or, without one, the caller's own)."""
+        if manifest is None:
+            return single(self.run_options())
+        return connect(self.run_options(), manifest, owner)
 
     def pacer(self, overrides: Mapping[str, Rate] | None = None) -> Pacer:
-        """One account's request buckets (none in the sandbox: it has no AWS limits)."""
-        return Pacer(self.api_rate_share, overrides, enabled=not self.sandbox)
-
-    def reader(self, clients: Clients) -> Reader:
-        reader = Reader(clients, self.concurrency)
-        if self.show_progress():
-            reader.progress = TerminalProgress()
-        return reader
+        return self.run_options().pacer(overrides)
 
     def show_progress(self) -> bool:
         return not self.quiet and sys.stderr.isatty()
 
     def options(self) -> PlanOptions:
         return PlanOptions(regions=self.regions, strict=self.strict)
-
-    @contextlib.contextmanager
-    def connect(self, manifest: Manifest, owner: str | None) -> Iterator[Connection]:
-        """Sessions for the manifest's owner accounts (``owners:``, ``settings.role_arn`` or
-        the caller itself), restricted to ``--owner`` when given."""
-        with self.aws() as (base_clients, base_reader):
-            rates = dict(manifest.settings.api_rates)
-            base_clients.pacer.overrides.update(rates)
-            targets: list[tuple[str | None, tuple[str, ...] | None]]
-            if manifest.owners:
-                targets = [(o.role_arn, o.regions or None) for o in manifest.owners]
-            else:
-                targets = [(manifest.settings.role_arn, None)]
-            if owner:
-                targets = [t for t in targets
-                           if t[0] is not None and owner in (t[0], role_account(t[0]))]
-                if not targets:
-                    raise UsageError(f"--owner {owner}: no owner in {manifest.path} has that "
-                                     "account ID or role ARN")
-            scopes: list[Scope] = []
-            clients: dict[str, Clients] = {}
-            for role_arn, regions in targets:
-                if role_arn is None:
-                    c, r = base_clients, base_reader
-                else:
-                    session = assumed_session(base_clients.session, role_arn,
-                                              base_clients.default_region,
-                                              client_config(self.concurrency))
-                    c = Clients(session, self.concurrency, base_clients.default_region,
-                                self.pacer(rates))
-                    r = self.reader(c)
-                clients[r.identity().account] = c
-                scopes.append(Scope(r, regions))
-            caller = base_reader.identity() if len(scopes) > 1 else None
-            yield Connection(scopes, clients, caller, base_clients.default_region)
-
-
-@dataclasses.dataclass(frozen=True)
-class Connection:
-    """Readers and clients per owner account, and who runs the tool (multi-owner only)."""
-
-    scopes: list[Scope]
-    clients: dict[str, Clients]
-    caller: Identity | None
-    default_region: str = "us-east-1"  # the session's Region (or --region's first)
-
-    def identity(self) -> Identity:
-        return self.caller or self.scopes[0].reader.identity()
 
 
 def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -366,69 +314,6 @@ def plan(ctx: Ctx, manifest: str, out: str | None, fmt: str, detailed_exitcode: 
     return EXIT_OK
 
 
-def _op_text(op: Operation) -> str:
-    return f"{op.action.value} {op.kind.value} {op.principal.label} on {op.resource}"
-
-
-def _operations_differ(saved: Plan, fresh: Plan) -> str:
-    """How the saved operations differ from a fresh plan's ("" when they are the same)."""
-    counts = collections.Counter(saved.operations)
-    twice = sorted((op for op, n in counts.items() if n > 1), key=lambda o: o.sort_key)
-    if twice:
-        return f"it lists {_op_text(twice[0])} more than once ({len(twice)} operation(s) twice or more)"
-    extra = sorted(set(counts) - set(fresh.operations), key=lambda o: o.sort_key)
-    if extra:
-        return (f"it contains {len(extra)} operation(s) the manifest does not call for (first: "
-                f"{_op_text(extra[0])}); refusing a tampered or foreign plan")
-    missing = sorted(set(fresh.operations) - set(counts), key=lambda o: o.sort_key)
-    if missing:
-        return (f"{len(missing)} operation(s) a fresh plan calls for are missing from it (first: "
-                f"{_op_text(missing[0])})")
-    return ""
-
-
-def _check_saved_plan(saved: Plan, fresh: Plan, manifest: Manifest) -> None:
-    """Apply a saved plan only if it is exactly what a fresh plan computes now, against the
-    state it was computed from; otherwise refuse, naming the first difference."""
-    if saved.manifest_sha256 != manifest.sha256:
-        raise StalePlanError("saved plan is stale: the manifest changed since the plan was made "
-                             f"(plan has {saved.manifest_sha256[:12]}, {manifest.path} is "
-                             f"{manifest.sha256[:12]}); run plan again")
-    if saved.caller_account != fresh.caller_account:
-        raise StalePlanError(f"saved plan was made for account {saved.caller_account}, but the "
-                             f"credentials are for {fresh.caller_account}")
-    if saved.regions and saved.regions != fresh.regions:
-        raise StalePlanError(f"saved plan covers Regions {', '.join(saved.regions)}, but this "
-                             f"apply covers {', '.join(fresh.regions) or 'none'}; apply it with "
-                             "the --region options it was planned with (or plan again)")
-    differ = _operations_differ(saved, fresh)
-    if not differ and saved.ownership is not None and fresh.ownership is not None \
-            and saved.ownership.to_dict() != fresh.ownership.to_dict():
-        differ = "its ownership tag changes differ from the plan computed now"
-    if fresh.state_digest != saved.state_digest:
-        raise StalePlanError("saved plan is stale: the current state of the resources it "
-                             "consulted differs from when it was made"
-                             f"{f' ({differ})' if differ else ''}; run plan again")
-    if differ:
-        raise StalePlanError(f"saved plan does not match the plan computed now: {differ}; "
-                             "run plan again")
-
-
-class _JsonLog:
-    def __init__(self, path: str) -> None:
-        try:
-            self.fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        except OSError as exc:
-            raise ReconcilerError(f"cannot open log file {path}: {exc.strerror}") from None
-
-    def __call__(self, record: dict[str, Any]) -> None:
-        self.fh.write(json.dumps(record, sort_keys=True) + "\n")
-        self.fh.flush()
-
-    def close(self) -> None:
-        self.fh.close()
-
-
 @cli.command()
 @click.argument("manifest", metavar="MANIFEST")
 @click.option("--plan", "plan_file", metavar="PLAN.json",
@@ -463,7 +348,8 @@ def apply(ctx: Ctx, manifest: str, plan_file: str | None, auto_approve: bool,
     with ctx.connect(m, owner) as conn:
         todo = _plan(ctx, m, conn, allow_mass_removal)
         if saved is not None:
-            _check_saved_plan(saved, todo, m)  # the fresh plan is then exactly the saved one
+            # the fresh plan is then exactly the saved one
+            check_saved_plan(saved, todo, m.sha256, m.path)
         _emit_plan(ctx, todo, m, "text", step_summary=False)
         pending = todo.ownership is not None and todo.ownership.pending
         if not todo.has_changes and not pending:
@@ -521,12 +407,12 @@ class _Done:
 
 def _execute(ctx: Ctx, conn: Connection, todo: Plan, m: Manifest, log_file: str | None) -> _Done:
     """Run the operations, then the ownership-tag writes; the log is closed whatever happens."""
-    log = _JsonLog(log_file) if log_file else None
+    log = JsonLog(log_file) if log_file else None
     stop = threading.Event()
     bar = TerminalProgress() if ctx.show_progress() else NoProgress()
     bar.start(with_eta("Applying", _apply_seconds(ctx, todo, m)[0]), len(todo.operations))
     try:
-        with _stop_on_signals(stop):
+        with stop_on_signals(stop, lambda text: click.echo(text, err=True)):
             applier = Applier.for_plan(conn.clients, conn.identity(), todo,
                                        m.settings.kms_grants, concurrency=ctx.concurrency,
                                        log=log, stop=stop, progress=lambda _: bar.advance())
@@ -560,24 +446,6 @@ def _report(done: _Done, todo: Plan) -> int:
     if report.failed or done.tags.failed or todo.errors or done.stopped:
         return EXIT_ERROR
     return EXIT_OK
-
-
-@contextlib.contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT/SIGTERM during apply: let in-flight calls finish, start no new write."""
-
-    def handler(signum: int, _frame: Any) -> None:
-        if not stop.is_set():
-            click.echo(f"\n{signal.Signals(signum).name}: stopping after the calls in flight...",
-                       err=True)
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 @cli.command()
@@ -661,7 +529,7 @@ def explain(ctx: Ctx, principal: str, manifest: str | None, image_id: str | None
         raise UsageError(f"{principal!r} is not an account ID, Organization/OU ARN, `public`"
                          + (f" or a principal named in {manifest}" if m else ""))
     verdicts: list[Verdict] = []
-    with (ctx.connect(m, owner) if m else _single(ctx)) as conn:
+    with ctx.connect(m, owner) as conn:
         for scope in conn.scopes:
             regions = ctx.regions or scope.regions or (m.regions if m else (conn.default_region,))
             try:
@@ -689,14 +557,6 @@ def explain(ctx: Ctx, principal: str, manifest: str | None, image_id: str | None
             for line in v.evidence:
                 click.echo(f"  {line}")
     return EXIT_OK if can else EXIT_CANNOT
-
-
-@contextlib.contextmanager
-def _single(ctx: Ctx) -> Iterator[Connection]:
-    """The caller's own account, for commands that need no manifest."""
-    with ctx.aws() as (clients, reader):
-        yield Connection([Scope(reader)], {reader.identity().account: clients}, None,
-                         clients.default_region)
 
 
 def _print_error(message: str) -> None:

@@ -31,7 +31,7 @@ from reconciler.core.model import (
     Severity,
     Snapshot,
 )
-from reconciler.core.plan import Plan, make_plan, plan_from_dict, state_digest
+from reconciler.core.plan import Ownership, Plan, make_plan, plan_from_dict, state_digest
 from reconciler.core.planner import (
     CurrentState,
     PlanOptions,
@@ -837,3 +837,54 @@ def test_contract_values_are_enums() -> None:
     m = parse_manifest(b"version: 1\nsettings: {kms: check}\nimages: []\n", "m.yaml")
     assert m.settings.kms is KmsMode.CHECK and m.settings.kms == "check"
     assert KeyManager("AWS") is KeyManager.AWS and KeyManager.CUSTOMER == "CUSTOMER"
+
+
+def _op(action: Action, kind: OpKind, region: str, resource: str,
+        principal: Principal) -> Operation:
+    return Operation(action, kind, region, resource, principal, ())
+
+
+def _saved_pair() -> tuple[Plan, Plan]:
+    """A saved plan and the fresh plan computed from the same manifest and state."""
+    ops = [_op(Action.ADD, OpKind.LAUNCH, US, ami(1), P_PROD),
+           _op(Action.REMOVE, OpKind.LAUNCH, US, ami(2), P_HAND)]
+    state = {(US, ami(1), "launch"): ["111122223333"]}
+    made = make_plan(manifest_sha256="a" * 64, caller_account=ACCOUNT, operations=ops,
+                     findings=[], images=2, unchanged=0, state=state, regions=[US],
+                     ownership=Ownership("amis", tag=((US, ami(1)),)))
+    return made, make_plan(manifest_sha256="a" * 64, caller_account=ACCOUNT, operations=ops,
+                           findings=[], images=2, unchanged=0, state=state, regions=[US],
+                           ownership=Ownership("amis", tag=((US, ami(1)),)))
+
+
+@pytest.mark.parametrize("change, refusal", [
+    ({"manifest_sha256": "b" * 64}, "saved plan is stale: the manifest changed since the plan "
+                                    "was made (plan has bbbbbbbbbbbb, amis.yaml is aaaaaaaaaaaa)"),
+    ({"caller_account": "444433332222"}, "saved plan was made for account 444433332222, but the "
+                                         f"credentials are for {ACCOUNT}"),
+    ({"regions": (US, EU)}, f"saved plan covers Regions {US}, {EU}, but this apply covers {US}"),
+    ({"operations": "twice"}, f"it lists add launch_permission {PROD} on {ami(1)} more than once"),
+    ({"operations": "extra"}, "it contains 1 operation(s) the manifest does not call for (first: "
+                              f"add launch_permission {STAGING} on {ami(3)}); refusing a tampered"),
+    ({"operations": "missing"}, "1 operation(s) a fresh plan calls for are missing from it "
+                                f"(first: remove launch_permission {HAND} on {ami(2)})"),
+    ({"ownership": Ownership("amis")}, "its ownership tag changes differ from the plan"),
+    ({"state_digest": "0" * 64}, "the current state of the resources it consulted differs"),
+])
+def test_a_saved_plan_that_differs_from_the_fresh_one_is_refused(change, refusal) -> None:
+    """The saved-plan check is pure: each difference is refused with its own reason."""
+    from dataclasses import replace
+
+    from reconciler.core.errors import StalePlanError
+    from reconciler.core.plan import check_saved_plan
+
+    saved, fresh = _saved_pair()
+    check_saved_plan(saved, fresh, saved.manifest_sha256, "amis.yaml")  # the same: accepted
+    ops = {"twice": (saved.operations[0], *saved.operations),
+           "extra": (*saved.operations, _op(Action.ADD, OpKind.LAUNCH, US, ami(3), P_STAGING)),
+           "missing": saved.operations[:1]}
+    if change.get("operations") in ops:
+        change = {"operations": ops[change["operations"]]}
+    with pytest.raises(StalePlanError) as err:
+        check_saved_plan(replace(saved, **change), fresh, fresh.manifest_sha256, "amis.yaml")
+    assert refusal in str(err.value)

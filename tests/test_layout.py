@@ -32,3 +32,19 @@ def test_the_shell_does_load_them() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True).stdout
     assert json.loads(out) is True
+
+
+def test_the_readme_names_every_module() -> None:
+    """The README's architecture table has a row for each module of the package."""
+    import re
+    from pathlib import Path
+
+    import reconciler
+
+    package = Path(reconciler.__file__).parent
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    table = readme.split("### Architecture", 1)[1].split("\n### ", 1)[0]
+    named = set(re.findall(r"`((?:core|shell)/[a-z_]+|cli)`", table))
+    modules = {f"{p.parent.name}/{p.stem}" for folder in ("core", "shell")
+               for p in (package / folder).glob("*.py") if p.stem != "__init__"} | {"cli"}
+    assert modules <= named, sorted(modules - named)

@@ -6,13 +6,14 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import InputError, Problem
+from .errors import InputError, Problem, StalePlanError
 from .files import read_input
 from .model import (
     Action,
@@ -284,3 +285,52 @@ def load_plan_file(path: str) -> Plan:
         raise InputError([Problem(path, 1, 1, f"plan file cannot be read: "
                                               f"{type(exc).__name__}")]) from None
     return plan_from_dict(data, path)
+
+
+def _op_text(op: Operation) -> str:
+    return f"{op.action.value} {op.kind.value} {op.principal.label} on {op.resource}"
+
+
+def _operations_differ(saved: Plan, fresh: Plan) -> str:
+    """How the saved operations differ from a fresh plan's ("" when they are the same)."""
+    counts = collections.Counter(saved.operations)
+    twice = sorted((op for op, n in counts.items() if n > 1), key=lambda o: o.sort_key)
+    if twice:
+        return f"it lists {_op_text(twice[0])} more than once ({len(twice)} operation(s) twice or more)"
+    extra = sorted(set(counts) - set(fresh.operations), key=lambda o: o.sort_key)
+    if extra:
+        return (f"it contains {len(extra)} operation(s) the manifest does not call for (first: "
+                f"{_op_text(extra[0])}); refusing a tampered or foreign plan")
+    missing = sorted(set(fresh.operations) - set(counts), key=lambda o: o.sort_key)
+    if missing:
+        return (f"{len(missing)} operation(s) a fresh plan calls for are missing from it (first: "
+                f"{_op_text(missing[0])})")
+    return ""
+
+
+def check_saved_plan(saved: Plan, fresh: Plan, manifest_sha256: str, manifest_path: str) -> None:
+    """Apply a saved plan only if it is exactly what a fresh plan computes now, against the
+    state it was computed from; otherwise refuse (StalePlanError), naming the first
+    difference. ``manifest_sha256`` is the manifest's digest now."""
+    if saved.manifest_sha256 != manifest_sha256:
+        raise StalePlanError("saved plan is stale: the manifest changed since the plan was made "
+                             f"(plan has {saved.manifest_sha256[:12]}, {manifest_path} is "
+                             f"{manifest_sha256[:12]}); run plan again")
+    if saved.caller_account != fresh.caller_account:
+        raise StalePlanError(f"saved plan was made for account {saved.caller_account}, but the "
+                             f"credentials are for {fresh.caller_account}")
+    if saved.regions and saved.regions != fresh.regions:
+        raise StalePlanError(f"saved plan covers Regions {', '.join(saved.regions)}, but this "
+                             f"apply covers {', '.join(fresh.regions) or 'none'}; apply it with "
+                             "the --region options it was planned with (or plan again)")
+    differ = _operations_differ(saved, fresh)
+    if not differ and saved.ownership is not None and fresh.ownership is not None \
+            and saved.ownership.to_dict() != fresh.ownership.to_dict():
+        differ = "its ownership tag changes differ from the plan computed now"
+    if fresh.state_digest != saved.state_digest:
+        raise StalePlanError("saved plan is stale: the current state of the resources it "
+                             "consulted differs from when it was made"
+                             f"{f' ({differ})' if differ else ''}; run plan again")
+    if differ:
+        raise StalePlanError(f"saved plan does not match the plan computed now: {differ}; "
+                             "run plan again")

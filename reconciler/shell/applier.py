@@ -23,6 +23,7 @@ import collections
 import datetime as dt
 import enum
 import functools
+import json
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -32,7 +33,7 @@ from typing import Any
 import botocore.exceptions
 
 from ..core import kms
-from ..core.errors import AwsError
+from ..core.errors import AwsError, ReconcilerError
 from ..core.model import (
     OWNERSHIP_TAG,
     Action,
@@ -571,3 +572,20 @@ def write_tags(applier: Applier, ownership: Ownership, report: ApplyReport | Non
     tagged, tag_errors = applier.tag_calls(tag, ownership.name, add=True)
     untagged, untag_errors = applier.tag_calls(untag, ownership.name, add=False)
     return TagReport(tagged, untagged, (*tag_errors, *untag_errors))
+
+
+class JsonLog:
+    """``--log-file``: one JSON line per executed operation, appended and flushed as it ends."""
+
+    def __init__(self, path: str) -> None:
+        try:
+            self.fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        except OSError as exc:
+            raise ReconcilerError(f"cannot open log file {path}: {exc.strerror}") from None
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        self.fh.write(json.dumps(record, sort_keys=True) + "\n")
+        self.fh.flush()
+
+    def close(self) -> None:
+        self.fh.close()

@@ -1,12 +1,16 @@
-"""One bounded thread pool for the shell's AWS calls (reads and writes alike)."""
+"""One bounded thread pool for the shell's AWS calls (reads and writes alike), and the
+signal handling that stops it cleanly."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain, zip_longest
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -39,3 +43,21 @@ def run_all(*jobs: Callable[[], R]) -> list[R]:
     """Run independent jobs at the same time (reads that draw on different request
     buckets: different actions, Regions or accounts); their results, in order."""
     return parallel_map(lambda job: job(), list(jobs), len(jobs))
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: threading.Event, say: Callable[[str], None]) -> Iterator[None]:
+    """SIGINT/SIGTERM during apply: let in-flight calls finish, start no new write (``stop``
+    is set; ``say`` tells the user once)."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        if not stop.is_set():
+            say(f"\n{signal.Signals(signum).name}: stopping after the calls in flight...")
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -1,0 +1,114 @@
+"""Sessions for a run: the caller's (or the sandbox's), and one per owner account.
+
+The command line builds a :class:`RunOptions` from its options; everything that turns those
+into boto3 sessions, paced clients and readers lives here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from ..core.errors import UsageError
+from ..core.manifest import Manifest
+from ..core.model import Identity
+from ..core.pacing import Pacer, Rate
+from .aws import Clients, assumed_session, client_config, make_session, role_account
+from .gather import Scope
+from .progress import TerminalProgress
+from .reader import Reader
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What the command line says about reaching AWS."""
+
+    regions: tuple[str, ...] | None = None  # --region (None: the manifest's / the session's)
+    profile: str | None = None
+    concurrency: int = 16  # requests in flight per owner account
+    api_rate_share: float = 1.0  # share of AWS's default request rates
+    sandbox: str | None = None  # the sandbox state file (None: real AWS)
+    sandbox_save: str | None = None  # where the sandbox's state is written afterwards
+    progress: bool = False  # a progress bar on the terminal
+
+    def pacer(self, overrides: Mapping[str, Rate] | None = None) -> Pacer:
+        """One account's request buckets (none in the sandbox: it has no AWS limits)."""
+        return Pacer(self.api_rate_share, overrides, enabled=not self.sandbox)
+
+    def reader(self, clients: Clients) -> Reader:
+        reader = Reader(clients, self.concurrency)
+        if self.progress:
+            reader.progress = TerminalProgress()
+        return reader
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Readers and clients per owner account, and who runs the tool (multi-owner only)."""
+
+    scopes: list[Scope]
+    clients: dict[str, Clients]
+    caller: Identity | None
+    default_region: str = "us-east-1"  # the session's Region (or --region's first)
+
+    def identity(self) -> Identity:
+        return self.caller or self.scopes[0].reader.identity()
+
+
+@contextlib.contextmanager
+def open_aws(options: RunOptions) -> Iterator[tuple[Clients, Reader]]:
+    """Clients and a reader for the caller, inside the sandbox when one is given."""
+    with contextlib.ExitStack() as stack:
+        if options.sandbox:
+            from .sandbox import running_sandbox
+
+            stack.enter_context(running_sandbox(options.sandbox, options.sandbox_save))
+        session = make_session(None if options.sandbox else options.profile)
+        default_region = (options.regions or (None,))[0] or session.region_name or "us-east-1"
+        clients = Clients(session, options.concurrency, default_region, options.pacer())
+        yield clients, options.reader(clients)
+
+
+@contextlib.contextmanager
+def single(options: RunOptions) -> Iterator[Connection]:
+    """The caller's own account, for commands that need no manifest."""
+    with open_aws(options) as (clients, reader):
+        yield Connection([Scope(reader)], {reader.identity().account: clients}, None,
+                         clients.default_region)
+
+
+@contextlib.contextmanager
+def connect(options: RunOptions, manifest: Manifest, owner: str | None) -> Iterator[Connection]:
+    """Sessions for the manifest's owner accounts (``owners:``, ``settings.role_arn`` or
+    the caller itself), restricted to ``--owner`` when given."""
+    with open_aws(options) as (base_clients, base_reader):
+        rates = dict(manifest.settings.api_rates)
+        base_clients.pacer.overrides.update(rates)
+        targets: list[tuple[str | None, tuple[str, ...] | None]]
+        if manifest.owners:
+            targets = [(o.role_arn, o.regions or None) for o in manifest.owners]
+        else:
+            targets = [(manifest.settings.role_arn, None)]
+        if owner:
+            targets = [t for t in targets
+                       if t[0] is not None and owner in (t[0], role_account(t[0]))]
+            if not targets:
+                raise UsageError(f"--owner {owner}: no owner in {manifest.path} has that "
+                                 "account ID or role ARN")
+        scopes: list[Scope] = []
+        clients: dict[str, Clients] = {}
+        for role_arn, regions in targets:
+            if role_arn is None:
+                c, r = base_clients, base_reader
+            else:
+                session = assumed_session(base_clients.session, role_arn,
+                                          base_clients.default_region,
+                                          client_config(options.concurrency))
+                c = Clients(session, options.concurrency, base_clients.default_region,
+                            options.pacer(rates))
+                r = options.reader(c)
+            clients[r.identity().account] = c
+            scopes.append(Scope(r, regions))
+        caller = base_reader.identity() if len(scopes) > 1 else None
+        yield Connection(scopes, clients, caller, base_clients.default_region)
