@@ -425,6 +425,17 @@ def test_consumers_without_key_access_are_left_out_with_the_reason() -> None:
     assert [i.image_id for i in result.exported] == [b.image_id]
 
 
+def test_a_reason_is_given_once_when_two_snapshots_share_the_key() -> None:
+    a = image(1, snapshots=["snap-e", "snap-f"])
+    result = export([shared(a, P_PROD, P_STAGING)],
+                    snapshots={(US, sid): snap(sid, key=KEY) for sid in ("snap-e", "snap-f")},
+                    keys={(US, KEY): key_info(P_PROD)})
+    (left_out,) = result.left_out
+    (reason,) = left_out.reasons
+    assert f"does not let {STAGING} use it" in reason
+    assert flat(result.text).count(reason) == 1
+
+
 def test_key_statements_granting_more_than_the_shares_are_left_out() -> None:
     a = image(1, snapshots=["snap-e"])
     result = export([shared(a, P_PROD)], snapshots={(US, "snap-e"): snap("snap-e", key=KEY)},
@@ -549,11 +560,17 @@ def test_read_export_makes_only_the_read_calls_it_needs(aws: Images) -> None:
     assert all(launch[i] == frozenset({P_PROD}) for i, _ in shared_ids)
     assert not any(launch[i] for i in unshared)
     listed = {img.image_id: img for found in state.images.values() for img in found}
-    assert listed[disabled].state == "disabled"
+    assert listed[disabled].state == "disabled" and "scratch" not in {
+        img.name for img in listed.values()}, "the state holds only the images the filter keeps"
     with_copy = {i for i, img in listed.items()
                  if any((img.region, sid) in state.copy for sid in img.snapshot_ids)}
     assert with_copy == {i for i, _ in shared_ids} | {enc}
     result = compute_export(identity, state, image_filter=ImageFilter("golden-*"))
+    not_listed = ("Not listed: 3 images shared with nobody and 1 disabled or otherwise "
+                  "unavailable image.")
+    assert not_listed in flat(result.text)
+    assert not_listed in flat(compute_export(identity, state).text), \
+        "the state alone holds what the filter kept: no unread image counts as unshared"
     # moto's default key policy does not let PROD use the key: the encrypted image is left out
     assert [lo.image.image_id for lo in result.left_out] == [enc]
     assert {i.image_id for i in result.exported} == {i for i, _ in shared_ids}

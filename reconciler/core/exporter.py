@@ -284,7 +284,7 @@ def compute_export(identity: Identity, state: CurrentState,
             return ExportResult(text, tuple(s.image for s in chosen), tuple(dropped), rules)
         for key, reasons in problems.items():
             known = left_out.setdefault(key, [])
-            known += [r for r in reasons if r not in known]
+            known += [r for r in dict.fromkeys(reasons) if r not in known]
 
 
 def _checked_names(names: Mapping[str, str]) -> dict[str, str]:

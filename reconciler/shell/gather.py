@@ -219,7 +219,9 @@ class _Reads:
     """What the reads found, on the way to one :class:`CurrentState`.
 
     Plan, export and ``explain`` gather through the same four steps; each asks the reader
-    for one kind of fact and fills its own mapping, so different steps may run at once.
+    for one kind of fact and fills its own mapping. ``read_launch`` and ``read_snapshots``
+    depend on nothing else and may run at the same time; ``read_copy`` and ``read_keys``
+    usually take their keys from the snapshots read, so they come after ``read_snapshots``.
     """
 
     launch: dict[RegionKey, frozenset[Principal]] = field(default_factory=dict)
@@ -330,7 +332,10 @@ def read_export(reader: Reader, regions: Sequence[str],
     reads.read_copy(reader, [(img.region, s) for img in candidates if reads.launch[img.key]
                              for s in img.snapshot_ids if (img.region, s) in reads.snapshots])
     reads.read_keys(reader, reads.snapshots)
-    return identity, reads.state(listed, regions=regions)
+    # The images the filter keeps, and only those: the others' permissions were not read.
+    considered = {r: [img for img in found if image_filter.matches(img)]
+                  for r, found in listed.items()}
+    return identity, reads.state(considered, regions=regions)
 
 
 def read_explain(reader: Reader, regions: Sequence[str], image_id: str | None,
