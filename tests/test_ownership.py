@@ -238,6 +238,109 @@ def test_a_released_encrypted_image_gives_up_its_key_access_in_the_same_run(
     assert r.code == 0, "converged: " + r.out
 
 
+@pytest.mark.parametrize("settings", ["", ", prune: false"])
+def test_a_released_image_alone_on_its_key_gives_up_its_key_access(
+        server: tuple[MotoServer, Images], run_cli: Runner, tmp_path: Path,
+        settings: str) -> None:
+    """No managed image uses the released image's key: the key is read for the release,
+    and the tool's statements drop the consumers (other statements stay as they are). A
+    release revokes with `prune: false` too, and the key access goes with the launch."""
+    from helpers import ACCOUNT, HAND
+
+    from reconciler.shell.sandbox import encrypt_image
+
+    srv, images = server
+    root = {"Sid": "Root", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+            "Action": "kms:*", "Resource": "*"}
+    theirs = {"Sid": "Theirs", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{HAND}:root"},
+              "Action": "kms:Decrypt", "Resource": "*"}
+    kms = srv.client("kms")
+    key = kms.create_key(Policy=json.dumps(
+        {"Version": "2012-10-17", "Statement": [root, theirs]}))["KeyMetadata"]["Arn"]
+    images.create("golden-1")
+    rc = images.create("rc-1")
+    encrypt_image(ACCOUNT, "us-east-1", rc, key)
+    m = write(tmp_path, STABLE + CANDIDATES.replace("[staging]", "[prod, staging]"), settings)
+    assert run_cli("apply", m, "--auto-approve").code == 0
+    granted = json.loads(kms.get_key_policy(KeyId=key, PolicyName="default")["Policy"])
+    assert any(st["Sid"] == "AmiShareReconcilerAccounts" for st in granted["Statement"])
+
+    write(tmp_path, STABLE, settings)  # the candidates rule is deleted: rc is released
+    doc = plan_doc(run_cli, m)
+    assert sorted((o["kind"], o["action"], o["principal"]["UserId"]) for o in doc["operations"]
+                  if o["resource"] in (rc, key)) == [
+        ("kms_key_access", "remove", PROD), ("kms_key_access", "remove", STAGING),
+        ("launch_permission", "remove", PROD), ("launch_permission", "remove", STAGING)]
+    assert run_cli("apply", m, "--auto-approve").code == 0
+    after = json.loads(kms.get_key_policy(KeyId=key, PolicyName="default")["Policy"])
+    assert after["Statement"] == [root, theirs], "only the tool's statements were removed"
+    assert images.launch(rc) == [] and TAG not in tags_of(srv, rc)
+    r = run_cli("plan", m, "--detailed-exitcode")
+    assert r.code == 0, "converged: " + r.out
+
+
+def _released_on_its_own_key(srv: MotoServer, images: Images, run_cli: Runner,
+                             tmp_path: Path) -> tuple[str, str, str]:
+    """rc (prod, staging) applied and then released; its key backs no managed image.
+    Returns the manifest, rc and the key."""
+    from helpers import ACCOUNT
+
+    from reconciler.shell.sandbox import encrypt_image
+
+    key = srv.client("kms").create_key()["KeyMetadata"]["Arn"]
+    images.create("golden-1")
+    rc = images.create("rc-1")
+    encrypt_image(ACCOUNT, "us-east-1", rc, key)
+    m = write(tmp_path, STABLE + CANDIDATES.replace("[staging]", "[prod, staging]"))
+    assert run_cli("apply", m, "--auto-approve").code == 0
+    write(tmp_path, STABLE)
+    return m, rc, key
+
+
+def key_grantees(srv: MotoServer, key: str) -> list[str]:
+    policy = json.loads(srv.client("kms").get_key_policy(KeyId=key, PolicyName="default")["Policy"])
+    return sorted(a for st in policy["Statement"] if st.get("Sid") == "AmiShareReconcilerAccounts"
+                  for a in ([st["Principal"]["AWS"]] if isinstance(st["Principal"]["AWS"], str)
+                            else st["Principal"]["AWS"]))
+
+
+def test_a_released_images_key_keeps_a_consumer_an_unmanaged_image_still_shares_with(
+        server: tuple[MotoServer, Images], run_cli: Runner, tmp_path: Path) -> None:
+    from helpers import ACCOUNT
+
+    from reconciler.shell.sandbox import encrypt_image
+
+    srv, images = server
+    m, rc, key = _released_on_its_own_key(srv, images, run_cli, tmp_path)
+    by_hand = images.create("scratch-1", launch=[{"UserId": PROD}])  # no rule matches it
+    encrypt_image(ACCOUNT, "us-east-1", by_hand, key)
+    doc = plan_doc(run_cli, m)
+    assert sorted((o["kind"], o["principal"]["UserId"]) for o in doc["operations"]
+                  if o["resource"] == key) == [("kms_key_access", STAGING)]
+    kept = [f for f in doc["findings"] if f["code"] == "kms-principal-still-used"]
+    assert len(kept) == 1 and by_hand in kept[0]["message"]
+    assert run_cli("apply", m, "--auto-approve").code == 0
+    assert key_grantees(srv, key) == [f"arn:aws:iam::{PROD}:root"]
+    assert images.launch(by_hand) == [{"UserId": PROD}], "the unmanaged image is untouched"
+    assert run_cli("plan", m, "--detailed-exitcode").code == 0
+
+
+def test_a_failed_release_keeps_the_key_access_it_relies_on(
+        server: tuple[MotoServer, Images], run_cli: Runner, tmp_path: Path) -> None:
+    from faultproxy import FaultProxy
+
+    srv, images = server
+    m, rc, key = _released_on_its_own_key(srv, images, run_cli, tmp_path)
+    with FaultProxy(srv.url, fail_resource=rc) as proxy:
+        r = run_cli("apply", m, "--auto-approve", endpoint=proxy.url)
+    assert r.code == 1 and rc in r.err
+    assert "the launch/copy permission it backs was not removed" in r.err
+    assert key_grantees(srv, key) == sorted(f"arn:aws:iam::{a}:root" for a in (PROD, STAGING))
+    assert run_cli("apply", m, "--auto-approve").code == 0
+    assert key_grantees(srv, key) == [] and images.launch(rc) == []
+    assert run_cli("plan", m, "--detailed-exitcode").code == 0
+
+
 def test_a_failed_snapshot_revocation_keeps_the_release_for_the_next_run(
         server: tuple[MotoServer, Images], run_cli: Runner, tmp_path: Path) -> None:
     from faultproxy import FaultProxy

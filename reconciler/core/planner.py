@@ -397,6 +397,7 @@ class _KeyView:
     held: set[Grantee] = field(default_factory=set)  # still holding a permission after apply
     principals: dict[Grantee, Principal] = field(default_factory=dict)
     images: list[_ImageView] = field(default_factory=list)
+    released: set[Grantee] = field(default_factory=set)  # held through released images
 
 
 def _key_views(views: list[_ImageView], state: CurrentState, prune: bool) -> dict[str, _KeyView]:
@@ -430,6 +431,33 @@ def _key_views(views: list[_ImageView], state: CurrentState, prune: bool) -> dic
                 if g is not None:
                     kv.principals.setdefault(g, p)
     return keys
+
+
+def _released_keys(keys: dict[str, _KeyView], state: CurrentState) -> dict[RegionKey, tuple[str, ...]]:
+    """The keys of the released images join ``keys``: the images' launch permissions are
+    revoked in this plan, so their consumers leave the keys' statements unless something
+    else still holds them (the key uses). Returns the released images' and snapshots' keys,
+    so that a failed revocation keeps the key access it relies on."""
+    backing: dict[RegionKey, tuple[str, ...]] = {}
+    for img in state.released:
+        arns: set[str] = set()
+        for sid in img.snapshot_ids:
+            snap = state.snapshots.get((img.region, sid))
+            info = state.keys.get((img.region, snap.kms_key_id)) if snap and snap.encrypted else None
+            # a key the tool cannot edit (AWS managed, another account's, unreadable) holds
+            # none of its statements to clean
+            if info is None or _key_problem(info, img.owner_id, img) is not None:
+                continue
+            arns.add(info.arn)
+            kv = keys.setdefault(info.arn, _KeyView(info))
+            for p in state.launch.get(img.key, frozenset()):
+                if (g := kms.grantee_of(p)) is not None:
+                    kv.principals.setdefault(g, p)
+                    kv.released.add(g)
+        if arns:
+            backing[img.key] = tuple(sorted(arns))
+            backing.update({(img.region, sid): backing[img.key] for sid in img.snapshot_ids})
+    return backing
 
 
 @dataclass(frozen=True)
@@ -512,7 +540,8 @@ def _key_ops(manifest: Manifest, kv: _KeyView, partition: str, findings: list[Fi
     owned = kms.owned_grantees(policy)
     wanted = _wanted(kv, policy, shape, findings)
     adds = wanted - owned
-    removes = (owned - wanted - kv.held) if manifest.settings.prune else set()
+    # A release revokes whatever the settings say about pruning, and its key access with it.
+    removes = (owned if manifest.settings.prune else owned & kv.released) - wanted - kv.held
     _keep_used(kv, removes, uses, partition, findings)
     after = (owned | adds) - removes
     # Grant statements in the other shape: rewritten, as an add of the access that changes.
@@ -675,7 +704,10 @@ def _key_phase(manifest: Manifest, identity: Identity, views: list[_ImageView],
     """Each key's statements; an image whose consumers cannot use its key is blocked, and a
     principal the key cannot let in is not added to the images it backs."""
     out = _KeyPhase()
-    for arn, kv in sorted(_key_views(views, state, manifest.settings.prune).items()):
+    keys = _key_views(views, state, manifest.settings.prune)
+    if manifest.settings.on_release != "keep":
+        out.resource_keys.update(_released_keys(keys, state))
+    for arn, kv in sorted(keys.items()):
         _deny_checks(kv, findings)
         result = _key_ops(manifest, kv, identity.partition, findings, out.policies,
                           state.key_uses.get(arn, ()))

@@ -169,6 +169,9 @@ def _read_released(manifest: Manifest, owners: Mapping[str, Reader], released: l
         into.read_copy(reader, [(img.region, sid) for img in mine for sid in img.snapshot_ids
                                 if (snap := into.snapshots.get((img.region, sid))) is not None
                                 and tagged(snap, name)])
+        if manifest.settings.kms is not KmsMode.OFF and manifest.settings.on_release != "keep":
+            # their consumers leave the keys' statements unless something else still needs them
+            into.read_keys(reader, [(img.region, sid) for img in mine for sid in img.snapshot_ids])
 
 
 def read_key_uses(key_arns: set[str], owners: Mapping[str, Reader], selection: Selection,
@@ -230,6 +233,8 @@ class _Reads:
     keys: dict[RegionKey, KeyInfo] = field(default_factory=dict)
     public_access: dict[tuple[str, str], BlockState] = field(default_factory=dict)
     snapshot_access: dict[tuple[str, str], BlockState] = field(default_factory=dict)
+    # (account, Region) -> key ID -> alias, listed once for display
+    aliases: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 
     def read_launch(self, reader: Reader, images: Sequence[Image]) -> None:
         """``DescribeImageAttribute`` (launchPermission) per image."""
@@ -251,13 +256,26 @@ class _Reads:
         self.copy.update(zip(wanted, reader.map(reader.copy_permissions, wanted), strict=True))
 
     def read_keys(self, reader: Reader, snapshots: Iterable[RegionKey]) -> None:
-        """The keys of those of ``snapshots`` that were read (see :func:`read_keys`)."""
+        """The KMS keys of those of ``snapshots`` that were read and are encrypted (by Region
+        and key ID as the snapshot names it): ``DescribeKey`` + ``GetKeyPolicy`` once per key
+        not read yet, ``ListAliases`` once per account and Region (for display)."""
         wanted = set(snapshots)
-        self.keys.update(read_keys(reader, [snap for k, snap in self.snapshots.items()
-                                            if k in wanted]))
+        key_ids = sorted({(snap.region, snap.kms_key_id) for k, snap in self.snapshots.items()
+                          if k in wanted and snap.encrypted and snap.kms_key_id} - set(self.keys))
+        if not key_ids:
+            return
+        infos = reader.map(reader.key_info, key_ids)
+        account = reader.identity().account
+        regions = sorted({r for r, _ in key_ids} - {r for a, r in self.aliases if a == account})
+        self.aliases.update(zip([(account, r) for r in regions],
+                                reader.map(reader.aliases, regions), strict=True))
+        for k, info in zip(key_ids, infos, strict=True):
+            alias = self.aliases[(account, k[0])].get(Arn.parse(info.arn).resource_id, "")
+            self.keys[k] = replace(info, alias=alias) if alias else info
 
     def merge(self, other: _Reads) -> None:
-        for name in ("launch", "snapshots", "copy", "keys", "public_access", "snapshot_access"):
+        for name in ("launch", "snapshots", "copy", "keys", "public_access", "snapshot_access",
+                     "aliases"):
             getattr(self, name).update(getattr(other, name))
 
     def state(self, images: Mapping[str, Sequence[Image]], **more: Any) -> CurrentState:
@@ -289,23 +307,6 @@ def _read_account(manifest: Manifest, account: str, reader: Reader,
     check = regions_needing_snapshot_public_check(managed, out.copy, out.snapshots)
     out.snapshot_access.update({(account, r): res for r, res in zip(
         check, reader.map(reader.snapshot_public_access_block, check), strict=True)})
-    return out
-
-
-def read_keys(reader: Reader, snapshots: Sequence[Snapshot]) -> dict[RegionKey, KeyInfo]:
-    """The KMS keys of the encrypted ``snapshots`` (by Region and key ID as they name it):
-    ``DescribeKey`` + ``GetKeyPolicy`` once per distinct key, ``ListAliases`` once per
-    Region that has such keys (for display)."""
-    key_ids = sorted({(s.region, s.kms_key_id) for s in snapshots if s.encrypted and s.kms_key_id})
-    if not key_ids:
-        return {}
-    infos = reader.map(reader.key_info, key_ids)
-    key_regions = sorted({r for r, _ in key_ids})
-    aliases = dict(zip(key_regions, reader.map(reader.aliases, key_regions), strict=True))
-    out: dict[RegionKey, KeyInfo] = {}
-    for k, info in zip(key_ids, infos, strict=True):
-        alias = aliases.get(k[0], {}).get(Arn.parse(info.arn).resource_id, "")
-        out[k] = replace(info, alias=alias) if alias else info
     return out
 
 
