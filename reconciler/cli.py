@@ -402,13 +402,14 @@ def _guard(todo: Plan, m: Manifest, allow_mass_removal: bool) -> None:
 class _Done:
     report: ApplyReport
     tags: TagReport
-    stopped: bool
+    stopped: bool  # by a signal, or because the log could not be written
+    log_error: str = ""
 
 
 def _execute(ctx: Ctx, conn: Connection, todo: Plan, m: Manifest, log_file: str | None) -> _Done:
     """Run the operations, then the ownership-tag writes; the log is closed whatever happens."""
-    log = JsonLog(log_file) if log_file else None
     stop = threading.Event()
+    log = JsonLog(log_file, on_failure=stop.set) if log_file else None
     bar = TerminalProgress() if ctx.show_progress() else NoProgress()
     bar.start(with_eta("Applying", _apply_seconds(ctx, todo, m)[0]), len(todo.operations))
     try:
@@ -422,7 +423,11 @@ def _execute(ctx: Ctx, conn: Connection, todo: Plan, m: Manifest, log_file: str 
         bar.finish()
         if log is not None:
             log.close()
-    return _Done(report, tags, stop.is_set())
+    log_error = ""
+    if log is not None and log.error:
+        log_error = (f"{log.error}; no write was started after that, and "
+                     f"{plural(log.lost, 'record')} of the run could not be logged")
+    return _Done(report, tags, stop.is_set(), log_error)
 
 
 def _report(done: _Done, todo: Plan) -> int:
@@ -433,6 +438,8 @@ def _report(done: _Done, todo: Plan) -> int:
                    f"{op.region} {op.resource}: {o.error}", err=True)
     for message in done.tags.failed:
         click.echo(f"error: {message}", err=True)
+    if done.log_error:
+        click.echo(f"error: {done.log_error}", err=True)
     adds = sum(1 for o in report.applied if o.operation.action is Action.ADD)
     not_applied = sum(1 for o in report.failed if o.result is Result.NOT_APPLIED)
     if done.stopped:
@@ -443,7 +450,7 @@ def _report(done: _Done, todo: Plan) -> int:
     if done.tags.tagged or done.tags.untagged or done.tags.failed:
         click.echo(f"Ownership tags: {done.tags.tagged} written, {done.tags.untagged} removed"
                    f"{f', {len(done.tags.failed)} failed' if done.tags.failed else ''}.")
-    if report.failed or done.tags.failed or todo.errors or done.stopped:
+    if report.failed or done.tags.failed or todo.errors or done.stopped or done.log_error:
         return EXIT_ERROR
     return EXIT_OK
 

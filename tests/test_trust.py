@@ -552,3 +552,30 @@ def test_sandbox_key_policy_with_a_deny_applies_and_saves(tmp_path: Path) -> Non
     assert "DenyOutsideOrg" in saved and "AmiShareReconcilerAccounts" in saved and PROD in saved
     r = run_main("plan", m, "--sandbox", str(after), "--detailed-exitcode")
     assert r.code == 0, r.out + r.err
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a full disk)")
+def test_a_log_that_cannot_be_written_stops_apply_cleanly(tmp_path: Path) -> None:
+    """A full disk under --log-file: no traceback, no write started after the failed line,
+    a clear error and exit 1; the next run applies the rest and converges."""
+    m, state = str(EXAMPLES / "manifest.yaml"), str(EXAMPLES / "sandbox.yaml")
+    after = str(tmp_path / "after.yaml")
+    r = run_main("apply", m, "--sandbox", state, "--auto-approve", "--concurrency", "1",
+                 "--log-file", "/dev/full", "--sandbox-save", after)
+    assert r.code == 1, r.out + r.err
+    assert "internal error" not in r.err and "Traceback" not in r.err
+    assert "error: cannot write log file /dev/full: No space left on device; no write was " \
+           "started after that" in r.err
+    import re
+
+    applied, left = map(int, re.search(r"Interrupted: (\d+) operations applied, (\d+) not "
+                                       r"applied", r.err).groups())
+    assert applied + left == 13 and 0 < applied <= 2, "the first write (one key), then nothing"
+    log = tmp_path / "apply.jsonl"
+    r = run_main("apply", m, "--sandbox", after, "--auto-approve", "--log-file", str(log),
+                 "--sandbox-save", after)
+    assert r.code == 0, r.out + r.err
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert sum(rec["kind"] != "ownership_tag" for rec in records) == left, \
+        "the operations the first run left"
+    assert run_main("plan", m, "--sandbox", after, "--detailed-exitcode").code == 0
