@@ -426,7 +426,8 @@ def _execute(ctx: Ctx, conn: Connection, todo: Plan, m: Manifest, log_file: str 
     log_error = ""
     if log is not None and log.error:
         log_error = (f"{log.error}; no write was started after that, and "
-                     f"{plural(log.lost, 'record')} of the run could not be logged")
+                     f"{plural(log.lost, 'record')} of the run could not be logged"
+                     if log.lost else f"{log.error} (its last records may be missing)")
     return _Done(report, tags, stop.is_set(), log_error)
 
 

@@ -297,8 +297,9 @@ def _released_on_its_own_key(srv: MotoServer, images: Images, run_cli: Runner,
     return m, rc, key
 
 
-def key_grantees(srv: MotoServer, key: str) -> list[str]:
-    policy = json.loads(srv.client("kms").get_key_policy(KeyId=key, PolicyName="default")["Policy"])
+def key_grantees(srv: MotoServer, key: str, region: str = "us-east-1") -> list[str]:
+    policy = json.loads(srv.client("kms", region).get_key_policy(KeyId=key,
+                                                                 PolicyName="default")["Policy"])
     return sorted(a for st in policy["Statement"] if st.get("Sid") == "AmiShareReconcilerAccounts"
                   for a in ([st["Principal"]["AWS"]] if isinstance(st["Principal"]["AWS"], str)
                             else st["Principal"]["AWS"]))
@@ -338,6 +339,56 @@ def test_a_failed_release_keeps_the_key_access_it_relies_on(
     assert key_grantees(srv, key) == sorted(f"arn:aws:iam::{a}:root" for a in (PROD, STAGING))
     assert run_cli("apply", m, "--auto-approve").code == 0
     assert key_grantees(srv, key) == [] and images.launch(rc) == []
+    assert run_cli("plan", m, "--detailed-exitcode").code == 0
+
+
+def test_a_release_in_a_dropped_region_keeps_key_access_an_unmanaged_image_there_needs(
+        server: tuple[MotoServer, Images], run_cli: Runner, tmp_path: Path) -> None:
+    """The run no longer lists the released image's Region: the key uses are found by
+    listing the owner's images there once."""
+    from helpers import ACCOUNT, EU
+
+    from reconciler.shell.sandbox import encrypt_image
+
+    srv, images = server
+    key = srv.client("kms", EU).create_key()["KeyMetadata"]["Arn"]
+    golden = images.create("golden-1", region=EU)
+    encrypt_image(ACCOUNT, EU, golden, key)
+    m = write(tmp_path, STABLE)
+    assert run_cli("apply", m, "--auto-approve").code == 0
+    by_hand = images.create("scratch-1", region=EU, launch=[{"UserId": PROD}])
+    encrypt_image(ACCOUNT, EU, by_hand, key)
+    Path(m).write_text(Path(m).read_text().replace("[us-east-1, eu-west-1]", "[us-east-1]"))
+    doc = plan_doc(run_cli, m)
+    assert sorted((o["kind"], o["principal"]["UserId"]) for o in doc["operations"]
+                  if o["resource"] == key) == [("kms_key_access", STAGING)]
+    assert any(f["code"] == "kms-principal-still-used" and by_hand in f["message"]
+               for f in doc["findings"])
+    assert run_cli("apply", m, "--auto-approve").code == 0
+    assert key_grantees(srv, key, EU) == [f"arn:aws:iam::{PROD}:root"]
+    assert images.launch(golden, EU) == [] and images.launch(by_hand, EU) == [{"UserId": PROD}]
+    assert run_cli("plan", m, "--detailed-exitcode").code == 0
+
+
+def test_with_prune_false_a_release_takes_copy_only_consumers_out_of_the_key(
+        server: tuple[MotoServer, Images], run_cli: Runner, tmp_path: Path) -> None:
+    from helpers import ACCOUNT
+
+    from reconciler.shell.sandbox import encrypt_image
+
+    srv, images = server
+    key = srv.client("kms").create_key()["KeyMetadata"]["Arn"]
+    images.create("golden-1")
+    rc = images.create("rc-1")
+    encrypt_image(ACCOUNT, "us-east-1", rc, key)
+    m = write(tmp_path, STABLE + CANDIDATES.replace("launch: [staging]",
+                                                    "launch: [staging], copy: [prod]"),
+              ", prune: false")
+    assert run_cli("apply", m, "--auto-approve").code == 0
+    assert key_grantees(srv, key) == sorted(f"arn:aws:iam::{a}:root" for a in (PROD, STAGING))
+    write(tmp_path, STABLE, ", prune: false")
+    assert run_cli("apply", m, "--auto-approve").code == 0
+    assert key_grantees(srv, key) == []
     assert run_cli("plan", m, "--detailed-exitcode").code == 0
 
 

@@ -579,3 +579,51 @@ def test_a_log_that_cannot_be_written_stops_apply_cleanly(tmp_path: Path) -> Non
     assert sum(rec["kind"] != "ownership_tag" for rec in records) == left, \
         "the operations the first run left"
     assert run_main("plan", m, "--sandbox", after, "--detailed-exitcode").code == 0
+
+
+def test_a_log_failure_while_tagging_starts_no_further_tag_write(
+        server: tuple[MotoServer, Images], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ownership tags are written in batches per Region: once a log line fails, no
+    further batch starts."""
+    import errno
+
+    from helpers import EU, US, cli_env
+
+    from reconciler.shell import applier
+
+    srv, images = server
+    ours = [images.create("golden-1", region=US), images.create("golden-2", region=EU)]
+    m = tmp_path / "amis.yaml"
+    m.write_text(f'version: 1\nsettings: {{regions: [{US}, {EU}]}}\nimages:\n'
+                 f'  - {{name: golden, select: {{name: "golden-*"}}, launch: ["{PROD}"]}}\n')
+
+    class FullOnTags:
+        """A log file whose disk fills up at the first ownership-tag record."""
+
+        def __init__(self, fh: Any) -> None:
+            self.fh = fh
+
+        def write(self, text: str) -> int:
+            if "ownership_tag" in text:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return int(self.fh.write(text))
+
+        def flush(self) -> None:
+            self.fh.flush()
+
+        def close(self) -> None:
+            self.fh.close()
+
+    opened = applier.JsonLog.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        opened(self, *args, **kwargs)
+        self.fh = FullOnTags(self.fh)
+
+    monkeypatch.setattr(applier.JsonLog, "__init__", init)
+    r = run_main("apply", str(m), "--auto-approve", "--log-file", str(tmp_path / "log.jsonl"),
+                 env=dict(cli_env(srv.url, None)))
+    assert r.code == 1 and "no write was started after that" in r.err, r.out + r.err
+    tagged = [i for i, region in zip(ours, (US, EU), strict=True)
+              if srv.client("ec2", region).describe_images(ImageIds=[i])["Images"][0].get("Tags")]
+    assert len(tagged) == 1, "the first batch was written, the second never started"

@@ -450,7 +450,10 @@ def _released_keys(keys: dict[str, _KeyView], state: CurrentState) -> dict[Regio
                 continue
             arns.add(info.arn)
             kv = keys.setdefault(info.arn, _KeyView(info))
-            for p in state.launch.get(img.key, frozenset()):
+            # the launch permissions and the tool-managed copy permissions it loses
+            revoked = {*state.launch.get(img.key, frozenset()),
+                       *(p for s in img.snapshot_ids for p in state.copy.get((img.region, s), ()))}
+            for p in revoked:
                 if (g := kms.grantee_of(p)) is not None:
                     kv.principals.setdefault(g, p)
                     kv.released.add(g)

@@ -437,10 +437,13 @@ class Applier:
         groups: dict[tuple[str, str], list[str]] = defaultdict(list)
         for region, rid in sorted(resources):
             groups[(self.resource_owner.get((region, rid), ""), region)].append(rid)
-        done, errors = 0, []
+        done = 0
+        errors: list[str] = []
         tags = [{"Key": OWNERSHIP_TAG, "Value": value}]
         for (_, region), ids in sorted(groups.items()):
             for i in range(0, len(ids), TAG_BATCH):
+                if self.stop.is_set():  # Ctrl-C, or the log cannot be written: no new write
+                    return done, errors
                 batch = ids[i:i + TAG_BATCH]
                 error = ""
                 try:

@@ -169,7 +169,7 @@ def _read_released(manifest: Manifest, owners: Mapping[str, Reader], released: l
         into.read_copy(reader, [(img.region, sid) for img in mine for sid in img.snapshot_ids
                                 if (snap := into.snapshots.get((img.region, sid))) is not None
                                 and tagged(snap, name)])
-        if manifest.settings.kms is not KmsMode.OFF and manifest.settings.on_release != "keep":
+        if manifest.settings.kms is KmsMode.KEY_POLICY and manifest.settings.on_release != "keep":
             # their consumers leave the keys' statements unless something else still needs them
             into.read_keys(reader, [(img.region, sid) for img in mine for sid in img.snapshot_ids])
 
@@ -209,8 +209,11 @@ def read_key_uses(key_arns: set[str], owners: Mapping[str, Reader], selection: S
         for sid, perms in zip(snaps, reader.map(reader.copy_permissions,
                                                 [(region, sid) for sid in snaps]), strict=True):
             uses[on_key[sid]].append(KeyUse(OpKind.COPY, region, sid, perms))
-        backed = [img for img in state.images.get(region, ()) if img.owner_id == account
-                  and img.key not in managed and any(s in on_key for s in img.snapshot_ids)]
+        listed = [img for img in state.images.get(region, ()) if img.owner_id == account]
+        if not listed:  # a released image's Region that this run did not list
+            listed = reader.list_images(region)
+        backed = [img for img in listed
+                  if img.key not in managed and any(s in on_key for s in img.snapshot_ids)]
         for img, perms in zip(backed, reader.map(reader.launch_permissions, backed), strict=True):
             for arn in sorted({on_key[s] for s in img.snapshot_ids if s in on_key}):
                 uses[arn].append(KeyUse(OpKind.LAUNCH, region, img.image_id, perms))
