@@ -411,3 +411,32 @@ def test_a_failed_snapshot_revocation_keeps_the_release_for_the_next_run(
     assert plan_doc(run_cli, m)["ownership"]["untag"] == [rc]
     assert run_cli("apply", m, "--auto-approve").code == 0
     assert TAG not in tags_of(srv, rc)
+
+
+def test_an_image_another_manifest_manages_is_a_warning_and_strict_leaves_it_alone(
+        server: tuple[MotoServer, Images], run_cli: Runner, tmp_path: Path) -> None:
+    """Two manifests that match one image would undo each other's changes on every run;
+    a renamed manifest keeps its images by setting the old name."""
+    srv, images = server
+    golden = images.create("golden-1")
+    first = write(tmp_path, STABLE)  # golden-amis.yaml
+    assert run_cli("apply", first, "--auto-approve").code == 0
+    assert tags_of(srv, golden) == {TAG: "golden-amis"}
+    other = tmp_path / "team-b.yaml"
+    other.write_text(Path(first).read_text().replace("[prod, staging]", "[prod]"))
+    doc = plan_doc(run_cli, str(other))
+    [warning] = [f for f in doc["findings"] if f["code"] == "other-manifest"]
+    assert warning["severity"] == "warning" and warning["resource"] == golden
+    assert "reconciler:manifest=golden-amis: a manifest named 'golden-amis' manages it too" \
+           in warning["message"] and "Apply retags it 'team-b'" in warning["message"]
+    strict = plan_doc(run_cli, str(other), "--strict")
+    assert strict["operations"] == [] and strict["ownership"]["tag"] == [], \
+        "with --strict the image is left alone: no removal, no retag"
+    assert run_cli("apply", str(other), "--auto-approve", "--strict").code == 1
+    assert images.launch(golden) == [{"UserId": PROD}, {"UserId": STAGING}]
+    assert tags_of(srv, golden) == {TAG: "golden-amis"}
+    # renamed: the old name keeps the images, without a warning or a change
+    other.write_text(Path(first).read_text().replace(
+        "settings: {regions", "settings: {name: golden-amis, regions"))
+    r = run_cli("plan", str(other), "--detailed-exitcode")
+    assert r.code == 0 and "other-manifest" not in r.out + r.err, r.out + r.err

@@ -54,6 +54,8 @@ FINDINGS: dict[str, tuple[Severity, str]] = {
     "lifecycle-unshared": (INFO, "a rule manages the image but its lifecycle conditions "
                                  "(latest, exclude, dates, deprecated) share nothing with it"),
     # ownership
+    "other-manifest": (W, "the image carries another manifest's ownership tag: two manifests "
+                          "manage it, or this one was renamed"),
     "released-kept": (INFO, "no rule matches the image any more; on_release: keep leaves its "
                          "shares"),
 }

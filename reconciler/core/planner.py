@@ -284,11 +284,25 @@ def _check_undeclared_public(manifest: Manifest, v: _ImageView,
                  "because settings.prune is false")
 
 
+def _check_other_manifest(manifest: Manifest, v: _ImageView,
+                          state: CurrentState) -> Iterator[Finding]:
+    """An image another manifest's ownership tag claims: two manifests managing one image
+    undo each other's changes on every run (with --strict, the image is left alone)."""
+    name, img = manifest.settings.name, v.m.image
+    other = img.tag_map.get(OWNERSHIP_TAG)
+    if manifest.settings.ownership == "tag" and other is not None and other != name:
+        yield _f(Severity.WARNING, "other-manifest", img.region, img.image_id,
+                 f"{_label(img)} carries {OWNERSHIP_TAG}={other}: a manifest named {other!r} "
+                 f"manages it too, or this manifest was renamed (then set settings.name: "
+                 f"{other} to keep its images). Apply retags it {name!r}; two manifests that "
+                 "manage one image undo each other's changes on every run")
+
+
 # The checks run on every managed image, in this order: each yields findings and may mark
 # the image blocked or a principal impossible to add. A new check is one function here.
 IMAGE_CHECKS: tuple[Callable[[Manifest, _ImageView, CurrentState], Iterator[Finding]], ...] = (
     _check_quota, _check_snapshots, _check_keys, _check_public_launch, _check_public_copy,
-    _check_copy_marketplace, _check_undeclared_public)
+    _check_copy_marketplace, _check_undeclared_public, _check_other_manifest)
 
 
 def _image_checks(manifest: Manifest, v: _ImageView, state: CurrentState,
