@@ -35,13 +35,7 @@ from .core.errors import (
 )
 from .core.explain import Verdict, resolve_principal
 from .core.explain import explain as explain_verdict
-from .core.exporter import (
-    ImageFilter,
-    compute_export,
-    load_names,
-    parse_tag_filters,
-    schema_ref_for,
-)
+from .core.exporter import ImageFilter, compute_export, parse_tag_filters, schema_ref_for
 from .core.manifest import Manifest, load_manifest
 from .core.model import (
     REGION_RE,
@@ -50,6 +44,7 @@ from .core.model import (
     plural,
     sorted_findings,
 )
+from .core.names import load_names
 from .core.pacing import Pacer, Rate, describe_duration, with_eta
 from .core.plan import Plan, check_saved_plan, load_plan_file
 from .core.planner import PlanOptions

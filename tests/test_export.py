@@ -31,18 +31,17 @@ from helpers import (
 from reconciler.core import kms
 from reconciler.core.desired import select
 from reconciler.core.errors import InputError, UsageError
+from reconciler.core.export_rules import SharedImage
 from reconciler.core.exporter import (
     ExportResult,
     ImageFilter,
-    SharedImage,
     compute_export,
-    generated_name,
-    parse_names,
     parse_tag_filters,
 )
 from reconciler.core.kms import KeyInfo
 from reconciler.core.manifest import Manifest, parse_manifest
 from reconciler.core.model import Identity, Image, Principal, PrincipalKind, Snapshot
+from reconciler.core.names import generated_name, parse_names
 from reconciler.core.planner import CurrentState, compute_plan
 from reconciler.shell.gather import read_export
 
