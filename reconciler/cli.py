@@ -67,9 +67,15 @@ from .shell.concurrency import stop_on_signals
 from .shell.gather import build_plan, read_explain, read_export
 from .shell.progress import NoProgress, TerminalProgress
 from .shell.reader import Reader
-from .shell.session import Connection, RunOptions, connect, open_aws, single
+from .shell.session import (
+    DEFAULT_CONCURRENCY,
+    Connection,
+    RunOptions,
+    connect,
+    open_aws,
+    single,
+)
 
-DEFAULT_CONCURRENCY = 16
 MIN_RATE_SHARE = 0.05  # ModifyImageAttribute then still gets a token every 4 s
 
 
@@ -112,8 +118,10 @@ class Ctx:
             click.echo(message, err=True)
 
     def run_options(self) -> RunOptions:
-        return RunOptions(self.regions, self.profile, self.concurrency, self.api_rate_share,
-                          self.sandbox, self.sandbox_save, self.show_progress())
+        return RunOptions(regions=self.regions, profile=self.profile,
+                          concurrency=self.concurrency, api_rate_share=self.api_rate_share,
+                          sandbox=self.sandbox, sandbox_save=self.sandbox_save,
+                          progress=self.show_progress())
 
     def aws(self) -> contextlib.AbstractContextManager[tuple[Clients, Reader]]:
         """Clients and a reader for the caller, inside the sandbox when one is given."""

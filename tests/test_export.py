@@ -833,6 +833,7 @@ def test_a_family_of_images_is_exported_as_a_name_glob() -> None:
     assert family.name == "golden-al2023-2026" and family.select.name == "golden-al2023-2026.*"
     assert family.select.ids == () and family.regions == (EU, US)
     assert "# today: " in result.text and a.image_id in result.text
+    assert "A rule with a name glob shares each new build that matches it" in flat(result.text)
 
 
 def test_no_name_glob_when_it_would_match_another_image() -> None:
@@ -841,6 +842,7 @@ def test_no_name_glob_when_it_would_match_another_image() -> None:
     unshared = image(3, name="golden-al2023-2026.10.1")  # read, not shared: must stay unmanaged
     result = export([shared(a, P_PROD), shared(b, P_PROD), shared(unshared)])
     assert all(r.select.name is None for r in parse(result.text).rules)
+    assert "Rules select images by ID, so a new image is not shared" in flat(result.text)
     filtered = export([shared(a, P_PROD), shared(b, P_PROD)],
                       image_filter=ImageFilter("golden-*", ()))
     assert all(r.select.name is None for r in parse(filtered.text).rules), \

@@ -69,7 +69,7 @@ class Family:
 
 
 def name_globs(groups: Sequence[Group], considered: Sequence[SharedImage],
-                with_latest: bool = True) -> dict[Group, Family]:
+               with_latest: bool = True) -> dict[Group, Family]:
     """Groups of two or more images named as one family (``golden-al2023-2026.11.1``,
     ``golden-al2023-2026.12.1`` → ``golden-al2023-2026.*``), for a ``name`` selector instead
     of a list of IDs, where the glob matches exactly the group's images among every image read

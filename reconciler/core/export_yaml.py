@@ -18,20 +18,10 @@ from .model import PUBLIC, Image, Principal, plural
 from .names import generated_name
 
 SCHEMA_REF = "./schemas/manifest.schema.json"
-
-
 DEFAULT_SHARE_QUOTA = 1000
-
-
 DEFAULT_MAX_REMOVALS = 25
-
-
 RULE_PREFIX = "shared-with-"
-
-
 MAX_RULE_NAME = 120
-
-
 WIDTH = 96  # comment lines are wrapped to this width
 
 
@@ -142,8 +132,8 @@ def _setting(text: str, comment: str) -> str:
 
 
 def render_manifest(account: str, regions: Sequence[str], chosen: Sequence[SharedImage],
-            left_out: Sequence[LeftOut], given: Mapping[str, str],
-            stats: ExportStats, globs: Mapping[Group, Family] | None = None) -> tuple[str, int]:
+                    left_out: Sequence[LeftOut], given: Mapping[str, str], stats: ExportStats,
+                    globs: Mapping[Group, Family] | None = None) -> tuple[str, int]:
     """The manifest text and its number of rules."""
     names = _principal_names([p for s in chosen for p in (*s.launch, *(s.copy_union or ()))],
                              given)
@@ -151,7 +141,7 @@ def render_manifest(account: str, regions: Sequence[str], chosen: Sequence[Share
     public = any(Principal.public() in (*g.launch, *(g.copy or ())) for g in groups)
     quota = max(DEFAULT_SHARE_QUOTA,
                 max((len(s.launch - {Principal.public()}) for s in chosen), default=0))
-    out = _header(account, regions, stats, len(left_out))
+    out = _header(account, regions, stats, len(left_out), by_name=bool(globs))
     out += ["version: 1", "", *_settings(regions, public, quota, stats.kms_grants), ""]
     if names:
         out.append(_setting("principals:", "always quote account IDs"))
@@ -165,7 +155,8 @@ def render_manifest(account: str, regions: Sequence[str], chosen: Sequence[Share
     return "\n".join(out) + "\n", len(groups)
 
 
-def _header(account: str, regions: Sequence[str], stats: ExportStats, left_out: int) -> list[str]:
+def _header(account: str, regions: Sequence[str], stats: ExportStats, left_out: int,
+            by_name: bool = False) -> list[str]:
     scope = f"images account {account} owns in {', '.join(regions)}"
     if stats.filter_description:
         scope += f" (only those matching {stats.filter_description})"
@@ -176,9 +167,13 @@ def _header(account: str, regions: Sequence[str], stats: ExportStats, left_out: 
         "hand that nobody intended. Remove those here and `reconcile apply` removes them in AWS "
         "(prune: true). As exported, `reconcile plan` reports no changes.",
         "Only shared images are listed; the others stay unmanaged (never touched) until a rule "
-        "selects them. Rules select images by ID, so a new image is not shared until its ID is "
-        "added (or a rule selects by name/tags). Generated names such as account-111122223333 "
-        "can be renamed, or given with --names FILE.",
+        + ("selects them. A rule with a name glob shares each new build that matches it (with "
+           "`latest: N`, the oldest falls out); a rule listing IDs shares a new image only once "
+           "its ID is added. " if by_name else
+           "selects them. Rules select images by ID, so a new image is not shared until its ID "
+           "is added (or a rule selects by name/tags). ")
+        + "Generated names such as account-111122223333 can be renamed, or given with --names "
+          "FILE.",
     ]
     if stats.schema_ref:
         out = [f"# yaml-language-server: $schema={stats.schema_ref}"]

@@ -159,7 +159,8 @@ def compute_export(identity: Identity, state: CurrentState,
         dropped = [LeftOut(s.image, s.launch, tuple(left_out[s.image.key]))
                    for s in candidates if s.image.key in left_out]
         globs = name_globs(group_images(chosen), considered, with_latest) if use_globs else {}
-        text, rules = render_manifest(identity.account, regions, chosen, dropped, names, stats, globs)
+        text, rules = render_manifest(identity.account, regions, chosen, dropped, names, stats,
+                                      globs)
         try:
             problems = _self_check(text, identity, considered, chosen, state)
         except ExportError:
@@ -175,7 +176,7 @@ def compute_export(identity: Identity, state: CurrentState,
 
 
 def _checked_names(names: Mapping[str, str]) -> dict[str, str]:
-    """``names`` as given, or ValueError (a bug guard: :func:`parse_names` checks files)."""
+    """``names`` as given, or ValueError (a bug guard: :func:`.names.parse_names` checks files)."""
     for value, name in names.items():
         literal = Principal.parse_literal(value)
         if literal is None or literal.is_public or not PRINCIPAL_NAME_RE.fullmatch(name) \

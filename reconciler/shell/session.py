@@ -19,6 +19,8 @@ from .gather import Scope
 from .progress import TerminalProgress
 from .reader import Reader
 
+DEFAULT_CONCURRENCY = 16  # requests in flight per owner account
+
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -26,7 +28,7 @@ class RunOptions:
 
     regions: tuple[str, ...] | None = None  # --region (None: the manifest's / the session's)
     profile: str | None = None
-    concurrency: int = 16  # requests in flight per owner account
+    concurrency: int = DEFAULT_CONCURRENCY
     api_rate_share: float = 1.0  # share of AWS's default request rates
     sandbox: str | None = None  # the sandbox state file (None: real AWS)
     sandbox_save: str | None = None  # where the sandbox's state is written afterwards
