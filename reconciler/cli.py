@@ -36,7 +36,7 @@ from .core.errors import (
 from .core.explain import Verdict, resolve_principal
 from .core.explain import explain as explain_verdict
 from .core.exporter import ImageFilter, compute_export, parse_tag_filters, schema_ref_for
-from .core.manifest import Manifest, load_manifest
+from .core.manifest import Manifest, default_name, load_manifest
 from .core.model import (
     REGION_RE,
     Action,
@@ -488,7 +488,8 @@ def export(ctx: Ctx, out: str | None, names_file: str | None, name_glob: str | N
         ctx.info(f"Reading the shares of your images in {', '.join(sorted(set(regions)))}...")
         identity, state = read_export(reader, regions, image_filter)
     result = compute_export(identity, state, names, image_filter=image_filter,
-                            schema_ref=schema_ref_for(out))
+                            schema_ref=schema_ref_for(out),
+                            file_name=default_name(out) if out else None)
     if out:
         _write_file(out, result.text)
     else:

@@ -770,6 +770,53 @@ def test_sandbox_export_round_trip(run_cli: Runner, tmp_path: Path, no_aws) -> N
     assert no_aws.count == 0
 
 
+def test_export_of_a_managed_estate_keeps_its_ownership_tag(tmp_path: Path) -> None:
+    """Images a manifest manages carry its tag: the export writes that name, so the new
+    file (even one of the same name) plans no change and releases nothing."""
+    from helpers import run_main
+
+    applied = str(tmp_path / "applied.yaml")
+    manifest = tmp_path / "amis.yaml"
+    manifest.write_text((EXAMPLES / "manifest.yaml").read_text())
+    r = run_main("apply", str(manifest), "--sandbox", str(EXAMPLES / "sandbox.yaml"),
+                 "--auto-approve", "--sandbox-save", applied)
+    assert r.code == 0, r.out + r.err
+    for out in (manifest, tmp_path / "exported.yaml"):
+        r = run_main("export", "--sandbox", applied, "--region", US, "--region", EU,
+                     "--out", str(out))
+        assert r.code == 0 and "Exported 6 shared images in 5 rules" in r.err, r.err
+        assert parse(out.read_text()).settings.name == "amis"
+        r = run_main("plan", str(out), "--sandbox", applied, "--detailed-exitcode")
+        assert r.code == 0, r.out + r.err
+        assert "other-manifest" not in r.out + r.err and "no longer matched" not in r.out
+
+
+def test_export_never_takes_a_name_that_would_release_a_left_out_image(tmp_path: Path) -> None:
+    """A shared image the export leaves out carries the tag too: a manifest of that name
+    would release it and revoke its shares, so the export names the manifest otherwise."""
+    from helpers import run_main
+
+    closed = {"Version": "2012-10-17", "Statement": [{
+        "Sid": "Root", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+        "Action": "kms:*", "Resource": "*"}]}
+    tag = {"reconciler:manifest": "amis"}
+    state = tmp_path / "state.yaml"
+    state.write_text(yaml.safe_dump({"version": 1, "account": ACCOUNT,
+                                     "keys": [{"name": "closed", "region": US, "policy": closed}],
+                                     "images": [
+        {"region": US, "name": "golden-1", "tags": tag, "launch": [PROD]},
+        {"region": US, "name": "golden-2", "tags": tag, "launch": [PROD],
+         "encrypted_with": "closed"}]}))
+    out = tmp_path / "amis.yaml"
+    r = run_main("export", "--sandbox", str(state), "--region", US, "--out", str(out))
+    assert r.code == 0 and "Left out 1 shared image" in r.err, r.err
+    assert parse(out.read_text()).settings.name == "amis-2"
+    r = run_main("plan", str(out), "--sandbox", str(state), "--detailed-exitcode")
+    assert r.code == 0, r.out + r.err
+    assert "no longer matched" not in r.out, "golden-2 keeps its share"
+    assert "warning[other-manifest]" in r.err + r.out, "golden-1 changes hands: said so"
+
+
 @pytest.mark.e2e
 def test_sandbox_export_leaves_out_an_image_on_the_aws_managed_key(
         run_cli: Runner, tmp_path: Path, no_aws) -> None:

@@ -133,8 +133,10 @@ def _setting(text: str, comment: str) -> str:
 
 def render_manifest(account: str, regions: Sequence[str], chosen: Sequence[SharedImage],
                     left_out: Sequence[LeftOut], given: Mapping[str, str], stats: ExportStats,
-                    globs: Mapping[Group, Family] | None = None) -> tuple[str, int]:
-    """The manifest text and its number of rules."""
+                    globs: Mapping[Group, Family] | None = None,
+                    name: str | None = None) -> tuple[str, int]:
+    """The manifest text and its number of rules; ``name``: its ``settings.name`` (None:
+    none is written, the file's name decides)."""
     names = _principal_names([p for s in chosen for p in (*s.launch, *(s.copy_union or ()))],
                              given)
     groups = group_images(chosen)
@@ -142,7 +144,7 @@ def render_manifest(account: str, regions: Sequence[str], chosen: Sequence[Share
     quota = max(DEFAULT_SHARE_QUOTA,
                 max((len(s.launch - {Principal.public()}) for s in chosen), default=0))
     out = _header(account, regions, stats, len(left_out), by_name=bool(globs))
-    out += ["version: 1", "", *_settings(regions, public, quota, stats.kms_grants), ""]
+    out += ["version: 1", "", *_settings(regions, public, quota, stats.kms_grants, name), ""]
     if names:
         out.append(_setting("principals:", "always quote account IDs"))
         out += [f"  {_q(name)}: {_qv(p.value)}"
@@ -200,8 +202,12 @@ def _header(account: str, regions: Sequence[str], stats: ExportStats, left_out: 
 
 
 def _settings(regions: Sequence[str], public: bool, quota: int,
-              grants: GrantShape = GrantShape.AWS_RESOURCE) -> list[str]:
-    out = ["settings:", "  regions: [" + ", ".join(regions) + "]",
+              grants: GrantShape = GrantShape.AWS_RESOURCE, name: str | None = None) -> list[str]:
+    out = ["settings:"]
+    if name is not None:
+        out.append(_setting(f"  name: {_q(name)}", "the value of the reconciler:manifest tag "
+                                                    "apply puts on the images below"))
+    out += ["  regions: [" + ", ".join(regions) + "]",
            _setting("  prune: true", "remove permissions nobody declared from the images below")]
     if public:
         out += _wrap("WARNING: some images below are PUBLIC (any AWS account may launch them). "

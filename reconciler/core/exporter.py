@@ -34,18 +34,20 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 
-from .desired import select
+from .desired import rule_matches, select
 from .errors import InputError, ReconcilerError, UsageError
 from .export_rules import SharedImage, group_images, name_globs
 from .export_yaml import SCHEMA_REF, ExportStats, LeftOut, render_manifest
 from .kms import GrantShape, KeyInfo, PolicyError, grant_shapes, parse_policy
 from .manifest import DEFAULT_REGIONS, parse_manifest
 from .model import (
+    OWNERSHIP_TAG,
     PUBLIC,
     Action,
     Identity,
@@ -61,6 +63,8 @@ from .plan import Plan
 from .planner import CurrentState, compute_plan
 
 RegionKey = tuple[str, str]  # (region, image or snapshot ID)
+# settings.name as the manifest schema allows it (a tag value AWS holds may not fit)
+MANIFEST_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.:/=+@-]{0,255}")
 
 
 class ExportError(ReconcilerError):
@@ -123,7 +127,8 @@ def parse_tag_filters(values: Iterable[str]) -> tuple[tuple[str, str], ...]:
 def compute_export(identity: Identity, state: CurrentState,
                    names: Mapping[str, str] | None = None, *,
                    image_filter: ImageFilter | None = None,
-                   schema_ref: str | None = SCHEMA_REF) -> ExportResult:
+                   schema_ref: str | None = SCHEMA_REF,
+                   file_name: str | None = None) -> ExportResult:
     """The manifest for the images of ``state`` that ``identity`` owns (pure).
 
     ``state`` is what :func:`reconciler.shell.gather.read_export` gathered: the images listed
@@ -133,6 +138,8 @@ def compute_export(identity: Identity, state: CurrentState,
     left out, as ``plan`` would report it as an error. ``names`` maps principal values
     (account ID, Organization/OU ARN) to the names to use. ``schema_ref`` is the path the
     editor modeline points at (see :func:`schema_ref_for`), None to explain instead.
+    ``file_name`` is the name the output file's stem gives the manifest (None: standard
+    output); see :func:`_ownership_name` for when ``settings.name`` is written.
     """
     names = _checked_names(names or {})
     considered = _shared_images(state, image_filter)
@@ -160,7 +167,7 @@ def compute_export(identity: Identity, state: CurrentState,
                    for s in candidates if s.image.key in left_out]
         globs = name_globs(group_images(chosen), considered, with_latest) if use_globs else {}
         text, rules = render_manifest(identity.account, regions, chosen, dropped, names, stats,
-                                      globs)
+                                      globs, _ownership_name(chosen, considered, file_name))
         try:
             problems = _self_check(text, identity, considered, chosen, state)
         except ExportError:
@@ -173,6 +180,34 @@ def compute_export(identity: Identity, state: CurrentState,
         for key, reasons in problems.items():
             known = left_out.setdefault(key, [])
             known += [r for r in dict.fromkeys(reasons) if r not in known]
+
+
+def _ownership_name(chosen: Sequence[SharedImage], considered: Sequence[SharedImage],
+                    file_name: str | None) -> str | None:
+    """The ``settings.name`` to write, when an image carries an ownership tag (else None:
+    the file's name is as good as any).
+
+    The tag the exported images carry, when they carry one and the same, so that they stay
+    this manifest's own, unless a shared image the export leaves out carries it too: a
+    manifest of that name would release that image and revoke its shares. Otherwise the
+    output file's name (or ``amis``), made different from any such image's tag.
+    """
+    tags = {s.image.key: s.image.tag_map[OWNERSHIP_TAG] for s in considered
+            if OWNERSHIP_TAG in s.image.tag_map}
+    if not tags:
+        return None
+    mine = {s.image.key for s in chosen}
+    unsafe = {tags[s.image.key] for s in considered
+              if s.image.key in tags and s.image.key not in mine and s.launch}
+    carried = {tags[k] for k in mine if k in tags}
+    only = carried.pop() if len(carried) == 1 else None
+    if only is not None and only not in unsafe and MANIFEST_NAME_RE.fullmatch(only):
+        return only
+    base = file_name if file_name and MANIFEST_NAME_RE.fullmatch(file_name) else "amis"
+    name, n = base, 2
+    while name in unsafe:
+        name, n = f"{base[:250]}-{n}", n + 1
+    return name
 
 
 def _checked_names(names: Mapping[str, str]) -> dict[str, str]:
@@ -246,8 +281,8 @@ def _self_check(text: str, identity: Identity, considered: Sequence[SharedImage]
             problems[key].append(reason)
     images = {s.image.key: s.image for s in chosen}
     for f in plan.findings:
-        if f.severity is Severity.INFO:
-            continue
+        if f.severity is Severity.INFO or f.code == "other-manifest":
+            continue  # another manifest's tag: the shares are as they are, apply retags
         affected = owner.get((f.region, f.resource)) or by_id.get(f.resource)
         if not affected:
             unexplained.append(f"{f.severity.value}[{f.code}] {f.region} {f.resource}: {f.message}")
@@ -272,13 +307,22 @@ def _plan_candidate(text: str, identity: Identity, considered: Sequence[SharedIm
     by_region: dict[str, list[Image]] = defaultdict(list)
     for s in considered:
         by_region[s.image.region].append(s.image)
+    selection = select(manifest, by_region)
+    managed = {m.image.key for m in selection.managed}
+    # what a manifest of this name would release: images carrying its tag that no rule
+    # matches (their shares are known to be none, or the name would not have been chosen)
+    released = tuple(s.image for s in considered if s.image.key not in managed
+                     and s.image.tag_map.get(OWNERSHIP_TAG) == manifest.settings.name
+                     and not any(rule_matches(r, s.image) for r in manifest.rules
+                                 if s.image.region in r.regions))
     state = CurrentState(
         launch={s.image.key: s.launch for s in considered},
+        released=released,
         snapshots=gathered.snapshots,
         copy={(s.image.region, sid): perms for s in chosen for sid, perms in s.copy.items()},
         keys=gathered.keys,
     )
-    return compute_plan(manifest, identity, select(manifest, by_region), state)
+    return compute_plan(manifest, identity, selection, state)
 
 
 def _affected_images(chosen: Sequence[SharedImage], state: CurrentState,
