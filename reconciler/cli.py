@@ -90,9 +90,6 @@ class Ctx:
                 raise UsageError(f"--region {r!r} is not a valid AWS Region name (like us-east-1)")
         if concurrency < 1 or concurrency > 256:
             raise UsageError(f"--concurrency must be between 1 and 256, got {concurrency}")
-        if not MIN_RATE_SHARE <= api_rate_share <= 1:
-            raise UsageError(f"--api-rate-share must be between {MIN_RATE_SHARE:g} and 1, got "
-                             f"{api_rate_share:g}")
         self.api_rate_share = api_rate_share
         self.regions = regions or None
         self.profile = profile
@@ -144,6 +141,21 @@ class Ctx:
         return PlanOptions(regions=self.regions, strict=self.strict)
 
 
+def _rate_share(text: str) -> float:
+    """--api-rate-share, or RECONCILE_API_RATE_SHARE: the error names the one that was given."""
+    source = click.get_current_context().get_parameter_source("api_rate_share")
+    given = ("RECONCILE_API_RATE_SHARE" if source is click.core.ParameterSource.ENVIRONMENT
+             else "--api-rate-share")
+    try:
+        share = float(text)
+    except ValueError:
+        share = float("nan")
+    if not MIN_RATE_SHARE <= share <= 1:  # nan included
+        raise UsageError(f"{given} must be a number between {MIN_RATE_SHARE:g} and 1, got "
+                         f"{text!r}")
+    return share
+
+
 def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     decorators = [
         click.option("--region", "regions", multiple=True, metavar="R",
@@ -152,7 +164,7 @@ def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--strict", is_flag=True, help="Treat warnings as errors."),
         click.option("--concurrency", type=int, default=DEFAULT_CONCURRENCY, show_default=True,
                      metavar="N", help="Maximum AWS calls in flight per owner account."),
-        click.option("--api-rate-share", type=float, default=1.0, show_default=True,
+        click.option("--api-rate-share", default="1", show_default=True,
                      metavar="F", envvar="RECONCILE_API_RATE_SHARE",
                      help="Use this share of AWS's default request rates (0.5 leaves half to "
                           "other tools; also RECONCILE_API_RATE_SHARE)."),
@@ -167,10 +179,10 @@ def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(regions: tuple[str, ...], profile: str | None, strict: bool, concurrency: int,
-                api_rate_share: float, sandbox: str | None, no_color: bool, force_color: bool,
+                api_rate_share: str, sandbox: str | None, no_color: bool, force_color: bool,
                 verbose: int, quiet: bool, **kwargs: Any) -> Any:
         ctx = Ctx(regions, profile, strict, concurrency, sandbox, no_color, verbose, quiet,
-                  api_rate_share)
+                  _rate_share(api_rate_share))
         ctx.force_color = force_color
         return fn(ctx, **kwargs)
 

@@ -202,6 +202,23 @@ def test_stale_plan_is_refused_when_manifest_changed(server: tuple[MotoServer, I
     assert images.launch(golden) == []
 
 
+def test_a_saved_plan_is_refused_under_another_manifest_name(
+        server: tuple[MotoServer, Images], run_cli: Runner, tmp_path: Path) -> None:
+    """The same bytes in a file of another name tag the images with another name (the
+    name defaults to the file's stem): not the plan that was reviewed."""
+    _, images = server
+    golden = images.create("golden-1")
+    m = manifest(tmp_path)
+    plan_file = tmp_path / "plan.json"
+    assert run_cli("plan", m, "--out", str(plan_file)).code == 0
+    renamed = tmp_path / "renamed.yaml"
+    renamed.write_text(Path(m).read_text())
+    r = run_cli("apply", str(renamed), "--plan", str(plan_file))
+    assert r.code == 1 and "saved plan is stale" in r.err, r.err
+    assert images.launch(golden) == []
+    assert run_cli("apply", m, "--plan", str(plan_file)).code == 0
+
+
 def test_tampered_plan_is_refused(server: tuple[MotoServer, Images], run_cli: Runner,
                                   tmp_path: Path) -> None:
     _, images = server

@@ -143,3 +143,11 @@ def test_explain_on_the_moto_server(server: tuple[MotoServer, Images], run_cli: 
     assert doc["can_launch"] is False and [i["image"] for i in doc["images"]] == [locked]
     assert doc["images"][0]["verdict"].endswith(
         ": key policy of alias/closed does not allow 111122223333")
+
+
+def test_a_disabled_image_a_rule_matches_is_said_to_be_unmanaged_not_unmatched() -> None:
+    r = run_main("explain", "prod", str(EXAMPLES / "manifest.yaml"), "--rule", "legacy-ubuntu",
+                 "--sandbox", str(EXAMPLES / "sandbox.yaml"))
+    assert r.code == 3, r.out + r.err
+    assert "manifest: rule legacy-ubuntu matches it, but a disabled image is not managed" in r.out
+    assert "no rule manages this image" not in r.out

@@ -110,6 +110,9 @@ def test_another_rule_keeps_what_it_gives() -> None:
 @pytest.mark.parametrize("select, expected", [
     ('{name: "golden-*", latest: 0}', "images[0].select.latest"),
     ('{name: "golden-*", max_age_days: -1}', "images[0].select.max_age_days"),
+    # a larger one overflowed Python's date arithmetic at plan time
+    ('{name: "golden-*", max_age_days: 1000000000}', "is greater than the maximum of 36500"),
+    ('{name: "golden-*", deprecated: true}', "true is not supported: only `false` is"),
     ('{name: "golden-*", created_after: "2026-13-01"}', "is not a calendar date"),
     ('{name: "golden-*", created_after: "1 Nov 2026"}', "images[0].select.created_after"),
     ('{latest: 3}', "needs at least one of ids, name, tags"),

@@ -196,15 +196,22 @@ def test_write_calls_model_one_call_per_changed_resource() -> None:
     }
 
 
-@pytest.mark.parametrize(("args", "said"), [
-    (["--api-rate-share", "0"], "--api-rate-share must be between 0.05 and 1, got 0"),
-    (["--api-rate-share", "0.01"], "got 0.01"),
-    (["--api-rate-share", "1.5"], "got 1.5"),
+@pytest.mark.parametrize(("args", "env", "said"), [
+    (["--api-rate-share", "0"], None, "--api-rate-share must be a number between 0.05 and 1, "
+                                      "got '0'"),
+    (["--api-rate-share", "0.01"], None, "got '0.01'"),
+    (["--api-rate-share", "1.5"], None, "got '1.5'"),
+    (["--api-rate-share", "nan"], None, "got 'nan'"),
+    (["--api-rate-share", "abc"], None, "--api-rate-share must be a number"),
+    # from the environment: the message names the variable, not an option nobody typed
+    ([], "abc", "error: RECONCILE_API_RATE_SHARE must be a number between 0.05 and 1, got 'abc'"),
+    ([], "0", "RECONCILE_API_RATE_SHARE must be a number between 0.05 and 1, got '0'"),
 ])
-def test_the_share_is_checked(args: list[str], said: str, tmp_path: Path) -> None:
+def test_the_share_is_checked(args: list[str], env: str | None, said: str,
+                              tmp_path: Path) -> None:
     m = tmp_path / "amis.yaml"
     m.write_text("version: 1\nimages: []\n")
-    r = run_main("plan", str(m), *args)
+    r = run_main("plan", str(m), *args, env={"RECONCILE_API_RATE_SHARE": env})
     assert r.code == 1 and said in r.err, r.err
 
 

@@ -627,3 +627,34 @@ def test_a_log_failure_while_tagging_starts_no_further_tag_write(
     tagged = [i for i, region in zip(ours, (US, EU), strict=True)
               if srv.client("ec2", region).describe_images(ImageIds=[i])["Images"][0].get("Tags")]
     assert len(tagged) == 1, "the first batch was written, the second never started"
+
+
+@pytest.mark.parametrize(("images", "line", "expected"), [
+    # a Region of the right shape that does not exist ended in a KeyError from the emulator
+    ('  - {region: us-east-9, name: golden-1}\n', 4, "images[0].region: 'us-east-9' is not an "
+                                                     "AWS Region"),
+    # two images with one ID: the emulator silently kept one of them
+    ('  - {region: us-east-1, name: golden-1, id: ami-00000000000000001}\n'
+     '  - {region: us-east-1, name: golden-2, id: ami-00000000000000001}\n', 5,
+     "images[1].id: ami-00000000000000001 is already images[0].id"),
+])
+def test_sandbox_states_the_emulator_cannot_hold_are_located_errors(
+        images: str, line: int, expected: str, tmp_path: Path) -> None:
+    state = tmp_path / "state.yaml"
+    state.write_text('version: 1\naccount: "123456789012"\nimages:\n' + images)
+    r = run_main("plan", str(EXAMPLES / "manifest.yaml"), "--sandbox", str(state))
+    assert r.code == 1 and r.out == "" and "internal error" not in r.err, r.err
+    assert f"error: {state}:{line}:" in r.err and expected in r.err, r.err
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"AWS_MAX_ATTEMPTS": "abc"}, "error: AWS_MAX_ATTEMPTS must be a whole number"),
+    ({"AWS_MAX_ATTEMPTS": ""}, "error: AWS_MAX_ATTEMPTS must be a whole number"),
+    ({"AWS_RETRY_MODE": "bogus"}, "error: AWS_RETRY_MODE='bogus' is not one of"),
+])
+def test_bad_retry_settings_are_refused_in_the_sandbox_too(env: dict[str, str | None],
+                                                          expected: str) -> None:
+    """The sandbox's own clients read them too: they ended in an internal error there."""
+    r = run_main("plan", str(EXAMPLES / "manifest.yaml"), "--sandbox",
+                 str(EXAMPLES / "sandbox.yaml"), env=env)
+    assert r.code == 1 and expected in r.err and "internal error" not in r.err, r.err

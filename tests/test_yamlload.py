@@ -88,6 +88,16 @@ def test_merge_key_override_is_not_a_duplicate():
     assert doc.data["d"] == {"x": 1, "y": 3}
 
 
+def test_two_merge_keys_in_one_mapping_are_a_duplicate():
+    """YAML readers disagree on which `<<` wins (this loader took the first, PyYAML the
+    last): a reviewer would read another manifest than the one applied."""
+    _, problems = load("d:\n  <<: {x: 1}\n  <<: {x: 2}\n")
+    assert [str(p) for p in problems] == [
+        "f.yaml:3:3: duplicate key '<<' (merge several mappings with one `<<: [*a, *b]`)"]
+    doc, problems = load("a: &a {x: 1}\nb: &b {y: 2}\nd:\n  <<: [*a, *b]\n")
+    assert problems == [] and doc.data["d"] == {"x": 1, "y": 2}
+
+
 def test_aliases_expand_to_equal_values():
     doc, problems = load("a: &l [1, 2]\nb: *l\n")
     assert problems == []

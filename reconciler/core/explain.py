@@ -30,10 +30,11 @@ class ImageFacts:
     keys: Mapping[str, KeyInfo] = field(default_factory=dict)  # by snapshot's key ID
     managed: ManagedImage | None = None  # what the manifest declares (None: no rule / none)
     manifest_given: bool = False
+    matched_by: tuple[str, ...] = ()  # the rules matching it (a disabled one is not managed)
 
     @classmethod
     def of(cls, img: Image, state: CurrentState, managed: ManagedImage | None = None,
-           manifest_given: bool = False) -> ImageFacts:
+           manifest_given: bool = False, matched_by: tuple[str, ...] = ()) -> ImageFacts:
         """The facts about ``img`` in what was gathered."""
         mine = [sid for sid in img.snapshot_ids if (img.region, sid) in state.snapshots]
         return cls(img, state.launch.get(img.key, frozenset()),
@@ -41,7 +42,7 @@ class ImageFacts:
                    {sid: state.copy[(img.region, sid)] for sid in mine
                     if (img.region, sid) in state.copy},
                    {kid: info for (r, kid), info in state.keys.items() if r == img.region},
-                   managed, manifest_given)
+                   managed, manifest_given, matched_by)
 
 
 @dataclass(frozen=True)
@@ -223,6 +224,9 @@ def _manifest_evidence(p: Principal, facts: ImageFacts) -> str:
     if m is not None:
         return ("manifest: not declared for this image"
                 + (" (the next apply removes it)" if p in facts.launch else ""))
+    if facts.matched_by:
+        return (f"manifest: rule {', '.join(facts.matched_by)} matches it, but a "
+                f"{facts.image.state} image is not managed")
     return "manifest: no rule manages this image"
 
 

@@ -803,6 +803,9 @@ def _consulted(manifest: Manifest, views: Sequence[_ImageView], state: CurrentSt
             if (img.region, sid) in state.copy:
                 digest_state[(COPY, img.region, sid)] = state.copy[(img.region, sid)]
                 resource_images[sid] = f"snapshot of {img.image_id}"
+    if manifest.settings.ownership == "tag":
+        # the tag value apply writes: a saved plan applied under another name is refused
+        digest_state[(TAG, "", "")] = manifest.settings.name
     for v in views:
         digest_state[(TAG, v.m.image.region, v.m.image.image_id)] = tagged(
             v.m.image, manifest.settings.name)

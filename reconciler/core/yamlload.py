@@ -87,6 +87,10 @@ class _Walker:
             raise _TooBig(node.start_mark, f"document is nested deeper than {MAX_DEPTH} levels")
         self.marks[path] = self._mark(node)
         if isinstance(node, yaml.MappingNode):
+            for extra in [k for k, _ in node.value if k.tag == MERGE_TAG][1:]:
+                # PyYAML and other readers disagree on which of two `<<` keys wins
+                self._problem(extra, "duplicate key '<<' (merge several mappings with one "
+                                     "`<<: [*a, *b]`)")
             own = [pair for pair in node.value if pair[0].tag != MERGE_TAG]
             merged = self._effective_pairs(node)[len(own):]
             result: dict[str, Any] = {}

@@ -370,5 +370,7 @@ def read_explain(reader: Reader, regions: Sequence[str], image_id: str | None,
     reads.read_copy(reader, reads.snapshots)
     reads.read_keys(reader, reads.snapshots)
     state = reads.state(listed)
-    return [ImageFacts.of(img, state, managed.get(img.key), manifest is not None)
+    return [ImageFacts.of(img, state, managed.get(img.key), manifest is not None,
+                          tuple(r.name for r in (manifest.rules if manifest else ())
+                                if img.region in r.regions and rule_matches(r, img)))
             for img in chosen]

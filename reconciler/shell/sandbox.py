@@ -84,11 +84,44 @@ def parse_sandbox(raw: bytes, file: str) -> SandboxState:
         keys.append(SandboxKey(k["name"], k["region"], _key_policy(doc, i, k, problems)))
     images = [_sandbox_image(doc, i, img, key_names, problems)
               for i, img in enumerate(data.get("images") or [])]
+    problems += _unknown_regions(doc) + _duplicate_ids(doc)
     if problems:
         raise InputError(problems)
     return SandboxState(data["account"], tuple(images),
                         tuple(sorted((data.get("image_block_public_access") or {}).items())),
                         tuple(keys))
+
+
+def _unknown_regions(doc: Located) -> list[Problem]:
+    """A Region name of the right shape that the emulator does not have (``us-east-9``)."""
+    from .aws import botocore_session
+
+    session = botocore_session()  # the endpoint data is then parsed once for the run
+    known = {r for partition in session.get_available_partitions()
+             for r in session.get_available_regions("ec2", partition)}
+    places: list[tuple[tuple[str | int, ...], str]] = [
+        (("images", i, "region"), img["region"]) for i, img in enumerate(doc.data.get("images") or [])]
+    places += [(("keys", i, "region"), k["region"]) for i, k in enumerate(doc.data.get("keys") or [])]
+    places += [(("image_block_public_access", r), r)
+               for r in doc.data.get("image_block_public_access") or {}]
+    return [doc.problem(path, f"{fmt_path(path)}: {region!r} is not an AWS Region",
+                        key=path[0] == "image_block_public_access")
+            for path, region in places if region not in known]
+
+
+def _duplicate_ids(doc: Located) -> list[Problem]:
+    """Two images with one ``id``: the emulator would keep only one of them."""
+    first: dict[str, int] = {}
+    out = []
+    for i, img in enumerate(doc.data.get("images") or []):
+        image_id = img.get("id")
+        if image_id is None:
+            continue
+        if image_id in first:
+            out.append(doc.problem(("images", i, "id"), f"images[{i}].id: {image_id} is "
+                                                         f"already images[{first[image_id]}].id"))
+        first.setdefault(image_id, i)
+    return out
 
 
 def _key_policy(doc: Located, i: int, k: dict[str, Any], problems: list[Problem]) -> str | None:

@@ -61,6 +61,7 @@ class Connection:
 @contextlib.contextmanager
 def open_aws(options: RunOptions) -> Iterator[tuple[Clients, Reader]]:
     """Clients and a reader for the caller, inside the sandbox when one is given."""
+    client_config(options.concurrency)  # a bad AWS_MAX_ATTEMPTS is refused, sandbox or not
     with contextlib.ExitStack() as stack:
         if options.sandbox:
             from .sandbox import running_sandbox
