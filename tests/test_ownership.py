@@ -89,6 +89,10 @@ def test_dropping_a_region_releases_its_images(server: tuple[MotoServer, Images]
     assert {(o["region"], o["resource"]) for o in doc["operations"]} == {("eu-west-1", west)}
     # --region restricts the run: the dropped Region is not scanned, nothing is released
     assert plan_doc(run_cli, m, "--region", "us-east-1")["ownership"]["untag"] == []
+    # ... but a job for that Region (a CI matrix sharded by Region) releases its images
+    sharded = plan_doc(run_cli, m, "--region", "eu-west-1")
+    assert sharded["ownership"]["untag"] == [west]
+    assert {(o["region"], o["resource"]) for o in sharded["operations"]} == {("eu-west-1", west)}
     assert run_cli("apply", m, "--auto-approve").code == 0
     assert images.launch(west, "eu-west-1") == []
     assert images.launch(east) == [{"UserId": PROD}, {"UserId": STAGING}]

@@ -132,9 +132,9 @@ def _read_state(manifest: Manifest, options: PlanOptions, scopes: Sequence[Scope
 def _find_released(manifest: Manifest, options: PlanOptions, scopes: Sequence[Scope],
                    images: Mapping[str, list[Image]], selection: Selection) -> list[Image]:
     """Images with this manifest's ownership tag that no rule matches any more. The Regions
-    this run lists already show their tags; without ``--region``, the other enabled Regions
-    get one tag-filtered ``DescribeImages`` each, so a Region dropped from the manifest still
-    releases its images."""
+    this run lists already show their tags; the other enabled Regions (with ``--region``,
+    the other Regions given) get one tag-filtered ``DescribeImages`` each, so a Region
+    dropped from the manifest still releases its images, also in a run sharded by Region."""
     name = manifest.settings.name
     if manifest.settings.ownership != "tag":
         return []
@@ -146,11 +146,11 @@ def _find_released(manifest: Manifest, options: PlanOptions, scopes: Sequence[Sc
         mine = {r for r in _scope_regions(manifest, options, scope)}
         found += [img for r in mine for img in images.get(r, ())
                   if img.owner_id == account and tagged(img, name)]
-        if options.regions is None:
-            others = [r for r in reader.enabled_regions() if r not in mine]
-            scan = functools.partial(reader.tagged_images, key=OWNERSHIP_TAG, value=name)
-            for there in reader.map(scan, others):
-                found += [img for img in there if img.owner_id == account]
+        others = ([r for r in reader.enabled_regions() if r not in mine]
+                  if options.regions is None else [r for r in options.regions if r not in mine])
+        scan = functools.partial(reader.tagged_images, key=OWNERSHIP_TAG, value=name)
+        for there in reader.map(scan, others):
+            found += [img for img in there if img.owner_id == account]
     # A rule still matching an image keeps it (a disabled one is not managed, not released).
     return sorted({img for img in found if img.key not in managed and not any(
         rule_matches(rule, img) for rule in manifest.rules if img.region in rule.regions)},
