@@ -61,6 +61,31 @@ def test_encrypted_ami_shared_with_accounts_and_an_ou(aws: Images) -> None:
     assert replan(text).operations == (), "plan after apply must be empty"
 
 
+@pytest.mark.parametrize("missing", ["AmiShareReconcilerAccountsGrant", "AmiShareReconcilerOrgs"])
+def test_a_consumer_in_only_one_of_its_two_statements_gets_both_again(aws: Images,
+                                                                       missing: str) -> None:
+    """A hand edit (or another tool) left one of the tool's statements out: the consumer
+    cannot launch (it needs kms:Decrypt and kms:CreateGrant), so the plan writes its access
+    again instead of counting it as unchanged; the other statements stay as they are."""
+    from reconciler.shell.aws import make_session
+
+    key = make_key(FOREIGN)
+    image, _ = encrypted_image(aws, "golden-1", key)
+    text = kms_manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod, ou]}\n')
+    plan_and_apply(text)
+    policy = policy_of(key)
+    policy["Statement"] = [st for st in policy["Statement"] if st["Sid"] != missing]
+    make_session(None).client("kms", region_name="us-east-1").put_key_policy(
+        KeyId=key, PolicyName="default", Policy=json.dumps(policy))
+    who = {"UserId": PROD} if "Accounts" in missing else {"OrganizationalUnitArn": OU}
+    plan = replan(text)
+    assert [(o.action.value, o.principal.to_dict()) for o in plan.operations] == [("add", who)]
+    plan_and_apply(text)
+    assert set(owned(policy_of(key))) == set(kms.OWNED_SIDS)
+    assert policy_of(key)["Statement"][:2] == [ROOT_STATEMENT, FOREIGN]
+    assert replan(text).operations == ()
+
+
 def test_two_images_share_a_key_union_and_targeted_removal(aws: Images) -> None:
     key = make_key()
     a, _ = encrypted_image(aws, "golden-a", key)

@@ -100,7 +100,7 @@ def _key_allows(p: Principal, info: KeyInfo) -> tuple[bool, str, str]:
     what says so."""
     try:
         policy = kms.parse_policy(info.policy or "{}")
-        owned = kms.owned_grantees(policy)
+        owned = kms.complete_grantees(policy)  # one of its two statements is not enough
     except kms.PolicyError as exc:
         return False, "", f"its policy cannot be read ({exc})"
     g = kms.grantee_of(p)

@@ -211,7 +211,23 @@ def owned_grantees(policy: Mapping[str, Any]) -> set[Grantee]:
     could silently drop a grant somebody added by hand, so the key is left alone instead.
     Both grant shapes (:class:`GrantShape`) are the tool's own.
     """
-    out: set[Grantee] = set()
+    use, grant = _owned_by_statement(policy)
+    return use | grant
+
+
+def complete_grantees(policy: Mapping[str, Any]) -> set[Grantee]:
+    """The grantees both of whose statements name them: the use statement (kms:Decrypt,
+    ...) and the grant statement (kms:CreateGrant, ...). Launches need both; a grantee in
+    only one of them is owned but not complete, and the plan writes it again."""
+    use, grant = _owned_by_statement(policy)
+    return use & grant
+
+
+def _owned_by_statement(policy: Mapping[str, Any]) -> tuple[set[Grantee], set[Grantee]]:
+    """The grantees of the tool's use statements and of its grant statements (see
+    :func:`owned_grantees` for when a statement is refused)."""
+    use: set[Grantee] = set()
+    grant_side: set[Grantee] = set()
     for st in policy.get("Statement", []):
         sid = st.get("Sid")
         if sid not in OWNED_SIDS:
@@ -220,13 +236,14 @@ def owned_grantees(policy: Mapping[str, Any]) -> set[Grantee]:
         if st.get("Effect") != "Allow" or st.get("Resource") != "*" or sorted(
                 _as_list(st.get("Action"))) != sorted(GRANT_ACTIONS if grant else USE_ACTIONS):
             raise _tampered(sid, "Effect, Action or Resource differs")
+        out = grant_side if grant else use
         if sid in (SID_ACCOUNTS, SID_ACCOUNTS_GRANT):
             if st.get("Condition") not in ((GRANT_CONDITION, None) if grant else (None,)):
                 raise _tampered(sid, "unexpected Condition")
             out |= _accounts_statement(st, sid)
         else:
             out |= _orgs_statement(st, sid)
-    return out
+    return use, grant_side
 
 
 def grant_shapes(policy: Mapping[str, Any]) -> set[GrantShape]:

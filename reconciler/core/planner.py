@@ -555,15 +555,17 @@ def _key_ops(manifest: Manifest, kv: _KeyView, partition: str, findings: list[Fi
     shape = manifest.settings.kms_grants
     policy = kms.parse_policy(info.policy or "{}")
     owned = kms.owned_grantees(policy)
+    # a grantee in only one of its two statements cannot launch: it is written again
+    complete = kms.complete_grantees(policy)
     wanted = _wanted(kv, policy, shape, findings)
-    adds = wanted - owned
+    adds = wanted - complete
     # A release revokes whatever the settings say about pruning, and its key access with it.
     removes = (owned if manifest.settings.prune else owned & kv.released) - wanted - kv.held
     _keep_used(kv, removes, uses, partition, findings)
     after = (owned | adds) - removes
     # Grant statements in the other shape: rewritten, as an add of the access that changes.
     reshaped = after - adds if after and kms.grant_shapes(policy) - {shape} else set()
-    unchanged = len(wanted & owned) - len(reshaped & wanted)
+    unchanged = len(wanted & complete) - len(reshaped & wanted)
     if not adds and not removes and not reshaped:
         return _KeyResult([], unchanged=unchanged)
     if reshaped:
