@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers import ACCOUNT, EU, PROD, US, manifest_yaml, run_main
 
 from reconciler.core.desired import select
@@ -134,6 +135,29 @@ def test_rotation_end_to_end_on_the_sandbox(tmp_path: Path) -> None:
     assert r.code == 0, r.err
     # the sandbox's images are created in order: the second one is the newest
     assert '"lifecycle-unshared"' in r.out and '"remove"' in r.out and '"add"' in r.out
+
+
+def test_rotation_unshares_the_build_that_falls_out_with_prune_false_too(tmp_path: Path) -> None:
+    """The build a lifecycle rule withholds loses that rule's shares whatever `prune` says
+    (the rule manages it); what nobody declared stays, as prune: false promises."""
+    state = tmp_path / "state.yaml"
+    state.write_text('version: 1\naccount: "123456789012"\nimages:\n'
+                     '  - {region: us-east-1, name: golden-2026.11.01, '
+                     'launch: ["111122223333", "999999999999"]}\n'
+                     '  - {region: us-east-1, name: golden-2026.11.08}\n')
+    m = tmp_path / "amis.yaml"
+    m.write_text(manifest_yaml('- {name: golden, select: {name: "golden-*", latest: 1}, '
+                               'launch: [prod]}', settings="prune: false",
+                               principals={"prod": PROD}))
+    saved = str(tmp_path / "after.yaml")
+    r = run_main("apply", str(m), "--sandbox", str(state), "--auto-approve",
+                 "--sandbox-save", saved)
+    assert r.code == 0, r.out + r.err
+    assert f"- launch {PROD} (prod)  rule golden: it is not among the newest 1" in r.out
+    after = yaml.safe_load(Path(saved).read_text())["images"]
+    assert [(i["name"], i.get("launch")) for i in after] == [
+        ("golden-2026.11.01", ["999999999999"]), ("golden-2026.11.08", [PROD])]
+    assert run_main("plan", str(m), "--sandbox", saved, "--detailed-exitcode").code == 0
 
 
 @pytest.mark.parametrize(("field", "expected"), [

@@ -396,11 +396,13 @@ def _key_problem(info: KeyInfo, caller: str, img: Image) -> tuple[str, str] | No
 
 
 def _after_apply(desired: Mapping[Principal, Any], current: frozenset[Principal], blocked: bool,
-                 prune: bool, cannot_add: set[Principal]) -> set[Principal]:
-    """Who will hold the permission once the plan is applied."""
+                 prune: bool, cannot_add: set[Principal],
+                 revoke: Mapping[Principal, str]) -> set[Principal]:
+    """Who will hold the permission once the plan is applied (``revoke``: withheld by a
+    rule's lifecycle conditions, removed even without pruning)."""
     if blocked:
         return set(current)
-    kept = {p for p in current if p in desired or not prune}
+    kept = {p for p in current if p in desired or not (prune or p in revoke)}
     return kept | {p for p in desired if p not in cannot_add}
 
 
@@ -411,7 +413,9 @@ class _KeyView:
     held: set[Grantee] = field(default_factory=set)  # still holding a permission after apply
     principals: dict[Grantee, Principal] = field(default_factory=dict)
     images: list[_ImageView] = field(default_factory=list)
-    released: set[Grantee] = field(default_factory=set)  # held through released images
+    # held through released images, or withheld by lifecycle conditions: they leave the
+    # key's statements even without pruning (unless something else still holds them)
+    released: set[Grantee] = field(default_factory=set)
 
 
 def _key_views(views: list[_ImageView], state: CurrentState, prune: bool) -> dict[str, _KeyView]:
@@ -428,11 +432,14 @@ def _key_views(views: list[_ImageView], state: CurrentState, prune: bool) -> dic
                         if g is not None and p not in cannot:
                             kv.needed.setdefault(g, set()).update(rules)
                             kv.principals.setdefault(g, p)
-            holders = _after_apply(m.launch, v.current, v.blocked, prune, v.cannot_add)
+            holders = _after_apply(m.launch, v.current, v.blocked, prune, v.cannot_add,
+                                   m.withheld_launch)
             if m.manages_copy:
                 for sid in m.image.snapshot_ids:
                     holders |= _after_apply(m.copy, state.copy.get((m.image.region, sid), frozenset()),
-                                            v.blocked, prune, v.copy_cannot_add)
+                                            v.blocked, prune, v.copy_cannot_add, m.withheld_copy)
+            kv.released |= {g for p in (*m.withheld_launch, *m.withheld_copy)
+                            if (g := kms.grantee_of(p)) is not None}
             for p in holders:
                 g = kms.grantee_of(p)
                 if g is not None:
@@ -761,14 +768,16 @@ def _permission_diffs(views: Sequence[_ImageView], state: CurrentState, prune: b
         if v.blocked:
             continue
         d = diff_permissions(OpKind.LAUNCH, img.region, img.image_id, v.m.launch, v.current,
-                             prune=prune, cannot_add=frozenset(v.cannot_add))
+                             prune=prune, cannot_add=frozenset(v.cannot_add),
+                             revoke=frozenset(v.m.withheld_launch))
         out.ops += d.operations
         out.unchanged += d.unchanged
         findings += _removals_kept_through_orgs(v, d.operations, prune)
         for sid in img.snapshot_ids if v.m.manages_copy else ():
             cur = out.copy[(img.region, sid)] = state.copy.get((img.region, sid), frozenset())
             d = diff_permissions(OpKind.COPY, img.region, sid, v.m.copy, cur, prune=prune,
-                                 cannot_add=frozenset(v.copy_cannot_add))
+                                 cannot_add=frozenset(v.copy_cannot_add),
+                                 revoke=frozenset(v.m.withheld_copy))
             out.ops += d.operations
             out.unchanged += d.unchanged
     return out
