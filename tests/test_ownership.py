@@ -98,6 +98,38 @@ def test_dropping_a_region_releases_its_images(server: tuple[MotoServer, Images]
     assert images.launch(east) == [{"UserId": PROD}, {"UserId": STAGING}]
 
 
+def test_dropping_copy_from_a_rule_hands_the_snapshot_back(
+        server: tuple[MotoServer, Images], run_cli: Runner, tmp_path: Path) -> None:
+    """The snapshot's tag says the manifest manages its copy permissions. Once the rule has
+    no `copy:`, the tag goes, so a later release never revokes copy permissions someone
+    granted meanwhile."""
+    from helpers import HAND
+
+    srv, images = server
+    rc = images.create("rc-1")
+    ec2 = srv.client("ec2")
+    snap = str(ec2.describe_images(ImageIds=[rc])["Images"][0]["BlockDeviceMappings"][0][
+        "Ebs"]["SnapshotId"])
+    with_copy = '  - {name: rc, select: {name: "rc-*"}, launch: [staging], copy: [staging]}\n'
+    m = write(tmp_path, STABLE + with_copy)
+    assert run_cli("apply", m, "--auto-approve").code == 0
+    write(tmp_path, STABLE + with_copy.replace(", copy: [staging]", ""))
+    r = run_cli("plan", m)
+    assert f"untag 1 snapshot whose copy permissions the manifest no longer manages: {snap}" \
+        in r.out, r.out
+    assert run_cli("apply", m, "--auto-approve").code == 0
+    assert TAG not in {t["Key"] for t in ec2.describe_snapshots(SnapshotIds=[snap])[
+        "Snapshots"][0].get("Tags") or []}
+    ec2.modify_snapshot_attribute(SnapshotId=snap, Attribute="createVolumePermission",
+                                  OperationType="add", UserIds=[HAND])
+    write(tmp_path, STABLE)  # the rule goes: rc is released
+    assert run_cli("apply", m, "--auto-approve").code == 0
+    perms = ec2.describe_snapshot_attribute(SnapshotId=snap, Attribute="createVolumePermission")
+    assert {p["UserId"] for p in perms["CreateVolumePermissions"]} == {STAGING, HAND}, \
+        "copy permissions the manifest no longer managed are left alone"
+    assert images.launch(rc) == []
+
+
 def test_on_release_keep_only_removes_the_tag(server: tuple[MotoServer, Images],
                                               run_cli: Runner, tmp_path: Path) -> None:
     srv, images = server

@@ -116,9 +116,13 @@ def ownership_lines(plan: Plan) -> list[str]:
                 else "their shares are revoked above")
         out.append(f"  release {plural(len(own.untag), 'image')} {RELEASED} ({what}): "
                    f"{_ids(own.untag)}")
-    if own.untag_snapshots:
-        out.append(f"  untag {plural(len(own.untag_snapshots), 'snapshot')} of the released "
-                   f"image{'s' if len(own.untag) != 1 else ''}: {_ids(own.untag_snapshots)}")
+    released = tuple(k for k in own.untag_snapshots if k in own.snapshot_of)
+    if released:
+        out.append(f"  untag {plural(len(released), 'snapshot')} of the released "
+                   f"image{'s' if len(own.untag) != 1 else ''}: {_ids(released)}")
+    if dropped := tuple(k for k in own.untag_snapshots if k not in own.snapshot_of):
+        out.append(f"  untag {plural(len(dropped), 'snapshot')} whose copy permissions the "
+                   f"manifest no longer manages: {_ids(dropped)}")
     return out
 
 
