@@ -86,6 +86,31 @@ def test_a_consumer_in_only_one_of_its_two_statements_gets_both_again(aws: Image
     assert replan(text).operations == ()
 
 
+ORG_WIDE = {"Sid": "WholeOrgUsesKey", "Effect": "Allow", "Principal": "*", "Action": "kms:*",
+            "Resource": "*", "Condition": {"StringEquals": {"aws:PrincipalOrgID": "o-a1b2c3d4e5"}}}
+
+
+@pytest.mark.parametrize("mode", ["check", "key-policy"])
+def test_an_organization_served_by_someone_elses_statement_is_left_alone(aws: Images,
+                                                                         mode: str) -> None:
+    """README: a principal already allowed by a foreign statement is reported (info) and
+    left alone. An organization condition serves the organization and its OUs: check mode
+    called that missing access (an error, and no share); key-policy mode wrote a second
+    statement for it."""
+    key = make_key(ORG_WIDE)
+    image, _ = encrypted_image(aws, "golden-1", key)
+    text = kms_manifest('  - {name: golden, select: {name: "golden-*"}, launch: [org, ou]}\n',
+                        f", kms: {mode}")
+    plan, report = plan_and_apply(text)
+    assert plan.errors == () and not report.failed
+    assert [o.kind.value for o in plan.operations] == ["launch_permission"] * 2
+    said = [f.message for f in plan.findings if f.code == "kms-foreign-statement"]
+    assert len(said) == 2 and any(m.startswith("organization o-a1b2c3d4e5") for m in said)
+    assert owned(policy_of(key)) == {} and policy_of(key)["Statement"][1] == ORG_WIDE
+    assert {"OrganizationArn": ORG} in aws.launch(image)
+    assert replan(text).operations == ()
+
+
 def test_two_images_share_a_key_union_and_targeted_removal(aws: Images) -> None:
     key = make_key()
     a, _ = encrypted_image(aws, "golden-a", key)

@@ -116,7 +116,7 @@ def _key_allows(p: Principal, info: KeyInfo) -> tuple[bool, str, str]:
         covering = [o for o in orgs if g.value.startswith(o.org_path.rstrip("*"))]
         if covering:
             return True, "", f"the tool's statements allow {covering[0].value}; {asg}"
-    if g.kind is kms.GranteeKind.ACCOUNT and kms.foreign_allows(policy, g.value):
+    if kms.foreign_allows_grantee(policy, g):
         sids = [str(st.get("Sid") or "?") for st in policy.get("Statement", [])
                 if st.get("Effect") == "Allow" and st.get("Sid") not in kms.OWNED_SIDS]
         return True, "", f"a statement the tool does not own allows it ({', '.join(sids)})"

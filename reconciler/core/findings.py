@@ -31,8 +31,8 @@ FINDINGS: dict[str, tuple[Severity, str]] = {
                                   "edited safely"),
     "key-policy-too-large": (E, "the key policy would exceed 32,768 bytes"),
     "kms-access-missing": (E, "kms: check: a declared consumer cannot use the key"),
-    "kms-foreign-statement": (INFO, "an account already has key access through someone else's "
-                                 "statement"),
+    "kms-foreign-statement": (INFO, "an account, organization or OU already has key access "
+                                 "through someone else's statement"),
     "kms-principal-still-used": (INFO, "key access kept: an image or snapshot the plan leaves "
                                     "alone still grants the principal"),
     "kms-deny-statement": (W, "a Deny statement in the key policy may refuse consumers"),

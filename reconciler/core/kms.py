@@ -340,6 +340,50 @@ def foreign_allows(policy: Mapping[str, Any], account: str,
     return use and grant
 
 
+def foreign_allows_grantee(policy: Mapping[str, Any], g: Grantee,
+                           shape: GrantShape = GrantShape.AWS_RESOURCE) -> bool:
+    """:func:`foreign_allows` for any grantee. An organization or OU is served by a
+    statement the tool does not own that allows everyone (``Principal: "*"``) on the
+    condition ``StringEquals aws:PrincipalOrgID`` naming its organization, or
+    ``ForAnyValue:StringLike aws:PrincipalOrgPaths`` with a pattern covering its path
+    (with the grant condition added, it serves grants of the ``aws-resource`` shape)."""
+    if g.kind is GranteeKind.ACCOUNT:
+        return foreign_allows(policy, g.value, shape)
+    use = grant = False
+    for st in policy.get("Statement", []):
+        if st.get("Sid") in OWNED_SIDS or st.get("Effect") != "Allow" or st.get("Resource") != "*":
+            continue
+        principal = st.get("Principal")
+        if not (principal == "*" or (isinstance(principal, dict)
+                                     and _as_list(principal.get("AWS")) == ["*"])):
+            continue
+        cond = dict(st.get("Condition") or {})
+        grant_only = cond.pop("Bool", None)
+        if grant_only is not None and grant_only != GRANT_CONDITION["Bool"]:
+            continue
+        if not _org_condition_covers(cond, g):
+            continue
+        actions = [str(a) for a in _as_list(st.get("Action"))]
+        if grant_only is not None:
+            grant = grant or (shape is GrantShape.AWS_RESOURCE and _covers(actions, GRANT_ACTIONS))
+            continue
+        use = use or _covers(actions, USE_ACTIONS)
+        grant = grant or _covers(actions, GRANT_ACTIONS)
+    return use and grant
+
+
+def _org_condition_covers(cond: Mapping[str, Any], g: Grantee) -> bool:
+    """Whether a condition of exactly one organization test lets ``g`` (an organization
+    or OU) in."""
+    if list(cond) == ["StringEquals"] and list(cond["StringEquals"]) == [ORG_ID_KEY]:
+        return g.value.split("/")[0] in [str(v) for v in _as_list(cond["StringEquals"][ORG_ID_KEY])]
+    if list(cond) == ["ForAnyValue:StringLike"] and list(cond["ForAnyValue:StringLike"]) == [
+            ORG_PATHS_KEY]:
+        return any(fnmatch.fnmatchcase(g.org_path, str(p))
+                   for p in _as_list(cond["ForAnyValue:StringLike"][ORG_PATHS_KEY]))
+    return False
+
+
 # What a consumer's launch or copy asks of the key (EBS on its behalf), as concrete actions.
 CONSUMER_ACTIONS = ("kms:Decrypt", "kms:DescribeKey", "kms:ReEncryptFrom", "kms:ReEncryptTo",
                     "kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext",

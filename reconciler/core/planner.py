@@ -510,15 +510,17 @@ def _still_used(removes: set[kms.Grantee], uses: Sequence[KeyUse]) -> dict[kms.G
 
 def _wanted(kv: _KeyView, policy: Mapping[str, Any], shape: kms.GrantShape,
             findings: list[Finding]) -> set[Grantee]:
-    """The grantees the key's statements must name: declared ones, except accounts someone
-    else's statement already serves."""
+    """The grantees the key's statements must name: declared ones, except those someone
+    else's statement already serves (an account by name, an organization or OU by an
+    organization condition)."""
     info = kv.info
     wanted: set[Grantee] = set()
     for g in sorted(kv.needed):
-        if g.kind is kms.GranteeKind.ACCOUNT and kms.foreign_allows(policy, g.value, shape):
+        if kms.foreign_allows_grantee(policy, g, shape):
             findings.append(_f(Severity.INFO, "kms-foreign-statement", info.region, info.arn,
-                               f"account {g.value} already has access to {info.label} through a "
-                               "statement the tool does not own; left alone"))
+                               f"{_GRANTEE_WORD[g.kind]} {g.value} already has access to "
+                               f"{info.label} through a statement the tool does not own; "
+                               "left alone"))
             continue
         wanted.add(g)
     return wanted
