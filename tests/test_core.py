@@ -888,3 +888,27 @@ def test_a_saved_plan_that_differs_from_the_fresh_one_is_refused(change, refusal
     with pytest.raises(StalePlanError) as err:
         check_saved_plan(replace(saved, **change), fresh, fresh.manifest_sha256, "amis.yaml")
     assert refusal in str(err.value)
+
+
+def test_a_snapshot_another_images_rules_manage_for_copy_keeps_its_tag() -> None:
+    """Two images backed by one snapshot, one rule with `copy:` and one without: the tag
+    stays (untagging it every other run would flip it, and a release of the first image
+    would then leave its declared copy permissions behind)."""
+    m = manifest("""\
+      - {name: with-copy, select: {ids: [ami-00000000000000001]}, launch: [prod], copy: [prod]}
+      - {name: launch-only, select: {ids: [ami-00000000000000002]}, launch: [prod]}
+      - {name: alone, select: {ids: [ami-00000000000000003]}, launch: [prod]}
+    """)
+    tag = (("reconciler:manifest", "m"),)
+    a = img(ami(1), "a", snapshots=("snap-shared",), tags={"reconciler:manifest": "m"})
+    b = img(ami(2), "b", snapshots=("snap-shared",), tags={"reconciler:manifest": "m"})
+    c = img(ami(3), "c", snapshots=("snap-alone",), tags={"reconciler:manifest": "m"})
+    state = CurrentState(
+        launch={i.key: frozenset({P_PROD}) for i in (a, b, c)},
+        snapshots={(US, "snap-shared"): Snapshot("snap-shared", US, tags=tag),
+                   (US, "snap-alone"): Snapshot("snap-alone", US, tags=tag)},
+        copy={(US, "snap-shared"): frozenset({P_PROD})}, regions=(US,))
+    plan = compute_plan(m, IDENTITY, select(m, {US: [a, b, c]}), state)
+    assert plan.ownership is not None
+    assert plan.ownership.untag_snapshots == ((US, "snap-alone"),), \
+        "only the snapshot no rule manages for copy any more"

@@ -770,9 +770,10 @@ def test_sandbox_export_round_trip(run_cli: Runner, tmp_path: Path, no_aws) -> N
     assert no_aws.count == 0
 
 
-def test_export_of_a_managed_estate_keeps_its_ownership_tag(tmp_path: Path) -> None:
-    """Images a manifest manages carry its tag: the export writes that name, so the new
-    file (even one of the same name) plans no change and releases nothing."""
+def test_export_of_a_managed_estate_releases_nothing(tmp_path: Path) -> None:
+    """Images a manifest manages carry its tag, and images the export did not read (other
+    Regions) may carry it too: the exported manifest gets a name none of them carries, so
+    its plan changes nothing and releases nothing, even in a file of the old name."""
     from helpers import run_main
 
     applied = str(tmp_path / "applied.yaml")
@@ -781,14 +782,14 @@ def test_export_of_a_managed_estate_keeps_its_ownership_tag(tmp_path: Path) -> N
     r = run_main("apply", str(manifest), "--sandbox", str(EXAMPLES / "sandbox.yaml"),
                  "--auto-approve", "--sandbox-save", applied)
     assert r.code == 0, r.out + r.err
-    for out in (manifest, tmp_path / "exported.yaml"):
-        r = run_main("export", "--sandbox", applied, "--region", US, "--region", EU,
-                     "--out", str(out))
-        assert r.code == 0 and "Exported 6 shared images in 5 rules" in r.err, r.err
-        assert parse(out.read_text()).settings.name == "amis"
+    for out, name in ((manifest, "amis-export"), (tmp_path / "exported.yaml", "exported")):
+        r = run_main("export", "--sandbox", applied, "--region", US, "--out", str(out))
+        assert r.code == 0 and "Exported 5 shared images" in r.err, r.err
+        assert parse_manifest(out.read_bytes(), str(out)).settings.name == name
         r = run_main("plan", str(out), "--sandbox", applied, "--detailed-exitcode")
         assert r.code == 0, r.out + r.err
-        assert "other-manifest" not in r.out + r.err and "no longer matched" not in r.out
+        assert "no longer matched" not in r.out, "the eu-west-1 image (not read) is not released"
+        assert "warning[other-manifest]" in r.out + r.err
 
 
 def test_export_never_takes_a_name_that_would_release_a_left_out_image(tmp_path: Path) -> None:
@@ -810,7 +811,7 @@ def test_export_never_takes_a_name_that_would_release_a_left_out_image(tmp_path:
     out = tmp_path / "amis.yaml"
     r = run_main("export", "--sandbox", str(state), "--region", US, "--out", str(out))
     assert r.code == 0 and "Left out 1 shared image" in r.err, r.err
-    assert parse(out.read_text()).settings.name == "amis-2"
+    assert parse(out.read_text()).settings.name == "amis-export"
     r = run_main("plan", str(out), "--sandbox", str(state), "--detailed-exitcode")
     assert r.code == 0, r.out + r.err
     assert "no longer matched" not in r.out, "golden-2 keeps its share"

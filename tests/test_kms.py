@@ -345,3 +345,23 @@ def test_put_key_policy_keeps_the_lockout_safety_check(aws: Images) -> None:
     assert len(puts) == 1
     assert puts[0]["BypassPolicyLockoutSafetyCheck"] is False
     assert puts[0]["PolicyName"] == "default"
+
+
+@pytest.mark.parametrize(("pattern", "covers"), [
+    ("o-a1b2c3d4e5/*/ou-ab12-cdef3456/*", True),  # the OU's own path, as the tool writes it
+    ("o-a1b2c3d4e5/*", True),  # the whole organization
+    ("o-a1b2c3d4e5/*/ou-ab12-cdef3456/?*", False),  # in IAM: only the OU's children
+    ("o-a1b2c3d4e5/?", False),  # in IAM: nothing
+    ("o-a1b2c3d4e5/*/ou-ab12-*", False),  # a wildcard the tool cannot weigh
+])
+def test_only_the_org_path_patterns_the_tool_writes_count_as_someone_elses_access(
+        pattern: str, covers: bool) -> None:
+    """A pattern that only looks like it covers the OU must not make the tool skip the key
+    access the OU's consumers need."""
+    st = {"Sid": "Theirs", "Effect": "Allow", "Principal": "*", "Action": "kms:*",
+          "Resource": "*",
+          "Condition": {"ForAnyValue:StringLike": {"aws:PrincipalOrgPaths": [pattern]}}}
+    policy = {"Version": "2012-10-17", "Statement": [ROOT_STATEMENT, st]}
+    ou = kms.grantee_of(Principal.parse_literal(OU))
+    assert ou is not None
+    assert kms.foreign_allows_grantee(policy, ou) is covers

@@ -205,8 +205,11 @@ def _settings(regions: Sequence[str], public: bool, quota: int,
               grants: GrantShape = GrantShape.AWS_RESOURCE, name: str | None = None) -> list[str]:
     out = ["settings:"]
     if name is not None:
-        out.append(_setting(f"  name: {_q(name)}", "the value of the reconciler:manifest tag "
-                                                    "apply puts on the images below"))
+        out += _wrap("Some images carry the reconciler:manifest tag of a manifest: this name is "
+                     "one none of them carries, so that this manifest releases nothing. To "
+                     "continue that manifest instead, set its name here (it then releases "
+                     "every image it tags that no rule below matches).", "  # ", "  # ")
+        out.append(f"  name: {_q(name)}")
     out += ["  regions: [" + ", ".join(regions) + "]",
            _setting("  prune: true", "remove permissions nobody declared from the images below")]
     if public:

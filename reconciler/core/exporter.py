@@ -167,7 +167,7 @@ def compute_export(identity: Identity, state: CurrentState,
                    for s in candidates if s.image.key in left_out]
         globs = name_globs(group_images(chosen), considered, with_latest) if use_globs else {}
         text, rules = render_manifest(identity.account, regions, chosen, dropped, names, stats,
-                                      globs, _ownership_name(chosen, considered, file_name))
+                                      globs, _ownership_name(considered, file_name))
         try:
             problems = _self_check(text, identity, considered, chosen, state)
         except ExportError:
@@ -182,31 +182,27 @@ def compute_export(identity: Identity, state: CurrentState,
             known += [r for r in dict.fromkeys(reasons) if r not in known]
 
 
-def _ownership_name(chosen: Sequence[SharedImage], considered: Sequence[SharedImage],
-                    file_name: str | None) -> str | None:
-    """The ``settings.name`` to write, when an image carries an ownership tag (else None:
-    the file's name is as good as any).
+def _ownership_name(considered: Sequence[SharedImage], file_name: str | None) -> str | None:
+    """The ``settings.name`` to write (None: none, the file's name decides).
 
-    The tag the exported images carry, when they carry one and the same, so that they stay
-    this manifest's own, unless a shared image the export leaves out carries it too: a
-    manifest of that name would release that image and revoke its shares. Otherwise the
-    output file's name (or ``amis``), made different from any such image's tag.
+    A manifest releases the images carrying its name that no rule matches, revoking their
+    shares, and images the export did not read (other Regions, outside ``--name-glob`` or
+    ``--tag``) may carry any name the read ones do. So when the images read carry ownership
+    tags, the manifest gets a name none of them carries: the output file's name if it is
+    free, else that name with ``-export``. Its images then change hands only by a tag
+    (``warning[other-manifest]``), and continuing an existing manifest is the reviewer's
+    explicit choice of ``settings.name``.
     """
-    tags = {s.image.key: s.image.tag_map[OWNERSHIP_TAG] for s in considered
-            if OWNERSHIP_TAG in s.image.tag_map}
-    if not tags:
+    taken = {s.image.tag_map[OWNERSHIP_TAG] for s in considered
+             if OWNERSHIP_TAG in s.image.tag_map}
+    if not taken:
         return None
-    mine = {s.image.key for s in chosen}
-    unsafe = {tags[s.image.key] for s in considered
-              if s.image.key in tags and s.image.key not in mine and s.launch}
-    carried = {tags[k] for k in mine if k in tags}
-    only = carried.pop() if len(carried) == 1 else None
-    if only is not None and only not in unsafe and MANIFEST_NAME_RE.fullmatch(only):
-        return only
-    base = file_name if file_name and MANIFEST_NAME_RE.fullmatch(file_name) else "amis"
-    name, n = base, 2
-    while name in unsafe:
-        name, n = f"{base[:250]}-{n}", n + 1
+    base = file_name if file_name and MANIFEST_NAME_RE.fullmatch(file_name) else "exported"
+    if file_name is not None and base == file_name and base not in taken:
+        return None  # the file's own name is free
+    name, n = (base, 2) if base not in taken else (f"{base[:240]}-export", 2)
+    while name in taken:
+        name, n = f"{base[:240]}-export-{n}", n + 1
     return name
 
 

@@ -379,7 +379,10 @@ def _org_condition_covers(cond: Mapping[str, Any], g: Grantee) -> bool:
         return g.value.split("/")[0] in [str(v) for v in _as_list(cond["StringEquals"][ORG_ID_KEY])]
     if list(cond) == ["ForAnyValue:StringLike"] and list(cond["ForAnyValue:StringLike"]) == [
             ORG_PATHS_KEY]:
-        return any(fnmatch.fnmatchcase(g.org_path, str(p))
+        # only the two patterns the tool itself writes count: its own path, or its whole
+        # organization's (a pattern with ?, [..] or deeper wildcards covers less than it seems)
+        org = g.value.split("/")[0]
+        return any(str(p) in (g.org_path, f"{org}/*")
                    for p in _as_list(cond["ForAnyValue:StringLike"][ORG_PATHS_KEY]))
     return False
 

@@ -883,10 +883,14 @@ def _ownership(manifest: Manifest, views: Sequence[_ImageView], state: CurrentSt
     ops: list[Operation] = []
     # a snapshot tagged when its image's rules had `copy:`, which they have no more: its
     # copy permissions are not the manifest's now (a later release must not revoke them)
-    untag_snaps = [(v.m.image.region, sid) for v in views if not v.blocked and not v.m.manages_copy
-                   for sid in v.m.image.snapshot_ids
-                   if (snap := state.snapshots.get((v.m.image.region, sid))) is not None
-                   and tagged(snap, name)]
+    copy_managed = {(v.m.image.region, sid) for v in views if v.m.manages_copy
+                    for sid in v.m.image.snapshot_ids}
+    untag_snaps = sorted({(v.m.image.region, sid) for v in views
+                          if not v.blocked and not v.m.manages_copy
+                          for sid in v.m.image.snapshot_ids
+                          if (v.m.image.region, sid) not in copy_managed  # another image's rules
+                          and (snap := state.snapshots.get((v.m.image.region, sid))) is not None
+                          and tagged(snap, name)})
     keep = settings.on_release == "keep"
     for img in state.released:
         ours = [sid for sid in img.snapshot_ids if (img.region, sid) in state.copy]

@@ -146,8 +146,10 @@ def _find_released(manifest: Manifest, options: PlanOptions, scopes: Sequence[Sc
         mine = {r for r in _scope_regions(manifest, options, scope)}
         found += [img for r in mine for img in images.get(r, ())
                   if img.owner_id == account and tagged(img, name)]
-        others = ([r for r in reader.enabled_regions() if r not in mine]
-                  if options.regions is None else [r for r in options.regions if r not in mine])
+        others = [r for r in (options.regions or ()) if r not in mine]
+        if options.regions is None or others:  # a Region this owner has not enabled: skipped
+            enabled = reader.enabled_regions()
+            others = [r for r in (options.regions or enabled) if r not in mine and r in enabled]
         scan = functools.partial(reader.tagged_images, key=OWNERSHIP_TAG, value=name)
         for there in reader.map(scan, others):
             found += [img for img in there if img.owner_id == account]
