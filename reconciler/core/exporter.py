@@ -306,7 +306,8 @@ def _plan_candidate(text: str, identity: Identity, considered: Sequence[SharedIm
     selection = select(manifest, by_region)
     managed = {m.image.key for m in selection.managed}
     # what a manifest of this name would release: images carrying its tag that no rule
-    # matches (their shares are known to be none, or the name would not have been chosen)
+    # matches (none, as the name is one no image read carries; a revocation here would be
+    # an unexplained operation, and the export would stop)
     released = tuple(s.image for s in considered if s.image.key not in managed
                      and s.image.tag_map.get(OWNERSHIP_TAG) == manifest.settings.name
                      and not any(rule_matches(r, s.image) for r in manifest.rules
