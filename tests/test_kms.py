@@ -365,3 +365,13 @@ def test_only_the_org_path_patterns_the_tool_writes_count_as_someone_elses_acces
     ou = kms.grantee_of(Principal.parse_literal(OU))
     assert ou is not None
     assert kms.foreign_allows_grantee(policy, ou) is covers
+
+
+@pytest.mark.parametrize("condition", [["x"], {"StringEquals": 5}, "o-a1b2c3d4e5"])
+def test_an_odd_condition_in_someone_elses_statement_serves_nobody(condition: Any) -> None:
+    """Not a condition block IAM accepts: no traceback, and no access assumed from it."""
+    st = {"Sid": "Odd", "Effect": "Allow", "Principal": "*", "Action": "kms:*", "Resource": "*",
+          "Condition": condition}
+    ou = kms.grantee_of(Principal.parse_literal(OU))
+    assert ou is not None
+    assert kms.foreign_allows_grantee({"Statement": [ROOT_STATEMENT, st]}, ou) is False

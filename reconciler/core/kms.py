@@ -211,7 +211,7 @@ def owned_grantees(policy: Mapping[str, Any]) -> set[Grantee]:
     could silently drop a grant somebody added by hand, so the key is left alone instead.
     Both grant shapes (:class:`GrantShape`) are the tool's own.
     """
-    use, grant = _owned_by_statement(policy)
+    use, grant = statement_grantees(policy)
     return use | grant
 
 
@@ -219,11 +219,11 @@ def complete_grantees(policy: Mapping[str, Any]) -> set[Grantee]:
     """The grantees both of whose statements name them: the use statement (kms:Decrypt,
     ...) and the grant statement (kms:CreateGrant, ...). Launches need both; a grantee in
     only one of them is owned but not complete, and the plan writes it again."""
-    use, grant = _owned_by_statement(policy)
+    use, grant = statement_grantees(policy)
     return use & grant
 
 
-def _owned_by_statement(policy: Mapping[str, Any]) -> tuple[set[Grantee], set[Grantee]]:
+def statement_grantees(policy: Mapping[str, Any]) -> tuple[set[Grantee], set[Grantee]]:
     """The grantees of the tool's use statements and of its grant statements (see
     :func:`owned_grantees` for when a statement is refused)."""
     use: set[Grantee] = set()
@@ -357,7 +357,10 @@ def foreign_allows_grantee(policy: Mapping[str, Any], g: Grantee,
         if not (principal == "*" or (isinstance(principal, dict)
                                      and _as_list(principal.get("AWS")) == ["*"])):
             continue
-        cond = dict(st.get("Condition") or {})
+        raw = st.get("Condition") or {}
+        if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+            continue  # not a condition block IAM would accept: it serves nobody here
+        cond = dict(raw)
         grant_only = cond.pop("Bool", None)
         if grant_only is not None and grant_only != GRANT_CONDITION["Bool"]:
             continue

@@ -563,9 +563,10 @@ def _key_ops(manifest: Manifest, kv: _KeyView, partition: str, findings: list[Fi
     info = kv.info
     shape = manifest.settings.kms_grants
     policy = kms.parse_policy(info.policy or "{}")
-    owned = kms.owned_grantees(policy)
+    use, grant = kms.statement_grantees(policy)  # the policy's statements walked once
+    owned = use | grant
     # a grantee in only one of its two statements cannot launch: it is written again
-    complete = kms.complete_grantees(policy)
+    complete = use & grant
     wanted = _wanted(kv, policy, shape, findings)
     adds = wanted - complete
     # A release revokes whatever the settings say about pruning, and its key access with it.

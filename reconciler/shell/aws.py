@@ -84,7 +84,6 @@ class Clients:
                 self._clients[key] = client
             return client
 
-
     def _pace(self, region: str, service: str) -> Callable[..., None]:
         def wait_for_slot_and_token(event_name: str = "", **_: Any) -> None:
             if not getattr(self._holding, "slot", False):
