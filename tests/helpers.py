@@ -41,11 +41,14 @@ PRINCIPALS = {"prod": PROD, "staging": STAGING, "dev": DEV, "org": ORG, "ou": OU
 
 
 def manifest_yaml(images: str, *, regions: Sequence[str] = (US,), settings: str = "",
-                  principals: Mapping[str, str] = PRINCIPALS) -> str:
+                  principals: Mapping[str, str] = PRINCIPALS, name: str = "m") -> str:
     """The tests' one manifest builder. ``images``: the YAML of the ``images:`` list (a
     block, dedented then indented under the key); ``settings``: more ``settings:`` lines;
-    ``principals``: name -> account ID or ARN (default: prod, staging, dev, org, ou)."""
+    ``principals``: name -> account ID or ARN (default: prod, staging, dev, org, ou);
+    ``name``: ``settings.name`` unless ``settings`` gives one."""
     lines = ["version: 1", "settings:", f"  regions: [{', '.join(regions)}]"]
+    if not re.search(r"^\s*name:", textwrap.dedent(settings), re.M):
+        lines.append(f"  name: {name}")
     lines += [f"  {line}" for line in textwrap.dedent(settings).splitlines() if line.strip()]
     lines += ["principals:", *(f'  {k}: "{v}"' for k, v in principals.items()), "images:"]
     lines += [f"  {line}" for line in textwrap.dedent(images).strip("\n").splitlines()]

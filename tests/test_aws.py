@@ -22,7 +22,7 @@ from reconciler.shell.reader import Reader
 
 MANIFEST = f"""\
 version: 1
-settings: {{regions: [us-east-1, eu-west-1]}}
+settings: {{name: m, regions: [us-east-1, eu-west-1]}}
 principals: {{prod: "{PROD}", staging: "{STAGING}"}}
 images:
   - name: golden

@@ -832,9 +832,9 @@ def test_contract_values_are_enums() -> None:
     from reconciler.core.kms import KeyManager
     from reconciler.core.manifest import KmsMode
 
-    m = parse_manifest(b"version: 1\nsettings: {kms: off}\nimages: []\n", "m.yaml")
+    m = parse_manifest(b"version: 1\nsettings: {name: m, kms: off}\nimages: []\n", "m.yaml")
     assert m.settings.kms is KmsMode.OFF  # YAML's `off` (a boolean) is the mode "off"
-    m = parse_manifest(b"version: 1\nsettings: {kms: check}\nimages: []\n", "m.yaml")
+    m = parse_manifest(b"version: 1\nsettings: {name: m, kms: check}\nimages: []\n", "m.yaml")
     assert m.settings.kms is KmsMode.CHECK and m.settings.kms == "check"
     assert KeyManager("AWS") is KeyManager.AWS and KeyManager.CUSTOMER == "CUSTOMER"
 

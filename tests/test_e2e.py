@@ -122,7 +122,7 @@ def test_public_needs_opt_in_and_makes_no_aws_call(run_cli: Runner, tmp_path: Pa
     m = manifest(tmp_path, launch="[prod, public]")
     r = run_cli("plan", m, endpoint=no_aws.url)
     assert r.code == 1
-    assert "amis.yaml:15:" in r.err and "'public'" in r.err and "allow_public" in r.err
+    assert "amis.yaml:16:" in r.err and "'public'" in r.err and "allow_public" in r.err
     assert no_aws.count == 0
 
 
@@ -202,21 +202,25 @@ def test_stale_plan_is_refused_when_manifest_changed(server: tuple[MotoServer, I
     assert images.launch(golden) == []
 
 
-def test_a_saved_plan_is_refused_under_another_manifest_name(
+def test_a_saved_plan_follows_the_manifest_name_not_the_file_name(
         server: tuple[MotoServer, Images], run_cli: Runner, tmp_path: Path) -> None:
-    """The same bytes in a file of another name tag the images with another name (the
-    name defaults to the file's stem): not the plan that was reviewed."""
-    _, images = server
+    """The tag apply writes is settings.name (SPEC §7a), never the file's stem: the same
+    bytes in a file of another name are the plan that was reviewed; another name is not."""
+    srv, images = server
     golden = images.create("golden-1")
     m = manifest(tmp_path)
     plan_file = tmp_path / "plan.json"
     assert run_cli("plan", m, "--out", str(plan_file)).code == 0
+    other = tmp_path / "other.yaml"
+    other.write_text(Path(m).read_text().replace("name: m\n", "name: other\n", 1))
+    r = run_cli("apply", str(other), "--plan", str(plan_file))
+    assert r.code == 1 and "manifest changed" in r.err, r.err
+    assert images.launch(golden) == []
     renamed = tmp_path / "renamed.yaml"
     renamed.write_text(Path(m).read_text())
-    r = run_cli("apply", str(renamed), "--plan", str(plan_file))
-    assert r.code == 1 and "saved plan is stale" in r.err, r.err
-    assert images.launch(golden) == []
-    assert run_cli("apply", m, "--plan", str(plan_file)).code == 0
+    assert run_cli("apply", str(renamed), "--plan", str(plan_file)).code == 0
+    tags = srv.client("ec2").describe_images(ImageIds=[golden])["Images"][0]["Tags"]
+    assert tags == [{"Key": "reconciler:manifest", "Value": "m"}]
 
 
 def test_tampered_plan_is_refused(server: tuple[MotoServer, Images], run_cli: Runner,
@@ -339,7 +343,7 @@ def test_markdown_and_github_step_summary(server: tuple[MotoServer, Images], run
 ], ids=["missing-arg", "bad-choice", "unknown-option", "unknown-command", "bad-region",
         "bad-concurrency"])
 def test_usage_errors_exit_1_not_2(run_cli: Runner, tmp_path: Path, args: list[str], no_aws) -> None:
-    (tmp_path / "m.yaml").write_text("version: 1\nimages: []\n")
+    (tmp_path / "m.yaml").write_text("version: 1\nsettings: {name: m}\nimages: []\n")
     r = run_cli(*args, endpoint=no_aws.url, cwd=tmp_path)
     assert r.code == 1, (r.out, r.err)
     assert r.err.strip()

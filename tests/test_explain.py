@@ -110,7 +110,7 @@ def test_usage_errors_exit_1(args: list[str], said: str, tmp_path: Path) -> None
 
 def test_a_rule_matching_nothing_is_an_error(sandbox: str, tmp_path: Path) -> None:
     m = tmp_path / "m.yaml"
-    m.write_text('version: 1\nimages:\n  - {name: none, select: {name: "nothing-*"}, '
+    m.write_text('version: 1\nsettings: {name: m}\nimages:\n  - {name: none, select: {name: "nothing-*"}, '
                  'launch: ["111122223333"]}\n')
     r = run_main("explain", PROD, str(m), "--rule", "none", "--sandbox", sandbox)
     assert r.code == 1 and "matches no image" in r.err, r.out + r.err

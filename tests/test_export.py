@@ -149,7 +149,7 @@ def test_header_schema_line_and_settings() -> None:
     assert f"account {ACCOUNT}" in header
     doc = yaml.safe_load(text)
     assert doc["version"] == 1
-    assert doc["settings"] == {"regions": [US], "prune": True, "allow_public": False,
+    assert doc["settings"] == {"name": "exported", "regions": [US], "prune": True, "allow_public": False,
                                "kms": "key-policy", "max_removals": 25, "share_quota": 1000}
 
 
@@ -778,7 +778,8 @@ def test_export_of_a_managed_estate_releases_nothing(tmp_path: Path) -> None:
 
     applied = str(tmp_path / "applied.yaml")
     manifest = tmp_path / "amis.yaml"
-    manifest.write_text((EXAMPLES / "manifest.yaml").read_text())
+    manifest.write_text((EXAMPLES / "manifest.yaml").read_text().replace(
+        "name: golden-amis ", "name: amis "))
     r = run_main("apply", str(manifest), "--sandbox", str(EXAMPLES / "sandbox.yaml"),
                  "--auto-approve", "--sandbox-save", applied)
     assert r.code == 0, r.out + r.err

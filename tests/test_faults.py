@@ -51,7 +51,7 @@ class Estate:
         self.manifest = tmp_path / "amis.yaml"
         self.manifest.write_text(f"""\
 version: 1
-settings: {{regions: [us-east-1]}}
+settings: {{name: amis, regions: [us-east-1]}}
 principals: {{prod: "{PROD}", staging: "{STAGING}"}}
 images:
   - name: golden

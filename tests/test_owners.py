@@ -45,7 +45,7 @@ def write(tmp_path: Path, owners: str) -> str:
     path = tmp_path / "amis.yaml"
     path.write_text(f"""\
 version: 1
-settings: {{regions: [us-east-1, eu-west-1]}}
+settings: {{name: amis, regions: [us-east-1, eu-west-1]}}
 {owners}
 images:
   - name: golden
@@ -97,8 +97,8 @@ def test_settings_role_arn_acts_in_the_owner_account(server: tuple[MotoServer, A
     mine = images.create("golden-caller")  # the caller's own image: not this manifest's owner
     m = write(tmp_path, "")
     path = Path(m)
-    path.write_text(path.read_text().replace("settings: {regions: [us-east-1, eu-west-1]}",
-                                             f'settings: {{regions: [us-east-1], role_arn: "{role(A)}"}}'))
+    path.write_text(path.read_text().replace("settings: {name: amis, regions: [us-east-1, eu-west-1]}",
+                                             f'settings: {{name: amis, regions: [us-east-1], role_arn: "{role(A)}"}}'))
     r = run_cli("apply", m, "--auto-approve")
     assert r.code == 0, r.out + r.err
     assert launch(srv, A, theirs) == [{"UserId": PROD}]

@@ -15,9 +15,10 @@ TAG = "reconciler:manifest"
 
 def write(tmp_path: Path, rules: str, settings: str = "") -> str:
     path = tmp_path / "golden-amis.yaml"
+    name = "" if "name:" in settings else ", name: golden-amis"
     path.write_text(f"""\
 version: 1
-settings: {{regions: [us-east-1, eu-west-1]{settings}}}
+settings: {{regions: [us-east-1, eu-west-1]{name}{settings}}}
 principals: {{prod: "{PROD}", staging: "{STAGING}"}}
 images:
 {rules}""")
@@ -50,13 +51,15 @@ def test_deleting_a_rule_revokes_its_shares(server: tuple[MotoServer, Images], r
     r = run_cli("apply", m, "--auto-approve")
     assert r.code == 0, r.out + r.err
     assert "Ownership tags: 2 written, 0 removed." in r.out
-    assert tags_of(srv, rc) == {TAG: "golden-amis"}, "the name defaults to the file's stem"
+    assert tags_of(srv, rc) == {TAG: "golden-amis"}
     assert images.launch(rc) == [{"UserId": STAGING}]
 
     write(tmp_path, STABLE)  # the candidates rule is deleted
     r = run_cli("plan", m, "--detailed-exitcode")
     assert r.code == 2, r.out + r.err
-    assert f"- launch {STAGING} (staging)  no longer matched by any rule" in r.out
+    # the reason names the tag the release relies on: a reviewer can check it is theirs
+    assert (f"- launch {STAGING} (staging)  no longer matched by any rule; it carries "
+            f"{TAG}=golden-amis") in r.out
     assert f"release 1 image no longer matched by any rule (its shares are revoked above): {rc}" \
         in r.out
     doc = plan_doc(run_cli, m)
@@ -212,8 +215,8 @@ def test_default_region_is_said(server: tuple[MotoServer, Images], run_cli: Runn
     _, images = server
     images.create("golden-1")
     path = tmp_path / "m.yaml"
-    path.write_text(f'version: 1\nimages:\n  - {{name: g, select: {{name: "golden-*"}}, '
-                    f'launch: ["{PROD}"]}}\n')
+    path.write_text(f'version: 1\nsettings: {{name: m}}\nimages:\n'
+                    f'  - {{name: g, select: {{name: "golden-*"}}, launch: ["{PROD}"]}}\n')
     r = run_cli("plan", str(path))
     assert "Regions: us-east-1 (a rule names no Region, so the default us-east-1 is used" in r.out
     r = run_cli("plan", str(path), "--format", "markdown")
@@ -459,7 +462,8 @@ def test_an_image_another_manifest_manages_is_a_warning_and_strict_leaves_it_alo
     assert run_cli("apply", first, "--auto-approve").code == 0
     assert tags_of(srv, golden) == {TAG: "golden-amis"}
     other = tmp_path / "team-b.yaml"
-    other.write_text(Path(first).read_text().replace("[prod, staging]", "[prod]"))
+    other.write_text(Path(first).read_text().replace("[prod, staging]", "[prod]")
+                     .replace("name: golden-amis", "name: team-b"))
     doc = plan_doc(run_cli, str(other))
     [warning] = [f for f in doc["findings"] if f["code"] == "other-manifest"]
     assert warning["severity"] == "warning" and warning["resource"] == golden
@@ -472,7 +476,6 @@ def test_an_image_another_manifest_manages_is_a_warning_and_strict_leaves_it_alo
     assert images.launch(golden) == [{"UserId": PROD}, {"UserId": STAGING}]
     assert tags_of(srv, golden) == {TAG: "golden-amis"}
     # renamed: the old name keeps the images, without a warning or a change
-    other.write_text(Path(first).read_text().replace(
-        "settings: {regions", "settings: {name: golden-amis, regions"))
+    other.write_text(Path(first).read_text())  # team-b.yaml, named golden-amis
     r = run_cli("plan", str(other), "--detailed-exitcode")
     assert r.code == 0 and "other-manifest" not in r.out + r.err, r.out + r.err

@@ -235,7 +235,7 @@ def test_plan_says_how_long_a_long_apply_takes(server: tuple[MotoServer, Images]
     _, images = server
     ids = [images.create(f"golden-{n}") for n in range(3)]
     m = tmp_path / "amis.yaml"
-    m.write_text('version: 1\nsettings:\n  regions: [us-east-1]\n'
+    m.write_text('version: 1\nsettings:\n  name: amis\n  regions: [us-east-1]\n'
                  '  api_rates: {ModifyImageAttribute: {burst: 1, per_second: 0.05}}\n'
                  'principals: {prod: "111122223333"}\n'
                  'images:\n  - {name: golden, select: {name: "golden-*"}, launch: [prod]}\n')

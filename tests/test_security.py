@@ -44,7 +44,7 @@ def test_every_call_is_covered_by_the_documented_policies(aws: Images) -> None:
     aws.create("public-base")
     text = f"""\
 version: 1
-settings: {{regions: [us-east-1], allow_public: true}}
+settings: {{name: amis, regions: [us-east-1], allow_public: true}}
 images:
   - {{name: enc, select: {{name: "golden-enc"}}, launch: ["{PROD}", "{OU}"], copy: ["{PROD}"]}}
   - {{name: plain, select: {{name: "golden-plain"}}, launch: ["{PROD}"]}}
@@ -84,7 +84,7 @@ def test_credentials_never_appear_in_output_or_logs(server: tuple[MotoServer, Im
     srv, images = server
     images.create("golden-1", launch=[{"UserId": HAND}])
     m = tmp_path / "amis.yaml"
-    m.write_text(f'version: 1\nimages:\n  - {{name: g, select: {{name: "golden-*"}}, '
+    m.write_text(f'version: 1\nsettings: {{name: amis}}\nimages:\n  - {{name: g, select: {{name: "golden-*"}}, '
                  f'launch: ["{PROD}"]}}\n')
     env = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
            "AWS_SESSION_TOKEN": SESSION_TOKEN}

@@ -594,7 +594,7 @@ def test_a_log_failure_while_tagging_starts_no_further_tag_write(
     srv, images = server
     ours = [images.create("golden-1", region=US), images.create("golden-2", region=EU)]
     m = tmp_path / "amis.yaml"
-    m.write_text(f'version: 1\nsettings: {{regions: [{US}, {EU}]}}\nimages:\n'
+    m.write_text(f'version: 1\nsettings: {{name: amis, regions: [{US}, {EU}]}}\nimages:\n'
                  f'  - {{name: golden, select: {{name: "golden-*"}}, launch: ["{PROD}"]}}\n')
 
     class FullOnTags:

@@ -303,7 +303,7 @@ class Runner:
 def write_manifest(folder: Path, image_id: str, principal: str = "prod") -> None:
     (folder / MANIFEST).write_text(manifest_yaml(
         f"- name: golden\n  select: {{ids: [{image_id}]}}\n  launch: [{principal}]",
-        principals={"prod": PROD}))
+        principals={"prod": PROD}, name="amis"))
 
 
 PR_ENV = {"PR_NUMBER": "7", "HEAD_SHA": "0123456789abcdef0123456789abcdef01234567"}
@@ -357,7 +357,7 @@ def test_a_failing_validate_is_annotated_and_commented(tmp_path: Path) -> None:
     write_manifest(w.dir, "ami-0123456789abcdef0", principal="nobody")
     r = w.run(doc, "Validate the manifest (offline)")
     assert r.returncode == 0 and w.output("exitcode") == "1"  # the comment comes first
-    assert re.search(r"^::error file=amis\.yaml,line=9,col=\d+::.*nobody", r.stdout, re.M), r.stdout
+    assert re.search(r"^::error file=amis\.yaml,line=10,col=\d+::.*nobody", r.stdout, re.M), r.stdout
     # the Plan step is skipped (its `if:`); the check fails the job
     assert step(doc, "Plan")["if"] == "${{ steps.validate.outputs.exitcode == '0' }}"
     check = w.run(doc, "Check the result", VALIDATE_EXIT="1", PLAN_EXIT="")
@@ -369,7 +369,7 @@ def test_a_failing_validate_is_annotated_and_commented(tmp_path: Path) -> None:
     body = post["body"]
     assert "### `reconcile plan`: invalid manifest (reconcile validate exited 1)" in body
     assert "<details open><summary>Errors</summary>" in body
-    assert "amis.yaml:9:" in body and "nobody" in body
+    assert "amis.yaml:10:" in body and "nobody" in body
 
 
 @pytest.mark.parametrize(("plan", "ok"), [("0", True), ("2", True), ("1", False), ("", False)])

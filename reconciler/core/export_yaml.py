@@ -35,6 +35,14 @@ class LeftOut:
 
 
 @dataclass(frozen=True)
+class OwnershipName:
+    """The ``settings.name`` an export writes, and whether images read carry such tags."""
+
+    name: str
+    tagged: bool = False  # some images read carry a reconciler:manifest tag (not this name)
+
+
+@dataclass(frozen=True)
 class ExportStats:
     unshared: int
     unavailable: int
@@ -134,9 +142,8 @@ def _setting(text: str, comment: str) -> str:
 def render_manifest(account: str, regions: Sequence[str], chosen: Sequence[SharedImage],
                     left_out: Sequence[LeftOut], given: Mapping[str, str], stats: ExportStats,
                     globs: Mapping[Group, Family] | None = None,
-                    name: str | None = None) -> tuple[str, int]:
-    """The manifest text and its number of rules; ``name``: its ``settings.name`` (None:
-    none is written, the file's name decides)."""
+                    name: OwnershipName = OwnershipName("exported")) -> tuple[str, int]:
+    """The manifest text and its number of rules; ``name``: its ``settings.name``."""
     names = _principal_names([p for s in chosen for p in (*s.launch, *(s.copy_union or ()))],
                              given)
     groups = group_images(chosen)
@@ -202,14 +209,18 @@ def _header(account: str, regions: Sequence[str], stats: ExportStats, left_out: 
 
 
 def _settings(regions: Sequence[str], public: bool, quota: int,
-              grants: GrantShape = GrantShape.AWS_RESOURCE, name: str | None = None) -> list[str]:
+              grants: GrantShape = GrantShape.AWS_RESOURCE,
+              name: OwnershipName = OwnershipName("exported")) -> list[str]:
     out = ["settings:"]
-    if name is not None:
+    if name.tagged:
         out += _wrap("Some images carry the reconciler:manifest tag of a manifest: this name is "
                      "one none of them carries, so that this manifest releases nothing. To "
                      "continue that manifest instead, set its name here (it then releases "
                      "every image it tags that no rule below matches).", "  # ", "  # ")
-        out.append(f"  name: {_q(name)}")
+        out.append(f"  name: {_q(name.name)}")
+    else:
+        out.append(_setting(f"  name: {_q(name.name)}",
+                            "the reconciler:manifest tag apply writes; unique per owner account"))
     out += ["  regions: [" + ", ".join(regions) + "]",
            _setting("  prune: true", "remove permissions nobody declared from the images below")]
     if public:

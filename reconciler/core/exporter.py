@@ -43,7 +43,7 @@ from pathlib import Path as FsPath
 from .desired import rule_matches, select
 from .errors import InputError, ReconcilerError, UsageError
 from .export_rules import SharedImage, group_images, name_globs
-from .export_yaml import SCHEMA_REF, ExportStats, LeftOut, render_manifest
+from .export_yaml import SCHEMA_REF, ExportStats, LeftOut, OwnershipName, render_manifest
 from .kms import GrantShape, KeyInfo, PolicyError, grant_shapes, parse_policy
 from .manifest import DEFAULT_REGIONS, parse_manifest
 from .model import (
@@ -139,7 +139,7 @@ def compute_export(identity: Identity, state: CurrentState,
     (account ID, Organization/OU ARN) to the names to use. ``schema_ref`` is the path the
     editor modeline points at (see :func:`schema_ref_for`), None to explain instead.
     ``file_name`` is the name the output file's stem gives the manifest (None: standard
-    output); see :func:`_ownership_name` for when ``settings.name`` is written.
+    output); see :func:`_ownership_name` for the ``settings.name`` written.
     """
     names = _checked_names(names or {})
     considered = _shared_images(state, image_filter)
@@ -182,28 +182,24 @@ def compute_export(identity: Identity, state: CurrentState,
             known += [r for r in dict.fromkeys(reasons) if r not in known]
 
 
-def _ownership_name(considered: Sequence[SharedImage], file_name: str | None) -> str | None:
-    """The ``settings.name`` to write (None: none, the file's name decides).
+def _ownership_name(considered: Sequence[SharedImage], file_name: str | None) -> OwnershipName:
+    """The ``settings.name`` to write (SPEC §7a: a manifest names itself).
 
     A manifest releases the images carrying its name that no rule matches, revoking their
     shares, and images the export did not read (other Regions, outside ``--name-glob`` or
-    ``--tag``) may carry any name the read ones do. So when the images read carry ownership
-    tags, the manifest gets a name none of them carries: the output file's name if it is
+    ``--tag``) may carry any name the read ones do. So the manifest gets a name none of the
+    images read carries: the output file's name (``exported`` on standard output) if it is
     free, else that name with ``-export``. Its images then change hands only by a tag
     (``warning[other-manifest]``), and continuing an existing manifest is the reviewer's
     explicit choice of ``settings.name``.
     """
-    taken = {s.image.tag_map[OWNERSHIP_TAG] for s in considered
-             if OWNERSHIP_TAG in s.image.tag_map}
-    if not taken:
-        return None
+    taken = frozenset(s.image.tag_map[OWNERSHIP_TAG] for s in considered
+                      if OWNERSHIP_TAG in s.image.tag_map)
     base = file_name if file_name and MANIFEST_NAME_RE.fullmatch(file_name) else "exported"
-    if file_name is not None and base == file_name and base not in taken:
-        return None  # the file's own name is free
     name, n = (base, 2) if base not in taken else (f"{base[:240]}-export", 2)
     while name in taken:
         name, n = f"{base[:240]}-export-{n}", n + 1
-    return name
+    return OwnershipName(name, tagged=bool(taken))
 
 
 def _checked_names(names: Mapping[str, str]) -> dict[str, str]:

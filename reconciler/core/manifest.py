@@ -24,7 +24,7 @@ from typing import Any
 from .errors import InputError, Problem
 from .files import read_input
 from .kms import GrantShape
-from .model import PUBLIC, Finding, Principal, Severity, bad_account_id
+from .model import OWNERSHIP_TAG, PUBLIC, Finding, Principal, Severity, bad_account_id
 from .pacing import Rate
 from .schema import schema_problems
 from .yamlload import MAX_BYTES, Located, load_yaml
@@ -57,7 +57,7 @@ class Settings:
     share_quota: int = 1000
     public_quota: int = 5  # EC2 quota "Public AMIs" per Region
     role_arn: str | None = None
-    name: str = "manifest"  # the ownership tag's value (default: the manifest file's stem)
+    name: str = "manifest"  # the ownership tag's value (required while ownership is tag)
     ownership: str = "tag"  # tag: record managed images in AWS with OWNERSHIP_TAG; none: off
     on_release: str = "revoke"  # revoke | keep: what happens to an image no rule matches any more
     # API action -> its token bucket, for accounts whose limits AWS raised (pacing.py)
@@ -68,8 +68,8 @@ _TAG_VALUE_BAD = re.compile(r"[^A-Za-z0-9 _.:/=+@-]")
 
 
 def default_name(path: str) -> str:
-    """The ownership tag value for a manifest file without ``settings.name``: its stem,
-    with characters a tag value cannot hold replaced."""
+    """The file's stem as a tag value (characters a tag value cannot hold replaced): what
+    releases before ``settings.name`` was required wrote, and what export proposes."""
     stem = FsPath(path).stem or "manifest"
     return _TAG_VALUE_BAD.sub("-", stem)[:256]
 
@@ -183,6 +183,7 @@ def _semantic(doc: Located, sha256: str) -> tuple[Manifest | None, list[Problem]
     s = data.get("settings") or {}
     settings = _settings(s, doc.file)
     owners = tuple(Owner(o["role_arn"], tuple(o.get("regions") or ())) for o in data.get("owners") or ())
+    problems += _missing_name(doc, s)
     if owners and settings.role_arn:
         problems.append(doc.problem(("owners",), "give either settings.role_arn or owners, not both",
                                     key=True))
@@ -229,6 +230,23 @@ def _semantic(doc: Located, sha256: str) -> tuple[Manifest | None, list[Problem]
             not raw.get("regions") for raw in data.get("images") or []),
     )
     return manifest, []
+
+
+def _missing_name(doc: Located, s: Mapping[str, Any]) -> list[Problem]:
+    """SPEC §7a: the ownership tag's value is chosen, never a file-name default (two
+    repositories that both keep ``amis.yaml`` released each other's images)."""
+    if s.get("ownership", "tag") != "tag" or s.get("name"):
+        return []
+    stem = default_name(doc.file)
+    why = (f"settings.name is required while settings.ownership is tag (the default): it is "
+           f"the value of the {OWNERSHIP_TAG} tag that marks this manifest's images, unique "
+           "among the manifests that manage one owner account")
+    keep = (f"; images this manifest already tagged carry {OWNERSHIP_TAG}={stem} (its file "
+            f"name's stem): keep that name to continue managing them (or set ownership: none)")
+    if "settings" in doc.data:
+        return [doc.problem(("settings",), f'{why}; add "name: {stem}" under settings:{keep}',
+                            key=True)]
+    return [doc.problem((), f"{why}; add a settings: mapping with name: {stem}{keep}")]
 
 
 def _settings(s: Mapping[str, Any], file: str) -> Settings:

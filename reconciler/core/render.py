@@ -81,13 +81,20 @@ def _released(plan: Plan) -> set[str]:
     return {r for _, r in (*plan.ownership.untag, *plan.ownership.untag_snapshots)}
 
 
+def _release_reason(plan: Plan) -> str:
+    """Why a released image loses its shares, naming the tag the release relies on (so a
+    reviewer sees whose tag it is)."""
+    name = plan.ownership.name if plan.ownership is not None else ""
+    return f"{RELEASED}; it carries {OWNERSHIP_TAG}={name}"
+
+
 def _op_line(op: Operation, manifest: Manifest | None,
              released: set[str] | frozenset[str] = frozenset(),
-             withheld: Mapping[tuple[str, str, Principal], str] | None = None
-             ) -> tuple[str, str, str]:
+             withheld: Mapping[tuple[str, str, Principal], str] | None = None,
+             release_reason: str = RELEASED) -> tuple[str, str, str]:
     sign = "+" if op.action is Action.ADD else "-"
     why = (f"rule {', '.join(op.rules)}" if op.rules
-           else RELEASED if op.resource in released
+           else release_reason if op.resource in released
            else (withheld or {}).get((op.region, op.resource, op.principal), "not declared"))
     return sign, f"{KIND_LABEL[op.kind]:<6} {principal_label(op.principal, manifest)}", why
 
@@ -177,7 +184,8 @@ def text_lines(plan: Plan, manifest: Manifest | None, *, color: bool = False,
         for resource in sorted(grouped[region]):
             ops = grouped[region][resource]
             yield "  " + st.paint("~", "yellow") + " " + resource_label(plan, (region, resource)) + "\n"
-            lines = [_op_line(o, manifest, released, plan.withheld) for o in ops]
+            lines = [_op_line(o, manifest, released, plan.withheld, _release_reason(plan))
+                     for o in ops]
             width = min(44, max(len(body) for _, body, _ in lines))
             for sign, body, why in lines:
                 fg = "green" if sign == "+" else "red"
@@ -277,7 +285,8 @@ def _md_changes(plan: Plan, manifest: Manifest | None, grouped: Grouped) -> list
         for resource in sorted(grouped[region]):
             body.append(f"~ {resource_label(plan, (region, resource))}".replace("```", "'''"))
             for op in grouped[region][resource]:
-                sign, text, why = _op_line(op, manifest, _released(plan), plan.withheld)
+                sign, text, why = _op_line(op, manifest, _released(plan), plan.withheld,
+                                           _release_reason(plan))
                 body.append(f"{sign}   {text}  ({why})".replace("```", "'''"))
     return [*body, "```", "", "</details>", ""]
 
