@@ -22,6 +22,7 @@ from typing import Any, NoReturn, TextIO
 import click
 
 from . import __version__
+from .core import neutral
 from .core.errors import (
     EXIT_CANNOT,
     EXIT_CHANGES,
@@ -228,11 +229,11 @@ def validate(ctx: Ctx, manifests: tuple[str, ...]) -> int:
             continue
         for f in m.hygiene():
             warned = True
-            click.echo(f"{'error' if ctx.strict else 'warning'}: {manifest}: [{f.code}] "
-                       f"{f.message}", err=True)
-        click.echo(f"{manifest}: valid ({plural(len(m.rules), 'rule')}, "
-                   f"{plural(len(m.principals), 'named principal')}, "
-                   f"Regions {', '.join(m.regions) or 'none'})")
+            click.echo(neutral.text(f"{'error' if ctx.strict else 'warning'}: {manifest}: "
+                                    f"[{f.code}] {f.message}"), err=True)
+        click.echo(neutral.text(f"{manifest}: valid ({plural(len(m.rules), 'rule')}, "
+                                f"{plural(len(m.principals), 'named principal')}, "
+                                f"Regions {', '.join(m.regions) or 'none'})"))
     if problems:
         raise InputError(problems)
     return EXIT_ERROR if warned and ctx.strict else EXIT_OK
@@ -272,10 +273,12 @@ def _emit_plan(ctx: Ctx, plan: Plan, manifest: Manifest, fmt: str,
     else:
         out.writelines(_text(ctx, plan, manifest, out))
     out.flush()
-    if ctx.quiet:  # the plan may go to /dev/null: its errors still reach stderr
-        for f in plan.errors:
-            click.echo(mask_secrets(f"error: [{f.code}] {' '.join(x for x in (f.region, f.resource) if x)}: "
-                                    f"{f.message}"), err=True)
+    # In every format: the plan may go to a file, a comment or /dev/null, and a long one is
+    # cut; the errors that failed it still reach the log.
+    for f in plan.errors:
+        where = " ".join(x for x in (f.region, f.resource) if x)
+        click.echo(neutral.text(mask_secrets(f"error: [{f.code}] {where}: {f.message}")),
+                   err=True)
     summary_md = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary_md and step_summary:
         with contextlib.suppress(OSError), open(summary_md, "a", encoding="utf-8") as fh:
@@ -450,12 +453,12 @@ def _report(done: _Done, todo: Plan) -> int:
     report = done.report
     for o in report.failed:
         op = o.operation
-        click.echo(f"error: {op.action.value} {op.kind.value} {op.principal.label} on "
-                   f"{op.region} {op.resource}: {o.error}", err=True)
+        click.echo(neutral.text(f"error: {op.action.value} {op.kind.value} {op.principal.label} "
+                                f"on {op.region} {op.resource}: {o.error}"), err=True)
     for message in done.tags.failed:
-        click.echo(f"error: {message}", err=True)
+        click.echo(neutral.text(f"error: {message}"), err=True)
     if done.log_error:
-        click.echo(f"error: {done.log_error}", err=True)
+        click.echo(neutral.text(f"error: {done.log_error}"), err=True)
     adds = sum(1 for o in report.applied if o.operation.action is Action.ADD)
     not_applied = sum(1 for o in report.failed if o.result is Result.NOT_APPLIED)
     if done.stopped:
@@ -517,7 +520,7 @@ def export(ctx: Ctx, out: str | None, names_file: str | None, name_glob: str | N
                  f"be managed as {'they are' if many else 'it is'} (the reasons are at the end "
                  "of the manifest):")
         for lo in result.left_out:
-            ctx.info(f"  {lo.image.region} {lo.image.image_id} ({lo.image.name})")
+            ctx.info(neutral.text(f"  {lo.image.region} {lo.image.image_id} ({lo.image.name})"))
     return EXIT_OK
 
 
@@ -568,24 +571,29 @@ def explain(ctx: Ctx, principal: str, manifest: str | None, image_id: str | None
     who = principal if principal == p.label else f"{p.label} ({principal})"
     can = bool(verdicts) and all(v.can_launch for v in verdicts)
     if fmt == "json":
-        click.echo(json.dumps({"principal": p.to_dict(), "can_launch": can,
-                               "images": [v.to_dict(who) for v in verdicts]}, indent=2))
+        click.echo(neutral.json_text(json.dumps(
+            {"principal": p.to_dict(), "can_launch": can,
+             "images": [v.to_dict(who) for v in verdicts]}, indent=2, ensure_ascii=False)))
     else:
         if len(verdicts) != 1:
             cannot = sum(not v.can_launch for v in verdicts)
-            click.echo(f"{who} {'can launch' if can else 'cannot launch'} "
-                       + (f"all {len(verdicts)} images" if can else
-                          f"{cannot} of {len(verdicts)} images") + f" of rule {rule_name}")
+            click.echo(neutral.text(f"{who} {'can launch' if can else 'cannot launch'} "
+                                    + (f"all {len(verdicts)} images" if can else
+                                       f"{cannot} of {len(verdicts)} images")
+                                    + f" of rule {rule_name}"))
         for v in verdicts:
-            click.echo(v.line(who))
+            click.echo(neutral.text(v.line(who)))
             for line in v.evidence:
-                click.echo(f"  {line}")
+                click.echo("  " + neutral.text(line))
     return EXIT_OK if can else EXIT_CANNOT
 
 
-def _print_error(message: str) -> None:
-    message = mask_secrets(message)
-    for line in message.splitlines() or [message]:
+def _print_error(exc: ReconcilerError | str) -> None:
+    """One line per error (an input error: per problem), made inert (SPEC §7d)."""
+    lines = ([str(p) for p in exc.problems] if isinstance(exc, InputError)
+             else [str(exc)])
+    for line in lines:
+        line = neutral.text(mask_secrets(line))
         click.echo(f"error: {line}" if not line.startswith("error:") else line, err=True)
 
 
@@ -613,7 +621,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
         exc.show()
         code = EXIT_ERROR
     except ReconcilerError as exc:
-        _print_error(str(exc))
+        _print_error(exc)
         code = exc.exit_code
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
@@ -629,7 +637,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
             if _verbose(sys.argv[1:] if argv is None else argv):
                 click.echo(mask_secrets(traceback.format_exc()), err=True, nl=False)
             text = " ".join(str(exc).split())
-            click.echo(mask_secrets(f"internal error: {type(exc).__name__}: {text}; rerun with -v "
-                                    "for details"), err=True)
+            click.echo(neutral.text(mask_secrets(f"internal error: {type(exc).__name__}: {text}; "
+                                                 "rerun with -v for details")), err=True)
     sys.exit(code)
 

@@ -726,7 +726,7 @@ def test_render_text_names_images_principals_and_summary():
     text = render_text(plan, m, color=False)
     assert not ANSI.search(text)
     # grouped by Region, then image with its name
-    assert text.index("eu-west-1\n") < text.index("us-east-1\n")
+    assert text.index("\neu-west-1\n") < text.index("\nus-east-1\n")
     for line in [f"  ~ {ami(1)} (golden-1)", f"  ~ {ami(9)} (pinned-9)", f"  ~ {ami(0xE)} (enc-1)",
                  "  ~ snap-0000000000000009a (snapshot of " + ami(9) + ")",
                  f"  ~ {KEY} (alias/golden)"]:
@@ -736,7 +736,9 @@ def test_render_text_names_images_principals_and_summary():
     assert re.search(rf"- launch {HAND}\s+not declared\n", text)
     assert re.search(rf"\+ copy   {PROD} \(prod\)\s+rule pinned\n", text)
     assert re.search(rf"\+ launch {re.escape(OU)} \(ou\)\s+rule enc\n", text)
-    assert "Findings:\n  error[public-access-blocked] us-east-1 " + ami(3) in text
+    # errors and warnings before the diff, where a reviewer starts reading
+    assert text.startswith("Errors and warnings:\n  error[public-access-blocked] us-east-1 "
+                           + ami(3))
     s = plan.summary
     assert text.endswith(f"Plan: {s.add} permissions to add, {s.remove} to remove, "
                          f"{s.unchanged} unchanged, on {s.images} managed images.\n")
@@ -774,7 +776,8 @@ def test_render_markdown_table_and_diff_block():
     assert f"~ {ami(1)} (golden-1)" in lines
     assert any(line.startswith(f"+   launch {STAGING} (staging)") for line in lines)
     assert "<details><summary>Changes</summary>" in lines and "</details>" in lines
-    assert "**Findings**" in lines
+    assert "**Errors and warnings**" in lines
+    assert lines.index("**Errors and warnings**") < lines.index("```diff")
     assert not ANSI.search(md)
     assert md.endswith("\n") and not md.endswith("\n\n\n")
 

@@ -515,3 +515,61 @@ def test_a_job_that_failed_before_validating_still_gets_its_comment(tmp_path: Pa
     assert r.returncode == 0, r.stderr
     _, post = w.gh_calls()
     assert "### `reconcile plan`: failed before validating the manifest" in post["body"]
+
+
+FORGING_RECONCILE = """#!/bin/sh
+# A stand-in that prints what a hostile value could make a careless tool print.
+printf '%s\\n' '::error file=README.md,line=1::forged annotation' '  ::add-mask::x' \\
+    'text ##[error]legacy forged' '::stop-commands::guess' '::error::after a guessed token'
+echo "error: amis.yaml:3:1: a real problem" >&2
+exit 1
+"""
+
+
+def runner_commands(output: str) -> list[str]:
+    """The workflow commands the GitHub runner acts on in ``output``: a line that begins
+    with ``::`` after its leading blanks, or holds ``##[`` anywhere (actions/runner,
+    ActionCommand.TryParseV2 / TryParse), except while ``::stop-commands::TOKEN`` is in force
+    (until a ``::TOKEN::`` line)."""
+    acted, stopped = [], ""
+    for line in output.splitlines():
+        body = line.lstrip()
+        v2 = re.match(r"::([^:\s]+)[^:]*::(.*)", body)
+        v1 = re.search(r"##\[([^\] ]+)[^\]]*\](.*)", line)
+        name = (v2 or v1).group(1) if (v2 or v1) else None
+        if name is None:
+            continue
+        if stopped:
+            if name == stopped:
+                stopped = ""
+            continue
+        if name == "stop-commands":
+            stopped = (v2 or v1).group(2)  # type: ignore[union-attr]
+            continue
+        acted.append(body if v2 else line)
+    return acted
+
+
+@pytest.mark.parametrize(("path", "name", "ours"), [
+    (PLAN_YML, "Validate the manifest (offline)", ["::error file=amis.yaml,line=3,col=1::"
+                                                    "a real problem"]),
+    (PLAN_YML, "Plan", ["::error::reconcile plan failed with exit code 1 (AWS failure or "
+                        "error findings)"]),
+    (APPLY_YML, "Apply", ["::error::reconcile apply exited with 1 (error findings, failed "
+                          "operations, an AWS failure or a guard refusal: see above)"]),
+], ids=["validate", "plan", "apply"])
+def test_the_runner_takes_no_command_from_reconciles_output(
+        tmp_path: Path, path: Path, name: str, ours: list[str]) -> None:
+    """The steps print reconcile's output between ::stop-commands::TOKEN and ::TOKEN::
+    with a fresh random token: whatever it holds, only the workflow's own commands act."""
+    doc, w = load(path), Runner(tmp_path, "http://127.0.0.1:9")
+    fake = tmp_path / "bin" / "reconcile"
+    fake.write_text(FORGING_RECONCILE)
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    (w.dir / "reconcile-out").mkdir()
+    runs = [w.run(doc, name, ACKNOWLEDGE="") for _ in range(2)]
+    for r in runs:
+        assert "a real problem" in r.stdout, "the output is still shown"
+        assert runner_commands(r.stdout) == ours, r.stdout
+    tokens = [re.findall(r"^::stop-commands::([0-9a-f]{32})$", r.stdout, re.M) for r in runs]
+    assert tokens[0] and tokens[1] and set(tokens[0]).isdisjoint(tokens[1]), tokens

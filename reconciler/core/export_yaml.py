@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import yaml
 
 from .. import __version__
+from . import neutral
 from .export_rules import Family, Group, SharedImage, group_images
 from .kms import GrantShape
 from .model import PUBLIC, Image, Principal, plural
@@ -55,17 +56,23 @@ def _q(text: str) -> str:
     """A YAML scalar for ``text`` that YAML reads back as exactly that string."""
     if re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]*", text) and yaml.safe_load(text) == text:
         return text
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return _qv(text)
 
 
 def _qv(text: str) -> str:
-    """A principal value (account ID, ARN): always double-quoted."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """``text`` double-quoted (principal values are always): escaped as YAML escapes
+    them when it holds a character that must not be printed raw (SPEC §7d), so that it
+    reads back as exactly ``text`` and stays on its line."""
+    if text.isprintable() and "##[" not in text:
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    dumped = yaml.safe_dump(text, default_style='"', width=1 << 30, allow_unicode=False)
+    return dumped.rstrip("\n").removesuffix("\n...").replace("##[", "#\\x23[")
 
 
 def _comment_text(text: str) -> str:
-    """One-line, printable text for a comment (image names come from AWS)."""
-    return "".join(c if c.isprintable() else "?" for c in " ".join(text.split()))
+    """One inert line for a comment (image names come from AWS): whitespace runs,
+    line breaks included, become one space; anything else unprintable is shown escaped."""
+    return neutral.text(" ".join(text.split()))
 
 
 def _wrap(text: str, first: str, rest: str) -> list[str]:

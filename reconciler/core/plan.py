@@ -24,6 +24,7 @@ from .model import (
     sorted_findings,
     sorted_operations,
 )
+from .neutral import json_text
 from .schema import validator
 
 FORMAT_VERSION = 1
@@ -148,7 +149,7 @@ class Plan:
         """:meth:`to_json` one line at a time, so that a plan of 300,000 operations can be
         written out without holding the document (or a dict per operation) in memory."""
         def scalar(key: str, value: Any, comma: str = ",") -> str:
-            return f'  "{key}": {json.dumps(value, ensure_ascii=False)}{comma}\n'
+            return f'  "{key}": {json_text(json.dumps(value, ensure_ascii=False))}{comma}\n'
 
         def array(key: str, entries: Sequence[Operation | Finding]) -> Iterator[str]:
             if not entries:
@@ -159,7 +160,7 @@ class Plan:
             for i, e in enumerate(entries):
                 comma = "," if i < last else ""
                 data = self.operation_dict(e) if isinstance(e, Operation) else e.to_dict()
-                yield f"    {json.dumps(data, ensure_ascii=False)}{comma}\n"
+                yield f"    {json_text(json.dumps(data, ensure_ascii=False))}{comma}\n"
             yield "  ],\n"
 
         yield "{\n"

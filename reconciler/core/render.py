@@ -1,19 +1,21 @@
 """Renderers: a plan to text (Terraform-style), Markdown (pull-request comment) or JSON.
 
 Pure functions returning strings; the CLI decides where they go. Output depends only on
-the plan and the manifest, so identical inputs render byte-identical text.
+the plan and the manifest, so identical inputs render byte-identical text. Every string
+that holds a value from AWS or the manifest (names, rule names, globs, reasons, finding
+messages) passes through :mod:`reconciler.core.neutral` here, as it is printed.
 """
 
 from __future__ import annotations
 
 import difflib
-import html
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from . import neutral
 from .kms import OWNED_SIDS
 from .manifest import Manifest
 from .model import (
@@ -29,7 +31,9 @@ from .model import (
 from .plan import Plan
 
 KIND_LABEL = {OpKind.LAUNCH: "launch", OpKind.COPY: "copy", OpKind.KMS: "kms"}
-MARKDOWN_LIMIT = 60_000  # GitHub comments are capped at 65,536 characters
+# UTF-8 bytes: GitHub comments are capped at 65,536 characters, and the example workflow
+# adds a header and cuts at 60,000 bytes (`head -c`)
+MARKDOWN_LIMIT = 59_000
 
 
 @dataclass(frozen=True)
@@ -164,7 +168,16 @@ _SEVERITY_FG = {Severity.ERROR: "red", Severity.WARNING: "yellow", Severity.INFO
 
 def _finding_line(f: Finding) -> str:
     where = " ".join(x for x in (f.region, f.resource) if x)
-    return f"{f.severity.value}[{f.code}] {where}: {f.message}"
+    return neutral.text(f"{f.severity.value}[{f.code}] {where}: {f.message}")
+
+
+def _serious(plan: Plan) -> list[Finding]:
+    """Errors and warnings: shown before the diff, where a reviewer starts reading."""
+    return [f for f in plan.findings if f.severity is not Severity.INFO]
+
+
+def _notes(plan: Plan) -> list[Finding]:
+    return [f for f in plan.findings if f.severity is Severity.INFO]
 
 
 def render_text(plan: Plan, manifest: Manifest | None, *, color: bool = False,
@@ -177,37 +190,44 @@ def text_lines(plan: Plan, manifest: Manifest | None, *, color: bool = False,
     """:func:`render_text` one line at a time (each ending in a newline), so that a plan of
     300,000 operations is written out without first being built as one string."""
     st = Style(color)
+    t = neutral.text
+    yield from _finding_section(st, "Errors and warnings:", _serious(plan))
     grouped = _grouped(plan.operations)
     released = _released(plan)
     for region in sorted(grouped):
-        yield st.paint(region, "", bold=True) + "\n"
+        yield st.paint(t(region), "", bold=True) + "\n"
         for resource in sorted(grouped[region]):
             ops = grouped[region][resource]
-            yield "  " + st.paint("~", "yellow") + " " + resource_label(plan, (region, resource)) + "\n"
+            yield (f"  {st.paint('~', 'yellow')} {t(resource_label(plan, (region, resource)))}"
+                   "\n")
             lines = [_op_line(o, manifest, released, plan.withheld, _release_reason(plan))
                      for o in ops]
-            width = min(44, max(len(body) for _, body, _ in lines))
+            width = min(44, max(len(t(body)) for _, body, _ in lines))
             for sign, body, why in lines:
                 fg = "green" if sign == "+" else "red"
-                yield (f"      {st.paint(sign, fg, bold=True)} {st.paint(body.ljust(width), fg)}"
-                       f"  {st.paint(why, 'bright_black')}\n")
+                yield (f"      {st.paint(sign, fg, bold=True)} {st.paint(t(body).ljust(width), fg)}"
+                       f"  {st.paint(t(why), 'bright_black')}\n")
             if details is not None:
-                yield from ("      " + d + "\n" for d in details(region, resource))
+                yield from ("      " + t(d) + "\n" for d in details(region, resource))
         yield "\n"
-    if plan.findings:
-        yield st.paint("Findings:", "", bold=True) + "\n"
-        for f in plan.findings:
-            yield "  " + st.paint(_finding_line(f), _SEVERITY_FG[f.severity]) + "\n"
-        yield "\n"
+    yield from _finding_section(st, "Findings:", _notes(plan))
     for section in (left_alone_lines(plan), ownership_lines(plan)):
         if section:
-            yield st.paint(section[0], "", bold=True) + "\n"
-            yield from (line + "\n" for line in section[1:])
+            yield st.paint(t(section[0]), "", bold=True) + "\n"
+            yield from (t(line) + "\n" for line in section[1:])
             yield "\n"
     regions = regions_line(plan, manifest)
     if regions:
-        yield regions + "\n"
+        yield t(regions) + "\n"
     yield st.paint(summary_line(plan), "", bold=True) + "\n"
+
+
+def _finding_section(st: Style, title: str, findings: list[Finding]) -> Iterator[str]:
+    if findings:
+        yield st.paint(title, "", bold=True) + "\n"
+        for f in findings:
+            yield "  " + st.paint(_finding_line(f), _SEVERITY_FG[f.severity]) + "\n"
+        yield "\n"
 
 
 def _owned_statements(policy: Any) -> list[Any]:
@@ -237,57 +257,58 @@ def key_policy_details(plan: Plan) -> Callable[[str, str], list[str]]:
     return details
 
 
-def _md_escape(text: str) -> str:
-    return html.escape(text, quote=False).replace("|", "\\|").replace("`", "'").replace("\n", " ")
-
-
 def render_markdown(plan: Plan, manifest: Manifest | None, *, limit: int = MARKDOWN_LIMIT) -> str:
-    """The plan as a pull-request comment: a summary table, then collapsed details."""
+    """The plan as a pull-request comment: the summary, errors and warnings, a table, then
+    collapsed details. Cut to ``limit`` UTF-8 bytes, never dropping an error (see
+    :func:`_md_fitted`)."""
     grouped = _grouped(plan.operations)
-    lines = [*_md_summary(plan, grouped), *_md_changes(plan, manifest, grouped),
-             *_md_key_policies(plan), *_md_findings(plan)]
+    head = [f"**{neutral.markdown(summary_line(plan))}**", ""]
+    serious = _md_finding_lines(_serious(plan))
+    rest = [*_md_table(plan, grouped), *_md_changes(plan, manifest, grouped),
+            *_md_key_policies(plan), *_md_findings("Findings", _notes(plan))]
     for section in (left_alone_lines(plan), ownership_lines(plan)):
         if section:
-            lines += [f"**{_md_escape(section[0])}**", "",
-                      *(f"- {_md_escape(line.strip())}" for line in section[1:]), ""]
+            rest += [f"**{neutral.markdown(section[0])}**", "",
+                     *(f"- {neutral.markdown(line.strip())}" for line in section[1:]), ""]
     covered = regions_line(plan, manifest)
     if covered:
-        lines += [_md_escape(covered), ""]
-    text = _md_truncated("\n".join(lines), limit)
+        rest += [neutral.markdown(covered), ""]
+    text = _md_fitted(head, serious, rest, limit)
     return text + ("\n" if not text.endswith("\n") else "")
 
 
-def _md_summary(plan: Plan, grouped: Grouped) -> list[str]:
-    """The summary line, and a table of adds, removes and errors per Region."""
+def _md_table(plan: Plan, grouped: Grouped) -> list[str]:
+    """Adds, removes and errors per Region."""
     blocked: dict[str, int] = defaultdict(int)
     for f in plan.findings:
         if f.severity is Severity.ERROR:
             blocked[f.region] += 1
-    head = [f"**{_md_escape(summary_line(plan))}**", ""]
     regions = sorted(set(grouped) | set(blocked))
-    if regions:
-        head += ["| Region | Add | Remove | Errors |", "|---|---:|---:|---:|"]
-        for r in regions:
-            ops = [o for res in grouped.get(r, {}).values() for o in res]
-            adds = sum(1 for o in ops if o.action is Action.ADD)
-            head.append(f"| {_md_escape(r) or '—'} | {adds} | {len(ops) - adds} | {blocked.get(r, 0)} |")
-        head.append("")
-    return head
+    if not regions:
+        return []
+    out = ["| Region | Add | Remove | Errors |", "|---|---:|---:|---:|"]
+    for r in regions:
+        ops = [o for res in grouped.get(r, {}).values() for o in res]
+        adds = sum(1 for o in ops if o.action is Action.ADD)
+        out.append(f"| {neutral.markdown(r) or '—'} | {adds} | {len(ops) - adds} | "
+                   f"{blocked.get(r, 0)} |")
+    return [*out, ""]
 
 
 def _md_changes(plan: Plan, manifest: Manifest | None, grouped: Grouped) -> list[str]:
-    """The operations as a collapsed diff block."""
+    """The operations as a collapsed diff block (code: :func:`neutral.text`, not Markdown)."""
     if not grouped:
         return []
+    t = neutral.text
     body = ["<details><summary>Changes</summary>", "", "```diff"]
     for region in sorted(grouped):
-        body.append(f"# {region}")
+        body.append(f"# {t(region)}")
         for resource in sorted(grouped[region]):
-            body.append(f"~ {resource_label(plan, (region, resource))}".replace("```", "'''"))
+            body.append(f"~ {t(resource_label(plan, (region, resource)))}")
             for op in grouped[region][resource]:
                 sign, text, why = _op_line(op, manifest, _released(plan), plan.withheld,
                                            _release_reason(plan))
-                body.append(f"{sign}   {text}  ({why})".replace("```", "'''"))
+                body.append(f"{sign}   {t(text)}  ({t(why)})")
     return [*body, "```", "", "</details>", ""]
 
 
@@ -295,29 +316,90 @@ def _md_key_policies(plan: Plan) -> list[str]:
     """Each key policy the plan rewrites, as a collapsed diff."""
     body: list[str] = []
     for arn, pair in sorted(plan.key_policies.items()):
-        label = html.escape(resource_label(plan, ("", arn)))
+        label = neutral.html(resource_label(plan, ("", arn)))
         body += [f"<details><summary>Key policy change: {label}</summary>", "", "```diff",
-                 *(line.replace("```", "'''") for line in policy_diff(*pair)), "```", "",
+                 *(neutral.text(line) for line in policy_diff(*pair)), "```", "",
                  "</details>", ""]
     return body
 
 
-def _md_findings(plan: Plan) -> list[str]:
-    if not plan.findings:
+_ICON = {Severity.ERROR: "❌", Severity.WARNING: "⚠️", Severity.INFO: "ℹ️"}
+
+
+def _md_finding_line(f: Finding) -> str:
+    where = " ".join(neutral.markdown(x) for x in (f.region, f.resource) if x)
+    return (f"- {_ICON[f.severity]} `{f.code}`{' ' + where if where else ''}: "
+            f"{neutral.markdown(f.message)}")
+
+
+def _md_finding_lines(findings: list[Finding]) -> list[str]:
+    return [_md_finding_line(f) for f in findings]
+
+
+def _md_findings(title: str, findings: list[Finding]) -> list[str]:
+    if not findings:
         return []
-    icon = {Severity.ERROR: "❌", Severity.WARNING: "⚠️", Severity.INFO: "ℹ️"}
-    return ["**Findings**", "",
-            *(f"- {icon[f.severity]} `{f.code}` {_md_escape(f.region)} "
-              f"{_md_escape(f.resource)}: {_md_escape(f.message)}" for f in plan.findings), ""]
+    return [f"**{title}**", "", *_md_finding_lines(findings), ""]
 
 
-def _md_truncated(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters with its code block and details closed."""
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 200].rsplit("\n", 1)[0]
-    if cut.count("```") % 2:
-        cut += "\n```"
-    if "<details>" in cut and "</details>" not in cut:
-        cut += "\n\n</details>"
-    return cut + "\n\n_Output truncated; see the full plan in the job's artifacts._\n"
+def _size(lines: list[str]) -> int:
+    return sum(len(line.encode()) + 1 for line in lines)
+
+
+TRUNCATED = "_Output truncated; see the full plan in the job's artifacts._"
+
+
+def _md_fitted(head: list[str], serious: list[str], rest: list[str], limit: int) -> str:
+    """``head``, the error and warning lines, then ``rest``, within ``limit`` bytes.
+
+    Errors come before everything that can be cut: warnings go first, then the details.
+    When the errors alone do not fit, as many as fit are listed and the others are counted
+    by code, so every kind of error that failed the plan reaches the comment (all of them
+    are on standard error too)."""
+    title = ["**Errors and warnings**", ""] if serious else []
+    whole = [*head, *title, *serious, *([""] if serious else []), *rest]
+    if _size(whole) <= limit:
+        return "\n".join(whole)
+    tail = ["", TRUNCATED, ""]
+    budget = limit - _size(head) - _size(title) - _size(tail) - 400  # 400: the count line
+    kept: list[str] = []
+    for line in serious:
+        if _size([line]) > budget:
+            break
+        kept.append(line)
+        budget -= _size([line])
+    dropped = serious[len(kept):]
+    errors = [line for line in dropped if line.startswith(f"- {_ICON[Severity.ERROR]}")]
+    if dropped:
+        codes = Counter(line.split("`")[1] for line in errors)
+        kept.append(f"- … {plural(len(errors), 'more error')}"
+                    + (f" ({', '.join(f'`{c}` ×{n}' for c, n in sorted(codes.items()))})"
+                       if codes else "")
+                    + f" and {plural(len(dropped) - len(errors), 'warning')} not shown; "
+                      "the job log lists them all")
+    out = [*head, *title, *kept, *([""] if kept else [])]
+    room = limit - _size(out) - _size(tail)
+    cut = _md_cut(rest, room)
+    return "\n".join([*out, *cut, *tail])
+
+
+def _md_cut(lines: list[str], room: int) -> list[str]:
+    """The first lines of ``lines`` within ``room`` bytes, with an open code block and
+    ``<details>`` closed."""
+    out: list[str] = []
+    fence = details = False
+    for line in lines:
+        if _size([*out, line]) + 40 > room:  # 40: the closing lines
+            break
+        out.append(line)
+        if line.startswith("```"):
+            fence = not fence
+        elif line.startswith("<details>"):
+            details = True
+        elif line.startswith("</details>"):
+            details = False
+    if fence:
+        out.append("```")
+    if details:
+        out += ["", "</details>"]
+    return out
