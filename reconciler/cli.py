@@ -577,9 +577,8 @@ def explain(ctx: Ctx, principal: str, manifest: str | None, image_id: str | None
                        + (f"all {len(verdicts)} images" if can else
                           f"{cannot} of {len(verdicts)} images") + f" of rule {rule_name}")
         for v in verdicts:
-            click.echo(v.line(who))
-            for line in v.evidence:
-                click.echo(f"  {line}")
+            for line in v.text_lines(who):
+                click.echo(line)
     return EXIT_OK if can else EXIT_CANNOT
 
 

@@ -215,14 +215,6 @@ def owned_grantees(policy: Mapping[str, Any]) -> set[Grantee]:
     return use | grant
 
 
-def complete_grantees(policy: Mapping[str, Any]) -> set[Grantee]:
-    """The grantees both of whose statements name them: the use statement (kms:Decrypt,
-    ...) and the grant statement (kms:CreateGrant, ...). Launches need both; a grantee in
-    only one of them is owned but not complete, and the plan writes it again."""
-    use, grant = statement_grantees(policy)
-    return use & grant
-
-
 def statement_grantees(policy: Mapping[str, Any]) -> tuple[set[Grantee], set[Grantee]]:
     """The grantees of the tool's use statements and of its grant statements (see
     :func:`owned_grantees` for when a statement is refused)."""
@@ -568,39 +560,6 @@ def foreign_allows_grantee(policy: Mapping[str, Any], g: Grantee,
     or everyone; an organization or OU through ``Principal: "*"`` on an organization
     condition naming it (or its organization)."""
     return access(policy, g).served(shape, foreign_only=True)
-
-
-def _deny_principal_may_be_consumer(st: Mapping[str, Any], consumers: set[str]) -> bool:
-    if "NotPrincipal" in st or "Principal" not in st:
-        return True
-    principal = st["Principal"]
-    if principal == "*" or not isinstance(principal, dict):
-        return True
-    named = [str(v) for values in principal.values() for v in _as_list(values)]
-    return "*" in named or any(_account_of(v) in consumers for v in named)
-
-
-def consumer_denies(policy: Mapping[str, Any], consumers: Iterable[str] = ()) -> list[tuple[str, list[str]]]:
-    """Deny statements (none of the tool's) that can refuse a consumer what a launch or copy
-    needs: (Sid or position, the consumer actions it may deny). Conditions are not
-    evaluated (a key policy cannot tell which account is in which organization), so a
-    conditional Deny counts: it is reported, and the reader of the plan decides."""
-    accounts = set(consumers)
-    out = []
-    for n, st in enumerate(policy.get("Statement", []), start=1):
-        if st.get("Effect") != "Deny" or st.get("Sid") in OWNED_SIDS:
-            continue
-        if not _deny_principal_may_be_consumer(st, accounts):
-            continue
-        if "NotAction" in st:
-            kept = [str(a) for a in _as_list(st.get("NotAction"))]
-            denied = [c for c in CONSUMER_ACTIONS if not any(_action_matches(a, c) for a in kept)]
-        else:
-            patterns = [str(a) for a in _as_list(st.get("Action"))]
-            denied = [c for c in CONSUMER_ACTIONS if any(_action_matches(a, c) for a in patterns)]
-        if denied:
-            out.append((str(st.get("Sid") or f"statement #{n}"), denied))
-    return out
 
 
 class KeyManager(enum.StrEnum):
