@@ -415,6 +415,24 @@ def _manifest(tmp_path: Path, settings: str = "name: m") -> str:
     return str(m)
 
 
+def test_a_mistyped_principal_name_gets_a_did_you_mean(sandbox: str, tmp_path: Path) -> None:
+    r = run_main("explain", "prdo", _manifest(tmp_path), "--image", image_id("direct"),
+                 "--sandbox", sandbox)
+    assert r.code == 1 and "did you mean 'prod'?" in r.err, r.err
+
+
+def test_a_principal_name_without_a_manifest_says_to_pass_it() -> None:
+    r = run_main("explain", "prod", "--image", "ami-00000000000000001")
+    assert r.code == 1, r.err
+    assert "pass the MANIFEST that names it" in r.err, r.err
+
+
+def test_a_mistyped_rule_name_gets_a_did_you_mean(sandbox: str, tmp_path: Path) -> None:
+    r = run_main("explain", "prod", _manifest(tmp_path), "--rule", "golden-direkt",
+                 "--sandbox", sandbox)
+    assert r.code == 1 and "did you mean 'golden-direct'?" in r.err, r.err
+
+
 @pytest.mark.parametrize("settings, name, said", [
     ("name: m", "released", "the next apply revokes its shares"),
     ("name: keeper\non_release: keep", "kept", "on_release: keep"),

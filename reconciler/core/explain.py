@@ -15,6 +15,7 @@ there.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 from . import kms
 from .desired import ManagedImage
 from .kms import Grantee, GrantShape, KeyAccess, KeyInfo, KeyManager
-from .model import OWNERSHIP_TAG, Arn, Image, Principal, PrincipalKind, Snapshot
+from .model import OWNERSHIP_TAG, Arn, Image, Principal, PrincipalKind, Snapshot, bad_account_id
 from .planner import CurrentState
 
 
@@ -473,8 +474,27 @@ def _manifest_evidence(p: Principal, facts: ImageFacts, found: _Findings) -> str
 # --------------------------------------------------------------------------- names
 
 
+def did_you_mean(text: str, names: Sequence[str]) -> str:
+    """A did-you-mean suffix naming the closest of ``names`` ("" when none is close)."""
+    hint = difflib.get_close_matches(text, list(names), n=1)
+    return f"; did you mean {hint[0]!r}?" if hint else ""
+
+
 def resolve_principal(text: str, names: Sequence[tuple[str, Principal]]) -> Principal | None:
     for name, p in names:
         if name == text:
             return p
     return Principal.parse_literal(text)
+
+
+def unknown_principal(text: str, names: Sequence[str], manifest: str | None) -> str:
+    """Why ``text`` names no principal, and what to do about it."""
+    said = f"{text!r} is not an account ID, Organization/OU ARN, `public`"
+    if manifest is not None:
+        return said + f" or a principal named in {manifest}" + did_you_mean(text, names)
+    if text.isdigit():
+        return f"{said} ({bad_account_id(text)})"
+    if text.startswith("arn:"):
+        return said
+    return (f"{said}; to use a principal name, pass the MANIFEST that names it: "
+            f"reconcile explain {text} MANIFEST (--image AMI_ID | --rule NAME)")

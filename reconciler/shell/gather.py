@@ -16,7 +16,7 @@ from typing import Any
 
 from ..core.desired import ManagedImage, Selection, rule_matches, select
 from ..core.errors import UsageError
-from ..core.explain import ImageFacts
+from ..core.explain import ImageFacts, did_you_mean
 from ..core.exporter import ImageFilter
 from ..core.kms import KeyInfo
 from ..core.manifest import KmsMode, Manifest
@@ -363,7 +363,8 @@ def read_explain(reader: Reader, regions: Sequence[str], image_id: str | None,
         assert manifest is not None and rule is not None
         found = [r for r in manifest.rules if r.name == rule]
         if not found:
-            raise UsageError(f"--rule {rule!r}: no rule of that name in {manifest.path}")
+            raise UsageError(f"--rule {rule!r}: no rule of that name in {manifest.path}"
+                             + did_you_mean(rule, [r.name for r in manifest.rules]))
         chosen = [img for r in sorted(listed) for img in listed[r] if rule_matches(found[0], img)
                   and r in found[0].regions]
     reads = _Reads()
