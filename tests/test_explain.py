@@ -314,9 +314,10 @@ def _plan_on_key(info: KeyInfo, launch: list[str], kms_mode: str = "key-policy")
     ({"extra": {"Sid": "Odd", "Effect": "Allow", "Principal": "*", "Action": "kms:*",
                 "Resource": "*", "Condition": {"StringEquals": {"aws:SourceVpc": "vpc-1"}}}},
      PROD),
+    (dict(orgs=(ORG_ID,)), OU),
 ], ids=["tool-account", "tool-org", "closed-account", "closed-org", "their-account",
         "their-org", "their-org-for-a-member", "everyone-account", "everyone-org",
-        "unknown-condition"])
+        "unknown-condition", "tool-org-for-its-ou"])
 def test_a_verdict_never_contradicts_the_plan(statements: dict[str, Any], who: str) -> None:
     """kms: check reports missing key access exactly when explain cannot say, without a
     condition, that the key lets the principal in."""

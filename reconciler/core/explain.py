@@ -177,7 +177,8 @@ def explain(p: Principal, facts: ImageFacts) -> Verdict:
         found.evidence.append(_manifest_evidence(p, facts, found))
     if not _is_owner(p, img):
         # EC2 User Guide, "Control the discovery and use of AMIs in Amazon EC2 with Allowed
-        # AMIs": a setting of each consumer account (never of the AMIs an account owns).
+        # AMIs" (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/ec2-allowed-amis.html):
+        # a setting of each consumer account, which never restricts the AMIs it owns.
         found.unchecked.insert(0, _allowed_amis(p, img))
     return Verdict(img, found.ok, _summary(p, img, found), tuple(found.evidence),
                    found.condition(p), tuple(found.unchecked))
@@ -232,9 +233,11 @@ def _when(iso: str) -> dt.datetime | None:
 
 
 def _deprecation(img: Image, now: str, found: _Findings) -> None:
-    """EC2 User Guide, "Deprecate an AMI": a deprecated AMI is left out of the consumers'
-    DescribeImages listings (and the console's) unless asked for by ID or with
-    IncludeDeprecated; launch templates and Auto Scaling groups naming its ID keep working."""
+    """EC2 User Guide, "Deprecate an AMI"
+    (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/ami-deprecate.html): a deprecated
+    AMI is left out of the consumers' DescribeImages listings (and the console's) unless
+    asked for by ID or with IncludeDeprecated; launch templates and Auto Scaling groups
+    naming its ID keep working."""
     when, at = _when(img.deprecation_time), _when(now) if now else None
     by_id = ("consumers find it by its ID only (DescribeImages leaves a deprecated AMI out of "
              "listings unless asked for by ID or with --include-deprecated); launch templates "
@@ -347,7 +350,8 @@ def _key_allows(p: Principal, acc: KeyAccess, info: KeyInfo, head: str,
 def _autoscaling(p: Principal, acc: KeyAccess, orgs: Sequence[Grantee],
                  info: KeyInfo) -> tuple[str, list[Unchecked]]:
     """EC2 Auto Scaling User Guide, "Required AWS KMS key policy for use with encrypted
-    volumes": an Auto Scaling group (or Spot) launches with its service-linked role, which
+    volumes" (https://docs.aws.amazon.com/autoscaling/ec2/userguide/key-policy-requirements-EBS-encryption.html):
+    an Auto Scaling group (or Spot) launches with its service-linked role, which
     needs a grant the consumer account creates itself — allowed only by grant statements
     without the kms:GrantIsForAWSResource condition."""
     memberships: Sequence[Grantee | None] = orgs or [None]
