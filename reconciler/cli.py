@@ -34,7 +34,7 @@ from .core.errors import (
     ReconcilerError,
     UsageError,
 )
-from .core.explain import Verdict, resolve_principal
+from .core.explain import Verdict, resolve_principal, unknown_principal
 from .core.explain import explain as explain_verdict
 from .core.exporter import ImageFilter, compute_export, parse_tag_filters, schema_ref_for
 from .core.manifest import Manifest, default_name, load_manifest
@@ -553,8 +553,8 @@ def explain(ctx: Ctx, principal: str, manifest: str | None, image_id: str | None
         raise UsageError("--rule needs the MANIFEST it names a rule of")
     p = resolve_principal(principal, m.principals if m else ())
     if p is None:
-        raise UsageError(f"{principal!r} is not an account ID, Organization/OU ARN, `public`"
-                         + (f" or a principal named in {manifest}" if m else ""))
+        raise UsageError(unknown_principal(principal, [n for n, _ in m.principals] if m else [],
+                                           manifest))
     verdicts: list[Verdict] = []
     with ctx.connect(m, owner) as conn:
         for scope in conn.scopes:
@@ -582,9 +582,8 @@ def explain(ctx: Ctx, principal: str, manifest: str | None, image_id: str | None
                                        f"{cannot} of {len(verdicts)} images")
                                     + f" of rule {rule_name}"))
         for v in verdicts:
-            click.echo(neutral.text(v.line(who)))
-            for line in v.evidence:
-                click.echo("  " + neutral.text(line))
+            for line in v.text_lines(who):
+                click.echo(neutral.text(line))
     return EXIT_OK if can else EXIT_CANNOT
 
 

@@ -9,9 +9,26 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import ACCOUNT, EXAMPLES, ORG, OU, Images, MotoServer, Runner, run_main
+from helpers import (
+    ACCOUNT,
+    EXAMPLES,
+    ORG,
+    OU,
+    Images,
+    MotoServer,
+    Runner,
+    manifest_yaml,
+    run_main,
+)
 
 from reconciler.core import kms
+from reconciler.core.desired import select
+from reconciler.core.explain import ImageFacts, Verdict, explain
+from reconciler.core.kms import KeyInfo
+from reconciler.core.manifest import parse_manifest
+from reconciler.core.model import Identity, Image, Principal, Snapshot
+from reconciler.core.plan import Plan
+from reconciler.core.planner import CurrentState, compute_plan
 from reconciler.shell.sandbox import encrypt_image
 
 PROD, OTHER = "111122223333", "999988887777"
@@ -39,6 +56,9 @@ IMAGES = {
     "key-deny": {"launch": [PROD], "encrypted_with": "denying"},
     "aws-ebs": {"launch": [PROD], "encrypted_with": "aws/ebs"},
     "org-key": {"launch": [ORG], "encrypted_with": "org-open"},
+    "deprecated": {"launch": [PROD], "deprecated": "2026-01-05"},
+    "released": {"launch": [PROD], "tags": {"reconciler:manifest": "m"}},
+    "kept": {"launch": [PROD], "tags": {"reconciler:manifest": "keeper"}},
 }
 
 
@@ -151,3 +171,277 @@ def test_a_disabled_image_a_rule_matches_is_said_to_be_unmanaged_not_unmatched()
     assert r.code == 3, r.out + r.err
     assert "manifest: rule legacy-ubuntu matches it, but a disabled image is not managed" in r.out
     assert "no rule manages this image" not in r.out
+
+
+# --------------------------------------------------------------------------- pure verdicts
+# Built from hand-made facts: what the owner account shows about one image backed by one
+# snapshot, encrypted (unless told otherwise) with a customer managed key.
+
+IMG, SNAP = "ami-0123456789abcdef0", "snap-0123456789abcdef0"
+KEY_ARN = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/11111111-2222-3333-4444-555555555555"
+ORG_ID = "o-a1b2c3d4e5"
+
+
+def facts(policy: dict[str, Any] | None = None, *, launch: tuple[str, ...] = (PROD,),
+          manager: str = "CUSTOMER", key_state: str = "Enabled", encrypted: bool = True,
+          image_state: str = "available", deprecated: str = "", **more: Any) -> ImageFacts:
+    image = Image(IMG, "us-east-1", ACCOUNT, "golden", image_state, False, (), (SNAP,),
+                  encrypted, deprecation_time=deprecated)
+    snap = Snapshot(SNAP, "us-east-1", encrypted, KEY_ARN if encrypted else "", ACCOUNT)
+    keys = {KEY_ARN: KeyInfo(KEY_ARN, "us-east-1", KEY_ARN, ACCOUNT, manager, key_state,
+                             "alias/golden", json.dumps(policy or _policy()))} if encrypted else {}
+    principals = frozenset(p for p in map(Principal.parse_literal, launch) if p is not None)
+    return ImageFacts(image, principals, {SNAP: snap}, {}, keys, **more)
+
+
+def account(a: str) -> Principal:
+    return Principal.account(a)
+
+
+def key_lines(v: Verdict) -> list[str]:
+    return [e for e in v.evidence if e.startswith("key ")]
+
+
+# 1. The owner launches its own images; only an unusable image or key stops it.
+
+def test_the_owner_can_launch_its_own_image_encrypted_with_aws_ebs() -> None:
+    v = explain(account(ACCOUNT), facts(manager="AWS", launch=()))
+    assert v.can_launch, v
+    assert any("aws/ebs" in e for e in key_lines(v)), v.evidence
+
+
+@pytest.mark.parametrize("why, case", [
+    ("the image is disabled", {"image_state": "disabled"}),
+    ("key alias/golden is Disabled", {"key_state": "Disabled"}),
+])
+def test_what_still_stops_the_owner(why: str, case: dict[str, Any]) -> None:
+    v = explain(account(ACCOUNT), facts(launch=(), **case))
+    assert not v.can_launch and why in v.summary, v
+
+
+def test_the_owner_on_its_own_aws_ebs_image_through_the_cli(sandbox: str) -> None:
+    r = run_main("explain", ACCOUNT, "--image", image_id("aws-ebs"), "--sandbox", sandbox)
+    assert r.code == 0, r.out + r.err
+    assert r.out.startswith(f"{ACCOUNT} can launch {image_id('aws-ebs')}"), r.out
+
+
+# 2. Someone else's organization statement lets member accounts in, on that condition.
+
+@pytest.mark.parametrize("actions", ["kms:*", [*kms.USE_ACTIONS, *kms.GRANT_ACTIONS]],
+                         ids=["kms:*", "action-list"])
+@pytest.mark.parametrize("shared_with", [ORG, PROD])
+def test_someone_elses_organization_statement_lets_member_accounts_in_on_condition(
+        actions: Any, shared_with: str) -> None:
+    theirs = {"Sid": "OrgUse", "Effect": "Allow", "Principal": "*", "Action": actions,
+              "Resource": "*", "Condition": {"StringEquals": {"aws:PrincipalOrgID": ORG_ID}}}
+    v = explain(account(PROD), facts(_policy(theirs), launch=(shared_with,)))
+    assert v.can_launch, v
+    assert v.summary.startswith(f"if account {PROD} is in "), v.summary
+    assert ORG_ID in v.summary or ORG in v.summary
+    [line] = key_lines(v)
+    assert "OrgUse" in line and "Root" not in line, line  # only the statement that allows it
+    # and the organization itself: no condition at all
+    assert explain(Principal.parse_literal(ORG) or account(PROD),
+                   facts(_policy(theirs), launch=(ORG,))).condition == ""
+
+
+# 3. An unconditional Deny is a definite "cannot"; a conditional one "may refuse".
+
+DENY_PROD = {"Sid": "DenyProd", "Effect": "Deny",
+             "Principal": {"AWS": f"arn:aws:iam::{PROD}:root"}, "Action": "kms:*", "Resource": "*"}
+
+
+def test_an_unconditional_deny_of_the_account_is_a_definite_cannot() -> None:
+    v = explain(account(PROD), facts(_policy(DENY_PROD, grantees=(PROD,))))
+    assert not v.can_launch, v
+    assert "DenyProd" in v.summary, v.summary
+    said = [e for e in v.evidence if "DenyProd" in e]
+    assert said and not any("condition" in e and "no condition" not in e for e in said), said
+
+
+def test_a_conditional_deny_may_refuse_because_its_conditions_cannot_be_evaluated() -> None:
+    v = explain(account(PROD), facts(_policy(DENY, grantees=(PROD,))))
+    assert v.can_launch, v
+    [said] = [e for e in v.evidence if "DenyOutsideOrg" in e]
+    assert "may refuse" in said and "its conditions cannot be evaluated from the owner account" \
+        in said, said
+
+
+def test_plan_and_explain_read_a_deny_the_same_way() -> None:
+    """The plan's warning says what explain says: no "conditions" for a Deny without any."""
+    for deny, conditional in ((DENY_PROD, False), (DENY, True)):
+        info = KeyInfo(KEY_ARN, "us-east-1", KEY_ARN, ACCOUNT, "CUSTOMER", "Enabled",
+                       "alias/golden", json.dumps(_policy(deny, grantees=(PROD,))))
+        plan = _plan_on_key(info, [PROD])
+        [warning] = [f.message for f in plan.findings if f.code == "kms-deny-statement"]
+        assert ("conditions are not evaluated" in warning) is conditional, warning
+        assert explain(account(PROD), facts(_policy(deny, grantees=(PROD,)))).can_launch \
+            is conditional
+
+
+def _plan_on_key(info: KeyInfo, launch: list[str], kms_mode: str = "key-policy") -> Plan:
+    m = parse_manifest(manifest_yaml(f"- {{name: g, select: {{ids: [{IMG}]}}, launch: "
+                                     f"[{', '.join(repr(x) for x in launch)}]}}",
+                                     settings=f"name: m\nkms: {kms_mode}").encode(), "m.yaml")
+    image = Image(IMG, "us-east-1", ACCOUNT, "golden", "available", False,
+                  (("reconciler:manifest", "m"),), (SNAP,), True)
+    current = frozenset(p for p in map(Principal.parse_literal, launch) if p is not None)
+    state = CurrentState({image.key: current},
+                         snapshots={("us-east-1", SNAP): Snapshot(SNAP, "us-east-1", True, KEY_ARN,
+                                                                  ACCOUNT)},
+                         keys={("us-east-1", KEY_ARN): info})
+    selection = select(m, {"us-east-1": [image]}, None, "2026-06-01T00:00:00+00:00")
+    return compute_plan(m, Identity(ACCOUNT, f"arn:aws:iam::{ACCOUNT}:root"), selection, state)
+
+
+@pytest.mark.parametrize("statements, who", [
+    (dict(grantees=(PROD,)), PROD),
+    (dict(orgs=(ORG_ID,)), ORG),
+    (dict(), PROD),
+    (dict(), ORG),
+    ({"extra": {"Sid": "Theirs", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{PROD}:root"},
+                "Action": "kms:*", "Resource": "*"}}, PROD),
+    ({"extra": {"Sid": "TheirOrg", "Effect": "Allow", "Principal": "*", "Action": "kms:*",
+                "Resource": "*", "Condition": {"StringEquals": {"aws:PrincipalOrgID": ORG_ID}}}},
+     ORG),
+    ({"extra": {"Sid": "TheirOrg", "Effect": "Allow", "Principal": "*", "Action": "kms:*",
+                "Resource": "*", "Condition": {"StringEquals": {"aws:PrincipalOrgID": ORG_ID}}}},
+     PROD),
+    ({"extra": {"Sid": "Everyone", "Effect": "Allow", "Principal": "*", "Action": "kms:*",
+                "Resource": "*"}}, PROD),
+    ({"extra": {"Sid": "Everyone", "Effect": "Allow", "Principal": {"AWS": "*"},
+                "Action": "kms:*", "Resource": "*"}}, ORG),
+    ({"extra": {"Sid": "Odd", "Effect": "Allow", "Principal": "*", "Action": "kms:*",
+                "Resource": "*", "Condition": {"StringEquals": {"aws:SourceVpc": "vpc-1"}}}},
+     PROD),
+    (dict(orgs=(ORG_ID,)), OU),
+], ids=["tool-account", "tool-org", "closed-account", "closed-org", "their-account",
+        "their-org", "their-org-for-a-member", "everyone-account", "everyone-org",
+        "unknown-condition", "tool-org-for-its-ou"])
+def test_a_verdict_never_contradicts_the_plan(statements: dict[str, Any], who: str) -> None:
+    """kms: check reports missing key access exactly when explain cannot say, without a
+    condition, that the key lets the principal in."""
+    extra = statements.pop("extra", None)
+    policy = _policy(*([extra] if extra else []), **statements)
+    info = KeyInfo(KEY_ARN, "us-east-1", KEY_ARN, ACCOUNT, "CUSTOMER", "Enabled",
+                   "alias/golden", json.dumps(policy))
+    plan = _plan_on_key(info, [who], "check")
+    missing = any(f.code == "kms-access-missing" for f in plan.findings)
+    p = Principal.parse_literal(who)
+    assert p is not None
+    v = explain(p, facts(policy, launch=(who,)))
+    assert (v.can_launch and not v.condition) is not missing, (v, plan.findings)
+
+
+# 4. What the owner account cannot see is said, with how to check it.
+
+def test_every_verdict_lists_the_allowed_amis_setting_it_cannot_see() -> None:
+    """EC2 User Guide, "Control the discovery and use of AMIs in Amazon EC2 with Allowed AMIs"
+    (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/ec2-allowed-amis.html): an account
+    setting of the consumer; ImageAllowed in its DescribeImages. It never restricts the
+    account's own AMIs."""
+    for case in (facts(_policy(grantees=(PROD,))), facts(encrypted=False),
+                 facts(encrypted=False, launch=())):
+        v = explain(account(PROD), case)
+        [allowed] = [u for u in v.not_checked if u.check == "allowed-amis"]
+        assert PROD in allowed.where
+        assert "aws ec2 get-allowed-images-settings --region us-east-1" in allowed.commands
+        assert any(c.startswith(f"aws ec2 describe-images --region us-east-1 --image-ids {IMG}")
+                   and "ImageAllowed" in c for c in allowed.commands), allowed.commands
+        if v.can_launch:
+            assert "every check passed" not in v.summary and "not checked" in v.summary
+    owner = explain(account(ACCOUNT), facts(encrypted=False, launch=()))
+    assert not [u for u in owner.not_checked if u.check == "allowed-amis"]
+
+
+def test_grant_statements_without_condition_do_not_claim_auto_scaling_works() -> None:
+    """EC2 Auto Scaling User Guide, "Required AWS KMS key policy for use with encrypted
+    volumes" (https://docs.aws.amazon.com/autoscaling/ec2/userguide/key-policy-requirements-EBS-encryption.html):
+    the consumer account creates the grant for its service-linked role itself."""
+    base = {"Version": "2012-10-17", "Statement": [ROOT]}
+    policy = kms.with_grantees(base, {kms.Grantee(kms.GranteeKind.ACCOUNT, PROD)}, "aws",
+                               kms.GrantShape.ANY)
+    v = explain(account(PROD), facts(policy))
+    assert v.can_launch, v
+    assert not any("work too" in e for e in v.evidence), v.evidence
+    [grant] = [u for u in v.not_checked if u.check == "autoscaling-grant"]
+    slr = (f"arn:aws:iam::{PROD}:role/aws-service-role/autoscaling.amazonaws.com/"
+           "AWSServiceRoleForAutoScaling")
+    assert (f"aws kms list-grants --region us-east-1 --key-id {KEY_ARN} --grantee-principal {slr}"
+            in grant.commands), grant.commands
+    assert PROD in grant.where
+
+
+def test_not_checked_through_the_cli_in_text_and_json(sandbox: str) -> None:
+    r = run_main("explain", PROD, "--image", image_id("key-ok"), "--sandbox", sandbox)
+    assert r.code == 0, r.out + r.err
+    assert "  not checked: " in r.out and "aws ec2 get-allowed-images-settings" in r.out, r.out
+    r = run_main("explain", PROD, "--image", image_id("key-ok"), "--sandbox", sandbox,
+                 "--format", "json")
+    [img] = json.loads(r.out)["images"]
+    checks = {u["check"]: u for u in img["not_checked"]}
+    assert "allowed-amis" in checks and checks["allowed-amis"]["commands"], img
+    assert set(checks["allowed-amis"]) >= {"what", "why", "where", "commands"}
+
+
+# 5. A deprecated image is found by its ID only.
+
+def test_a_deprecated_image_is_launchable_by_its_id_only() -> None:
+    """EC2 User Guide, "Deprecate an AMI"
+    (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/ami-deprecate.html)."""
+    v = explain(account(PROD), facts(encrypted=False, deprecated="2026-01-05T00:00:00.000Z",
+                                     now="2026-06-01T00:00:00+00:00"))
+    assert v.can_launch, v
+    assert "by its ID" in v.summary, v.summary
+    [state] = [e for e in v.evidence if e.startswith("image state")]
+    assert "--include-deprecated" in state and "launch templates" in state, state
+    later = explain(account(PROD), facts(encrypted=False, deprecated="2027-01-05T00:00:00.000Z",
+                                         now="2026-06-01T00:00:00+00:00"))
+    assert "by its ID" not in later.summary
+    assert any("will be deprecated" in e for e in later.evidence), later.evidence
+
+
+def test_a_deprecated_image_through_the_cli(sandbox: str) -> None:
+    r = run_main("explain", PROD, "--image", image_id("deprecated"), "--sandbox", sandbox)
+    assert r.code == 0, r.out + r.err
+    assert "by its ID" in r.out.splitlines()[0], r.out
+
+
+# 6. Names: did you mean, a hint to pass the manifest, and released images.
+
+def _manifest(tmp_path: Path, settings: str = "name: m") -> str:
+    m = tmp_path / "amis.yaml"
+    m.write_text(manifest_yaml('- {name: golden-direct, select: {name: "direct"}, launch: [prod]}',
+                               settings=settings))
+    return str(m)
+
+
+def test_a_mistyped_principal_name_gets_a_did_you_mean(sandbox: str, tmp_path: Path) -> None:
+    r = run_main("explain", "prdo", _manifest(tmp_path), "--image", image_id("direct"),
+                 "--sandbox", sandbox)
+    assert r.code == 1 and "did you mean 'prod'?" in r.err, r.err
+
+
+def test_a_principal_name_without_a_manifest_says_to_pass_it() -> None:
+    r = run_main("explain", "prod", "--image", "ami-00000000000000001")
+    assert r.code == 1, r.err
+    assert "pass the MANIFEST that names it" in r.err, r.err
+
+
+def test_a_mistyped_rule_name_gets_a_did_you_mean(sandbox: str, tmp_path: Path) -> None:
+    r = run_main("explain", "prod", _manifest(tmp_path), "--rule", "golden-direkt",
+                 "--sandbox", sandbox)
+    assert r.code == 1 and "did you mean 'golden-direct'?" in r.err, r.err
+
+
+@pytest.mark.parametrize("settings, name, said", [
+    ("name: m", "released", "the next apply revokes its shares"),
+    ("name: keeper\non_release: keep", "kept", "on_release: keep"),
+])
+def test_an_image_the_manifest_released_says_what_the_next_apply_does(
+        sandbox: str, tmp_path: Path, settings: str, name: str, said: str) -> None:
+    r = run_main("explain", "prod", _manifest(tmp_path, settings), "--image", image_id(name),
+                 "--sandbox", sandbox)
+    assert r.code == 0, r.out + r.err
+    [line] = [x for x in r.out.splitlines() if x.startswith("  manifest: ")]
+    assert "released" in line and said in line, line

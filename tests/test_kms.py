@@ -375,3 +375,48 @@ def test_an_odd_condition_in_someone_elses_statement_serves_nobody(condition: An
     ou = kms.grantee_of(Principal.parse_literal(OU))
     assert ou is not None
     assert kms.foreign_allows_grantee({"Statement": [ROOT_STATEMENT, st]}, ou) is False
+
+
+# ------------------------------------------------------- the one reading of a key policy
+# (kms.evaluate: what the planner and `explain` both ask of a key policy)
+
+ORG_ID = "o-a1b2c3d4e5"
+ACCOUNT_G = kms.Grantee(kms.GranteeKind.ACCOUNT, PROD)
+ORG_G = kms.Grantee(kms.GranteeKind.ORG, ORG_ID)
+
+
+def _statement(**kw: Any) -> dict[str, Any]:
+    return {"Sid": "Theirs", "Effect": "Allow", "Principal": "*", "Action": "kms:*",
+            "Resource": "*", **kw}
+
+
+def test_an_organization_condition_lets_an_account_in_only_as_a_member() -> None:
+    st = _statement(Condition={"StringEquals": {"aws:PrincipalOrgID": ORG_ID}})
+    acc = kms.access({"Statement": [ROOT_STATEMENT, st]}, ACCOUNT_G)
+    assert not acc.served() and acc.memberships() == (ORG_G,)
+    assert [a.sid for a in acc.serving(member_of=ORG_G)] == ["Theirs"]
+    assert kms.access({"Statement": [ROOT_STATEMENT, st]}, ORG_G).served(foreign_only=True)
+
+
+def test_grant_statements_of_either_shape_are_told_apart() -> None:
+    aws_resource = _statement(Action=kms.GRANT_ACTIONS, Principal={"AWS": f"arn:aws:iam::{PROD}:root"},
+                              Condition=kms.GRANT_CONDITION)
+    use = _statement(Sid="Use", Action=kms.USE_ACTIONS, Principal={"AWS": PROD})
+    acc = kms.access({"Statement": [use, aws_resource]}, ACCOUNT_G)
+    assert acc.served(kms.GrantShape.AWS_RESOURCE)
+    assert not acc.served(kms.GrantShape.ANY)  # a consumer cannot grant its own roles
+
+
+@pytest.mark.parametrize("deny, definite, matches", [
+    ({"Principal": {"AWS": f"arn:aws:iam::{PROD}:root"}}, True, True),
+    ({"Principal": "*"}, True, True),
+    ({"Principal": "*", "Condition": {"Bool": {"aws:ViaAWSService": "false"}}}, False, True),
+    ({"NotPrincipal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}}, False, True),
+    ({"Principal": {"AWS": "arn:aws:iam::999999999999:root"}}, True, False),
+], ids=["names-it", "everyone", "conditional", "not-principal", "someone-else"])
+def test_deny_statements_that_match_and_whether_they_surely_apply(
+        deny: dict[str, Any], definite: bool, matches: bool) -> None:
+    st = {"Sid": "NoUse", "Effect": "Deny", "Action": "kms:CreateGrant", "Resource": "*", **deny}
+    refusals = kms.access({"Statement": [ROOT_STATEMENT, st]}, ACCOUNT_G).refusals
+    assert [r.sid for r in refusals] == (["NoUse"] if matches else [])
+    assert all(r.definite is definite and r.actions == ("kms:CreateGrant",) for r in refusals)

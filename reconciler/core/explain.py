@@ -2,20 +2,28 @@
 
 The evidence comes from what the owner account can see: the image's launch permissions
 and state, each snapshot's KMS key (manager, state, policy) and copy permissions, and what
-the manifest declares. Membership of an organization or OU cannot be seen from the owner
-account, so a share through one is stated as a condition.
+the manifest declares. The key policy is read by :func:`reconciler.core.kms.evaluate`, the
+reading the planner uses too, so a verdict never contradicts the plan.
+
+A verdict never claims more than the owner account can know. Membership of an organization
+or OU cannot be seen from it, so a share through one is stated as a condition; what only
+the consumer account shows (its Allowed AMIs setting, the grants it created, its IAM
+policies) is listed under ``not_checked``, each with the AWS CLI commands that check it
+there.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import kms
 from .desired import ManagedImage
-from .kms import KeyInfo, KeyManager
-from .model import Image, Principal, PrincipalKind, Snapshot
+from .kms import Grantee, GrantShape, KeyAccess, KeyInfo, KeyManager
+from .model import OWNERSHIP_TAG, Arn, Image, Principal, PrincipalKind, Snapshot, bad_account_id
 from .planner import CurrentState
 
 
@@ -31,10 +39,15 @@ class ImageFacts:
     managed: ManagedImage | None = None  # what the manifest declares (None: no rule / none)
     manifest_given: bool = False
     matched_by: tuple[str, ...] = ()  # the rules matching it (a disabled one is not managed)
+    now: str = ""  # ISO 8601: when it was read (a deprecation time is compared with it)
+    # the manifest name whose ownership tag it carries although no rule matches it any more
+    released_by: str = ""
+    keep_on_release: bool = False  # settings.on_release: keep
 
     @classmethod
     def of(cls, img: Image, state: CurrentState, managed: ManagedImage | None = None,
-           manifest_given: bool = False, matched_by: tuple[str, ...] = ()) -> ImageFacts:
+           manifest_given: bool = False, matched_by: tuple[str, ...] = (), *, now: str = "",
+           released_by: str = "", keep_on_release: bool = False) -> ImageFacts:
         """The facts about ``img`` in what was gathered."""
         mine = [sid for sid in img.snapshot_ids if (img.region, sid) in state.snapshots]
         return cls(img, state.launch.get(img.key, frozenset()),
@@ -42,7 +55,28 @@ class ImageFacts:
                    {sid: state.copy[(img.region, sid)] for sid in mine
                     if (img.region, sid) in state.copy},
                    {kid: info for (r, kid), info in state.keys.items() if r == img.region},
-                   managed, manifest_given, matched_by)
+                   managed, manifest_given, matched_by, now, released_by, keep_on_release)
+
+
+@dataclass(frozen=True)
+class Unchecked:
+    """Something a launch depends on that the owner account cannot see, and how the
+    consumer checks it."""
+
+    check: str  # stable name: allowed-amis, autoscaling-grant, consumer-key-access
+    short: str  # for the verdict line
+    what: str
+    why: str
+    where: str  # the account (or accounts) the commands run in
+    commands: tuple[str, ...]
+
+    def lines(self) -> list[str]:
+        return [f"not checked: {self.what} ({self.why}); check it in {self.where}:",
+                *(f"  {c}" for c in self.commands)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"check": self.check, "what": self.what, "why": self.why, "where": self.where,
+                "commands": list(self.commands)}
 
 
 @dataclass(frozen=True)
@@ -51,81 +85,40 @@ class Verdict:
     can_launch: bool
     summary: str  # the verdict line's reason
     evidence: tuple[str, ...]
+    condition: str = ""  # the organization/OU membership it depends on ("" for none)
+    not_checked: tuple[Unchecked, ...] = ()
 
     def line(self, who: str) -> str:
         what = "can launch" if self.can_launch else "cannot launch"
         return f"{who} {what} {self.image.image_id} ({self.image.name}): {self.summary}"
 
+    def text_lines(self, who: str) -> list[str]:
+        """The verdict line, then the evidence and what was not checked (indented)."""
+        return [self.line(who), *(f"  {e}" for e in self.evidence),
+                *(f"  {x}" for u in self.not_checked for x in u.lines())]
+
     def to_dict(self, who: str) -> dict[str, Any]:
         return {"image": self.image.image_id, "region": self.image.region,
                 "name": self.image.name, "can_launch": self.can_launch,
-                "verdict": self.line(who), "evidence": list(self.evidence)}
+                "verdict": self.line(who), "condition": self.condition,
+                "evidence": list(self.evidence),
+                "not_checked": [u.to_dict() for u in self.not_checked]}
 
 
-def _launch(p: Principal, facts: ImageFacts) -> tuple[bool, str, list[str]]:
-    """(allowed, condition or "", evidence) for the launch permission itself."""
-    perms = facts.launch
-    if p.is_public:
-        return (Principal.public() in perms, "", ["launch permission: public"
-                if Principal.public() in perms else "launch permission: the image is not public"])
-    if p.kind is PrincipalKind.ACCOUNT and p.value == facts.image.owner_id:
-        return True, "", [f"launch permission: {p.label} owns the image"]
-    if p in perms:
-        return True, "", [f"launch permission: granted to {p.label} directly"]
-    if Principal.public() in perms:
-        return True, "", ["launch permission: the image is public"]
-    grantee = kms.grantee_of(p)
-    via = []
-    for q in sorted(perms):
-        if not q.is_org_or_ou:
-            continue
-        g = kms.grantee_of(q)
-        if grantee is not None and g is not None and g.kind is not kms.GranteeKind.ACCOUNT:
-            inside = (grantee.org_path.startswith(g.org_path.rstrip("*")) if
-                      grantee.kind is not kms.GranteeKind.ACCOUNT else False)
-            if inside:
-                return True, "", [f"launch permission: through {q.label}, which contains it"]
-        via.append(q.label)
-    if via and p.kind is PrincipalKind.ACCOUNT:
-        cond = f"if account {p.value} is in {' or '.join(via)}"
-        return True, cond, [f"launch permission: shared with {', '.join(via)}; membership "
-                            "cannot be seen from the owner account"]
-    return False, "", [f"launch permission: not granted to {p.label}"
-                       + (f" (shared with {', '.join(sorted(q.label for q in perms))})"
-                          if perms else " (the image is shared with nobody)")]
+@dataclass(frozen=True)
+class _Membership:
+    """A condition a verdict depends on: the account is in one of these organizations or
+    OUs (each with the name it is shown by)."""
 
+    options: tuple[tuple[Grantee, str], ...]
 
-def _key_allows(p: Principal, info: KeyInfo) -> tuple[bool, str, str]:
-    """Whether the key policy lets ``p`` use the key, on what condition ("" for none), and
-    what says so."""
-    try:
-        policy = kms.parse_policy(info.policy or "{}")
-        owned = kms.complete_grantees(policy)  # one of its two statements is not enough
-    except kms.PolicyError as exc:
-        return False, "", f"its policy cannot be read ({exc})"
-    g = kms.grantee_of(p)
-    if g is None:
-        return False, "", "a KMS key cannot be used by everyone: public launches fail"
-    asg = ("Auto Scaling / Spot launches work too (grant statements without condition)"
-           if kms.GrantShape.ANY in kms.grant_shapes(policy)
-           else "Auto Scaling / Spot launches need settings.kms_grants: any")
-    if g in owned:
-        return True, "", f"the tool's statements allow it; {asg}"
-    orgs = sorted(o for o in owned if o.kind is not kms.GranteeKind.ACCOUNT)
-    if g.kind is kms.GranteeKind.OU:
-        covering = [o for o in orgs if g.value.startswith(o.org_path.rstrip("*"))]
-        if covering:
-            return True, "", f"the tool's statements allow {covering[0].value}; {asg}"
-    if kms.foreign_allows_grantee(policy, g):
-        sids = [str(st.get("Sid") or "?") for st in policy.get("Statement", [])
-                if st.get("Effect") == "Allow" and st.get("Sid") not in kms.OWNED_SIDS]
-        return True, "", f"a statement the tool does not own allows it ({', '.join(sids)})"
-    if g.kind is kms.GranteeKind.ACCOUNT and orgs:
-        names = " or ".join(o.value for o in orgs)
-        return True, f"if account {p.value} is in {names}", (
-            f"the tool's statements allow {names}; membership cannot be seen from the owner "
-            f"account; {asg}")
-    return False, "", f"the key policy does not allow {p.label}"
+    def implied_by(self, other: _Membership) -> bool:
+        """Whether being in ``other`` (any of its options) means being in this."""
+        return all(any(kms.inside(g, w) for w, _ in self.options) for g, _ in other.options)
+
+    @property
+    def text(self) -> str:
+        return " or ".join(label for _, label in self.options)
 
 
 @dataclass
@@ -133,9 +126,11 @@ class _Findings:
     """What the checks of one image found so far."""
 
     ok: bool
-    condition: str  # the condition the verdict depends on ("" for none)
     evidence: list[str]
+    memberships: list[_Membership] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # said on the verdict line when it can
+    unchecked: list[Unchecked] = field(default_factory=list)
 
     def refuse(self, reason: str, evidence: str | None = None) -> None:
         self.ok = False
@@ -143,27 +138,117 @@ class _Findings:
         if evidence is not None:
             self.evidence.append(evidence)
 
+    def require(self, membership: _Membership) -> None:
+        """One more membership the verdict depends on (one already required that implies
+        it makes it moot; one it implies is dropped)."""
+        if any(membership.implied_by(m) for m in self.memberships):
+            return
+        self.memberships = [m for m in self.memberships if not m.implied_by(membership)]
+        self.memberships.append(membership)
+
+    def condition(self, p: Principal) -> str:
+        if not self.memberships:
+            return ""
+        return f"if account {p.value} is in " + " and in ".join(m.text for m in self.memberships)
+
+
+def _is_owner(p: Principal, img: Image) -> bool:
+    return p.kind is PrincipalKind.ACCOUNT and p.value == img.owner_id
+
 
 def explain(p: Principal, facts: ImageFacts) -> Verdict:
     """Whether ``p`` can launch the image, from its launch permission, state, snapshots and
     their keys, with the manifest's view of it when one was given."""
     img = facts.image
-    ok, condition, evidence = _launch(p, facts)
-    found = _Findings(ok, condition, evidence)
+    ok, membership, evidence = _launch(p, facts)
+    found = _Findings(ok, evidence)
+    if membership is not None:
+        found.require(membership)
     if not ok:
         found.reasons.append(f"no launch permission for {p.label}")
     if img.state != "available":
         found.refuse(f"the image is {img.state}",
                      f"image state: {img.state} (a disabled AMI has no launch permissions)")
     elif img.deprecation_time:
-        found.evidence.append(f"image state: deprecation time {img.deprecation_time} (a "
-                              "deprecated image can still be launched)")
+        _deprecation(img, facts.now, found)
     for sid in img.snapshot_ids:
         _check_snapshot(p, facts, sid, found)
     if facts.manifest_given:
-        found.evidence.append(_manifest_evidence(p, facts))
-    summary = (found.condition or "every check passed") if found.ok else "; ".join(found.reasons)
-    return Verdict(img, found.ok, summary, tuple(found.evidence))
+        found.evidence.append(_manifest_evidence(p, facts, found))
+    if not _is_owner(p, img):
+        # EC2 User Guide, "Control the discovery and use of AMIs in Amazon EC2 with Allowed
+        # AMIs" (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/ec2-allowed-amis.html):
+        # a setting of each consumer account, which never restricts the AMIs it owns.
+        found.unchecked.insert(0, _allowed_amis(p, img))
+    return Verdict(img, found.ok, _summary(p, img, found), tuple(found.evidence),
+                   found.condition(p), tuple(found.unchecked))
+
+
+def _summary(p: Principal, img: Image, found: _Findings) -> str:
+    if not found.ok:
+        return "; ".join(found.reasons)
+    first = (found.condition(p) or ("it owns the image" if _is_owner(p, img) else
+                                    "every check the owner account can make passed"))
+    shorts = list(dict.fromkeys(u.short for u in found.unchecked))
+    return "; ".join([first, *found.notes, *(["not checked: " + ", ".join(shorts)]
+                                            if shorts else [])])
+
+
+def _launch(p: Principal, facts: ImageFacts) -> tuple[bool, _Membership | None, list[str]]:
+    """(allowed, the membership it depends on, evidence) for the launch permission itself."""
+    perms = facts.launch
+    if p.is_public:
+        return (Principal.public() in perms, None, ["launch permission: public"
+                if Principal.public() in perms else "launch permission: the image is not public"])
+    if _is_owner(p, facts.image):
+        return True, None, [f"launch permission: {p.label} owns the image"]
+    if p in perms:
+        return True, None, [f"launch permission: granted to {p.label} directly"]
+    if Principal.public() in perms:
+        return True, None, ["launch permission: the image is public"]
+    grantee = kms.grantee_of(p)
+    via: list[tuple[Grantee, str]] = []
+    for q in sorted(perms):
+        g = kms.grantee_of(q) if q.is_org_or_ou else None
+        if g is None or grantee is None:
+            continue
+        if grantee.kind is not kms.GranteeKind.ACCOUNT and kms.inside(grantee, g):
+            return True, None, [f"launch permission: through {q.label}, which contains it"]
+        via.append((g, q.label))
+    if via and p.kind is PrincipalKind.ACCOUNT:
+        names = ", ".join(label for _, label in via)
+        return True, _Membership(tuple(via)), [f"launch permission: shared with {names}; "
+                                               "membership cannot be seen from the owner account"]
+    return False, None, [f"launch permission: not granted to {p.label}"
+                         + (f" (shared with {', '.join(sorted(q.label for q in perms))})"
+                            if perms else " (the image is shared with nobody)")]
+
+
+def _when(iso: str) -> dt.datetime | None:
+    try:
+        when = dt.datetime.fromisoformat(iso)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def _deprecation(img: Image, now: str, found: _Findings) -> None:
+    """EC2 User Guide, "Deprecate an AMI"
+    (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/ami-deprecate.html): a deprecated
+    AMI is left out of the consumers' DescribeImages listings (and the console's) unless
+    asked for by ID or with IncludeDeprecated; launch templates and Auto Scaling groups
+    naming its ID keep working."""
+    when, at = _when(img.deprecation_time), _when(now) if now else None
+    by_id = ("consumers find it by its ID only (DescribeImages leaves a deprecated AMI out of "
+             "listings unless asked for by ID or with --include-deprecated); launch templates "
+             "and Auto Scaling groups that name its ID keep working")
+    if when is not None and at is not None and when > at:
+        found.evidence.append(f"image state: will be deprecated at {img.deprecation_time}; "
+                              f"from then on {by_id}")
+        return
+    found.evidence.append(f"image state: deprecated since {img.deprecation_time}: {by_id}")
+    found.notes.append(f"deprecated since {img.deprecation_time}, so consumers find it by its "
+                       "ID only")
 
 
 def _check_snapshot(p: Principal, facts: ImageFacts, sid: str, found: _Findings) -> None:
@@ -184,38 +269,188 @@ def _check_snapshot(p: Principal, facts: ImageFacts, sid: str, found: _Findings)
     if info is None:
         found.refuse(f"the KMS key of {sid} is unknown")
         return
-    _check_key(p, sid, info, found)
+    _check_key(p, facts.image, sid, info, found)
 
 
-def _check_key(p: Principal, sid: str, info: KeyInfo, found: _Findings) -> None:
+def _check_key(p: Principal, img: Image, sid: str, info: KeyInfo, found: _Findings) -> None:
     """Whether the key of snapshot ``sid`` lets ``p`` use it."""
     label = info.alias or info.arn or info.key_id
+    own = _is_owner(p, img) and (info.account or img.owner_id) == p.value
     if info.manager == KeyManager.AWS:
-        found.refuse(f"{sid} is encrypted with the AWS managed key aws/ebs",
-                     f"key {label}: AWS managed (aws/ebs): it cannot be shared")
+        if own:
+            found.evidence.append(f"key {label}: AWS managed (aws/ebs): the owner account "
+                                  "uses it; no other account can")
+        else:
+            found.refuse(f"{sid} is encrypted with the AWS managed key aws/ebs",
+                         f"key {label}: AWS managed (aws/ebs): it cannot be shared")
         return
     if info.error:
         found.refuse(f"key {label} cannot be read", f"key {label}: {info.error}")
         return
     if info.state and info.state != "Enabled":
         found.refuse(f"key {label} is {info.state}")
-    allowed, key_condition, why = _key_allows(p, info)
-    found.evidence.append(f"key {label} (customer managed, {info.state or 'state unknown'}): "
-                          f"{why}")
-    if not allowed:
-        found.refuse(f"key policy of {label} does not allow {p.label}")
-    elif key_condition and not found.condition:
-        found.condition = key_condition
     try:
-        denies = kms.consumer_denies(kms.parse_policy(info.policy or "{}"), [p.value])
-    except kms.PolicyError:
-        denies = []
-    for deny_sid, actions in denies:
-        found.evidence.append(f"key {label}: Deny statement {deny_sid} may refuse "
-                              f"{', '.join(actions)} (its conditions are not evaluated)")
+        policy = kms.parse_policy(info.policy or "{}")
+    except kms.PolicyError as exc:
+        found.refuse(f"key policy of {label} cannot be read",
+                     f"key {label}: its policy cannot be read ({exc})")
+        return
+    g = kms.grantee_of(p)
+    if g is None:
+        found.refuse(f"key policy of {label} does not allow {p.label}",
+                     f"key {label}: a KMS key cannot be used by everyone: public launches fail")
+        return
+    acc = kms.evaluate(policy).access(g)
+    head = f"key {label} (customer managed, {info.state or 'state unknown'})"
+    if own:
+        found.evidence.append(f"{head}: the owner account's own key (its Allow statements "
+                              "are not weighed for the owner)")
+    else:
+        unchecked = _key_allows(p, acc, info, head, found)
+        if not any(d.definite for d in acc.refusals):  # else nothing there could help
+            found.unchecked += unchecked
+    _key_denies(p, acc, label, found)
 
 
-def _manifest_evidence(p: Principal, facts: ImageFacts) -> str:
+def _by(allows: Sequence[kms.Allow]) -> tuple[str, str]:
+    """Who allows it, and the verb agreeing with that."""
+    foreign = list(dict.fromkeys(a.sid for a in allows if not a.owned))
+    parts = (["the tool's statements"] if any(a.owned for a in allows) else []) + (
+        [f"statement{'s' if len(foreign) > 1 else ''} {', '.join(foreign)}"] if foreign else [])
+    plural = len(foreign) > 1 or any(a.owned for a in allows)
+    return " and ".join(parts), "allow" if plural else "allows"
+
+
+def _key_allows(p: Principal, acc: KeyAccess, info: KeyInfo, head: str,
+                found: _Findings) -> list[Unchecked]:
+    """Whether the key policy lets ``p`` use the key — unconditionally, or (an account) on
+    the condition that it is in an organization or OU the key lets in. Returns what the
+    consumer account still decides (nothing when the key does not let it in)."""
+    label = info.alias or info.arn or info.key_id
+    orgs = acc.memberships() if acc.grantee.kind is kms.GranteeKind.ACCOUNT else ()
+    if acc.served():
+        orgs = ()
+        who, verb = _by(acc.serving())
+        allowed = f"{who} {verb} it"
+    elif orgs:
+        membership = _Membership(tuple((w, w.value) for w in orgs))
+        found.require(membership)
+        who, verb = _by([a for w in orgs for a in acc.serving(member_of=w)])
+        allowed = (f"{who} {verb} {membership.text}; membership cannot be seen from the "
+                   "owner account")
+    else:
+        found.refuse(f"key policy of {label} does not allow {p.label}",
+                     f"{head}: the key policy does not allow {p.label}")
+        return []
+    asg, unchecked = _autoscaling(p, acc, orgs, info)
+    found.evidence.append(f"{head}: {allowed}; {asg}")
+    return [*unchecked, _consumer_key_access(p, info, acc)]
+
+
+def _autoscaling(p: Principal, acc: KeyAccess, orgs: Sequence[Grantee],
+                 info: KeyInfo) -> tuple[str, list[Unchecked]]:
+    """EC2 Auto Scaling User Guide, "Required AWS KMS key policy for use with encrypted
+    volumes" (https://docs.aws.amazon.com/autoscaling/ec2/userguide/key-policy-requirements-EBS-encryption.html):
+    an Auto Scaling group (or Spot) launches with its service-linked role, which
+    needs a grant the consumer account creates itself — allowed only by grant statements
+    without the kms:GrantIsForAWSResource condition."""
+    memberships: Sequence[Grantee | None] = orgs or [None]
+    if not any(acc.served(GrantShape.ANY, member_of=w) for w in memberships):
+        return ("Auto Scaling / Spot launches need settings.kms_grants: any (kms:CreateGrant "
+                "without the kms:GrantIsForAWSResource condition)"), []
+    return ("Auto Scaling / Spot launches also need the grant the consumer creates for its "
+            "service-linked role (not checked)"), [_autoscaling_grant(p, info)]
+
+
+def _key_denies(p: Principal, acc: KeyAccess, label: str, found: _Findings) -> None:
+    """A Deny that matches ``p`` with no condition refuses its launches; one with conditions
+    (or a NotPrincipal) may."""
+    for d in acc.refusals:
+        actions = ", ".join(d.actions)
+        if d.definite:
+            found.refuse(f"key policy of {label} denies {p.label} ({d.sid})",
+                         f"key {label}: Deny statement {d.sid} refuses {actions} to "
+                         f"{p.label}, with no condition")
+        else:
+            why = ("its conditions cannot be evaluated from the owner account" if d.conditional
+                   else "whom its NotPrincipal spares cannot be evaluated from the owner account")
+            found.evidence.append(f"key {label}: Deny statement {d.sid} may refuse {actions}: "
+                                  f"{why}")
+
+
+# --------------------------------------------------------------------------- not checked
+
+
+def _consumers(p: Principal) -> str:
+    """The account(s) a consumer-side check runs in."""
+    if p.kind is PrincipalKind.ACCOUNT:
+        return f"account {p.value}"
+    if p.is_public:
+        return "the account that launches it"
+    return f"each account of {p.label} that launches it"
+
+
+def _account_or_placeholder(p: Principal) -> str:
+    return p.value if p.kind is PrincipalKind.ACCOUNT else "<account-id>"
+
+
+def _allowed_amis(p: Principal, img: Image) -> Unchecked:
+    """ImageAllowed in the consumer's DescribeImages; the setting itself from
+    GetAllowedImagesSettings (EC2 User Guide, "Allowed AMIs")."""
+    r = img.region
+    return Unchecked(
+        "allowed-amis", "Allowed AMIs",
+        f"the Allowed AMIs setting in {r}",
+        "a setting of the consumer account, which the owner account cannot read; when it is "
+        "enabled, an AMI outside its criteria can be neither found nor launched there",
+        _consumers(p),
+        (f"aws ec2 get-allowed-images-settings --region {r}",
+         f"aws ec2 describe-images --region {r} --image-ids {img.image_id} "
+         "--query 'Images[].ImageAllowed'"))
+
+
+# The service-linked roles that launch for Auto Scaling groups and for Spot requests.
+_SERVICE_ROLES = ("autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling",
+                  "spot.amazonaws.com/AWSServiceRoleForEC2Spot")
+
+
+def _autoscaling_grant(p: Principal, info: KeyInfo) -> Unchecked:
+    arn = info.arn or info.key_id
+    partition = Arn.parse(arn).partition or "aws"
+    account = _account_or_placeholder(p)
+    return Unchecked(
+        "autoscaling-grant", "the Auto Scaling / Spot grant",
+        f"the grant on key {info.alias or arn} that an Auto Scaling / Spot service-linked "
+        "role needs",
+        "the consumer creates it in its own account, and explain does not list the key's "
+        "grants; without it, plain launches work but Auto Scaling and Spot launches fail",
+        _consumers(p),
+        tuple(f"aws kms list-grants --region {info.region} --key-id {arn} --grantee-principal "
+              f"arn:{partition}:iam::{account}:role/aws-service-role/{role}"
+              for role in _SERVICE_ROLES))
+
+
+def _consumer_key_access(p: Principal, info: KeyInfo, acc: KeyAccess) -> Unchecked:
+    """The consumer's IAM policies (and any conditional Deny) decide too: a dry run from the
+    consumer account answers for all of them at once."""
+    arn = info.arn or info.key_id
+    unsure = [d.sid for d in acc.refusals if not d.definite]
+    denies = (f", nor whether Deny statement{'s' if len(unsure) > 1 else ''} "
+              f"{', '.join(unsure)} applies to it" if unsure else "")
+    return Unchecked(
+        "consumer-key-access", "its roles' key access",
+        f"whether the roles that launch instances may use key {info.alias or arn}",
+        f"the owner account cannot read the consumer's IAM policies{denies}; run the dry run "
+        "as such a role: DryRunOperation means the key lets it in",
+        _consumers(p),
+        (f"aws kms generate-data-key-without-plaintext --dry-run --region {info.region} "
+         f"--key-id {arn} --key-spec AES_256",))
+
+
+# --------------------------------------------------------------------------- the manifest
+
+
+def _manifest_evidence(p: Principal, facts: ImageFacts, found: _Findings) -> str:
     m = facts.managed
     rules = m.launch.get(p) if m is not None else None
     if rules:
@@ -227,7 +462,26 @@ def _manifest_evidence(p: Principal, facts: ImageFacts) -> str:
     if facts.matched_by:
         return (f"manifest: rule {', '.join(facts.matched_by)} matches it, but a "
                 f"{facts.image.state} image is not managed")
+    if facts.released_by:
+        # README, "Ownership": the image is released by the manifest whose tag it carries
+        if facts.keep_on_release:
+            then = "on_release: keep, so the next apply only removes the tag"
+        else:
+            then = "the next apply revokes its shares and removes the tag"
+            found.notes.append(f"released by manifest {facts.released_by}: the next apply "
+                               "revokes its shares")
+        return (f"manifest: released: it carries {OWNERSHIP_TAG}={facts.released_by} but no "
+                f"rule matches it any more; {then}")
     return "manifest: no rule manages this image"
+
+
+# --------------------------------------------------------------------------- names
+
+
+def did_you_mean(text: str, names: Sequence[str]) -> str:
+    """A did-you-mean suffix naming the closest of ``names`` ("" when none is close)."""
+    hint = difflib.get_close_matches(text, list(names), n=1)
+    return f"; did you mean {hint[0]!r}?" if hint else ""
 
 
 def resolve_principal(text: str, names: Sequence[tuple[str, Principal]]) -> Principal | None:
@@ -235,3 +489,16 @@ def resolve_principal(text: str, names: Sequence[tuple[str, Principal]]) -> Prin
         if name == text:
             return p
     return Principal.parse_literal(text)
+
+
+def unknown_principal(text: str, names: Sequence[str], manifest: str | None) -> str:
+    """Why ``text`` names no principal, and what to do about it."""
+    said = f"{text!r} is not an account ID, Organization/OU ARN, `public`"
+    if manifest is not None:
+        return said + f" or a principal named in {manifest}" + did_you_mean(text, names)
+    if text.isdigit():
+        return f"{said} ({bad_account_id(text)})"
+    if text.startswith("arn:"):
+        return said
+    return (f"{said}; to use a principal name, pass the MANIFEST that names it: "
+            f"reconcile explain {text} MANIFEST (--image AMI_ID | --rule NAME)")

@@ -515,8 +515,9 @@ def _wanted(kv: _KeyView, policy: Mapping[str, Any], shape: kms.GrantShape,
     organization condition)."""
     info = kv.info
     wanted: set[Grantee] = set()
+    view = kms.evaluate(policy)  # the reading explain shares: read once for every grantee
     for g in sorted(kv.needed):
-        if kms.foreign_allows_grantee(policy, g, shape):
+        if view.access(g).served(shape, foreign_only=True):
             findings.append(_f(Severity.INFO, "kms-foreign-statement", info.region, info.arn,
                                f"{_GRANTEE_WORD[g.kind]} {g.value} already has access to "
                                f"{info.label} through a statement the tool does not own; "
@@ -581,6 +582,10 @@ def _key_ops(manifest: Manifest, kv: _KeyView, partition: str, findings: list[Fi
     if reshaped:
         findings.append(_reshaped(info, shape))
     if manifest.settings.kms is KmsMode.CHECK:
+        # access the statements already give (an OU through its organization's entry) is
+        # not missing, whatever the tool would write: explain reads it the same way
+        view = kms.evaluate(policy)
+        adds = {g for g in adds if not view.access(g).served()}
         for g in sorted(adds):
             p = kms.principal_of(g, partition, kv.principals)
             findings.append(_f(Severity.ERROR, "kms-access-missing", info.region, info.arn,
@@ -629,11 +634,14 @@ def _deny_checks(kv: _KeyView, findings: list[Finding]) -> None:
     """A foreign Deny that may refuse consumers what a launch needs: a warning on every
     image that shares through the key (the grant alone would not make launches work)."""
     info = kv.info
-    accounts = {g.value for g in kv.needed if g.kind is kms.GranteeKind.ACCOUNT}
-    denies = kms.consumer_denies(kms.parse_policy(info.policy or "{}"), accounts)
+    denies = kms.evaluate(kms.parse_policy(info.policy or "{}")).refusals(kv.needed)
     if not denies:
         return
-    said = "; ".join(f"{sid} denies {', '.join(actions)}" for sid, actions in denies)
+    said = "; ".join(f"{d.sid} denies {', '.join(d.actions)}"
+                     + ("" if not d.definite else " with no condition") for d in denies)
+    # as explain says it: only a Deny with conditions (or NotPrincipal) leaves a doubt
+    unsure = ("" if all(d.definite for d in denies) else
+              ". Their conditions are not evaluated here: check them")
     for v in kv.images:
         img = v.m.image
         if not any(p.kind is not PrincipalKind.PUBLIC for p in (*v.m.launch, *v.m.copy)):
@@ -642,7 +650,7 @@ def _deny_checks(kv: _KeyView, findings: list[Finding]) -> None:
                            f"{img.image_id} ({img.name}): the key policy of {info.label} has "
                            f"Deny statements that may stop its consumers from using the key "
                            f"({said}); launches fail for every principal they match, whatever "
-                           "the tool grants. Their conditions are not evaluated here: check them"))
+                           f"the tool grants{unsure}"))
 
 
 def policy_digest(text: str | None) -> str | None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..core.desired import ManagedImage, Selection, rule_matches, select
 from ..core.errors import UsageError
-from ..core.explain import ImageFacts
+from ..core.explain import ImageFacts, did_you_mean
 from ..core.exporter import ImageFilter
 from ..core.kms import KeyInfo
 from ..core.manifest import KmsMode, Manifest
@@ -350,9 +350,9 @@ def read_explain(reader: Reader, regions: Sequence[str], image_id: str | None,
     only, their launch permissions, snapshots, copy permissions and keys."""
     listed = reader.list_all_images(sorted(set(regions)))
     managed: dict[RegionKey, ManagedImage] = {}
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     if manifest is not None:
-        selection = select(manifest, listed, regions,
-                           dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+        selection = select(manifest, listed, regions, now)
         managed = {m.image.key: m for m in selection.managed}
     if image_id is not None:
         chosen = [img for r in sorted(listed) for img in listed[r] if img.image_id == image_id]
@@ -363,7 +363,8 @@ def read_explain(reader: Reader, regions: Sequence[str], image_id: str | None,
         assert manifest is not None and rule is not None
         found = [r for r in manifest.rules if r.name == rule]
         if not found:
-            raise UsageError(f"--rule {rule!r}: no rule of that name in {manifest.path}")
+            raise UsageError(f"--rule {rule!r}: no rule of that name in {manifest.path}"
+                             + did_you_mean(rule, [r.name for r in manifest.rules]))
         chosen = [img for r in sorted(listed) for img in listed[r] if rule_matches(found[0], img)
                   and r in found[0].regions]
     reads = _Reads()
@@ -372,7 +373,21 @@ def read_explain(reader: Reader, regions: Sequence[str], image_id: str | None,
     reads.read_copy(reader, reads.snapshots)
     reads.read_keys(reader, reads.snapshots)
     state = reads.state(listed)
-    return [ImageFacts.of(img, state, managed.get(img.key), manifest is not None,
-                          tuple(r.name for r in (manifest.rules if manifest else ())
-                                if img.region in r.regions and rule_matches(r, img)))
-            for img in chosen]
+    out = []
+    for img in chosen:
+        matched_by = tuple(r.name for r in (manifest.rules if manifest else ())
+                           if img.region in r.regions and rule_matches(r, img))
+        out.append(ImageFacts.of(img, state, managed.get(img.key), manifest is not None,
+                                 matched_by, now=now,
+                                 released_by=_released_by(manifest, img, matched_by),
+                                 keep_on_release=manifest is not None
+                                 and manifest.settings.on_release == "keep"))
+    return out
+
+
+def _released_by(manifest: Manifest | None, img: Image, matched_by: tuple[str, ...]) -> str:
+    """The manifest's name when it released ``img`` (it carries the manifest's ownership tag
+    and no rule matches it any more, as :func:`_find_released` finds them), else ""."""
+    if manifest is None or manifest.settings.ownership != "tag" or matched_by:
+        return ""
+    return manifest.settings.name if tagged(img, manifest.settings.name) else ""
