@@ -45,6 +45,91 @@ def write(tmp_path: Path, text: str, name: str = "m.yaml") -> str:
     return str(path)
 
 
+# --------------------------------------------------------------------------- 3. integers
+
+
+INTEGERS = {
+    "latest": ("version: 1\nsettings: {name: m}\nimages:\n  - name: r\n"
+               "    select: {name: x, latest: 2.0}\n", 5, "images[0].select.latest: 2.0"),
+    "max_age_days": ("version: 1\nsettings: {name: m}\nimages:\n  - name: r\n"
+                     "    select: {name: x, max_age_days: 30.0}\n", 5,
+                     "images[0].select.max_age_days: 30.0"),
+    "max_removals": ("version: 1\nsettings: {name: m, max_removals: 2.0}\nimages: []\n", 2,
+                     "settings.max_removals: 2.0"),
+    "share_quota": ("version: 1\nsettings: {name: m, share_quota: 10.0}\nimages: []\n", 2,
+                    "settings.share_quota: 10.0"),
+    "public_quota": ("version: 1\nsettings: {name: m, public_quota: 5.0}\nimages: []\n", 2,
+                     "settings.public_quota: 5.0"),
+    "burst": ("version: 1\nsettings:\n  name: m\n  api_rates:\n    ModifyImageAttribute: "
+              "{burst: 200.0, per_second: 10}\nimages: []\n", 5,
+              "settings.api_rates.ModifyImageAttribute.burst: 200.0"),
+}
+
+
+@pytest.mark.parametrize("field", sorted(INTEGERS))
+def test_an_integer_field_refuses_a_float(field: str) -> None:
+    text, line, where = INTEGERS[field]
+    whole = where.rsplit(": ", 1)[1].split(".")[0]
+    one_problem(text, line, where, f"is not an integer; write {whole}")
+
+
+def test_version_1_is_the_integer_1() -> None:
+    one_problem("version: 1.0\nsettings: {name: m}\nimages: []\n", 1,
+                "version: 1.0 must be 1 (the only manifest format version)")
+
+
+@pytest.mark.parametrize(("value", "said"), [("2.5", "2.5 is not an integer"),
+                                             ("true", "expected integer, got true"),
+                                             (".inf", "is not an integer")])
+def test_latest_refuses_fractions_and_booleans(value: str, said: str) -> None:
+    one_problem(f"version: 1\nsettings: {{name: m}}\nimages:\n  - name: r\n"
+                f"    select: {{name: x, latest: {value}}}\n", 5, said)
+
+
+def test_a_float_latest_fails_plan_without_a_crash_or_aws(run_cli: Runner, no_aws,
+                                                          tmp_path: Path) -> None:
+    m = write(tmp_path, manifest_yaml(
+        '- {name: golden, select: {name: "golden-*", latest: 2.0}, launch: [prod]}',
+        settings="name: m"))
+    r = run_cli("plan", m, endpoint=no_aws.url)
+    assert r.code == 1 and "internal error" not in r.err, r.err
+    assert r.err.startswith(f"error: {m}:12:") and "is not an integer; write 2" in r.err, r.err
+    assert no_aws.count == 0
+
+
+# --------------------------------------------------------------------------- 4. api_rates
+
+
+def test_an_api_rates_action_the_tool_never_calls_is_refused_with_a_suggestion() -> None:
+    one_problem("version: 1\nsettings:\n  name: m\n  api_rates:\n"
+                "    ModifyImageAtribute: {burst: 200, per_second: 10}\nimages: []\n", 5,
+                "settings.api_rates: 'ModifyImageAtribute' is not an API action reconcile "
+                "calls", "did you mean 'ModifyImageAttribute'?")
+    found = one_problem("version: 1\nsettings:\n  name: m\n  api_rates:\n"
+                        "    RunInstances: {burst: 200, per_second: 10}\nimages: []\n", 5,
+                        "'RunInstances' is not an API action reconcile calls")
+    assert "ModifySnapshotAttribute" in found  # it lists them when nothing is close
+
+
+def test_the_schema_lists_exactly_the_paced_actions() -> None:
+    """The editor's completion (the schema) and the check say the same, and every action
+    the shell sends is one of them."""
+    import re
+
+    from helpers import ROOT
+
+    from reconciler.core.pacing import PACED_ACTIONS
+    from reconciler.core.schema import load_schema
+
+    rates = load_schema("manifest")["properties"]["settings"]["properties"]["api_rates"]
+    assert rates["propertyNames"]["enum"] == sorted(PACED_ACTIONS)
+    sent = set()
+    for path in (ROOT / "reconciler" / "shell").glob("*.py"):
+        sent.update(re.findall(r'"(?:ec2|kms|sts)", "([A-Z][A-Za-z]+)"', path.read_text()))
+    assert len(sent) >= 15, sent
+    assert sent <= PACED_ACTIONS, sorted(sent - PACED_ACTIONS)
+
+
 # --------------------------------------------------------------------------- 7. stale vs tampered
 
 
