@@ -39,6 +39,7 @@ from .core.explain import explain as explain_verdict
 from .core.exporter import ImageFilter, compute_export, parse_tag_filters, schema_ref_for
 from .core.manifest import Manifest, default_name, load_manifest
 from .core.model import (
+    OWNERSHIP_TAG,
     REGION_RE,
     Action,
     Severity,
@@ -49,6 +50,7 @@ from .core.names import load_names
 from .core.pacing import Pacer, Rate, describe_duration, with_eta
 from .core.plan import Plan, check_saved_plan, load_plan_file
 from .core.planner import PlanOptions
+from .core.regions import region_problem
 from .core.render import key_policy_details, render_markdown, text_lines
 from .shell.applier import (
     Applier,
@@ -89,6 +91,8 @@ class Ctx:
         for r in regions:
             if not REGION_RE.fullmatch(r):
                 raise UsageError(f"--region {r!r} is not a valid AWS Region name (like us-east-1)")
+            if why := region_problem(r):
+                raise UsageError(f"--region {why}")
         if concurrency < 1 or concurrency > 256:
             raise UsageError(f"--concurrency must be between 1 and 256, got {concurrency}")
         self.api_rate_share = api_rate_share
@@ -293,6 +297,32 @@ def _plan(ctx: Ctx, manifest: Manifest, conn: Connection, allow_mass_removal: bo
     return replace(plan, findings=sorted_findings([*plan.findings, *hygiene])) if hygiene else plan
 
 
+def _refuse_unnamed_regions(ctx: Ctx, m: Manifest, owner: str | None,
+                            plan: Plan | None = None, *, releases: bool = True) -> None:
+    """A ``--region`` the manifest does not name plans nothing: a usage error naming the
+    Regions it has. With ownership tags such a Region may still hold images the manifest
+    released (it was dropped from the manifest; a job sharded by Region releases them),
+    so it is refused only once the ``plan`` found none there (before it: when ``releases``
+    is false, as for explain, or ownership is not ``tag``)."""
+    covered = m.covered_regions(owner)
+    if ctx.regions is None or covered is None:
+        return
+    scans = releases and m.settings.ownership == "tag"
+    if plan is None and scans:
+        return
+    released = {region for region, _ in plan.ownership.untag} if (
+        plan is not None and plan.ownership is not None) else set()
+    outside = [r for r in ctx.regions if r not in covered and r not in released]
+    if not outside:
+        return
+    which = f" for owner {owner}" if owner and m.owners else ""
+    tag = (f", and no image there carries its ownership tag {OWNERSHIP_TAG}={m.settings.name} "
+           "to release" if scans else "")
+    raise UsageError(f"--region {outside[0]}: {m.path} names no such Region{which} (its "
+                     f"Regions: {', '.join(covered) or 'none'}){tag}; leave it out or add it "
+                     "to the manifest")
+
+
 OWNER_OPTION = click.option(
     "--owner", metavar="ACCOUNT", help="Only this owner account (ID or role ARN from `owners:`); "
                                        "to shard big estates into parallel jobs.")
@@ -318,8 +348,10 @@ def plan(ctx: Ctx, manifest: str, out: str | None, fmt: str, detailed_exitcode: 
       reconcile plan amis.yaml --out plan.json --detailed-exitcode
     """
     m = load_manifest(manifest)
+    _refuse_unnamed_regions(ctx, m, owner)
     with ctx.connect(m, owner) as conn:
         p = _plan(ctx, m, conn, allow_mass_removal)
+        _refuse_unnamed_regions(ctx, m, owner, p)
     if out:
         _write_file(out, p.json_lines())
     _emit_plan(ctx, p, m, fmt)
@@ -363,8 +395,10 @@ def apply(ctx: Ctx, manifest: str, plan_file: str | None, auto_approve: bool,
     if not auto_approve and not sys.stdin.isatty() and saved is None:
         raise GuardError("apply needs confirmation: no terminal to ask on, so pass --auto-approve "
                          "(or apply a reviewed plan with --plan PLAN.json)")
+    _refuse_unnamed_regions(ctx, m, owner)
     with ctx.connect(m, owner) as conn:
         todo = _plan(ctx, m, conn, allow_mass_removal)
+        _refuse_unnamed_regions(ctx, m, owner, todo)
         if saved is not None:
             # the fresh plan is then exactly the saved one
             check_saved_plan(saved, todo, m.sha256, m.path)
@@ -555,6 +589,8 @@ def explain(ctx: Ctx, principal: str, manifest: str | None, image_id: str | None
     if p is None:
         raise UsageError(unknown_principal(principal, [n for n, _ in m.principals] if m else [],
                                            manifest))
+    if m is not None:
+        _refuse_unnamed_regions(ctx, m, owner, releases=False)
     verdicts: list[Verdict] = []
     with ctx.connect(m, owner) as conn:
         for scope in conn.scopes:

@@ -867,12 +867,15 @@ def _saved_pair() -> tuple[Plan, Plan]:
                                          f"credentials are for {ACCOUNT}"),
     ({"regions": (US, EU)}, f"saved plan covers Regions {US}, {EU}, but this apply covers {US}"),
     ({"operations": "twice"}, f"it lists add launch_permission {PROD} on {ami(1)} more than once"),
-    ({"operations": "extra"}, "it contains 1 operation(s) the manifest does not call for (first: "
-                              f"add launch_permission {STAGING} on {ami(3)}); refusing a tampered"),
+    ({"operations": "extra"}, "saved plan was edited (tampered): it contains 1 operation(s) the "
+                              "manifest does not call for (first: add launch_permission "
+                              f"{STAGING} on {ami(3)}), although the state it was made from is "
+                              "unchanged"),
     ({"operations": "missing"}, "1 operation(s) a fresh plan calls for are missing from it "
                                 f"(first: remove launch_permission {HAND} on {ami(2)})"),
     ({"ownership": Ownership("amis")}, "its ownership tag changes differ from the plan"),
-    ({"state_digest": "0" * 64}, "the current state of the resources it consulted differs"),
+    ({"state_digest": "0" * 64}, "saved plan is stale: the current state of the resources it "
+                                 "consulted changed since the plan was made; run plan again"),
 ])
 def test_a_saved_plan_that_differs_from_the_fresh_one_is_refused(change, refusal) -> None:
     """The saved-plan check is pure: each difference is refused with its own reason."""

@@ -216,7 +216,7 @@ def test_the_share_is_checked(args: list[str], env: str | None, said: str,
 
 
 @pytest.mark.parametrize(("rates", "said"), [
-    ("{modify: {burst: 1, per_second: 1}}", "is not an AWS API action name"),
+    ("{modify: {burst: 1, per_second: 1}}", "'modify' is not an API action reconcile calls"),
     ("{ModifyImageAttribute: {burst: 0, per_second: 1}}", "burst"),
     ("{ModifyImageAttribute: {burst: 10, per_second: 0}}", "per_second"),
     ("{ModifyImageAttribute: {burst: 10}}", "per_second"),

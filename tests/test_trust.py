@@ -174,16 +174,24 @@ def _plan_file(tmp_path: Path, m: str) -> Path:
 
 
 def test_saved_plan_summary_is_never_trusted(aws: Images, tmp_path: Path) -> None:
-    """Defect 3a: editing summary.remove to 0 bypassed the max_removals guard."""
+    """Defect 3a: editing summary.remove to 0 bypassed the max_removals guard. An edited
+    summary is refused as an edit, and the guard counts the operations, not the summary."""
     hands = [{"UserId": f"70000000000{i}"} for i in range(3)]
     image = aws.create("golden-1", launch=hands)
     m = _write(tmp_path, kms_manifest('  - {name: golden, select: {name: "golden-*"}, launch: [prod]}\n',
                                   ", max_removals: 2"))
     plan_file = _plan_file(tmp_path, m)
-    doc = json.loads(plan_file.read_text())
+    honest = plan_file.read_text()
+    doc = json.loads(honest)
     assert doc["summary"]["remove"] == 3
     doc["summary"] = {"add": 0, "remove": 0, "images": 1, "unchanged": 0}
     plan_file.write_text(json.dumps(doc, indent=2))
+    for extra in ((), ("--allow-mass-removal",)):
+        r = run_main("apply", m, "--plan", str(plan_file), *extra)
+        assert r.code == 1
+        assert "saved plan was edited (tampered): its summary says 0 to add, 0 to remove" in r.err
+        assert len(aws.launch(image)) == 3, "refused before any write"
+    plan_file.write_text(honest)
     r = run_main("apply", m, "--plan", str(plan_file))
     assert r.code == 1
     assert "removes 3 permissions" in r.err and "--allow-mass-removal" in r.err

@@ -55,7 +55,8 @@ class AwsError(ReconcilerError):
 
 
 class StalePlanError(ReconcilerError):
-    """A saved plan no longer matches the manifest or the current state."""
+    """A saved plan that may not be applied: stale (the manifest, the account or the state
+    changed since it was made) or edited."""
 
 
 class GuardError(ReconcilerError):

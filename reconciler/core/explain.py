@@ -23,7 +23,16 @@ from typing import Any
 from . import kms
 from .desired import ManagedImage
 from .kms import Grantee, GrantShape, KeyAccess, KeyInfo, KeyManager
-from .model import OWNERSHIP_TAG, Arn, Image, Principal, PrincipalKind, Snapshot, bad_account_id
+from .model import (
+    OWNERSHIP_TAG,
+    Arn,
+    Image,
+    Principal,
+    PrincipalKind,
+    Snapshot,
+    bad_account_id,
+    principal_hint,
+)
 from .planner import CurrentState
 
 
@@ -279,7 +288,7 @@ def _check_key(p: Principal, img: Image, sid: str, info: KeyInfo, found: _Findin
     if info.manager == KeyManager.AWS:
         if own:
             found.evidence.append(f"key {label}: AWS managed (aws/ebs): the owner account "
-                                  "uses it; no other account can")
+                                  "uses it; no other account can use it")
         else:
             found.refuse(f"{sid} is encrypted with the AWS managed key aws/ebs",
                          f"key {label}: AWS managed (aws/ebs): it cannot be shared")
@@ -493,6 +502,9 @@ def resolve_principal(text: str, names: Sequence[tuple[str, Principal]]) -> Prin
 
 def unknown_principal(text: str, names: Sequence[str], manifest: str | None) -> str:
     """Why ``text`` names no principal, and what to do about it."""
+    hint = principal_hint(text)  # pasted with spaces, or an organization's bare ID
+    if hint is not None:
+        return f"{text!r} {hint}"
     said = f"{text!r} is not an account ID, Organization/OU ARN, `public`"
     if manifest is not None:
         return said + f" or a principal named in {manifest}" + did_you_mean(text, names)

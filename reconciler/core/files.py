@@ -55,3 +55,18 @@ def read_input(path: str, what: str, limit: int) -> bytes:
     if len(data) > limit:
         raise _refuse(path, f"{what} is larger than the limit of {limit:,} bytes")
     return data
+
+
+def read_head(path: str, size: int = 4096) -> bytes:
+    """The first ``size`` bytes of the regular file ``path``; b"" for anything else or on
+    any error. Enough to say what a file is when it is too large to read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return b""
+    try:
+        return os.read(fd, size) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)

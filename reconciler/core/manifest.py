@@ -2,7 +2,8 @@
 
 Layers (every error from every layer is collected, each naming file, line and value):
 1. strict YAML (:mod:`reconciler.core.yamlload`): syntax, duplicate keys, size bounds;
-2. JSON Schema (``schemas/manifest.schema.json``): shape, formats, unknown keys;
+2. JSON Schema (``schemas/manifest.schema.json``): shape, formats, unknown keys; alongside
+   it, Region names against botocore's partition data (:mod:`reconciler.core.regions`);
 3. semantics: principal references, public opt-in, org/OU in ``copy``, unique rule names,
    share quota.
 No AWS call is made by anything in this module.
@@ -22,12 +23,23 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from .errors import InputError, Problem
-from .files import read_input
+from .files import read_head, read_input
 from .kms import GrantShape
-from .model import OWNERSHIP_TAG, PUBLIC, Finding, Principal, Severity, bad_account_id
+from .model import (
+    OWNERSHIP_TAG,
+    PUBLIC,
+    REGION_RE,
+    Arn,
+    Finding,
+    Principal,
+    Severity,
+    bad_account_id,
+    principal_hint,
+)
 from .pacing import Rate
-from .schema import schema_problems
-from .yamlload import MAX_BYTES, Located, load_yaml
+from .regions import partition_of, region_problem
+from .schema import fmt_path, schema_problems
+from .yamlload import MAX_BYTES, Located, Path, load_yaml
 
 DEFAULT_REGIONS = ("us-east-1",)
 
@@ -36,6 +48,11 @@ DEFAULT_REGIONS = ("us-east-1",)
 class Owner:
     role_arn: str | None
     regions: tuple[str, ...] = ()
+
+    def matches(self, owner: str) -> bool:
+        """Is this the owner ``--owner`` names (by role ARN or account ID)?"""
+        return self.role_arn is not None and owner in (self.role_arn,
+                                                       Arn.parse(self.role_arn).account)
 
 
 class KmsMode(enum.StrEnum):
@@ -148,6 +165,18 @@ class Manifest:
         """Every Region any rule looks in, sorted."""
         return tuple(sorted({r for rule in self.rules for r in rule.regions}))
 
+    def covered_regions(self, owner: str | None = None) -> tuple[str, ...] | None:
+        """The Regions a run plans in: the rules' Regions, each owner of ``owners:`` only in
+        its own ``regions:``; with ``--owner`` (``owner``) that owner's. None when
+        ``owner`` names no owner of ``owners:`` (the connection refuses it)."""
+        if not self.owners:
+            return self.regions
+        chosen = [o for o in self.owners if owner is None or o.matches(owner)]
+        if not chosen:
+            return None
+        return tuple(sorted({r for o in chosen for r in (o.regions or self.regions)
+                             if r in self.regions}))
+
 
 def _bad_date(value: str) -> bool:
     try:
@@ -164,6 +193,9 @@ def _resolve(ref: str, names: Mapping[str, Principal]) -> tuple[Principal | None
     literal = Principal.parse_literal(ref)
     if literal is not None:
         return literal, None
+    pasted = principal_hint(ref)
+    if pasted:
+        return None, f"{ref!r} {pasted}"
     if ref.isdigit():
         return None, bad_account_id(ref)
     if ref.startswith("arn:"):
@@ -336,18 +368,80 @@ def _quota_across_rules(doc: Located, rules: Sequence[Rule],
                 for r in rules if ami in r.select.ids)]
 
 
+def _value_hint(path: Path, value: Any) -> str | None:
+    """A principal under ``principals:`` pasted with spaces or as a bare org/OU ID: say so,
+    instead of the schema's list of what a principal may be."""
+    if len(path) == 2 and path[0] == "principals" and isinstance(value, str):
+        hint = principal_hint(value)
+        return f"{value!r} {hint}" if hint else None
+    return None
+
+
+def _region_places(data: Mapping[str, Any]) -> list[tuple[Path, str]]:
+    """Every Region the manifest names, with where: settings, owners, rules (those of a
+    Region's shape: the schema reports the others)."""
+    places: list[tuple[Path, Any]] = []
+    s = data.get("settings")
+    if isinstance(s, dict) and isinstance(s.get("regions"), list):
+        places += [(("settings", "regions", i), r) for i, r in enumerate(s["regions"])]
+    for key in ("owners", "images"):
+        items = data.get(key)
+        for i, item in enumerate(items if isinstance(items, list) else ()):
+            if isinstance(item, dict) and isinstance(item.get("regions"), list):
+                places += [((key, i, "regions", j), r) for j, r in enumerate(item["regions"])]
+    return [(p, r) for p, r in places if isinstance(r, str) and REGION_RE.fullmatch(r)]
+
+
+def _region_problems(doc: Located) -> list[Problem]:
+    """Region names botocore does not know (with the closest one it does), and Regions of
+    several partitions: one set of credentials, and so one manifest, reaches one."""
+    problems: list[Problem] = []
+    first: tuple[str, str] | None = None  # (Region, partition) of the first Region named
+    for path, region in _region_places(doc.data):
+        why = region_problem(region)
+        partition = partition_of(region)
+        if why:
+            problems.append(doc.problem(path, f"{fmt_path(path)}: {why}"))
+        elif partition is not None and first is None:
+            first = (region, partition)
+        elif partition is not None and first is not None and partition != first[1]:
+            problems.append(doc.problem(path, f"{fmt_path(path)}: {region!r} is in partition "
+                                              f"{partition}, {first[0]} in {first[1]}: one "
+                                              "manifest works in one partition (its credentials "
+                                              "reach no other)"))
+    return problems
+
+
+def _saved_plan(file: str) -> InputError:
+    return InputError([Problem(file, 1, 1, f"{file} is a saved plan, not a manifest: apply it "
+                                           f"with `reconcile apply MANIFEST --plan {file}`")])
+
+
+# The start of what `plan --out` writes: a saved plan, whatever its size.
+_SAVED_PLAN_START = re.compile(rb'\A(?:\xef\xbb\xbf)?\s*\{\s*"format_version"\s*:')
+
+
+def _is_saved_plan(data: Any) -> bool:
+    return isinstance(data, dict) and "version" not in data and {
+        "format_version", "operations"} <= data.keys()
+
+
 def parse_manifest(raw: bytes, file: str) -> Manifest:
     """Validate manifest bytes; raise :class:`InputError` with every problem found."""
+    if _SAVED_PLAN_START.match(raw[:4096]):
+        raise _saved_plan(file)
     doc, problems = load_yaml(raw, file, "manifest")
     if doc is None:
         raise InputError(problems)
     if doc.data is None:
         raise InputError([*problems, doc.problem((), "manifest is empty")])
+    if _is_saved_plan(doc.data):
+        raise _saved_plan(file)
     if not isinstance(doc.data, dict):
         kind = "a list" if isinstance(doc.data, list) else f"the value {doc.raw(()) or doc.data!r}"
         raise InputError([*problems, doc.problem((), f"manifest must be a mapping (version, settings, "
                                                      f"principals, images), got {kind}")])
-    problems += schema_problems(doc, "manifest")
+    problems += schema_problems(doc, "manifest", _value_hint) + _region_problems(doc)
     if problems:
         raise InputError(problems)
     manifest, sem = _semantic(doc, hashlib.sha256(raw).hexdigest())
@@ -358,4 +452,11 @@ def parse_manifest(raw: bytes, file: str) -> Manifest:
 
 def load_manifest(path: str) -> Manifest:
     """Read and validate the manifest file at ``path``."""
-    return parse_manifest(read_input(path, "manifest file", MAX_BYTES), path)
+    try:
+        raw = read_input(path, "manifest file", MAX_BYTES)
+    except InputError:
+        # a saved plan may be larger than a manifest may be: still say what it is
+        if _SAVED_PLAN_START.match(read_head(path)):
+            raise _saved_plan(path) from None
+        raise
+    return parse_manifest(raw, path)

@@ -23,7 +23,9 @@ OU_ARN_RE = re.compile(
     rf"arn:aws[a-z-]*:organizations::\d{{12}}:ou/({ORG_ID_RE})/({OU_ID_RE})",
     re.ASCII)
 AMI_ID_RE = re.compile(r"ami-(?:[0-9a-f]{8}|[0-9a-f]{17})", re.ASCII)
-REGION_RE = re.compile(r"[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}", re.ASCII)
+# The shape of a Region name in every partition (us-east-1, us-gov-west-1, us-isob-east-1,
+# eusc-de-east-1); whether botocore knows it is core.regions' business.
+REGION_RE = re.compile(r"[a-z]{2,4}(?:-[a-z]{2,4})?-[a-z]+-\d{1,2}", re.ASCII)
 PUBLIC = "public"
 # The tag that records, in AWS itself, which manifest manages an image (README, "Ownership").
 OWNERSHIP_TAG = "reconciler:manifest"
@@ -36,6 +38,21 @@ def bad_account_id(text: str) -> str | None:
                 "digits 0-9")
     if not ACCOUNT_ID_RE.fullmatch(text):
         return f"account ID {text!r} must be exactly 12 digits (it has {len(text)})"
+    return None
+
+
+def principal_hint(text: str) -> str | None:
+    """What is wrong with a principal as people paste it, said to follow the text itself
+    (``'o-a1b2c3d4e5' is an organization ID; ...``): surrounding spaces, or a bare
+    organization or OU ID where launch permissions take the ARN. None for anything else."""
+    if text != text.strip():
+        return "has surrounding spaces; remove them"
+    if re.fullmatch(ORG_ID_RE, text, re.ASCII):
+        return ("is an organization ID; write its ARN arn:aws:organizations::"
+                f"<management-account-id>:organization/{text}")
+    if re.fullmatch(OU_ID_RE, text, re.ASCII):
+        return ("is an OU ID; write its ARN arn:aws:organizations::<management-account-id>:"
+                f"ou/<organization-id>/{text}")
     return None
 
 

@@ -11,7 +11,15 @@ from typing import Any
 
 from .errors import InputError, Problem
 from .files import read_input
-from .model import ORG_ARN_RE, OU_ARN_RE, PUBLIC, Principal, PrincipalKind, bad_account_id
+from .model import (
+    ORG_ARN_RE,
+    OU_ARN_RE,
+    PUBLIC,
+    Principal,
+    PrincipalKind,
+    bad_account_id,
+    principal_hint,
+)
 from .yamlload import MAX_BYTES, Located, load_yaml
 
 PRINCIPAL_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}", re.ASCII)
@@ -72,7 +80,8 @@ def _names_entry(doc: Located, path: tuple[str, ...], name: Any, value: Any,
                                  f"OU ARN, got {type(value).__name__}")
     p = Principal.parse_literal(value)
     if p is None or p.is_public:
-        what = ((value.isdigit() and bad_account_id(value))
+        hint = principal_hint(value)
+        what = ((hint and f"{value!r} {hint}") or (value.isdigit() and bad_account_id(value))
                 or f"{value!r} is not a 12-digit account ID, Organization ARN or OU ARN")
         return doc.problem(path, f"{name}: {what}")
     if value in by_value:

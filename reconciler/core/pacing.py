@@ -65,6 +65,17 @@ KMS_RATES = {
 STS_RATE = Rate(600, 600)
 STS_SHARED = "AssumeRole+GetCallerIdentity"
 
+# The actions the tool sends, each paced: the names `settings.api_rates` may set a rate for
+# (another name would be silently ignored). The manifest schema lists the same names.
+PACED_ACTIONS = frozenset({
+    "DescribeImages", "DescribeImageAttribute", "DescribeRegions", "DescribeSnapshots",
+    "DescribeSnapshotAttribute", "GetImageBlockPublicAccessState",
+    "GetSnapshotBlockPublicAccessState", "ModifyImageAttribute", "ModifySnapshotAttribute",
+    "CreateTags", "DeleteTags",
+    "DescribeKey", "GetKeyPolicy", "PutKeyPolicy", "ListAliases",
+    "GetCallerIdentity", "AssumeRole",
+})
+
 EC2_MUTATING_PREFIXES = ("Modify", "Create", "Delete", "Enable", "Disable", "Reset", "Register",
                          "Deregister", "Put", "Replace", "Cancel", "Copy")
 

@@ -301,7 +301,7 @@ def _operations_differ(saved: Plan, fresh: Plan) -> str:
     extra = sorted(set(counts) - set(fresh.operations), key=lambda o: o.sort_key)
     if extra:
         return (f"it contains {len(extra)} operation(s) the manifest does not call for (first: "
-                f"{_op_text(extra[0])}); refusing a tampered or foreign plan")
+                f"{_op_text(extra[0])})")
     missing = sorted(set(fresh.operations) - set(counts), key=lambda o: o.sort_key)
     if missing:
         return (f"{len(missing)} operation(s) a fresh plan calls for are missing from it (first: "
@@ -309,10 +309,32 @@ def _operations_differ(saved: Plan, fresh: Plan) -> str:
     return ""
 
 
+def _summary_text(s: Summary) -> str:
+    return f"{s.add} to add, {s.remove} to remove, {s.images} images, {s.unchanged} unchanged"
+
+
+def _edits(saved: Plan, fresh: Plan) -> str:
+    """What in the saved plan is not what a plan computed now gives ("" when nothing)."""
+    differ = _operations_differ(saved, fresh)
+    if not differ and saved.ownership is not None and fresh.ownership is not None \
+            and saved.ownership.to_dict() != fresh.ownership.to_dict():
+        differ = "its ownership tag changes differ from the plan computed now"
+    if not differ and saved.summary != fresh.summary:
+        # never used (apply counts the operations), but the tool never writes a wrong one
+        differ = (f"its summary says {_summary_text(saved.summary)}, its operations give "
+                  f"{_summary_text(fresh.summary)}")
+    return differ
+
+
 def check_saved_plan(saved: Plan, fresh: Plan, manifest_sha256: str, manifest_path: str) -> None:
     """Apply a saved plan only if it is exactly what a fresh plan computes now, against the
     state it was computed from; otherwise refuse (StalePlanError), naming the first
-    difference. ``manifest_sha256`` is the manifest's digest now."""
+    difference. ``manifest_sha256`` is the manifest's digest now.
+
+    Stale and tampered are told apart by the state digest: when the state the plan
+    consulted changed, a plan computed now differs anyway (stale: plan again); when it did
+    not, operations, ownership changes or a summary other than a plan computed now gives
+    can only come from an edit of the file (tampered)."""
     if saved.manifest_sha256 != manifest_sha256:
         raise StalePlanError("saved plan is stale: the manifest changed since the plan was made "
                              f"(plan has {saved.manifest_sha256[:12]}, {manifest_path} is "
@@ -324,14 +346,10 @@ def check_saved_plan(saved: Plan, fresh: Plan, manifest_sha256: str, manifest_pa
         raise StalePlanError(f"saved plan covers Regions {', '.join(saved.regions)}, but this "
                              f"apply covers {', '.join(fresh.regions) or 'none'}; apply it with "
                              "the --region options it was planned with (or plan again)")
-    differ = _operations_differ(saved, fresh)
-    if not differ and saved.ownership is not None and fresh.ownership is not None \
-            and saved.ownership.to_dict() != fresh.ownership.to_dict():
-        differ = "its ownership tag changes differ from the plan computed now"
     if fresh.state_digest != saved.state_digest:
         raise StalePlanError("saved plan is stale: the current state of the resources it "
-                             "consulted differs from when it was made"
-                             f"{f' ({differ})' if differ else ''}; run plan again")
-    if differ:
-        raise StalePlanError(f"saved plan does not match the plan computed now: {differ}; "
-                             "run plan again")
+                             "consulted changed since the plan was made; run plan again")
+    if differ := _edits(saved, fresh):
+        raise StalePlanError(f"saved plan was edited (tampered): {differ}, although the state "
+                             "it was made from is unchanged; refusing it (run plan again and "
+                             "review that plan)")

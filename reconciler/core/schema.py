@@ -10,6 +10,7 @@ import difflib
 import functools
 import json
 import re
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path as FsPath
 from typing import Any
@@ -48,8 +49,30 @@ def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern[:-1] + r"\Z" if pattern.endswith("$") else pattern, re.ASCII)
 
 
-_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator,
-                                          {"pattern": _ecma_pattern})
+def _is_integer(checker: Any, instance: Any) -> bool:
+    """``integer`` as a manifest means it: JSON Schema counts 2.0 as an integer, and a
+    ``latest: 2.0`` then reached the planner as a float."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+_BASE = jsonschema.Draft202012Validator
+
+
+def _strict_const(validator: Any, const: Any, instance: Any, schema: Any) -> Any:
+    """``const`` that tells 1.0 from 1 (JSON Schema calls them equal)."""
+    if isinstance(const, int) and not isinstance(const, bool) and isinstance(instance, float):
+        yield ValidationError(f"{const!r} was expected")
+        return
+    yield from _BASE.VALIDATORS["const"](validator, const, instance, schema)
+
+
+_Validator = jsonschema.validators.extend(
+    _BASE, {"pattern": _ecma_pattern, "const": _strict_const},
+    type_checker=_BASE.TYPE_CHECKER.redefine("integer", _is_integer))
+
+# A value hint: (path, value) -> what is wrong with it, when the caller knows better than
+# the schema's generic message (e.g. a principal pasted with spaces).
+Hint = Callable[[Path, Any], str | None]
 
 
 @functools.cache
@@ -102,20 +125,27 @@ def _leaf_errors(error: ValidationError) -> list[ValidationError]:
     return [error]
 
 
-def schema_problems(doc: Located, schema_name: str) -> list[Problem]:
-    """Validate ``doc.data`` against a schema; return one located problem per error."""
+def schema_problems(doc: Located, schema_name: str, hint: Hint | None = None) -> list[Problem]:
+    """Validate ``doc.data`` against a schema; return one located problem per error.
+    ``hint`` may say better than the schema what is wrong with a value it refuses."""
     problems: list[Problem] = []
     v = validator(schema_name)
     for top in v.iter_errors(doc.data):
         for err in _leaf_errors(top):
             path: Path = tuple(err.absolute_path)
-            problems.extend(_describe(doc, err, path))
+            better = hint(path, err.instance) if hint is not None else None
+            problems.extend([doc.problem(path, f"{fmt_path(path)}: {better}")] if better
+                            else _describe(doc, err, path))
     return problems
 
 
 def _describe(doc: Located, err: ValidationError, path: Path) -> list[Problem]:
     where = fmt_path(path)
     inst = err.instance
+    if "propertyNames" in err.schema_path and isinstance(inst, str):
+        return [_key_problem(doc, err, path, inst)]
+    if err.validator == "type" and err.validator_value == "integer" and isinstance(inst, float):
+        return [doc.problem(path, f"{where}: {_not_an_integer(doc, path, inst)}")]
     if err.validator == "additionalProperties" and isinstance(inst, dict):
         known = list(err.schema.get("properties", {}))
         extras = [k for k in inst if k not in known]
@@ -144,6 +174,28 @@ def _describe(doc: Located, err: ValidationError, path: Path) -> list[Problem]:
         allowed = ", ".join(json.dumps(x) for x in err.validator_value if x is not False)
         return [doc.problem(path, f"{where}: {shown} is not one of {allowed}")]
     return [doc.problem(path, f"{where}: {_one_line(err.message)}")]
+
+
+def _key_problem(doc: Located, err: ValidationError, path: Path, key: str) -> Problem:
+    """A mapping key its schema refuses, located at the key. A key outside an ``enum`` is
+    told like an unknown key: the closest allowed one, or them all."""
+    custom = err.schema.get("errorMessage") if isinstance(err.schema, dict) else None
+    if err.validator != "enum":
+        message = f"{fmt_path(path)}: {json.dumps(key)} {custom or _one_line(err.message)}"
+        return doc.problem(path + (key,), message, key=True)
+    allowed = [str(x) for x in err.validator_value]
+    close = difflib.get_close_matches(key, allowed, n=1)
+    more = f"did you mean {close[0]!r}?" if close else f"one of: {', '.join(allowed)}"
+    return doc.problem(path + (key,), f"{fmt_path(path)}: {key!r} {custom or 'is not allowed'} "
+                                      f"({more})", key=True)
+
+
+def _not_an_integer(doc: Located, path: Path, value: float) -> str:
+    """``2.0 is not an integer; write 2``: what YAML read as a float where a count belongs."""
+    shown = doc.raw(path) or json.dumps(value)
+    if value.is_integer():
+        return f"{shown} is not an integer; write {int(value)}"
+    return f"{shown} is not an integer"
 
 
 def _one_line(text: str) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 from ..core.errors import InputError, Problem, ReconcilerError
 from ..core.files import read_input
 from ..core.model import Principal
+from ..core.regions import region_problem
 from ..core.schema import fmt_path, schema_problems
 from ..core.yamlload import MAX_BYTES, Located, iter_paths, load_yaml
 
@@ -93,20 +94,26 @@ def parse_sandbox(raw: bytes, file: str) -> SandboxState:
 
 
 def _unknown_regions(doc: Located) -> list[Problem]:
-    """A Region name of the right shape that the emulator does not have (``us-east-9``)."""
+    """A Region name of the right shape that AWS (with the closest one it has), or the
+    emulator, does not have (``ap-sotheast-2``, ``us-east-9``)."""
     from .aws import botocore_session
 
     session = botocore_session()  # the endpoint data is then parsed once for the run
-    known = {r for partition in session.get_available_partitions()
-             for r in session.get_available_regions("ec2", partition)}
+    emulated = {r for partition in session.get_available_partitions()
+                for r in session.get_available_regions("ec2", partition)}
     places: list[tuple[tuple[str | int, ...], str]] = [
         (("images", i, "region"), img["region"]) for i, img in enumerate(doc.data.get("images") or [])]
     places += [(("keys", i, "region"), k["region"]) for i, k in enumerate(doc.data.get("keys") or [])]
     places += [(("image_block_public_access", r), r)
                for r in doc.data.get("image_block_public_access") or {}]
-    return [doc.problem(path, f"{fmt_path(path)}: {region!r} is not an AWS Region",
-                        key=path[0] == "image_block_public_access")
-            for path, region in places if region not in known]
+    problems = []
+    for path, region in places:
+        why = region_problem(region) or (
+            None if region in emulated else f"{region!r} is not a Region the emulator has")
+        if why:
+            problems.append(doc.problem(path, f"{fmt_path(path)}: {why}",
+                                        key=path[0] == "image_block_public_access"))
+    return problems
 
 
 def _duplicate_ids(doc: Located) -> list[Problem]:
