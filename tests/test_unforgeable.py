@@ -15,17 +15,26 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from helpers import ACCOUNT, PROD, STAGING, run_main
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from reconciler.core import neutral
+from reconciler.core.manifest import parse_manifest
 from reconciler.core.model import Action, Finding, Operation, OpKind, Principal, Severity
-from reconciler.core.plan import Plan, make_plan
-from reconciler.core.render import MARKDOWN_LIMIT, render_markdown, render_text
+from reconciler.core.plan import Ownership, Plan, make_plan
+from reconciler.core.render import (
+    MARKDOWN_LIMIT,
+    key_policy_details,
+    render_markdown,
+    render_text,
+)
 
 FORGED = "x\n::error file=README.md,line=1::forged annotation\n```\n##[error]legacy forged"
 ESCAPES = "\x1b[2J\x1b[31mred\r\x07\x9b31m\u2028\u202etxt"
@@ -262,3 +271,49 @@ def test_errors_also_go_to_stderr_in_every_format(tmp_path: Path) -> None:
         r = run_main("plan", m, "--sandbox", state, "--format", fmt)
         assert r.code == 1, r.err
         assert "error: [max-removals]" in r.err, f"{fmt}: errors also go to stderr"
+
+
+# --------------------------------------------------------------------------- every slot, any value
+
+HOSTILE = st.text(st.sampled_from(list("ab:#[]()@`*_|<>!~\\ \n\r\t\x1b\x07\x9b\u2028\u202e"
+                                       "\u200b\ufeff")) | st.characters(), max_size=24)
+
+
+@settings(max_examples=60, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(name=HOSTILE, alias=HOSTILE, rule=HOSTILE, reason=HOSTILE, message=HOSTILE,
+       resource=HOSTILE, tag=HOSTILE, principal_name=HOSTILE, sid=HOSTILE)
+def test_no_value_in_any_slot_of_a_plan_can_forge_output(
+        name: str, alias: str, rule: str, reason: str, message: str, resource: str, tag: str,
+        principal_name: str, sid: str) -> None:
+    """Image and key names, rule names, lifecycle reasons, finding messages and resources,
+    the ownership name, principal names and the tool's own statements (which anyone with
+    kms:PutKeyPolicy can edit) each hold a hostile string; no rendering lets it act."""
+    image, key = "ami-0a11c0de000000001", "arn:aws:kms:us-east-1:123456789012:key/k"
+    prod = Principal.account(PROD)
+    ops = [Operation(Action.ADD, OpKind.LAUNCH, "us-east-1", image, prod, (rule,)),
+           Operation(Action.REMOVE, OpKind.LAUNCH, "us-east-1", image,
+                     Principal.account(STAGING)),
+           Operation(Action.ADD, OpKind.KMS, "us-east-1", key, prod, (rule,))]
+    findings = [Finding(sev, "other-manifest", "us-east-1", resource, message)
+                for sev in Severity]
+    owned = {"Sid": "AmiShareReconcilerAccounts", "Effect": "Allow", "Principal": {"AWS": [sid]},
+             "Action": ["kms:Decrypt"], "Resource": "*", "Condition": {sid: {sid: sid}}}
+    plan = make_plan(
+        manifest_sha256="0" * 64, caller_account=ACCOUNT, operations=ops, findings=findings,
+        images=1, unchanged=0, state={}, image_names={image: name}, resource_images={key: alias},
+        key_policies={key: ({"Statement": []}, {"Statement": [owned]})},
+        withheld={("us-east-1", image, Principal.account(STAGING)): reason},
+        ownership=Ownership(tag, (("us-east-1", image),)))
+    manifest = replace(parse_manifest(b"version: 1\nsettings: {name: m}\nimages: []\n", "m.yaml"),
+                       principals=((principal_name, prod),))
+    _assert_inert_text(render_text(plan, manifest, details=key_policy_details(plan)))
+    md = render_markdown(plan, manifest)
+    _assert_inert_text("\n".join(line for line in md.splitlines()
+                                 if line not in ("```diff", "```")))
+    assert all(line in ("```diff", "```") or not line.lstrip().startswith("```")
+               for line in md.splitlines())
+    json_text = plan.to_json()
+    assert _commands(json_text) == []
+    assert not re.search(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u200b\ufeff]", json_text)
+    assert json.loads(json_text)["findings"][0]["message"] == message
