@@ -30,8 +30,9 @@ import re
 import unicodedata
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-# Unicode categories shown escaped: control, format, line and paragraph separators.
-_HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp"})
+# Unicode categories shown escaped: control, format, line and paragraph separators, and
+# lone surrogates (a JSON answer may hold "\ud800"; no output stream can encode one).
+_HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 
 
 def _escape(char: str) -> str:
