@@ -49,7 +49,7 @@ from .core.model import (
 from .core.names import load_names
 from .core.pacing import Pacer, Rate, describe_duration, with_eta
 from .core.plan import Plan, check_saved_plan, load_plan_file
-from .core.planner import PlanOptions
+from .core.planning import PlanOptions
 from .core.regions import region_problem
 from .core.render import key_policy_details, render_markdown, text_lines
 from .shell.applier import (

@@ -15,7 +15,7 @@ from helpers import ACCOUNT, HAND, PROD, STAGING, Images, counted_clients
 
 from reconciler.core.manifest import parse_manifest
 from reconciler.core.model import Action, Identity, Operation, OpKind, Principal
-from reconciler.core.planner import PlanOptions
+from reconciler.core.planning import PlanOptions
 from reconciler.shell.applier import Applier
 from reconciler.shell.gather import build_plan
 from reconciler.shell.reader import Reader

@@ -21,7 +21,6 @@ from reconciler.core.manifest import Manifest, parse_manifest
 from reconciler.core.model import (
     Action,
     BlockState,
-    Finding,
     Identity,
     Image,
     Operation,
@@ -32,14 +31,13 @@ from reconciler.core.model import (
     Snapshot,
 )
 from reconciler.core.plan import Ownership, Plan, make_plan, plan_from_dict, state_digest
-from reconciler.core.planner import (
+from reconciler.core.planning import (
     CurrentState,
     PlanOptions,
-    _image_checks,
-    _ImageView,
     compute_plan,
     regions_needing_public_check,
 )
+from reconciler.core.planning.checks import ImageView, check_image
 from reconciler.core.render import render_markdown, render_text, summary_line
 from reconciler.core.schema import load_schema
 
@@ -526,9 +524,7 @@ def test_snapshot_not_found_blocks_image():
         launch: [prod]
     """)
     sel = select(m, listing(img(ami(1), "golden-1", snapshots=("snap-0000000000000001a",))))
-    view = _ImageView(sel.managed[0], frozenset(), [])
-    findings: list[Finding] = []
-    _image_checks(m, view, state({}), findings)
+    view, findings = check_image(m, ImageView(sel.managed[0], frozenset()), state({}))
     assert view.blocked
     assert codes(findings) == [("error", "snapshot-not-found", ami(1))]
     assert "snap-0000000000000001a" in findings[0].message

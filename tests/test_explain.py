@@ -28,7 +28,7 @@ from reconciler.core.kms import KeyInfo
 from reconciler.core.manifest import parse_manifest
 from reconciler.core.model import Identity, Image, Principal, Snapshot
 from reconciler.core.plan import Plan
-from reconciler.core.planner import CurrentState, compute_plan
+from reconciler.core.planning import CurrentState, compute_plan
 from reconciler.shell.sandbox import encrypt_image
 
 PROD, OTHER = "111122223333", "999988887777"

@@ -42,7 +42,7 @@ from reconciler.core.kms import KeyInfo
 from reconciler.core.manifest import Manifest, parse_manifest
 from reconciler.core.model import Identity, Image, Principal, PrincipalKind, Snapshot
 from reconciler.core.names import generated_name, parse_names
-from reconciler.core.planner import CurrentState, compute_plan
+from reconciler.core.planning import CurrentState, compute_plan
 from reconciler.shell.gather import read_export
 
 KEY = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/11111111-2222-3333-4444-555555555555"

@@ -15,7 +15,7 @@ from reconciler.core.desired import select
 from reconciler.core.errors import InputError
 from reconciler.core.manifest import parse_manifest
 from reconciler.core.model import Identity, Image, Principal
-from reconciler.core.planner import CurrentState, PlanOptions, compute_plan
+from reconciler.core.planning import CurrentState, PlanOptions, compute_plan
 
 NOW = "2026-12-01T12:00:00+00:00"
 

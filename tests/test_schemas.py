@@ -66,7 +66,8 @@ def test_finding_codes_have_one_registry() -> None:
     used: set[str] = set()
     for path in (ROOT / "reconciler").rglob("*.py"):
         text = path.read_text()
-        used.update(re.findall(r'(?:_f\(|Finding\()\s*Severity\.[A-Z]+,\s*"([a-z0-9-]+)"', text))
+        used.update(re.findall(r'(?:_?finding\(|Finding\()\s*Severity\.[A-Z]+,\s*"([a-z0-9-]+)"',
+                               text))
         for a, b in re.findall(r'code = "([a-z0-9-]+)"(?: if [^\n]* else "([a-z0-9-]+)")?', text):
             used.update(x for x in (a, b) if x)
         used.update(re.findall(r'return \(?"([a-z0-9]+(?:-[a-z0-9]+)+)",', text))

@@ -29,11 +29,12 @@ from .model import (
     Image,
     Principal,
     PrincipalKind,
+    RegionKey,
     Snapshot,
     bad_account_id,
     principal_hint,
 )
-from .planner import CurrentState
+from .planning import CurrentState
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,8 @@ class ImageFacts:
         """The facts about ``img`` in what was gathered."""
         mine = [sid for sid in img.snapshot_ids if (img.region, sid) in state.snapshots]
         return cls(img, state.launch.get(img.key, frozenset()),
-                   {sid: state.snapshots[(img.region, sid)] for sid in mine},
-                   {sid: state.copy[(img.region, sid)] for sid in mine
+                   {sid: state.snapshots[RegionKey(img.region, sid)] for sid in mine},
+                   {sid: state.copy[RegionKey(img.region, sid)] for sid in mine
                     if (img.region, sid) in state.copy},
                    {kid: info for (r, kid), info in state.keys.items() if r == img.region},
                    managed, manifest_given, matched_by, now, released_by, keep_on_release)

@@ -1,7 +1,7 @@
 """``reconcile export``: a reviewed starting manifest from the shares that exist today.
 
 :func:`compute_export` is pure: given the caller's identity and the
-:class:`~reconciler.core.planner.CurrentState` that
+:class:`~reconciler.core.planning.CurrentState` that
 :func:`reconciler.shell.gather.read_export` gathered (the caller's images, their launch and
 snapshot copy permissions, their snapshots and KMS keys), it returns manifest YAML text on
 which ``reconcile plan`` reports no changes.
@@ -20,7 +20,7 @@ How shares become rules:
   raised when an image is shared with more entities than the default 1,000.
 
 The candidate manifest is then checked with the planner's own pure functions
-(:func:`reconciler.core.planner.compute_plan`) against the same state. An image the plan would
+(:func:`reconciler.core.planning.compute_plan`) against the same state. An image the plan would
 change or report an error or warning for (a snapshot encrypted with the AWS managed key,
 consumers that may not use the image's KMS key, snapshots shared differently, ...) is left
 out, with the reason in a comment, and the check repeats until the plan is empty. The result
@@ -55,14 +55,14 @@ from .model import (
     Operation,
     OpKind,
     Principal,
+    RegionKey,
     Severity,
     by_resource,
 )
 from .names import PRINCIPAL_NAME_RE
 from .plan import Plan
-from .planner import CurrentState, compute_plan
+from .planning import CurrentState, compute_plan
 
-RegionKey = tuple[str, str]  # (region, image or snapshot ID)
 # settings.name as the manifest schema allows it (a tag value AWS holds may not fit)
 MANIFEST_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.:/=+@-]{0,255}")
 
@@ -147,9 +147,9 @@ def compute_export(identity: Identity, state: CurrentState,
     regions = tuple(sorted(set(state.regions) or {s.image.region for s in candidates}
                            or set(DEFAULT_REGIONS)))
     # the keys of the shared images: their statements are the ones a plan would rewrite
-    shared_keys = {(snap.region, snap.kms_key_id) for s in candidates
+    shared_keys = {RegionKey(snap.region, snap.kms_key_id) for s in candidates
                    for sid in s.image.snapshot_ids
-                   if (snap := state.snapshots.get((s.image.region, sid))) is not None
+                   if (snap := state.snapshots.get(RegionKey(s.image.region, sid))) is not None
                    and snap.encrypted}
     stats = ExportStats(
         unshared=sum(1 for s in considered if s.image.state == "available" and not s.launch),
@@ -217,7 +217,7 @@ def _checked_names(names: Mapping[str, str]) -> dict[str, str]:
 def _shared_images(state: CurrentState, image_filter: ImageFilter | None) -> list[SharedImage]:
     """The images the export considers, in (Region, image ID) order, with their permissions."""
     return [SharedImage(img, state.launch.get(img.key, frozenset()),
-                        {sid: state.copy[(img.region, sid)] for sid in img.snapshot_ids
+                        {sid: state.copy[RegionKey(img.region, sid)] for sid in img.snapshot_ids
                          if (img.region, sid) in state.copy})
             for img in sorted((img for found in state.images.values() for img in found),
                               key=lambda i: i.key)
@@ -263,7 +263,7 @@ def _self_check(text: str, identity: Identity, considered: Sequence[SharedImage]
     problems: dict[RegionKey, list[str]] = defaultdict(list)
     unexplained: list[str] = []
     for (region, resource), ops in by_resource(plan.operations).items():
-        affected = owner.get((region, resource)) or by_id.get(resource)
+        affected = owner.get(RegionKey(region, resource)) or by_id.get(resource)
         if not affected:
             unexplained.extend(f"{o.action.value} {o.kind.value} {o.principal.label} on "
                                f"{region} {resource}" for o in ops)
@@ -275,7 +275,7 @@ def _self_check(text: str, identity: Identity, considered: Sequence[SharedImage]
     for f in plan.findings:
         if f.severity is Severity.INFO or f.code == "other-manifest":
             continue  # another manifest's tag: the shares are as they are, apply retags
-        affected = owner.get((f.region, f.resource)) or by_id.get(f.resource)
+        affected = owner.get(RegionKey(f.region, f.resource)) or by_id.get(f.resource)
         if not affected:
             unexplained.append(f"{f.severity.value}[{f.code}] {f.region} {f.resource}: {f.message}")
             continue
@@ -312,7 +312,7 @@ def _plan_candidate(text: str, identity: Identity, considered: Sequence[SharedIm
         launch={s.image.key: s.launch for s in considered},
         released=released,
         snapshots=gathered.snapshots,
-        copy={(s.image.region, sid): perms for s in chosen for sid, perms in s.copy.items()},
+        copy={RegionKey(s.image.region, sid): perms for s in chosen for sid, perms in s.copy.items()},
         keys=gathered.keys,
     )
     return compute_plan(manifest, identity, selection, state)
@@ -328,12 +328,12 @@ def _affected_images(chosen: Sequence[SharedImage], state: CurrentState,
         img = s.image
         owner[img.key].append(img.key)
         for sid in img.snapshot_ids:
-            owner[(img.region, sid)].append(img.key)
-            snap = state.snapshots.get((img.region, sid))
-            info = (state.keys.get((img.region, snap.kms_key_id))
+            owner[RegionKey(img.region, sid)].append(img.key)
+            snap = state.snapshots.get(RegionKey(img.region, sid))
+            info = (state.keys.get(RegionKey(img.region, snap.kms_key_id))
                     if snap and snap.encrypted else None)
             if info is not None and info.arn:
-                owner[(img.region, info.arn)].append(img.key)
+                owner[RegionKey(img.region, info.arn)].append(img.key)
                 key_info[info.arn] = info
     return owner, key_info
 

@@ -12,7 +12,7 @@ import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 # Matched with fullmatch and ASCII semantics: no trailing newline, no non-ASCII digits.
 ACCOUNT_ID_RE = re.compile(r"\d{12}", re.ASCII)
@@ -255,6 +255,21 @@ def sorted_findings(findings: Iterable[Finding]) -> tuple[Finding, ...]:
     return tuple(sorted(set(findings), key=lambda f: f.sort_key))
 
 
+class RegionKey(NamedTuple):
+    """A resource in its Region: an image or snapshot ID, or a key's ID or ARN."""
+
+    region: str
+    resource: str
+
+
+class OwnerRegion(NamedTuple):
+    """An owner account in one Region: where account-wide settings (Block Public Access,
+    the public-image count) live."""
+
+    owner: str
+    region: str
+
+
 @dataclass(frozen=True)
 class Image:
     """An AMI owned by the caller, as listed by ``DescribeImages``."""
@@ -277,8 +292,8 @@ class Image:
         return dict(self.tags)
 
     @property
-    def key(self) -> tuple[str, str]:
-        return (self.region, self.image_id)
+    def key(self) -> RegionKey:
+        return RegionKey(self.region, self.image_id)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from .model import (
     Finding,
     Operation,
     Principal,
+    RegionKey,
     Severity,
     sorted_findings,
     sorted_operations,
@@ -46,7 +47,7 @@ class Summary:
                 "unchanged": self.unchanged}
 
 
-RegionResource = tuple[str, str]
+RegionResource = RegionKey
 
 
 @dataclass(frozen=True)
@@ -99,10 +100,10 @@ class Plan:
     # Key ARN -> (current policy, policy after apply), for verbose output.
     key_policies: Mapping[str, tuple[Any, Any]] = field(default_factory=dict, compare=False)
     # (region, image or snapshot ID) -> ARNs of the KMS keys its consumers need.
-    resource_keys: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict,
+    resource_keys: Mapping[RegionKey, tuple[str, ...]] = field(default_factory=dict,
                                                                       compare=False)
     # (region, resource) -> owner account whose credentials write it.
-    resource_owner: Mapping[tuple[str, str], str] = field(default_factory=dict, compare=False)
+    resource_owner: Mapping[RegionKey, str] = field(default_factory=dict, compare=False)
     # (region, resource, principal) -> why a rule's lifecycle conditions withhold it, for
     # the reason of a removal ("rule golden: it is not among the newest 3 ...").
     withheld: Mapping[tuple[str, str, Principal], str] = field(default_factory=dict,
@@ -185,8 +186,8 @@ def make_plan(*, manifest_sha256: str, caller_account: str, operations: Iterable
               image_names: Mapping[str, str] | None = None,
               resource_images: Mapping[str, str] | None = None,
               key_policies: Mapping[str, tuple[Any, Any]] | None = None,
-              resource_keys: Mapping[tuple[str, str], tuple[str, ...]] | None = None,
-              resource_owner: Mapping[tuple[str, str], str] | None = None,
+              resource_keys: Mapping[RegionKey, tuple[str, ...]] | None = None,
+              resource_owner: Mapping[RegionKey, str] | None = None,
               regions: Sequence[str] = (), ownership: Ownership | None = None,
               principal_names: Mapping[Principal, str] | None = None,
               withheld: Mapping[tuple[str, str, Principal], str] | None = None) -> Plan:
@@ -268,7 +269,7 @@ def _ownership_from_dict(data: Any) -> Ownership | None:
     if data is None:
         return None
     def ids(key: str) -> tuple[RegionResource, ...]:
-        return tuple(("", str(i)) for i in data.get(key, ()))
+        return tuple(RegionKey("", str(i)) for i in data.get(key, ()))
 
     return Ownership("", ids("tag"), ids("untag"), ids("tag_snapshots"), ids("untag_snapshots"))
 

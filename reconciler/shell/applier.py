@@ -42,6 +42,7 @@ from ..core.model import (
     Operation,
     OpKind,
     Principal,
+    RegionKey,
     by_resource,
 )
 from ..core.plan import Ownership, Plan
@@ -145,7 +146,7 @@ def split(ops: Sequence[Operation]) -> _Plan:
                  pick(OpKind.LAUNCH), pick(OpKind.COPY, Action.ADD), pick(OpKind.COPY, Action.REMOVE))
 
 
-def write_calls(ops: Sequence[Operation], resource_owner: Mapping[tuple[str, str], str]
+def write_calls(ops: Sequence[Operation], resource_owner: Mapping[RegionKey, str]
                 ) -> dict[str, collections.Counter[tuple[str, str, str]]]:
     """The AWS calls :meth:`Applier.apply` makes for ``ops`` when nothing fails, per owner
     account, as (Region, service, action) → count: one ``ModifyImageAttribute`` per image,
@@ -155,7 +156,7 @@ def write_calls(ops: Sequence[Operation], resource_owner: Mapping[tuple[str, str
     out: dict[str, collections.Counter[tuple[str, str, str]]] = defaultdict(collections.Counter)
 
     def count(region: str, resource: str, service: str, action: str, n: int = 1) -> None:
-        out[resource_owner.get((region, resource), "")][(region, service, action)] += n
+        out[resource_owner.get(RegionKey(region, resource), "")][(region, service, action)] += n
 
     for (region, image_id) in p.launch:
         count(region, image_id, "ec2", "ModifyImageAttribute")
@@ -185,10 +186,10 @@ class Applier:
                  concurrency: int = 16,
                  log: LogSink | None = None,
                  progress: Callable[[Outcome], None] | None = None,
-                 resource_keys: Mapping[tuple[str, str], tuple[str, ...]] | None = None,
+                 resource_keys: Mapping[RegionKey, tuple[str, ...]] | None = None,
                  expected: Mapping[tuple[str, str, str], Any] | None = None,
                  stop: threading.Event | None = None,
-                 resource_owner: Mapping[tuple[str, str], str] | None = None,
+                 resource_owner: Mapping[RegionKey, str] | None = None,
                  grant_shape: kms.GrantShape = kms.GrantShape.AWS_RESOURCE) -> None:
         """``expected``: the state the plan was computed from, by (kind, region, resource);
         when given, each image and snapshot is re-read just before its first write and
@@ -212,7 +213,7 @@ class Applier:
     def _client(self, service: str, region: str, resource: str) -> Any:
         if isinstance(self.clients, Clients):
             return self.clients.get(service, region)
-        owner = self.resource_owner.get((region, resource))
+        owner = self.resource_owner.get(RegionKey(region, resource))
         if owner is None or owner not in self.clients:
             raise WriteError(f"no credentials for the owner of {resource}")
         return self.clients[owner].get(service, region)
@@ -408,7 +409,7 @@ class Applier:
             for o in outcomes:
                 if self.log is not None:
                     op = o.operation
-                    owner = self.resource_owner.get((op.region, op.resource))
+                    owner = self.resource_owner.get(RegionKey(op.region, op.resource))
                     self.log({"time": now, "caller": self.identity.arn, "api": write.api,
                               **({"owner": owner} if owner else {}),
                               **op.to_dict(),
@@ -427,7 +428,7 @@ class Applier:
         if not write.operations:
             return ("", "")
         op = write.operations[0]
-        return (self.resource_owner.get((op.region, op.resource), ""), op.region)
+        return (self.resource_owner.get(RegionKey(op.region, op.resource), ""), op.region)
 
     def tag_calls(self, resources: Sequence[tuple[str, str]], value: str,
                   add: bool) -> tuple[int, list[str]]:
@@ -436,7 +437,7 @@ class Applier:
         api = "CreateTags" if add else "DeleteTags"
         groups: dict[tuple[str, str], list[str]] = defaultdict(list)
         for region, rid in sorted(resources):
-            groups[(self.resource_owner.get((region, rid), ""), region)].append(rid)
+            groups[(self.resource_owner.get(RegionKey(region, rid), ""), region)].append(rid)
         done = 0
         errors: list[str] = []
         tags = [{"Key": OWNERSHIP_TAG, "Value": value}]
@@ -480,7 +481,7 @@ class Applier:
         """Why ``op`` (an add on an image or snapshot) must not run: key access for its
         principal (or for every principal: None) could not be granted; "" when it may."""
         grantee = kms.grantee_of(op.principal)
-        for key in self.resource_keys.get((region, resource), ()):
+        for key in self.resource_keys.get(RegionKey(region, resource), ()):
             if key in denied and (denied[key] is None or grantee in (denied[key] or set())):
                 return f"skipped: access to KMS key {key} could not be granted"
         return ""
@@ -536,7 +537,7 @@ class Applier:
         # 4. key access removed — never while a removal it backs has failed
         stranded = {(k, kms.grantee_of(o.operation.principal))
                     for o in outcomes if not o.ok and o.operation.action is Action.REMOVE
-                    for k in self.resource_keys.get((o.operation.region, o.operation.resource), ())}
+                    for k in self.resource_keys.get(RegionKey(o.operation.region, o.operation.resource), ())}
         writes = []
         for (region, key), key_ops in sorted(p.key_removes.items()):
             if key in failed_keys:
@@ -567,8 +568,9 @@ def write_tags(applier: Applier, ownership: Ownership, report: ApplyReport | Non
     revocations all went through (a failed one keeps its tag, so the next run retries it)."""
     if applier.stop.is_set():
         return TagReport()
-    failed = {(o.operation.region, o.operation.resource) for o in (report.failed if report else ())}
-    failed |= {(r, ownership.snapshot_of[(r, sid)]) for r, sid in set(failed)
+    failed = {RegionKey(o.operation.region, o.operation.resource)
+              for o in (report.failed if report else ())}
+    failed |= {RegionKey(r, ownership.snapshot_of[RegionKey(r, sid)]) for r, sid in set(failed)
                if (r, sid) in ownership.snapshot_of}
     tag = [*ownership.tag, *ownership.tag_snapshots]
     untag = [k for k in (*ownership.untag, *ownership.untag_snapshots) if k not in failed]

@@ -1,6 +1,6 @@
 """Gathering: read from AWS exactly the current state a plan or an export needs.
 
-The imperative shell around the pure planner (:func:`reconciler.core.planner.compute_plan`) and
+The imperative shell around the pure planner (:func:`reconciler.core.planning.compute_plan`) and
 exporter (:func:`reconciler.core.exporter.compute_export`): every call here goes through a
 :class:`~reconciler.shell.reader.Reader`, in the order and number the README's call formula says.
 """
@@ -22,27 +22,28 @@ from ..core.kms import KeyInfo
 from ..core.manifest import KmsMode, Manifest
 from ..core.model import (
     OWNERSHIP_TAG,
-    Action,
     Arn,
     BlockState,
     Identity,
     Image,
     OpKind,
+    OwnerRegion,
     Principal,
+    RegionKey,
     Snapshot,
 )
 from ..core.plan import Plan
-from ..core.planner import (
+from ..core.planning import (
     CurrentState,
     KeyUse,
     PlanOptions,
-    RegionKey,
     compute_plan,
+    keys_losing_grantees,
     regions_needing_public_check,
     regions_needing_snapshot_public_check,
     run_regions,
-    tagged,
 )
+from ..core.planning.ownership import tagged
 from .concurrency import run_all
 from .reader import Reader
 
@@ -76,14 +77,14 @@ def build_plan(manifest: Manifest, readers: Reader | Sequence[Scope],
                        restrict if options.regions is not None or len(scopes) > 1 else options.regions,
                        options.now or dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     state = _read_state(manifest, options, scopes, owners, images, selection, listed)
-    plan = compute_plan(manifest, identity, selection, state, options)
-    removing = {op.resource for op in plan.operations
-                if op.kind is OpKind.KMS and op.action is Action.REMOVE}
-    if not removing:
-        return plan
-    uses = read_key_uses(removing, owners, selection, state,
-                         manifest.settings.on_release == "keep")
-    return compute_plan(manifest, identity, selection, replace(state, key_uses=uses), options)
+    # What else still grants the principals a key would lose decides whether they may go:
+    # read for exactly those keys, then plan once.
+    losing = keys_losing_grantees(manifest, identity, selection, state, options)
+    if losing:
+        uses = read_key_uses(losing, owners, selection, state,
+                             manifest.settings.on_release == "keep")
+        state = replace(state, key_uses=uses)
+    return compute_plan(manifest, identity, selection, state, options)
 
 
 def _list_images(manifest: Manifest, options: PlanOptions, scopes: Sequence[Scope],
@@ -120,10 +121,10 @@ def _read_state(manifest: Manifest, options: PlanOptions, scopes: Sequence[Scope
     gathered = _Reads()
     for owner in reads:
         gathered.merge(owner)
-    public_images: dict[tuple[str, str], int] = defaultdict(int)
+    public_images: dict[OwnerRegion, int] = defaultdict(int)
     for region, found in images.items():
         for img in found:
-            public_images[(img.owner_id, region)] += img.public
+            public_images[OwnerRegion(img.owner_id, region)] += img.public
     _read_released(manifest, owners, found_released, gathered)
     return gathered.state(images, regions=tuple(sorted(listed)),
                           public_images=dict(public_images), released=tuple(found_released))
@@ -168,15 +169,15 @@ def _read_released(manifest: Manifest, owners: Mapping[str, Reader], released: l
         mine = [img for img in released if img.owner_id == account]
         into.read_launch(reader, [img for img in mine if img.state == "available"])
         into.read_snapshots(reader, mine)
-        into.read_copy(reader, [(img.region, sid) for img in mine for sid in img.snapshot_ids
-                                if (snap := into.snapshots.get((img.region, sid))) is not None
+        into.read_copy(reader, [RegionKey(img.region, sid) for img in mine for sid in img.snapshot_ids
+                                if (snap := into.snapshots.get(RegionKey(img.region, sid))) is not None
                                 and tagged(snap, name)])
         if manifest.settings.kms is KmsMode.KEY_POLICY and manifest.settings.on_release != "keep":
             # their consumers leave the keys' statements unless something else still needs them
-            into.read_keys(reader, [(img.region, sid) for img in mine for sid in img.snapshot_ids])
+            into.read_keys(reader, [RegionKey(img.region, sid) for img in mine for sid in img.snapshot_ids])
 
 
-def read_key_uses(key_arns: set[str], owners: Mapping[str, Reader], selection: Selection,
+def read_key_uses(key_arns: Iterable[str], owners: Mapping[str, Reader], selection: Selection,
                   state: CurrentState,
                   keep_released: bool = False) -> dict[str, tuple[KeyUse, ...]]:
     """Who holds a permission through each of ``key_arns`` outside what the plan writes.
@@ -194,22 +195,22 @@ def read_key_uses(key_arns: set[str], owners: Mapping[str, Reader], selection: S
     places: set[tuple[str, str]] = set()  # (owner account, region)
     for (region, kid), info in state.keys.items():
         if info.arn in key_arns:
-            key_ids[(region, kid)] = key_ids[(region, info.arn)] = info.arn
+            key_ids[RegionKey(region, kid)] = key_ids[RegionKey(region, info.arn)] = info.arn
             places.add((info.account or Arn.parse(info.arn).account, region))
     uses: dict[str, list[KeyUse]] = defaultdict(list)
     for account, region in sorted(places):
         reader = owners.get(account)
         if reader is None:
             continue
-        on_key = {sid: key_ids[(region, snap.kms_key_id)]
+        on_key = {sid: key_ids[RegionKey(region, snap.kms_key_id)]
                   for sid, snap in reader.encrypted_snapshots(region).items()
                   if (region, snap.kms_key_id) in key_ids}
-        kept = {(img.region, sid) for img in state.released for sid in img.snapshot_ids
+        kept = {RegionKey(img.region, sid) for img in state.released for sid in img.snapshot_ids
                 } if keep_released else set()
         snaps = sorted(sid for sid in on_key
                        if (region, sid) not in state.copy or (region, sid) in kept)
         for sid, perms in zip(snaps, reader.map(reader.copy_permissions,
-                                                [(region, sid) for sid in snaps]), strict=True):
+                                                [RegionKey(region, sid) for sid in snaps]), strict=True):
             uses[on_key[sid]].append(KeyUse(OpKind.COPY, region, sid, perms))
         listed = [img for img in state.images.get(region, ()) if img.owner_id == account]
         if not listed:  # a released image's Region that this run did not list
@@ -236,8 +237,8 @@ class _Reads:
     snapshots: dict[RegionKey, Snapshot] = field(default_factory=dict)
     copy: dict[RegionKey, frozenset[Principal]] = field(default_factory=dict)
     keys: dict[RegionKey, KeyInfo] = field(default_factory=dict)
-    public_access: dict[tuple[str, str], BlockState] = field(default_factory=dict)
-    snapshot_access: dict[tuple[str, str], BlockState] = field(default_factory=dict)
+    public_access: dict[OwnerRegion, BlockState] = field(default_factory=dict)
+    snapshot_access: dict[OwnerRegion, BlockState] = field(default_factory=dict)
     # (account, Region) -> key ID -> alias, listed once for display
     aliases: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 
@@ -253,7 +254,7 @@ class _Reads:
         regions = sorted(by_region)
         for region, found in zip(regions, reader.map(lambda r: reader.snapshots(r, by_region[r]),
                                                      regions), strict=True):
-            self.snapshots.update({(region, sid): snap for sid, snap in found.items()})
+            self.snapshots.update({RegionKey(region, sid): snap for sid, snap in found.items()})
 
     def read_copy(self, reader: Reader, snapshots: Iterable[RegionKey]) -> None:
         """``DescribeSnapshotAttribute`` (createVolumePermission) per (Region, snapshot)."""
@@ -265,7 +266,7 @@ class _Reads:
         and key ID as the snapshot names it): ``DescribeKey`` + ``GetKeyPolicy`` once per key
         not read yet, ``ListAliases`` once per account and Region (for display)."""
         wanted = set(snapshots)
-        key_ids = sorted({(snap.region, snap.kms_key_id) for k, snap in self.snapshots.items()
+        key_ids = sorted({RegionKey(snap.region, snap.kms_key_id) for k, snap in self.snapshots.items()
                           if k in wanted and snap.encrypted and snap.kms_key_id} - set(self.keys))
         if not key_ids:
             return
@@ -300,17 +301,17 @@ def _read_account(manifest: Manifest, account: str, reader: Reader,
 
     def backing() -> None:
         out.read_snapshots(reader, images)
-        out.read_copy(reader, [(m.image.region, s) for m in managed if m.manages_copy
+        out.read_copy(reader, [RegionKey(m.image.region, s) for m in managed if m.manages_copy
                                for s in m.image.snapshot_ids])
         if manifest.settings.kms is not KmsMode.OFF:
-            out.read_keys(reader, [(img.region, s) for img in images for s in img.snapshot_ids])
+            out.read_keys(reader, [RegionKey(img.region, s) for img in images for s in img.snapshot_ids])
 
     run_all(functools.partial(out.read_launch, reader, images), backing)
     check = regions_needing_public_check(Selection(tuple(managed), ()), out.launch, out.snapshots)
-    out.public_access.update({(account, r): res for r, res in
+    out.public_access.update({OwnerRegion(account, r): res for r, res in
                               zip(check, reader.map(reader.public_access_block, check), strict=True)})
     check = regions_needing_snapshot_public_check(managed, out.copy, out.snapshots)
-    out.snapshot_access.update({(account, r): res for r, res in zip(
+    out.snapshot_access.update({OwnerRegion(account, r): res for r, res in zip(
         check, reader.map(reader.snapshot_public_access_block, check), strict=True)})
     return out
 
@@ -335,7 +336,7 @@ def read_export(reader: Reader, regions: Sequence[str],
     reads = _Reads()
     reads.read_launch(reader, candidates)
     reads.read_snapshots(reader, candidates)
-    reads.read_copy(reader, [(img.region, s) for img in candidates if reads.launch[img.key]
+    reads.read_copy(reader, [RegionKey(img.region, s) for img in candidates if reads.launch[img.key]
                              for s in img.snapshot_ids if (img.region, s) in reads.snapshots])
     reads.read_keys(reader, reads.snapshots)
     # The images the filter keeps, and only those: the others' permissions were not read.

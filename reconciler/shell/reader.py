@@ -12,7 +12,7 @@ Calls made by a plan (and nothing else):
 * ``kms:DescribeKey`` and ``kms:GetKeyPolicy`` once per distinct key, and
   ``kms:ListAliases`` once per Region that has such keys (KMS mode not ``off``);
 * only when the plan would take a principal out of a key's statements (see
-  :func:`reconciler.core.planner.build_plan`): ``ec2:DescribeSnapshots`` (the owner's encrypted
+  :func:`reconciler.shell.gather.build_plan`): ``ec2:DescribeSnapshots`` (the owner's encrypted
   snapshots, paginated) once per such owner and Region, ``DescribeSnapshotAttribute`` per
   snapshot encrypted with such a key whose copy permissions were not read yet, and
   ``DescribeImageAttribute`` per unmanaged image backed by one.
@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from ..core.errors import AwsError
 from ..core.kms import KeyInfo, KeyManager
-from ..core.model import BlockState, Identity, Image, Principal, Snapshot
+from ..core.model import BlockState, Identity, Image, Principal, RegionKey, Snapshot
 from ..core.pacing import with_eta
 from .aws import CallError, Clients, aws_call
 from .concurrency import parallel_map
@@ -174,7 +174,7 @@ class Reader:
             entries = resp.get("LaunchPermissions") or []
         return parse_launch_permissions(entries, image.image_id)
 
-    def all_launch_permissions(self, images: Sequence[Image]) -> dict[tuple[str, str], frozenset[Principal]]:
+    def all_launch_permissions(self, images: Sequence[Image]) -> dict[RegionKey, frozenset[Principal]]:
         results = self.map(self.launch_permissions, list(images), "Reading launch permissions",
                            ("ec2", "DescribeImageAttribute"))
         return {img.key: perms for img, perms in zip(images, results, strict=True)}

@@ -31,7 +31,7 @@ from reconciler.core.desired import ManagedImage, Selection  # noqa: E402
 from reconciler.core.manifest import parse_manifest  # noqa: E402
 from reconciler.core.model import Identity, Image, Principal  # noqa: E402
 from reconciler.shell.gather import build_plan  # noqa: E402
-from reconciler.core.planner import CurrentState, compute_plan  # noqa: E402
+from reconciler.core.planning import CurrentState, compute_plan  # noqa: E402
 from reconciler.shell.reader import Reader  # noqa: E402
 from reconciler.core.render import render_markdown, render_text  # noqa: E402
 

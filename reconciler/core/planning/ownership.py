@@ -1,0 +1,85 @@
+"""Ownership (README, "Ownership: deleting a rule revokes its shares"): which images and
+copy-managed snapshots apply tags as this manifest's, which it releases, and the removals
+that release them (``rules: []``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..differ import diff_permissions
+from ..manifest import Manifest
+from ..model import (
+    OWNERSHIP_TAG,
+    Finding,
+    Image,
+    Operation,
+    OpKind,
+    RegionKey,
+    Severity,
+    Snapshot,
+    plural,
+)
+from ..plan import Ownership
+from .checks import ImageView, label
+from .state import CurrentState
+
+
+def tagged(resource: Image | Snapshot, name: str) -> bool:
+    return (OWNERSHIP_TAG, name) in resource.tags
+
+
+@dataclass(frozen=True)
+class Release:
+    """The ownership bookkeeping of a plan and the operations that release images."""
+
+    ownership: Ownership | None = None
+    ops: tuple[Operation, ...] = ()
+    findings: tuple[Finding, ...] = ()
+
+
+def ownership(manifest: Manifest, views: Sequence[ImageView], state: CurrentState) -> Release:
+    settings = manifest.settings
+    if settings.ownership != "tag":
+        return Release()
+    name = settings.name
+    tag = [v.image.key for v in views if not v.blocked and not tagged(v.image, name)]
+    tag_snaps = [RegionKey(v.image.region, sid) for v in views
+                 if not v.blocked and v.m.manages_copy for sid in v.image.snapshot_ids
+                 if (v.image.region, sid) in state.snapshots
+                 and not tagged(state.snapshots[RegionKey(v.image.region, sid)], name)]
+    # a snapshot tagged when its image's rules had `copy:`, which they have no more: its
+    # copy permissions are not the manifest's now (a later release must not revoke them)
+    copy_managed = {RegionKey(v.image.region, sid) for v in views if v.m.manages_copy
+                    for sid in v.image.snapshot_ids}
+    untag_snaps = sorted({RegionKey(v.image.region, sid) for v in views
+                          if not v.blocked and not v.m.manages_copy
+                          for sid in v.image.snapshot_ids
+                          if (v.image.region, sid) not in copy_managed  # another image's rules
+                          and (snap := state.snapshots.get(RegionKey(v.image.region, sid)))
+                          is not None and tagged(snap, name)})
+    keep = settings.on_release == "keep"
+    ops: list[Operation] = []
+    findings: list[Finding] = []
+    for img in state.released:
+        ours = [sid for sid in img.snapshot_ids if (img.region, sid) in state.copy]
+        untag_snaps += [RegionKey(img.region, sid) for sid in ours]
+        current = state.launch.get(RegionKey(*img.key), frozenset())
+        if keep:
+            findings.append(Finding(Severity.INFO, "released-kept", img.region, img.image_id,
+                                    f"{label(img)} is no longer matched by any rule; "
+                                    f"on_release: keep leaves its "
+                                    f"{plural(len(current), 'launch permission')} and only "
+                                    f"removes the {OWNERSHIP_TAG} tag"))
+            continue
+        ops += diff_permissions(OpKind.LAUNCH, img.region, img.image_id, {}, current,
+                                prune=True).operations
+        for sid in ours:
+            ops += diff_permissions(OpKind.COPY, img.region, sid, {},
+                                    state.copy[RegionKey(img.region, sid)],
+                                    prune=True).operations
+    bookkeeping = Ownership(name, tuple(sorted(tag)), tuple(sorted(i.key for i in state.released)),
+                            tuple(sorted(tag_snaps)), tuple(sorted(untag_snaps)), keep,
+                            {RegionKey(img.region, sid): img.image_id for img in state.released
+                             for sid in img.snapshot_ids})
+    return Release(bookkeeping, tuple(ops), tuple(findings))
