@@ -67,37 +67,66 @@ def signal_name(signum: int) -> str:
 
 class Stop(threading.Event):
     """The command's stop flag. Once set, no new AWS request is sent and no new write starts.
-    Set by a signal (:meth:`interrupt`) or, without one, by apply (:meth:`set`)."""
+    Set by a signal, or, without one, by apply itself (:meth:`set`: its log failed).
+
+    A signal handler runs in the main thread only, between two bytecodes of whatever that
+    thread was doing, and only once it holds the interpreter lock. So the handler takes no
+    lock (it could be one the main thread holds: :meth:`note` only writes two attributes),
+    and the workers do not wait for it (a worker that already has its answer could send one
+    more request meanwhile): :meth:`is_set` also sees a signal the kernel still holds for
+    the main thread, and one Python has written to its wakeup pipe (``signal.set_wakeup_fd``)
+    but not handled yet."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.signum = 0
-        self.since = math.inf  # time.monotonic() of the first signal
-        self._signal_lock = threading.Lock()
-        self._wakeup: int | None = None  # see watch()
+        self.signum = 0  # the first signal
+        self.since = math.inf  # its time.monotonic()
+        self._watching = False  # see watch()
+        self._wakeup: int | None = None
+
+    def note(self, signum: int) -> None:
+        """A signal arrived (safe in a handler: no lock)."""
+        if not self.signum:
+            self.signum, self.since = signum, time.monotonic()
 
     def interrupt(self, signum: int) -> None:
-        """A signal arrived: set the stop (the first signal's number and time are kept)."""
-        with self._signal_lock:
-            if not self.signum:
-                self.signum, self.since = signum, time.monotonic()
+        """A signal arrived, from anywhere but a handler: also wakes :meth:`wait` at once."""
+        self.note(signum)
         self.set()
 
-    def watch(self, wakeup: int | None) -> None:
-        """Read signal numbers from this non-blocking pipe (``signal.set_wakeup_fd``'s).
-        Python runs a handler in the main thread only, once it holds the interpreter lock:
-        a worker can get several milliseconds ahead of it, enough to send one more request.
-        The pipe is written at the moment the signal arrives, so :meth:`is_set` sees it."""
-        self._wakeup = wakeup
+    def watch(self, watching: bool, wakeup: int | None = None) -> None:
+        """Whether SIGINT/SIGTERM stop the run (:func:`stop_on_signals`), and the wakeup
+        pipe's reading end (non-blocking; None where there is none)."""
+        self._watching, self._wakeup = watching, wakeup
 
     def is_set(self) -> bool:
+        return super().is_set() or bool(self.signum) or self._signal_not_handled()
+
+    def _signal_not_handled(self) -> bool:
+        if not self._watching:
+            return False
+        # Pending: sent, but the main thread (the only one not blocking it) has not run yet.
+        pending = signal.sigpending() if hasattr(signal, "sigpending") else set()
+        received = [int(s) for s in pending if s in STOP_SIGNALS]
         wakeup = self._wakeup
-        if wakeup is not None and not super().is_set():
-            with contextlib.suppress(OSError):  # empty (BlockingIOError), or closed
-                for signum in os.read(wakeup, 64):
-                    if signum in STOP_SIGNALS:
-                        self.interrupt(signum)
-        return super().is_set()
+        if wakeup is not None:
+            with contextlib.suppress(OSError):  # empty (BlockingIOError), or closed meanwhile
+                received += os.read(wakeup, 64)
+        for signum in received:
+            if signum in STOP_SIGNALS:
+                self.note(signum)
+        return bool(self.signum)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Until the stop is set (True) or ``timeout`` seconds passed (False). A signal is
+        seen within :data:`WAKE_EVERY`: its handler does not wake waiting threads."""
+        deadline = math.inf if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            super().wait(min(left, WAKE_EVERY))
+        return True
 
     def check(self, action: str = "", retrying: bool = False) -> None:
         """Raise :class:`Interrupted` once the stop is set."""
@@ -105,7 +134,7 @@ class Stop(threading.Event):
             raise Interrupted(self.signum, action, retrying)
 
     def sleep(self, seconds: float) -> None:
-        """``time.sleep`` that the stop ends at once (raising :class:`Interrupted`)."""
+        """``time.sleep`` that the stop ends (raising :class:`Interrupted`)."""
         if self.wait(seconds):
             raise Interrupted(self.signum)
 
@@ -118,12 +147,11 @@ def stop_on_signals(stop: Stop) -> Iterator[Stop]:
     process is about to exit, and a late signal must neither become a traceback nor kill it
     with another exit status (Python restores the default handlers while it shuts down, but
     leaves ignored signals ignored)."""
-
     raised = False
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         nonlocal raised
-        stop.interrupt(signum)
+        stop.note(signum)
         if not raised:
             raised = True
             raise Interrupted(signum)
@@ -132,7 +160,7 @@ def stop_on_signals(stop: Stop) -> Iterator[Stop]:
         yield stop
         return
     with _wakeup_pipe() as wakeup:
-        stop.watch(wakeup)
+        stop.watch(True, wakeup)
         for sig in STOP_SIGNALS:
             signal.signal(sig, handler)
         try:
@@ -140,7 +168,7 @@ def stop_on_signals(stop: Stop) -> Iterator[Stop]:
         finally:
             for sig in STOP_SIGNALS:
                 signal.signal(sig, signal.SIG_IGN)
-            stop.watch(None)
+            stop.watch(False)
 
 
 @contextlib.contextmanager
