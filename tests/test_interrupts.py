@@ -261,6 +261,25 @@ def test_stdout_broken_after_the_writes_started_still_applies_and_counts(
 # --------------------------------------------------------------------------- in this process
 
 
+def test_a_pipe_whose_reader_left_is_seen_before_apply_writes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small plan fits in the pipe and is written whole even when the reader (``head -1``)
+    leaves right after; apply looks again just before its first write."""
+    from reconciler.cli import _stdout_reader_gone
+
+    read_end, write_end = os.pipe()
+    with os.fdopen(write_end, "w") as pipe:
+        monkeypatch.setattr(sys, "stdout", pipe)
+        assert not _stdout_reader_gone()
+        os.close(read_end)
+        assert _stdout_reader_gone()
+    monkeypatch.setattr(sys, "stdout", None)
+    assert _stdout_reader_gone()
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    assert not _stdout_reader_gone()
+
+
+
 def test_the_pool_starts_no_queued_item_once_the_waiting_thread_is_interrupted() -> None:
     """A signal handler raising in the waiting thread ends the wait at once: the items not
     started yet never start, and the ones running are not waited for."""
