@@ -2,18 +2,22 @@
 
 Exit codes (contract): 0 success / no changes, 1 any error, 2 plan has changes (only with
 ``--detailed-exitcode``). click's own usage errors would exit 2, which means "changes
-present" here, so :func:`main` maps every usage error to 1.
+present" here, so :func:`main` maps every usage error to 1. A run that SIGINT or SIGTERM
+stops exits 128 + the signal's number (130, 143), as shells report it.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
+import errno
 import functools
 import json
 import os
+import select
 import sys
-import threading
+import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
@@ -30,6 +34,7 @@ from .core.errors import (
     EXIT_OK,
     GuardError,
     InputError,
+    OutputError,
     Problem,
     ReconcilerError,
     UsageError,
@@ -66,7 +71,7 @@ from .shell.aws import (
     describe_error,
     mask_secrets,
 )
-from .shell.concurrency import stop_on_signals
+from .shell.concurrency import Interrupted, Stop, signal_name, stop_on_signals
 from .shell.gather import build_plan, read_explain, read_export
 from .shell.progress import NoProgress, TerminalProgress
 from .shell.reader import Reader
@@ -80,6 +85,9 @@ from .shell.session import (
 )
 
 MIN_RATE_SHARE = 0.05  # ModifyImageAttribute then still gets a token every 4 s
+# After a signal during apply, the writes in flight get this long to answer (so that the
+# report and the log say what became of them) before the run ends without them.
+IN_FLIGHT_GRACE = 1.0  # seconds
 
 
 class Ctx:
@@ -87,7 +95,7 @@ class Ctx:
 
     def __init__(self, regions: tuple[str, ...], profile: str | None, strict: bool,
                  concurrency: int, sandbox: str | None, no_color: bool, verbose: int,
-                 quiet: bool, api_rate_share: float = 1.0) -> None:
+                 quiet: bool, api_rate_share: float = 1.0, stop: Stop | None = None) -> None:
         for r in regions:
             if not REGION_RE.fullmatch(r):
                 raise UsageError(f"--region {r!r} is not a valid AWS Region name (like us-east-1)")
@@ -106,6 +114,7 @@ class Ctx:
         self.no_color = no_color
         self.force_color = False
         self.sandbox_save: str | None = None
+        self.stop = stop or Stop()  # the command's one stop (see main)
 
     def color(self, stream: TextIO) -> bool:
         """--no-color / NO_COLOR win; --color / FORCE_COLOR force it (CI logs render ANSI)."""
@@ -123,7 +132,7 @@ class Ctx:
         return RunOptions(regions=self.regions, profile=self.profile,
                           concurrency=self.concurrency, api_rate_share=self.api_rate_share,
                           sandbox=self.sandbox, sandbox_save=self.sandbox_save,
-                          progress=self.show_progress())
+                          progress=self.show_progress(), stop=self.stop)
 
     def aws(self) -> contextlib.AbstractContextManager[tuple[Clients, Reader]]:
         """Clients and a reader for the caller, inside the sandbox when one is given."""
@@ -187,7 +196,7 @@ def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                 api_rate_share: str, sandbox: str | None, no_color: bool, force_color: bool,
                 verbose: int, quiet: bool, **kwargs: Any) -> Any:
         ctx = Ctx(regions, profile, strict, concurrency, sandbox, no_color, verbose, quiet,
-                  _rate_share(api_rate_share))
+                  _rate_share(api_rate_share), click.get_current_context().find_object(Stop))
         ctx.force_color = force_color
         return fn(ctx, **kwargs)
 
@@ -235,9 +244,10 @@ def validate(ctx: Ctx, manifests: tuple[str, ...]) -> int:
             warned = True
             click.echo(neutral.text(f"{'error' if ctx.strict else 'warning'}: {manifest}: "
                                     f"[{f.code}] {f.message}"), err=True)
-        click.echo(neutral.text(f"{manifest}: valid ({plural(len(m.rules), 'rule')}, "
-                                f"{plural(len(m.principals), 'named principal')}, "
-                                f"Regions {', '.join(m.regions) or 'none'})"))
+        with _stdout("the result") as out:
+            click.echo(neutral.text(f"{manifest}: valid ({plural(len(m.rules), 'rule')}, "
+                                    f"{plural(len(m.principals), 'named principal')}, "
+                                    f"Regions {', '.join(m.regions) or 'none'})"), file=out)
     if problems:
         raise InputError(problems)
     return EXIT_ERROR if warned and ctx.strict else EXIT_OK
@@ -267,16 +277,46 @@ def _text(ctx: Ctx, plan: Plan, manifest: Manifest, out: TextIO) -> Iterator[str
     return text_lines(plan, manifest, color=ctx.color(out), details=details)
 
 
+@contextlib.contextmanager
+def _stdout(what: str) -> Iterator[TextIO]:
+    """Standard output, for writing ``what`` (flushed at the end). A closed, full or broken
+    one is an :class:`OutputError`: one line, exit 1, never a traceback or a silent exit."""
+    out = sys.stdout
+    if out is None:  # started with stdout closed (`>&-`)
+        raise OutputError(what, "it is closed")
+    try:
+        yield out
+        out.flush()
+    except OSError as exc:
+        raise OutputError(what, exc.strerror or type(exc).__name__) from None
+
+
+def _stdout_reader_gone() -> bool:
+    """True when stdout is a pipe whose reader has exited (``| head -1`` after its line):
+    what was written into the pipe was not all read. Linux and the BSDs report a pipe
+    without a reader as an error condition on its writing end."""
+    if sys.stdout is None:
+        return True
+    if not hasattr(select, "poll"):
+        return False
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a file (io.UnsupportedOperation is both)
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
 def _emit_plan(ctx: Ctx, plan: Plan, manifest: Manifest, fmt: str,
                step_summary: bool = True) -> None:
-    out = sys.stdout
-    if fmt == "json":
-        out.writelines(plan.json_lines())
-    elif fmt == "markdown":
-        out.write(render_markdown(plan, manifest))
-    else:
-        out.writelines(_text(ctx, plan, manifest, out))
-    out.flush()
+    with _stdout("the plan") as out:
+        if fmt == "json":
+            out.writelines(plan.json_lines())
+        elif fmt == "markdown":
+            out.write(render_markdown(plan, manifest))
+        else:
+            out.writelines(_text(ctx, plan, manifest, out))
     # In every format: the plan may go to a file, a comment or /dev/null, and a long one is
     # cut; the errors that failed it still reach the log.
     for f in plan.errors:
@@ -395,24 +435,54 @@ def apply(ctx: Ctx, manifest: str, plan_file: str | None, auto_approve: bool,
     if not auto_approve and not sys.stdin.isatty() and saved is None:
         raise GuardError("apply needs confirmation: no terminal to ask on, so pass --auto-approve "
                          "(or apply a reviewed plan with --plan PLAN.json)")
+    writing = False  # once true, a signal is reported with what was applied
+    done: _Done | None = None
     _refuse_unnamed_regions(ctx, m, owner)
-    with ctx.connect(m, owner) as conn:
-        todo = _plan(ctx, m, conn, allow_mass_removal)
-        _refuse_unnamed_regions(ctx, m, owner, todo)
-        if saved is not None:
-            # the fresh plan is then exactly the saved one
-            check_saved_plan(saved, todo, m.sha256, m.path)
+    try:
+        with ctx.connect(m, owner) as conn:
+            todo = _plan(ctx, m, conn, allow_mass_removal)
+            _refuse_unnamed_regions(ctx, m, owner, todo)
+            if saved is not None:
+                # the fresh plan is then exactly the saved one
+                check_saved_plan(saved, todo, m.sha256, m.path)
+            _show_plan(ctx, todo, m)
+            pending = todo.ownership is not None and todo.ownership.pending
+            if not todo.has_changes and not pending:
+                return EXIT_ERROR if todo.errors else EXIT_OK
+            if todo.has_changes:
+                _guard(todo, m, allow_mass_removal)
+                if not auto_approve and saved is None and not _confirm():
+                    raise GuardError("apply cancelled; nothing was changed")
+            if _stdout_reader_gone():
+                raise OutputError("the plan", os.strerror(errno.EPIPE), NOTHING_APPLIED)
+            writing = True
+            done = _execute(ctx, conn, todo, m, log_file)
+        return _report(done, todo)
+    except Interrupted as exc:
+        if not writing:
+            raise  # main says that nothing was written
+        # after the writes (the sandbox's state being saved, the summary being printed)
+        click.echo(_interrupted_line(exc.signum, done.report if done else None), err=True)
+        return exc.exit_code
+
+
+NOTHING_APPLIED = "apply stopped before changing anything: nothing was written to AWS"
+
+
+def _show_plan(ctx: Ctx, todo: Plan, m: Manifest) -> None:
+    """The plan apply is about to carry out: if it cannot be shown in full, nothing is done."""
+    try:
         _emit_plan(ctx, todo, m, "text", step_summary=False)
-        pending = todo.ownership is not None and todo.ownership.pending
-        if not todo.has_changes and not pending:
-            return EXIT_ERROR if todo.errors else EXIT_OK
-        if todo.has_changes:
-            _guard(todo, m, allow_mass_removal)
-            if not auto_approve and saved is None and not click.confirm(
-                    "Apply these changes?", default=False, err=True):
-                raise GuardError("apply cancelled; nothing was changed")
-        done = _execute(ctx, conn, todo, m, log_file)
-    return _report(done, todo)
+    except OutputError as exc:
+        raise exc.after(NOTHING_APPLIED) from None
+
+
+def _confirm() -> bool:
+    try:
+        return click.confirm("Apply these changes?", default=False, err=True)
+    except Interrupted:
+        click.echo(err=True)  # end the prompt's line: the message gets its own
+        raise
 
 
 APPLY_TIME_AT_LEAST = 30.0  # seconds: a plan that applies faster needs no estimate
@@ -456,21 +526,30 @@ class _Done:
     tags: TagReport
     stopped: bool  # by a signal, or because the log could not be written
     log_error: str = ""
+    signum: int = 0  # the signal that stopped it
 
 
 def _execute(ctx: Ctx, conn: Connection, todo: Plan, m: Manifest, log_file: str | None) -> _Done:
-    """Run the operations, then the ownership-tag writes; the log is closed whatever happens."""
-    stop = threading.Event()
+    """Run the operations, then the ownership-tag writes; the log is closed whatever happens.
+    A signal in any of that ends it at once: the writes in flight get a moment to answer,
+    the others are reported (and logged) as not applied."""
+    stop = ctx.stop  # a log that cannot be written stops the run too (no signal)
+    identity = conn.identity()
     log = JsonLog(log_file, on_failure=stop.set) if log_file else None
     bar = TerminalProgress() if ctx.show_progress() else NoProgress()
-    bar.start(with_eta("Applying", _apply_seconds(ctx, todo, m)[0]), len(todo.operations))
+    applier = Applier.for_plan(conn.clients, identity, todo, m.settings.kms_grants,
+                               concurrency=ctx.concurrency, log=log, stop=stop,
+                               progress=lambda _: bar.advance())
+    signum = 0
     try:
-        with stop_on_signals(stop, lambda text: click.echo(text, err=True)):
-            applier = Applier.for_plan(conn.clients, conn.identity(), todo,
-                                       m.settings.kms_grants, concurrency=ctx.concurrency,
-                                       log=log, stop=stop, progress=lambda _: bar.advance())
-            report = applier.apply(todo.operations)
-            tags = write_tags(applier, todo.ownership, report) if todo.ownership else TagReport()
+        bar.start(with_eta("Applying", _apply_seconds(ctx, todo, m)[0]), len(todo.operations))
+        report = applier.apply(todo.operations)
+        tags = write_tags(applier, todo.ownership, report) if todo.ownership else TagReport()
+    except Interrupted as exc:
+        signum = exc.signum
+        report = applier.settle(todo.operations,
+                                min(stop.since, time.monotonic()) + IN_FLIGHT_GRACE)
+        tags = TagReport()
     finally:
         bar.finish()
         if log is not None:
@@ -480,12 +559,14 @@ def _execute(ctx: Ctx, conn: Connection, todo: Plan, m: Manifest, log_file: str 
         log_error = (f"{log.error}; no write was started after that, and "
                      f"{plural(log.lost, 'record')} of the run could not be logged"
                      if log.lost else f"{log.error} (its last records may be missing)")
-    return _Done(report, tags, stop.is_set(), log_error)
+    return _Done(report, tags, stop.is_set(), log_error, signum)
 
 
 def _report(done: _Done, todo: Plan) -> int:
     report = done.report
     for o in report.failed:
+        if o.result in (Result.NOT_APPLIED, Result.UNKNOWN):
+            continue  # counted in the one line about the interruption
         op = o.operation
         click.echo(neutral.text(f"error: {op.action.value} {op.kind.value} {op.principal.label} "
                                 f"on {op.region} {op.resource}: {o.error}"), err=True)
@@ -493,19 +574,41 @@ def _report(done: _Done, todo: Plan) -> int:
         click.echo(neutral.text(f"error: {message}"), err=True)
     if done.log_error:
         click.echo(neutral.text(f"error: {done.log_error}"), err=True)
-    adds = sum(1 for o in report.applied if o.operation.action is Action.ADD)
-    not_applied = sum(1 for o in report.failed if o.result is Result.NOT_APPLIED)
+    if done.signum:
+        click.echo(_interrupted_line(done.signum, report), err=True)
+        return 128 + done.signum
     if done.stopped:
-        click.echo(f"Interrupted: {len(report.applied)} operations applied, {not_applied} not "
-                   "applied; run plan to see what is left.", err=True)
-    click.echo(f"Apply complete: {adds} added, {len(report.applied) - adds} removed, "
-               f"{len(report.failed)} failed.")
-    if done.tags.tagged or done.tags.untagged or done.tags.failed:
-        click.echo(f"Ownership tags: {done.tags.tagged} written, {done.tags.untagged} removed"
-                   f"{f', {len(done.tags.failed)} failed' if done.tags.failed else ''}.")
+        click.echo(_interrupted_line(0, report), err=True)
+    adds = sum(1 for o in report.applied if o.operation.action is Action.ADD)
+    try:
+        with _stdout("the summary") as out:
+            click.echo(f"Apply complete: {adds} added, {len(report.applied) - adds} removed, "
+                       f"{len(report.failed)} failed.", file=out)
+            if done.tags.tagged or done.tags.untagged or done.tags.failed:
+                click.echo(f"Ownership tags: {done.tags.tagged} written, {done.tags.untagged} "
+                           f"removed{f', {len(done.tags.failed)} failed' if done.tags.failed else ''}.",
+                           file=out)
+    except OutputError as exc:
+        raise exc.after(f"the apply went ahead: {len(report.applied)} operations applied, "
+                        f"{len(report.failed)} failed ({adds} added, "
+                        f"{len(report.applied) - adds} removed)") from None
     if report.failed or done.tags.failed or todo.errors or done.stopped or done.log_error:
         return EXIT_ERROR
     return EXIT_OK
+
+
+def _interrupted_line(signum: int, report: ApplyReport | None) -> str:
+    """The one line about an apply that stopped before its end."""
+    by = f" by {signal_name(signum)}" if signum else ""
+    if report is None:
+        return f"Interrupted{by} while applying; run plan to see what is left."
+    counts = collections.Counter(o.result for o in report.outcomes)
+    unknown = counts[Result.UNKNOWN]
+    in_flight = (f", {unknown} in flight (AWS may or may not have applied "
+                 f"{'it' if unknown == 1 else 'them'})" if unknown else "")
+    return (f"Interrupted{by}: {len(report.applied)} operations applied, "
+            f"{counts[Result.NOT_APPLIED]} not applied{in_flight}; run plan to see what is "
+            "left.")
 
 
 @cli.command()
@@ -542,9 +645,8 @@ def export(ctx: Ctx, out: str | None, names_file: str | None, name_glob: str | N
     if out:
         _write_file(out, result.text)
     else:
-        stream = sys.stdout
-        stream.write(result.text)
-        stream.flush()
+        with _stdout("the manifest") as stream:
+            stream.write(result.text)
     n = len(result.exported)
     ctx.info(f"Exported {plural(n, 'shared image')} in {plural(result.rules, 'rule')}"
              f"{f' to {out}' if out else ''}.")
@@ -606,20 +708,22 @@ def explain(ctx: Ctx, principal: str, manifest: str | None, image_id: str | None
                          f"rule {rule_name!r} matches no image the caller owns")
     who = principal if principal == p.label else f"{p.label} ({principal})"
     can = bool(verdicts) and all(v.can_launch for v in verdicts)
-    if fmt == "json":
-        click.echo(neutral.json_text(json.dumps(
-            {"principal": p.to_dict(), "can_launch": can,
-             "images": [v.to_dict(who) for v in verdicts]}, indent=2, ensure_ascii=False)))
-    else:
-        if len(verdicts) != 1:
-            cannot = sum(not v.can_launch for v in verdicts)
-            click.echo(neutral.text(f"{who} {'can launch' if can else 'cannot launch'} "
-                                    + (f"all {len(verdicts)} images" if can else
-                                       f"{cannot} of {len(verdicts)} images")
-                                    + f" of rule {rule_name}"))
-        for v in verdicts:
-            for line in v.text_lines(who):
-                click.echo(neutral.text(line))
+    with _stdout("the verdict") as out:
+        if fmt == "json":
+            click.echo(neutral.json_text(json.dumps(
+                {"principal": p.to_dict(), "can_launch": can,
+                 "images": [v.to_dict(who) for v in verdicts]}, indent=2, ensure_ascii=False)),
+                file=out)
+        else:
+            if len(verdicts) != 1:
+                cannot = sum(not v.can_launch for v in verdicts)
+                click.echo(neutral.text(f"{who} {'can launch' if can else 'cannot launch'} "
+                                        + (f"all {len(verdicts)} images" if can else
+                                           f"{cannot} of {len(verdicts)} images")
+                                        + f" of rule {rule_name}"), file=out)
+            for v in verdicts:
+                for line in v.text_lines(who):
+                    click.echo(neutral.text(line), file=out)
     return EXIT_OK if can else EXIT_CANNOT
 
 
@@ -637,34 +741,40 @@ def _verbose(argv: list[str]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
-    """Console-script entry point: the one place exceptions become exit codes."""
-    code = EXIT_ERROR
+    """Console-script entry point: the one place exceptions become exit codes. It owns the
+    process: SIGINT and SIGTERM stop the command (exit 130, 143), and are ignored from its
+    end to the exit."""
     if not (sys.argv[1:] if argv is None else argv) and "_RECONCILE_COMPLETE" not in os.environ:
         # bare `reconcile`: the help, not a usage error (shell completion also has no args)
         with click.Context(cli, info_name="reconcile", **cli.context_settings) as ctx:
             click.echo(cli.get_help(ctx))
         sys.exit(EXIT_OK)
+    with stop_on_signals(Stop()) as stop:
+        code = _run(argv, stop)
+    _release_stdout()
+    sys.exit(code)
+
+
+def _run(argv: list[str] | None, stop: Stop) -> int:
     try:
-        rv = cli.main(args=argv, prog_name="reconcile", standalone_mode=False)
-        code = rv if isinstance(rv, int) else EXIT_OK
+        rv = cli.main(args=argv, prog_name="reconcile", standalone_mode=False, obj=stop)
+        return rv if isinstance(rv, int) else EXIT_OK
     except click.exceptions.Exit as exc:  # --help, --version
-        code = exc.exit_code
+        return exc.exit_code
     except click.exceptions.Abort:
         click.echo("Aborted; nothing was changed.", err=True)
-        code = EXIT_ERROR
     except click.ClickException as exc:  # usage errors: 1, never 2
         exc.show()
-        code = EXIT_ERROR
     except ReconcilerError as exc:
         _print_error(exc)
-        code = exc.exit_code
-    except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
-        code = EXIT_ERROR
+        return exc.exit_code
+    except Interrupted as exc:  # before apply wrote anything (apply reports its own)
+        click.echo(f"Interrupted by {signal_name(exc.signum)}; nothing was written to AWS.",
+                   err=True)
+        return exc.exit_code
     except Exception as exc:
         import botocore.exceptions
 
-        code = EXIT_ERROR
         if isinstance(exc, botocore.exceptions.BotoCoreError | botocore.exceptions.ClientError):
             _print_error(describe_error(exc))  # outside the reader/applier (credentials...)
         else:
@@ -674,5 +784,18 @@ def main(argv: list[str] | None = None) -> NoReturn:
             text = " ".join(str(exc).split())
             click.echo(neutral.text(mask_secrets(f"internal error: {type(exc).__name__}: {text}; "
                                                  "rerun with -v for details")), err=True)
-    sys.exit(code)
+    return EXIT_ERROR
 
+
+def _release_stdout() -> None:
+    """Flush stdout before the exit; when that fails (a broken pipe, a full disk), point it
+    at os.devnull, so that Python's own flush at exit has nothing left to fail on (it would
+    print "Exception ignored ... BrokenPipeError")."""
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except (OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import sys
 import textwrap
@@ -187,11 +188,17 @@ def run_main(*args: str, env: dict[str, str | None] | None = None, input: str = 
     from reconciler.cli import main
 
     code: int | str | None = 0
+    # main installs SIGINT/SIGTERM handlers for the rest of its process (the console script's):
+    # this one's are put back.
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     with CliRunner().isolation(input=input, env=env) as (out, err, _):
         try:
             main(list(args))
         except SystemExit as exc:
             code = exc.code
+        finally:
+            for s, handler in handlers.items():
+                signal.signal(s, handler)
     return Result(code if isinstance(code, int) else 1, out.getvalue().decode(),
                   err.getvalue().decode())
 

@@ -61,3 +61,16 @@ class StalePlanError(ReconcilerError):
 
 class GuardError(ReconcilerError):
     """A safety guard refused the run (mass removal, no confirmation)."""
+
+
+class OutputError(ReconcilerError):
+    """Standard output cannot be written: closed, full, or a pipe nobody reads any more
+    (``| head -1``). ``done`` says what the run did to AWS."""
+
+    def __init__(self, what: str, why: str, done: str = "nothing was written to AWS") -> None:
+        self.what, self.why = what, why
+        super().__init__(f"cannot write {what} to standard output ({why}); {done}")
+
+    def after(self, done: str) -> OutputError:
+        """The same failure, saying instead what the run did to AWS."""
+        return OutputError(self.what, self.why, done)

@@ -14,19 +14,23 @@ principal whose launch or copy removal failed (it would hold a permission it can
 A key that has both additions and removals is written twice (phases 1 and 4), each time
 from a fresh ``GetKeyPolicy``, so statements edited by others in between are kept.
 Within a phase independent resources are written concurrently; a failed write is reported
-and the others still run.
+and the others still run. A run stopped in any phase (SIGINT/SIGTERM: see ``shell/concurrency``)
+is reported by :meth:`Applier.settle`: every operation applied, failed, not applied, or
+unknown when its write was still in flight.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime as dt
 import enum
 import functools
 import json
 import threading
+import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +51,7 @@ from ..core.model import (
 )
 from ..core.plan import Ownership, Plan
 from .aws import Clients, aws_call, describe_error, error_code, release_request_slot
-from .concurrency import parallel_map
+from .concurrency import Interrupted, parallel_map
 
 
 class Result(enum.StrEnum):
@@ -57,6 +61,11 @@ class Result(enum.StrEnum):
     FAILED = "failed"  # AWS (or the tool, before calling it) refused the write
     SKIPPED = "skipped"  # not attempted: what it depends on failed, or the resource changed
     NOT_APPLIED = "not-applied"  # not attempted: the run was interrupted first
+    UNKNOWN = "unknown"  # still in flight when an interrupted run ended: AWS may have applied it
+
+
+NOT_STARTED = "not applied: interrupted before this write started"
+IN_FLIGHT = "in flight when the run was interrupted: AWS may or may not have applied it"
 
 
 @dataclass(frozen=True)
@@ -209,6 +218,12 @@ class Applier:
         self.stop = stop or threading.Event()
         self._lock = threading.Lock()
         self._checked: dict[tuple[str, str, str], str] = {}  # resource -> drift message or ""
+        # What ran so far, kept here rather than returned, so that a run interrupted in any
+        # phase can still be reported (see settle).
+        self._outcomes: list[Outcome] = []
+        self._running: dict[object, tuple[Operation, ...]] = {}  # calls in flight
+        self._ended = threading.Condition(self._lock)  # a call in flight ended
+        self._settled = False  # after settle(): nothing more is recorded or logged
 
     def _client(self, service: str, region: str, resource: str) -> Any:
         if isinstance(self.clients, Clients):
@@ -381,7 +396,7 @@ class Applier:
     def _attempt(self, write: Write) -> tuple[bool, str, Result, Partial | None]:
         """Run one write: (ok, error message, log result, the operations that failed alone)."""
         if self.stop.is_set():
-            return False, "not applied: interrupted before this write started", Result.NOT_APPLIED, None
+            return False, NOT_STARTED, Result.NOT_APPLIED, None
         if write.skipped:
             return False, write.skipped, Result.SKIPPED, None
         try:
@@ -390,6 +405,12 @@ class Applier:
                 return False, why, Result.SKIPPED, None
             partial = write.call()
             return True, "", Result.APPLIED, partial if isinstance(partial, Partial) else None
+        except Interrupted as exc:  # the run stopped before one of this write's requests
+            if exc.retrying and exc.action == write.api:
+                return (False, f"interrupted before {write.api} was retried: AWS did not "
+                        "confirm the earlier attempt, which may have been applied",
+                        Result.FAILED, None)
+            return False, NOT_STARTED, Result.NOT_APPLIED, None
         except (WriteError, kms.PolicyError) as exc:
             return False, f"{write.service}:{write.api} refused: {exc}", Result.FAILED, None
         except AwsError as exc:  # a read before the write failed; the message names it
@@ -400,24 +421,65 @@ class Applier:
             release_request_slot()  # even when the answer could not be read
 
     def _run(self, write: Write) -> list[Outcome]:
-        ok, error, result, partial = self._attempt(write)
-        failed = partial.failed if partial is not None else {}
-        outcomes = [Outcome(op, False, failed[op], Result.FAILED) if op in failed
-                    else Outcome(op, ok, error, result) for op in write.operations]
-        now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-        with self._lock:
-            for o in outcomes:
-                if self.log is not None:
-                    op = o.operation
-                    owner = self.resource_owner.get(RegionKey(op.region, op.resource))
-                    self.log({"time": now, "caller": self.identity.arn, "api": write.api,
-                              **({"owner": owner} if owner else {}),
-                              **op.to_dict(),
-                              "result": o.result.value,
-                              **({"error": o.error} if o.error else {})})
-                if self.progress is not None:
-                    self.progress(o)
+        with self._in_flight(write.operations):
+            ok, error, result, partial = self._attempt(write)
+            failed = partial.failed if partial is not None else {}
+            outcomes = [Outcome(op, False, failed[op], Result.FAILED) if op in failed
+                        else Outcome(op, ok, error, result) for op in write.operations]
+            self._record(write.api, outcomes)
         return outcomes
+
+    @contextlib.contextmanager
+    def _in_flight(self, operations: tuple[Operation, ...]) -> Iterator[None]:
+        """A call (a write, or a tag batch) in flight, for :meth:`settle` to wait for."""
+        token = object()
+        with self._lock:
+            self._running[token] = operations
+        try:
+            yield
+        finally:
+            with self._lock:
+                del self._running[token]
+                self._ended.notify_all()
+
+    def _record(self, api: str, outcomes: Sequence[Outcome]) -> None:
+        """Keep, log and show outcomes (unless the run was settled without them)."""
+        with self._lock:
+            if not self._settled:
+                self._keep(api, outcomes)
+
+    def _keep(self, api: str, outcomes: Sequence[Outcome]) -> None:  # holding self._lock
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+        self._outcomes.extend(outcomes)
+        for o in outcomes:
+            if self.log is not None:
+                op = o.operation
+                owner = self.resource_owner.get(RegionKey(op.region, op.resource))
+                self.log({"time": now, "caller": self.identity.arn, "api": api,
+                          **({"owner": owner} if owner else {}),
+                          **op.to_dict(),
+                          "result": o.result.value,
+                          **({"error": o.error} if o.error else {})})
+            if self.progress is not None:
+                self.progress(o)
+
+    def settle(self, ops: Sequence[Operation], until: float) -> ApplyReport:
+        """The report of a run interrupted in any phase. The calls in flight get until
+        ``until`` (``time.monotonic()``) to end; then each of ``ops`` is what it became, or
+        unknown when its write is still in flight, or not applied. Those two are logged as
+        such, and nothing is recorded after."""
+        with self._lock:
+            while self._running and (left := until - time.monotonic()) > 0:
+                self._ended.wait(left)
+            running = {op for ops_ in self._running.values() for op in ops_}
+            done = {o.operation for o in self._outcomes}
+            for op in ops:
+                if op not in done:
+                    self._keep(_API[op.kind], [
+                        Outcome(op, False, IN_FLIGHT, Result.UNKNOWN) if op in running
+                        else Outcome(op, False, NOT_STARTED, Result.NOT_APPLIED)])
+            self._settled = True
+            return ApplyReport(tuple(self._outcomes))
 
     def _phase(self, writes: list[Write]) -> list[Outcome]:
         """One phase's writes, Regions and owner accounts interleaved (separate buckets)."""
@@ -438,29 +500,33 @@ class Applier:
         groups: dict[tuple[str, str], list[str]] = defaultdict(list)
         for region, rid in sorted(resources):
             groups[(self.resource_owner.get(RegionKey(region, rid), ""), region)].append(rid)
-        done = 0
-        errors: list[str] = []
         tags = [{"Key": OWNERSHIP_TAG, "Value": value}]
-        for (_, region), ids in sorted(groups.items()):
-            for i in range(0, len(ids), TAG_BATCH):
+
+        def call(batch: tuple[str, list[str]]) -> tuple[int, str]:
+            region, ids = batch
+            with self._in_flight(()):
                 if self.stop.is_set():  # Ctrl-C, or the log cannot be written: no new write
-                    return done, errors
-                batch = ids[i:i + TAG_BATCH]
-                error = ""
+                    return 0, ""
                 try:
                     with aws_call("ec2", api, region):
-                        client = self._client("ec2", region, batch[0])
+                        client = self._client("ec2", region, ids[0])
                         if add:
-                            client.create_tags(Resources=batch, Tags=tags)
+                            client.create_tags(Resources=ids, Tags=tags)
                         else:
-                            client.delete_tags(Resources=batch, Tags=tags)
-                    done += len(batch)
+                            client.delete_tags(Resources=ids, Tags=tags)
                 except (AwsError, WriteError) as exc:
-                    error = str(exc)
-                    errors.append(f"{api} of {OWNERSHIP_TAG}={value} on {len(batch)} "
-                                  f"resource(s) in {region} ({batch[0]}...): {error}")
-                self._log_tags(api, region, batch, value, error)
-        return done, errors
+                    self._log_tags(api, region, ids, value, str(exc))
+                    return 0, (f"{api} of {OWNERSHIP_TAG}={value} on {len(ids)} resource(s) "
+                               f"in {region} ({ids[0]}...): {exc}")
+                self._log_tags(api, region, ids, value, "")
+                return len(ids), ""
+
+        batches = [(region, ids[i:i + TAG_BATCH]) for (_, region), ids in sorted(groups.items())
+                   for i in range(0, len(ids), TAG_BATCH)]
+        # One at a time, as before, but on a worker: a signal in the main thread never lands
+        # in the middle of a call and its log line.
+        results = parallel_map(call, batches, 1)
+        return sum(n for n, _ in results), [error for _, error in results if error]
 
     def _log_tags(self, api: str, region: str, ids: Sequence[str], value: str,
                   error: str) -> None:
@@ -468,6 +534,8 @@ class Applier:
             return
         now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         with self._lock:
+            if self._settled:
+                return
             for rid in ids:
                 self.log({"time": now, "caller": self.identity.arn, "api": api,
                           "action": "tag" if api == "CreateTags" else "untag",
@@ -553,6 +621,10 @@ class Applier:
                 writes.append(self._key_write(region, key, rest, Action.REMOVE))
         outcomes += self._phase(writes)
         return ApplyReport(tuple(outcomes))
+
+
+_API = {OpKind.LAUNCH: "ModifyImageAttribute", OpKind.COPY: "ModifySnapshotAttribute",
+        OpKind.KMS: "PutKeyPolicy"}  # the call that writes each kind of operation
 
 
 def _by_key(outcomes: Sequence[Outcome]) -> dict[str, list[Outcome]]:

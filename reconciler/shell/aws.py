@@ -24,6 +24,7 @@ from .. import __version__
 from ..core.errors import ACCESS_DENIED_CODES, AwsError, ReconcilerError
 from ..core.model import Arn
 from ..core.pacing import Pacer
+from .concurrency import Interrupted, Stop
 
 MAX_ATTEMPTS = 10
 RETRY_MODES = ("standard", "adaptive", "legacy")
@@ -50,12 +51,15 @@ class Clients:
     """A thread-safe cache of boto3 clients for one session."""
 
     def __init__(self, session: boto3.Session, concurrency: int = 16,
-                 default_region: str = "us-east-1", pacer: Pacer | None = None) -> None:
+                 default_region: str = "us-east-1", pacer: Pacer | None = None,
+                 stop: Stop | None = None) -> None:
         self.session = session
         self.concurrency = concurrency
         self.default_region = default_region
         # One account's buckets: every request (retries too) waits for its token.
         self.pacer = pacer if pacer is not None else Pacer(enabled=False)
+        # The command's stop: once set, no request is sent (checked before each attempt).
+        self.stop = stop if stop is not None else Stop()
         # At most `concurrency` requests of this account in flight, however many pools read
         # at the same time: a slot is held from a request's creation to its response (one
         # per thread at most, so nothing a pool waits on can hold one: no deadlock).
@@ -85,18 +89,34 @@ class Clients:
             return client
 
     def _pace(self, region: str, service: str) -> Callable[..., None]:
-        def wait_for_slot_and_token(event_name: str = "", **_: Any) -> None:
+        def wait_for_slot_and_token(event_name: str = "", request: Any = None,
+                                    **_: Any) -> None:
+            action = event_name.rsplit(".", 1)[-1]
+            # A retry follows an attempt AWS did not confirm: it may have been applied.
+            retrying = _attempt(request) > 1
+            self.stop.check(action, retrying)
             if not getattr(self._holding, "slot", False):
                 self._slots.acquire()
                 self._holding.slot = True
                 _HELD.clients = self
-            self.pacer.acquire(region, service, event_name.rsplit(".", 1)[-1])
+            try:
+                self.stop.check(action, retrying)  # stopped while waiting for the slot
+                self.pacer.acquire(region, service, action)  # a stop ends the token's wait
+            except Interrupted as exc:
+                self._release()
+                raise Interrupted(exc.signum, action, retrying) from None
         return wait_for_slot_and_token
 
     def _release(self, **_: Any) -> None:
         if getattr(self._holding, "slot", False):
             self._holding.slot = False
             self._slots.release()
+
+
+def _attempt(request: Any) -> int:
+    """Which attempt of its call a botocore request is (1, then 2... for retries)."""
+    context = getattr(request, "context", None) or {}
+    return int((context.get("retries") or {}).get("attempt", 1))
 
 
 # The Clients whose request slot this thread holds. botocore emits response-received after

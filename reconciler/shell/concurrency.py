@@ -1,19 +1,199 @@
-"""One bounded thread pool for the shell's AWS calls (reads and writes alike), and the
-signal handling that stops it cleanly."""
+"""One bounded pool of worker threads for the shell's AWS calls (reads and writes alike), and
+the run's stop: SIGINT/SIGTERM end a command at once, in any phase.
+
+How a signal stops a run: the first SIGINT or SIGTERM sets the command's one :class:`Stop`
+and raises :class:`Interrupted` in the main thread, which only ever waits (on the pool, on the
+prompt, on an answer), so the wait ends at once. The pool then starts none of its queued
+items; every new AWS request checks the stop first (see ``shell/aws``) and a wait for a
+request token ends when it is set. Worker threads block the two signals, so that the kernel
+hands them to the main thread, and they are daemons: one still waiting on AWS never holds up
+the exit. Later signals only set what is already set, so cleanup is never interrupted
+half-way (no traceback, no "Exception ignored").
+"""
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import math
+import os
 import signal
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from itertools import chain, zip_longest
-from typing import Any, TypeVar
+from types import FrameType
+from typing import Generic, TypeVar
+
+from ..core.errors import EXIT_ERROR
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# The waiting thread looks at least this often whether a signal arrived: Python runs a
+# handler only between bytecodes, and a signal landing just before a blocking wait begins
+# would otherwise wait as long as the wait.
+WAKE_EVERY = 0.05  # seconds
+
+
+class Interrupted(BaseException):
+    """The run was stopped: by a signal (``signum``), or by apply itself (its log cannot be
+    written: ``signum`` 0). A ``BaseException``, like ``KeyboardInterrupt``, so that no
+    ``except Exception`` on the way takes it for a failed call.
+
+    ``action`` and ``retrying``: the AWS request that was not sent because of it, and whether
+    it was the retry of an attempt AWS did not confirm (which may have been applied)."""
+
+    def __init__(self, signum: int = 0, action: str = "", retrying: bool = False) -> None:
+        super().__init__(signal_name(signum) if signum else "stopped")
+        self.signum = signum
+        self.action = action
+        self.retrying = retrying
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal's number, as shells report a process a signal ended."""
+        return 128 + self.signum if self.signum else EXIT_ERROR
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+class Stop(threading.Event):
+    """The command's stop flag. Once set, no new AWS request is sent and no new write starts.
+    Set by a signal, or, without one, by apply itself (:meth:`set`: its log failed).
+
+    A signal handler runs in the main thread only, between two bytecodes of whatever that
+    thread was doing, and only once it holds the interpreter lock. So the handler takes no
+    lock (it could be one the main thread holds: :meth:`note` only writes two attributes),
+    and the workers do not wait for it (a worker that already has its answer could send one
+    more request meanwhile): :meth:`is_set` also sees a signal the kernel still holds for
+    the main thread, and one Python has written to its wakeup pipe (``signal.set_wakeup_fd``)
+    but not handled yet."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.signum = 0  # the first signal
+        self.since = math.inf  # its time.monotonic()
+        self._watching = False  # see watch()
+        self._wakeup: int | None = None
+
+    def note(self, signum: int) -> None:
+        """A signal arrived (safe in a handler: no lock)."""
+        if not self.signum:
+            self.signum, self.since = signum, time.monotonic()
+
+    def interrupt(self, signum: int) -> None:
+        """A signal arrived, from anywhere but a handler: also wakes :meth:`wait` at once."""
+        self.note(signum)
+        self.set()
+
+    def watch(self, watching: bool, wakeup: int | None = None) -> None:
+        """Whether SIGINT/SIGTERM stop the run (:func:`stop_on_signals`), and the wakeup
+        pipe's reading end (non-blocking; None where there is none)."""
+        self._watching, self._wakeup = watching, wakeup
+
+    def is_set(self) -> bool:
+        return super().is_set() or bool(self.signum) or self._signal_not_handled()
+
+    def _signal_not_handled(self) -> bool:
+        if not self._watching:
+            return False
+        # Pending: sent, but the main thread (the only one not blocking it) has not run yet.
+        pending = signal.sigpending() if hasattr(signal, "sigpending") else set()
+        received = [int(s) for s in pending if s in STOP_SIGNALS]
+        wakeup = self._wakeup
+        if wakeup is not None:
+            with contextlib.suppress(OSError):  # empty (BlockingIOError), or closed meanwhile
+                received += os.read(wakeup, 64)
+        for signum in received:
+            if signum in STOP_SIGNALS:
+                self.note(signum)
+        return bool(self.signum)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Until the stop is set (True) or ``timeout`` seconds passed (False). A signal is
+        seen within :data:`WAKE_EVERY`: its handler does not wake waiting threads."""
+        deadline = math.inf if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            super().wait(min(left, WAKE_EVERY))
+        return True
+
+    def check(self, action: str = "", retrying: bool = False) -> None:
+        """Raise :class:`Interrupted` once the stop is set."""
+        if self.is_set():
+            raise Interrupted(self.signum, action, retrying)
+
+    def sleep(self, seconds: float) -> None:
+        """``time.sleep`` that the stop ends (raising :class:`Interrupted`)."""
+        if self.wait(seconds):
+            raise Interrupted(self.signum)
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: Stop) -> Iterator[Stop]:
+    """SIGINT and SIGTERM for the whole command (main thread only, as Python allows). While
+    the block runs, the first signal sets ``stop`` and raises :class:`Interrupted` where the
+    main thread is; later ones only keep it set. After the block both are ignored: the
+    process is about to exit, and a late signal must neither become a traceback nor kill it
+    with another exit status (Python restores the default handlers while it shuts down, but
+    leaves ignored signals ignored)."""
+    raised = False
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        nonlocal raised
+        stop.note(signum)
+        if not raised:
+            raised = True
+            raise Interrupted(signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    with _wakeup_pipe() as wakeup:
+        stop.watch(True, wakeup)
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, handler)
+        try:
+            yield stop
+        finally:
+            for sig in STOP_SIGNALS:
+                signal.signal(sig, signal.SIG_IGN)
+            stop.watch(False)
+
+
+@contextlib.contextmanager
+def _wakeup_pipe() -> Iterator[int | None]:
+    """A non-blocking pipe that Python writes each signal's number to as it arrives
+    (``signal.set_wakeup_fd``); its reading end, or None where that is not possible
+    (Windows takes a socket only: the handler alone then)."""
+    try:
+        read_fd, write_fd = os.pipe()
+    except OSError:
+        yield None
+        return
+    try:
+        os.set_blocking(read_fd, False)
+        os.set_blocking(write_fd, False)
+        previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    except (OSError, ValueError):
+        previous = None
+    try:
+        yield read_fd if previous is not None else None
+    finally:
+        if previous is not None:
+            signal.set_wakeup_fd(previous)
+        os.close(read_fd)
+        os.close(write_fd)
 
 
 def spread(items: Sequence[T], key: Callable[[T], Hashable]) -> list[int]:
@@ -26,38 +206,78 @@ def spread(items: Sequence[T], key: Callable[[T], Hashable]) -> list[int]:
     return [i for i in chain.from_iterable(zip_longest(*groups.values())) if i is not None]
 
 
+class _Run(Generic[T, R]):
+    """One :func:`parallel_map`: the queue its workers take items from, and the results."""
+
+    def __init__(self, fn: Callable[[T], R], items: Sequence[T], order: Sequence[int]) -> None:
+        self._fn, self._items = fn, items
+        self._queue = collections.deque(order)
+        self._lock = threading.Lock()
+        self.results: dict[int, R] = {}
+        self.error: BaseException | None = None
+        self.workers = 0  # still running
+        self.done = threading.Event()  # set when the last worker ends
+
+    def cancel(self) -> None:
+        """Start none of the items still queued."""
+        with self._lock:
+            self._queue.clear()
+
+    def _next(self) -> int | None:
+        with self._lock:
+            return self._queue.popleft() if self._queue and self.error is None else None
+
+    def start(self, workers: int) -> None:
+        self.workers = workers
+        for _ in range(workers):
+            threading.Thread(target=self._work, name="reconcile-worker", daemon=True).start()
+
+    def _work(self) -> None:
+        if hasattr(signal, "pthread_sigmask"):  # the main thread takes SIGINT/SIGTERM
+            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            while (i := self._next()) is not None:
+                try:
+                    result = self._fn(self._items[i])
+                except BaseException as exc:  # handed to the waiting thread, which raises it
+                    with self._lock:
+                        self.error = self.error or exc
+                    return
+                with self._lock:
+                    self.results[i] = result
+        finally:
+            with self._lock:
+                self.workers -= 1
+                if not self.workers:
+                    self.done.set()
+
+
 def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int,
                  key: Callable[[T], Hashable] | None = None) -> list[R]:
     """``[fn(i) for i in items]`` on at most ``workers`` threads, in the order of
-    :func:`spread` when ``key`` is given; results keep the order of ``items``."""
+    :func:`spread` when ``key`` is given; results keep the order of ``items``.
+
+    The calling thread only waits. When an item raises, the queued items are not started,
+    the running ones finish, and the error is raised here. When the wait itself is
+    interrupted (a signal in the main thread), the queued items are not started either and
+    the running ones are not waited for: the threads are daemons."""
+    if not items:
+        return []
     order = spread(items, key) if key is not None else list(range(len(items)))
-    if len(items) <= 1 or workers <= 1:
-        done = {i: fn(items[i]) for i in order}
-    else:
-        with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
-            done = dict(zip(order, pool.map(lambda i: fn(items[i]), order), strict=True))
-    return [done[i] for i in range(len(items))]
+    run = _Run(fn, items, order)
+    run.start(max(1, min(workers, len(items))))
+    try:
+        while not run.done.wait(WAKE_EVERY):
+            pass
+    except BaseException:
+        run.cancel()
+        raise
+    if run.error is not None:
+        raise run.error
+    return [run.results[i] for i in range(len(items))]
 
 
 def run_all(*jobs: Callable[[], R]) -> list[R]:
     """Run independent jobs at the same time (reads that draw on different request
     buckets: different actions, Regions or accounts); their results, in order."""
     return parallel_map(lambda job: job(), list(jobs), len(jobs))
-
-
-@contextlib.contextmanager
-def stop_on_signals(stop: threading.Event, say: Callable[[str], None]) -> Iterator[None]:
-    """SIGINT/SIGTERM during apply: let in-flight calls finish, start no new write (``stop``
-    is set; ``say`` tells the user once)."""
-
-    def handler(signum: int, _frame: Any) -> None:
-        if not stop.is_set():
-            say(f"\n{signal.Signals(signum).name}: stopping after the calls in flight...")
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import boto3
 
 from ..core.errors import UsageError
 from ..core.manifest import Manifest
 from ..core.model import Identity
 from ..core.pacing import Pacer, Rate
 from .aws import Clients, assumed_session, client_config, make_session, role_account
+from .concurrency import Stop
 from .gather import Scope
 from .progress import TerminalProgress
 from .reader import Reader
@@ -33,10 +36,18 @@ class RunOptions:
     sandbox: str | None = None  # the sandbox state file (None: real AWS)
     sandbox_save: str | None = None  # where the sandbox's state is written afterwards
     progress: bool = False  # a progress bar on the terminal
+    # The command's stop (SIGINT/SIGTERM): every request and every wait for a token checks it.
+    stop: Stop = field(default_factory=Stop, compare=False)
 
     def pacer(self, overrides: Mapping[str, Rate] | None = None) -> Pacer:
         """One account's request buckets (none in the sandbox: it has no AWS limits)."""
-        return Pacer(self.api_rate_share, overrides, enabled=not self.sandbox)
+        return Pacer(self.api_rate_share, overrides, enabled=not self.sandbox,
+                     sleep=self.stop.sleep)
+
+    def clients(self, session: boto3.Session, default_region: str,
+                overrides: Mapping[str, Rate] | None = None) -> Clients:
+        return Clients(session, self.concurrency, default_region, self.pacer(overrides),
+                       self.stop)
 
     def reader(self, clients: Clients) -> Reader:
         reader = Reader(clients, self.concurrency)
@@ -69,7 +80,7 @@ def open_aws(options: RunOptions) -> Iterator[tuple[Clients, Reader]]:
             stack.enter_context(running_sandbox(options.sandbox, options.sandbox_save))
         session = make_session(None if options.sandbox else options.profile)
         default_region = (options.regions or (None,))[0] or session.region_name or "us-east-1"
-        clients = Clients(session, options.concurrency, default_region, options.pacer())
+        clients = options.clients(session, default_region)
         yield clients, options.reader(clients)
 
 
@@ -108,8 +119,7 @@ def connect(options: RunOptions, manifest: Manifest, owner: str | None) -> Itera
                 session = assumed_session(base_clients.session, role_arn,
                                           base_clients.default_region,
                                           client_config(options.concurrency))
-                c = Clients(session, options.concurrency, base_clients.default_region,
-                            options.pacer(rates))
+                c = options.clients(session, base_clients.default_region, rates)
                 r = options.reader(c)
             clients[r.identity().account] = c
             scopes.append(Scope(r, regions))
