@@ -42,7 +42,7 @@ from .core.errors import (
 from .core.explain import Verdict, resolve_principal, unknown_principal
 from .core.explain import explain as explain_verdict
 from .core.exporter import ImageFilter, compute_export, parse_tag_filters, schema_ref_for
-from .core.manifest import Manifest, default_name, load_manifest
+from .core.manifest import Manifest, OwnershipMode, default_name, load_manifest
 from .core.model import (
     OWNERSHIP_TAG,
     REGION_RE,
@@ -347,7 +347,7 @@ def _refuse_unnamed_regions(ctx: Ctx, m: Manifest, owner: str | None,
     covered = m.covered_regions(owner)
     if ctx.regions is None or covered is None:
         return
-    scans = releases and m.settings.ownership == "tag"
+    scans = releases and m.settings.ownership == OwnershipMode.TAG
     if plan is None and scans:
         return
     released = {region for region, _ in plan.ownership.untag} if (

@@ -57,25 +57,32 @@ def test_example_files_declare_their_schema(path: Any) -> None:
 
 
 def test_finding_codes_have_one_registry() -> None:
-    """Every finding code the package can emit is registered; the README's table and the
-    plan schema list exactly the registered codes."""
+    """Every finding code is a member of one enum (a finding cannot carry another: its type
+    says so); the README's table and the plan schema list exactly those codes, with their
+    severity and meaning."""
     import re
 
-    from reconciler.core.findings import FINDINGS
+    from reconciler.core.findings import Code
 
-    used: set[str] = set()
-    for path in (ROOT / "reconciler").rglob("*.py"):
-        text = path.read_text()
-        used.update(re.findall(r'(?:_?finding\(|Finding\()\s*Severity\.[A-Z]+,\s*"([a-z0-9-]+)"',
-                               text))
-        for a, b in re.findall(r'code = "([a-z0-9-]+)"(?: if [^\n]* else "([a-z0-9-]+)")?', text):
-            used.update(x for x in (a, b) if x)
-        used.update(re.findall(r'return \(?"([a-z0-9]+(?:-[a-z0-9]+)+)",', text))
-    assert len(used) >= 30, "the scan must find the codes"
-    assert used == set(FINDINGS)
+    assert len(Code) >= 30
     readme = (ROOT / "README.md").read_text()
-    table = dict(re.findall(r"^\| `([a-z0-9-]+)` \| (error|warning|info) \|", readme, re.M))
-    assert table == {code: sev.value for code, (sev, _) in FINDINGS.items()}
+    table = {code: (sev, meaning) for code, sev, meaning in re.findall(
+        r"^\| `([a-z0-9-]+)` \| (error|warning|info) \| (.*) \|$", readme, re.M)}
+    assert table == {c.value: (c.severity.value, c.meaning) for c in Code}
     schema = json.loads((ROOT / "schemas" / "plan.schema.json").read_text())
     assert schema["properties"]["findings"]["items"]["properties"]["code"]["enum"] == sorted(
-        FINDINGS)
+        c.value for c in Code)
+
+
+def test_findings_carry_codes_of_the_enum() -> None:
+    """A finding read back from a saved plan gets its code as the enum member; an unknown
+    code is refused."""
+
+
+    from reconciler.core.findings import Code, Finding
+
+    f = Finding.from_dict({"severity": "error", "code": "share-quota", "region": "r",
+                           "resource": "x", "message": "m"})
+    assert f.code is Code.SHARE_QUOTA and f == Finding.of(Code.SHARE_QUOTA, "r", "x", "m")
+    with pytest.raises(ValueError):
+        Code.parse("no-such-code")

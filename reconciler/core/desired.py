@@ -10,8 +10,9 @@ import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from .findings import Code
 from .manifest import Manifest, Rule, Selector
-from .model import Finding, Image, Principal, Severity
+from .model import Finding, Image, ImageState, Principal
 
 # principal -> names of the rules that declare it
 Declared = Mapping[Principal, tuple[str, ...]]
@@ -122,18 +123,18 @@ def _sharing(rule: Rule, hits: Sequence[Image], now: dt.datetime | None,
         return list(hits), []
     passing, dropped = [], []
     for img in hits:
-        why = _lifecycle_reason(sel, img, now) if img.state == "available" else ""
+        why = _lifecycle_reason(sel, img, now) if img.state == ImageState.AVAILABLE else ""
         if why:
             dropped.append((img, why))
         else:
             passing.append(img)
     if sel.latest is not None:
-        ranked = newest_first(i for i in passing if i.state == "available")
+        ranked = newest_first(i for i in passing if i.state == ImageState.AVAILABLE)
         newest = {i.key for i in ranked[:sel.latest]}
         glob = f" {sel.name}" if sel.name else ""
         dropped += [(i, f"it is not among the newest {sel.latest}{glob} in {region}")
                     for i in ranked[sel.latest:]]
-        passing = [i for i in passing if i.key in newest or i.state != "available"]
+        passing = [i for i in passing if i.key in newest or i.state != ImageState.AVAILABLE]
     return passing, dropped
 
 
@@ -161,7 +162,7 @@ def select(manifest: Manifest, images: Mapping[str, Sequence[Image]],
         img, rules, sharing = found.matched[key]
         names = tuple(r.name for r in sharing)
         cache_key = (names, tuple(r.name for r in rules))
-        if img.state != "available":
+        if img.state != ImageState.AVAILABLE:
             found.findings.append(_not_available(img))
             continue
         if cache_key not in by_rules:
@@ -202,18 +203,18 @@ def _match_rule(rule: Rule, images: Mapping[str, Sequence[Image]], regions: tupl
         for img, why in dropped:
             found.withheld.setdefault(img.key, []).append((rule, why))
         found.findings.extend(
-            Finding(Severity.INFO, "lifecycle-unshared", img.region, img.image_id,
+            Finding.of(Code.LIFECYCLE_UNSHARED, img.region, img.image_id,
                     f"{img.image_id} ({img.name}): rule {rule.name!r} manages it but shares "
                     f"nothing with it: {why}") for img, why in dropped)
     if empty:  # one finding per rule, naming every Region where it matched nothing
-        found.findings.append(Finding(Severity.WARNING, "no-match",
+        found.findings.append(Finding.of(Code.NO_MATCH,
                                       empty[0] if len(empty) == 1 else "", rule.name,
                                       f"rule {rule.name!r} matches no image owned by the caller "
                                       f"in {', '.join(empty)}"))
     # An ID is only known missing when every Region of the rule was searched.
     if regions == rule.regions:
         found.findings.extend(
-            Finding(Severity.ERROR, "image-not-found", ",".join(regions), ami,
+            Finding.of(Code.IMAGE_NOT_FOUND, ",".join(regions), ami,
                     f"rule {rule.name!r}: {ami} is not an image owned by the caller in "
                     f"{', '.join(regions)} (it does not exist there, is owned by another "
                     f"account, or does not match the rule's name/tags)")
@@ -221,12 +222,12 @@ def _match_rule(rule: Rule, images: Mapping[str, Sequence[Image]], regions: tupl
 
 
 def _not_available(img: Image) -> Finding:
-    code = "image-disabled" if img.state == "disabled" else "image-not-available"
+    code = Code.IMAGE_DISABLED if img.state == ImageState.DISABLED else Code.IMAGE_NOT_AVAILABLE
     why = ("a disabled AMI has no launch permissions and cannot be shared; re-enable it "
            "(aws ec2 enable-image) or drop it from the rule"
-           if img.state == "disabled" else "only available AMIs are reconciled")
-    return Finding(Severity.WARNING, code, img.region, img.image_id,
-                   f"{img.image_id} ({img.name}) is {img.state}; skipped: {why}")
+           if img.state == ImageState.DISABLED else "only available AMIs are reconciled")
+    return Finding.about(code, f"{img.image_id} ({img.name})", img.region, img.image_id,
+                         f"{img.image_id} ({img.name}) is {img.state}; skipped: {why}")
 
 
 def _withheld(dropped: Iterable[tuple[Rule, str]]

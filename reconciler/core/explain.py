@@ -27,6 +27,7 @@ from .model import (
     OWNERSHIP_TAG,
     Arn,
     Image,
+    ImageState,
     Principal,
     PrincipalKind,
     RegionKey,
@@ -176,7 +177,7 @@ def explain(p: Principal, facts: ImageFacts) -> Verdict:
         found.require(membership)
     if not ok:
         found.reasons.append(f"no launch permission for {p.label}")
-    if img.state != "available":
+    if img.state != ImageState.AVAILABLE:
         found.refuse(f"the image is {img.state}",
                      f"image state: {img.state} (a disabled AMI has no launch permissions)")
     elif img.deprecation_time:
@@ -300,7 +301,7 @@ def _check_key(p: Principal, img: Image, sid: str, info: KeyInfo, found: _Findin
     if info.state and info.state != "Enabled":
         found.refuse(f"key {label} is {info.state}")
     try:
-        policy = kms.parse_policy(info.policy or "{}")
+        view = info.evaluation
     except kms.PolicyError as exc:
         found.refuse(f"key policy of {label} cannot be read",
                      f"key {label}: its policy cannot be read ({exc})")
@@ -310,7 +311,7 @@ def _check_key(p: Principal, img: Image, sid: str, info: KeyInfo, found: _Findin
         found.refuse(f"key policy of {label} does not allow {p.label}",
                      f"key {label}: a KMS key cannot be used by everyone: public launches fail")
         return
-    acc = kms.evaluate(policy).access(g)
+    acc = view.access(g)
     head = f"key {label} (customer managed, {info.state or 'state unknown'})"
     if own:
         found.evidence.append(f"{head}: the owner account's own key (its Allow statements "

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .desired import creation_time, newest_first
-from .model import Image, Principal
+from .model import Image, ImageState, Principal
 
 # a dated build name: the family's name, then a date starting with the century
 # (golden-eks-1.29-2026.11.03 -> "golden-eks-1.29-", "20")
@@ -131,7 +131,7 @@ def _latest(g: Group, matched: Sequence[SharedImage]) -> int | None:
     Region and the other matches can be managed as they are (available, shared with nobody)."""
     mine = {i.key for i in g.images}
     if len(matched) == len(mine) or not all(creation_time(s.image) for s in matched) or any(
-            s.image.key not in mine and (s.image.state != "available" or s.launch
+            s.image.key not in mine and (s.image.state != ImageState.AVAILABLE or s.launch
                                          or s.copy_union) for s in matched):
         return None
     counts = {sum(1 for i in g.images if i.region == r) for r in {i.region for i in g.images}}

@@ -44,7 +44,8 @@ from .desired import rule_matches, select
 from .errors import InputError, ReconcilerError, UsageError
 from .export_rules import SharedImage, group_images, name_globs
 from .export_yaml import SCHEMA_REF, ExportStats, LeftOut, OwnershipName, render_manifest
-from .kms import GrantShape, KeyInfo, PolicyError, grant_shapes, parse_policy
+from .findings import Code
+from .kms import GrantShape, KeyInfo, PolicyError, grant_shapes
 from .manifest import DEFAULT_REGIONS, parse_manifest
 from .model import (
     OWNERSHIP_TAG,
@@ -52,6 +53,7 @@ from .model import (
     Action,
     Identity,
     Image,
+    ImageState,
     Operation,
     OpKind,
     Principal,
@@ -143,7 +145,7 @@ def compute_export(identity: Identity, state: CurrentState,
     """
     names = _checked_names(names or {})
     considered = _shared_images(state, image_filter)
-    candidates = [s for s in considered if s.image.state == "available" and s.launch]
+    candidates = [s for s in considered if s.image.state == ImageState.AVAILABLE and s.launch]
     regions = tuple(sorted(set(state.regions) or {s.image.region for s in candidates}
                            or set(DEFAULT_REGIONS)))
     # the keys of the shared images: their statements are the ones a plan would rewrite
@@ -152,8 +154,8 @@ def compute_export(identity: Identity, state: CurrentState,
                    if (snap := state.snapshots.get(RegionKey(s.image.region, sid))) is not None
                    and snap.encrypted}
     stats = ExportStats(
-        unshared=sum(1 for s in considered if s.image.state == "available" and not s.launch),
-        unavailable=sum(1 for s in considered if s.image.state != "available"),
+        unshared=sum(1 for s in considered if s.image.state == ImageState.AVAILABLE and not s.launch),
+        unavailable=sum(1 for s in considered if s.image.state != ImageState.AVAILABLE),
         filter_description=image_filter.description if image_filter is not None else "",
         kms_grants=_grant_shape({k: v for k, v in state.keys.items() if k in shared_keys}),
         schema_ref=schema_ref)
@@ -244,7 +246,7 @@ def _grant_shape(keys: Mapping[RegionKey, KeyInfo]) -> GrantShape:
     for info in keys.values():
         if info.policy:
             try:
-                shapes |= grant_shapes(parse_policy(info.policy))
+                shapes |= grant_shapes(info.document())
             except PolicyError:
                 continue
     return GrantShape.ANY if shapes == {GrantShape.ANY} else GrantShape.AWS_RESOURCE
@@ -271,16 +273,15 @@ def _self_check(text: str, identity: Identity, considered: Sequence[SharedImage]
         reason = _ops_reason(resource, ops, key_info)
         for key in affected:
             problems[key].append(reason)
-    images = {s.image.key: s.image for s in chosen}
     for f in plan.findings:
-        if f.severity is Severity.INFO or f.code == "other-manifest":
+        if f.severity is Severity.INFO or f.code is Code.OTHER_MANIFEST:
             continue  # another manifest's tag: the shares are as they are, apply retags
         affected = owner.get(RegionKey(f.region, f.resource)) or by_id.get(f.resource)
         if not affected:
             unexplained.append(f"{f.severity.value}[{f.code}] {f.region} {f.resource}: {f.message}")
             continue
         for key in affected:
-            problems[key].append(_strip_label(f.message, images[key]))
+            problems[key].append(f.detail or f.message)
     if unexplained:
         raise ExportError("export could not make a manifest that plans cleanly (please report "
                           "this): " + "; ".join(unexplained))
@@ -365,11 +366,3 @@ def _ops_reason(resource: str, ops: list[Operation], key_info: Mapping[str, KeyI
     return ("the plan would " + " and ".join(f"{verb} launch permission for {_labels(group)}"
                                              for verb, group in (("add", adds), ("remove", removes))
                                              if group) + ".")
-
-
-def _strip_label(message: str, image: Image) -> str:
-    for prefix in (f"{image.image_id} ({image.name}): ", f"{image.image_id} ({image.name}) ",
-                   f"{image.image_id}: ", f"{image.image_id} "):
-        if message.startswith(prefix):
-            return message[len(prefix):]
-    return message

@@ -1,61 +1,160 @@
-"""Every finding code a plan can carry: its severity (before ``--strict`` makes warnings
-errors) and what it means in one line. The codes are a public contract of the JSON plan;
-the README's table and ``schemas/plan.schema.json`` are tested against this registry.
+"""Findings: the plan's diagnostics (reported, never executed), and every code one can
+carry, with its severity (before ``--strict`` makes warnings errors) and what it means in
+one line. The codes are a public contract of the JSON plan; the README's table and
+``schemas/plan.schema.json`` are tested against :class:`Code`.
 """
 
 from __future__ import annotations
 
-from .model import Severity
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Severity(enum.StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
 
 E, W, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 
-FINDINGS: dict[str, tuple[Severity, str]] = {
+class Code(enum.StrEnum):
+    """A finding code: its value is the code the JSON plan carries (``"share-quota"``)."""
+
+    severity: Severity
+    meaning: str
+
+    def __new__(cls, value: str, severity: Severity, meaning: str) -> Code:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.severity = severity
+        member.meaning = meaning
+        return member
+
+    @classmethod
+    def parse(cls, text: str) -> Code:
+        """The code whose value is ``text`` (ValueError for any other text)."""
+        for code in cls:
+            if code.value == text:
+                return code
+        raise ValueError(f"unknown finding code {text!r}")
+
     # manifest and selection
-    "image-not-found": (E, "an `ids` entry is not an image the owner has in the rule's Regions"),
-    "no-match": (W, "a name/tag selector matches no image (the Regions are listed)"),
-    "image-disabled": (W, "a matched image is disabled: it cannot be shared, it is skipped"),
-    "image-not-available": (W, "a matched image is not available (pending, failed): skipped"),
-    "unused-principal": (W, "a name under `principals:` that no rule uses"),
-    "share-quota": (E, "the image would be shared with more entities than share_quota"),
-    "max-removals": (E, "the plan removes more than max_removals (acknowledge with "
-                        "--allow-mass-removal)"),
+    IMAGE_NOT_FOUND = ("image-not-found", E,
+        "an `ids` entry is not an image the owner has in the rule's Regions")
+    NO_MATCH = ("no-match", W, "a name/tag selector matches no image (the Regions are listed)")
+    IMAGE_DISABLED = ("image-disabled", W,
+        "a matched image is disabled: it cannot be shared, it is skipped")
+    IMAGE_NOT_AVAILABLE = ("image-not-available", W,
+        "a matched image is not available (pending, failed): skipped")
+    UNUSED_PRINCIPAL = ("unused-principal", W, "a name under `principals:` that no rule uses")
+    SHARE_QUOTA = ("share-quota", E,
+        "the image would be shared with more entities than share_quota")
+    MAX_REMOVALS = ("max-removals", E,
+        "the plan removes more than max_removals (acknowledge with --allow-mass-removal)")
+
     # snapshots and KMS keys
-    "snapshot-not-found": (E, "a backing snapshot cannot be read"),
-    "key-unknown": (E, "an encrypted snapshot reports no KMS key"),
-    "kms-access-denied": (E, "the caller may not read the key or its policy"),
-    "key-unreadable": (E, "the key or its policy could not be read"),
-    "aws-managed-key": (E, "the snapshot uses aws/ebs: the image cannot be shared (copy it)"),
-    "foreign-key": (E, "the key belongs to another account: its policy is managed there"),
-    "key-unusable": (E, "the key is disabled or pending deletion"),
-    "key-policy-unparseable": (E, "the key policy (or the tool's statements in it) cannot be "
-                                  "edited safely"),
-    "key-policy-too-large": (E, "the key policy would exceed 32,768 bytes"),
-    "kms-access-missing": (E, "kms: check: a declared consumer cannot use the key"),
-    "kms-foreign-statement": (INFO, "an account, organization or OU already has key access "
-                                 "through someone else's statement"),
-    "kms-principal-still-used": (INFO, "key access kept: an image or snapshot the plan leaves "
-                                    "alone still grants the principal"),
-    "kms-deny-statement": (W, "a Deny statement in the key policy may refuse consumers"),
-    "kms-grant-shape": (INFO, "the grant statements are rewritten for settings.kms_grants"),
+    SNAPSHOT_NOT_FOUND = ("snapshot-not-found", E, "a backing snapshot cannot be read")
+    KEY_UNKNOWN = ("key-unknown", E, "an encrypted snapshot reports no KMS key")
+    KMS_ACCESS_DENIED = ("kms-access-denied", E, "the caller may not read the key or its policy")
+    KEY_UNREADABLE = ("key-unreadable", E, "the key or its policy could not be read")
+    AWS_MANAGED_KEY = ("aws-managed-key", E,
+        "the snapshot uses aws/ebs: the image cannot be shared (copy it)")
+    FOREIGN_KEY = ("foreign-key", E,
+        "the key belongs to another account: its policy is managed there")
+    KEY_UNUSABLE = ("key-unusable", E, "the key is disabled or pending deletion")
+    KEY_POLICY_UNPARSEABLE = ("key-policy-unparseable", E,
+        "the key policy (or the tool's statements in it) cannot be edited safely")
+    KEY_POLICY_TOO_LARGE = ("key-policy-too-large", E, "the key policy would exceed 32,768 bytes")
+    KMS_ACCESS_MISSING = ("kms-access-missing", E,
+        "kms: check: a declared consumer cannot use the key")
+    KMS_FOREIGN_STATEMENT = ("kms-foreign-statement", INFO,
+        "an account, organization or OU already has key access through someone else's statement")
+    KMS_PRINCIPAL_STILL_USED = ("kms-principal-still-used", INFO,
+        "key access kept: an image or snapshot the plan leaves alone still grants the principal")
+    KMS_DENY_STATEMENT = ("kms-deny-statement", W,
+        "a Deny statement in the key policy may refuse consumers")
+    KMS_GRANT_SHAPE = ("kms-grant-shape", INFO,
+        "the grant statements are rewritten for settings.kms_grants")
+
     # public sharing and copying
-    "encrypted-public": (E, "encrypted images and snapshots can never be public"),
-    "public-product-code": (E, "images or snapshots with AWS Marketplace product codes "
-                               "cannot be public"),
-    "public-access-blocked": (E, "Image Block Public Access forbids making the image public"),
-    "public-access-unknown": (W, "Image Block Public Access could not be read"),
-    "public-quota": (E, "more public AMIs in the Region than public_quota"),
-    "snapshot-public-access-blocked": (E, "Snapshot Block Public Access forbids a public copy "
-                                          "permission"),
-    "snapshot-public-access-unknown": (W, "Snapshot Block Public Access could not be read"),
-    "undeclared-public": (W, "an image is public, no rule says so, and prune is false"),
-    "copy-marketplace": (W, "consumers cannot copy an AWS Marketplace image to their account"),
-    "removal-kept-through-org": (INFO, "a removed account may keep access through an "
-                                    "organization or OU share"),
-    "lifecycle-unshared": (INFO, "a rule manages the image but its lifecycle conditions "
-                                 "(latest, exclude, dates, deprecated) share nothing with it"),
+    ENCRYPTED_PUBLIC = ("encrypted-public", E, "encrypted images and snapshots can never be public")
+    PUBLIC_PRODUCT_CODE = ("public-product-code", E,
+        "images or snapshots with AWS Marketplace product codes cannot be public")
+    PUBLIC_ACCESS_BLOCKED = ("public-access-blocked", E,
+        "Image Block Public Access forbids making the image public")
+    PUBLIC_ACCESS_UNKNOWN = ("public-access-unknown", W,
+        "Image Block Public Access could not be read")
+    PUBLIC_QUOTA = ("public-quota", E, "more public AMIs in the Region than public_quota")
+    SNAPSHOT_PUBLIC_ACCESS_BLOCKED = ("snapshot-public-access-blocked", E,
+        "Snapshot Block Public Access forbids a public copy permission")
+    SNAPSHOT_PUBLIC_ACCESS_UNKNOWN = ("snapshot-public-access-unknown", W,
+        "Snapshot Block Public Access could not be read")
+    UNDECLARED_PUBLIC = ("undeclared-public", W,
+        "an image is public, no rule says so, and prune is false")
+    COPY_MARKETPLACE = ("copy-marketplace", W,
+        "consumers cannot copy an AWS Marketplace image to their account")
+    REMOVAL_KEPT_THROUGH_ORG = ("removal-kept-through-org", INFO,
+        "a removed account may keep access through an organization or OU share")
+    LIFECYCLE_UNSHARED = ("lifecycle-unshared", INFO,
+        "a rule manages the image but its lifecycle conditions (latest, exclude, dates, "
+        "deprecated) share nothing with it")
+
     # ownership
-    "other-manifest": (W, "the image carries another manifest's ownership tag: two manifests "
-                          "manage it, or this one was renamed"),
-    "released-kept": (INFO, "no rule matches the image any more; on_release: keep leaves its "
-                         "shares"),
-}
+    OTHER_MANIFEST = ("other-manifest", W,
+        "the image carries another manifest's ownership tag: two manifests manage it, or this "
+        "one was renamed")
+    RELEASED_KEPT = ("released-kept", INFO,
+        "no rule matches the image any more; on_release: keep leaves its shares")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A diagnostic about the desired or current state: reported, never executed."""
+
+    severity: Severity
+    code: Code
+    region: str
+    resource: str
+    message: str
+    # the message without the subject it begins with (``ami-… (name): ``), for a reader
+    # that names the subject already (export's left-out list); not part of the plan
+    detail: str = field(default="", compare=False, repr=False)
+
+    @classmethod
+    def of(cls, code: Code, region: str, resource: str, message: str) -> Finding:
+        """A finding with its code's own severity."""
+        return cls(code.severity, code, region, resource, message, message)
+
+    @classmethod
+    def about(cls, code: Code, subject: str, region: str, resource: str,
+              message: str) -> Finding:
+        """:meth:`of` for a message that may begin with ``subject`` (an image's label)."""
+        detail = (message[len(subject):].removeprefix(":").lstrip()
+                  if message.startswith(subject) else message)
+        return cls(code.severity, code, region, resource, message, detail)
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "severity": self.severity.value,
+            "code": str(self.code),
+            "region": self.region,
+            "resource": self.resource,
+            "message": self.message,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Finding:
+        return cls(Severity(d["severity"]), Code.parse(d["code"]), d["region"], d["resource"],
+                   d["message"])
+
+    @property
+    def sort_key(self) -> tuple[int, str, str, str, str]:
+        order = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}[self.severity]
+        return (order, self.region, self.resource, self.code, self.message)
+
+
+def sorted_findings(findings: Iterable[Finding]) -> tuple[Finding, ...]:
+    return tuple(sorted(set(findings), key=lambda f: f.sort_key))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import fnmatch
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -568,6 +569,11 @@ class KeyManager(enum.StrEnum):
     AWS = "AWS"  # aws/ebs and other AWS managed keys: the policy cannot be changed
     CUSTOMER = "CUSTOMER"
 
+    @classmethod
+    def parse(cls, value: object) -> KeyManager | None:
+        """The manager DescribeKey reported (None when absent or unknown)."""
+        return next((m for m in cls if m.value == value), None)
+
 
 @dataclass(frozen=True)
 class KeyInfo:
@@ -577,7 +583,7 @@ class KeyInfo:
     region: str
     arn: str = ""
     account: str = ""
-    manager: str = ""  # a KeyManager value, as DescribeKey reported it ("" when unread)
+    manager: KeyManager | None = None  # None: unread, or a kind DescribeKey added since
     state: str = ""
     alias: str = ""
     policy: str | None = None
@@ -587,3 +593,25 @@ class KeyInfo:
     @property
     def label(self) -> str:
         return f"{self.arn or self.key_id} ({self.alias})" if self.alias else (self.arn or self.key_id)
+
+    # The policy is parsed once per key and run (plan, explain and export all ask): a
+    # KeyInfo is frozen, so the parsed form, kept beside it, never goes stale.
+    @functools.cached_property
+    def _parsed(self) -> dict[str, Any] | PolicyError:
+        try:
+            return parse_policy(self.policy or "{}")
+        except PolicyError as exc:
+            return exc
+
+    def document(self) -> dict[str, Any]:
+        """The key policy as :func:`parse_policy` reads it ({} when it was not read); raises
+        :class:`PolicyError` when it cannot be read. Callers never change it."""
+        parsed = self._parsed
+        if isinstance(parsed, PolicyError):
+            raise parsed
+        return parsed
+
+    @functools.cached_property
+    def evaluation(self) -> KeyPolicyView:
+        """:func:`evaluate` of :meth:`document` (raises :class:`PolicyError` likewise)."""
+        return evaluate(self.document())

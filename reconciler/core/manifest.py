@@ -24,6 +24,7 @@ from typing import Any
 
 from .errors import InputError, Problem
 from .files import read_head, read_input
+from .findings import Code
 from .kms import GrantShape
 from .model import (
     OWNERSHIP_TAG,
@@ -32,7 +33,6 @@ from .model import (
     Arn,
     Finding,
     Principal,
-    Severity,
     bad_account_id,
     principal_hint,
 )
@@ -55,6 +55,20 @@ class Owner:
                                                        Arn.parse(self.role_arn).account)
 
 
+class OwnershipMode(enum.StrEnum):
+    """``settings.ownership``: whether managed images are recorded in AWS with a tag."""
+
+    TAG = "tag"  # tag them reconciler:manifest=<settings.name>, so releases can be found
+    NONE = "none"
+
+
+class OnRelease(enum.StrEnum):
+    """``settings.on_release``: what happens to an image no rule matches any more."""
+
+    REVOKE = "revoke"
+    KEEP = "keep"
+
+
 class KmsMode(enum.StrEnum):
     """``settings.kms``: what the plan does about the KMS keys of encrypted images."""
 
@@ -75,8 +89,8 @@ class Settings:
     public_quota: int = 5  # EC2 quota "Public AMIs" per Region
     role_arn: str | None = None
     name: str = "manifest"  # the ownership tag's value (required while ownership is tag)
-    ownership: str = "tag"  # tag: record managed images in AWS with OWNERSHIP_TAG; none: off
-    on_release: str = "revoke"  # revoke | keep: what happens to an image no rule matches any more
+    ownership: OwnershipMode = OwnershipMode.TAG
+    on_release: OnRelease = OnRelease.REVOKE
     # API action -> its token bucket, for accounts whose limits AWS raised (pacing.py)
     api_rates: tuple[tuple[str, Rate], ...] = ()
 
@@ -155,7 +169,7 @@ class Manifest:
 
     def hygiene(self) -> list[Finding]:
         """Warnings about the manifest itself (errors with ``--strict``)."""
-        return [Finding(Severity.WARNING, "unused-principal", "", name,
+        return [Finding.of(Code.UNUSED_PRINCIPAL, "", name,
                         f"principal {name!r} is named under `principals:` but no rule uses it; "
                         "remove it or share with it")
                 for name in self.unused_principals()]
@@ -294,8 +308,8 @@ def _settings(s: Mapping[str, Any], file: str) -> Settings:
         public_quota=s.get("public_quota", 5),
         role_arn=s.get("role_arn"),
         name=s.get("name") or default_name(file),
-        ownership=s.get("ownership", "tag"),
-        on_release=s.get("on_release", "revoke"),
+        ownership=OwnershipMode(s.get("ownership", OwnershipMode.TAG)),
+        on_release=OnRelease(s.get("on_release", OnRelease.REVOKE)),
         api_rates=tuple(sorted((action, Rate(r["burst"], r["per_second"]))
                                for action, r in (s.get("api_rates") or {}).items())),
     )

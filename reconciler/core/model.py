@@ -14,6 +14,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from .findings import Code as Code
+from .findings import Finding as Finding
+from .findings import Severity as Severity
+from .findings import sorted_findings as sorted_findings
+
 # Matched with fullmatch and ASCII semantics: no trailing newline, no non-ASCII digits.
 ACCOUNT_ID_RE = re.compile(r"\d{12}", re.ASCII)
 ORG_ID_RE = r"o-[a-z0-9]{10,32}"
@@ -146,41 +151,6 @@ class Principal:
 _KIND_NAME = {k: k.value for k in PrincipalKind}
 
 
-class Severity(enum.StrEnum):
-    ERROR = "error"
-    WARNING = "warning"
-    INFO = "info"
-
-
-@dataclass(frozen=True)
-class Finding:
-    """A diagnostic about the desired or current state: reported, never executed."""
-
-    severity: Severity
-    code: str
-    region: str
-    resource: str
-    message: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {
-            "severity": self.severity.value,
-            "code": self.code,
-            "region": self.region,
-            "resource": self.resource,
-            "message": self.message,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Finding:
-        return cls(Severity(d["severity"]), d["code"], d["region"], d["resource"], d["message"])
-
-    @property
-    def sort_key(self) -> tuple[int, str, str, str, str]:
-        order = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}[self.severity]
-        return (order, self.region, self.resource, self.code, self.message)
-
-
 class Action(enum.StrEnum):
     ADD = "add"
     REMOVE = "remove"
@@ -251,8 +221,22 @@ def sorted_operations(ops: Iterable[Operation]) -> tuple[Operation, ...]:
     return tuple(sorted(ops, key=lambda o: o.sort_key))
 
 
-def sorted_findings(findings: Iterable[Finding]) -> tuple[Finding, ...]:
-    return tuple(sorted(set(findings), key=lambda f: f.sort_key))
+class ImageState(enum.StrEnum):
+    """``Image.State`` in DescribeImages (AWS may add states: an image keeps what AWS said)."""
+
+    AVAILABLE = "available"
+    DISABLED = "disabled"
+    PENDING = "pending"
+    FAILED = "failed"
+
+
+class Blocking(enum.StrEnum):
+    """Image / Snapshot Block Public Access states (GetImageBlockPublicAccessState,
+    GetSnapshotBlockPublicAccessState); an unknown one is kept as AWS said it."""
+
+    BLOCK_NEW_SHARING = "block-new-sharing"
+    BLOCK_ALL_SHARING = "block-all-sharing"  # snapshots only
+    UNBLOCKED = "unblocked"
 
 
 class RegionKey(NamedTuple):
@@ -278,7 +262,7 @@ class Image:
     region: str
     owner_id: str
     name: str
-    state: str
+    state: str  # an ImageState value, as DescribeImages reported it
     public: bool
     tags: tuple[tuple[str, str], ...] = ()
     snapshot_ids: tuple[str, ...] = ()
@@ -300,7 +284,7 @@ class Image:
 class BlockState:
     """An account's Block Public Access setting in one Region, for images or snapshots."""
 
-    state: str | None  # None: it could not be read (``why`` says why)
+    state: str | None  # a Blocking value (None: it could not be read; ``why`` says why)
     managed_by: str = ""  # "account" or "declarative-policy" (an organization's policy)
     why: str = ""
 

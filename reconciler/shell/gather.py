@@ -19,13 +19,14 @@ from ..core.errors import UsageError
 from ..core.explain import ImageFacts, did_you_mean
 from ..core.exporter import ImageFilter
 from ..core.kms import KeyInfo
-from ..core.manifest import KmsMode, Manifest
+from ..core.manifest import KmsMode, Manifest, OnRelease, OwnershipMode
 from ..core.model import (
     OWNERSHIP_TAG,
     Arn,
     BlockState,
     Identity,
     Image,
+    ImageState,
     OpKind,
     OwnerRegion,
     Principal,
@@ -82,7 +83,7 @@ def build_plan(manifest: Manifest, readers: Reader | Sequence[Scope],
     losing = keys_losing_grantees(manifest, identity, selection, state, options)
     if losing:
         uses = read_key_uses(losing, owners, selection, state,
-                             manifest.settings.on_release == "keep")
+                             manifest.settings.on_release == OnRelease.KEEP)
         state = replace(state, key_uses=uses)
     return compute_plan(manifest, identity, selection, state, options)
 
@@ -137,7 +138,7 @@ def _find_released(manifest: Manifest, options: PlanOptions, scopes: Sequence[Sc
     the other Regions given) get one tag-filtered ``DescribeImages`` each, so a Region
     dropped from the manifest still releases its images, also in a run sharded by Region."""
     name = manifest.settings.name
-    if manifest.settings.ownership != "tag":
+    if manifest.settings.ownership != OwnershipMode.TAG:
         return []
     managed = {m.image.key for m in selection.managed}
     found: list[Image] = []
@@ -167,12 +168,12 @@ def _read_released(manifest: Manifest, owners: Mapping[str, Reader], released: l
     name = manifest.settings.name
     for account, reader in owners.items():
         mine = [img for img in released if img.owner_id == account]
-        into.read_launch(reader, [img for img in mine if img.state == "available"])
+        into.read_launch(reader, [img for img in mine if img.state == ImageState.AVAILABLE])
         into.read_snapshots(reader, mine)
         into.read_copy(reader, [RegionKey(img.region, sid) for img in mine for sid in img.snapshot_ids
                                 if (snap := into.snapshots.get(RegionKey(img.region, sid))) is not None
                                 and tagged(snap, name)])
-        if manifest.settings.kms is KmsMode.KEY_POLICY and manifest.settings.on_release != "keep":
+        if manifest.settings.kms is KmsMode.KEY_POLICY and manifest.settings.on_release != OnRelease.KEEP:
             # their consumers leave the keys' statements unless something else still needs them
             into.read_keys(reader, [RegionKey(img.region, sid) for img in mine for sid in img.snapshot_ids])
 
@@ -332,7 +333,7 @@ def read_export(reader: Reader, regions: Sequence[str],
     listed = reader.list_all_images(regions)
     # Disabled images have no launch permissions to read (and cannot be shared).
     candidates = [img for region in regions for img in listed[region]
-                  if image_filter.matches(img) and img.state == "available"]
+                  if image_filter.matches(img) and img.state == ImageState.AVAILABLE]
     reads = _Reads()
     reads.read_launch(reader, candidates)
     reads.read_snapshots(reader, candidates)
@@ -369,7 +370,7 @@ def read_explain(reader: Reader, regions: Sequence[str], image_id: str | None,
         chosen = [img for r in sorted(listed) for img in listed[r] if rule_matches(found[0], img)
                   and r in found[0].regions]
     reads = _Reads()
-    reads.read_launch(reader, [i for i in chosen if i.state == "available"])
+    reads.read_launch(reader, [i for i in chosen if i.state == ImageState.AVAILABLE])
     reads.read_snapshots(reader, chosen)
     reads.read_copy(reader, reads.snapshots)
     reads.read_keys(reader, reads.snapshots)
@@ -382,13 +383,13 @@ def read_explain(reader: Reader, regions: Sequence[str], image_id: str | None,
                                  matched_by, now=now,
                                  released_by=_released_by(manifest, img, matched_by),
                                  keep_on_release=manifest is not None
-                                 and manifest.settings.on_release == "keep"))
+                                 and manifest.settings.on_release == OnRelease.KEEP))
     return out
 
 
 def _released_by(manifest: Manifest | None, img: Image, matched_by: tuple[str, ...]) -> str:
     """The manifest's name when it released ``img`` (it carries the manifest's ownership tag
     and no rule matches it any more, as :func:`_find_released` finds them), else ""."""
-    if manifest is None or manifest.settings.ownership != "tag" or matched_by:
+    if manifest is None or manifest.settings.ownership != OwnershipMode.TAG or matched_by:
         return ""
     return manifest.settings.name if tagged(img, manifest.settings.name) else ""

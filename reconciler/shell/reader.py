@@ -261,7 +261,7 @@ class Reader:
                 meta = self.clients.get("kms", region).describe_key(KeyId=key_id)["KeyMetadata"]
                 info = KeyInfo(key_id, region, arn=str(meta.get("Arn", key_id)),
                                account=str(meta.get("AWSAccountId", "")),
-                               manager=str(meta.get("KeyManager", "")),
+                               manager=KeyManager.parse(meta.get("KeyManager")),
                                state=str(meta.get("KeyState", "")))
         except CallError as exc:
             return KeyInfo(key_id, region, error=str(exc), error_code=exc.code)

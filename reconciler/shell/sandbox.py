@@ -23,7 +23,7 @@ from typing import Any
 
 from ..core.errors import InputError, Problem, ReconcilerError
 from ..core.files import read_input
-from ..core.model import Principal
+from ..core.model import ImageState, Principal
 from ..core.regions import region_problem
 from ..core.schema import fmt_path, schema_problems
 from ..core.yamlload import MAX_BYTES, Located, iter_paths, load_yaml
@@ -423,7 +423,7 @@ def _seed_image(ec2: Any, account: str, n: int, img: SandboxImage,
                                       OperationType="add", GroupNames=["all"])
     if img.created is not None or img.deprecated is not None:
         set_image_dates(account, img.region, image_id, img.created, img.deprecated)
-    if img.state != "available":
+    if img.state != ImageState.AVAILABLE:
         set_image_state(account, img.region, image_id, img.state)
     return image_id
 
@@ -463,7 +463,7 @@ def dump(state: SandboxState, image_ids: list[str]) -> str:
         for field_name in ("created", "deprecated"):
             if getattr(img, field_name) is not None:
                 entry[field_name] = getattr(img, field_name)
-        if img.state != "available":
+        if img.state != ImageState.AVAILABLE:
             entry["state"] = img.state
         if img.encrypted_with:
             entry["encrypted_with"] = img.encrypted_with

@@ -14,10 +14,12 @@ from dataclasses import dataclass, field, replace
 
 from ..desired import ManagedImage
 from ..errors import ACCESS_DENIED_CODES
-from ..kms import KeyInfo, KeyManager, PolicyError, owned_grantees, parse_policy
-from ..manifest import KmsMode, Manifest
+from ..findings import Code
+from ..kms import KeyInfo, KeyManager, PolicyError, owned_grantees
+from ..manifest import KmsMode, Manifest, OwnershipMode
 from ..model import (
     OWNERSHIP_TAG,
+    Blocking,
     BlockState,
     Finding,
     Image,
@@ -27,9 +29,6 @@ from ..model import (
     Severity,
 )
 from .state import CurrentState, encrypted
-
-BLOCK_NEW_SHARING = "block-new-sharing"
-BLOCK_ALL_SHARING = "block-all-sharing"
 
 
 @dataclass(frozen=True)
@@ -66,8 +65,8 @@ class Check:
                        keys=tuple(dict.fromkeys((*v.keys, *self.keys))))
 
 
-def finding(sev: Severity, code: str, img: Image, message: str) -> Finding:
-    return Finding(sev, code, img.region, img.image_id, message)
+def finding(code: Code, img: Image, message: str) -> Finding:
+    return Finding.about(code, label(img), img.region, img.image_id, message)
 
 
 def label(img: Image) -> str:
@@ -82,7 +81,7 @@ def _check_quota(manifest: Manifest, v: ImageView, state: CurrentState) -> Check
     if entities <= manifest.settings.share_quota:
         return Check()
     kept = "" if manifest.settings.prune else " (with the permissions prune: false keeps)"
-    return Check((finding(Severity.ERROR, "share-quota", img,
+    return Check((finding(Code.SHARE_QUOTA, img,
                           f"{label(img)} would be shared with {entities} entities by rules "
                           f"{', '.join(m.rules)}{kept}; share_quota is "
                           f"{manifest.settings.share_quota}"),), blocked=True)
@@ -90,7 +89,7 @@ def _check_quota(manifest: Manifest, v: ImageView, state: CurrentState) -> Check
 
 def _check_snapshots(manifest: Manifest, v: ImageView, state: CurrentState) -> Check:
     img = v.image
-    missing = tuple(finding(Severity.ERROR, "snapshot-not-found", img,
+    missing = tuple(finding(Code.SNAPSHOT_NOT_FOUND, img,
                             f"{label(img)}: backing snapshot {sid} was not found or is not "
                             "readable by the caller (ec2:DescribeSnapshots)")
                     for sid in img.snapshot_ids if (img.region, sid) not in state.snapshots)
@@ -110,46 +109,47 @@ def _check_keys(manifest: Manifest, v: ImageView, state: CurrentState) -> Check:
             continue
         info = state.keys.get(RegionKey(img.region, snap.kms_key_id))
         if info is None:
-            found.append(finding(Severity.ERROR, "key-unknown", img,
+            found.append(finding(Code.KEY_UNKNOWN, img,
                                  f"{label(img)}: snapshot {sid} is encrypted but its KMS key is "
                                  "not reported (ec2:DescribeSnapshots returned no KmsKeyId)"))
             continue
         problem = key_problem(info, img.owner_id, img)
         if problem:
             code, why = problem
-            found.append(finding(Severity.ERROR, code, img,
+            found.append(finding(code, img,
                                  f"{label(img)}: snapshot {sid} uses KMS key {info.label}: {why}"))
         else:
             keys.append(info)
     return Check(tuple(found), blocked=bool(found), keys=tuple(dict.fromkeys(keys)))
 
 
-def key_problem(info: KeyInfo, caller: str, img: Image) -> tuple[str, str] | None:
+def key_problem(info: KeyInfo, caller: str, img: Image) -> tuple[Code, str] | None:
     """Why the tool cannot share through this key: (finding code, reason); None if it can.
     Only the image's owner account can edit its key policies (``caller``)."""
     if info.error:
-        code = "kms-access-denied" if info.error_code in ACCESS_DENIED_CODES else "key-unreadable"
+        code = (Code.KMS_ACCESS_DENIED if info.error_code in ACCESS_DENIED_CODES
+                else Code.KEY_UNREADABLE)
         return code, info.error
     if info.manager == KeyManager.AWS:
-        return ("aws-managed-key",
+        return (Code.AWS_MANAGED_KEY,
                 "it is the AWS managed key (aws/ebs), whose policy cannot be changed, so the "
                 "image cannot be shared. Copy it re-encrypted with a customer managed key and "
                 "share the copy: aws ec2 copy-image --source-image-id "
                 f"{img.image_id} --source-region {img.region} --region {img.region} "
                 f"--name {shlex.quote(img.name + '-cmk')} --encrypted --kms-key-id <customer-key-arn>")
     if info.account and info.account != caller:
-        return ("foreign-key",
+        return (Code.FOREIGN_KEY,
                 f"the key belongs to account {info.account}, not the caller {caller}; its policy "
                 "must be managed there (grant the consumers kms:Decrypt, kms:DescribeKey, "
                 "kms:ReEncrypt*, kms:GenerateDataKey*, kms:CreateGrant)")
     if info.state and info.state != "Enabled":
-        return "key-unusable", f"the key is {info.state}; launches from this image would fail"
+        return Code.KEY_UNUSABLE, f"the key is {info.state}; launches from this image would fail"
     if info.policy is None:
-        return "key-unreadable", "its key policy could not be read (kms:GetKeyPolicy)"
+        return Code.KEY_UNREADABLE, "its key policy could not be read (kms:GetKeyPolicy)"
     try:
-        owned_grantees(parse_policy(info.policy))
+        owned_grantees(info.document())
     except PolicyError as exc:
-        return "key-policy-unparseable", f"{exc}; refusing to edit it"
+        return Code.KEY_POLICY_UNPARSEABLE, f"{exc}; refusing to edit it"
     return None
 
 
@@ -169,26 +169,26 @@ def _check_public_launch(manifest: Manifest, v: ImageView, state: CurrentState) 
     rules = ", ".join(m.launch[public])
     refused = frozenset({public})
     if encrypted(m, state.snapshots):
-        return Check((finding(Severity.ERROR, "encrypted-public", img,
+        return Check((finding(Code.ENCRYPTED_PUBLIC, img,
                               f"{label(img)} is backed by encrypted snapshots and can never be "
                               f"made public; remove `public` from rules {rules}"),),
                      cannot_add=refused)
     if img.product_codes:
-        return Check((finding(Severity.ERROR, "public-product-code", img,
+        return Check((finding(Code.PUBLIC_PRODUCT_CODE, img,
                               f"{label(img)} has AWS Marketplace product codes "
                               f"({', '.join(img.product_codes)}); images with product codes "
                               f"cannot be made public. Remove `public` from rules {rules}, or "
                               "share with accounts"),), cannot_add=refused)
     block = state.public_access.get(OwnerRegion(img.owner_id, img.region),
                                     BlockState(None, why="not read"))
-    if block.state == BLOCK_NEW_SHARING:
-        return Check((finding(Severity.ERROR, "public-access-blocked", img,
+    if block.state == Blocking.BLOCK_NEW_SHARING:
+        return Check((finding(Code.PUBLIC_ACCESS_BLOCKED, img,
                               f"{label(img)} cannot be made public: " + _block_problem(
                                   block, "Image", img.region, "EC2 console > AMIs > Block public "
                                   "access, or aws ec2 disable-image-block-public-access --region "
                                   f"{img.region}")),), cannot_add=refused)
     if block.state is None:
-        return Check((finding(Severity.WARNING, "public-access-unknown", img,
+        return Check((finding(Code.PUBLIC_ACCESS_UNKNOWN, img,
                               f"could not read Image Block Public Access in {img.region} "
                               f"({block.why}); if it blocks new public sharing, making "
                               f"{img.image_id} public will fail at apply"),))
@@ -204,7 +204,7 @@ def _check_public_copy(manifest: Manifest, v: ImageView, state: CurrentState) ->
     rules = ", ".join(m.copy[public])
     refused = frozenset({public})
     if encrypted(m, state.snapshots):
-        return Check((finding(Severity.ERROR, "encrypted-public", img,
+        return Check((finding(Code.ENCRYPTED_PUBLIC, img,
                               f"{label(img)}: encrypted snapshots cannot be shared publicly; "
                               f"remove `public` from `copy` in rules {rules}"),),
                      copy_cannot_add=refused)
@@ -212,21 +212,21 @@ def _check_public_copy(manifest: Manifest, v: ImageView, state: CurrentState) ->
                                  for s in img.snapshot_ids):
         return Check()
     if img.product_codes:
-        return Check((finding(Severity.ERROR, "public-product-code", img,
+        return Check((finding(Code.PUBLIC_PRODUCT_CODE, img,
                               f"{label(img)}: snapshots with AWS Marketplace product codes "
                               f"cannot be made public; remove `public` from `copy` in rules "
                               f"{rules}"),), copy_cannot_add=refused)
     block = state.snapshot_public_access.get(OwnerRegion(img.owner_id, img.region),
                                              BlockState(None, why="not read"))
-    if block.state in (BLOCK_NEW_SHARING, BLOCK_ALL_SHARING):
-        return Check((finding(Severity.ERROR, "snapshot-public-access-blocked", img,
+    if block.state in (Blocking.BLOCK_NEW_SHARING, Blocking.BLOCK_ALL_SHARING):
+        return Check((finding(Code.SNAPSHOT_PUBLIC_ACCESS_BLOCKED, img,
                               f"{label(img)}: its snapshots cannot be made public: "
                               + _block_problem(block, "Snapshot", img.region,
                                                "aws ec2 disable-snapshot-block-public-access "
                                                f"--region {img.region}")),),
                      copy_cannot_add=refused)
     if block.state is None:
-        return Check((finding(Severity.WARNING, "snapshot-public-access-unknown", img,
+        return Check((finding(Code.SNAPSHOT_PUBLIC_ACCESS_UNKNOWN, img,
                               f"could not read Snapshot Block Public Access in {img.region} "
                               f"({block.why}); if it blocks public sharing, the public copy "
                               f"permission on the snapshots of {img.image_id} will fail at "
@@ -241,7 +241,7 @@ def _check_copy_marketplace(manifest: Manifest, v: ImageView, state: CurrentStat
     grantees = [p for p in m.copy if not p.is_public]
     if not (img.product_codes and grantees):
         return Check()
-    return Check((finding(Severity.WARNING, "copy-marketplace", img,
+    return Check((finding(Code.COPY_MARKETPLACE, img,
                           f"{label(img)} has AWS Marketplace product codes "
                           f"({', '.join(img.product_codes)}): consumers cannot copy it to their "
                           "account, so the copy permission of rules "
@@ -252,7 +252,7 @@ def _check_copy_marketplace(manifest: Manifest, v: ImageView, state: CurrentStat
 def _check_undeclared_public(manifest: Manifest, v: ImageView, state: CurrentState) -> Check:
     img, public = v.image, Principal.public()
     if public in v.current and public not in v.m.launch and not manifest.settings.prune:
-        return Check((finding(Severity.WARNING, "undeclared-public", img,
+        return Check((finding(Code.UNDECLARED_PUBLIC, img,
                               f"{label(img)} is public but no rule declares `public`; it stays "
                               "public because settings.prune is false"),))
     return Check()
@@ -263,9 +263,9 @@ def _check_other_manifest(manifest: Manifest, v: ImageView, state: CurrentState)
     undo each other's changes on every run (with --strict, the image is left alone)."""
     name, img = manifest.settings.name, v.image
     other = img.tag_map.get(OWNERSHIP_TAG)
-    if manifest.settings.ownership != "tag" or other is None or other == name:
+    if manifest.settings.ownership != OwnershipMode.TAG or other is None or other == name:
         return Check()
-    return Check((finding(Severity.WARNING, "other-manifest", img,
+    return Check((finding(Code.OTHER_MANIFEST, img,
                           f"{label(img)} carries {OWNERSHIP_TAG}={other}: a manifest named "
                           f"{other!r} manages it too, or this manifest was renamed (then set "
                           f"settings.name: {other} to keep its images). Apply retags it "
@@ -312,7 +312,7 @@ def check_public_quota(manifest: Manifest, views: Sequence[ImageView],
     for place, new in sorted(gaining.items()):
         after = state.public_images.get(place, 0) - losing[place] + len(new)
         if after > limit:
-            refused += [finding(Severity.ERROR, "public-quota", v.image,
+            refused += [finding(Code.PUBLIC_QUOTA, v.image,
                                 f"{label(v.image)} cannot be made public: {v.image.region} "
                                 f"would have {after} public AMIs, over the quota of {limit} "
                                 "(EC2 quota \"Public AMIs\"); make others private, or raise "

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..desired import Selection
-from ..manifest import Manifest
+from ..manifest import Manifest, OwnershipMode
 from ..model import Arn, OpKind, Principal, RegionKey
 from ..plan import StateEntries
 from .checks import ImageView
@@ -56,7 +56,7 @@ def consulted_state(manifest: Manifest, views: Sequence[ImageView], state: Curre
             if (img.region, sid) in state.copy:
                 digest[(COPY, img.region, sid)] = state.copy[RegionKey(img.region, sid)]
     name = manifest.settings.name
-    if manifest.settings.ownership == "tag":
+    if manifest.settings.ownership == OwnershipMode.TAG:
         # the tag value apply writes: a saved plan applied under another name is refused
         digest[(TAG, "", "")] = name
     for v in views:

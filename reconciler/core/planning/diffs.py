@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..differ import diff_permissions
+from ..findings import Code
 from ..model import (
     Action,
     Finding,
@@ -15,7 +16,6 @@ from ..model import (
     Principal,
     PrincipalKind,
     RegionKey,
-    Severity,
 )
 from .checks import ImageView, label
 from .state import CurrentState
@@ -78,7 +78,7 @@ def removals_kept_through_orgs(v: ImageView, ops: Sequence[Operation],
         return []
     img = v.image
     one = len(accounts) == 1
-    return [Finding(Severity.INFO, "removal-kept-through-org", img.region, img.image_id,
+    return [Finding.of(Code.REMOVAL_KEPT_THROUGH_ORG, img.region, img.image_id,
                     f"{label(img)}: removing the launch permission of {', '.join(accounts)} "
                     f"does not stop {'it' if one else 'them'} launching the image if "
                     f"{'it is' if one else 'they are'} in {', '.join(orgs)}, which the image "

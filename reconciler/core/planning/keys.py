@@ -14,8 +14,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import kms
+from ..findings import Code
 from ..kms import Grantee, KeyInfo
-from ..manifest import KmsMode, Manifest
+from ..manifest import KmsMode, Manifest, OnRelease
 from ..model import (
     Action,
     Finding,
@@ -25,9 +26,8 @@ from ..model import (
     Principal,
     PrincipalKind,
     RegionKey,
-    Severity,
 )
-from .checks import ImageView, key_problem
+from .checks import ImageView, finding, key_problem, label
 from .state import CurrentState, KeyUse
 
 _GRANTEE_WORD = {kms.GranteeKind.ACCOUNT: "account", kms.GranteeKind.ORG: "organization",
@@ -98,9 +98,9 @@ def key_phase(manifest: Manifest, identity_partition: str, views: Sequence[Image
               state: CurrentState) -> KeyPhase:
     """Each key's statements, from the images it backs (and the released ones)."""
     keys = _key_views(views, state, manifest.settings.prune,
-                      released=manifest.settings.on_release != "keep")
+                      released=manifest.settings.on_release != OnRelease.KEEP)
     resource_keys: dict[RegionKey, tuple[str, ...]] = dict(
-        _released_backing(state) if manifest.settings.on_release != "keep" else {})
+        _released_backing(state) if manifest.settings.on_release != OnRelease.KEEP else {})
     ops: list[Operation] = []
     findings: list[Finding] = []
     policies: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
@@ -240,8 +240,8 @@ def _released_backing(state: CurrentState) -> dict[RegionKey, tuple[str, ...]]:
     return backing
 
 
-def _finding(sev: Severity, code: str, info: KeyInfo, message: str) -> Finding:
-    return Finding(sev, code, info.region, info.arn, message)
+def _finding(code: Code, info: KeyInfo, message: str) -> Finding:
+    return Finding.of(code, info.region, info.arn, message)
 
 
 def _still_used(removes: set[Grantee], uses: Sequence[KeyUse]) -> dict[Grantee, list[str]]:
@@ -266,7 +266,7 @@ def _wanted(kv: KeyView, view: kms.KeyPolicyView,
     findings = []
     for g in sorted(kv.needed):
         if view.access(g).served(shape, foreign_only=True):
-            findings.append(_finding(Severity.INFO, "kms-foreign-statement", info,
+            findings.append(_finding(Code.KMS_FOREIGN_STATEMENT, info,
                                      f"{_GRANTEE_WORD[g.kind]} {g.value} already has access to "
                                      f"{info.label} through a statement the tool does not own; "
                                      "left alone"))
@@ -286,7 +286,7 @@ def _kept_in_use(kv: KeyView, removes: set[Grantee], uses: Sequence[KeyUse],
         p = kms.principal_of(g, partition, kv.principals)
         one = len(where) == 1
         findings.append(_finding(
-            Severity.INFO, "kms-principal-still-used", info,
+            Code.KMS_PRINCIPAL_STILL_USED, info,
             f"{_GRANTEE_WORD[g.kind]} {p.label} keeps its access to {info.label}: "
             f"{', '.join(where)} still grant{'s' if one else ''} it and the manifest does not "
             f"manage {'that' if one else 'those'}; remove {'it' if one else 'them'} (or manage "
@@ -313,8 +313,8 @@ def key_ops(manifest: Manifest, kv: KeyView, partition: str,
     """Operations for one key (key-policy mode) or findings about it (check mode)."""
     info = kv.info
     shape = manifest.settings.kms_grants
-    policy = kms.parse_policy(info.policy or "{}")
-    view = kms.evaluate(policy)  # the reading explain shares: read once for every grantee
+    policy = info.document()
+    view = info.evaluation  # the reading explain shares: read once for every grantee
     use, grant = kms.statement_grantees(policy)  # the policy's statements walked once
     owned = use | grant
     # a grantee in only one of its two statements cannot launch: it is written again
@@ -358,7 +358,7 @@ def _check_mode(kv: KeyView, view: kms.KeyPolicyView, adds: set[Grantee], partit
     missing = {g for g in adds if not view.access(g).served()}
     for g in sorted(missing):
         p = kms.principal_of(g, partition, kv.principals)
-        findings.append(_finding(Severity.ERROR, "kms-access-missing", info,
+        findings.append(_finding(Code.KMS_ACCESS_MISSING, info,
                                  f"{p.label} is declared on images encrypted with {info.label} "
                                  "but the key policy does not let it use the key, so its "
                                  "launches would fail; it is not shared (kms: check, nothing "
@@ -367,7 +367,7 @@ def _check_mode(kv: KeyView, view: kms.KeyPolicyView, adds: set[Grantee], partit
 
 
 def _reshaped(info: KeyInfo, shape: kms.GrantShape) -> Finding:
-    return _finding(Severity.INFO, "kms-grant-shape", info,
+    return _finding(Code.KMS_GRANT_SHAPE, info,
                     f"the grant statements of {info.label} are rewritten for "
                     f"settings.kms_grants: {shape.value} "
                     + ("(kms:CreateGrant without the kms:GrantIsForAWSResource condition, "
@@ -378,7 +378,7 @@ def _reshaped(info: KeyInfo, shape: kms.GrantShape) -> Finding:
 
 
 def _too_large(info: KeyInfo, size: int, fits: int) -> Finding:
-    return _finding(Severity.ERROR, "key-policy-too-large", info,
+    return _finding(Code.KEY_POLICY_TOO_LARGE, info,
                     f"key policy of {info.label} would be {size:,} bytes, over the "
                     f"{kms.MAX_POLICY_BYTES:,}-byte KMS limit: with its other statements "
                     f"it holds at most {fits:,} accounts. Share with an Organization or "
@@ -390,7 +390,7 @@ def _deny_findings(kv: KeyView) -> list[Finding]:
     """A foreign Deny that may refuse consumers what a launch needs: a warning on every
     image that shares through the key (the grant alone would not make launches work)."""
     info = kv.info
-    denies = kms.evaluate(kms.parse_policy(info.policy or "{}")).refusals(kv.needed)
+    denies = info.evaluation.refusals(kv.needed)
     if not denies:
         return []
     said = "; ".join(f"{d.sid} denies {', '.join(d.actions)}"
@@ -398,10 +398,9 @@ def _deny_findings(kv: KeyView) -> list[Finding]:
     # as explain says it: only a Deny with conditions (or NotPrincipal) leaves a doubt
     unsure = ("" if all(d.definite for d in denies) else
               ". Their conditions are not evaluated here: check them")
-    return [Finding(Severity.WARNING, "kms-deny-statement", v.image.region, v.image.image_id,
-                    f"{v.image.image_id} ({v.image.name}): the key policy of {info.label} has "
-                    f"Deny statements that may stop its consumers from using the key ({said}); "
-                    f"launches fail for every principal they match, whatever the tool grants"
-                    f"{unsure}")
+    return [finding(Code.KMS_DENY_STATEMENT, v.image,
+                    f"{label(v.image)}: the key policy of {info.label} has Deny statements "
+                    f"that may stop its consumers from using the key ({said}); launches fail "
+                    f"for every principal they match, whatever the tool grants{unsure}")
             for v in kv.images
             if any(p.kind is not PrincipalKind.PUBLIC for p in (*v.m.launch, *v.m.copy))]

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..differ import diff_permissions
-from ..manifest import Manifest
+from ..findings import Code
+from ..manifest import Manifest, OnRelease, OwnershipMode
 from ..model import (
     OWNERSHIP_TAG,
     Finding,
@@ -16,7 +17,6 @@ from ..model import (
     Operation,
     OpKind,
     RegionKey,
-    Severity,
     Snapshot,
     plural,
 )
@@ -40,7 +40,7 @@ class Release:
 
 def ownership(manifest: Manifest, views: Sequence[ImageView], state: CurrentState) -> Release:
     settings = manifest.settings
-    if settings.ownership != "tag":
+    if settings.ownership != OwnershipMode.TAG:
         return Release()
     name = settings.name
     tag = [v.image.key for v in views if not v.blocked and not tagged(v.image, name)]
@@ -58,7 +58,7 @@ def ownership(manifest: Manifest, views: Sequence[ImageView], state: CurrentStat
                           if (v.image.region, sid) not in copy_managed  # another image's rules
                           and (snap := state.snapshots.get(RegionKey(v.image.region, sid)))
                           is not None and tagged(snap, name)})
-    keep = settings.on_release == "keep"
+    keep = settings.on_release == OnRelease.KEEP
     ops: list[Operation] = []
     findings: list[Finding] = []
     for img in state.released:
@@ -66,7 +66,7 @@ def ownership(manifest: Manifest, views: Sequence[ImageView], state: CurrentStat
         untag_snaps += [RegionKey(img.region, sid) for sid in ours]
         current = state.launch.get(RegionKey(*img.key), frozenset())
         if keep:
-            findings.append(Finding(Severity.INFO, "released-kept", img.region, img.image_id,
+            findings.append(Finding.of(Code.RELEASED_KEPT, img.region, img.image_id,
                                     f"{label(img)} is no longer matched by any rule; "
                                     f"on_release: keep leaves its "
                                     f"{plural(len(current), 'launch permission')} and only "

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from ..desired import Selection
+from ..findings import Code
 from ..manifest import KmsMode, Manifest
 from ..model import Action, Finding, Identity, Operation, RegionKey, Severity
 from ..plan import Plan, make_plan
@@ -147,7 +148,7 @@ def _guard_findings(manifest: Manifest, ops: Sequence[Operation],
     limit = manifest.settings.max_removals
     if removals <= limit or options.allow_mass_removal:
         return []
-    return [Finding(Severity.ERROR, "max-removals", "", "",
+    return [Finding.of(Code.MAX_REMOVALS, "", "",
                     f"the plan removes {removals} permissions, more than settings.max_removals "
                     f"({limit}); after review, acknowledge it with --allow-mass-removal on plan "
                     "and apply, or raise settings.max_removals")]
