@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .core.errors import InputError, ReconcilerError
-from .core.manifest import Manifest, load_manifest, parse_manifest
+from .core.manifest import Manifest, parse_manifest
+from .shell.inputs import load_manifest
 
 __version__ = "0.1.0"
 

@@ -41,8 +41,8 @@ from .core.errors import (
 )
 from .core.explain import Verdict, resolve_principal, unknown_principal
 from .core.explain import explain as explain_verdict
-from .core.exporter import ImageFilter, compute_export, parse_tag_filters, schema_ref_for
-from .core.manifest import Manifest, OwnershipMode, default_name, load_manifest
+from .core.exporter import ImageFilter, compute_export, parse_tag_filters
+from .core.manifest import Manifest, OwnershipMode, default_name
 from .core.model import (
     OWNERSHIP_TAG,
     REGION_RE,
@@ -51,9 +51,8 @@ from .core.model import (
     plural,
     sorted_findings,
 )
-from .core.names import load_names
 from .core.pacing import Pacer, Rate, describe_duration, with_eta
-from .core.plan import Plan, check_saved_plan, load_plan_file
+from .core.plan import Plan, check_saved_plan
 from .core.planning import PlanOptions
 from .core.regions import region_problem
 from .core.render import key_policy_details, render_markdown, text_lines
@@ -73,6 +72,7 @@ from .shell.aws import (
 )
 from .shell.concurrency import Interrupted, Stop, signal_name, stop_on_signals
 from .shell.gather import build_plan, read_explain, read_export
+from .shell.inputs import load_manifest, load_names, load_plan_file, schema_ref_for
 from .shell.progress import NoProgress, TerminalProgress
 from .shell.reader import Reader
 from .shell.session import (
@@ -83,6 +83,7 @@ from .shell.session import (
     open_aws,
     single,
 )
+from .shell.terminal import ansi
 
 MIN_RATE_SHARE = 0.05  # ModifyImageAttribute then still gets a token every 4 s
 # After a signal during apply, the writes in flight get this long to answer (so that the
@@ -274,7 +275,7 @@ def _write_file(path: str, text: str | Iterable[str]) -> None:
 
 def _text(ctx: Ctx, plan: Plan, manifest: Manifest, out: TextIO) -> Iterator[str]:
     details = key_policy_details(plan) if ctx.verbose else None
-    return text_lines(plan, manifest, color=ctx.color(out), details=details)
+    return text_lines(plan, manifest, paint=ansi if ctx.color(out) else None, details=details)
 
 
 @contextlib.contextmanager

@@ -40,6 +40,7 @@ from reconciler.core.planning import (
 from reconciler.core.planning.checks import ImageView, check_image
 from reconciler.core.render import render_markdown, render_text, summary_line
 from reconciler.core.schema import load_schema
+from reconciler.shell.terminal import ansi
 
 IDENTITY = Identity(ACCOUNT, f"arn:aws:iam::{ACCOUNT}:user/ci")
 HAND = "999999999999"
@@ -719,7 +720,7 @@ def test_plan_from_dict_rejects_tampered_document(tamper, fragment):
 
 def test_render_text_names_images_principals_and_summary():
     m, plan = full_plan()
-    text = render_text(plan, m, color=False)
+    text = render_text(plan, m)
     assert not ANSI.search(text)
     # grouped by Region, then image with its name
     assert text.index("\neu-west-1\n") < text.index("\nus-east-1\n")
@@ -749,8 +750,8 @@ def test_render_text_without_manifest_shows_bare_ids():
 
 def test_render_text_color_only_when_asked():
     m, plan = full_plan()
-    plain = render_text(plan, m, color=False)
-    colored = render_text(plan, m, color=True)
+    plain = render_text(plan, m)
+    colored = render_text(plan, m, paint=ansi)
     assert ANSI.search(colored)
     assert re.sub(r"\x1b\[[0-9;]*m", "", colored) == plain
 

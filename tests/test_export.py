@@ -899,7 +899,7 @@ def test_no_name_glob_when_it_would_match_another_image() -> None:
 
 
 def test_schema_line_points_at_a_file_that_exists(tmp_path: Path) -> None:
-    from reconciler.core.exporter import schema_ref_for
+    from reconciler.shell.inputs import schema_ref_for
 
     assert schema_ref_for(str(tmp_path / "amis.yaml")) is None
     no_line = compute_export(IDENTITY, gathered([shared(image(1), P_PROD)]), schema_ref=None).text

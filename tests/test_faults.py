@@ -20,8 +20,8 @@ from faultproxy import FaultProxy
 from helpers import ACCOUNT, Images, MotoServer, Runner, cli_env, reconcile_executable
 
 from reconciler.core import kms
-from reconciler.core.plan import load_plan_file
 from reconciler.shell.applier import write_calls
+from reconciler.shell.inputs import load_plan_file
 from reconciler.shell.sandbox import encrypt_image
 
 pytestmark = pytest.mark.e2e

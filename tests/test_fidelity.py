@@ -63,7 +63,7 @@ def test_kms_grants_any_writes_grant_statements_auto_scaling_can_use(aws: Images
     kms_ops = [(o.action.value, o.principal.value) for o in migration.operations]
     assert kms_ops == [("add", PROD), ("add", OU)], "the grants that change, and nothing else"
     assert [f.code for f in migration.findings] == ["kms-grant-shape"]
-    details = "".join(text_lines(migration, parse_manifest(default, "m.yaml"), color=False,
+    details = "".join(text_lines(migration, parse_manifest(default, "m.yaml"),
                                  details=key_policy_details(migration)))
     assert "kms:GrantIsForAWSResource" in details, "the statement change is shown with -v"
     plan, report = plan_and_apply(default)

@@ -47,8 +47,9 @@ from reconciler.core.model import (
     PrincipalKind,
     Severity,
 )
-from reconciler.core.plan import Plan, load_plan_file, make_plan, plan_from_dict
+from reconciler.core.plan import Plan, make_plan, plan_from_dict
 from reconciler.core.yamlload import MAX_BYTES
+from reconciler.shell.inputs import load_plan_file
 from reconciler.shell.sandbox import SandboxState, parse_sandbox
 
 MANIFEST_FILE = "hostile-manifest.yaml"

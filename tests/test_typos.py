@@ -344,7 +344,7 @@ def test_a_saved_plan_given_as_the_manifest_says_so(run_cli: Runner, no_aws, tmp
 
 def test_a_big_saved_plan_given_as_the_manifest_says_so(tmp_path: Path) -> None:
     """A plan larger than a manifest may be (4 MiB) is still recognised, not refused by size."""
-    from reconciler.core.manifest import load_manifest
+    from reconciler.shell.inputs import load_manifest
 
     doc = json.loads(_saved_plan())
     doc["findings"] = [{"severity": "info", "code": "no-match", "region": US, "resource": "r",

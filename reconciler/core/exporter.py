@@ -33,12 +33,10 @@ The grouping and name globs are in :mod:`.export_rules`, the manifest text in
 from __future__ import annotations
 
 import fnmatch
-import os
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path as FsPath
 
 from .desired import rule_matches, select
 from .errors import InputError, ReconcilerError, UsageError
@@ -224,19 +222,6 @@ def _shared_images(state: CurrentState, image_filter: ImageFilter | None) -> lis
             for img in sorted((img for found in state.images.values() for img in found),
                               key=lambda i: i.key)
             if image_filter is None or image_filter.matches(img)]
-
-
-def schema_ref_for(out: str | None) -> str | None:
-    """The relative path from the exported manifest to a ``schemas/manifest.schema.json``
-    in its folder or one above it (a checkout of this project, or a team repository that
-    keeps a copy), so that the ``$schema`` line points at a file that exists; else None."""
-    folder = FsPath(out).resolve().parent if out else FsPath.cwd()
-    for up in (folder, *list(folder.parents)[:4]):
-        candidate = up / "schemas" / "manifest.schema.json"
-        if candidate.is_file():
-            return os.path.relpath(candidate, folder) if up != folder else \
-                "./schemas/manifest.schema.json"
-    return None
 
 
 def _grant_shape(keys: Mapping[RegionKey, KeyInfo]) -> GrantShape:

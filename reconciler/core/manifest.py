@@ -23,7 +23,6 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from .errors import InputError, Problem
-from .files import read_head, read_input
 from .findings import Code
 from .kms import GrantShape
 from .model import (
@@ -39,7 +38,7 @@ from .model import (
 from .pacing import Rate
 from .regions import partition_of, region_problem
 from .schema import fmt_path, schema_problems
-from .yamlload import MAX_BYTES, Located, Path, load_yaml
+from .yamlload import Located, Path, load_yaml
 
 DEFAULT_REGIONS = ("us-east-1",)
 
@@ -426,13 +425,13 @@ def _region_problems(doc: Located) -> list[Problem]:
     return problems
 
 
-def _saved_plan(file: str) -> InputError:
+def saved_plan_error(file: str) -> InputError:
     return InputError([Problem(file, 1, 1, f"{file} is a saved plan, not a manifest: apply it "
                                            f"with `reconcile apply MANIFEST --plan {file}`")])
 
 
 # The start of what `plan --out` writes: a saved plan, whatever its size.
-_SAVED_PLAN_START = re.compile(rb'\A(?:\xef\xbb\xbf)?\s*\{\s*"format_version"\s*:')
+SAVED_PLAN_START = re.compile(rb'\A(?:\xef\xbb\xbf)?\s*\{\s*"format_version"\s*:')
 
 
 def _is_saved_plan(data: Any) -> bool:
@@ -442,15 +441,15 @@ def _is_saved_plan(data: Any) -> bool:
 
 def parse_manifest(raw: bytes, file: str) -> Manifest:
     """Validate manifest bytes; raise :class:`InputError` with every problem found."""
-    if _SAVED_PLAN_START.match(raw[:4096]):
-        raise _saved_plan(file)
+    if SAVED_PLAN_START.match(raw[:4096]):
+        raise saved_plan_error(file)
     doc, problems = load_yaml(raw, file, "manifest")
     if doc is None:
         raise InputError(problems)
     if doc.data is None:
         raise InputError([*problems, doc.problem((), "manifest is empty")])
     if _is_saved_plan(doc.data):
-        raise _saved_plan(file)
+        raise saved_plan_error(file)
     if not isinstance(doc.data, dict):
         kind = "a list" if isinstance(doc.data, list) else f"the value {doc.raw(()) or doc.data!r}"
         raise InputError([*problems, doc.problem((), f"manifest must be a mapping (version, settings, "
@@ -462,15 +461,3 @@ def parse_manifest(raw: bytes, file: str) -> Manifest:
     if manifest is None:
         raise InputError(sem)
     return manifest
-
-
-def load_manifest(path: str) -> Manifest:
-    """Read and validate the manifest file at ``path``."""
-    try:
-        raw = read_input(path, "manifest file", MAX_BYTES)
-    except InputError:
-        # a saved plan may be larger than a manifest may be: still say what it is
-        if _SAVED_PLAN_START.match(read_head(path)):
-            raise _saved_plan(path) from None
-        raise
-    return parse_manifest(raw, path)

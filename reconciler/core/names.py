@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import InputError, Problem
-from .files import read_input
 from .model import (
     ORG_ARN_RE,
     OU_ARN_RE,
@@ -20,7 +19,7 @@ from .model import (
     bad_account_id,
     principal_hint,
 )
-from .yamlload import MAX_BYTES, Located, load_yaml
+from .yamlload import Located, load_yaml
 
 PRINCIPAL_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}", re.ASCII)
 
@@ -89,9 +88,6 @@ def _names_entry(doc: Located, path: tuple[str, ...], name: Any, value: Any,
                                  "each principal one name")
     return None
 
-
-def load_names(path: str) -> dict[str, str]:
-    return parse_names(read_input(path, "names file", MAX_BYTES), path)
 
 
 def generated_name(p: Principal) -> str:

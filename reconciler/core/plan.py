@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InputError, Problem, StalePlanError
-from .files import read_input
 from .model import (
     Action,
     Finding,
@@ -274,8 +273,8 @@ def _ownership_from_dict(data: Any) -> Ownership | None:
     return Ownership("", ids("tag"), ids("untag"), ids("tag_snapshots"), ids("untag_snapshots"))
 
 
-def load_plan_file(path: str) -> Plan:
-    raw = read_input(path, "plan file", MAX_PLAN_BYTES)
+def parse_plan_file(raw: bytes, path: str) -> Plan:
+    """A saved plan from the bytes of the file at ``path`` (named in errors)."""
     try:
         data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:

@@ -36,19 +36,20 @@ KIND_LABEL = {OpKind.LAUNCH: "launch", OpKind.COPY: "copy", OpKind.KMS: "kms"}
 MARKDOWN_LIMIT = 59_000
 
 
+# How the shell colours text: (text, foreground colour name, bold) -> text with the
+# terminal's escapes; a foreground of "" keeps the terminal's own (readable on light and
+# dark). The renderers never know how: they are handed one, or none for plain text.
+Paint = Callable[[str, str, bool], str]
+
+
 @dataclass(frozen=True)
 class Style:
-    """How to color text: identity when color is off."""
+    """How to colour text: identity without a painter."""
 
-    color: bool = False
+    painter: Paint | None = None
 
     def paint(self, text: str, fg: str, bold: bool = False) -> str:
-        """``fg`` "" keeps the terminal's own foreground (readable on light and dark)."""
-        if not self.color:
-            return text
-        import click
-
-        return click.style(text, fg=fg or None, bold=bold)
+        return text if self.painter is None else self.painter(text, fg, bold)
 
 
 def principal_label(p: Principal, manifest: Manifest | None) -> str:
@@ -180,16 +181,16 @@ def _notes(plan: Plan) -> list[Finding]:
     return [f for f in plan.findings if f.severity is Severity.INFO]
 
 
-def render_text(plan: Plan, manifest: Manifest | None, *, color: bool = False,
+def render_text(plan: Plan, manifest: Manifest | None, *, paint: Paint | None = None,
                 details: Callable[[str, str], list[str]] | None = None) -> str:
-    return "".join(text_lines(plan, manifest, color=color, details=details))
+    return "".join(text_lines(plan, manifest, paint=paint, details=details))
 
 
-def text_lines(plan: Plan, manifest: Manifest | None, *, color: bool = False,
+def text_lines(plan: Plan, manifest: Manifest | None, *, paint: Paint | None = None,
                details: Callable[[str, str], list[str]] | None = None) -> Iterator[str]:
     """:func:`render_text` one line at a time (each ending in a newline), so that a plan of
     300,000 operations is written out without first being built as one string."""
-    st = Style(color)
+    st = Style(paint)
     t = neutral.text
     yield from _finding_section(st, "Errors and warnings:", _serious(plan))
     grouped = _grouped(plan.operations)

@@ -22,11 +22,11 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from ..core.errors import InputError, Problem, ReconcilerError
-from ..core.files import read_input
 from ..core.model import ImageState, Principal
 from ..core.regions import region_problem
 from ..core.schema import fmt_path, schema_problems
 from ..core.yamlload import MAX_BYTES, Located, iter_paths, load_yaml
+from .files import read_input
 
 # (account, region) -> Image Block Public Access state, read by the patched moto handler.
 IMAGE_BLOCK_PUBLIC_ACCESS: dict[tuple[str, str], str] = {}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import stat
 
-from .errors import InputError, Problem
+from ..core.errors import InputError, Problem
 
 
 def _refuse(path: str, message: str) -> InputError:
