@@ -45,7 +45,7 @@ def test_the_readme_names_every_module() -> None:
     package = Path(reconciler.__file__).parent
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     table = readme.split("### Architecture", 1)[1].split("\n### ", 1)[0]
-    named = set(re.findall(r"`((?:core|shell)/[a-z_/]+|cli)`", table))
-    modules = {str(p.relative_to(package).with_suffix("")) for folder in ("core", "shell")
+    named = set(re.findall(r"`((?:core|shell|cli)/[a-z_/]+|cli)`", table))
+    modules = {str(p.relative_to(package).with_suffix("")) for folder in ("core", "shell", "cli")
                for p in (package / folder).rglob("*.py") if p.stem != "__init__"} | {"cli"}
     assert modules <= named, sorted(modules - named)

@@ -265,7 +265,7 @@ def test_the_schema_lists_exactly_the_paced_actions() -> None:
     rates = load_schema("manifest")["properties"]["settings"]["properties"]["api_rates"]
     assert rates["propertyNames"]["enum"] == sorted(PACED_ACTIONS)
     sent = set()
-    for path in (ROOT / "reconciler" / "shell").glob("*.py"):
+    for path in (ROOT / "reconciler" / "shell").rglob("*.py"):
         sent.update(re.findall(r'"(?:ec2|kms|sts)", "([A-Z][A-Za-z]+)"', path.read_text()))
     assert len(sent) >= 15, sent
     assert sent <= PACED_ACTIONS, sorted(sent - PACED_ACTIONS)

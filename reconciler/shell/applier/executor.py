@@ -21,37 +21,31 @@ unknown when its write was still in flight.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import datetime as dt
 import enum
 import functools
-import json
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import botocore.exceptions
-
-from ..core import kms
-from ..core.errors import AwsError, ReconcilerError
-from ..core.model import (
+from ...core import kms
+from ...core.errors import AwsError
+from ...core.model import (
     OWNERSHIP_TAG,
     Action,
-    Arn,
     Identity,
     Operation,
     OpKind,
-    Principal,
     RegionKey,
-    by_resource,
 )
-from ..core.plan import Ownership, Plan
-from .aws import Clients, aws_call, describe_error, error_code, release_request_slot
-from .concurrency import Interrupted, parallel_map
+from ...core.plan import Plan
+from ..aws import Clients, aws_call, describe_error, release_request_slot
+from ..concurrency import Interrupted, parallel_map
+from .writes import Partial, Write, WriteError, Writes, split
 
 
 class Result(enum.StrEnum):
@@ -77,15 +71,6 @@ class Outcome:
 
 
 @dataclass(frozen=True)
-class TagReport:
-    """The ownership-tag writes of one apply (bookkeeping, not operations)."""
-
-    tagged: int = 0
-    untagged: int = 0
-    failed: tuple[str, ...] = ()  # one message per failed call
-
-
-@dataclass(frozen=True)
 class ApplyReport:
     outcomes: tuple[Outcome, ...]
 
@@ -98,84 +83,9 @@ class ApplyReport:
         return tuple(o for o in self.outcomes if o.ok)
 
 
-class WriteError(Exception):
-    """A write refused before calling AWS (e.g. a policy over the size limit)."""
-
-
-@dataclass(frozen=True)
-class Partial:
-    """A write that went through for some of its operations only: these failed, and why."""
-
-    failed: Mapping[Operation, str]
-
-
-@dataclass(frozen=True)
-class Write:
-    """One API call and the operations it carries."""
-
-    service: str
-    api: str
-    operations: tuple[Operation, ...]
-    call: Callable[[], Partial | None]
-    skipped: str = ""  # non-empty: do not call; report the operations failed with this
-    verify: Callable[[], str] | None = None  # re-read just before writing: "" or why not
-
-
 LogSink = Callable[[dict[str, Any]], None]
 
 TAG_BATCH = 1000  # EC2 API CreateTags/DeleteTags: up to 1000 resource IDs per call
-SNAPSHOT_MODIFICATIONS = 500  # EC2 API ModifySnapshotAttribute: at most 500 per operation
-MAX_PRINCIPAL_PROBES = 20  # PutKeyPolicy retries to find accounts KMS refuses, per key
-MALFORMED_POLICY = "MalformedPolicyDocumentException"
-# ModifyImageAttribute refusals of an entry of the call (an unknown or malformed account, a
-# public share AWS does not allow), not of the call itself (permissions, throttling).
-ENTRY_REFUSALS = frozenset({"InvalidAMIAttributeItemValue", "InvalidUserID.Malformed",
-                            "InvalidParameterValue", "InvalidParameter",
-                            "InvalidParameterCombination", "OperationNotPermitted",
-                            "UnsupportedOperation", "ResourceLimitExceeded"})
-
-
-@dataclass
-class _Plan:
-    """The operations split by phase and resource."""
-
-    key_adds: dict[tuple[str, str], list[Operation]] = field(default_factory=dict)
-    key_removes: dict[tuple[str, str], list[Operation]] = field(default_factory=dict)
-    launch: dict[tuple[str, str], list[Operation]] = field(default_factory=dict)
-    copy_adds: dict[tuple[str, str], list[Operation]] = field(default_factory=dict)
-    copy_removes: dict[tuple[str, str], list[Operation]] = field(default_factory=dict)
-
-
-def split(ops: Sequence[Operation]) -> _Plan:
-    def pick(kind: OpKind, action: Action | None = None) -> dict[tuple[str, str], list[Operation]]:
-        return by_resource([o for o in ops if o.kind is kind
-                             and (action is None or o.action is action)])
-
-    return _Plan(pick(OpKind.KMS, Action.ADD), pick(OpKind.KMS, Action.REMOVE),
-                 pick(OpKind.LAUNCH), pick(OpKind.COPY, Action.ADD), pick(OpKind.COPY, Action.REMOVE))
-
-
-def write_calls(ops: Sequence[Operation], resource_owner: Mapping[RegionKey, str]
-                ) -> dict[str, collections.Counter[tuple[str, str, str]]]:
-    """The AWS calls :meth:`Applier.apply` makes for ``ops`` when nothing fails, per owner
-    account, as (Region, service, action) → count: one ``ModifyImageAttribute`` per image,
-    one ``ModifySnapshotAttribute`` per snapshot and direction (per 500 principals), and per
-    key and phase a ``GetKeyPolicy`` and a ``PutKeyPolicy``."""
-    p = split(ops)
-    out: dict[str, collections.Counter[tuple[str, str, str]]] = defaultdict(collections.Counter)
-
-    def count(region: str, resource: str, service: str, action: str, n: int = 1) -> None:
-        out[resource_owner.get(RegionKey(region, resource), "")][(region, service, action)] += n
-
-    for (region, image_id) in p.launch:
-        count(region, image_id, "ec2", "ModifyImageAttribute")
-    for (region, snap), snap_ops in (*p.copy_adds.items(), *p.copy_removes.items()):
-        count(region, snap, "ec2", "ModifySnapshotAttribute",
-              -(-len(snap_ops) // SNAPSHOT_MODIFICATIONS))
-    for (region, key) in (*p.key_adds, *p.key_removes):
-        count(region, key, "kms", "GetKeyPolicy")
-        count(region, key, "kms", "PutKeyPolicy")
-    return dict(out)
 
 
 class Applier:
@@ -208,16 +118,14 @@ class Applier:
         each (region, resource)."""
         self.clients = clients
         self.resource_owner = resource_owner or {}
-        self.grant_shape = grant_shape  # settings.kms_grants: how key grants are written
         self.identity = identity
         self.concurrency = max(1, concurrency)
         self.log = log
         self.progress = progress
         self.resource_keys = resource_keys or {}
-        self.expected = expected
         self.stop = stop or threading.Event()
         self._lock = threading.Lock()
-        self._checked: dict[tuple[str, str, str], str] = {}  # resource -> drift message or ""
+        self.writes = Writes(self._client, identity, expected, grant_shape)
         # What ran so far, kept here rather than returned, so that a run interrupted in any
         # phase can still be reported (see settle).
         self._outcomes: list[Outcome] = []
@@ -232,164 +140,6 @@ class Applier:
         if owner is None or owner not in self.clients:
             raise WriteError(f"no credentials for the owner of {resource}")
         return self.clients[owner].get(service, region)
-
-    # ------------------------------------------------------------------ re-reading
-
-    def _verifier(self, kind: OpKind, region: str, resource: str) -> Callable[[], str] | None:
-        if self.expected is None:
-            return None
-        key = (kind.value, region, resource)
-
-        def verify() -> str:
-            with self._lock:
-                if key in self._checked:
-                    return self._checked[key]
-            ec2 = self._client("ec2", region, resource)
-            if kind is OpKind.LAUNCH:
-                with aws_call("ec2", "DescribeImageAttribute", f"{region} {resource}"):
-                    resp = ec2.describe_image_attribute(ImageId=resource,
-                                                        Attribute="launchPermission")
-                    entries = resp.get("LaunchPermissions") or []
-                    current = frozenset(Principal.from_dict(e) for e in entries)
-            else:
-                with aws_call("ec2", "DescribeSnapshotAttribute", f"{region} {resource}"):
-                    resp = ec2.describe_snapshot_attribute(SnapshotId=resource,
-                                                           Attribute="createVolumePermission")
-                    entries = resp.get("CreateVolumePermissions") or []
-                    current = frozenset(Principal.from_dict(e) for e in entries)
-            planned = self.expected.get(key) if self.expected is not None else None
-            why = "" if current == planned else (
-                f"skipped: {resource} changed since the plan was made (someone else modified "
-                "its permissions); run plan again")
-            with self._lock:
-                self._checked[key] = why
-            return why
-
-        return verify
-
-    # ------------------------------------------------------------------ calls
-
-    def _launch_write(self, region: str, image_id: str, ops: Sequence[Operation]) -> Write:
-        adds = [o for o in ops if o.action is Action.ADD]
-        removes = [o for o in ops if o.action is Action.REMOVE]
-
-        def modify(entries: dict[str, Any]) -> None:
-            self._client("ec2", region, image_id).modify_image_attribute(
-                ImageId=image_id, Attribute="launchPermission", LaunchPermission=entries)
-
-        def call() -> Partial | None:
-            perm = {k: [o.principal.to_dict() for o in v]
-                    for k, v in (("Add", adds), ("Remove", removes)) if v}
-            try:
-                modify(perm)
-            except botocore.exceptions.ClientError as exc:
-                if not (adds and removes) or error_code(exc) not in ENTRY_REFUSALS:
-                    raise
-                # AWS refuses the whole call for one bad Add (an unknown account, say): the
-                # removals, often revocations that matter, must not be lost with it.
-                modify({"Remove": perm["Remove"]})
-                why = describe_error(exc, "ec2", "ModifyImageAttribute")
-                return Partial({o: f"{why} (the removals of this call were retried alone "
-                                   "and applied)" for o in adds})
-            return None
-
-        return Write("ec2", "ModifyImageAttribute", tuple(ops), call,
-                     verify=self._verifier(OpKind.LAUNCH, region, image_id))
-
-    def _launch_writes(self, region: str, image_id: str, ops: Sequence[Operation]) -> list[Write]:
-        return [self._launch_write(region, image_id, ops)]
-
-    def _copy_writes(self, region: str, snapshot_id: str, action: Action,
-                     ops: Sequence[Operation]) -> list[Write]:
-        """One call per direction, at most :data:`SNAPSHOT_MODIFICATIONS` entries each."""
-        verify = self._verifier(OpKind.COPY, region, snapshot_id)
-        ordered = sorted(ops, key=lambda o: o.principal.sort_key)
-        writes = []
-        for i in range(0, len(ordered), SNAPSHOT_MODIFICATIONS):
-            chunk = ordered[i:i + SNAPSHOT_MODIFICATIONS]
-            users = [o.principal.value for o in chunk if not o.principal.is_public]
-            groups = ["all"] if any(o.principal.is_public for o in chunk) else []
-            # The OperationType form: AWS accepts it, and one call may only add or only remove.
-            params: dict[str, Any] = {"SnapshotId": snapshot_id,
-                                      "Attribute": "createVolumePermission",
-                                      "OperationType": action.value}
-            if users:
-                params["UserIds"] = users
-            if groups:
-                params["GroupNames"] = groups
-
-            def call(params: dict[str, Any] = params) -> None:
-                self._client("ec2", region, snapshot_id).modify_snapshot_attribute(**params)
-
-            writes.append(Write("ec2", "ModifySnapshotAttribute", tuple(chunk), call,
-                                verify=verify))
-        return writes
-
-    def _key_write(self, region: str, key_arn: str, ops: Sequence[Operation],
-                   action: Action) -> Write:
-        partition = Arn.parse(key_arn).partition or self.identity.partition
-
-        def call() -> Partial | None:
-            client = self._client("kms", region, key_arn)
-            with aws_call("kms", "GetKeyPolicy", key_arn):
-                text = client.get_key_policy(KeyId=key_arn, PolicyName="default")["Policy"]
-            current = kms.parse_policy(text)
-            before = kms.owned_grantees(current)
-            changed = {g for g in (kms.grantee_of(o.principal) for o in ops) if g is not None}
-            after = before | changed if action is Action.ADD else before - changed
-
-            def put(grantees: set[kms.Grantee]) -> None:
-                new = kms.with_grantees(current, grantees, partition, self.grant_shape)
-                size = kms.policy_bytes(new)
-                if size > kms.MAX_POLICY_BYTES:
-                    raise WriteError(f"the new policy would be {size:,} bytes, over the KMS "
-                                     f"limit of {kms.MAX_POLICY_BYTES:,}; nothing written")
-                # The lockout safety check stays on (BypassPolicyLockoutSafetyCheck=False).
-                client.put_key_policy(KeyId=key_arn, PolicyName="default",
-                                      Policy=kms.serialize(new),
-                                      BypassPolicyLockoutSafetyCheck=False)
-
-            try:
-                put(after)
-            except botocore.exceptions.ClientError as exc:
-                if error_code(exc) != MALFORMED_POLICY or action is not Action.ADD:
-                    raise
-                bad = self._find_bad_accounts(put, before, changed - before, exc)
-                why = describe_error(exc, "kms", "PutKeyPolicy")
-                return Partial({o: f"{why} (this account does not exist or is not visible to "
-                                   "KMS; the key's other principals were written without it)"
-                                for o in ops if kms.grantee_of(o.principal) in bad})
-            return None
-
-        return Write("kms", "PutKeyPolicy", tuple(ops), call)
-
-    @staticmethod
-    def _find_bad_accounts(put: Callable[[set[kms.Grantee]], None], before: set[kms.Grantee],
-                           new: set[kms.Grantee], refusal: Exception) -> set[kms.Grantee]:
-        """KMS refuses a whole policy for one principal that does not exist
-        (MalformedPolicyDocumentException): try each new account once, on top of what is
-        known to be good, and return the ones refused. Bounded; re-raises ``refusal`` when
-        the culprit is not a single new account."""
-        suspects = sorted(g for g in new if g.kind is kms.GranteeKind.ACCOUNT)
-        good = before | (new - set(suspects))  # organizations and OUs are conditions
-        if not suspects or len(suspects) > MAX_PRINCIPAL_PROBES:
-            raise refusal
-        bad = set()
-        for g in suspects:
-            try:
-                put(good | {g})
-            except botocore.exceptions.ClientError as exc:
-                if error_code(exc) != MALFORMED_POLICY:
-                    raise
-                bad.add(g)
-                continue
-            good.add(g)
-        if bad == set(suspects):
-            try:  # every new account was refused: is the policy good without any of them?
-                put(good)
-            except botocore.exceptions.ClientError:
-                raise refusal from None  # the culprit is not an account: nothing was written
-        return bad
 
     # ------------------------------------------------------------------ running
 
@@ -577,7 +327,7 @@ class Applier:
         outcomes: list[Outcome] = []
 
         # 1. key access added
-        outcomes += self._phase([self._key_write(r, k, o, Action.ADD)
+        outcomes += self._phase([self.writes.key_write(r, k, o, Action.ADD)
                                  for (r, k), o in sorted(p.key_adds.items())])
         denied: dict[str, set[kms.Grantee] | None] = {}
         for key, key_outcomes in _by_key(outcomes).items():
@@ -590,17 +340,18 @@ class Applier:
         # 2. launch permissions, copy permissions added
         writes: list[Write] = []
         for (region, image_id), image_ops in sorted(p.launch.items()):
-            self._gated(writes, denied, functools.partial(self._launch_writes, region, image_id),
+            self._gated(writes, denied,
+                        functools.partial(self.writes.launch_writes, region, image_id),
                         region, image_id, image_ops)
         for (region, snap), snap_ops in sorted(p.copy_adds.items()):
             self._gated(writes, denied,
-                        functools.partial(self._copy_writes, region, snap, Action.ADD),
+                        functools.partial(self.writes.copy_writes, region, snap, Action.ADD),
                         region, snap, snap_ops)
         outcomes += self._phase(writes)
 
         # 3. copy permissions removed
         outcomes += self._phase([w for (r, s), o in sorted(p.copy_removes.items())
-                                 for w in self._copy_writes(r, s, Action.REMOVE, o)])
+                                 for w in self.writes.copy_writes(r, s, Action.REMOVE, o)])
 
         # 4. key access removed — never while a removal it backs has failed
         stranded = {(k, kms.grantee_of(o.operation.principal))
@@ -618,7 +369,7 @@ class Applier:
                                     "skipped: the launch/copy permission it backs was not removed"))
             rest = [o for o in key_ops if (key, kms.grantee_of(o.principal)) not in stranded]
             if rest:
-                writes.append(self._key_write(region, key, rest, Action.REMOVE))
+                writes.append(self.writes.key_write(region, key, rest, Action.REMOVE))
         outcomes += self._phase(writes)
         return ApplyReport(tuple(outcomes))
 
@@ -632,57 +383,3 @@ def _by_key(outcomes: Sequence[Outcome]) -> dict[str, list[Outcome]]:
     for o in outcomes:
         out[o.operation.resource].append(o)
     return out
-
-
-def write_tags(applier: Applier, ownership: Ownership, report: ApplyReport | None = None) -> TagReport:
-    """Write the ownership tags after the operations: tag the managed images (and the
-    snapshots whose copy permissions the tool manages); untag released ones whose
-    revocations all went through (a failed one keeps its tag, so the next run retries it)."""
-    if applier.stop.is_set():
-        return TagReport()
-    failed = {RegionKey(o.operation.region, o.operation.resource)
-              for o in (report.failed if report else ())}
-    failed |= {RegionKey(r, ownership.snapshot_of[RegionKey(r, sid)]) for r, sid in set(failed)
-               if (r, sid) in ownership.snapshot_of}
-    tag = [*ownership.tag, *ownership.tag_snapshots]
-    untag = [k for k in (*ownership.untag, *ownership.untag_snapshots) if k not in failed]
-    tagged, tag_errors = applier.tag_calls(tag, ownership.name, add=True)
-    untagged, untag_errors = applier.tag_calls(untag, ownership.name, add=False)
-    return TagReport(tagged, untagged, (*tag_errors, *untag_errors))
-
-
-class JsonLog:
-    """``--log-file``: one JSON line per executed operation, appended and flushed as it ends.
-
-    A line that cannot be written (a full disk, a lost mount) is an error, not a crash:
-    ``error`` says why, ``on_failure`` is called once (apply stops starting writes, so
-    nothing goes unlogged beyond the writes already in flight), and nothing more is written.
-    """
-
-    def __init__(self, path: str, on_failure: Callable[[], None] = lambda: None) -> None:
-        self.path = path
-        self.on_failure = on_failure
-        self.error = ""
-        self.lost = 0  # records that could not be written
-        try:
-            self.fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        except OSError as exc:
-            raise ReconcilerError(f"cannot open log file {path}: {exc.strerror}") from None
-
-    def __call__(self, record: dict[str, Any]) -> None:
-        if self.error:
-            self.lost += 1
-            return
-        try:
-            self.fh.write(json.dumps(record, sort_keys=True) + "\n")
-            self.fh.flush()
-        except OSError as exc:
-            self.error = f"cannot write log file {self.path}: {exc.strerror or exc}"
-            self.lost += 1
-            self.on_failure()
-
-    def close(self) -> None:
-        try:
-            self.fh.close()
-        except OSError as exc:  # the buffered tail could not be written either
-            self.error = self.error or f"cannot write log file {self.path}: {exc.strerror or exc}"

@@ -1,0 +1,213 @@
+"""``reconcile apply``: the plan shown, guarded and confirmed, then executed; its report,
+and the one line about a run a signal stopped."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import errno
+import os
+import sys
+import time
+
+import click
+
+from ..core import neutral
+from ..core.errors import EXIT_ERROR, EXIT_OK, GuardError, OutputError, UsageError
+from ..core.manifest import Manifest
+from ..core.model import Action, plural
+from ..core.pacing import with_eta
+from ..core.plan import Plan, check_saved_plan
+from ..shell.applier import Applier, ApplyReport, JsonLog, Result, TagReport, write_tags
+from ..shell.concurrency import Interrupted, signal_name
+from ..shell.inputs import load_manifest, load_plan_file
+from ..shell.progress import NoProgress, TerminalProgress
+from ..shell.session import Connection
+from .options import OWNER_OPTION, Ctx, _refuse_unnamed_regions, common_options
+from .output import _stdout, _stdout_reader_gone
+from .plan import _apply_seconds, _emit_plan, _plan
+
+
+@click.command()
+@click.argument("manifest", metavar="MANIFEST")
+@click.option("--plan", "plan_file", metavar="PLAN.json",
+              help="Apply exactly this saved plan (refused if stale).")
+@click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--allow-mass-removal", is_flag=True,
+              help="Allow more removals than settings.max_removals.")
+@click.option("--log-file", metavar="FILE", help="Append one JSON line per executed operation.")
+@click.option("--sandbox-save", metavar="STATE.yaml", type=click.Path(dir_okay=False),
+              help="With --sandbox: write the emulator's state here afterwards.")
+@OWNER_OPTION
+@common_options
+def apply(ctx: Ctx, manifest: str, plan_file: str | None, auto_approve: bool,
+          allow_mass_removal: bool, log_file: str | None, sandbox_save: str | None,
+          owner: str | None) -> int:
+    """Make AWS match the manifest: plan, confirm, then execute.
+
+    \b
+    Examples:
+      reconcile apply amis.yaml                      # asks before changing anything
+      reconcile apply amis.yaml --auto-approve       # for scheduled jobs
+      reconcile apply amis.yaml --plan plan.json     # exactly a reviewed plan
+    """
+    if sandbox_save and not ctx.sandbox:
+        raise UsageError("--sandbox-save needs --sandbox STATE.yaml")
+    ctx.sandbox_save = sandbox_save
+    m = load_manifest(manifest)
+    saved = load_plan_file(plan_file) if plan_file else None
+    if not auto_approve and not sys.stdin.isatty() and saved is None:
+        raise GuardError("apply needs confirmation: no terminal to ask on, so pass --auto-approve "
+                         "(or apply a reviewed plan with --plan PLAN.json)")
+    writing = False  # once true, a signal is reported with what was applied
+    done: _Done | None = None
+    _refuse_unnamed_regions(ctx, m, owner)
+    try:
+        with ctx.connect(m, owner) as conn:
+            todo = _plan(ctx, m, conn, allow_mass_removal)
+            _refuse_unnamed_regions(ctx, m, owner, todo)
+            if saved is not None:
+                # the fresh plan is then exactly the saved one
+                check_saved_plan(saved, todo, m.sha256, m.path)
+            _show_plan(ctx, todo, m)
+            pending = todo.ownership is not None and todo.ownership.pending
+            if not todo.has_changes and not pending:
+                return EXIT_ERROR if todo.errors else EXIT_OK
+            if todo.has_changes:
+                _guard(todo, m, allow_mass_removal)
+                if not auto_approve and saved is None and not _confirm():
+                    raise GuardError("apply cancelled; nothing was changed")
+            if _stdout_reader_gone():
+                raise OutputError("the plan", os.strerror(errno.EPIPE), NOTHING_APPLIED)
+            writing = True
+            done = _execute(ctx, conn, todo, m, log_file)
+        return _report(done, todo)
+    except Interrupted as exc:
+        if not writing:
+            raise  # main says that nothing was written
+        # after the writes (the sandbox's state being saved, the summary being printed)
+        click.echo(_interrupted_line(exc.signum, done.report if done else None), err=True)
+        return exc.exit_code
+
+
+NOTHING_APPLIED = "apply stopped before changing anything: nothing was written to AWS"
+
+
+def _show_plan(ctx: Ctx, todo: Plan, m: Manifest) -> None:
+    """The plan apply is about to carry out: if it cannot be shown in full, nothing is done."""
+    try:
+        _emit_plan(ctx, todo, m, "text", step_summary=False)
+    except OutputError as exc:
+        raise exc.after(NOTHING_APPLIED) from None
+
+
+def _confirm() -> bool:
+    try:
+        return click.confirm("Apply these changes?", default=False, err=True)
+    except Interrupted:
+        click.echo(err=True)  # end the prompt's line: the message gets its own
+        raise
+
+
+def _guard(todo: Plan, m: Manifest, allow_mass_removal: bool) -> None:
+    limit = m.settings.max_removals
+    if todo.summary.remove > limit and not allow_mass_removal:
+        raise GuardError(f"plan removes {todo.summary.remove} permissions, more than "
+                         f"settings.max_removals ({limit}); review it and pass "
+                         "--allow-mass-removal to proceed")
+
+
+# After a signal during apply, the writes in flight get this long to answer (so that the
+# report and the log say what became of them) before the run ends without them.
+IN_FLIGHT_GRACE = 1.0  # seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class _Done:
+    report: ApplyReport
+    tags: TagReport
+    stopped: bool  # by a signal, or because the log could not be written
+    log_error: str = ""
+    signum: int = 0  # the signal that stopped it
+
+
+def _execute(ctx: Ctx, conn: Connection, todo: Plan, m: Manifest, log_file: str | None) -> _Done:
+    """Run the operations, then the ownership-tag writes; the log is closed whatever happens.
+    A signal in any of that ends it at once: the writes in flight get a moment to answer,
+    the others are reported (and logged) as not applied."""
+    stop = ctx.stop  # a log that cannot be written stops the run too (no signal)
+    identity = conn.identity()
+    log = JsonLog(log_file, on_failure=stop.set) if log_file else None
+    bar = TerminalProgress() if ctx.show_progress() else NoProgress()
+    applier = Applier.for_plan(conn.clients, identity, todo, m.settings.kms_grants,
+                               concurrency=ctx.concurrency, log=log, stop=stop,
+                               progress=lambda _: bar.advance())
+    signum = 0
+    try:
+        bar.start(with_eta("Applying", _apply_seconds(ctx, todo, m)[0]), len(todo.operations))
+        report = applier.apply(todo.operations)
+        tags = write_tags(applier, todo.ownership, report) if todo.ownership else TagReport()
+    except Interrupted as exc:
+        signum = exc.signum
+        report = applier.settle(todo.operations,
+                                min(stop.since, time.monotonic()) + IN_FLIGHT_GRACE)
+        tags = TagReport()
+    finally:
+        bar.finish()
+        if log is not None:
+            log.close()
+    log_error = ""
+    if log is not None and log.error:
+        log_error = (f"{log.error}; no write was started after that, and "
+                     f"{plural(log.lost, 'record')} of the run could not be logged"
+                     if log.lost else f"{log.error} (its last records may be missing)")
+    return _Done(report, tags, stop.is_set(), log_error, signum)
+
+
+def _report(done: _Done, todo: Plan) -> int:
+    report = done.report
+    for o in report.failed:
+        if o.result in (Result.NOT_APPLIED, Result.UNKNOWN):
+            continue  # counted in the one line about the interruption
+        op = o.operation
+        click.echo(neutral.text(f"error: {op.action.value} {op.kind.value} {op.principal.label} "
+                                f"on {op.region} {op.resource}: {o.error}"), err=True)
+    for message in done.tags.failed:
+        click.echo(neutral.text(f"error: {message}"), err=True)
+    if done.log_error:
+        click.echo(neutral.text(f"error: {done.log_error}"), err=True)
+    if done.signum:
+        click.echo(_interrupted_line(done.signum, report), err=True)
+        return 128 + done.signum
+    if done.stopped:
+        click.echo(_interrupted_line(0, report), err=True)
+    adds = sum(1 for o in report.applied if o.operation.action is Action.ADD)
+    try:
+        with _stdout("the summary") as out:
+            click.echo(f"Apply complete: {adds} added, {len(report.applied) - adds} removed, "
+                       f"{len(report.failed)} failed.", file=out)
+            if done.tags.tagged or done.tags.untagged or done.tags.failed:
+                click.echo(f"Ownership tags: {done.tags.tagged} written, {done.tags.untagged} "
+                           f"removed{f', {len(done.tags.failed)} failed' if done.tags.failed else ''}.",
+                           file=out)
+    except OutputError as exc:
+        raise exc.after(f"the apply went ahead: {len(report.applied)} operations applied, "
+                        f"{len(report.failed)} failed ({adds} added, "
+                        f"{len(report.applied) - adds} removed)") from None
+    if report.failed or done.tags.failed or todo.errors or done.stopped or done.log_error:
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _interrupted_line(signum: int, report: ApplyReport | None) -> str:
+    """The one line about an apply that stopped before its end."""
+    by = f" by {signal_name(signum)}" if signum else ""
+    if report is None:
+        return f"Interrupted{by} while applying; run plan to see what is left."
+    counts = collections.Counter(o.result for o in report.outcomes)
+    unknown = counts[Result.UNKNOWN]
+    in_flight = (f", {unknown} in flight (AWS may or may not have applied "
+                 f"{'it' if unknown == 1 else 'them'})" if unknown else "")
+    return (f"Interrupted{by}: {len(report.applied)} operations applied, "
+            f"{counts[Result.NOT_APPLIED]} not applied{in_flight}; run plan to see what is "
+            "left.")

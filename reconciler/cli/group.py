@@ -1,0 +1,29 @@
+"""The ``reconcile`` command group and its commands."""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+from .apply import apply
+from .explain import explain
+from .export import export
+from .plan import plan
+from .validate import validate
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="reconcile")
+def cli() -> None:
+    """Declarative AMI sharing: plan and apply launch permissions from a YAML manifest.
+
+    \b
+    Typical flow:
+      reconcile validate amis.yaml
+      reconcile plan amis.yaml --out plan.json
+      reconcile apply amis.yaml --plan plan.json
+    """
+
+
+for command in (validate, plan, apply, export, explain):
+    cli.add_command(command)

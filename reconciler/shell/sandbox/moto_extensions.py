@@ -1,0 +1,161 @@
+"""What moto lacks for this tool, added in-process, and the setters that give moto's
+resources what AWS would report.
+
+moto does not emulate everything this tool reads; :func:`install_moto_extensions` adds
+what is missing, the same way the test suite does, so the sandbox behaves like AWS. The
+``set_*`` functions and :func:`encrypt_image` set what moto cannot be asked for through
+its API (chosen IDs, encryption, AWS managed keys, states, dates).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .state import parse_utc
+
+# (account, region) -> Image Block Public Access state, read by the patched moto handler.
+IMAGE_BLOCK_PUBLIC_ACCESS: dict[tuple[str, str], str] = {}
+
+
+def install_moto_extensions() -> None:
+    """Teach moto the EC2 calls it lacks (idempotent; patches the moto classes in-process)."""
+    from moto.ec2.responses import EC2Response
+
+    if getattr(EC2Response, "_reconciler_extended", False):
+        return
+    _patch_ec2()
+    _patch_kms()
+    EC2Response._reconciler_extended = True  # type: ignore[attr-defined]
+
+
+def _patch_ec2() -> None:
+    from moto.core.responses import ActionResult
+    from moto.ec2.models.amis import Ami
+    from moto.ec2.responses import EC2Response
+
+    def block_device_mappings(self: Any) -> list[dict[str, Any]]:
+        # Like AWS, report whether the backing snapshot is encrypted.
+        snap = self.ebs_snapshot
+        return [{"DeviceName": self.root_device_name,
+                 "Ebs": {"SnapshotId": snap.id, "VolumeSize": 15, "DeleteOnTermination": False,
+                         "VolumeType": "standard", "Encrypted": bool(snap.encrypted)}}]
+
+    Ami.block_device_mappings = property(block_device_mappings)  # type: ignore[assignment,method-assign]
+
+    def get_image_block_public_access_state(self: Any) -> Any:
+        state = IMAGE_BLOCK_PUBLIC_ACCESS.get((self.current_account, self.region), "unblocked")
+        return ActionResult({"ImageBlockPublicAccessState": state, "ManagedBy": "account"})
+
+    EC2Response.get_image_block_public_access_state = get_image_block_public_access_state  # type: ignore[attr-defined]
+
+    def get_snapshot_block_public_access_state(self: Any) -> Any:
+        return ActionResult({"State": "unblocked", "ManagedBy": "account"})
+
+    EC2Response.get_snapshot_block_public_access_state = get_snapshot_block_public_access_state  # type: ignore[attr-defined]
+
+    # moto answers DescribeRegions with every Region of every partition (GovCloud and China
+    # included); the emulated account has only ENABLED_REGIONS enabled, as a real one does.
+    from moto.ec2.models.availability_zones_and_regions import RegionsAndZonesBackend
+
+    every_region = RegionsAndZonesBackend.describe_regions
+
+    def describe_regions(self: Any, region_names: list[str] | None = None) -> Any:
+        found = every_region(self, region_names)
+        return [r for r in found if r.name in ENABLED_REGIONS] if ENABLED_REGIONS else found
+
+    RegionsAndZonesBackend.describe_regions = describe_regions  # type: ignore[method-assign]
+
+
+def _patch_kms() -> None:
+    # moto applies a key policy's Deny statements without their Condition, so an ordinary
+    # "deny everyone outside the organization" statement refused the owner's own DescribeKey.
+    # The emulated caller is the key's owner, whom such statements do not deny: skip it.
+    from moto.kms.responses import KmsResponse
+
+    KmsResponse._validate_key_policy = lambda self, key_id, action: None  # type: ignore[method-assign]
+
+    # moto generates a 2,048-bit RSA key pair for every KMS key, symmetric ones included
+    # (70 ms each). A symmetric key has no key pair on AWS (Sign, Verify and GetPublicKey
+    # refuse it), and nothing here signs: symmetric keys get none.
+    import moto.kms.models as kms_models
+
+    key_pair = vars(kms_models)["generate_private_key"]
+
+    def generate_private_key(key_spec: str) -> Any:
+        return None if key_spec == "SYMMETRIC_DEFAULT" else key_pair(key_spec)
+
+    vars(kms_models)["generate_private_key"] = generate_private_key
+
+
+# The Regions the emulated account has enabled (DescribeRegions); the sandbox sets them to
+# the Regions its state file names (and us-east-1).
+ENABLED_REGIONS: set[str] = {"us-east-1", "us-west-2", "eu-west-1"}
+
+
+def set_image_id(account: str, region: str, old: str, new: str) -> None:
+    """Give a moto image a chosen ID (moto always picks a random one)."""
+    from moto.ec2.models import ec2_backends
+
+    backend = ec2_backends[account][region]
+    ami = backend.amis.pop(old)
+    ami.id = new
+    backend.amis[new] = ami
+
+
+def set_snapshot_id(account: str, region: str, image_id: str, new: str) -> None:
+    """Give a moto image's backing snapshot a chosen ID."""
+    from moto.ec2.models import ec2_backends
+
+    backend = ec2_backends[account][region]
+    snap = backend.amis[image_id].ebs_snapshot
+    backend.snapshots.pop(snap.id, None)
+    snap.id = new
+    backend.snapshots[new] = snap
+
+
+def set_key_id(account: str, region: str, old: str, new: str) -> str:
+    """Give a moto KMS key a chosen ID; return its new ARN."""
+    from moto.kms.models import kms_backends
+
+    backend = kms_backends[account][region]
+    key = backend.keys.pop(old)
+    key.id = new
+    key.arn = key.arn.rsplit("/", 1)[0] + "/" + new
+    backend.keys[new] = key
+    return str(key.arn)
+
+
+def encrypt_image(account: str, region: str, image_id: str, key_arn: str) -> str:
+    """Make a moto image's backing snapshot encrypted with ``key_arn``; return its ID."""
+    from moto.ec2.models import ec2_backends
+
+    snap = ec2_backends[account][region].amis[image_id].ebs_snapshot
+    snap.encrypted = True
+    snap.kms_key_id = key_arn
+    return str(snap.id)
+
+
+def make_aws_managed(account: str, region: str, key_id: str) -> None:
+    """Mark a moto key as AWS managed (moto reports every key as CUSTOMER)."""
+    from moto.kms.models import kms_backends
+
+    kms_backends[account][region].keys[key_id].key_manager = "AWS"
+
+
+def set_image_state(account: str, region: str, image_id: str, state: str) -> None:
+    from moto.ec2.models import ec2_backends
+
+    ec2_backends[account][region].amis[image_id].state = state
+
+
+def set_image_dates(account: str, region: str, image_id: str, created: str | None,
+                    deprecated: str | None) -> None:
+    """Set CreationDate and DeprecationTime, which moto takes from its clock / never sets.
+    AWS writes both as ``2026-11-01T10:00:00.000Z``."""
+    from moto.ec2.models import ec2_backends
+
+    ami = ec2_backends[account][region].amis[image_id]
+    if created is not None and (when := parse_utc(created)) is not None:
+        ami.creation_date = when
+    if deprecated is not None and (when := parse_utc(deprecated)) is not None:
+        ami.deprecation_time = when.strftime("%Y-%m-%dT%H:%M:%S.000Z")  # type: ignore[attr-defined]
