@@ -173,25 +173,26 @@ def test_disabled_image_is_listed_and_excluded_with_a_warning(aws: Images) -> No
     assert calls.by_op["DescribeImageAttribute"] == 0
 
 
-def test_apply_skips_an_image_changed_since_the_plan(aws: Images) -> None:
+def test_apply_never_undoes_a_change_made_since_the_plan(aws: Images) -> None:
+    """Writes are Add/Remove deltas: a share someone adds by hand between plan and apply
+    survives the apply (the next plan shows it as drift), and apply makes no extra read."""
     changed = aws.create("golden-changed")
     steady = aws.create("golden-steady")
     clients, calls = counted_clients()
     reader = Reader(clients, 4)
     plan = build_plan(parse_manifest(MANIFEST, "m.yaml"), reader, PlanOptions(regions=("us-east-1",)))
-    # Someone shares the image by hand between plan and apply.
+    reads = calls.by_op["DescribeImageAttribute"]
     boto3.client("ec2", region_name="us-east-1").modify_image_attribute(
         ImageId=changed, Attribute="launchPermission", LaunchPermission={"Add": [{"UserId": HAND}]})
-    log: list[dict[str, Any]] = []
-    report = Applier(clients, reader.identity(), expected=plan.state, log=log.append).apply(
-        plan.operations)
-    assert {o.operation.resource for o in report.failed} == {changed}
-    assert all("changed since the plan" in o.error for o in report.failed)
-    assert aws.launch(changed) == [{"UserId": HAND}], "a drifted image must not be written"
+    report = Applier(clients, reader.identity()).apply(plan.operations)
+    assert report.failed == ()
+    assert aws.launch(changed) == [{"UserId": PROD}, {"UserId": STAGING}, {"UserId": HAND}]
     assert aws.launch(steady) == [{"UserId": PROD}, {"UserId": STAGING}]
-    assert {r["result"] for r in log if r["resource"] == changed} == {"skipped"}
-    # one re-read per written image, right before its write
-    assert calls.by_op["DescribeImageAttribute"] == 2 + 2
+    assert calls.by_op["DescribeImageAttribute"] == reads, "no re-read before writing"
+    again = build_plan(parse_manifest(MANIFEST, "m.yaml"), reader,
+                       PlanOptions(regions=("us-east-1",)))
+    assert [(o.action.value, o.resource, o.principal.value) for o in again.operations] == [
+        ("remove", changed, HAND)]
 
 
 def test_stop_event_prevents_new_writes(aws: Images) -> None:

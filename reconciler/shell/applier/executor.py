@@ -53,7 +53,7 @@ class Result(enum.StrEnum):
 
     APPLIED = "applied"
     FAILED = "failed"  # AWS (or the tool, before calling it) refused the write
-    SKIPPED = "skipped"  # not attempted: what it depends on failed, or the resource changed
+    SKIPPED = "skipped"  # not attempted: the key access it depends on could not be written
     NOT_APPLIED = "not-applied"  # not attempted: the run was interrupted first
     UNKNOWN = "unknown"  # still in flight when an interrupted run ended: AWS may have applied it
 
@@ -106,13 +106,13 @@ class Applier:
                  log: LogSink | None = None,
                  progress: Callable[[Outcome], None] | None = None,
                  resource_keys: Mapping[RegionKey, tuple[str, ...]] | None = None,
-                 expected: Mapping[tuple[str, str, str], Any] | None = None,
                  stop: threading.Event | None = None,
                  resource_owner: Mapping[RegionKey, str] | None = None,
                  grant_shape: kms.GrantShape = kms.GrantShape.AWS_RESOURCE) -> None:
-        """``expected``: the state the plan was computed from, by (kind, region, resource);
-        when given, each image and snapshot is re-read just before its first write and
-        skipped if it changed. ``stop``: once set, no new write starts (the in-flight ones
+        """Launch and copy writes carry Add/Remove deltas and key writes re-read the policy
+        they change, so a write never undoes what someone else changed since the plan (the
+        saved-plan check compares the state the plan was made from just before applying).
+        ``stop``: once set, no new write starts (the in-flight ones
         finish) and the remaining operations are reported as not applied. ``clients`` may
         map owner accounts to their clients; ``resource_owner`` then says which owner writes
         each (region, resource)."""
@@ -125,7 +125,7 @@ class Applier:
         self.resource_keys = resource_keys or {}
         self.stop = stop or threading.Event()
         self._lock = threading.Lock()
-        self.writes = Writes(self._client, identity, expected, grant_shape)
+        self.writes = Writes(self._client, identity, grant_shape)
         # What ran so far, kept here rather than returned, so that a run interrupted in any
         # phase can still be reported (see settle).
         self._outcomes: list[Outcome] = []
@@ -150,9 +150,6 @@ class Applier:
         if write.skipped:
             return False, write.skipped, Result.SKIPPED, None
         try:
-            why = write.verify() if write.verify is not None else ""
-            if why:
-                return False, why, Result.SKIPPED, None
             partial = write.call()
             return True, "", Result.APPLIED, partial if isinstance(partial, Partial) else None
         except Interrupted as exc:  # the run stopped before one of this write's requests

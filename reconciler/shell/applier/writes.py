@@ -9,7 +9,6 @@ phase a ``GetKeyPolicy`` and a ``PutKeyPolicy``. :class:`~.executor.Applier` run
 from __future__ import annotations
 
 import collections
-import threading
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +23,6 @@ from ...core.model import (
     Identity,
     Operation,
     OpKind,
-    Principal,
     RegionKey,
     by_resource,
 )
@@ -51,7 +49,6 @@ class Write:
     operations: tuple[Operation, ...]
     call: Callable[[], Partial | None]
     skipped: str = ""  # non-empty: do not call; report the operations failed with this
-    verify: Callable[[], str] | None = None  # re-read just before writing: "" or why not
 
 
 SNAPSHOT_MODIFICATIONS = 500  # EC2 API ModifySnapshotAttribute: at most 500 per operation
@@ -116,50 +113,11 @@ class Writes:
     """Builds the :class:`Write` for each resource of one run."""
 
     def __init__(self, client: ClientOf, identity: Identity,
-                 expected: Mapping[tuple[str, str, str], Any] | None,
                  grant_shape: kms.GrantShape) -> None:
-        """``expected``: see :class:`~.executor.Applier`; ``grant_shape``:
-        ``settings.kms_grants``, how key grants are written."""
+        """``grant_shape``: ``settings.kms_grants``, how key grants are written."""
         self._client = client
         self.identity = identity
-        self.expected = expected
         self.grant_shape = grant_shape
-        self._lock = threading.Lock()
-        self._checked: dict[tuple[str, str, str], str] = {}  # resource -> drift message or ""
-
-    # ------------------------------------------------------------------ re-reading
-
-    def _verifier(self, kind: OpKind, region: str, resource: str) -> Callable[[], str] | None:
-        if self.expected is None:
-            return None
-        key = (kind.value, region, resource)
-
-        def verify() -> str:
-            with self._lock:
-                if key in self._checked:
-                    return self._checked[key]
-            ec2 = self._client("ec2", region, resource)
-            if kind is OpKind.LAUNCH:
-                with aws_call("ec2", "DescribeImageAttribute", f"{region} {resource}"):
-                    resp = ec2.describe_image_attribute(ImageId=resource,
-                                                        Attribute="launchPermission")
-                    entries = resp.get("LaunchPermissions") or []
-                    current = frozenset(Principal.from_dict(e) for e in entries)
-            else:
-                with aws_call("ec2", "DescribeSnapshotAttribute", f"{region} {resource}"):
-                    resp = ec2.describe_snapshot_attribute(SnapshotId=resource,
-                                                           Attribute="createVolumePermission")
-                    entries = resp.get("CreateVolumePermissions") or []
-                    current = frozenset(Principal.from_dict(e) for e in entries)
-            planned = self.expected.get(key) if self.expected is not None else None
-            why = "" if current == planned else (
-                f"skipped: {resource} changed since the plan was made (someone else modified "
-                "its permissions); run plan again")
-            with self._lock:
-                self._checked[key] = why
-            return why
-
-        return verify
 
     # ------------------------------------------------------------------ calls
 
@@ -187,8 +145,7 @@ class Writes:
                                    "and applied)" for o in adds})
             return None
 
-        return Write("ec2", "ModifyImageAttribute", tuple(ops), call,
-                     verify=self._verifier(OpKind.LAUNCH, region, image_id))
+        return Write("ec2", "ModifyImageAttribute", tuple(ops), call)
 
     def launch_writes(self, region: str, image_id: str, ops: Sequence[Operation]) -> list[Write]:
         return [self._launch_write(region, image_id, ops)]
@@ -196,7 +153,6 @@ class Writes:
     def copy_writes(self, region: str, snapshot_id: str, action: Action,
                      ops: Sequence[Operation]) -> list[Write]:
         """One call per direction, at most :data:`SNAPSHOT_MODIFICATIONS` entries each."""
-        verify = self._verifier(OpKind.COPY, region, snapshot_id)
         ordered = sorted(ops, key=lambda o: o.principal.sort_key)
         writes = []
         for i in range(0, len(ordered), SNAPSHOT_MODIFICATIONS):
@@ -215,8 +171,7 @@ class Writes:
             def call(params: dict[str, Any] = params) -> None:
                 self._client("ec2", region, snapshot_id).modify_snapshot_attribute(**params)
 
-            writes.append(Write("ec2", "ModifySnapshotAttribute", tuple(chunk), call,
-                                verify=verify))
+            writes.append(Write("ec2", "ModifySnapshotAttribute", tuple(chunk), call))
         return writes
 
     def key_write(self, region: str, key_arn: str, ops: Sequence[Operation],
