@@ -11,10 +11,11 @@ import botocore.exceptions
 import botocore.retries.bucket
 import botocore.retries.standard
 import pytest
+from builders import IDENTITY
 from helpers import ACCOUNT, HAND, PROD, STAGING, Images, counted_clients
 
 from reconciler.core.manifest import parse_manifest
-from reconciler.core.model import Action, Identity, Operation, OpKind, Principal
+from reconciler.core.model import Action, Operation, OpKind, Principal
 from reconciler.core.planning import PlanOptions
 from reconciler.shell.applier import Applier
 from reconciler.shell.gather import build_plan
@@ -91,8 +92,8 @@ def test_one_modify_call_per_image_with_adds_and_removes(aws: Images) -> None:
     b = aws.create("golden-b")
     clients, calls = counted_clients()
     log: list[dict[str, Any]] = []
-    report = Applier(clients, Identity(ACCOUNT, f"arn:aws:iam::{ACCOUNT}:user/ci"),
-                     log=log.append).apply(_ops(a, [PROD, STAGING], [HAND]) + _ops(b, [PROD], []))
+    report = Applier(clients, IDENTITY, log=log.append).apply(
+        _ops(a, [PROD, STAGING], [HAND]) + _ops(b, [PROD], []))
     assert calls.by_op == {"ModifyImageAttribute": 2}
     sent = {p["ImageId"]: p["LaunchPermission"] for op, p in calls.params
             if op == "ModifyImageAttribute"}
@@ -117,7 +118,7 @@ def test_a_failing_image_does_not_stop_the_others(aws: Images) -> None:
 
     clients.session.events.register("provide-client-params.ec2.ModifyImageAttribute", deny)
     ops = [op for i in [*good, bad] for op in _ops(i, [PROD], [])]
-    report = Applier(clients, Identity(ACCOUNT, "arn:aws:iam::123456789012:user/ci")).apply(ops)
+    report = Applier(clients, IDENTITY).apply(ops)
     assert [o.operation.resource for o in report.failed] == [bad]
     assert "ec2:ModifyImageAttribute" in report.failed[0].error
     assert "UnauthorizedOperation" in report.failed[0].error
@@ -144,8 +145,7 @@ def test_throttling_is_retried_by_botocore(aws: Images, monkeypatch: pytest.Monk
         return None
 
     clients.session.events.register_first("before-send.ec2", throttle)
-    report = Applier(clients, Identity(ACCOUNT, "arn:aws:iam::123456789012:user/ci")).apply(
-        _ops(image, [PROD], []))
+    report = Applier(clients, IDENTITY).apply(_ops(image, [PROD], []))
     assert throttled["n"] == 2
     assert not report.failed
     assert aws.launch(image) == [{"UserId": PROD}]
@@ -203,8 +203,7 @@ def test_stop_event_prevents_new_writes(aws: Images) -> None:
     stop = threading.Event()
     stop.set()
     ops = [op for i in images for op in _ops(i, [PROD], [])]
-    report = Applier(clients, Identity(ACCOUNT, "arn:aws:iam::123456789012:user/ci"),
-                     stop=stop).apply(ops)
+    report = Applier(clients, IDENTITY, stop=stop).apply(ops)
     assert not report.applied and len(report.failed) == 3
     assert all(o.error.startswith("not applied: interrupted") for o in report.failed)
     assert "ModifyImageAttribute" not in calls.by_op

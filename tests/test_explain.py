@@ -9,11 +9,25 @@ from typing import Any
 
 import pytest
 import yaml
+from builders import (
+    KEY,
+    P_ORG,
+    P_PROD,
+    image,
+    key_info,
+    key_policy,
+    plan_for,
+    snapshot,
+    state,
+)
 from helpers import (
     ACCOUNT,
     EXAMPLES,
     ORG,
     OU,
+    PROD,
+    ROOT_STATEMENT,
+    US,
     Images,
     MotoServer,
     Runner,
@@ -22,25 +36,15 @@ from helpers import (
 )
 
 from reconciler.core import kms
-from reconciler.core.desired import select
 from reconciler.core.explain import ImageFacts, Verdict, explain
 from reconciler.core.kms import KeyInfo
 from reconciler.core.manifest import parse_manifest
-from reconciler.core.model import Identity, Image, Principal, Snapshot
+from reconciler.core.model import Principal
 from reconciler.core.plan import Plan
-from reconciler.core.planning import CurrentState, compute_plan
+from reconciler.core.planning import PlanOptions
 from reconciler.shell.sandbox import encrypt_image
 
-PROD, OTHER = "111122223333", "999988887777"
-ROOT = {"Sid": "Root", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
-        "Action": "kms:*", "Resource": "*"}
-
-
-def _policy(*extra: dict[str, Any], grantees: tuple[str, ...] = (),
-            orgs: tuple[str, ...] = ()) -> dict[str, Any]:
-    base = {"Version": "2012-10-17", "Statement": [ROOT, *extra]}
-    return kms.with_grantees(base, {kms.Grantee(kms.GranteeKind.ACCOUNT, g) for g in grantees}
-                             | {kms.Grantee(kms.GranteeKind.ORG, o) for o in orgs}, "aws")
+OTHER = "999988887777"
 
 
 DENY = {"Sid": "DenyOutsideOrg", "Effect": "Deny", "Principal": "*", "Action": "kms:*",
@@ -65,10 +69,10 @@ IMAGES = {
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> str:
     state = {"version": 1, "account": ACCOUNT, "keys": [
-        {"name": "closed", "region": "us-east-1", "policy": _policy()},
-        {"name": "open", "region": "us-east-1", "policy": _policy(grantees=(PROD,))},
-        {"name": "denying", "region": "us-east-1", "policy": _policy(DENY, grantees=(PROD,))},
-        {"name": "org-open", "region": "us-east-1", "policy": _policy(orgs=("o-a1b2c3d4e5",))}],
+        {"name": "closed", "region": "us-east-1", "policy": key_policy()},
+        {"name": "open", "region": "us-east-1", "policy": key_policy(P_PROD)},
+        {"name": "denying", "region": "us-east-1", "policy": key_policy(P_PROD, foreign=[DENY])},
+        {"name": "org-open", "region": "us-east-1", "policy": key_policy(P_ORG)}],
         "images": [{"region": "us-east-1", "name": name, "id": f"ami-{n + 1:017x}", **spec}
                    for n, spec in enumerate(IMAGES.values())
                    for name in [list(IMAGES)[n]]]}
@@ -148,7 +152,7 @@ def test_explain_on_the_moto_server(server: tuple[MotoServer, Images], run_cli: 
     via_ou = images.create("golden-ou", launch=[{"OrganizationalUnitArn": OU}])
     kms_client = srv.client("kms")
     key = kms_client.create_key(Policy=json.dumps({"Version": "2012-10-17",
-                                                   "Statement": [ROOT]}))["KeyMetadata"]
+                                                   "Statement": [ROOT_STATEMENT]}))["KeyMetadata"]
     kms_client.create_alias(AliasName="alias/closed", TargetKeyId=key["KeyId"])
     locked = images.create("golden-locked", launch=[{"UserId": PROD}])
     encrypt_image(ACCOUNT, "us-east-1", locked, key["Arn"])
@@ -178,20 +182,19 @@ def test_a_disabled_image_a_rule_matches_is_said_to_be_unmanaged_not_unmatched()
 # snapshot, encrypted (unless told otherwise) with a customer managed key.
 
 IMG, SNAP = "ami-0123456789abcdef0", "snap-0123456789abcdef0"
-KEY_ARN = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/11111111-2222-3333-4444-555555555555"
 ORG_ID = "o-a1b2c3d4e5"
 
 
 def facts(policy: dict[str, Any] | None = None, *, launch: tuple[str, ...] = (PROD,),
           manager: str = "CUSTOMER", key_state: str = "Enabled", encrypted: bool = True,
           image_state: str = "available", deprecated: str = "", **more: Any) -> ImageFacts:
-    image = Image(IMG, "us-east-1", ACCOUNT, "golden", image_state, False, (), (SNAP,),
-                  encrypted, deprecation_time=deprecated)
-    snap = Snapshot(SNAP, "us-east-1", encrypted, KEY_ARN if encrypted else "", ACCOUNT)
-    keys = {KEY_ARN: KeyInfo(KEY_ARN, "us-east-1", KEY_ARN, ACCOUNT, manager, key_state,
-                             "alias/golden", json.dumps(policy or _policy()))} if encrypted else {}
+    img = image(IMG, name="golden", state=image_state, snapshots=(SNAP,), encrypted=encrypted,
+                deprecation_time=deprecated)
+    snap = snapshot(SNAP, key=KEY if encrypted else "")
+    keys = ({KEY: key_info(policy=policy or key_policy(), manager=manager, state=key_state)}
+            if encrypted else {})
     principals = frozenset(p for p in map(Principal.parse_literal, launch) if p is not None)
-    return ImageFacts(image, principals, {SNAP: snap}, {}, keys, **more)
+    return ImageFacts(img, principals, {SNAP: snap}, {}, keys, **more)
 
 
 def account(a: str) -> Principal:
@@ -234,7 +237,7 @@ def test_someone_elses_organization_statement_lets_member_accounts_in_on_conditi
         actions: Any, shared_with: str) -> None:
     theirs = {"Sid": "OrgUse", "Effect": "Allow", "Principal": "*", "Action": actions,
               "Resource": "*", "Condition": {"StringEquals": {"aws:PrincipalOrgID": ORG_ID}}}
-    v = explain(account(PROD), facts(_policy(theirs), launch=(shared_with,)))
+    v = explain(account(PROD), facts(key_policy(foreign=[theirs]), launch=(shared_with,)))
     assert v.can_launch, v
     assert v.summary.startswith(f"if account {PROD} is in "), v.summary
     assert ORG_ID in v.summary or ORG in v.summary
@@ -242,7 +245,7 @@ def test_someone_elses_organization_statement_lets_member_accounts_in_on_conditi
     assert "OrgUse" in line and "Root" not in line, line  # only the statement that allows it
     # and the organization itself: no condition at all
     assert explain(Principal.parse_literal(ORG) or account(PROD),
-                   facts(_policy(theirs), launch=(ORG,))).condition == ""
+                   facts(key_policy(foreign=[theirs]), launch=(ORG,))).condition == ""
 
 
 # 3. An unconditional Deny is a definite "cannot"; a conditional one "may refuse".
@@ -252,7 +255,7 @@ DENY_PROD = {"Sid": "DenyProd", "Effect": "Deny",
 
 
 def test_an_unconditional_deny_of_the_account_is_a_definite_cannot() -> None:
-    v = explain(account(PROD), facts(_policy(DENY_PROD, grantees=(PROD,))))
+    v = explain(account(PROD), facts(key_policy(P_PROD, foreign=[DENY_PROD])))
     assert not v.can_launch, v
     assert "DenyProd" in v.summary, v.summary
     said = [e for e in v.evidence if "DenyProd" in e]
@@ -260,7 +263,7 @@ def test_an_unconditional_deny_of_the_account_is_a_definite_cannot() -> None:
 
 
 def test_a_conditional_deny_may_refuse_because_its_conditions_cannot_be_evaluated() -> None:
-    v = explain(account(PROD), facts(_policy(DENY, grantees=(PROD,))))
+    v = explain(account(PROD), facts(key_policy(P_PROD, foreign=[DENY])))
     assert v.can_launch, v
     [said] = [e for e in v.evidence if "DenyOutsideOrg" in e]
     assert "may refuse" in said and "its conditions cannot be evaluated from the owner account" \
@@ -270,12 +273,10 @@ def test_a_conditional_deny_may_refuse_because_its_conditions_cannot_be_evaluate
 def test_plan_and_explain_read_a_deny_the_same_way() -> None:
     """The plan's warning says what explain says: no "conditions" for a Deny without any."""
     for deny, conditional in ((DENY_PROD, False), (DENY, True)):
-        info = KeyInfo(KEY_ARN, "us-east-1", KEY_ARN, ACCOUNT, "CUSTOMER", "Enabled",
-                       "alias/golden", json.dumps(_policy(deny, grantees=(PROD,))))
-        plan = _plan_on_key(info, [PROD])
+        plan = _plan_on_key(key_info(P_PROD, foreign=[deny]), [PROD])
         [warning] = [f.message for f in plan.findings if f.code == "kms-deny-statement"]
         assert ("conditions are not evaluated" in warning) is conditional, warning
-        assert explain(account(PROD), facts(_policy(deny, grantees=(PROD,)))).can_launch \
+        assert explain(account(PROD), facts(key_policy(P_PROD, foreign=[deny]))).can_launch \
             is conditional
 
 
@@ -283,20 +284,17 @@ def _plan_on_key(info: KeyInfo, launch: list[str], kms_mode: str = "key-policy")
     m = parse_manifest(manifest_yaml(f"- {{name: g, select: {{ids: [{IMG}]}}, launch: "
                                      f"[{', '.join(repr(x) for x in launch)}]}}",
                                      settings=f"name: m\nkms: {kms_mode}").encode(), "m.yaml")
-    image = Image(IMG, "us-east-1", ACCOUNT, "golden", "available", False,
-                  (("reconciler:manifest", "m"),), (SNAP,), True)
+    img = image(IMG, name="golden", tags={"reconciler:manifest": "m"}, snapshots=(SNAP,),
+                encrypted=True)
     current = frozenset(p for p in map(Principal.parse_literal, launch) if p is not None)
-    state = CurrentState({image.key: current},
-                         snapshots={("us-east-1", SNAP): Snapshot(SNAP, "us-east-1", True, KEY_ARN,
-                                                                  ACCOUNT)},
-                         keys={("us-east-1", KEY_ARN): info})
-    selection = select(m, {"us-east-1": [image]}, None, "2026-06-01T00:00:00+00:00")
-    return compute_plan(m, Identity(ACCOUNT, f"arn:aws:iam::{ACCOUNT}:root"), selection, state)
+    st = state({img.key: current}, snapshots={(US, SNAP): snapshot(SNAP, key=KEY)},
+               keys={(US, KEY): info})
+    return plan_for(m, {US: [img]}, st, PlanOptions(now="2026-06-01T00:00:00+00:00"))
 
 
 @pytest.mark.parametrize("statements, who", [
-    (dict(grantees=(PROD,)), PROD),
-    (dict(orgs=(ORG_ID,)), ORG),
+    (dict(grantees=(P_PROD,)), PROD),
+    (dict(grantees=(P_ORG,)), ORG),
     (dict(), PROD),
     (dict(), ORG),
     ({"extra": {"Sid": "Theirs", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{PROD}:root"},
@@ -314,7 +312,7 @@ def _plan_on_key(info: KeyInfo, launch: list[str], kms_mode: str = "key-policy")
     ({"extra": {"Sid": "Odd", "Effect": "Allow", "Principal": "*", "Action": "kms:*",
                 "Resource": "*", "Condition": {"StringEquals": {"aws:SourceVpc": "vpc-1"}}}},
      PROD),
-    (dict(orgs=(ORG_ID,)), OU),
+    (dict(grantees=(P_ORG,)), OU),
 ], ids=["tool-account", "tool-org", "closed-account", "closed-org", "their-account",
         "their-org", "their-org-for-a-member", "everyone-account", "everyone-org",
         "unknown-condition", "tool-org-for-its-ou"])
@@ -322,10 +320,8 @@ def test_a_verdict_never_contradicts_the_plan(statements: dict[str, Any], who: s
     """kms: check reports missing key access exactly when explain cannot say, without a
     condition, that the key lets the principal in."""
     extra = statements.pop("extra", None)
-    policy = _policy(*([extra] if extra else []), **statements)
-    info = KeyInfo(KEY_ARN, "us-east-1", KEY_ARN, ACCOUNT, "CUSTOMER", "Enabled",
-                   "alias/golden", json.dumps(policy))
-    plan = _plan_on_key(info, [who], "check")
+    policy = key_policy(*statements.get("grantees", ()), foreign=[extra] if extra else [])
+    plan = _plan_on_key(key_info(policy=policy), [who], "check")
     missing = any(f.code == "kms-access-missing" for f in plan.findings)
     p = Principal.parse_literal(who)
     assert p is not None
@@ -340,7 +336,7 @@ def test_every_verdict_lists_the_allowed_amis_setting_it_cannot_see() -> None:
     (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/ec2-allowed-amis.html): an account
     setting of the consumer; ImageAllowed in its DescribeImages. It never restricts the
     account's own AMIs."""
-    for case in (facts(_policy(grantees=(PROD,))), facts(encrypted=False),
+    for case in (facts(key_policy(P_PROD)), facts(encrypted=False),
                  facts(encrypted=False, launch=())):
         v = explain(account(PROD), case)
         [allowed] = [u for u in v.not_checked if u.check == "allowed-amis"]
@@ -358,7 +354,7 @@ def test_grant_statements_without_condition_do_not_claim_auto_scaling_works() ->
     """EC2 Auto Scaling User Guide, "Required AWS KMS key policy for use with encrypted
     volumes" (https://docs.aws.amazon.com/autoscaling/ec2/userguide/key-policy-requirements-EBS-encryption.html):
     the consumer account creates the grant for its service-linked role itself."""
-    base = {"Version": "2012-10-17", "Statement": [ROOT]}
+    base = {"Version": "2012-10-17", "Statement": [ROOT_STATEMENT]}
     policy = kms.with_grantees(base, {kms.Grantee(kms.GranteeKind.ACCOUNT, PROD)}, "aws",
                                kms.GrantShape.ANY)
     v = explain(account(PROD), facts(policy))
@@ -367,7 +363,7 @@ def test_grant_statements_without_condition_do_not_claim_auto_scaling_works() ->
     [grant] = [u for u in v.not_checked if u.check == "autoscaling-grant"]
     slr = (f"arn:aws:iam::{PROD}:role/aws-service-role/autoscaling.amazonaws.com/"
            "AWSServiceRoleForAutoScaling")
-    assert (f"aws kms list-grants --region us-east-1 --key-id {KEY_ARN} --grantee-principal {slr}"
+    assert (f"aws kms list-grants --region us-east-1 --key-id {KEY} --grantee-principal {slr}"
             in grant.commands), grant.commands
     assert PROD in grant.where
 

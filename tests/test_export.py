@@ -12,6 +12,21 @@ from pathlib import Path
 
 import pytest
 import yaml
+from builders import (
+    IDENTITY,
+    KEY,
+    P_DEV,
+    P_HAND,
+    P_ORG,
+    P_OU,
+    P_PROD,
+    P_STAGING,
+    PUBLIC,
+    image,
+    key_info,
+    plan_for,
+    snapshot,
+)
 from helpers import (
     ACCOUNT,
     DEV,
@@ -29,7 +44,6 @@ from helpers import (
 )
 
 from reconciler.core import kms
-from reconciler.core.desired import select
 from reconciler.core.errors import InputError, UsageError
 from reconciler.core.export_rules import SharedImage
 from reconciler.core.exporter import (
@@ -40,27 +54,15 @@ from reconciler.core.exporter import (
 )
 from reconciler.core.kms import KeyInfo
 from reconciler.core.manifest import Manifest, parse_manifest
-from reconciler.core.model import Identity, Image, Principal, PrincipalKind, Snapshot
+from reconciler.core.model import Image, Principal, PrincipalKind, Snapshot
 from reconciler.core.names import generated_name, parse_names
-from reconciler.core.planning import CurrentState, compute_plan
+from reconciler.core.planning import CurrentState
 from reconciler.shell.gather import read_export
 
-KEY = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/11111111-2222-3333-4444-555555555555"
-P_PROD, P_STAGING, P_DEV, P_HAND = (Principal.account(a) for a in (PROD, STAGING, DEV, HAND))
-P_ORG = Principal(PrincipalKind.ORGANIZATION, ORG)
-P_OU = Principal(PrincipalKind.OU, OU)
-PUBLIC = Principal.public()
 SCHEMA_LINE = "# yaml-language-server: $schema=./schemas/manifest.schema.json"
-IDENTITY = Identity(ACCOUNT, f"arn:aws:iam::{ACCOUNT}:root")
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def image(n: int, region: str = US, *, name: str | None = None, state: str = "available",
-          snapshots: Sequence[str] = (), tags: Mapping[str, str] | None = None) -> Image:
-    return Image(f"ami-{n:017x}", region, ACCOUNT, name or f"golden-{n}", state, False,
-                 tuple(sorted((tags or {}).items())), tuple(snapshots))
 
 
 def shared(img: Image, *launch: Principal, copy: Mapping[str, frozenset[Principal]] | None = None,
@@ -93,9 +95,8 @@ def replan(text: str, images: Sequence[SharedImage],
            snapshots: Mapping[tuple[str, str], Snapshot] | None = None,
            keys: Mapping[tuple[str, str], KeyInfo] | None = None):
     """Independently of the exporter's own check: the plan of ``text`` on the same state."""
-    m = parse(text)
-    state = gathered(images, snapshots, keys)
-    return compute_plan(m, IDENTITY, select(m, state.images), state)
+    st = gathered(images, snapshots, keys)
+    return plan_for(parse(text), st.images, st)
 
 
 RuleShares = tuple[frozenset[Principal], frozenset[Principal] | None]
@@ -122,19 +123,6 @@ def flat(text: str) -> str:
     """The comment text of a manifest as one line (comments are wrapped)."""
     return " ".join(line.strip().lstrip("#").strip() for line in text.splitlines()
                     if line.strip().startswith("#"))
-
-
-def snap(sid: str, region: str = US, key: str = "") -> Snapshot:
-    return Snapshot(sid, region, bool(key), key, ACCOUNT)
-
-
-def key_info(*grantees: Principal, foreign: Sequence[dict] = (), manager: str = "CUSTOMER",
-             account: str = ACCOUNT, state: str = "Enabled") -> KeyInfo:
-    base = {"Version": "2012-10-17", "Statement": [
-        {"Sid": "Root", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
-         "Action": "kms:*", "Resource": "*"}, *foreign]}
-    policy = kms.with_grantees(base, {kms.grantee_of(p) for p in grantees}, "aws")
-    return KeyInfo(KEY, US, KEY, account, manager, state, "alias/golden", json.dumps(policy))
 
 
 # --------------------------------------------------------------------------- pure: shape
@@ -253,7 +241,7 @@ def test_copy_key_only_for_images_whose_snapshots_are_shared() -> None:
     a = image(1, snapshots=["snap-a"])
     b = image(2, snapshots=["snap-b"])
     c = image(3, snapshots=["snap-c"])
-    snaps = {(US, s): snap(s) for s in ("snap-a", "snap-b", "snap-c")}
+    snaps = {(US, s): snapshot(s) for s in ("snap-a", "snap-b", "snap-c")}
     images = [shared(a, P_PROD, copy={"snap-a": frozenset({P_PROD})}),
               shared(b, P_PROD, copy={"snap-b": frozenset()}),
               shared(c, P_PROD)]
@@ -270,7 +258,7 @@ def test_copy_key_only_for_images_whose_snapshots_are_shared() -> None:
 
 def test_snapshots_shared_differently_are_left_out() -> None:
     a = image(1, snapshots=["snap-1", "snap-2"])
-    snaps = {(US, s): snap(s) for s in ("snap-1", "snap-2")}
+    snaps = {(US, s): snapshot(s) for s in ("snap-1", "snap-2")}
     images = [shared(a, P_PROD, copy={"snap-1": frozenset({P_PROD}), "snap-2": frozenset()}),
               shared(image(2), P_PROD)]
     result = export(images, snapshots=snaps)
@@ -312,7 +300,7 @@ def test_share_quota_is_raised_when_an_image_has_more_entities() -> None:
 def test_rule_names_are_unique_and_valid() -> None:
     # same launch set, different copy sets: two rules, two names
     a, b = image(1, snapshots=["s-a"]), image(2, snapshots=["s-b"])
-    snaps = {(US, "s-a"): snap("s-a"), (US, "s-b"): snap("s-b")}
+    snaps = {(US, "s-a"): snapshot("s-a"), (US, "s-b"): snapshot("s-b")}
     text = export([shared(a, P_PROD, copy={"s-a": frozenset({P_PROD})}),
                    shared(b, P_PROD, copy={"s-b": frozenset({P_STAGING})})],
                   snapshots=snaps).text
@@ -364,7 +352,7 @@ def test_parse_tag_filters() -> None:
 
 def test_encrypted_image_whose_consumers_have_key_access_is_exported() -> None:
     a = image(1, snapshots=["snap-e"])
-    snaps = {(US, "snap-e"): snap("snap-e", key=KEY)}
+    snaps = {(US, "snap-e"): snapshot("snap-e", key=KEY)}
     keys = {(US, KEY): key_info(P_PROD, P_OU)}
     result = export([shared(a, P_PROD, P_OU)], snapshots=snaps, keys=keys)
     assert result.left_out == () and [i.image_id for i in result.exported] == [a.image_id]
@@ -374,7 +362,7 @@ def test_grant_statements_for_auto_scaling_are_kept_as_they_are() -> None:
     """Keys whose grant statements have no kms:GrantIsForAWSResource condition: the export
     says kms_grants: any, so its plan rewrites nothing (``export`` re-plans to no changes)."""
     a = image(1, snapshots=["snap-e"])
-    snaps = {(US, "snap-e"): snap("snap-e", key=KEY)}
+    snaps = {(US, "snap-e"): snapshot("snap-e", key=KEY)}
     info = key_info(P_PROD, P_OU)
     policy = kms.with_grantees(json.loads(info.policy or "{}"), {kms.grantee_of(P_PROD),
                                kms.grantee_of(P_OU)}, "aws", kms.GrantShape.ANY)
@@ -391,8 +379,8 @@ def test_the_grant_shape_follows_the_shared_images_keys_only() -> None:
     other_key = KEY.replace("1111", "9999")
     a = image(1, snapshots=["snap-e"])
     unshared = image(2, snapshots=["snap-u"])
-    snaps = {(US, "snap-e"): snap("snap-e", key=KEY),
-             (US, "snap-u"): snap("snap-u", key=other_key)}
+    snaps = {(US, "snap-e"): snapshot("snap-e", key=KEY),
+             (US, "snap-u"): snapshot("snap-u", key=other_key)}
     info = key_info(P_PROD)
     grants_any = kms.with_grantees(json.loads(info.policy or "{}"), {kms.grantee_of(P_PROD)},
                                    "aws", kms.GrantShape.ANY)
@@ -407,7 +395,7 @@ def test_access_through_a_foreign_statement_counts() -> None:
     foreign = {"Sid": "Consumers", "Effect": "Allow",
                "Principal": {"AWS": f"arn:aws:iam::{PROD}:root"}, "Action": "kms:*",
                "Resource": "*"}
-    result = export([shared(a, P_PROD)], snapshots={(US, "snap-e"): snap("snap-e", key=KEY)},
+    result = export([shared(a, P_PROD)], snapshots={(US, "snap-e"): snapshot("snap-e", key=KEY)},
                     keys={(US, KEY): key_info(foreign=[foreign])})
     assert result.left_out == ()
 
@@ -415,7 +403,7 @@ def test_access_through_a_foreign_statement_counts() -> None:
 def test_consumers_without_key_access_are_left_out_with_the_reason() -> None:
     a, b = image(1, snapshots=["snap-e"]), image(2)
     result = export([shared(a, P_PROD, P_STAGING), shared(b, P_PROD)],
-                    snapshots={(US, "snap-e"): snap("snap-e", key=KEY)},
+                    snapshots={(US, "snap-e"): snapshot("snap-e", key=KEY)},
                     keys={(US, KEY): key_info(P_PROD)})
     assert [lo.image.image_id for lo in result.left_out] == [a.image_id]
     (reason,) = result.left_out[0].reasons
@@ -427,7 +415,7 @@ def test_consumers_without_key_access_are_left_out_with_the_reason() -> None:
 def test_a_reason_is_given_once_when_two_snapshots_share_the_key() -> None:
     a = image(1, snapshots=["snap-e", "snap-f"])
     result = export([shared(a, P_PROD, P_STAGING)],
-                    snapshots={(US, sid): snap(sid, key=KEY) for sid in ("snap-e", "snap-f")},
+                    snapshots={(US, sid): snapshot(sid, key=KEY) for sid in ("snap-e", "snap-f")},
                     keys={(US, KEY): key_info(P_PROD)})
     (left_out,) = result.left_out
     (reason,) = left_out.reasons
@@ -437,7 +425,7 @@ def test_a_reason_is_given_once_when_two_snapshots_share_the_key() -> None:
 
 def test_key_statements_granting_more_than_the_shares_are_left_out() -> None:
     a = image(1, snapshots=["snap-e"])
-    result = export([shared(a, P_PROD)], snapshots={(US, "snap-e"): snap("snap-e", key=KEY)},
+    result = export([shared(a, P_PROD)], snapshots={(US, "snap-e"): snapshot("snap-e", key=KEY)},
                     keys={(US, KEY): key_info(P_PROD, P_HAND)})
     assert result.exported == ()
     assert f"also allow {HAND}" in result.left_out[0].reasons[0]
@@ -452,7 +440,7 @@ def test_key_statements_granting_more_than_the_shares_are_left_out() -> None:
 ], ids=["aws-managed", "foreign-key", "disabled-key", "unreadable"])
 def test_images_plan_would_block_are_left_out(info: KeyInfo, expected: str) -> None:
     a, b = image(1, snapshots=["snap-e"]), image(2, snapshots=["snap-p"])
-    snaps = {(US, "snap-e"): snap("snap-e", key=KEY), (US, "snap-p"): snap("snap-p")}
+    snaps = {(US, "snap-e"): snapshot("snap-e", key=KEY), (US, "snap-p"): snapshot("snap-p")}
     result = export([shared(a, P_PROD), shared(b, P_PROD)], snapshots=snaps,
                     keys={(US, KEY): info})
     assert [lo.image.image_id for lo in result.left_out] == [a.image_id]
@@ -464,7 +452,7 @@ def test_images_plan_would_block_are_left_out(info: KeyInfo, expected: str) -> N
 def test_missing_snapshot_or_key_is_left_out() -> None:
     a, b = image(1, snapshots=["snap-gone"]), image(2, snapshots=["snap-e"])
     result = export([shared(a, P_PROD), shared(b, P_PROD)],
-                    snapshots={(US, "snap-e"): snap("snap-e", key=KEY)}, keys={})
+                    snapshots={(US, "snap-e"): snapshot("snap-e", key=KEY)}, keys={})
     reasons = {lo.image.image_id: lo.reasons[0] for lo in result.left_out}
     assert "snap-gone was not found" in reasons[a.image_id]
     assert "KMS key is not reported" in reasons[b.image_id]
@@ -476,7 +464,7 @@ def test_leaving_one_image_out_re_checks_the_others_on_its_key() -> None:
     # and keeping `a` would remove STAGING from the key: `a` must be left out too.
     a = image(1, snapshots=["s-a"])
     b = image(2, snapshots=["s-b1", "s-b2"])
-    snaps = {(US, s): snap(s, key=KEY) for s in ("s-a", "s-b1", "s-b2")}
+    snaps = {(US, s): snapshot(s, key=KEY) for s in ("s-a", "s-b1", "s-b2")}
     images = [shared(a, P_PROD), shared(b, P_STAGING, copy={"s-b1": frozenset({P_STAGING}),
                                                             "s-b2": frozenset()})]
     result = export(images, snapshots=snaps, keys={(US, KEY): key_info(P_PROD, P_STAGING)})
@@ -979,7 +967,7 @@ def test_latest_is_written_only_when_it_reproduces_today(why: str) -> None:
                       for n, i in enumerate((new, newer))]
     else:
         images += [shared(build(5, "11.03", EU)), shared(build(6, "11.17", EU), P_PROD)]
-    snapshots = {(US, f"snap-{n}"): snap(f"snap-{n}") for n in range(2)}
+    snapshots = {(US, f"snap-{n}"): snapshot(f"snap-{n}") for n in range(2)}
     result = export(images, regions=[US, EU], snapshots=snapshots)
     assert all(r.select.latest is None for r in parse(result.text).rules), result.text
     assert {new.key, newer.key} <= {i.key for i in result.exported}

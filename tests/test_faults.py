@@ -17,7 +17,18 @@ from typing import Any
 
 import pytest
 from faultproxy import FaultProxy
-from helpers import ACCOUNT, Images, MotoServer, Runner, cli_env, reconcile_executable
+from helpers import (
+    ACCOUNT,
+    HAND,
+    PROD,
+    ROOT_STATEMENT,
+    STAGING,
+    Images,
+    MotoServer,
+    Runner,
+    cli_env,
+    reconcile_executable,
+)
 
 from reconciler.core import kms
 from reconciler.shell.applier import write_calls
@@ -26,10 +37,7 @@ from reconciler.shell.sandbox import encrypt_image
 
 pytestmark = pytest.mark.e2e
 
-PROD, STAGING, HAND, OLD = "111122223333", "444455556666", "999988887777", "555544443333"
-ROOT_STATEMENT = {"Sid": "EnableRoot", "Effect": "Allow",
-                  "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "kms:*",
-                  "Resource": "*"}
+OLD = "555544443333"
 
 
 class Estate:

@@ -9,20 +9,22 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import ACCOUNT, EU, PROD, US, manifest_yaml, run_main
+from builders import image, listing, plan_for, state
+from helpers import EU, PROD, US, manifest_yaml, run_main
 
 from reconciler.core.desired import select
 from reconciler.core.errors import InputError
 from reconciler.core.manifest import parse_manifest
-from reconciler.core.model import Identity, Image, Principal
-from reconciler.core.planning import CurrentState, PlanOptions, compute_plan
+from reconciler.core.model import Image, Principal
+from reconciler.core.planning import PlanOptions
 
 NOW = "2026-12-01T12:00:00+00:00"
 
 
 def build(n: int, day: str, region: str = US, name: str = "") -> Image:
-    return Image(f"ami-{n:017x}", region, ACCOUNT, name or f"golden-al2023-{day}", "available",
-                 False, creation_date=f"{day}T10:00:00.000Z")
+    """A golden build of ``day``, named for it unless ``name`` says otherwise."""
+    return image(n, region, name=name or f"golden-al2023-{day}",
+                 creation_date=f"{day}T10:00:00.000Z")
 
 
 def manifest(select: str) -> bytes:
@@ -34,13 +36,8 @@ def shared(text: bytes, images: list[Image], now: str = NOW,
            current: dict[tuple[str, str], set[Principal]] | None = None) -> list[str]:
     """The image IDs the plan leaves shared with prod after applying."""
     m = parse_manifest(text, "m.yaml")
-    by_region: dict[str, list[Image]] = {US: [], EU: []}
-    for img in images:
-        by_region[img.region].append(img)
     current = current or {}
-    st = CurrentState(launch={k: frozenset(v) for k, v in current.items()})
-    plan = compute_plan(m, Identity(ACCOUNT, f"arn:aws:iam::{ACCOUNT}:root"),
-                        select(m, by_region, None, now), st, PlanOptions(now=now))
+    plan = plan_for(m, listing(*images), state(current), PlanOptions(now=now))
     after = {k: set(v) for k, v in current.items()}
     for op in plan.operations:
         target = after.setdefault((op.region, op.resource), set())

@@ -494,6 +494,17 @@ def test_unquoted_kms_off_means_off():
     assert p.line == 3 and "true" in p.message
 
 
+def test_contract_values_are_enums() -> None:
+    from reconciler.core.kms import KeyManager
+    from reconciler.core.manifest import KmsMode
+
+    m = parse_manifest(b"version: 1\nsettings: {name: m, kms: off}\nimages: []\n", "m.yaml")
+    assert m.settings.kms is KmsMode.OFF  # YAML's `off` (a boolean) is the mode "off"
+    m = parse_manifest(b"version: 1\nsettings: {name: m, kms: check}\nimages: []\n", "m.yaml")
+    assert m.settings.kms is KmsMode.CHECK and m.settings.kms == "check"
+    assert KeyManager("AWS") is KeyManager.AWS and KeyManager.CUSTOMER == "CUSTOMER"
+
+
 # --------------------------------------------------------------------------- identity (SPEC §7a)
 
 

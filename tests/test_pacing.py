@@ -14,9 +14,10 @@ from pathlib import Path
 
 import boto3
 import pytest
-from helpers import ACCOUNT, EU, US, Images, MotoServer, Runner, run_main
+from builders import IDENTITY, P_PROD, image
+from helpers import EU, US, Images, MotoServer, Runner, run_main
 
-from reconciler.core.model import Action, Identity, Image, Operation, OpKind, Principal
+from reconciler.core.model import Action, Operation, OpKind, Principal
 from reconciler.core.pacing import (
     Pacer,
     Rate,
@@ -29,8 +30,6 @@ from reconciler.shell.applier import Applier, write_calls
 from reconciler.shell.aws import Clients
 from reconciler.shell.concurrency import parallel_map, spread
 from reconciler.shell.reader import Reader
-
-PROD = Principal.account("111122223333")
 
 
 class FakeClock:
@@ -156,8 +155,7 @@ def test_a_long_read_says_how_long_it_takes(aws: Images) -> None:
     clock = FakeClock()
     pacer = Pacer(overrides={"DescribeImageAttribute": Rate(1, 0.1)}, clock=clock,
                   sleep=clock.sleep)
-    images = [Image(aws.create(f"golden-{n}"), US, ACCOUNT, f"golden-{n}", "available", False)
-              for n in range(5)]
+    images = [image(aws.create(f"golden-{n}"), name=f"golden-{n}") for n in range(5)]
     labels: list[str] = []
 
     class Recorder:
@@ -177,7 +175,7 @@ def test_a_long_read_says_how_long_it_takes(aws: Images) -> None:
 
 
 def test_write_calls_model_one_call_per_changed_resource() -> None:
-    def op(kind: OpKind, action: Action, resource: str, p: Principal = PROD) -> Operation:
+    def op(kind: OpKind, action: Action, resource: str, p: Principal = P_PROD) -> Operation:
         return Operation(action, kind, US, resource, p, ("golden",))
 
     many = [Principal.account(f"{100000000000 + i}") for i in range(501)]
@@ -301,7 +299,7 @@ def test_concurrency_caps_requests_in_flight_across_pools() -> None:
         clients = Clients(session, 4)
         os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{server.server_port}"
         reader = Reader(clients, 4)
-        images = [Image(f"ami-{i:017x}", US, ACCOUNT, "n", "available", False) for i in range(24)]
+        images = [image(i, name="n") for i in range(24)]
         run_all(lambda: reader.all_launch_permissions(images[:12]),
                 lambda: reader.all_launch_permissions(images[12:]))
     finally:
@@ -335,7 +333,7 @@ def test_an_unparseable_answer_gives_its_request_slot_back() -> None:
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Garbage)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    images = [Image(f"ami-{i:017x}", US, ACCOUNT, "n", "available", False) for i in range(6)]
+    images = [image(i, name="n") for i in range(6)]
     outcome: list[str] = []
 
     def two_reads_and_two_applies() -> None:
@@ -346,9 +344,8 @@ def test_an_unparseable_answer_gives_its_request_slot_back() -> None:
                 reader.all_launch_permissions(images)
             except CallError as exc:
                 outcome.append(exc.operation)
-        applier = Applier(clients, Identity(ACCOUNT, f"arn:aws:iam::{ACCOUNT}:user/ci"),
-                          concurrency=2)
-        ops = [Operation(Action.ADD, OpKind.LAUNCH, US, i.image_id, PROD, ("r",)) for i in images]
+        applier = Applier(clients, IDENTITY, concurrency=2)
+        ops = [Operation(Action.ADD, OpKind.LAUNCH, US, i.image_id, P_PROD, ("r",)) for i in images]
         for _ in range(2):
             report = applier.apply(ops)
             outcome.append(f"{len(report.failed)} writes failed")
