@@ -47,7 +47,8 @@ from reconciler.core.model import (
     PrincipalKind,
     Severity,
 )
-from reconciler.core.plan import Plan, make_plan, plan_from_dict
+from reconciler.core.plan import Plan, make_plan
+from reconciler.core.planfile import plan_from_dict, to_dict, to_json
 from reconciler.core.yamlload import MAX_BYTES
 from reconciler.shell.inputs import load_plan_file
 from reconciler.shell.sandbox import SandboxState, parse_sandbox
@@ -728,7 +729,7 @@ def valid_plan() -> Plan:
                      images=4, unchanged=12, state={})
 
 
-VALID_PLAN_DOC = json.loads(valid_plan().to_json())
+VALID_PLAN_DOC = json.loads(to_json(valid_plan()))
 
 
 def check_plan_refused(doc: Any, file: str = PLAN_FILE) -> tuple[Problem, ...]:
@@ -736,16 +737,16 @@ def check_plan_refused(doc: Any, file: str = PLAN_FILE) -> tuple[Problem, ...]:
         plan = plan_from_dict(doc, file)
     except InputError as err:
         return assert_one_line_problems(err, file)
-    raise AssertionError(f"tampered plan accepted: {plan.to_dict()!r}")
+    raise AssertionError(f"tampered plan accepted: {to_dict(plan)!r}")
 
 
 def test_valid_plan_round_trips(tmp_path: Path) -> None:
     plan = plan_from_dict(copy.deepcopy(VALID_PLAN_DOC), PLAN_FILE)
-    assert plan.to_dict() == VALID_PLAN_DOC
+    assert to_dict(plan) == VALID_PLAN_DOC
     assert plan == valid_plan()
     path = tmp_path / "plan.json"
-    path.write_text(valid_plan().to_json(), encoding="utf-8")
-    assert load_plan_file(str(path)).to_dict() == VALID_PLAN_DOC
+    path.write_text(to_json(valid_plan()), encoding="utf-8")
+    assert to_dict(load_plan_file(str(path))) == VALID_PLAN_DOC
 
 
 def _json_type(v: Any) -> str:
@@ -870,7 +871,7 @@ def test_tampered_plan_files_are_refused_on_one_line(tmp_path_factory: pytest.Te
     except InputError as err:
         assert_one_line_problems(err, str(path))
     else:
-        raise AssertionError(f"tampered plan file accepted: {plan.to_dict()!r}")
+        raise AssertionError(f"tampered plan file accepted: {to_dict(plan)!r}")
 
 
 @settings(FUZZ, max_examples=100)
@@ -882,8 +883,8 @@ def test_random_json_is_not_a_plan(doc: Any) -> None:
 @settings(FUZZ, max_examples=100)
 @given(raw=st.one_of(st.binary(max_size=300),
                      st.binary(max_size=50).map(
-                         lambda b: valid_plan().to_json().encode()[:200] + b),
-                     byte_mutated(valid_plan().to_json().encode())))
+                         lambda b: to_json(valid_plan()).encode()[:200] + b),
+                     byte_mutated(to_json(valid_plan()).encode())))
 def test_hostile_plan_file_bytes(tmp_path_factory: pytest.TempPathFactory, raw: bytes) -> None:
     path = tmp_path_factory.mktemp("plans") / "hostile.json"
     path.write_bytes(raw)
@@ -894,13 +895,13 @@ def test_hostile_plan_file_bytes(tmp_path_factory: pytest.TempPathFactory, raw: 
     else:
         # a mutation that happened to leave a valid plan (e.g. whitespace) means the same plan
         assert isinstance(plan, Plan)
-        assert plan.to_dict() == json.loads(raw.decode("utf-8"))
+        assert to_dict(plan) == json.loads(raw.decode("utf-8"))
 
 
 @pytest.mark.parametrize("raw, fragment", [
     (b"", "not valid JSON"),
     (b"\xff\xfe{}", "not UTF-8"),
-    (b"\xef\xbb\xbf" + valid_plan().to_json().encode(), "BOM"),
+    (b"\xef\xbb\xbf" + to_json(valid_plan()).encode(), "BOM"),
     (b"{}" * 10, "not valid JSON"),
     (b'{"format_version": 1} trailing', "not valid JSON"),
     (b"NaN", "not a valid plan file"),

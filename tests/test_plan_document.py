@@ -34,7 +34,8 @@ from jsonschema import Draft202012Validator
 
 from reconciler.core.errors import InputError
 from reconciler.core.model import Action, Operation, OpKind, Principal, Severity
-from reconciler.core.plan import Ownership, Plan, make_plan, plan_from_dict, state_digest
+from reconciler.core.plan import Ownership, Plan, make_plan, state_digest
+from reconciler.core.planfile import plan_from_dict, to_dict, to_json
 from reconciler.core.schema import load_schema
 
 
@@ -45,7 +46,7 @@ def op(action: Action, kind: OpKind, region: str, resource: str,
 
 def test_plan_to_dict_validates_against_schema():
     _, plan = full_plan()
-    doc = plan.to_dict()
+    doc = to_dict(plan.plan, plan.display)
     validator = Draft202012Validator(load_schema("plan"))
     assert sorted(e.message for e in validator.iter_errors(doc)) == []
     assert {o["kind"] for o in doc["operations"]} == {"launch_permission",
@@ -133,15 +134,15 @@ def test_plan_from_dict_round_trips():
     _, plan = full_plan()
     doc = json.loads(plan.to_json())
     back = plan_from_dict(doc, "plan.json")
-    assert back == plan
+    assert back == plan.plan
     # the names beside IDs are for reading only: a saved plan is rebuilt without them
     names = {"resource_name", "principal_name"}
     assert any(names & op.keys() for op in doc["operations"])
     for op in doc["operations"]:
         for key in names:
             op.pop(key, None)
-    assert back.to_dict() == doc
-    assert json.loads(back.to_json()) == doc
+    assert to_dict(back) == doc
+    assert json.loads(to_json(back)) == doc
 
 
 @pytest.mark.parametrize(
@@ -219,7 +220,7 @@ def test_a_saved_plan_that_differs_from_the_fresh_one_is_refused(change, refusal
     from dataclasses import replace
 
     from reconciler.core.errors import StalePlanError
-    from reconciler.core.plan import check_saved_plan
+    from reconciler.core.planfile import check_saved_plan
 
     saved, fresh = _saved_pair()
     check_saved_plan(saved, fresh, saved.manifest_sha256, "amis.yaml")  # the same: accepted

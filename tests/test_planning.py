@@ -110,7 +110,7 @@ def test_compute_plan_operations_findings_and_summary():
     assert plan.caller_account == ACCOUNT
     assert plan.manifest_sha256 == m.sha256
     assert plan.has_changes and plan.errors == ()
-    assert plan.image_names == {ami(1): "golden-1", ami(2): "golden-2", ami(3): "public-3",
+    assert plan.display.image_names == {ami(1): "golden-1", ami(2): "golden-2", ami(3): "public-3",
                                 ami(9): "pinned-9"}
 
 

@@ -21,7 +21,7 @@ from builders import (
 from helpers import ACCOUNT, HAND, OU, PROD, STAGING, US
 
 from reconciler.core.model import Action, Operation, OpKind
-from reconciler.core.plan import make_plan
+from reconciler.core.plan import Planned, make_plan
 from reconciler.core.render import render_markdown, render_text, summary_line
 from reconciler.shell.terminal import ansi
 
@@ -78,8 +78,8 @@ def test_render_markdown_table_and_diff_block():
     assert f"| us-east-1 | {us_adds} | {us_removes} | 1 |" in lines
     assert "```diff" in lines
     # the changes block, and one collapsed JSON diff per changed key
-    assert md.count("```") == 2 * (1 + len(plan.key_policies))
-    assert md.count("<details><summary>Key policy change: ") == len(plan.key_policies) >= 1
+    assert md.count("```") == 2 * (1 + len(plan.display.key_policies))
+    assert md.count("<details><summary>Key policy change: ") == len(plan.display.key_policies) >= 1
     assert f"~ {ami(1)} (golden-1)" in lines
     assert any(line.startswith(f"+   launch {STAGING} (staging)") for line in lines)
     assert "<details><summary>Changes</summary>" in lines and "</details>" in lines
@@ -93,8 +93,9 @@ def test_render_markdown_truncated_with_note():
     m, plan = full_plan()
     many = [Operation(Action.ADD, OpKind.LAUNCH, US, ami(i), P_PROD, ("golden",))
             for i in range(100, 400)]
-    big = make_plan(manifest_sha256=plan.manifest_sha256, caller_account=ACCOUNT,
-                    operations=many, findings=plan.findings, images=300, unchanged=0, state={})
+    big = Planned(make_plan(manifest_sha256=plan.plan.manifest_sha256, caller_account=ACCOUNT,
+                            operations=many, findings=plan.findings, images=300, unchanged=0,
+                            state={}))
     full = render_markdown(big, m, limit=10**9)
     assert "truncated" not in full
     limit = 3000

@@ -17,7 +17,8 @@ from helpers import ACCOUNT, EU, PROD, STAGING, US, Images, MotoServer, Runner, 
 from reconciler.core.errors import InputError, StalePlanError
 from reconciler.core.manifest import parse_manifest
 from reconciler.core.model import Action, Operation, OpKind, Principal
-from reconciler.core.plan import check_saved_plan, make_plan
+from reconciler.core.plan import make_plan
+from reconciler.core.planfile import check_saved_plan, to_json
 
 ORG_ID, OU_ID = "o-a1b2c3d4e5", "ou-ab12-cdef3456"
 GOLDEN = '- {name: golden, select: {name: "golden-*"}, launch: [prod]}'
@@ -327,8 +328,8 @@ def test_a_names_file_says_what_is_wrong_with_a_pasted_principal() -> None:
 def _saved_plan() -> str:
     op = Operation(Action.ADD, OpKind.LAUNCH, US, "ami-12345678", Principal.account(PROD),
                    ("golden",))
-    return make_plan(manifest_sha256="a" * 64, caller_account=ACCOUNT, operations=[op],
-                     findings=[], images=1, unchanged=0, state={}, regions=[US]).to_json()
+    return to_json(make_plan(manifest_sha256="a" * 64, caller_account=ACCOUNT, operations=[op],
+                             findings=[], images=1, unchanged=0, state={}, regions=[US]))
 
 
 @pytest.mark.parametrize("command", [["validate"], ["plan"], ["apply", "--auto-approve"]])

@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 
 from reconciler.core import neutral
 from reconciler.core.manifest import parse_manifest
-from reconciler.core.model import Action, Finding, Operation, OpKind, Principal, Severity
-from reconciler.core.plan import Ownership, Plan, make_plan
+from reconciler.core.model import Action, Finding, Operation, OpKind, Principal, RegionKey, Severity
+from reconciler.core.plan import Display, Ownership, Planned, make_plan
 from reconciler.core.render import (
     MARKDOWN_LIMIT,
     key_policy_details,
@@ -226,7 +226,7 @@ def test_aws_error_messages_are_neutralised(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- errors first
 
 
-def _big_plan(images: int, errors: int = 1, warnings: int = 0) -> Plan:
+def _big_plan(images: int, errors: int = 1, warnings: int = 0) -> Planned:
     ops = [Operation(Action.REMOVE, OpKind.LAUNCH, "us-east-1", f"ami-0a11c0de{i:09x}",
                      Principal.account(p)) for i in range(images) for p in (PROD, STAGING)]
     findings = [Finding(Severity.ERROR, "max-removals", "", "",
@@ -237,9 +237,9 @@ def _big_plan(images: int, errors: int = 1, warnings: int = 0) -> Plan:
     findings += [Finding(Severity.WARNING, "no-match", "us-east-1", f"rule-{i}",
                          "rule matches no image owned by the caller in us-east-1")
                  for i in range(warnings)]
-    return make_plan(manifest_sha256="0" * 64, caller_account=ACCOUNT, operations=ops,
-                     findings=findings, images=images, unchanged=0, state={},
-                     image_names={o.resource: "golden-" + "x" * 40 for o in ops})
+    return Planned(make_plan(manifest_sha256="0" * 64, caller_account=ACCOUNT, operations=ops,
+                             findings=findings, images=images, unchanged=0, state={}),
+                   display=Display(image_names={o.resource: "golden-" + "x" * 40 for o in ops}))
 
 
 def test_errors_come_before_the_diff_and_survive_truncation() -> None:
@@ -300,12 +300,13 @@ def test_no_value_in_any_slot_of_a_plan_can_forge_output(
                 for sev in Severity]
     owned = {"Sid": "AmiShareReconcilerAccounts", "Effect": "Allow", "Principal": {"AWS": [sid]},
              "Action": ["kms:Decrypt"], "Resource": "*", "Condition": {sid: {sid: sid}}}
-    plan = make_plan(
-        manifest_sha256="0" * 64, caller_account=ACCOUNT, operations=ops, findings=findings,
-        images=1, unchanged=0, state={}, image_names={image: name}, resource_images={key: alias},
-        key_policies={key: ({"Statement": []}, {"Statement": [owned]})},
-        withheld={("us-east-1", image, Principal.account(STAGING)): reason},
-        ownership=Ownership(tag, (("us-east-1", image),)))
+    plan = Planned(
+        make_plan(manifest_sha256="0" * 64, caller_account=ACCOUNT, operations=ops,
+                  findings=findings, images=1, unchanged=0, state={},
+                  ownership=Ownership(tag, (RegionKey("us-east-1", image),))),
+        display=Display(image_names={image: name}, resource_images={key: alias},
+                        key_policies={key: ({"Statement": []}, {"Statement": [owned]})},
+                        withheld={("us-east-1", image, Principal.account(STAGING)): reason}))
     manifest = replace(parse_manifest(b"version: 1\nsettings: {name: m}\nimages: []\n", "m.yaml"),
                        principals=((principal_name, prod),))
     _assert_inert_text(render_text(plan, manifest, details=key_policy_details(plan)))

@@ -17,7 +17,8 @@ from ..core.errors import EXIT_ERROR, EXIT_OK, GuardError, OutputError, UsageErr
 from ..core.manifest import Manifest
 from ..core.model import Action, plural
 from ..core.pacing import with_eta
-from ..core.plan import Plan, check_saved_plan
+from ..core.plan import Planned
+from ..core.planfile import check_saved_plan
 from ..shell.applier import Applier, ApplyReport, JsonLog, Result, TagReport, write_tags
 from ..shell.concurrency import Interrupted, signal_name
 from ..shell.inputs import load_manifest, load_plan_file
@@ -68,7 +69,7 @@ def apply(ctx: Ctx, manifest: str, plan_file: str | None, auto_approve: bool,
             _refuse_unnamed_regions(ctx, m, owner, todo)
             if saved is not None:
                 # the fresh plan is then exactly the saved one
-                check_saved_plan(saved, todo, m.sha256, m.path)
+                check_saved_plan(saved, todo.plan, m.sha256, m.path)
             _show_plan(ctx, todo, m)
             pending = todo.ownership is not None and todo.ownership.pending
             if not todo.has_changes and not pending:
@@ -93,7 +94,7 @@ def apply(ctx: Ctx, manifest: str, plan_file: str | None, auto_approve: bool,
 NOTHING_APPLIED = "apply stopped before changing anything: nothing was written to AWS"
 
 
-def _show_plan(ctx: Ctx, todo: Plan, m: Manifest) -> None:
+def _show_plan(ctx: Ctx, todo: Planned, m: Manifest) -> None:
     """The plan apply is about to carry out: if it cannot be shown in full, nothing is done."""
     try:
         _emit_plan(ctx, todo, m, "text", step_summary=False)
@@ -109,7 +110,7 @@ def _confirm() -> bool:
         raise
 
 
-def _guard(todo: Plan, m: Manifest, allow_mass_removal: bool) -> None:
+def _guard(todo: Planned, m: Manifest, allow_mass_removal: bool) -> None:
     limit = m.settings.max_removals
     if todo.summary.remove > limit and not allow_mass_removal:
         raise GuardError(f"plan removes {todo.summary.remove} permissions, more than "
@@ -131,7 +132,7 @@ class _Done:
     signum: int = 0  # the signal that stopped it
 
 
-def _execute(ctx: Ctx, conn: Connection, todo: Plan, m: Manifest, log_file: str | None) -> _Done:
+def _execute(ctx: Ctx, conn: Connection, todo: Planned, m: Manifest, log_file: str | None) -> _Done:
     """Run the operations, then the ownership-tag writes; the log is closed whatever happens.
     A signal in any of that ends it at once: the writes in flight get a moment to answer,
     the others are reported (and logged) as not applied."""
@@ -164,7 +165,7 @@ def _execute(ctx: Ctx, conn: Connection, todo: Plan, m: Manifest, log_file: str 
     return _Done(report, tags, stop.is_set(), log_error, signum)
 
 
-def _report(done: _Done, todo: Plan) -> int:
+def _report(done: _Done, todo: Planned) -> int:
     report = done.report
     for o in report.failed:
         if o.result in (Result.NOT_APPLIED, Result.UNKNOWN):

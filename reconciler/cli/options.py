@@ -16,7 +16,7 @@ from ..core.errors import UsageError
 from ..core.manifest import Manifest, OwnershipMode
 from ..core.model import OWNERSHIP_TAG, REGION_RE
 from ..core.pacing import Pacer, Rate
-from ..core.plan import Plan
+from ..core.plan import Planned
 from ..core.planning import PlanOptions
 from ..core.regions import region_problem
 from ..shell.aws import Clients
@@ -158,7 +158,7 @@ def _refuse_unused_options(ctx: Ctx, why: str, names: Iterable[str]) -> None:
 
 
 def _refuse_unnamed_regions(ctx: Ctx, m: Manifest, owner: str | None,
-                            plan: Plan | None = None, *, releases: bool = True) -> None:
+                            plan: Planned | None = None, *, releases: bool = True) -> None:
     """A ``--region`` the manifest does not name plans nothing: a usage error naming the
     Regions it has. With ownership tags such a Region may still hold images the manifest
     released (it was dropped from the manifest; a job sharded by Region releases them),

@@ -16,7 +16,7 @@ from ..core.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
 from ..core.manifest import Manifest
 from ..core.model import Severity, sorted_findings
 from ..core.pacing import describe_duration
-from ..core.plan import Plan
+from ..core.plan import Planned
 from ..core.render import key_policy_details, render_markdown, text_lines
 from ..shell.applier import write_calls
 from ..shell.aws import mask_secrets
@@ -64,12 +64,12 @@ def plan(ctx: Ctx, manifest: str, out: str | None, fmt: str, detailed_exitcode: 
     return EXIT_OK
 
 
-def _text(ctx: Ctx, plan: Plan, manifest: Manifest, out: TextIO) -> Iterator[str]:
+def _text(ctx: Ctx, plan: Planned, manifest: Manifest, out: TextIO) -> Iterator[str]:
     details = key_policy_details(plan) if ctx.verbose else None
     return text_lines(plan, manifest, paint=ansi if ctx.color(out) else None, details=details)
 
 
-def _emit_plan(ctx: Ctx, plan: Plan, manifest: Manifest, fmt: str,
+def _emit_plan(ctx: Ctx, plan: Planned, manifest: Manifest, fmt: str,
                step_summary: bool = True) -> None:
     with _stdout("the plan") as out:
         if fmt == "json":
@@ -90,28 +90,31 @@ def _emit_plan(ctx: Ctx, plan: Plan, manifest: Manifest, fmt: str,
             fh.write(render_markdown(plan, manifest))
 
 
-def _plan(ctx: Ctx, manifest: Manifest, conn: Connection, allow_mass_removal: bool) -> Plan:
+def _plan(ctx: Ctx, manifest: Manifest, conn: Connection, allow_mass_removal: bool) -> Planned:
     ctx.info(f"Reading current state for {len(manifest.rules)} rules...")
     options = replace(ctx.options(), allow_mass_removal=allow_mass_removal)
     plan = build_plan(manifest, conn.scopes, options, conn.caller)
     hygiene = [replace(f, severity=Severity.ERROR) if ctx.strict else f for f in manifest.hygiene()]
-    return replace(plan, findings=sorted_findings([*plan.findings, *hygiene])) if hygiene else plan
+    if not hygiene:
+        return plan
+    return replace(plan, plan=replace(plan.plan, findings=sorted_findings([*plan.findings,
+                                                                           *hygiene])))
 
 
 APPLY_TIME_AT_LEAST = 30.0  # seconds: a plan that applies faster needs no estimate
 
 
-def _apply_seconds(ctx: Ctx, plan: Plan, m: Manifest) -> tuple[float, tuple[str, str, str] | None]:
+def _apply_seconds(ctx: Ctx, plan: Planned, m: Manifest) -> tuple[float, tuple[str, str, str] | None]:
     """How long the plan's writes take at least at the request rates (fresh buckets: reads
     and writes use different actions), and the bucket that decides it."""
     longest: tuple[float, tuple[str, str, str] | None] = (0.0, None)
-    for calls in write_calls(plan.operations, plan.resource_owner).values():
+    for calls in write_calls(plan.operations, plan.apply.resource_owner).values():
         longest = max(longest, ctx.pacer(dict(m.settings.api_rates)).bottleneck(calls),
                       key=lambda x: x[0])
     return longest
 
 
-def _apply_time(ctx: Ctx, plan: Plan, m: Manifest) -> str:
+def _apply_time(ctx: Ctx, plan: Planned, m: Manifest) -> str:
     """'Applying this plan takes ~3 min at ...' for plans long to apply, else ''."""
     seconds, slowest = _apply_seconds(ctx, plan, m)
     if seconds < APPLY_TIME_AT_LEAST or slowest is None:

@@ -60,7 +60,7 @@ from .model import (
     by_resource,
 )
 from .names import PRINCIPAL_NAME_RE
-from .plan import Plan
+from .plan import Planned
 from .planning import CurrentState, compute_plan
 
 # settings.name as the manifest schema allows it (a tag value AWS holds may not fit)
@@ -274,7 +274,7 @@ def _self_check(text: str, identity: Identity, considered: Sequence[SharedImage]
 
 
 def _plan_candidate(text: str, identity: Identity, considered: Sequence[SharedImage],
-                    chosen: Sequence[SharedImage], gathered: CurrentState) -> Plan:
+                    chosen: Sequence[SharedImage], gathered: CurrentState) -> Planned:
     """The plan of the candidate manifest: the considered images' launch permissions, and
     the copy permissions of the chosen ones (the only snapshots it manages)."""
     try:

@@ -28,7 +28,7 @@ from .model import (
     Severity,
     plural,
 )
-from .plan import Plan
+from .plan import Planned
 
 KIND_LABEL = {OpKind.LAUNCH: "launch", OpKind.COPY: "copy", OpKind.KMS: "kms"}
 # UTF-8 bytes: GitHub comments are capped at 65,536 characters, and the example workflow
@@ -57,13 +57,10 @@ def principal_label(p: Principal, manifest: Manifest | None) -> str:
     return f"{p.label} ({name})" if name else p.label
 
 
-def resource_label(plan: Plan, region_resource: tuple[str, str]) -> str:
+def resource_label(plan: Planned, region_resource: tuple[str, str]) -> str:
     _, resource = region_resource
-    name = plan.image_names.get(resource)
-    if name is not None:
-        return f"{resource} ({name})" if name else resource
-    owner = plan.resource_images.get(resource)
-    return f"{resource} ({owner})" if owner else resource
+    name = plan.display.resource_name(resource)
+    return f"{resource} ({name})" if name else resource
 
 
 Grouped = dict[str, dict[str, list[Operation]]]  # Region -> resource -> operations
@@ -79,14 +76,14 @@ def _grouped(ops: tuple[Operation, ...]) -> Grouped:
 RELEASED = "no longer matched by any rule"
 
 
-def _released(plan: Plan) -> set[str]:
+def _released(plan: Planned) -> set[str]:
     """Resources (images and their snapshots) this plan releases."""
     if plan.ownership is None:
         return set()
     return {r for _, r in (*plan.ownership.untag, *plan.ownership.untag_snapshots)}
 
 
-def _release_reason(plan: Plan) -> str:
+def _release_reason(plan: Planned) -> str:
     """Why a released image loses its shares, naming the tag the release relies on (so a
     reviewer sees whose tag it is)."""
     name = plan.ownership.name if plan.ownership is not None else ""
@@ -110,7 +107,7 @@ def _ids(keys: tuple[tuple[str, str], ...], most: int = 5) -> str:
     return ", ".join(ids[:most]) + more
 
 
-def ownership_lines(plan: Plan) -> list[str]:
+def ownership_lines(plan: Planned) -> list[str]:
     """The short ownership section (README, "Ownership"): tag writes are bookkeeping, not changes."""
     own = plan.ownership
     if own is None or not own.pending:
@@ -138,7 +135,7 @@ def ownership_lines(plan: Plan) -> list[str]:
     return out
 
 
-def left_alone_lines(plan: Plan) -> list[str]:
+def left_alone_lines(plan: Planned) -> list[str]:
     """Resources with an error finding: nothing is written to them in this run."""
     alone = sorted({(f.region, f.resource) for f in plan.errors if f.resource})
     if not alone:
@@ -147,14 +144,14 @@ def left_alone_lines(plan: Plan) -> list[str]:
             *(f"  {r} {resource_label(plan, (r, res))}" for r, res in alone)]
 
 
-def regions_line(plan: Plan, manifest: Manifest | None) -> str:
+def regions_line(plan: Planned, manifest: Manifest | None) -> str:
     if manifest is None or not manifest.default_regions:
         return ""
     return (f"Regions: {', '.join(plan.regions) or 'none'} (a rule names no Region, so the "
             "default us-east-1 is used; set settings.regions)")
 
 
-def summary_line(plan: Plan) -> str:
+def summary_line(plan: Planned) -> str:
     """One line that cannot be misread: permissions are counted, images are named as such."""
     s = plan.summary
     on = f"on {plural(s.images, 'managed image')}"
@@ -172,21 +169,21 @@ def _finding_line(f: Finding) -> str:
     return neutral.text(f"{f.severity.value}[{f.code}] {where}: {f.message}")
 
 
-def _serious(plan: Plan) -> list[Finding]:
+def _serious(plan: Planned) -> list[Finding]:
     """Errors and warnings: shown before the diff, where a reviewer starts reading."""
     return [f for f in plan.findings if f.severity is not Severity.INFO]
 
 
-def _notes(plan: Plan) -> list[Finding]:
+def _notes(plan: Planned) -> list[Finding]:
     return [f for f in plan.findings if f.severity is Severity.INFO]
 
 
-def render_text(plan: Plan, manifest: Manifest | None, *, paint: Paint | None = None,
+def render_text(plan: Planned, manifest: Manifest | None, *, paint: Paint | None = None,
                 details: Callable[[str, str], list[str]] | None = None) -> str:
     return "".join(text_lines(plan, manifest, paint=paint, details=details))
 
 
-def text_lines(plan: Plan, manifest: Manifest | None, *, paint: Paint | None = None,
+def text_lines(plan: Planned, manifest: Manifest | None, *, paint: Paint | None = None,
                details: Callable[[str, str], list[str]] | None = None) -> Iterator[str]:
     """:func:`render_text` one line at a time (each ending in a newline), so that a plan of
     300,000 operations is written out without first being built as one string."""
@@ -201,7 +198,7 @@ def text_lines(plan: Plan, manifest: Manifest | None, *, paint: Paint | None = N
             ops = grouped[region][resource]
             yield (f"  {st.paint('~', 'yellow')} {t(resource_label(plan, (region, resource)))}"
                    "\n")
-            lines = [_op_line(o, manifest, released, plan.withheld, _release_reason(plan))
+            lines = [_op_line(o, manifest, released, plan.display.withheld, _release_reason(plan))
                      for o in ops]
             width = min(44, max(len(t(body)) for _, body, _ in lines))
             for sign, body, why in lines:
@@ -245,11 +242,11 @@ def policy_diff(old: Any, new: Any) -> list[str]:
     return lines[2:]  # the ---/+++ header says nothing a reviewer needs
 
 
-def key_policy_details(plan: Plan) -> Callable[[str, str], list[str]]:
+def key_policy_details(plan: Planned) -> Callable[[str, str], list[str]]:
     """``render_text`` detail lines: the statement changes of each KMS key (``-v``)."""
 
     def details(region: str, resource: str) -> list[str]:
-        pair = plan.key_policies.get(resource)
+        pair = plan.display.key_policies.get(resource)
         if pair is None:
             return []
         return ["key policy statements owned by the tool (JSON, before -> after):",
@@ -258,7 +255,7 @@ def key_policy_details(plan: Plan) -> Callable[[str, str], list[str]]:
     return details
 
 
-def render_markdown(plan: Plan, manifest: Manifest | None, *, limit: int = MARKDOWN_LIMIT) -> str:
+def render_markdown(plan: Planned, manifest: Manifest | None, *, limit: int = MARKDOWN_LIMIT) -> str:
     """The plan as a pull-request comment: the summary, errors and warnings, a table, then
     collapsed details. Cut to ``limit`` UTF-8 bytes, never dropping an error (see
     :func:`_md_fitted`)."""
@@ -278,7 +275,7 @@ def render_markdown(plan: Plan, manifest: Manifest | None, *, limit: int = MARKD
     return text + ("\n" if not text.endswith("\n") else "")
 
 
-def _md_table(plan: Plan, grouped: Grouped) -> list[str]:
+def _md_table(plan: Planned, grouped: Grouped) -> list[str]:
     """Adds, removes and errors per Region."""
     blocked: dict[str, int] = defaultdict(int)
     for f in plan.findings:
@@ -296,7 +293,7 @@ def _md_table(plan: Plan, grouped: Grouped) -> list[str]:
     return [*out, ""]
 
 
-def _md_changes(plan: Plan, manifest: Manifest | None, grouped: Grouped) -> list[str]:
+def _md_changes(plan: Planned, manifest: Manifest | None, grouped: Grouped) -> list[str]:
     """The operations as a collapsed diff block (code: :func:`neutral.text`, not Markdown)."""
     if not grouped:
         return []
@@ -307,16 +304,16 @@ def _md_changes(plan: Plan, manifest: Manifest | None, grouped: Grouped) -> list
         for resource in sorted(grouped[region]):
             body.append(f"~ {t(resource_label(plan, (region, resource)))}")
             for op in grouped[region][resource]:
-                sign, text, why = _op_line(op, manifest, _released(plan), plan.withheld,
+                sign, text, why = _op_line(op, manifest, _released(plan), plan.display.withheld,
                                            _release_reason(plan))
                 body.append(f"{sign}   {t(text)}  ({t(why)})")
     return [*body, "```", "", "</details>", ""]
 
 
-def _md_key_policies(plan: Plan) -> list[str]:
+def _md_key_policies(plan: Planned) -> list[str]:
     """Each key policy the plan rewrites, as a collapsed diff."""
     body: list[str] = []
-    for arn, pair in sorted(plan.key_policies.items()):
+    for arn, pair in sorted(plan.display.key_policies.items()):
         label = neutral.html(resource_label(plan, ("", arn)))
         body += [f"<details><summary>Key policy change: {label}</summary>", "", "```diff",
                  *(neutral.text(line) for line in policy_diff(*pair)), "```", "",

@@ -33,7 +33,7 @@ from ..core.model import (
     RegionKey,
     Snapshot,
 )
-from ..core.plan import Plan
+from ..core.plan import Planned
 from ..core.planning import (
     CurrentState,
     KeyUse,
@@ -64,7 +64,7 @@ def _scope_regions(manifest: Manifest, options: PlanOptions, scope: Scope) -> tu
 
 
 def build_plan(manifest: Manifest, readers: Reader | Sequence[Scope],
-               options: PlanOptions = PlanOptions(), caller: Identity | None = None) -> Plan:
+               options: PlanOptions = PlanOptions(), caller: Identity | None = None) -> Planned:
     """Read exactly what the plan needs, per owner account, then compute it.
 
     ``readers`` is one reader (the caller owns the images) or one :class:`Scope` per owner

@@ -10,7 +10,8 @@ from pathlib import Path
 from ..core.errors import InputError
 from ..core.manifest import SAVED_PLAN_START, Manifest, parse_manifest, saved_plan_error
 from ..core.names import parse_names
-from ..core.plan import MAX_PLAN_BYTES, Plan, parse_plan_file
+from ..core.plan import Plan
+from ..core.planfile import MAX_PLAN_BYTES, parse_plan_file
 from ..core.yamlload import MAX_BYTES
 from .files import read_head, read_input
 

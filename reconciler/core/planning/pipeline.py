@@ -27,7 +27,7 @@ from ..desired import Selection
 from ..findings import Code
 from ..manifest import KmsMode, Manifest
 from ..model import Action, Finding, Identity, Operation, RegionKey, Severity
-from ..plan import Plan, make_plan
+from ..plan import ApplyContext, Display, Planned, make_plan
 from . import consulted
 from .checks import ImageView, check_image, check_public_quota, errored_images
 from .diffs import permission_diffs
@@ -111,8 +111,9 @@ def keys_losing_grantees(manifest: Manifest, identity: Identity, selection: Sele
 
 
 def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
-                 state: CurrentState, options: PlanOptions = PlanOptions()) -> Plan:
-    """Pure: desired (selection) vs current (state) -> a sorted, digested plan."""
+                 state: CurrentState, options: PlanOptions = PlanOptions()) -> Planned:
+    """Pure: desired (selection) vs current (state) -> a sorted, digested plan, with what
+    drives its apply and what shows it."""
     settled = settle(manifest, identity, selection, state, options)
     views = settled.views
     diffs = permission_diffs(views, state, manifest.settings.prune)
@@ -121,24 +122,21 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
     findings = _promoted((*settled.findings, *diffs.findings, *release.findings,
                           *_guard_findings(manifest, ops, options)), options.strict)
     findings += [f for f in settled.carried if f not in findings]
-    return make_plan(
-        manifest_sha256=manifest.sha256,
-        caller_account=identity.account,
-        operations=ops,
-        findings=findings,
-        images=len(selection.managed),
-        unchanged=settled.keys.unchanged + diffs.unchanged,
-        state=consulted.consulted_state(manifest, views, state, diffs.copy),
-        image_names=consulted.image_names(selection, state),
-        resource_images=consulted.resource_names(views, state),
-        key_policies=settled.keys.policies,
-        resource_keys=settled.keys.resource_keys,
-        resource_owner=consulted.owners(selection, state),
-        regions=state.regions,
-        ownership=release.ownership,
-        principal_names={p: n for n, p in reversed(manifest.principals)},
-        withheld=consulted.withheld(selection),
-    )
+    state_entries = consulted.consulted_state(manifest, views, state, diffs.copy)
+    plan = make_plan(manifest_sha256=manifest.sha256, caller_account=identity.account,
+                     operations=ops, findings=findings, images=len(selection.managed),
+                     unchanged=settled.keys.unchanged + diffs.unchanged, state=state_entries,
+                     regions=state.regions, ownership=release.ownership)
+    return Planned(
+        plan,
+        ApplyContext(resource_keys=settled.keys.resource_keys,
+                     resource_owner=consulted.owners(selection, state),
+                     consulted=state_entries),
+        Display(principal_names={p: n for n, p in reversed(manifest.principals)},
+                image_names=consulted.image_names(selection, state),
+                resource_images=consulted.resource_names(views, state),
+                key_policies=settled.keys.policies,
+                withheld=consulted.withheld(selection)))
 
 
 def _guard_findings(manifest: Manifest, ops: Sequence[Operation],

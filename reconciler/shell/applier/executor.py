@@ -42,7 +42,7 @@ from ...core.model import (
     OpKind,
     RegionKey,
 )
-from ...core.plan import Plan
+from ...core.plan import Planned
 from ..aws import Clients, aws_call, describe_error, release_request_slot
 from ..concurrency import Interrupted, parallel_map
 from .writes import Partial, Write, WriteError, Writes, split
@@ -90,7 +90,7 @@ TAG_BATCH = 1000  # EC2 API CreateTags/DeleteTags: up to 1000 resource IDs per c
 
 class Applier:
     @classmethod
-    def for_plan(cls, clients: Clients | Mapping[str, Clients], identity: Identity, plan: Plan,
+    def for_plan(cls, clients: Clients | Mapping[str, Clients], identity: Identity, plan: Planned,
                  grant_shape: kms.GrantShape = kms.GrantShape.AWS_RESOURCE, *,
                  concurrency: int = 16, log: LogSink | None = None,
                  progress: Callable[[Outcome], None] | None = None,
@@ -98,8 +98,8 @@ class Applier:
         """The applier of ``plan``: its key lists and resource owners come from the plan,
         the grant shape from ``settings.kms_grants``; the rest is how this run behaves."""
         return cls(clients, identity, concurrency=concurrency, log=log, progress=progress,
-                   resource_keys=plan.resource_keys, stop=stop,
-                   resource_owner=plan.resource_owner, grant_shape=grant_shape)
+                   resource_keys=plan.apply.resource_keys, stop=stop,
+                   resource_owner=plan.apply.resource_owner, grant_shape=grant_shape)
 
     def __init__(self, clients: Clients | Mapping[str, Clients], identity: Identity, *,
                  concurrency: int = 16,
