@@ -44,7 +44,6 @@ class Summary:
                 "unchanged": self.unchanged}
 
 
-RegionResource = RegionKey
 
 
 @dataclass(frozen=True)
@@ -54,14 +53,14 @@ class Ownership:
     their copy permissions, so a released image's copy permissions are known to be its own."""
 
     name: str
-    tag: tuple[RegionResource, ...] = ()  # managed images without the tag
-    untag: tuple[RegionResource, ...] = ()  # released images (no rule matches them any more)
-    tag_snapshots: tuple[RegionResource, ...] = ()
-    untag_snapshots: tuple[RegionResource, ...] = ()
+    tag: tuple[RegionKey, ...] = ()  # managed images without the tag
+    untag: tuple[RegionKey, ...] = ()  # released images (no rule matches them any more)
+    tag_snapshots: tuple[RegionKey, ...] = ()
+    untag_snapshots: tuple[RegionKey, ...] = ()
     keep: bool = False  # settings.on_release: keep (released images keep their shares)
     # (region, snapshot ID) -> the released image it backs: a failed revocation on the
     # snapshot keeps the image's tag, so that the next run finds the release again
-    snapshot_of: Mapping[RegionResource, str] = field(default_factory=dict, compare=False)
+    snapshot_of: Mapping[RegionKey, str] = field(default_factory=dict, compare=False)
 
     @property
     def pending(self) -> bool:
