@@ -44,8 +44,6 @@ class Summary:
                 "unchanged": self.unchanged}
 
 
-
-
 @dataclass(frozen=True)
 class Ownership:
     """Bookkeeping writes (README, "Ownership"), not operations: where apply adds or removes the
