@@ -60,13 +60,15 @@ def ami(n: int) -> str:
 def image(n: int | str, region: str = US, *, name: str | None = None,
           state: str = "available", public: bool = False,
           tags: Mapping[str, str] | None = None, snapshots: Sequence[str] = (),
-          encrypted: bool = False, creation_date: str = "", deprecation_time: str = "") -> Image:
+          encrypted: bool = False, creation_date: str = "", deprecation_time: str = "",
+          last_launched: str = "") -> Image:
     """An image the caller owns: ``n`` is a number (``ami(n)``, named ``golden-N`` unless
     ``name`` says otherwise) or an image ID."""
     image_id = ami(n) if isinstance(n, int) else n
     return Image(image_id, region, ACCOUNT, name or f"golden-{n}", state, public,
                  tuple(sorted((tags or {}).items())), tuple(snapshots), encrypted,
-                 creation_date=creation_date, deprecation_time=deprecation_time)
+                 creation_date=creation_date, deprecation_time=deprecation_time,
+                 last_launched=last_launched)
 
 
 def listing(*images: Image) -> dict[str, list[Image]]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from .findings import Code
 from .manifest import Manifest, Rule, Selector
-from .model import Finding, Image, ImageState, Principal
+from .model import Finding, Image, ImageState, Principal, parse_time
 
 # principal -> names of the rules that declare it
 Declared = Mapping[Principal, tuple[str, ...]]
@@ -64,14 +64,6 @@ def _declare(target: dict[Principal, list[str]], principals: Iterable[Principal]
             names.append(rule)
 
 
-def _when(iso: str) -> dt.datetime | None:
-    try:
-        when = dt.datetime.fromisoformat(iso)
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
-
-
 _UNDATED = dt.datetime.min.replace(tzinfo=dt.UTC)
 
 
@@ -86,7 +78,7 @@ def _excluded(sel: Selector, img: Image) -> bool:
 def _lifecycle_reason(sel: Selector, img: Image, now: dt.datetime | None) -> str:
     """Why a rule's lifecycle conditions (other than ``latest``) keep it from sharing
     ``img`` ("" when they do not)."""
-    created = _when(img.creation_date)
+    created = parse_time(img.creation_date)
     day = created.date().isoformat() if created else "an unknown date"
     if sel.exclude is not None and _excluded(sel.exclude, img):
         return "it matches the rule's exclude"
@@ -97,7 +89,7 @@ def _lifecycle_reason(sel: Selector, img: Image, now: dt.datetime | None) -> str
     if sel.max_age_days is not None and now is not None and (
             created is None or now - created > dt.timedelta(days=sel.max_age_days)):
         return f"it was created {day}, more than {sel.max_age_days} days ago"
-    deprecated = _when(img.deprecation_time) if img.deprecation_time else None
+    deprecated = parse_time(img.deprecation_time) if img.deprecation_time else None
     if sel.skip_deprecated and now is not None and deprecated is not None and deprecated <= now:
         return f"it is deprecated since {img.deprecation_time}"
     return ""
@@ -105,14 +97,14 @@ def _lifecycle_reason(sel: Selector, img: Image, now: dt.datetime | None) -> str
 
 def creation_time(image: Image) -> dt.datetime | None:
     """The image's parsed ``CreationDate`` (None when it has none or it cannot be read)."""
-    return _when(image.creation_date)
+    return parse_time(image.creation_date)
 
 
 def newest_first(images: Iterable[Image]) -> list[Image]:
     """``latest``'s order: newest first by the parsed CreationDate (undated last), ties by
     the lowest image ID, so that plans stay deterministic."""
     by_id = sorted(images, key=lambda i: i.image_id)
-    return sorted(by_id, key=lambda i: _when(i.creation_date) or _UNDATED, reverse=True)
+    return sorted(by_id, key=lambda i: parse_time(i.creation_date) or _UNDATED, reverse=True)
 
 
 def _sharing(rule: Rule, hits: Sequence[Image], now: dt.datetime | None,
@@ -148,7 +140,7 @@ def select(manifest: Manifest, images: Mapping[str, Sequence[Image]],
     ``exclude``, dates, ``deprecated``) manages every image its other selectors match and
     shares only with those that pass; ``now`` (ISO 8601) is the time the ages are taken at.
     """
-    moment = _when(now) if now else None
+    moment = parse_time(now) if now else None
     restrict = list(restrict) if restrict is not None else None
     found = _Matches()
     for rule in manifest.rules:

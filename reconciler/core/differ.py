@@ -19,12 +19,14 @@ class ResourceDiff:
 def diff_permissions(kind: OpKind, region: str, resource: str, desired: Declared,
                      current: Set[Principal], *, prune: bool,
                      cannot_add: Set[Principal] = frozenset(),
-                     revoke: Set[Principal] = frozenset()) -> ResourceDiff:
+                     revoke: Set[Principal] = frozenset(),
+                     keep: Set[Principal] = frozenset()) -> ResourceDiff:
     """desired − current → add; current − desired → remove (when pruning; ``revoke``: the
     principals removed even without pruning, those a rule's lifecycle conditions withhold).
 
     ``cannot_add`` holds declared principals that must not be added now (a finding says
     why). They still count as declared, so an existing grant of theirs is never pruned.
+    ``keep``: principals whose removal waits (a build still launched, SPEC §7b).
     """
     ops: list[Operation] = []
     unchanged = 0
@@ -35,7 +37,8 @@ def diff_permissions(kind: OpKind, region: str, resource: str, desired: Declared
             ops.append(Operation(Action.ADD, kind, region, resource, p, _sorted_names(rules)))
     if (prune or revoke) and len(current) > unchanged:
         ops += [Operation(Action.REMOVE, kind, region, resource, p, ())
-                for p in current if p not in desired and (prune or p in revoke)]
+                for p in current if p not in desired and (prune or p in revoke)
+                and p not in keep]
     return ResourceDiff(tuple(sorted(ops, key=lambda o: o.sort_key)), unchanged)
 
 

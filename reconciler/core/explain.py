@@ -14,7 +14,6 @@ there.
 
 from __future__ import annotations
 
-import datetime as dt
 import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from .model import (
     RegionKey,
     Snapshot,
     bad_account_id,
+    parse_time,
     principal_hint,
 )
 from .planning import CurrentState
@@ -166,6 +166,10 @@ def explain(p: Principal, facts: ImageFacts) -> Verdict:
                      f"image state: {img.state} (a disabled AMI has no launch permissions)")
     elif img.deprecation_time:
         _deprecation(img, facts.now, found)
+    if img.last_launched:
+        # SPEC §7b: a rotation or release keeps the shares of a build launched this recently
+        found.evidence.append(f"last launched: {img.last_launched} (LastLaunchedTime, "
+                              "reported up to 24 h late; by any account)")
     for sid in img.snapshot_ids:
         _check_snapshot(p, facts, sid, found)
     if facts.manifest_given:
@@ -219,21 +223,13 @@ def _launch(p: Principal, facts: ImageFacts) -> tuple[bool, _Membership | None, 
                             if perms else " (the image is shared with nobody)")]
 
 
-def _when(iso: str) -> dt.datetime | None:
-    try:
-        when = dt.datetime.fromisoformat(iso)
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
-
-
 def _deprecation(img: Image, now: str, found: _Findings) -> None:
     """EC2 User Guide, "Deprecate an AMI"
     (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/ami-deprecate.html): a deprecated
     AMI is left out of the consumers' DescribeImages listings (and the console's) unless
     asked for by ID or with IncludeDeprecated; launch templates and Auto Scaling groups
     naming its ID keep working."""
-    when, at = _when(img.deprecation_time), _when(now) if now else None
+    when, at = parse_time(img.deprecation_time), parse_time(now) if now else None
     by_id = ("consumers find it by its ID only (DescribeImages leaves a deprecated AMI out of "
              "listings unless asked for by ID or with --include-deprecated); launch templates "
              "and Auto Scaling groups that name its ID keep working")

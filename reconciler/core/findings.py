@@ -98,6 +98,9 @@ class Code(enum.StrEnum):
         "consumers cannot copy an AWS Marketplace image to their account")
     REMOVAL_KEPT_THROUGH_ORG = ("removal-kept-through-org", INFO,
         "a removed account may keep access through an organization or OU share")
+    IN_USE = ("in-use", W,
+        "a lifecycle or release removal waits: the image was launched within "
+        "keep_launched_within_days")
     LIFECYCLE_UNSHARED = ("lifecycle-unshared", INFO,
         "a rule manages the image but its lifecycle conditions (latest, exclude, dates, "
         "deprecated) share nothing with it")

@@ -86,6 +86,9 @@ class Settings:
     max_removals: int = 25
     share_quota: int = 1000
     public_quota: int = 5  # EC2 quota "Public AMIs" per Region
+    # SPEC §7b: a lifecycle fall-out or release waits while the build was launched this
+    # recently (0: off)
+    keep_launched_within_days: int = 14
     role_arn: str | None = None
     name: str = "manifest"  # the ownership tag's value (required while ownership is tag)
     ownership: OwnershipMode = OwnershipMode.TAG
@@ -305,6 +308,7 @@ def _settings(s: Mapping[str, Any], file: str) -> Settings:
         max_removals=s.get("max_removals", 25),
         share_quota=s.get("share_quota", 1000),
         public_quota=s.get("public_quota", 5),
+        keep_launched_within_days=s.get("keep_launched_within_days", 14),
         role_arn=s.get("role_arn"),
         name=s.get("name") or default_name(file),
         ownership=OwnershipMode(s.get("ownership", OwnershipMode.TAG)),

@@ -7,6 +7,7 @@ and can never mutate what another step sees.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import functools
 import re
@@ -221,6 +222,16 @@ def sorted_operations(ops: Iterable[Operation]) -> tuple[Operation, ...]:
     return tuple(sorted(ops, key=lambda o: o.sort_key))
 
 
+def parse_time(iso: str) -> dt.datetime | None:
+    """A time as AWS or the manifest writes it (ISO 8601), read as UTC when it names no
+    zone; None when it is not one."""
+    try:
+        when = dt.datetime.fromisoformat(iso)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
 class ImageState(enum.StrEnum):
     """``Image.State`` in DescribeImages (AWS may add states: an image keeps what AWS said)."""
 
@@ -270,6 +281,7 @@ class Image:
     product_codes: tuple[str, ...] = ()  # AWS Marketplace product codes (ProductCodeId)
     creation_date: str = ""  # ISO 8601, as DescribeImages reports it
     deprecation_time: str = ""  # ISO 8601, "" when the image has none
+    last_launched: str = ""  # ISO 8601 LastLaunchedTime (up to 24 h late), "" when never
 
     @property
     def tag_map(self) -> dict[str, str]:

@@ -71,12 +71,15 @@ def build_plan(manifest: Manifest, readers: Reader | Sequence[Scope],
     account; ``caller`` is who runs the tool when that is not a single owner.
     """
     scopes = [Scope(readers)] if isinstance(readers, Reader) else list(readers)
+    # one "now" for the whole run: lifecycle ages, and builds still launched (SPEC §7b)
+    options = replace(options, now=options.now
+                      or dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     owners, images, listed = _list_images(manifest, options, scopes)
     identity = caller or scopes[0].reader.identity()
     restrict = [r for r in run_regions(manifest, options) if r in listed]
     selection = select(manifest, {r: sorted(v, key=lambda i: i.image_id) for r, v in images.items()},
                        restrict if options.regions is not None or len(scopes) > 1 else options.regions,
-                       options.now or dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+                       options.now)
     state = _read_state(manifest, options, scopes, owners, images, selection, listed)
     # What else still grants the principals a key would lose decides whether they may go:
     # read for exactly those keys, then plan once.

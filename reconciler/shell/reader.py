@@ -64,6 +64,7 @@ def parse_image(raw: dict[str, Any], region: str) -> Image:
                                    raw.get("ProductCodes") or [])),
         creation_date=str(raw.get("CreationDate") or ""),
         deprecation_time=str(raw.get("DeprecationTime") or ""),
+        last_launched=str(raw.get("LastLaunchedTime") or ""),
     )
 
 

@@ -42,6 +42,9 @@ class ImageView:
     blocked: bool = False  # left alone: nothing at all is written for it in this run
     cannot_add: frozenset[Principal] = frozenset()  # launch permissions that cannot be added
     copy_cannot_add: frozenset[Principal] = frozenset()
+    # removals that wait: the build is still launched (SPEC §7b, :mod:`.inuse`)
+    keep: frozenset[Principal] = frozenset()
+    keep_copy: frozenset[Principal] = frozenset()
 
     @property
     def image(self) -> Image:

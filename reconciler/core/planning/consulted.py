@@ -14,12 +14,14 @@ from ..manifest import Manifest, OwnershipMode
 from ..model import Arn, OpKind, Principal, RegionKey
 from ..plan import StateEntries
 from .checks import ImageView
+from .inuse import InUse
 from .ownership import tagged
 from .state import CurrentState
 
 LAUNCH, COPY, KMS = OpKind.LAUNCH.value, OpKind.COPY.value, OpKind.KMS.value
 SNAPSHOT = "snapshot"  # digest entry: which key encrypts a managed image's snapshot
 TAG = "ownership-tag"  # digest entry: whether a managed image carries the ownership tag
+IN_USE = "in-use"  # digest entry: until when a launched build's removals wait
 
 
 def policy_digest(text: str | None) -> str | None:
@@ -33,10 +35,16 @@ def policy_digest(text: str | None) -> str | None:
 
 
 def consulted_state(manifest: Manifest, views: Sequence[ImageView], state: CurrentState,
-                    diffed_copy: Mapping[RegionKey, frozenset[Principal]]) -> StateEntries:
+                    diffed_copy: Mapping[RegionKey, frozenset[Principal]],
+                    in_use: InUse = InUse()) -> StateEntries:
     """The state of every resource the plan consulted: the images and snapshots it writes,
-    their snapshots' encryption, every key policy read, the key uses, and the tags."""
+    their snapshots' encryption, every key policy read, the key uses, the tags, and the
+    builds whose removals wait while they are launched (until when)."""
     digest: dict[tuple[str, str, str], Any] = {}
+    waits = {RegionKey(*v.image.key) for v in views if v.keep or v.keep_copy}
+    waits |= {RegionKey(*img.key) for img in state.released if in_use.of(img) is not None}
+    for key in sorted(waits):
+        digest[(IN_USE, key.region, key.resource)] = in_use.until[key][1]
     for v in views:
         digest[(LAUNCH, v.image.region, v.image.image_id)] = v.current
     for (region, sid), cur in diffed_copy.items():

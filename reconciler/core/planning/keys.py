@@ -16,7 +16,7 @@ from typing import Any
 from .. import kms
 from ..findings import Code
 from ..kms import Grantee, KeyInfo
-from ..manifest import KmsMode, Manifest, OnRelease
+from ..manifest import KmsMode, Manifest
 from ..model import (
     Action,
     Finding,
@@ -95,12 +95,11 @@ class KeyPhase:
 
 
 def key_phase(manifest: Manifest, identity_partition: str, views: Sequence[ImageView],
-              state: CurrentState) -> KeyPhase:
-    """Each key's statements, from the images it backs (and the released ones)."""
-    keys = _key_views(views, state, manifest.settings.prune,
-                      released=manifest.settings.on_release != OnRelease.KEEP)
-    resource_keys: dict[RegionKey, tuple[str, ...]] = dict(
-        _released_backing(state) if manifest.settings.on_release != OnRelease.KEEP else {})
+              state: CurrentState, releasing: Sequence[Image] = ()) -> KeyPhase:
+    """Each key's statements, from the images it backs and the ``releasing`` ones (released
+    images whose shares this plan revokes)."""
+    keys = _key_views(views, state, manifest.settings.prune, releasing)
+    resource_keys: dict[RegionKey, tuple[str, ...]] = dict(_released_backing(state, releasing))
     ops: list[Operation] = []
     findings: list[Finding] = []
     policies: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
@@ -130,12 +129,14 @@ def key_phase(manifest: Manifest, identity_partition: str, views: Sequence[Image
 
 def after_apply(desired: Mapping[Principal, Any], current: frozenset[Principal], blocked: bool,
                 prune: bool, cannot_add: frozenset[Principal],
-                revoke: Mapping[Principal, str]) -> set[Principal]:
+                revoke: Mapping[Principal, str],
+                keep: frozenset[Principal] = frozenset()) -> set[Principal]:
     """Who will hold the permission once the plan is applied (``revoke``: withheld by a
-    rule's lifecycle conditions, removed even without pruning)."""
+    rule's lifecycle conditions, removed even without pruning; ``keep``: removals that wait
+    while the build is still launched)."""
     if blocked:
         return set(current)
-    kept = {p for p in current if p in desired or not (prune or p in revoke)}
+    kept = {p for p in current if p in desired or p in keep or not (prune or p in revoke)}
     return kept | {p for p in desired if p not in cannot_add}
 
 
@@ -166,12 +167,13 @@ class _Builder:
                         self.needed.setdefault(g, set()).update(rules)
                         self.principals.setdefault(g, p)
         holders = after_apply(m.launch, v.current, v.blocked, prune, v.cannot_add,
-                              m.withheld_launch)
+                              m.withheld_launch, v.keep)
         if m.manages_copy:
             for sid in m.image.snapshot_ids:
                 holders |= after_apply(m.copy, state.copy.get(RegionKey(m.image.region, sid),
                                                               frozenset()),
-                                       v.blocked, prune, v.copy_cannot_add, m.withheld_copy)
+                                       v.blocked, prune, v.copy_cannot_add, m.withheld_copy,
+                                       v.keep_copy)
         self.released |= {g for p in (*m.withheld_launch, *m.withheld_copy)
                           if (g := kms.grantee_of(p)) is not None}
         for p in holders:
@@ -200,23 +202,23 @@ class _Builder:
 
 
 def _key_views(views: Sequence[ImageView], state: CurrentState, prune: bool,
-               released: bool) -> dict[str, KeyView]:
+               releasing: Sequence[Image]) -> dict[str, KeyView]:
     keys: dict[str, _Builder] = {}
     for v in views:
         for info in v.keys:
             keys.setdefault(info.arn, _Builder(info)).add_image(v, state, prune)
-    if released:
-        for img, infos in _released_keys(state):
-            for info in infos:
-                keys.setdefault(info.arn, _Builder(info)).add_released(img, state)
+    for img, infos in _released_keys(state, releasing):
+        for info in infos:
+            keys.setdefault(info.arn, _Builder(info)).add_released(img, state)
     return {arn: b.view() for arn, b in keys.items()}
 
 
-def _released_keys(state: CurrentState) -> list[tuple[Image, list[KeyInfo]]]:
-    """Each released image with the keys of its encrypted snapshots the tool can edit (an
+def _released_keys(state: CurrentState,
+                   releasing: Sequence[Image]) -> list[tuple[Image, list[KeyInfo]]]:
+    """Each releasing image with the keys of its encrypted snapshots the tool can edit (an
     AWS managed key, another account's or an unreadable one holds no statement of its)."""
     out = []
-    for img in state.released:
+    for img in releasing:
         infos: dict[str, KeyInfo] = {}
         for sid in img.snapshot_ids:
             snap = state.snapshots.get(RegionKey(img.region, sid))
@@ -228,11 +230,12 @@ def _released_keys(state: CurrentState) -> list[tuple[Image, list[KeyInfo]]]:
     return out
 
 
-def _released_backing(state: CurrentState) -> dict[RegionKey, tuple[str, ...]]:
-    """The released images' and snapshots' keys, so that a failed revocation keeps the key
+def _released_backing(state: CurrentState,
+                      releasing: Sequence[Image]) -> dict[RegionKey, tuple[str, ...]]:
+    """The releasing images' and snapshots' keys, so that a failed revocation keeps the key
     access it relies on."""
     backing: dict[RegionKey, tuple[str, ...]] = {}
-    for img, infos in _released_keys(state):
+    for img, infos in _released_keys(state, releasing):
         if infos:
             arns = tuple(sorted({info.arn for info in infos}))
             backing[RegionKey(*img.key)] = arns

@@ -22,6 +22,7 @@ from ..model import (
 )
 from ..plan import Ownership
 from .checks import ImageView, label
+from .inuse import InUse
 from .state import CurrentState
 
 
@@ -38,7 +39,16 @@ class Release:
     findings: tuple[Finding, ...] = ()
 
 
-def ownership(manifest: Manifest, views: Sequence[ImageView], state: CurrentState) -> Release:
+def releasing(manifest: Manifest, state: CurrentState, in_use: InUse) -> tuple[Image, ...]:
+    """The released images whose shares this plan revokes: not with ``on_release: keep``,
+    and not while the build is still launched (SPEC §7b: the release waits, tag and all)."""
+    if manifest.settings.on_release == OnRelease.KEEP:
+        return ()
+    return tuple(img for img in state.released if in_use.of(img) is None)
+
+
+def ownership(manifest: Manifest, views: Sequence[ImageView], state: CurrentState,
+              in_use: InUse = InUse()) -> Release:
     settings = manifest.settings
     if settings.ownership != OwnershipMode.TAG:
         return Release()
@@ -61,7 +71,15 @@ def ownership(manifest: Manifest, views: Sequence[ImageView], state: CurrentStat
     keep = settings.on_release == OnRelease.KEEP
     ops: list[Operation] = []
     findings: list[Finding] = []
+    revoking = releasing(manifest, state, in_use)
+    waiting = [img for img in state.released if not keep and img not in revoking]
+    for img in waiting:
+        current = state.launch.get(RegionKey(*img.key), frozenset())
+        if current:
+            findings.append(in_use.finding(img, current, "its release: no rule matches it"))
     for img in state.released:
+        if img in waiting:
+            continue  # still launched: released (untagged, revoked) once use has drained
         ours = [sid for sid in img.snapshot_ids if (img.region, sid) in state.copy]
         untag_snaps += [RegionKey(img.region, sid) for sid in ours]
         current = state.launch.get(RegionKey(*img.key), frozenset())
@@ -78,8 +96,9 @@ def ownership(manifest: Manifest, views: Sequence[ImageView], state: CurrentStat
             ops += diff_permissions(OpKind.COPY, img.region, sid, {},
                                     state.copy[RegionKey(img.region, sid)],
                                     prune=True).operations
-    bookkeeping = Ownership(name, tuple(sorted(tag)), tuple(sorted(i.key for i in state.released)),
+    released = [i for i in state.released if i not in waiting]
+    bookkeeping = Ownership(name, tuple(sorted(tag)), tuple(sorted(i.key for i in released)),
                             tuple(sorted(tag_snaps)), tuple(sorted(untag_snaps)), keep,
-                            {RegionKey(img.region, sid): img.image_id for img in state.released
+                            {RegionKey(img.region, sid): img.image_id for img in released
                              for sid in img.snapshot_ids})
     return Release(bookkeeping, tuple(ops), tuple(findings))

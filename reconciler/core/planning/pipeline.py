@@ -31,8 +31,9 @@ from ..plan import ApplyContext, Display, Planned, make_plan
 from . import consulted
 from .checks import ImageView, check_image, check_public_quota, errored_images
 from .diffs import permission_diffs
+from .inuse import InUse, launched_within, waiting, waiting_finding
 from .keys import KeyPhase, key_phase
-from .ownership import ownership
+from .ownership import ownership, releasing
 from .state import CurrentState, PlanOptions
 
 
@@ -43,6 +44,7 @@ class Settled:
     views: tuple[ImageView, ...]
     findings: tuple[Finding, ...]  # the selection's, the checks', the keys' (not promoted)
     keys: KeyPhase
+    in_use: InUse  # the builds still launched (SPEC §7b): their lifecycle removals wait
     # the errors of the attempt before the last (what left its late images alone); they
     # stay in the plan even when they no longer arise once those images are left alone
     carried: tuple[Finding, ...] = ()
@@ -57,18 +59,20 @@ def _promoted(findings: Iterable[Finding], strict: bool) -> list[Finding]:
 
 
 def _attempt(manifest: Manifest, identity: Identity, selection: Selection,
-             state: CurrentState, left_alone: frozenset[RegionKey]
+             state: CurrentState, in_use: InUse, left_alone: frozenset[RegionKey]
              ) -> tuple[Settled, frozenset[RegionKey]]:
     """Steps 1-3 once, with ``left_alone`` left alone from the start; and the images left
     alone before the keys were planned."""
     findings: list[Finding] = list(selection.findings)
     views: list[ImageView] = []
     for m in selection.managed:
-        start = ImageView(m, state.launch.get(RegionKey(*m.image.key), frozenset()),
-                          blocked=m.image.key in left_alone)
+        start = waiting(ImageView(m, state.launch.get(RegionKey(*m.image.key), frozenset()),
+                                  blocked=m.image.key in left_alone), state, in_use)
         checked, found = check_image(manifest, start, state)
         views.append(checked)
         findings += found
+        if (wait := waiting_finding(start, in_use)) is not None:
+            findings.append(wait)
     quota_views, quota_findings = check_public_quota(manifest, views, state)
     findings += quota_findings
     errored = errored_images(findings)
@@ -77,9 +81,10 @@ def _attempt(manifest: Manifest, identity: Identity, selection: Selection,
     early = frozenset(RegionKey(*v.image.key) for v in checked_views if v.blocked)
     keys = KeyPhase()
     if manifest.settings.kms is not KmsMode.OFF:
-        keys = key_phase(manifest, identity.partition, checked_views, state)
+        keys = key_phase(manifest, identity.partition, checked_views, state,
+                         releasing(manifest, state, in_use))
     return Settled(tuple(keys.applied_to(v) for v in checked_views),
-                   (*findings, *keys.findings), keys), early
+                   (*findings, *keys.findings), keys, in_use), early
 
 
 def settle(manifest: Manifest, identity: Identity, selection: Selection, state: CurrentState,
@@ -87,10 +92,13 @@ def settle(manifest: Manifest, identity: Identity, selection: Selection, state: 
     """Steps 1-3 at their fixed point. Each round leaves alone from the start the images the
     previous one left alone only late; the set only grows, so it ends within one round per
     managed image."""
+    in_use = launched_within(manifest.settings.keep_launched_within_days,
+                             (*(m.image for m in selection.managed), *state.released),
+                             options.now)
     left_alone: frozenset[RegionKey] = frozenset()
     carried: tuple[Finding, ...] = ()
     while True:
-        settled, early = _attempt(manifest, identity, selection, state, left_alone)
+        settled, early = _attempt(manifest, identity, selection, state, in_use, left_alone)
         errors = [f for f in (*_promoted(settled.findings, options.strict), *carried)
                   if f.severity is Severity.ERROR]
         errored = errored_images(errors)
@@ -117,12 +125,13 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
     settled = settle(manifest, identity, selection, state, options)
     views = settled.views
     diffs = permission_diffs(views, state, manifest.settings.prune)
-    release = ownership(manifest, views, state)
+    release = ownership(manifest, views, state, settled.in_use)
     ops = (*settled.keys.ops, *diffs.ops, *release.ops)
     findings = _promoted((*settled.findings, *diffs.findings, *release.findings,
                           *_guard_findings(manifest, ops, options)), options.strict)
     findings += [f for f in settled.carried if f not in findings]
-    state_entries = consulted.consulted_state(manifest, views, state, diffs.copy)
+    state_entries = consulted.consulted_state(manifest, views, state, diffs.copy,
+                                              settled.in_use)
     plan = make_plan(manifest_sha256=manifest.sha256, caller_account=identity.account,
                      operations=ops, findings=findings, images=len(selection.managed),
                      unchanged=settled.keys.unchanged + diffs.unchanged, state=state_entries,

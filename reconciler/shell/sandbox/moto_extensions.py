@@ -149,9 +149,9 @@ def set_image_state(account: str, region: str, image_id: str, state: str) -> Non
 
 
 def set_image_dates(account: str, region: str, image_id: str, created: str | None,
-                    deprecated: str | None) -> None:
-    """Set CreationDate and DeprecationTime, which moto takes from its clock / never sets.
-    AWS writes both as ``2026-11-01T10:00:00.000Z``."""
+                    deprecated: str | None, last_launched: str | None = None) -> None:
+    """Set CreationDate, DeprecationTime and LastLaunchedTime, which moto takes from its
+    clock / never sets. AWS writes them as ``2026-11-01T10:00:00.000Z``."""
     from moto.ec2.models import ec2_backends
 
     ami = ec2_backends[account][region].amis[image_id]
@@ -159,3 +159,5 @@ def set_image_dates(account: str, region: str, image_id: str, created: str | Non
         ami.creation_date = when
     if deprecated is not None and (when := parse_utc(deprecated)) is not None:
         ami.deprecation_time = when.strftime("%Y-%m-%dT%H:%M:%S.000Z")  # type: ignore[attr-defined]
+    if last_launched is not None and (when := parse_utc(last_launched)) is not None:
+        ami.last_launched_time = when.strftime("%Y-%m-%dT%H:%M:%S.000Z")  # type: ignore[attr-defined]

@@ -12,7 +12,7 @@ from typing import Any
 
 from ...core.model import ImageState, Principal
 from . import moto_extensions as emulated
-from .state import AWS_MANAGED_KEY, SandboxImage, SandboxState
+from .state import AWS_MANAGED_KEY, DATED, SandboxImage, SandboxState
 
 
 def _stable_hex(*parts: str, length: int = 17) -> str:
@@ -96,8 +96,9 @@ def _seed_image(ec2: Any, account: str, n: int, img: SandboxImage,
     if any(p.is_public for p in img.copy):
         ec2.modify_snapshot_attribute(SnapshotId=snapshot_id, Attribute="createVolumePermission",
                                       OperationType="add", GroupNames=["all"])
-    if img.created is not None or img.deprecated is not None:
-        emulated.set_image_dates(account, img.region, image_id, img.created, img.deprecated)
+    if img.created is not None or img.deprecated is not None or img.last_launched is not None:
+        emulated.set_image_dates(account, img.region, image_id, img.created, img.deprecated,
+                                 img.last_launched)
     if img.state != ImageState.AVAILABLE:
         emulated.set_image_state(account, img.region, image_id, img.state)
     return image_id
@@ -135,7 +136,7 @@ def dump(state: SandboxState, image_ids: list[str]) -> str:
             SnapshotIds=[snapshot_id])["Snapshots"][0].get("Tags") or []}
         if snap_tags:
             entry["snapshot_tags"] = dict(sorted(snap_tags.items()))
-        for field_name in ("created", "deprecated"):
+        for field_name in DATED:
             if getattr(img, field_name) is not None:
                 entry[field_name] = getattr(img, field_name)
         if img.state != ImageState.AVAILABLE:

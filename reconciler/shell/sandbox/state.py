@@ -42,6 +42,10 @@ class SandboxImage:
     snapshot_tags: tuple[tuple[str, str], ...] = ()
     created: str | None = None  # as written in the file; None: when the sandbox starts
     deprecated: str | None = None
+    last_launched: str | None = None
+
+
+DATED = ("created", "deprecated", "last_launched")  # the image fields that hold a time
 
 
 @dataclass(frozen=True)
@@ -152,7 +156,7 @@ def _sandbox_image(doc: Located, i: int, img: dict[str, Any], key_names: set[tup
                                             "account ID, Organization/OU ARN or public"))
                 continue
             out.append(p)
-    for field_name in ("created", "deprecated"):
+    for field_name in DATED:
         if field_name in img and parse_utc(img[field_name]) is None:
             problems.append(doc.problem(("images", i, field_name),
                                         f"images[{i}].{field_name}: {img[field_name]!r} is "
@@ -167,7 +171,7 @@ def _sandbox_image(doc: Located, i: int, img: dict[str, Any], key_names: set[tup
                         img.get("state", "available"), tuple(perms["launch"]),
                         tuple(perms["copy"]), enc,
                         tuple(sorted((img.get("snapshot_tags") or {}).items())),
-                        img.get("created"), img.get("deprecated"))
+                        img.get("created"), img.get("deprecated"), img.get("last_launched"))
 
 
 def load_sandbox(path: str) -> SandboxState:
