@@ -101,7 +101,8 @@ def seed(url: str, n: int, regions: tuple[str, ...]) -> None:
 
 def manifest(regions: tuple[str, ...]) -> str:
     allowed = ", ".join(f'"{a}"' for a in accounts(10))
-    return (f"version: 1\nsettings: {{regions: [{', '.join(regions)}], max_removals: 1000000}}\n"
+    return (f"version: 1\nsettings: {{name: bench, regions: [{', '.join(regions)}], "
+            "max_removals: 1000000}\n"
             f"images:\n  - name: golden\n    select: {{name: \"golden-*\"}}\n"
             f"    launch: [{allowed}]\n")
 
