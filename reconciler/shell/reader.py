@@ -24,7 +24,8 @@ connection, an answer that is not an AWS response) becomes one line naming the c
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable, Iterable, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -139,13 +140,16 @@ class Reader:
 
     def list_images(self, region: str) -> list[Image]:
         """Every image the caller owns in ``region`` (disabled ones included, to warn on them)."""
-        images: list[Image] = []
+        return sorted(itertools.chain.from_iterable(self.image_pages(region)),
+                      key=lambda i: i.image_id)
+
+    def image_pages(self, region: str) -> Iterator[list[Image]]:
+        """:meth:`list_images`, one page of the listing at a time, as AWS answers them."""
         with aws_call("ec2", "DescribeImages", region):
             ec2 = self.clients.get("ec2", region)
             for page in ec2.get_paginator("describe_images").paginate(
                     Owners=["self"], IncludeDisabled=True, IncludeDeprecated=True):
-                images.extend(parse_image(raw, region) for raw in page.get("Images", []))
-        return sorted(images, key=lambda i: i.image_id)
+                yield [parse_image(raw, region) for raw in page.get("Images", [])]
 
     def enabled_regions(self) -> list[str]:
         """The Regions enabled for the account (``DescribeRegions``), sorted."""
