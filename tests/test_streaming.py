@@ -79,6 +79,25 @@ def test_a_failure_cancels_the_queued_items_and_is_what_every_wait_raises() -> N
     assert started == [0]
 
 
+def test_an_item_running_when_another_fails_still_gives_its_own_result() -> None:
+    gate, go = threading.Event(), threading.Event()
+
+    def boom() -> int:
+        go.wait(WAIT)
+        raise ValueError("boom")
+
+    with Pool(2) as pool:
+        running = pool.submit(lambda: gate.wait(WAIT) and 1)
+        failing = pool.submit(boom)
+        queued = pool.submit(lambda: 3)  # both workers are busy: it waits, then never starts
+        go.set()
+        threading.Timer(0.1, gate.set).start()
+        assert running.result() == 1
+        for task in (failing, queued):
+            with pytest.raises(ValueError, match="boom"):
+                task.result()
+
+
 def test_the_end_of_the_block_drops_the_queued_items() -> None:
     started: list[int] = []
     gate = threading.Event()
@@ -178,6 +197,13 @@ class Recorder:
         self.events.append(("finish", None))
 
 
+def _wait_until(condition: Any) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
 def _owner(reader: FakeReader, *regions: str) -> Owner:
     return Owner(ACCOUNT, reader, regions)  # type: ignore[arg-type]
 
@@ -223,7 +249,8 @@ def test_only_the_images_named_and_owned_are_read_each_once() -> None:
     with listing([_owner(reader, US, EU)], lambda img: img.key in wanted) as found:
         assert found.images == {US: sorted([mine[2], other, mine[0], mine[1], mine[0]],
                                            key=lambda i: i.image_id), EU: [mine[3]]}
-        time.sleep(0.05)
+        _wait_until(lambda: len(reader.reads) >= 2)
+        time.sleep(0.05)  # no third read comes
         early = sorted(reader.reads)
         # asked for one more than the listing started: read now, the others not again
         found.launch[ACCOUNT].results([mine[0], mine[1], mine[3]])
@@ -235,11 +262,13 @@ def test_progress_counts_the_reads_done_before_it_was_shown() -> None:
     imgs = [image(n) for n in range(6)]
     reader = FakeReader({US: [imgs]})
     with listing([_owner(reader, US)], lambda img: True) as found:
-        while len(reader.reads) < 6:
-            time.sleep(0.01)
-        time.sleep(0.05)
+        _wait_until(lambda: len(reader.reads) == 6)
+        time.sleep(0.1)  # the reads have returned
         found.launch[ACCOUNT].results(imgs)
-    assert reader.progress.events == [("start", 6), ("advance", 6), ("finish", None)]
+    events = reader.progress.events
+    assert events[0] == ("start", 6) and events[-1] == ("finish", None)
+    assert sum(n for what, n in events if what == "advance") == 6
+    assert events[1] == ("advance", 6), "the reads done before the bar were not counted"
 
 
 def test_a_failed_read_is_raised_and_the_queued_ones_never_start() -> None:

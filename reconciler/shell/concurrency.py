@@ -319,11 +319,10 @@ class Task(Generic[R]):
         still running have ended (as :func:`parallel_map` does)."""
         while not self._done.wait(WAKE_EVERY):
             if self._pool.error is not None:
+                self._pool._wait_idle()  # then this item has ended, or will never start
                 break
-        failed = self._pool.error
-        if failed is not None and (not self.done() or isinstance(self._error, PoolClosed)):
-            self._pool._wait_idle()
-            raise failed
+        if not self.done() or isinstance(self._error, PoolClosed):
+            raise self._pool.error or self._error or PoolClosed("not started: the pool stopped")
         if self._error is not None:
             raise self._error
         return cast(R, self._value)
