@@ -196,6 +196,23 @@ def _wakeup_pipe() -> Iterator[int | None]:
         os.close(write_fd)
 
 
+def leave_signals_to_the_main_thread() -> None:
+    """Block SIGINT and SIGTERM in the calling (worker) thread, so that the kernel hands them
+    to the main thread, whose handler stops the run."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+
+def in_background(fn: Callable[[], object], name: str) -> None:
+    """Run ``fn`` on a daemon thread of its own (nothing waits for it; signals are the main
+    thread's)."""
+    def run() -> None:
+        leave_signals_to_the_main_thread()
+        fn()
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+
+
 def spread(items: Sequence[T], key: Callable[[T], Hashable]) -> list[int]:
     """Indices of ``items`` taken round-robin across their keys (Regions, accounts): each
     key has its own AWS request buckets, so workers should not all wait on one of them while
@@ -233,8 +250,7 @@ class _Run(Generic[T, R]):
             threading.Thread(target=self._work, name="reconcile-worker", daemon=True).start()
 
     def _work(self) -> None:
-        if hasattr(signal, "pthread_sigmask"):  # the main thread takes SIGINT/SIGTERM
-            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        leave_signals_to_the_main_thread()
         try:
             while (i := self._next()) is not None:
                 try:
@@ -419,8 +435,7 @@ class Pool:
             return task
 
     def _work(self) -> None:
-        if hasattr(signal, "pthread_sigmask"):  # the main thread takes SIGINT/SIGTERM
-            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        leave_signals_to_the_main_thread()
         while (task := self._next()) is not None:
             try:
                 task._run()

@@ -134,7 +134,11 @@ class Reader:
         """The caller, from one ``GetCallerIdentity`` call per run."""
         if self._identity is None:
             with aws_call("sts", "GetCallerIdentity"):
-                resp = self.clients.get("sts").get_caller_identity()
+                sts = self.clients.get("sts")
+                # A run's first request: EC2's client, which every run needs next, is made
+                # while it is on its way.
+                self.clients.preload("ec2")
+                resp = sts.get_caller_identity()
                 self._identity = Identity(account=str(resp["Account"]), arn=str(resp["Arn"]))
         return self._identity
 
