@@ -18,7 +18,7 @@ from helpers import ACCOUNT, EU, US, manifest_yaml
 from reconciler.core.desired import is_managed, select
 from reconciler.core.manifest import parse_manifest
 from reconciler.core.model import Image, Principal
-from reconciler.core.pacing import Pacer
+from reconciler.core.pacing import Pacer, Rate
 from reconciler.shell.concurrency import Interrupted, Pool, PoolClosed
 from reconciler.shell.listing import Owner, listing
 
@@ -142,7 +142,8 @@ def test_a_signal_ends_the_wait_at_once_and_nothing_queued_starts() -> None:
 
 
 class _Clients:
-    pacer = Pacer(enabled=False)
+    def __init__(self) -> None:
+        self.pacer = Pacer(enabled=False)
 
 
 class FakeReader:
@@ -187,6 +188,7 @@ class Recorder:
         self._lock = threading.Lock()
 
     def start(self, label: str, total: int) -> None:
+        self.label = label
         self.events.append(("start", total))
 
     def advance(self, n: int = 1) -> None:
@@ -269,6 +271,21 @@ def test_progress_counts_the_reads_done_before_it_was_shown() -> None:
     assert events[0] == ("start", 6) and events[-1] == ("finish", None)
     assert sum(n for what, n in events if what == "advance") == 6
     assert events[1] == ("advance", 6), "the reads done before the bar were not counted"
+
+
+@pytest.mark.parametrize(("early", "label"), [
+    (0, "Reading launch permissions (~20 s at the request rate)"),  # (3 - 1) / 0.1
+    (2, "Reading launch permissions"),  # one read left, and a token for it
+], ids=["none-read-yet", "two-read-early"])
+def test_the_time_said_counts_the_reads_not_started(early: int, label: str) -> None:
+    imgs = [image(n) for n in range(3)]
+    reader = FakeReader({US: [imgs]})
+    reader.clients.pacer = Pacer(overrides={"DescribeImageAttribute": Rate(1, 0.1)})
+    with listing([_owner(reader, US)], lambda img: img in imgs[:early]) as found:
+        _wait_until(lambda: len(reader.reads) == early)
+        time.sleep(0.05)
+        found.launch[ACCOUNT].results(imgs)
+    assert reader.progress.label == label
 
 
 def test_a_failed_read_is_raised_and_the_queued_ones_never_start() -> None:

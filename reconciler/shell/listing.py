@@ -35,6 +35,7 @@ class LaunchReads:
         self.reader = reader
         self._pool = pool
         self._tasks: dict[RegionKey, Task[frozenset[Principal]]] = {}
+        self._started: set[RegionKey] = set()  # their request took (or waits for) a token
         self._done: set[RegionKey] = set()
         self._shown = False  # the progress bar counts the reads that end
         self._lock = threading.Lock()
@@ -47,6 +48,8 @@ class LaunchReads:
                     functools.partial(self._read, image), image.region)
 
     def _read(self, image: Image) -> frozenset[Principal]:
+        with self._lock:
+            self._started.add(image.key)
         perms = self.reader.launch_permissions(image)
         with self._lock:
             self._done.add(image.key)
@@ -58,17 +61,18 @@ class LaunchReads:
         """The launch permissions of ``images``, once read. Progress (a bar on a terminal for
         long runs) counts all of them, those read already included; its label says how long
         the request rate makes the rest take."""
-        for img in images:
-            self.start(img)
         progress = self.reader.progress
         with self._lock:
+            # The reads started already hold their tokens: the estimate counts the others.
             left = collections.Counter((img.region, "ec2", "DescribeImageAttribute")
-                                       for img in images if img.key not in self._done)
+                                       for img in images if img.key not in self._started)
             progress.start(with_eta(LAUNCH_LABEL, self.reader.clients.pacer.estimate(left)),
                            len(images))
-            progress.advance(len(images) - sum(left.values()))
+            progress.advance(sum(img.key in self._done for img in images))
             self._shown = True
         try:
+            for img in images:
+                self.start(img)
             return {img.key: self._tasks[img.key].result() for img in images}
         finally:
             with self._lock:
