@@ -40,7 +40,7 @@ def test_items_added_by_running_items_run_and_keep_their_results() -> None:
             return [c.result() for c in children]
 
         tasks = [pool.submit(lambda n=n: parent(n)) for n in range(1, 3)]
-        # each parent waits on its children: with 3 workers, a 4th and 5th are started
+        # the parents hold two workers while they wait: the third runs their children
         assert [t.result() for t in tasks] == [[10, 11, 12], [20, 21, 22]]
 
 
@@ -157,6 +157,7 @@ class FakeReader:
         self.pages, self.more, self.fail = pages, more, fail
         self.reads: list[str] = []
         self.read_started = threading.Event()
+        self.failed = threading.Event()
         self.listed = threading.Event()  # every Region's listing ended
         self._regions_left = len(pages)
         self._lock = threading.Lock()
@@ -178,7 +179,10 @@ class FakeReader:
             self.reads.append(img.image_id)
         self.read_started.set()
         if img.image_id == self.fail:
+            self.failed.set()
             raise RuntimeError(f"{img.image_id}: denied")
+        if self.fail:  # the other reads end after the failing one
+            self.failed.wait(WAIT)
         return frozenset({Principal.account("111122223333")})
 
 
@@ -264,9 +268,9 @@ def test_progress_counts_the_reads_done_before_it_was_shown() -> None:
     imgs = [image(n) for n in range(6)]
     reader = FakeReader({US: [imgs]})
     with listing([_owner(reader, US)], lambda img: True) as found:
-        _wait_until(lambda: len(reader.reads) == 6)
-        time.sleep(0.1)  # the reads have returned
-        found.launch[ACCOUNT].results(imgs)
+        reads = found.launch[ACCOUNT]
+        _wait_until(lambda: len(reads._done) == 6)  # every read has returned
+        reads.results(imgs)
     events = reader.progress.events
     assert events[0] == ("start", 6) and events[-1] == ("finish", None)
     assert sum(n for what, n in events if what == "advance") == 6
