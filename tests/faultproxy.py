@@ -24,19 +24,20 @@ import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 WRITES = ("ModifyImageAttribute", "ModifySnapshotAttribute", "PutKeyPolicy")
 
 
-def _operation(headers: Any, body: bytes) -> tuple[str, str]:
+def _operation(headers: Any, body: bytes) -> tuple[str, str, dict[str, list[str]]]:
+    """The service, the action and (query protocol: EC2, STS) the request's parameters."""
     target = headers.get("X-Amz-Target", "")
     if target:  # JSON protocol (KMS): "TrentService.PutKeyPolicy"
-        return "kms", target.rsplit(".", 1)[-1]
+        return "kms", target.rsplit(".", 1)[-1], {}
     params = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
     action = params.get("Action", [""])[0]
-    return ("sts" if action in ("GetCallerIdentity", "AssumeRole") else "ec2"), action
+    return ("sts" if action in ("GetCallerIdentity", "AssumeRole") else "ec2"), action, params
 
 
 def _region(headers: Any) -> str:
@@ -93,7 +94,8 @@ class FaultProxy:
                  latency: float = 0.0,
                  after_write: Callable[[int, str], None] | None = None,
                  faults: dict[str, str] | None = None,
-                 admit: Callable[[str, str, str], bool] | None = None) -> None:
+                 admit: Callable[[str, str, str, Mapping[str, list[str]]], bool] | None = None,
+                 ) -> None:
         parsed = urllib.parse.urlparse(upstream)
         self.upstream = (parsed.hostname or "127.0.0.1", parsed.port or 80)
         self.rng = random.Random(seed)
@@ -104,8 +106,9 @@ class FaultProxy:
         self.latency = latency  # added to every forwarded request (network round trip)
         self.after_write = after_write
         self.faults = dict(faults or {})
-        # (Region, service, action) -> False to refuse the request as AWS throttles it (the
-        # benchmark's per-action token buckets); called for every request, before the dice.
+        # (Region, service, action, parameters) -> False to refuse the request as AWS
+        # throttles it (the benchmark's token buckets); called for every request, before the
+        # dice.
         self.admit = admit
         self.counts: collections.Counter[str] = collections.Counter()
         self.forwarded: collections.Counter[str] = collections.Counter()
@@ -179,8 +182,9 @@ class FaultProxy:
 
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                service, op = _operation(self.headers, body)
-                if proxy.admit is not None and not proxy.admit(_region(self.headers), service, op):
+                service, op, params = _operation(self.headers, body)
+                if proxy.admit is not None and not proxy.admit(_region(self.headers), service, op,
+                                                               params):
                     with proxy._lock:
                         proxy.counts["requests"] += 1
                         proxy.counts["throttled"] += 1

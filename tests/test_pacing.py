@@ -74,7 +74,9 @@ def test_the_estimate_counts_requests_already_waiting() -> None:
     ("ec2", "DescribeImages", Rate(100, 20)),
     ("ec2", "DescribeImageAttribute", Rate(100, 20)),
     ("ec2", "GetImageBlockPublicAccessState", Rate(100, 20)),
-    ("ec2", "DescribeSnapshots", Rate(50, 10)),  # the "unfiltered and unpaginated" row
+    # its "unfiltered and unpaginated" row is for calls with neither a filter nor pagination:
+    # the reader's name their snapshots or filter them
+    ("ec2", "DescribeSnapshots", Rate(100, 20)),
     ("ec2", "ModifyImageAttribute", Rate(100, 5)),
     ("ec2", "ModifySnapshotAttribute", Rate(100, 5)),
     ("ec2", "CreateTags", Rate(100, 10)),

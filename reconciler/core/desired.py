@@ -50,6 +50,16 @@ def rule_matches(rule: Rule, image: Image) -> bool:
     return all(tags.get(k) == v for k, v in sel.tags)
 
 
+def is_managed(manifest: Manifest, image: Image) -> bool:
+    """Whether :func:`select` manages ``image``, listed in one of the run's Regions: it is
+    available and a rule of its Region matches it. A rule's lifecycle conditions (``latest``
+    and the others) only decide whether that rule *shares* with the image, so the answer
+    never needs the rest of the listing: the reads of a managed image can start with the
+    page that lists it."""
+    return image.state == "available" and any(
+        image.region in rule.regions and rule_matches(rule, image) for rule in manifest.rules)
+
+
 def active_regions(rule: Rule, restrict: Iterable[str] | None) -> tuple[str, ...]:
     if restrict is None:
         return rule.regions

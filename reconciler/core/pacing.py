@@ -34,16 +34,18 @@ class Rate:
         return Rate(max(1.0, self.burst * share), self.per_second * share)
 
 
-# EC2 request token limits (the page above, "Request token limits"; each action has its own
-# bucket): non-mutating actions 100 tokens, refilled at 20 per second; "unfiltered and
-# unpaginated non-mutating actions", DescribeSnapshots among them, 50 / 10 (taken for every
-# DescribeSnapshots call, to be safe); mutating actions 50 / 5; and rows of their own for
-# ModifyImageAttribute and ModifySnapshotAttribute (100 / 5), CreateTags and DeleteTags
-# (100 / 10).
+# EC2 request token limits (the page above, "Request token bucket sizes and refill rates",
+# https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html#throttling-limits-rate-based;
+# each action has its own bucket): non-mutating actions 100 tokens, refilled at 20 per second;
+# mutating actions 50 / 5; and rows of their own for ModifyImageAttribute and
+# ModifySnapshotAttribute (100 / 5), CreateTags and DeleteTags (100 / 10). DescribeSnapshots
+# is one of the "unfiltered and unpaginated non-mutating actions", whose smaller bucket
+# (50 / 10) only takes calls made "without specifying either pagination or a filter": the
+# reader's calls name the snapshots they read (200 IDs each) or filter them (the owner's
+# encrypted snapshots), so they take the non-mutating bucket.
 EC2_NON_MUTATING = Rate(100, 20)
 EC2_MUTATING = Rate(50, 5)
 EC2_RATES = {
-    "DescribeSnapshots": Rate(50, 10),
     "ModifyImageAttribute": Rate(100, 5),
     "ModifySnapshotAttribute": Rate(100, 5),
     "CreateTags": Rate(100, 10),

@@ -24,7 +24,7 @@ from .. import __version__
 from ..core.errors import ACCESS_DENIED_CODES, AwsError, ReconcilerError
 from ..core.model import Arn
 from ..core.pacing import Pacer
-from .concurrency import Interrupted, Stop
+from .concurrency import Interrupted, Stop, in_background
 
 MAX_ATTEMPTS = 10
 RETRY_MODES = ("standard", "adaptive", "legacy")
@@ -87,6 +87,16 @@ class Clients:
                 client.meta.events.register(f"response-received.{service}", self._release)
                 self._clients[key] = client
             return client
+
+    def preload(self, service: str) -> None:
+        """Make ``service``'s client for the default Region in the background: parsing its
+        model (megabytes of JSON for EC2) then overlaps a request in flight. A failure is
+        left for the first real use to report."""
+        def make() -> None:
+            with contextlib.suppress(Exception):
+                self.get(service)
+
+        in_background(make, "reconcile-preload")
 
     def _pace(self, region: str, service: str) -> Callable[..., None]:
         def wait_for_slot_and_token(event_name: str = "", request: Any = None,

@@ -24,7 +24,7 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from itertools import chain, zip_longest
 from types import FrameType
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from ..core.errors import EXIT_ERROR
 
@@ -196,6 +196,23 @@ def _wakeup_pipe() -> Iterator[int | None]:
         os.close(write_fd)
 
 
+def leave_signals_to_the_main_thread() -> None:
+    """Block SIGINT and SIGTERM in the calling (worker) thread, so that the kernel hands them
+    to the main thread, whose handler stops the run."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+
+def in_background(fn: Callable[[], object], name: str) -> None:
+    """Run ``fn`` on a daemon thread of its own (nothing waits for it; signals are the main
+    thread's)."""
+    def run() -> None:
+        leave_signals_to_the_main_thread()
+        fn()
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+
+
 def spread(items: Sequence[T], key: Callable[[T], Hashable]) -> list[int]:
     """Indices of ``items`` taken round-robin across their keys (Regions, accounts): each
     key has its own AWS request buckets, so workers should not all wait on one of them while
@@ -233,8 +250,7 @@ class _Run(Generic[T, R]):
             threading.Thread(target=self._work, name="reconcile-worker", daemon=True).start()
 
     def _work(self) -> None:
-        if hasattr(signal, "pthread_sigmask"):  # the main thread takes SIGINT/SIGTERM
-            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        leave_signals_to_the_main_thread()
         try:
             while (i := self._next()) is not None:
                 try:
@@ -281,3 +297,149 @@ def run_all(*jobs: Callable[[], R]) -> list[R]:
     """Run independent jobs at the same time (reads that draw on different request
     buckets: different actions, Regions or accounts); their results, in order."""
     return parallel_map(lambda job: job(), list(jobs), len(jobs))
+
+
+class PoolClosed(Exception):
+    """Work handed to a :class:`Pool` that has stopped taking any (an item failed, or its
+    block ended): it never runs."""
+
+
+class Task(Generic[R]):
+    """One item of a :class:`Pool`: its result once it ran."""
+
+    def __init__(self, pool: Pool, fn: Callable[[], R]) -> None:
+        self._pool, self._fn = pool, fn
+        self._done = threading.Event()
+        self._value: R | None = None
+        self._error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            self._value = self._fn()
+        except BaseException as exc:  # kept for whoever waits on it
+            self._error = exc
+            self._pool._failed(exc)
+        self._done.set()
+
+    def _cancel(self) -> None:
+        self._error = PoolClosed("not started: the pool stopped")
+        self._done.set()
+
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def result(self) -> R:
+        """Wait for the item (in any thread; a signal in the main thread ends the wait at
+        once) and return its result, or raise what it raised. When another item failed
+        first, this one may never run: that item's error is raised instead, once the items
+        still running have ended (as :func:`parallel_map` does)."""
+        while not self._done.wait(WAKE_EVERY):
+            if self._pool.error is not None:
+                self._pool._wait_idle()  # then this item has ended, or will never start
+                break
+        if not self.done() or isinstance(self._error, PoolClosed):
+            raise self._pool.error or self._error or PoolClosed("not started: the pool stopped")
+        if self._error is not None:
+            raise self._error
+        return cast(R, self._value)
+
+
+class Pool:
+    """A bounded pool of worker threads that takes items while it runs, unlike
+    :func:`parallel_map`'s fixed list: work found on the way (the images of a listing's
+    page) starts at once, beside the work that found it, which may go on adding more.
+
+    Queued items are taken round-robin across their keys (Regions: each has its own request
+    buckets), as :func:`spread` orders a list. Use it as a context manager: when the block
+    ends, the items still queued never start (after a failure or a signal nobody waits for
+    the running ones: their threads are daemons). When an item raises, the queued ones are
+    not started either, and the pool takes no more work (:class:`PoolClosed`)."""
+
+    def __init__(self, workers: int) -> None:
+        self._max = max(1, workers)
+        self._queues: dict[Hashable, collections.deque[Task[Any]]] = {}
+        self._turn: collections.deque[Hashable] = collections.deque()  # keys with work queued
+        self._lock = threading.Lock()
+        self._queued = threading.Condition(self._lock)  # work was queued, or the pool closed
+        self._ended = threading.Condition(self._lock)  # an item ended
+        self._threads = self._idle = self._running = self._pending = 0
+        self._closed = False
+        self.error: BaseException | None = None  # the first item's failure
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def submit(self, fn: Callable[[], R], key: Hashable = None) -> Task[R]:
+        """Queue ``fn``; its :class:`Task`. Safe from any thread, the pool's own included."""
+        task: Task[R] = Task(self, fn)
+        with self._lock:
+            if self._closed:
+                raise PoolClosed("the pool takes no more work")
+            if key not in self._queues:
+                self._queues[key] = collections.deque()
+                self._turn.append(key)
+            self._queues[key].append(task)
+            self._pending += 1
+            if self._idle:
+                self._queued.notify()
+            if self._pending > self._idle and self._threads < self._max:
+                self._threads += 1
+                threading.Thread(target=self._work, name="reconcile-worker", daemon=True).start()
+        return task
+
+    def close(self) -> None:
+        """Start none of the queued items, and take no more."""
+        with self._lock:
+            self._closed = True
+            queued = [t for q in self._queues.values() for t in q]
+            self._queues.clear()
+            self._turn.clear()
+            self._pending = 0
+            self._queued.notify_all()
+        for task in queued:
+            task._cancel()
+
+    def _failed(self, exc: BaseException) -> None:
+        with self._lock:
+            if self.error is None:
+                self.error = exc
+        self.close()
+
+    def _wait_idle(self) -> None:
+        """Until no item runs any more."""
+        with self._lock:
+            while self._running:
+                self._ended.wait(WAKE_EVERY)
+
+    def _next(self) -> Task[Any] | None:
+        """The next queued item, the keys taking turns; None once the pool is closed."""
+        with self._lock:
+            while not self._turn:
+                if self._closed:
+                    return None
+                self._idle += 1
+                self._queued.wait()
+                self._idle -= 1
+            key = self._turn.popleft()
+            queue = self._queues[key]
+            task = queue.popleft()
+            if queue:
+                self._turn.append(key)
+            else:
+                del self._queues[key]
+            self._pending -= 1
+            self._running += 1
+            return task
+
+    def _work(self) -> None:
+        leave_signals_to_the_main_thread()
+        while (task := self._next()) is not None:
+            try:
+                task._run()
+            finally:
+                with self._lock:
+                    self._running -= 1
+                    self._ended.notify_all()

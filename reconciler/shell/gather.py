@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..core.desired import ManagedImage, Selection, rule_matches, select
+from ..core.desired import ManagedImage, Selection, is_managed, rule_matches, select
 from ..core.errors import UsageError
 from ..core.explain import ImageFacts, did_you_mean
 from ..core.exporter import ImageFilter
@@ -46,6 +46,7 @@ from ..core.planning import (
 )
 from ..core.planning.ownership import tagged
 from .concurrency import run_all
+from .listing import LaunchReads, Listing, Owner, listing
 from .reader import Reader
 
 
@@ -68,57 +69,60 @@ def build_plan(manifest: Manifest, readers: Reader | Sequence[Scope],
     """Read exactly what the plan needs, per owner account, then compute it.
 
     ``readers`` is one reader (the caller owns the images) or one :class:`Scope` per owner
-    account; ``caller`` is who runs the tool when that is not a single owner.
+    account; ``caller`` is who runs the tool when that is not a single owner. The launch
+    permissions of the managed images are read as the listing finds them (see
+    :mod:`~reconciler.shell.listing`); the rest follows the listing.
     """
     scopes = [Scope(readers)] if isinstance(readers, Reader) else list(readers)
     # one "now" for the whole run: lifecycle ages, and builds still launched (SPEC §7b)
     options = replace(options, now=options.now
                       or dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
-    owners, images, listed = _list_images(manifest, options, scopes)
-    identity = caller or scopes[0].reader.identity()
-    restrict = [r for r in run_regions(manifest, options) if r in listed]
-    selection = select(manifest, {r: sorted(v, key=lambda i: i.image_id) for r, v in images.items()},
-                       restrict if options.regions is not None or len(scopes) > 1 else options.regions,
-                       options.now)
-    state = _read_state(manifest, options, scopes, owners, images, selection, listed)
+    owners = _owners(manifest, options, scopes)
+    with listing(list(owners.values()), functools.partial(is_managed, manifest)) as found:
+        images = found.images
+        identity = caller or scopes[0].reader.identity()
+        listed = {r for owner in owners.values() for r in owner.regions}
+        restrict = [r for r in run_regions(manifest, options) if r in listed]
+        selection = select(manifest, {r: sorted(v, key=lambda i: i.image_id)
+                                      for r, v in images.items()},
+                           restrict if options.regions is not None or len(scopes) > 1
+                           else options.regions,
+                           options.now)
+        state = _read_state(manifest, options, scopes, owners, found, selection, listed)
     # What else still grants the principals a key would lose decides whether they may go:
     # read for exactly those keys, then plan once.
     losing = keys_losing_grantees(manifest, identity, selection, state, options)
     if losing:
-        uses = read_key_uses(losing, owners, selection, state,
+        readers_by_account = {account: owner.reader for account, owner in owners.items()}
+        uses = read_key_uses(losing, readers_by_account, selection, state,
                              manifest.settings.on_release == OnRelease.KEEP)
         state = replace(state, key_uses=uses)
     return compute_plan(manifest, identity, selection, state, options)
 
 
-def _list_images(manifest: Manifest, options: PlanOptions, scopes: Sequence[Scope],
-                 ) -> tuple[dict[str, Reader], dict[str, list[Image]], set[str]]:
-    """Each owner's reader, the images listed per Region (all owners), and those Regions."""
-    owners: dict[str, Reader] = {}
-    images: dict[str, list[Image]] = defaultdict(list)
-    listed: set[str] = set()
+def _owners(manifest: Manifest, options: PlanOptions, scopes: Sequence[Scope]
+            ) -> dict[str, Owner]:
+    """Each owner account (once) with its reader and the Regions it lists."""
+    owners: dict[str, Owner] = {}
     for scope in scopes:
         account = scope.reader.identity().account
         if account in owners:
             raise UsageError(f"owner account {account} is listed twice")
-        owners[account] = scope.reader
-        regions = _scope_regions(manifest, options, scope)
-        listed.update(regions)
-        for region, found in scope.reader.list_all_images(regions).items():
-            images[region].extend(found)
-    return owners, images, listed
+        owners[account] = Owner(account, scope.reader, _scope_regions(manifest, options, scope))
+    return owners
 
 
 def _read_state(manifest: Manifest, options: PlanOptions, scopes: Sequence[Scope],
-                owners: Mapping[str, Reader], images: Mapping[str, list[Image]],
-                selection: Selection, listed: set[str]) -> CurrentState:
+                owners: Mapping[str, Owner], found: Listing, selection: Selection,
+                listed: set[str]) -> CurrentState:
     """The current state of the selected images (and of the released ones)."""
+    images = found.images
     # Owner accounts have request buckets of their own, and so does the scan for released
     # images (other actions, other Regions): all of them are read at the same time.
     jobs: list[Callable[[], Any]] = [
-        functools.partial(_read_account, manifest, account, reader,
+        functools.partial(_read_account, manifest, account, found.launch[account],
                           [m for m in selection.managed if m.image.owner_id == account])
-        for account, reader in owners.items()]
+        for account in owners]
     jobs.append(functools.partial(_find_released, manifest, options, scopes, images, selection))
     reads = run_all(*jobs)
     found_released: list[Image] = reads.pop()
@@ -126,10 +130,11 @@ def _read_state(manifest: Manifest, options: PlanOptions, scopes: Sequence[Scope
     for owner in reads:
         gathered.merge(owner)
     public_images: dict[OwnerRegion, int] = defaultdict(int)
-    for region, found in images.items():
-        for img in found:
+    for region, listed_there in images.items():
+        for img in listed_there:
             public_images[OwnerRegion(img.owner_id, region)] += img.public
-    _read_released(manifest, owners, found_released, gathered)
+    readers = {account: owner.reader for account, owner in owners.items()}
+    _read_released(manifest, readers, found_released, gathered)
     return gathered.state(images, regions=tuple(sorted(listed)),
                           public_images=dict(public_images), released=tuple(found_released))
 
@@ -295,12 +300,14 @@ class _Reads:
                             **more)
 
 
-def _read_account(manifest: Manifest, account: str, reader: Reader,
+def _read_account(manifest: Manifest, account: str, launch: LaunchReads,
                   managed: list[ManagedImage]) -> _Reads:
     """The reads for one owner's managed images. The launch permissions (one call per image,
-    the long part) and the snapshots, their copy permissions and keys (other actions, other
-    buckets) are read at the same time; Block Public Access only where the result needs it."""
+    the long part, started by the listing) and the snapshots, their copy permissions and
+    keys (other actions, other buckets) are read at the same time; Block Public Access only
+    where the result needs it."""
     out = _Reads()
+    reader = launch.reader
     images = [m.image for m in managed]
 
     def backing() -> None:
@@ -310,7 +317,7 @@ def _read_account(manifest: Manifest, account: str, reader: Reader,
         if manifest.settings.kms is not KmsMode.OFF:
             out.read_keys(reader, [RegionKey(img.region, s) for img in images for s in img.snapshot_ids])
 
-    run_all(functools.partial(out.read_launch, reader, images), backing)
+    run_all(lambda: out.launch.update(launch.results(images)), backing)
     check = regions_needing_public_check(Selection(tuple(managed), ()), out.launch, out.snapshots)
     out.public_access.update({OwnerRegion(account, r): res for r, res in
                               zip(check, reader.map(reader.public_access_block, check), strict=True)})

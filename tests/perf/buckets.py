@@ -6,11 +6,12 @@
 The installed ``reconcile`` runs in a subprocess against a moto server behind a loopback
 proxy (tests/faultproxy.py) that adds a fixed latency to every request and enforces EC2's
 per-action token buckets per Region as the EC2 developer guide documents them ("Request
-throttling for the Amazon EC2 API": non-mutating actions 100 tokens refilled at 20/s,
-DescribeSnapshots 50 / 10, ModifyImageAttribute and ModifySnapshotAttribute 100 / 5,
-CreateTags and DeleteTags 100 / 10, other mutating actions 50 / 5): a request finding its
-bucket empty is refused with RequestLimitExceeded (HTTP 503), as AWS does. The buckets are
-implemented here, independently of the client's pacer (reconciler/core/pacing.py).
+throttling for the Amazon EC2 API": non-mutating actions 100 tokens refilled at 20/s;
+DescribeSnapshots and six other reads made with neither a filter nor pagination 50 / 10;
+ModifyImageAttribute and ModifySnapshotAttribute 100 / 5, CreateTags and DeleteTags 100 / 10,
+other mutating actions 50 / 5): a request finding its bucket empty is refused with
+RequestLimitExceeded (HTTP 503), as AWS does. The buckets are implemented here, from the
+requests' parameters, independently of the client's pacer (reconciler/core/pacing.py).
 
 Estate: N images per Region, each shared with 5 of 50 accounts; the manifest allows 10. Each
 command runs behind a fresh proxy (full buckets, as for runs far apart). Printed per run:
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.request import urlopen
@@ -43,17 +45,34 @@ from faultproxy import FaultProxy  # noqa: E402
 
 LATENCY = 0.050
 REGIONS3 = ("us-east-1", "eu-west-1", "ap-southeast-2")
-# EC2 developer guide, "Request token limits" (capacity, refill per second).
-EC2_BUCKETS = {"DescribeSnapshots": (50, 10), "ModifyImageAttribute": (100, 5),
-               "ModifySnapshotAttribute": (100, 5), "CreateTags": (100, 10),
-               "DeleteTags": (100, 10)}
+# EC2 developer guide, "Request token bucket sizes and refill rates" (capacity, refill per
+# second): https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html
+EC2_BUCKETS = {"ModifyImageAttribute": (100, 5), "ModifySnapshotAttribute": (100, 5),
+               "CreateTags": (100, 10), "DeleteTags": (100, 10)}
 MUTATING = ("Modify", "Create", "Delete", "Put")
+# "Unfiltered and unpaginated non-mutating actions": a bucket of their own, 50 / 10, for the
+# calls that specify "neither pagination nor a filter"; a filter (Filter.N, or the resources
+# named by ID) or pagination (MaxResults, NextToken) takes the non-mutating bucket.
+UNFILTERED = ("DescribeInstances", "DescribeInstanceStatus", "DescribeNetworkInterfaces",
+              "DescribeSecurityGroups", "DescribeSnapshots", "DescribeSpotInstanceRequests",
+              "DescribeVolumes")
+NARROWING = ("Filter.", "MaxResults", "NextToken", "SnapshotId.", "InstanceId.", "VolumeId.",
+             "GroupId.", "NetworkInterfaceId.", "SpotInstanceRequestId.")
 
 
-def ec2_bucket(action: str) -> tuple[int, int]:
-    if action in EC2_BUCKETS:
-        return EC2_BUCKETS[action]
-    return (50, 5) if action.startswith(MUTATING) else (100, 20)
+def ec2_bucket(action: str, params: Mapping[str, list[str]] | None = None) -> str:
+    """The bucket a request takes: its action's, or the unfiltered one of that action."""
+    if action in UNFILTERED and not any(k.startswith(NARROWING) for k in params or {}):
+        return f"{action} (unfiltered)"
+    return action
+
+
+def ec2_rate(bucket: str) -> tuple[int, int]:
+    if bucket.endswith(" (unfiltered)"):
+        return (50, 10)
+    if bucket in EC2_BUCKETS:
+        return EC2_BUCKETS[bucket]
+    return (50, 5) if bucket.startswith(MUTATING) else (100, 20)
 
 
 class AwsBuckets:
@@ -63,24 +82,25 @@ class AwsBuckets:
         self._state: dict[tuple[str, str], tuple[float, float]] = {}
         self._lock = threading.Lock()
 
-    def admit(self, region: str, service: str, action: str) -> bool:
+    def admit(self, region: str, service: str, bucket: str) -> bool:
         if service != "ec2":
             return True  # KMS and STS quotas are far above what these runs ask
-        capacity, refill = ec2_bucket(action)
+        capacity, refill = ec2_rate(bucket)
         now = time.monotonic()
         with self._lock:
-            tokens, at = self._state.get((region, action), (float(capacity), now))
+            tokens, at = self._state.get((region, bucket), (float(capacity), now))
             tokens = min(capacity, tokens + (now - at) * refill)
             ok = tokens >= 1
-            self._state[(region, action)] = (tokens - 1 if ok else tokens, now)
+            self._state[(region, bucket)] = (tokens - 1 if ok else tokens, now)
             return ok
 
 
 def floor(requests: dict[tuple[str, str], int]) -> float:
-    """Seconds the buckets allow at best: reads, then writes."""
+    """Seconds the buckets allow at best, from the requests per (Region, bucket): reads,
+    then writes."""
     def slowest(writes: bool) -> float:
-        return max((max(0, n - ec2_bucket(a)[0]) / ec2_bucket(a)[1]
-                    for (_, a), n in requests.items() if a.startswith(MUTATING) is writes),
+        return max((max(0, n - ec2_rate(b)[0]) / ec2_rate(b)[1]
+                    for (_, b), n in requests.items() if b.startswith(MUTATING) is writes),
                    default=0.0)
     return slowest(False) + slowest(True)
 
@@ -101,7 +121,8 @@ def seed(url: str, n: int, regions: tuple[str, ...]) -> None:
 
 def manifest(regions: tuple[str, ...]) -> str:
     allowed = ", ".join(f'"{a}"' for a in accounts(10))
-    return (f"version: 1\nsettings: {{regions: [{', '.join(regions)}], max_removals: 1000000}}\n"
+    return (f"version: 1\nsettings: {{name: bench, regions: [{', '.join(regions)}], "
+            "max_removals: 1000000}\n"
             f"images:\n  - name: golden\n    select: {{name: \"golden-*\"}}\n"
             f"    launch: [{allowed}]\n")
 
@@ -110,17 +131,18 @@ def run(url: str, command: list[str]) -> dict[str, Any]:
     import subprocess
 
     buckets = AwsBuckets()
-    counts: dict[tuple[str, str], int] = {}
+    counts: dict[tuple[str, str], int] = {}  # (Region, bucket) -> requests
     seen: dict[str, list[float]] = {}  # action -> [first, last] arrival, from the start
     lock = threading.Lock()
     t0 = time.perf_counter()
 
-    def admit(region: str, service: str, action: str) -> bool:
+    def admit(region: str, service: str, action: str, params: Mapping[str, list[str]]) -> bool:
+        bucket = ec2_bucket(action, params) if service == "ec2" else action
         with lock:
-            counts[(region, action)] = counts.get((region, action), 0) + 1
+            counts[(region, bucket)] = counts.get((region, bucket), 0) + 1
             at = time.perf_counter() - t0
             seen.setdefault(action, [at, at])[1] = at
-        return buckets.admit(region, service, action)
+        return buckets.admit(region, service, bucket)
 
     with FaultProxy(url, latency=LATENCY, admit=admit) as proxy:
         env = {**os.environ, "AWS_ENDPOINT_URL": proxy.url, "NO_COLOR": "1"}
@@ -131,7 +153,8 @@ def run(url: str, command: list[str]) -> dict[str, Any]:
     assert proc.returncode in (0, 2), proc.stderr
     peak_kib = int(proc.stderr.strip().splitlines()[-1].split()[1])
     by_action: dict[str, int] = {}
-    for (_, action), n in counts.items():
+    for (_, bucket), n in counts.items():
+        action = bucket.removesuffix(" (unfiltered)")
         by_action[action] = by_action.get(action, 0) + n
     return {"wall": wall, "floor": floor(counts), "requests": by_action,
             "refused": dict(proxy.refused), "peak_mib": peak_kib / 1024, "seen": seen}
