@@ -56,7 +56,7 @@ def is_managed(manifest: Manifest, image: Image) -> bool:
     and the others) only decide whether that rule *shares* with the image, so the answer
     never needs the rest of the listing: the reads of a managed image can start with the
     page that lists it."""
-    return image.state == "available" and any(
+    return image.state == ImageState.AVAILABLE and any(
         image.region in rule.regions and rule_matches(rule, image) for rule in manifest.rules)
 
 
