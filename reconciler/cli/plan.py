@@ -81,8 +81,8 @@ def _emit_plan(ctx: Ctx, plan: Planned, manifest: Manifest, fmt: str,
     # In every format: the plan may go to a file, a comment or /dev/null, and a long one is
     # cut; the errors that failed it still reach the log.
     for f in plan.errors:
-        where = " ".join(x for x in (f.region, f.resource) if x)
-        click.echo(neutral.text(mask_secrets(f"error: [{f.code}] {where}: {f.message}")),
+        where = f" {f.where}" if f.where else ""
+        click.echo(neutral.text(mask_secrets(f"error: [{f.code}]{where}: {f.message}")),
                    err=True)
     summary_md = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary_md and step_summary:

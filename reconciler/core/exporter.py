@@ -263,7 +263,7 @@ def _self_check(text: str, identity: Identity, considered: Sequence[SharedImage]
             continue  # another manifest's tag: the shares are as they are, apply retags
         affected = owner.get(RegionKey(f.region, f.resource)) or by_id.get(f.resource)
         if not affected:
-            unexplained.append(f"{f.severity.value}[{f.code}] {f.region} {f.resource}: {f.message}")
+            unexplained.append(f.headline())
             continue
         for key in affected:
             problems[key].append(f.detail or f.message)

@@ -139,6 +139,18 @@ class Finding:
                   if message.startswith(subject) else message)
         return cls(code.severity, code, region, resource, message, detail)
 
+    @property
+    def where(self) -> str:
+        """``us-east-1 ami-…``: the Region and the resource, those it has (a finding about the
+        whole plan, such as ``max-removals``, has neither)."""
+        return " ".join(x for x in (self.region, self.resource) if x)
+
+    def headline(self) -> str:
+        """``error[share-quota] us-east-1 ami-…: message``, as the plans list findings (the
+        values exact: the renderer makes them inert)."""
+        where = f" {self.where}" if self.where else ""
+        return f"{self.severity.value}[{self.code}]{where}: {self.message}"
+
     def to_dict(self) -> dict[str, str]:
         return {
             "severity": self.severity.value,
