@@ -269,7 +269,7 @@ def test_errors_also_go_to_stderr_in_every_format(tmp_path: Path) -> None:
                               for n in (1, 2)])
     m = _manifest(tmp_path, '  - {name: g, select: {name: "golden-*"}, launch: [prod]}\n')
     Path(m).write_text(Path(m).read_text().replace("regions:", "max_removals: 1, regions:"))
-    for fmt in ("text", "json", "markdown"):
+    for fmt in ("text", "json", "markdown", "sarif"):
         r = run_main("plan", m, "--sandbox", state, "--format", fmt)
         assert r.code == 1, r.err
         assert "error: [max-removals]: the plan removes 2" in r.err, f"{fmt}: also on stderr"

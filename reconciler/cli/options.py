@@ -141,6 +141,11 @@ def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         wrapper = d(wrapper)
     return wrapper
 
+SARIF_OPTION = click.option(
+    "--sarif", "sarif_file", metavar="FILE",
+    help="Also write a SARIF 2.1.0 log of the findings to this file (for code scanning).")
+
+
 OWNER_OPTION = click.option(
     "--owner", metavar="ACCOUNT", help="Only this owner account (ID or role ARN from `owners:`); "
                                        "to shard big estates into parallel jobs.")

@@ -38,6 +38,9 @@ class ManagedImage:
 class Selection:
     managed: tuple[ManagedImage, ...]
     findings: tuple[Finding, ...]
+    # (region, image ID) -> every rule that matches it (sharing with it or not, available or
+    # not): what a finding about the image is about in the manifest
+    matched_by: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
 
 
 def rule_matches(rule: Rule, image: Image) -> bool:
@@ -163,7 +166,9 @@ def select(manifest: Manifest, images: Mapping[str, Sequence[Image]],
         held_launch, held_copy = _withheld(found.withheld.get(key, ()))
         managed.append(ManagedImage(img, names, launch, copy, manages_copy, held_launch,
                                     held_copy))
-    return Selection(tuple(managed), tuple(found.findings))
+    matched_by = {key: tuple(r.name for r in rules)
+                  for key, (_, rules, _) in found.matched.items()}
+    return Selection(tuple(managed), tuple(found.findings), matched_by)
 
 
 @dataclass
@@ -197,19 +202,19 @@ def _match_rule(rule: Rule, images: Mapping[str, Sequence[Image]], regions: tupl
         found.findings.extend(
             Finding.of(Code.LIFECYCLE_UNSHARED, img.region, img.image_id,
                     f"{img.image_id} ({img.name}): rule {rule.name!r} manages it but shares "
-                    f"nothing with it: {why}") for img, why in dropped)
+                    f"nothing with it: {why}", rule=rule.name) for img, why in dropped)
     if empty:  # one finding per rule, naming every Region where it matched nothing
         found.findings.append(Finding.of(Code.NO_MATCH,
                                       empty[0] if len(empty) == 1 else "", rule.name,
                                       f"rule {rule.name!r} matches no image owned by the caller "
-                                      f"in {', '.join(empty)}"))
+                                      f"in {', '.join(empty)}", rule=rule.name))
     # An ID is only known missing when every Region of the rule was searched.
     if regions == rule.regions:
         found.findings.extend(
             Finding.of(Code.IMAGE_NOT_FOUND, ",".join(regions), ami,
                     f"rule {rule.name!r}: {ami} is not an image owned by the caller in "
                     f"{', '.join(regions)} (it does not exist there, is owned by another "
-                    f"account, or does not match the rule's name/tags)")
+                    f"account, or does not match the rule's name/tags)", rule=rule.name)
             for ami in rule.select.ids if ami not in found_ids)
 
 

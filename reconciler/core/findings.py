@@ -125,11 +125,15 @@ class Finding:
     # the message without the subject it begins with (``ami-… (name): ``), for a reader
     # that names the subject already (export's left-out list); not part of the plan
     detail: str = field(default="", compare=False, repr=False)
+    # the manifest rule the finding is about, when it is about one (what a SARIF result
+    # points at); not part of the plan
+    rule: str = field(default="", compare=False, repr=False)
 
     @classmethod
-    def of(cls, code: Code, region: str, resource: str, message: str) -> Finding:
+    def of(cls, code: Code, region: str, resource: str, message: str, *,
+           rule: str = "") -> Finding:
         """A finding with its code's own severity."""
-        return cls(code.severity, code, region, resource, message, message)
+        return cls(code.severity, code, region, resource, message, message, rule)
 
     @classmethod
     def about(cls, code: Code, subject: str, region: str, resource: str,

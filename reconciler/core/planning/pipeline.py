@@ -145,7 +145,8 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
                 image_names=consulted.image_names(selection, state),
                 resource_images=consulted.resource_names(views, state),
                 key_policies=settled.keys.policies,
-                withheld=consulted.withheld(selection)))
+                withheld=consulted.withheld(selection),
+                image_rules=selection.matched_by))
 
 
 def _guard_findings(manifest: Manifest, ops: Sequence[Operation],
