@@ -15,7 +15,7 @@ from .. import __version__
 from ..core import neutral
 from ..core.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, InputError
 from ..core.manifest import Manifest
-from ..core.model import Severity, sorted_findings
+from ..core.model import Severity, plural, sorted_findings
 from ..core.pacing import describe_duration
 from ..core.plan import Planned
 from ..core.render import key_policy_details, render_markdown, text_lines
@@ -105,7 +105,7 @@ def _emit_plan(ctx: Ctx, plan: Planned, manifest: Manifest, fmt: str,
 
 
 def _plan(ctx: Ctx, manifest: Manifest, conn: Connection, allow_mass_removal: bool) -> Planned:
-    ctx.info(f"Reading current state for {len(manifest.rules)} rules...")
+    ctx.info(f"Reading current state for {plural(len(manifest.rules), 'rule')}...")
     options = replace(ctx.options(), allow_mass_removal=allow_mass_removal)
     plan = build_plan(manifest, conn.scopes, options, conn.caller)
     hygiene = [replace(f, severity=Severity.ERROR) if ctx.strict else f for f in manifest.hygiene()]

@@ -14,7 +14,7 @@ from ..core.manifest import Manifest
 from ..core.model import plural
 from ..core.sarif import findings_log
 from ..shell.inputs import load_manifest
-from .options import SARIF_OPTION, Ctx, _refuse_unused_options, common_options
+from .options import SARIF_OPTION, Ctx, _refuse_unused_options, offline_options
 from .output import _stdout, _write_sarif
 
 
@@ -24,7 +24,7 @@ from .output import _stdout, _write_sarif
               show_default=True,
               help="Output format on stdout (sarif: a SARIF 2.1.0 log for code scanning).")
 @SARIF_OPTION
-@common_options
+@offline_options
 def validate(ctx: Ctx, manifests: tuple[str, ...], fmt: str, sarif_file: str | None) -> int:
     """Check manifests offline (schema and semantics). No AWS call is made.
 
@@ -36,7 +36,7 @@ def validate(ctx: Ctx, manifests: tuple[str, ...], fmt: str, sarif_file: str | N
       reconcile validate amis.yaml --format sarif > validate.sarif
     """
     _refuse_unused_options(ctx, "validate makes no AWS call",
-                           ("regions", "profile", "concurrency", "sandbox"))
+                           ("regions", "profile", "concurrency", "api_rate_share", "sandbox"))
     problems: list[Problem] = []
     found: list[tuple[Manifest, Finding]] = []
     for manifest in manifests:

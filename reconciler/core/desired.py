@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from .findings import Code
 from .manifest import Manifest, Rule, Selector
-from .model import Finding, Image, ImageState, Principal, parse_time
+from .model import Finding, Image, ImageState, Principal, parse_time, plural
 
 # principal -> names of the rules that declare it
 Declared = Mapping[Principal, tuple[str, ...]]
@@ -91,7 +91,7 @@ def _lifecycle_reason(sel: Selector, img: Image, now: dt.datetime | None) -> str
         return f"it was created {day}, not before {sel.created_before}"
     if sel.max_age_days is not None and now is not None and (
             created is None or now - created > dt.timedelta(days=sel.max_age_days)):
-        return f"it was created {day}, more than {sel.max_age_days} days ago"
+        return f"it was created {day}, more than {plural(sel.max_age_days, 'day')} ago"
     deprecated = parse_time(img.deprecation_time) if img.deprecation_time else None
     if sel.skip_deprecated and now is not None and deprecated is not None and deprecated <= now:
         return f"it is deprecated since {img.deprecation_time}"
