@@ -41,6 +41,22 @@ OU = "arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-cdef3456"
 PRINCIPALS = {"prod": PROD, "staging": STAGING, "dev": DEV, "org": ORG, "ou": OU}
 
 
+SARIF_SCHEMA = Path(__file__).parent / "data" / "sarif-schema-2.1.0.json"  # see data/README.md
+
+
+def sarif_results(text: str) -> list[dict[str, Any]]:
+    """The results of a SARIF log, once the OASIS SARIF 2.1.0 schema accepted it."""
+    import jsonschema
+
+    doc = json.loads(text)
+    assert doc["version"] == "2.1.0" and doc["$schema"].endswith("sarif-schema-2.1.0.json")
+    validator = jsonschema.Draft4Validator(json.loads(SARIF_SCHEMA.read_text()))
+    errors = sorted(validator.iter_errors(doc), key=str)
+    assert not errors, errors[0]
+    (run,) = doc["runs"]
+    return list(run["results"])
+
+
 def manifest_yaml(images: str, *, regions: Sequence[str] = (US,), settings: str = "",
                   principals: Mapping[str, str] = PRINCIPALS, name: str = "m") -> str:
     """The tests' one manifest builder. ``images``: the YAML of the ``images:`` list (a

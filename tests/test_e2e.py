@@ -570,6 +570,27 @@ def test_manifest_hygiene(server: tuple[MotoServer, Images], run_cli: Runner,
     assert r.code == 1 and "--region would be ignored" in r.err
 
 
+def test_validate_offers_only_what_it_uses_and_counts_in_words(
+        server: tuple[MotoServer, Images], run_cli: Runner, tmp_path: Path) -> None:
+    """validate makes no AWS call: its help does not offer the options that reach AWS, which
+    it refuses; one rule is "1 rule"; -V is --version."""
+    r = run_cli("validate", "--help")
+    assert r.code == 0 and "--strict" in r.out and "--format [text|sarif]" in r.out
+    for option in ("--region", "--profile", "--concurrency", "--api-rate-share", "--sandbox"):
+        assert option not in r.out, option
+        assert option in run_cli("plan", "--help").out, option
+    m = manifest(tmp_path)
+    r = run_cli("validate", m, "--api-rate-share", "0.5")
+    assert r.code == 1 and "--api-rate-share would be ignored; leave it out" in r.err
+    r = run_cli("validate", m)
+    assert r.code == 0 and "valid (1 rule, 4 named principals" in r.out
+    _, images = server
+    images.create("golden-1")
+    assert "Reading current state for 1 rule...\n" in run_cli("plan", m).err
+    version = run_cli("-V")
+    assert version.code == 0 and version.out == run_cli("--version").out != ""
+
+
 @pytest.mark.parametrize("fmt, golden", [("text", "example-plan.txt"),
                                          ("markdown", "example-plan.md"),
                                          ("json", "example-plan.json")])

@@ -563,6 +563,31 @@ def test_read_export_makes_only_the_read_calls_it_needs(aws: Images) -> None:
     assert {i.image_id for i in result.exported} == {i for i, _ in shared_ids}
 
 
+def test_read_export_reads_the_copy_permissions_of_older_builds_only(aws: Images) -> None:
+    """A family shared for copy too may become a `latest` rule with `copy:`, which manages
+    its older builds' snapshots: those are read, and no other unshared image's."""
+    from helpers import counted_clients
+
+    from reconciler.shell.reader import Reader
+
+    ec2 = aws.client(US)
+
+    def snapshot_of(image_id: str) -> str:
+        (bdm,) = ec2.describe_images(ImageIds=[image_id])["Images"][0]["BlockDeviceMappings"]
+        return str(bdm["Ebs"]["SnapshotId"])
+
+    older = aws.create("golden-eks-2026.11.03")
+    for name in ("golden-eks-2026.11.10", "golden-eks-2026.11.17"):
+        ec2.modify_snapshot_attribute(SnapshotId=snapshot_of(aws.create(
+            name, launch=[{"UserId": PROD}])), Attribute="createVolumePermission",
+            OperationType="add", UserIds=[PROD])
+    aws.create("scratch-2026.11.17")  # unshared, of no family shared for copy
+    clients, calls = counted_clients()
+    _, state = read_export(Reader(clients, 4), [US])
+    assert calls.by_op["DescribeSnapshotAttribute"] == 2 + 1
+    assert state.copy[(US, snapshot_of(older))] == frozenset()
+
+
 # --------------------------------------------------------------------------- end to end
 
 def launch_of(images: Images, image_id: str, region: str = US) -> list[dict[str, str]]:
@@ -948,8 +973,45 @@ def test_a_version_in_the_family_name_stays_in_the_glob() -> None:
     assert replan(export(images).text, [*images, shared(newer)]).operations == ()
 
 
+def with_snapshot(img: Image, *launch: Principal, copy: frozenset[Principal] | None = None,
+                  ) -> SharedImage:
+    """``img`` backed by one snapshot, ``snap-<image number>``; ``copy``: its copy
+    permissions as read (None: not read)."""
+    sid = f"snap-{int(img.image_id[4:], 16)}"
+    return shared(replace(img, snapshot_ids=(sid,)), *launch,
+                  copy=None if copy is None else {sid: copy})
+
+
+SNAPSHOTS = {(r, f"snap-{n}"): snapshot(f"snap-{n}", r) for n in range(1, 10) for r in (US, EU)}
+
+
+def test_a_family_shared_for_copy_too_is_exported_with_latest() -> None:
+    """The newest builds are shared for launch and copy, the older ones (their snapshots
+    read) with nobody: ``latest: 2`` with ``copy:`` reproduces that, and next week's build
+    gets both without an edit (issue 24: it used to be an ids rule)."""
+    old = with_snapshot(build(1, "11.03"), copy=frozenset())
+    new = with_snapshot(build(2, "11.10"), P_PROD, copy=frozenset({P_PROD}))
+    newer = with_snapshot(build(3, "11.17"), P_PROD, copy=frozenset({P_PROD}))
+    images = [old, new, newer]
+    result = export(images, snapshots=SNAPSHOTS)
+    (rule,) = parse(result.text).rules
+    assert (rule.name, rule.select.name, rule.select.latest, rule.select.ids) == \
+        ("golden-eks-node", "golden-eks-node-20*", 2, ())
+    assert rule.copy == (P_PROD,) and rule.launch == (P_PROD,)
+    plan = replan(result.text, images, SNAPSHOTS)
+    assert plan.summary.images == 3 and plan.operations == () and plan.errors == ()
+    arrived = with_snapshot(build(4, "11.24"), copy=frozenset())
+    plan = replan(result.text, [*images, arrived], SNAPSHOTS)
+    assert {(o.action.value, o.kind.value, o.resource) for o in plan.operations} == {
+        ("add", "launch_permission", arrived.image.image_id),
+        ("add", "create_volume_permission", "snap-4"),
+        ("remove", "launch_permission", new.image.image_id),
+        ("remove", "create_volume_permission", "snap-2")}
+
+
 @pytest.mark.parametrize("why", ["older build shared", "newer build unshared", "older disabled",
-                                 "undated", "copy", "other counts per region"])
+                                 "undated", "older build shared for copy",
+                                 "older build's copy not read", "other counts per region"])
 def test_latest_is_written_only_when_it_reproduces_today(why: str) -> None:
     old, new, newer = build(1, "11.03"), build(2, "11.10"), build(3, "11.17")
     images = [shared(old), shared(new, P_PROD), shared(newer, P_PROD)]
@@ -961,13 +1023,11 @@ def test_latest_is_written_only_when_it_reproduces_today(why: str) -> None:
         images[0] = shared(replace(old, state="disabled"))
     elif why == "undated":
         images[0] = shared(replace(old, creation_date=""))
-    elif why == "copy":
-        images[1:] = [shared(replace(i, snapshot_ids=(f"snap-{n}",)), P_PROD,
-                             copy={f"snap-{n}": frozenset({P_PROD})})
-                      for n, i in enumerate((new, newer))]
+    elif why.startswith("older build"):  # the newest are shared for copy too
+        images = [with_snapshot(old, copy=frozenset({P_STAGING}) if "for copy" in why else None),
+                  *(with_snapshot(i, P_PROD, copy=frozenset({P_PROD})) for i in (new, newer))]
     else:
         images += [shared(build(5, "11.03", EU)), shared(build(6, "11.17", EU), P_PROD)]
-    snapshots = {(US, f"snap-{n}"): snapshot(f"snap-{n}") for n in range(2)}
-    result = export(images, regions=[US, EU], snapshots=snapshots)
+    result = export(images, regions=[US, EU], snapshots=SNAPSHOTS)
     assert all(r.select.latest is None for r in parse(result.text).rules), result.text
     assert {new.key, newer.key} <= {i.key for i in result.exported}

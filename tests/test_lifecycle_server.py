@@ -121,3 +121,48 @@ def test_export_writes_latest_and_plans_no_change(server: tuple[MotoServer, Imag
     assert r.code == 0, r.out + r.err
     assert "as declared on 3 managed images" in r.out
     assert sharing(images, old, new, newer) == {old: [], new: [PROD], newer: [PROD]}
+
+
+def share_copy(images: Images, image_id: str, *accounts: str) -> str:
+    """Share the image's snapshot for copy (createVolumePermission); its snapshot ID."""
+    ec2 = images.client(US)
+    (mapping,) = ec2.describe_images(ImageIds=[image_id])["Images"][0]["BlockDeviceMappings"]
+    snap = str(mapping["Ebs"]["SnapshotId"])
+    if accounts:
+        ec2.modify_snapshot_attribute(SnapshotId=snap, Attribute="createVolumePermission",
+                                      OperationType="add", UserIds=list(accounts))
+    return snap
+
+
+def test_export_keeps_a_family_shared_for_copy_rotating(server: tuple[MotoServer, Images],
+                                                        run_cli: Runner, tmp_path: Path) -> None:
+    """Issue 24: a family rotated with latest that also has copy rights is exported as
+    `latest: 2` with `copy:` (it used to be an ids rule, so next week's build was not
+    shared); its plan changes nothing, and the next build is shared for both."""
+    _, images = server
+    old = build(images, "golden-eks-node-2026.11.03", 28)
+    old_snap = share_copy(images, old)
+    new = build(images, "golden-eks-node-2026.11.10", 21, launch=(PROD,))
+    newer = build(images, "golden-eks-node-2026.11.17", 14, launch=(PROD,))
+    new_snap = share_copy(images, new, PROD)
+    share_copy(images, newer, PROD)
+    out = tmp_path / "amis.yaml"
+    r = run_cli("export", "--region", US, "--out", str(out))
+    assert r.code == 0, r.err
+    text = out.read_text()
+    assert '      name: "golden-eks-node-20*"\n      latest: 2  # ' in text, text
+    assert "    copy: [account-111122223333]" in text and "ids:" not in text, text
+    r = run_cli("plan", str(out), "--detailed-exitcode")
+    assert r.code == 0, r.out + r.err
+    assert "as declared on 3 managed images" in r.out
+    # next week's build arrives: shared for launch and copy; the build that fell out is not
+    arrived = build(images, "golden-eks-node-2026.11.24", 7)
+    arrived_snap = share_copy(images, arrived)
+    r = run_cli("plan", str(out), "--format", "json")
+    assert r.code == 0, r.err
+    assert {(o["action"], o["kind"], o["resource"]) for o in json.loads(r.out)["operations"]} \
+        == {("add", "launch_permission", arrived),
+            ("add", "create_volume_permission", arrived_snap),
+            ("remove", "launch_permission", new),
+            ("remove", "create_volume_permission", new_snap)}  # none on old_snap
+    assert old_snap in json.loads(r.out)["ownership"]["tag_snapshots"]  # managed, unshared

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import sysconfig
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -43,6 +44,37 @@ def test_the_wheel_is_named_and_versioned_once(wheel: Path) -> None:
                      if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c))
     assert claimed == [f"Programming Language :: Python :: 3.{m}" for m in (11, 12, 13)]
     assert "reconciler/py.typed" in zipfile.ZipFile(wheel).namelist()
+
+
+def test_the_licence_ships_with_the_wheel_and_the_sdist(wheel: Path) -> None:
+    """pyproject says Apache-2.0: the full text is in LICENSE, and both distributions carry
+    it (the wheel in its .dist-info/licenses, as PEP 639 says)."""
+    text = (ROOT / "LICENSE").read_text()
+    assert text.lstrip().startswith("Apache License\n") and "Version 2.0, January 2004" in text
+    assert "END OF TERMS AND CONDITIONS" in text
+    names = zipfile.ZipFile(wheel).namelist()
+    (licence,) = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
+    assert zipfile.ZipFile(wheel).read(licence).decode() == text
+    (meta,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+    headers = email.message_from_bytes(zipfile.ZipFile(wheel).read(meta))
+    assert headers["License-Expression"] == "Apache-2.0"
+    assert headers.get_all("License-File") == ["LICENSE"]
+    sdist = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"][
+        "targets"]["sdist"]["include"]
+    assert {"LICENSE", "CHANGELOG.md", "README.md"} <= set(sdist)
+
+
+def test_the_changelog_keeps_a_changelog() -> None:
+    """Keep a Changelog 1.1.0: an Unreleased section first, then releases, each with only
+    the standard kinds of change."""
+    text = (ROOT / "CHANGELOG.md").read_text()
+    assert text.startswith("# Changelog\n") and "keepachangelog.com/en/1.1.0" in text
+    releases = re.findall(r"^## (.+)$", text, re.M)
+    assert releases[0] == "[Unreleased]"
+    for release in releases[1:]:
+        assert re.fullmatch(r"\[\d+\.\d+\.\d+\] - \d{4}-\d{2}-\d{2}", release), release
+    kinds = set(re.findall(r"^### (.+)$", text, re.M))
+    assert kinds and kinds <= {"Added", "Changed", "Deprecated", "Removed", "Fixed", "Security"}
 
 
 def test_a_fresh_virtualenv_installs_the_wheel_by_name(wheel: Path, tmp_path: Path) -> None:

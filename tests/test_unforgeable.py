@@ -252,6 +252,7 @@ def test_errors_come_before_the_diff_and_survive_truncation() -> None:
     assert md.count("```") % 2 == 0 and md.count("<details>") == md.count("</details>")
     text = render_text(_big_plan(3), None)
     assert text.index("error[max-removals]") < text.index("us-east-1\n  ~ ")
+    assert "error[max-removals]: the plan removes" in text  # no stray " :" without a Region
 
 
 def test_errors_that_do_not_fit_are_counted_by_code() -> None:
@@ -268,10 +269,10 @@ def test_errors_also_go_to_stderr_in_every_format(tmp_path: Path) -> None:
                               for n in (1, 2)])
     m = _manifest(tmp_path, '  - {name: g, select: {name: "golden-*"}, launch: [prod]}\n')
     Path(m).write_text(Path(m).read_text().replace("regions:", "max_removals: 1, regions:"))
-    for fmt in ("text", "json", "markdown"):
+    for fmt in ("text", "json", "markdown", "sarif"):
         r = run_main("plan", m, "--sandbox", state, "--format", fmt)
         assert r.code == 1, r.err
-        assert "error: [max-removals]" in r.err, f"{fmt}: errors also go to stderr"
+        assert "error: [max-removals]: the plan removes 2" in r.err, f"{fmt}: also on stderr"
 
 
 # --------------------------------------------------------------------------- every slot, any value

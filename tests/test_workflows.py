@@ -36,6 +36,7 @@ from helpers import (
     cli_env,
     manifest_yaml,
     reconcile_executable,
+    sarif_results,
 )
 
 import reconciler
@@ -45,6 +46,7 @@ PLAN_YML = WORKFLOWS / "plan.yml"
 APPLY_YML = WORKFLOWS / "apply.yml"
 BOTH = pytest.mark.parametrize("path", [PLAN_YML, APPLY_YML], ids=["plan", "apply"])
 MANIFEST = "amis.yaml"
+SARIF = "reconcile-out/reconcile.sarif"
 BIN = Path(sys.executable).parent
 
 # The release each action is pinned to: the commit its tag points to, read from the
@@ -56,6 +58,8 @@ PINNED = {
                                               "v6.2.3"),
     "actions/upload-artifact": ("bbbca2ddaa5d8feaa63e36b76fdaad77386f024f", "v7.0.0"),
     "actions/download-artifact": ("3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c", "v8.0.1"),
+    # read from github/codeql-action on 2026-12-04
+    "github/codeql-action/upload-sarif": ("8aad20d150bbac5944a9f9d289da16a4b0d87c1e", "v4.36.2"),
 }
 
 
@@ -131,7 +135,9 @@ def test_actions_are_pinned_to_the_commit_of_a_release(path: Path) -> None:
     lines = [line.strip() for line in path.read_text().splitlines() if "uses:" in line]
     assert lines
     for line in lines:
-        m = re.fullmatch(r"(?:- )?uses: ([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # (v\d+\.\d+\.\d+)", line)
+        # owner/repository, or owner/repository/path for an action in a subfolder
+        m = re.fullmatch(r"(?:- )?uses: ([\w.-]+/[\w.-]+(?:/[\w.-]+)*)@([0-9a-f]{40}) "
+                         r"# (v\d+\.\d+\.\d+)", line)
         assert m, line
         assert PINNED[m[1]] == (m[2], m[3]), line
 
@@ -144,7 +150,8 @@ def test_checkout_never_persists_the_token(path: Path) -> None:
 
 @pytest.mark.parametrize(("path", "expected"), [
     (PLAN_YML, {"plan": {"contents": "read", "id-token": "write"},
-                "comment": {"pull-requests": "write"}}),
+                "comment": {"pull-requests": "write"},
+                "code-scanning": {"contents": "read", "security-events": "write"}}),
     (APPLY_YML, {"apply": {"contents": "read", "id-token": "write"},
                  "report": {"issues": "write"}}),
 ], ids=["plan", "apply"])
@@ -322,6 +329,8 @@ def test_plan_workflow_posts_then_updates_one_comment(
     r = w.run(doc, "Plan")
     assert r.returncode == 0 and w.output("exitcode") == "2", r.stderr
     assert "The plan has changes" in r.stdout
+    # the plan's SARIF log replaced validate's: no finding, nothing for code scanning
+    assert sarif_results((w.dir / SARIF).read_text()) == []
     check_env = {"VALIDATE_EXIT": "0", "PLAN_EXIT": "2"}
     assert w.run(doc, "Check the result", **check_env).returncode == 0
 
@@ -358,6 +367,10 @@ def test_a_failing_validate_is_annotated_and_commented(tmp_path: Path) -> None:
     r = w.run(doc, "Validate the manifest (offline)")
     assert r.returncode == 0 and w.output("exitcode") == "1"  # the comment comes first
     assert re.search(r"^::error file=amis\.yaml,line=10,col=\d+::.*nobody", r.stdout, re.M), r.stdout
+    (problem,) = sarif_results((w.dir / SARIF).read_text())  # for code scanning
+    assert problem["ruleId"] == "invalid-manifest" and "nobody" in problem["message"]["text"]
+    assert problem["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == MANIFEST
+    assert problem["locations"][0]["physicalLocation"]["region"]["startLine"] == 10
     # the Plan step is skipped (its `if:`); the check fails the job
     assert step(doc, "Plan")["if"] == "${{ steps.validate.outputs.exitcode == '0' }}"
     check = w.run(doc, "Check the result", VALIDATE_EXIT="1", PLAN_EXIT="")
@@ -370,6 +383,24 @@ def test_a_failing_validate_is_annotated_and_commented(tmp_path: Path) -> None:
     assert "### `reconcile plan`: invalid manifest (reconcile validate exited 1)" in body
     assert "<details open><summary>Errors</summary>" in body
     assert "amis.yaml:10:" in body and "nobody" in body
+
+
+def test_code_scanning_gets_the_log_the_steps_write() -> None:
+    """validate writes the SARIF log, a plan replaces it (or, failing before it has one,
+    removes it); a job with only the permission to upload it sends it to code scanning."""
+    doc = load(PLAN_YML)
+    job = doc["jobs"]["code-scanning"]
+    assert job["needs"] == "plan" and job["if"] == "${{ !cancelled() }}"
+    (upload,) = uses(doc, "github/codeql-action/upload-sarif")
+    assert upload in job["steps"] and upload["with"]["sarif_file"] == SARIF
+    assert upload["if"] == f"${{{{ hashFiles('{SARIF}') != '' }}}}"
+    (download,) = [s for s in job["steps"] if s.get("uses", "").startswith(
+        "actions/download-artifact@")]
+    assert download["with"]["name"] == step(doc, "Upload the plan")["with"]["name"]
+    for name in ("Validate the manifest (offline)", "Plan"):
+        assert f"--sarif {SARIF}" in step(doc, name)["run"].replace("\\\n", " ")
+    plan = step(doc, "Plan")["run"]
+    assert plan.index(f"rm -f {SARIF}") < plan.index("reconcile plan")
 
 
 @pytest.mark.parametrize(("plan", "ok"), [("0", True), ("2", True), ("1", False), ("", False)])
@@ -509,8 +540,8 @@ def test_a_job_that_failed_before_validating_still_gets_its_comment(tmp_path: Pa
     """Checkout or install failed: no artifact (the download may fail, it is allowed to);
     the comment says so instead of keeping the previous commit's verdict."""
     doc, w = load(PLAN_YML), Runner(tmp_path, "http://127.0.0.1:9")
-    (download,) = uses(doc, "actions/download-artifact")
-    assert download["continue-on-error"] is True
+    for download in uses(doc, "actions/download-artifact"):  # the comment's, code scanning's
+        assert download["continue-on-error"] is True
     r = w.run(doc, "Post or update the plan comment", **PR_ENV)
     assert r.returncode == 0, r.stderr
     _, post = w.gh_calls()

@@ -113,7 +113,7 @@ def _confirm() -> bool:
 def _guard(todo: Planned, m: Manifest, allow_mass_removal: bool) -> None:
     limit = m.settings.max_removals
     if todo.summary.remove > limit and not allow_mass_removal:
-        raise GuardError(f"plan removes {todo.summary.remove} permissions, more than "
+        raise GuardError(f"plan removes {plural(todo.summary.remove, 'permission')}, more than "
                          f"settings.max_removals ({limit}); review it and pass "
                          "--allow-mass-removal to proceed")
 
@@ -192,7 +192,7 @@ def _report(done: _Done, todo: Planned) -> int:
                            f"removed{f', {len(done.tags.failed)} failed' if done.tags.failed else ''}.",
                            file=out)
     except OutputError as exc:
-        raise exc.after(f"the apply went ahead: {len(report.applied)} operations applied, "
+        raise exc.after(f"the apply went ahead: {plural(len(report.applied), 'operation')} applied, "
                         f"{len(report.failed)} failed ({adds} added, "
                         f"{len(report.applied) - adds} removed)") from None
     if report.failed or done.tags.failed or todo.errors or done.stopped or done.log_error:
@@ -209,6 +209,6 @@ def _interrupted_line(signum: int, report: ApplyReport | None) -> str:
     unknown = counts[Result.UNKNOWN]
     in_flight = (f", {unknown} in flight (AWS may or may not have applied "
                  f"{'it' if unknown == 1 else 'them'})" if unknown else "")
-    return (f"Interrupted{by}: {len(report.applied)} operations applied, "
+    return (f"Interrupted{by}: {plural(len(report.applied), 'operation')} applied, "
             f"{counts[Result.NOT_APPLIED]} not applied{in_flight}; run plan to see what is "
             "left.")

@@ -13,7 +13,7 @@ from .validate import validate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="reconcile")
+@click.version_option(__version__, "-V", "--version", prog_name="reconcile")
 def cli() -> None:
     """Declarative AMI sharing: plan and apply launch permissions from a YAML manifest.
 

@@ -107,19 +107,22 @@ def _rate_share(text: str) -> float:
     return share
 
 
-def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    decorators = [
-        click.option("--region", "regions", multiple=True, metavar="R",
+def _decorators(offline: bool) -> list[Callable[[Any], Any]]:
+    """The common options; ``offline``: those that reach AWS are hidden from the help (a
+    command that makes no AWS call refuses them, with a message that says why)."""
+    return [
+        click.option("--region", "regions", multiple=True, metavar="R", hidden=offline,
                      help="Restrict the run to this Region (repeatable)."),
-        click.option("--profile", metavar="P", help="AWS profile to use."),
+        click.option("--profile", metavar="P", hidden=offline, help="AWS profile to use."),
         click.option("--strict", is_flag=True, help="Treat warnings as errors."),
         click.option("--concurrency", type=int, default=DEFAULT_CONCURRENCY, show_default=True,
-                     metavar="N", help="Maximum AWS calls in flight per owner account."),
+                     metavar="N", hidden=offline,
+                     help="Maximum AWS calls in flight per owner account."),
         click.option("--api-rate-share", default="1", show_default=True,
-                     metavar="F", envvar="RECONCILE_API_RATE_SHARE",
+                     metavar="F", envvar="RECONCILE_API_RATE_SHARE", hidden=offline,
                      help="Use this share of AWS's default request rates (0.5 leaves half to "
                           "other tools; also RECONCILE_API_RATE_SHARE)."),
-        click.option("--sandbox", metavar="STATE.yaml",
+        click.option("--sandbox", metavar="STATE.yaml", hidden=offline,
                      help="Run against an embedded AWS emulator seeded from this state file."),
         click.option("--no-color", is_flag=True, help="Never color output (NO_COLOR is honoured too)."),
         click.option("--color", "force_color", is_flag=True,
@@ -128,6 +131,8 @@ def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--quiet", is_flag=True, help="Only errors and requested output."),
     ]
 
+
+def _with_options(fn: Callable[..., Any], offline: bool) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(regions: tuple[str, ...], profile: str | None, strict: bool, concurrency: int,
                 api_rate_share: str, sandbox: str | None, no_color: bool, force_color: bool,
@@ -137,9 +142,26 @@ def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ctx.force_color = force_color
         return fn(ctx, **kwargs)
 
-    for d in reversed(decorators):
+    for d in reversed(_decorators(offline)):
         wrapper = d(wrapper)
     return wrapper
+
+
+def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every command that reads AWS takes, as a :class:`Ctx`."""
+    return _with_options(fn, offline=False)
+
+
+def offline_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """:func:`common_options` for a command that makes no AWS call: the help offers only
+    the options it uses."""
+    return _with_options(fn, offline=True)
+
+
+SARIF_OPTION = click.option(
+    "--sarif", "sarif_file", metavar="FILE",
+    help="Also write a SARIF 2.1.0 log of the findings to this file (for code scanning).")
+
 
 OWNER_OPTION = click.option(
     "--owner", metavar="ACCOUNT", help="Only this owner account (ID or role ARN from `owners:`); "
@@ -152,7 +174,8 @@ def _refuse_unused_options(ctx: Ctx, why: str, names: Iterable[str]) -> None:
     source = click.get_current_context().get_parameter_source
     given = [n for n in names if source(n) is click.core.ParameterSource.COMMANDLINE]
     if given:
-        flags = ", ".join("--" + ("region" if n == "regions" else n) for n in given)
+        flags = ", ".join("--" + ("region" if n == "regions" else n.replace("_", "-"))
+                          for n in given)
         raise UsageError(f"{why}: {flags} would be ignored; leave "
                          f"{'it' if len(given) == 1 else 'them'} out")
 

@@ -7,7 +7,7 @@ import contextlib
 import os
 import select
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TextIO
 
 import click
@@ -23,6 +23,19 @@ def _write_file(path: str, text: str | Iterable[str]) -> None:
             fh.writelines([text] if isinstance(text, str) else text)
     except OSError as exc:
         raise ReconcilerError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _write_sarif(fmt: str, path: str | None, log: Callable[[], str]) -> None:
+    """The SARIF log, made once, on standard output (``--format sarif``) and in ``--sarif``'s
+    file, those asked for."""
+    if fmt != "sarif" and path is None:
+        return
+    text = log()
+    if path is not None:
+        _write_file(path, text)
+    if fmt == "sarif":
+        with _stdout("the SARIF log") as out:
+            out.write(text)
 
 
 @contextlib.contextmanager

@@ -11,49 +11,61 @@ from typing import TextIO
 
 import click
 
+from .. import __version__
 from ..core import neutral
-from ..core.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
+from ..core.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, InputError
 from ..core.manifest import Manifest
-from ..core.model import Severity, sorted_findings
+from ..core.model import Severity, plural, sorted_findings
 from ..core.pacing import describe_duration
 from ..core.plan import Planned
 from ..core.render import key_policy_details, render_markdown, text_lines
+from ..core.sarif import plan_log, problems_log
 from ..shell.applier import write_calls
 from ..shell.aws import mask_secrets
 from ..shell.gather import build_plan
 from ..shell.inputs import load_manifest
 from ..shell.session import Connection
 from ..shell.terminal import ansi
-from .options import OWNER_OPTION, Ctx, _refuse_unnamed_regions, common_options
-from .output import _stdout, _write_file
+from .options import OWNER_OPTION, SARIF_OPTION, Ctx, _refuse_unnamed_regions, common_options
+from .output import _stdout, _write_file, _write_sarif
 
 
 @click.command()
 @click.argument("manifest", metavar="MANIFEST")
 @click.option("--out", metavar="PLAN.json", help="Also write the plan as JSON to this file.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
-              show_default=True, help="Output format on stdout.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown", "sarif"]),
+              default="text", show_default=True,
+              help="Output format on stdout (sarif: a SARIF 2.1.0 log for code scanning).")
+@SARIF_OPTION
 @click.option("--detailed-exitcode", is_flag=True,
               help="Exit 2 when the plan has changes (0: none, 1: error).")
 @click.option("--allow-mass-removal", is_flag=True,
               help="Acknowledge more removals than settings.max_removals (else an error).")
 @OWNER_OPTION
 @common_options
-def plan(ctx: Ctx, manifest: str, out: str | None, fmt: str, detailed_exitcode: bool,
-         allow_mass_removal: bool, owner: str | None) -> int:
+def plan(ctx: Ctx, manifest: str, out: str | None, fmt: str, sarif_file: str | None,
+         detailed_exitcode: bool, allow_mass_removal: bool, owner: str | None) -> int:
     """Show what apply would change. Reads AWS, writes nothing to it.
 
     \b
     Example:
       reconcile plan amis.yaml --out plan.json --detailed-exitcode
+      reconcile plan amis.yaml --format markdown --sarif plan.sarif
     """
-    m = load_manifest(manifest)
+    try:
+        m = load_manifest(manifest)
+    except InputError as exc:  # the manifest's problems are the log's results
+        problems = exc.problems
+        _write_sarif(fmt, sarif_file, lambda: problems_log(problems, __version__))
+        raise
     _refuse_unnamed_regions(ctx, m, owner)
     with ctx.connect(m, owner) as conn:
         p = _plan(ctx, m, conn, allow_mass_removal)
         _refuse_unnamed_regions(ctx, m, owner, p)
     if out:
         _write_file(out, p.json_lines())
+    if sarif_file:
+        _write_file(sarif_file, plan_log(p, m, __version__))
     _emit_plan(ctx, p, m, fmt)
     if line := _apply_time(ctx, p, m):
         ctx.info(line)
@@ -76,13 +88,15 @@ def _emit_plan(ctx: Ctx, plan: Planned, manifest: Manifest, fmt: str,
             out.writelines(plan.json_lines())
         elif fmt == "markdown":
             out.write(render_markdown(plan, manifest))
+        elif fmt == "sarif":
+            out.write(plan_log(plan, manifest, __version__))
         else:
             out.writelines(_text(ctx, plan, manifest, out))
     # In every format: the plan may go to a file, a comment or /dev/null, and a long one is
     # cut; the errors that failed it still reach the log.
     for f in plan.errors:
-        where = " ".join(x for x in (f.region, f.resource) if x)
-        click.echo(neutral.text(mask_secrets(f"error: [{f.code}] {where}: {f.message}")),
+        where = f" {f.where}" if f.where else ""
+        click.echo(neutral.text(mask_secrets(f"error: [{f.code}]{where}: {f.message}")),
                    err=True)
     summary_md = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary_md and step_summary:
@@ -91,7 +105,7 @@ def _emit_plan(ctx: Ctx, plan: Planned, manifest: Manifest, fmt: str,
 
 
 def _plan(ctx: Ctx, manifest: Manifest, conn: Connection, allow_mass_removal: bool) -> Planned:
-    ctx.info(f"Reading current state for {len(manifest.rules)} rules...")
+    ctx.info(f"Reading current state for {plural(len(manifest.rules), 'rule')}...")
     options = replace(ctx.options(), allow_mass_removal=allow_mass_removal)
     plan = build_plan(manifest, conn.scopes, options, conn.caller)
     hygiene = [replace(f, severity=Severity.ERROR) if ctx.strict else f for f in manifest.hygiene()]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from .findings import Code
 from .manifest import Manifest, Rule, Selector
-from .model import Finding, Image, ImageState, Principal, parse_time
+from .model import Finding, Image, ImageState, Principal, parse_time, plural
 
 # principal -> names of the rules that declare it
 Declared = Mapping[Principal, tuple[str, ...]]
@@ -38,6 +38,9 @@ class ManagedImage:
 class Selection:
     managed: tuple[ManagedImage, ...]
     findings: tuple[Finding, ...]
+    # (region, image ID) -> every rule that matches it (sharing with it or not, available or
+    # not): what a finding about the image is about in the manifest
+    matched_by: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
 
 
 def rule_matches(rule: Rule, image: Image) -> bool:
@@ -98,7 +101,7 @@ def _lifecycle_reason(sel: Selector, img: Image, now: dt.datetime | None) -> str
         return f"it was created {day}, not before {sel.created_before}"
     if sel.max_age_days is not None and now is not None and (
             created is None or now - created > dt.timedelta(days=sel.max_age_days)):
-        return f"it was created {day}, more than {sel.max_age_days} days ago"
+        return f"it was created {day}, more than {plural(sel.max_age_days, 'day')} ago"
     deprecated = parse_time(img.deprecation_time) if img.deprecation_time else None
     if sel.skip_deprecated and now is not None and deprecated is not None and deprecated <= now:
         return f"it is deprecated since {img.deprecation_time}"
@@ -173,7 +176,9 @@ def select(manifest: Manifest, images: Mapping[str, Sequence[Image]],
         held_launch, held_copy = _withheld(found.withheld.get(key, ()))
         managed.append(ManagedImage(img, names, launch, copy, manages_copy, held_launch,
                                     held_copy))
-    return Selection(tuple(managed), tuple(found.findings))
+    matched_by = {key: tuple(r.name for r in rules)
+                  for key, (_, rules, _) in found.matched.items()}
+    return Selection(tuple(managed), tuple(found.findings), matched_by)
 
 
 @dataclass
@@ -207,19 +212,19 @@ def _match_rule(rule: Rule, images: Mapping[str, Sequence[Image]], regions: tupl
         found.findings.extend(
             Finding.of(Code.LIFECYCLE_UNSHARED, img.region, img.image_id,
                     f"{img.image_id} ({img.name}): rule {rule.name!r} manages it but shares "
-                    f"nothing with it: {why}") for img, why in dropped)
+                    f"nothing with it: {why}", rule=rule.name) for img, why in dropped)
     if empty:  # one finding per rule, naming every Region where it matched nothing
         found.findings.append(Finding.of(Code.NO_MATCH,
                                       empty[0] if len(empty) == 1 else "", rule.name,
                                       f"rule {rule.name!r} matches no image owned by the caller "
-                                      f"in {', '.join(empty)}"))
+                                      f"in {', '.join(empty)}", rule=rule.name))
     # An ID is only known missing when every Region of the rule was searched.
     if regions == rule.regions:
         found.findings.extend(
             Finding.of(Code.IMAGE_NOT_FOUND, ",".join(regions), ami,
                     f"rule {rule.name!r}: {ami} is not an image owned by the caller in "
                     f"{', '.join(regions)} (it does not exist there, is owned by another "
-                    f"account, or does not match the rule's name/tags)")
+                    f"account, or does not match the rule's name/tags)", rule=rule.name)
             for ami in rule.select.ids if ami not in found_ids)
 
 

@@ -97,13 +97,43 @@ def name_globs(groups: Sequence[Group], considered: Sequence[SharedImage],
                 i.key for i in g.images}:
             out[g] = Family(common + "*")
             continue
-        if not with_latest or g.copy is not None:
+        if not with_latest:
             continue
-        for glob in dict.fromkeys(x for x in (_family_glob(names), common and common + "*") if x):
+        for glob in _latest_globs(names, common):
             if (n := _latest(g, matching(glob))) is not None:
                 out[g] = Family(glob, n)
                 break
     return out
+
+
+def _latest_globs(names: Sequence[str], common: str | None) -> list[str]:
+    """The globs ``latest: N`` is tried on, best first."""
+    return list(dict.fromkeys(x for x in (_family_glob(names), common and common + "*") if x))
+
+
+def older_builds(shared: Sequence[SharedImage], unshared: Sequence[Image]) -> list[Image]:
+    """The unshared images that could be older builds of a family whose newest builds are
+    also shared for copy: ``latest: N`` with ``copy:`` manages their snapshots' copy
+    permissions too, so the export must read those before it may write such a rule (and
+    only those: reading every unshared image's snapshots would cost a call each)."""
+    wanted: dict[tuple[str, str], Image] = {}
+    for g in group_images(shared):
+        names = sorted({i.name for i in g.images})
+        if g.copy is None or not all(names):
+            continue
+        regions = {i.region for i in g.images}
+        globs = _latest_globs(names, _common_stem(names) if len(g.images) >= 2 else None)
+        wanted.update((img.key, img) for img in unshared if img.region in regions
+                      and any(fnmatch.fnmatchcase(img.name, glob) for glob in globs))
+    return [wanted[key] for key in sorted(wanted)]
+
+
+def _unshared(s: SharedImage, copy_managed: bool) -> bool:
+    """An older build a ``latest`` rule can manage as it is: available, shared with nobody;
+    when the rule manages copy permissions, every snapshot read and shared with nobody."""
+    known = not copy_managed or all(sid in s.copy for sid in s.image.snapshot_ids)
+    return (s.image.state == ImageState.AVAILABLE and not s.launch and s.copy_union is None
+            and known)
 
 
 def _usable_stem(stem: str) -> str | None:
@@ -128,11 +158,12 @@ def _family_glob(names: Sequence[str]) -> str | None:
 
 def _latest(g: Group, matched: Sequence[SharedImage]) -> int | None:
     """N when ``latest: N`` over ``matched`` selects exactly the group's images in every
-    Region and the other matches can be managed as they are (available, shared with nobody)."""
+    Region and the other matches can be managed as they are (available, shared with nobody;
+    with ``copy:``, their snapshots known to be shared with nobody too)."""
     mine = {i.key for i in g.images}
     if len(matched) == len(mine) or not all(creation_time(s.image) for s in matched) or any(
-            s.image.key not in mine and (s.image.state != ImageState.AVAILABLE or s.launch
-                                         or s.copy_union) for s in matched):
+            s.image.key not in mine and not _unshared(s, copy_managed=g.copy is not None)
+            for s in matched):
         return None
     counts = {sum(1 for i in g.images if i.region == r) for r in {i.region for i in g.images}}
     if len(counts) != 1:

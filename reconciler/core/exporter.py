@@ -263,7 +263,7 @@ def _self_check(text: str, identity: Identity, considered: Sequence[SharedImage]
             continue  # another manifest's tag: the shares are as they are, apply retags
         affected = owner.get(RegionKey(f.region, f.resource)) or by_id.get(f.resource)
         if not affected:
-            unexplained.append(f"{f.severity.value}[{f.code}] {f.region} {f.resource}: {f.message}")
+            unexplained.append(f.headline())
             continue
         for key in affected:
             problems[key].append(f.detail or f.message)
@@ -276,7 +276,7 @@ def _self_check(text: str, identity: Identity, considered: Sequence[SharedImage]
 def _plan_candidate(text: str, identity: Identity, considered: Sequence[SharedImage],
                     chosen: Sequence[SharedImage], gathered: CurrentState) -> Planned:
     """The plan of the candidate manifest: the considered images' launch permissions, and
-    the copy permissions of the chosen ones (the only snapshots it manages)."""
+    the copy permissions read (the chosen images' and the older builds' of a family)."""
     try:
         manifest = parse_manifest(text.encode("utf-8"), "<export>")
     except InputError as exc:  # a bug in the renderer, never the user's input
@@ -298,7 +298,10 @@ def _plan_candidate(text: str, identity: Identity, considered: Sequence[SharedIm
         launch={s.image.key: s.launch for s in considered},
         released=released,
         snapshots=gathered.snapshots,
-        copy={RegionKey(s.image.region, sid): perms for s in chosen for sid, perms in s.copy.items()},
+        # every copy permission read: the chosen images', and those of the older builds a
+        # `latest` rule with `copy:` manages (read for that reason)
+        copy={RegionKey(s.image.region, sid): perms for s in considered
+              for sid, perms in s.copy.items()},
         keys=gathered.keys,
     )
     return compute_plan(manifest, identity, selection, state)

@@ -125,11 +125,15 @@ class Finding:
     # the message without the subject it begins with (``ami-… (name): ``), for a reader
     # that names the subject already (export's left-out list); not part of the plan
     detail: str = field(default="", compare=False, repr=False)
+    # the manifest rule the finding is about, when it is about one (what a SARIF result
+    # points at); not part of the plan
+    rule: str = field(default="", compare=False, repr=False)
 
     @classmethod
-    def of(cls, code: Code, region: str, resource: str, message: str) -> Finding:
+    def of(cls, code: Code, region: str, resource: str, message: str, *,
+           rule: str = "") -> Finding:
         """A finding with its code's own severity."""
-        return cls(code.severity, code, region, resource, message, message)
+        return cls(code.severity, code, region, resource, message, message, rule)
 
     @classmethod
     def about(cls, code: Code, subject: str, region: str, resource: str,
@@ -138,6 +142,18 @@ class Finding:
         detail = (message[len(subject):].removeprefix(":").lstrip()
                   if message.startswith(subject) else message)
         return cls(code.severity, code, region, resource, message, detail)
+
+    @property
+    def where(self) -> str:
+        """``us-east-1 ami-…``: the Region and the resource, those it has (a finding about the
+        whole plan, such as ``max-removals``, has neither)."""
+        return " ".join(x for x in (self.region, self.resource) if x)
+
+    def headline(self) -> str:
+        """``error[share-quota] us-east-1 ami-…: message``, as the plans list findings (the
+        values exact: the renderer makes them inert)."""
+        where = f" {self.where}" if self.where else ""
+        return f"{self.severity.value}[{self.code}]{where}: {self.message}"
 
     def to_dict(self) -> dict[str, str]:
         return {

@@ -152,6 +152,8 @@ class Manifest:
     rules: tuple[Rule, ...]
     owners: tuple[Owner, ...] = ()
     default_regions: bool = False  # a rule looks in the default Region (no Region written)
+    # (name, line) of each name under `principals:`, for what points into the file (SARIF)
+    principal_lines: tuple[tuple[str, int], ...] = ()
 
     @functools.cached_property
     def _names(self) -> dict[Principal, str]:
@@ -276,6 +278,8 @@ def _semantic(doc: Located, sha256: str) -> tuple[Manifest | None, list[Problem]
         owners=owners,
         default_regions="regions" not in s and any(
             not raw.get("regions") for raw in data.get("images") or []),
+        principal_lines=tuple((name, doc.where(("principals", name), key=True)[0])
+                              for name in sorted(names)),
     )
     return manifest, []
 

@@ -125,6 +125,8 @@ class Display:
     # (region, resource, principal) -> why a rule's lifecycle conditions withhold it, for the
     # reason of a removal ("rule golden: it is not among the newest 3 ...")
     withheld: Mapping[tuple[str, str, Principal], str] = field(default_factory=dict)
+    # (region, image ID) -> the rules that match it: where a finding about it points (SARIF)
+    image_rules: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
 
     def resource_name(self, resource: str) -> str | None:
         """An image's name, or what a snapshot or key is shown by (None: nothing known)."""

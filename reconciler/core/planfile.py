@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .errors import InputError, Problem, StalePlanError
-from .model import Finding, Operation, RegionKey
+from .model import Finding, Operation, RegionKey, plural
 from .neutral import json_text
 from .plan import FORMAT_VERSION, Display, Ownership, Plan, Summary
 from .schema import validator
@@ -149,7 +149,8 @@ def _operations_differ(saved: Plan, fresh: Plan) -> str:
 
 
 def _summary_text(s: Summary) -> str:
-    return f"{s.add} to add, {s.remove} to remove, {s.images} images, {s.unchanged} unchanged"
+    return (f"{s.add} to add, {s.remove} to remove, {plural(s.images, 'image')}, "
+            f"{s.unchanged} unchanged")
 
 
 def _edits(saved: Plan, fresh: Plan) -> str:

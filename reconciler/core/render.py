@@ -165,8 +165,7 @@ _SEVERITY_FG = {Severity.ERROR: "red", Severity.WARNING: "yellow", Severity.INFO
 
 
 def _finding_line(f: Finding) -> str:
-    where = " ".join(x for x in (f.region, f.resource) if x)
-    return neutral.text(f"{f.severity.value}[{f.code}] {where}: {f.message}")
+    return neutral.text(f.headline())
 
 
 def _serious(plan: Planned) -> list[Finding]:

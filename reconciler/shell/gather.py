@@ -17,6 +17,7 @@ from typing import Any
 from ..core.desired import ManagedImage, Selection, is_managed, rule_matches, select
 from ..core.errors import UsageError
 from ..core.explain import ImageFacts, did_you_mean
+from ..core.export_rules import SharedImage, older_builds
 from ..core.exporter import ImageFilter
 from ..core.kms import KeyInfo
 from ..core.manifest import KmsMode, Manifest, OnRelease, OwnershipMode
@@ -335,7 +336,9 @@ def read_export(reader: Reader, regions: Sequence[str],
     per available image passing the filter; ``DescribeSnapshots`` (batched) for the available
     ones (an unshared older build of a family the export selects with ``latest`` is managed,
     so the self-check plans it with its snapshots); for the *shared* ones only,
-    ``DescribeSnapshotAttribute`` per snapshot; per distinct KMS key of an encrypted snapshot
+    ``DescribeSnapshotAttribute`` per snapshot, and per snapshot of the unshared older builds
+    of a family whose newest builds are shared for copy too (a ``latest`` rule with ``copy:``
+    manages them); per distinct KMS key of an encrypted snapshot
     ``DescribeKey`` + ``GetKeyPolicy`` (+ ``ListAliases`` per Region).
     """
     identity = reader.identity()
@@ -347,8 +350,19 @@ def read_export(reader: Reader, regions: Sequence[str],
     reads = _Reads()
     reads.read_launch(reader, candidates)
     reads.read_snapshots(reader, candidates)
-    reads.read_copy(reader, [RegionKey(img.region, s) for img in candidates if reads.launch[img.key]
-                             for s in img.snapshot_ids if (img.region, s) in reads.snapshots])
+    def snapshots_of(images: Iterable[Image]) -> list[RegionKey]:
+        return [RegionKey(img.region, s) for img in images for s in img.snapshot_ids
+                if (img.region, s) in reads.snapshots]
+
+    shared = [img for img in candidates if reads.launch[img.key]]
+    reads.read_copy(reader, snapshots_of(shared))
+    # the unshared older builds of a family shared for copy too: a `latest` rule with
+    # `copy:` would manage their copy permissions, so the export needs them
+    older = older_builds([SharedImage(img, reads.launch[img.key], {
+        s: reads.copy[RegionKey(img.region, s)] for s in img.snapshot_ids
+        if (img.region, s) in reads.copy}) for img in shared],
+        [img for img in candidates if not reads.launch[img.key]])
+    reads.read_copy(reader, snapshots_of(older))
     reads.read_keys(reader, reads.snapshots)
     # The images the filter keeps, and only those: the others' permissions were not read.
     considered = {r: [img for img in found if image_filter.matches(img)]

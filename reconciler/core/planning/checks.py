@@ -85,7 +85,8 @@ def _check_quota(manifest: Manifest, v: ImageView, state: CurrentState) -> Check
         return Check()
     kept = "" if manifest.settings.prune else " (with the permissions prune: false keeps)"
     return Check((finding(Code.SHARE_QUOTA, img,
-                          f"{label(img)} would be shared with {entities} entities by rules "
+                          f"{label(img)} would be shared with {entities} entities by "
+                          f"{'rule' if len(m.rules) == 1 else 'rules'} "
                           f"{', '.join(m.rules)}{kept}; share_quota is "
                           f"{manifest.settings.share_quota}"),), blocked=True)
 

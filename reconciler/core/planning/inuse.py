@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from ..findings import Code, Finding
-from ..model import Image, Principal, RegionKey, parse_time
+from ..model import Image, Principal, RegionKey, parse_time, plural
 from .checks import ImageView, label
 from .state import CurrentState
 
@@ -40,7 +40,7 @@ class InUse:
         return Finding.about(
             Code.IN_USE, label(img), img.region, img.image_id,
             f"{label(img)} was last launched {last}: the removal of {who} ({why}) waits "
-            f"until {ahead}, {self.days} days after that launch "
+            f"until {ahead}, {plural(self.days, 'day')} after that launch "
             "(settings.keep_launched_within_days; EC2 reports launches up to 24 h late)")
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from ..desired import Selection
 from ..findings import Code
 from ..manifest import KmsMode, Manifest
-from ..model import Action, Finding, Identity, Operation, RegionKey, Severity
+from ..model import Action, Finding, Identity, Operation, RegionKey, Severity, plural
 from ..plan import ApplyContext, Display, Planned, make_plan
 from . import consulted
 from .checks import ImageView, check_image, check_public_quota, errored_images
@@ -145,7 +145,8 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
                 image_names=consulted.image_names(selection, state),
                 resource_images=consulted.resource_names(views, state),
                 key_policies=settled.keys.policies,
-                withheld=consulted.withheld(selection)))
+                withheld=consulted.withheld(selection),
+                image_rules=selection.matched_by))
 
 
 def _guard_findings(manifest: Manifest, ops: Sequence[Operation],
@@ -156,6 +157,7 @@ def _guard_findings(manifest: Manifest, ops: Sequence[Operation],
     if removals <= limit or options.allow_mass_removal:
         return []
     return [Finding.of(Code.MAX_REMOVALS, "", "",
-                    f"the plan removes {removals} permissions, more than settings.max_removals "
+                    f"the plan removes {plural(removals, 'permission')}, more than "
+                    "settings.max_removals "
                     f"({limit}); after review, acknowledge it with --allow-mass-removal on plan "
                     "and apply, or raise settings.max_removals")]
