@@ -35,6 +35,7 @@ from .inuse import InUse, launched_within, waiting, waiting_finding
 from .keys import KeyPhase, key_phase
 from .ownership import ownership, releasing
 from .state import CurrentState, PlanOptions
+from .summaries import skipped_condensed, withheld_condensed
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def _attempt(manifest: Manifest, identity: Identity, selection: Selection,
              ) -> tuple[Settled, frozenset[RegionKey]]:
     """Steps 1-3 once, with ``left_alone`` left alone from the start; and the images left
     alone before the keys were planned."""
-    findings: list[Finding] = list(selection.findings)
+    findings: list[Finding] = skipped_condensed(selection.findings, manifest)
     views: list[ImageView] = []
     for m in selection.managed:
         start = waiting(ImageView(m, state.launch.get(RegionKey(*m.image.key), frozenset()),
@@ -127,7 +128,9 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
     diffs = permission_diffs(views, state, manifest.settings.prune)
     release = ownership(manifest, views, state, settled.in_use)
     ops = (*settled.keys.ops, *diffs.ops, *release.ops)
-    findings = _promoted((*settled.findings, *diffs.findings, *release.findings,
+    # a normal stage of an image's life is said once (summaries), never as a failure
+    findings = _promoted((*withheld_condensed((*settled.findings, *diffs.findings,
+                                               *release.findings), ops, selection),
                           *_guard_findings(manifest, ops, options)), options.strict)
     findings += [f for f in settled.carried if f not in findings]
     state_entries = consulted.consulted_state(manifest, views, state, diffs.copy,
