@@ -342,3 +342,39 @@ def test_builds_a_rule_withholds_are_one_line_unless_a_removal_is_planned():
                         state({(US, b.image_id): {P_PROD} for b in builds[3:]}))
     lines = [f for f in rotating.findings if f.code == "lifecycle-unshared"]
     assert [f.resource for f in lines] == [ami(4), "golden"], "the removal is explained"
+
+
+@pytest.mark.parametrize(("changes", "code"), [
+    ({"usage_operation": "RunInstances:0002"}, "copy-billing-product"),
+    ({"root_device_type": "instance-store"}, "copy-instance-store"),
+], ids=["windows", "instance-store"])
+def test_copy_that_cannot_work_is_an_error_and_the_image_is_left_alone(changes, code):
+    """EC2 User Guide, "Copy an Amazon EC2 AMI" (CopyingAMIs.html#copy-ami-across-accounts):
+    an AMI with a billing product shared with you cannot be copied; an instance-store AMI
+    has no snapshot whose copy permission could be granted."""
+    from dataclasses import replace
+
+    m = manifest("""\
+  - name: g
+    select: {name: "golden-*"}
+    regions: [us-east-1]
+    launch: [prod]
+    copy: [prod]
+""")
+    img = replace(image(1, snapshots=("snap-1",)), **changes)
+    plan = plan_for(m, listing(img), state(snapshots={(US, "snap-1"): snapshot("snap-1")}))
+    assert codes(plan.findings) == [("error", code, ami(1))]
+    assert plan.operations == (), "left alone: not even the launch share"
+    linux = plan_for(m, listing(replace(img, usage_operation="RunInstances",
+                                        root_device_type="ebs")),
+                     state(snapshots={(US, "snap-1"): snapshot("snap-1")}))
+    assert linux.errors == () and len(linux.operations) == 2
+
+
+def test_the_reader_takes_the_billing_product_and_root_device_from_describe_images():
+    from reconciler.shell.reader import parse_image
+
+    img = parse_image({"ImageId": ami(1), "UsageOperation": "RunInstances:0010",
+                       "RootDeviceType": "instance-store"}, US)
+    assert (img.usage_operation, img.root_device_type) == ("RunInstances:0010",
+                                                           "instance-store")

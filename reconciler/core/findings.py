@@ -98,6 +98,11 @@ class Code(enum.StrEnum):
         "an image is public, no rule says so, and prune is false")
     COPY_MARKETPLACE = ("copy-marketplace", W,
         "consumers cannot copy an AWS Marketplace image to their account")
+    COPY_BILLING_PRODUCT = ("copy-billing-product", E,
+        "`copy:` on an image with a billing product (Windows, RHEL, SQL Server...): another "
+        "account cannot copy it")
+    COPY_INSTANCE_STORE = ("copy-instance-store", E,
+        "`copy:` on an instance-store-backed image: it has no snapshot to share")
     REMOVAL_KEPT_THROUGH_ORG = ("removal-kept-through-org", INFO,
         "a removed account may keep access through an organization or OU share")
     IN_USE = ("in-use", W,

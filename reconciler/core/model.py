@@ -282,6 +282,8 @@ class Image:
     creation_date: str = ""  # ISO 8601, as DescribeImages reports it
     deprecation_time: str = ""  # ISO 8601, "" when the image has none
     last_launched: str = ""  # ISO 8601 LastLaunchedTime (up to 24 h late), "" when never
+    usage_operation: str = ""  # "RunInstances" (Linux/UNIX) or a billing product's, as reported
+    root_device_type: str = "ebs"  # "ebs" or "instance-store"
 
     @property
     def tag_map(self) -> dict[str, str]:

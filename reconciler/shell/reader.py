@@ -66,6 +66,8 @@ def parse_image(raw: dict[str, Any], region: str) -> Image:
         creation_date=str(raw.get("CreationDate") or ""),
         deprecation_time=str(raw.get("DeprecationTime") or ""),
         last_launched=str(raw.get("LastLaunchedTime") or ""),
+        usage_operation=str(raw.get("UsageOperation") or ""),
+        root_device_type=str(raw.get("RootDeviceType") or "ebs"),
     )
 
 

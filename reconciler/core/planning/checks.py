@@ -253,6 +253,32 @@ def _check_copy_marketplace(manifest: Manifest, v: ImageView, state: CurrentStat
                           "lets them create volumes from its snapshots"),))
 
 
+def _check_copy_impossible(manifest: Manifest, v: ImageView, state: CurrentState) -> Check:
+    """EC2 User Guide, "Copy an Amazon EC2 AMI" (CopyingAMIs.html#copy-ami-across-accounts):
+    "You can't copy an AMI with an associated billingProduct code that was shared with you"
+    (its UsageOperation is not plain RunInstances: Windows, RHEL, SQL Server...); and an
+    instance-store-backed AMI has no EBS snapshot whose createVolumePermission could be
+    granted. `copy:` on either is a mistake in the manifest: an error, the image left alone."""
+    m, img = v.m, v.image
+    grantees = [p for p in m.copy if not p.is_public]
+    if not (m.manages_copy and grantees):
+        return Check()
+    rules = ", ".join(sorted({r for p in grantees for r in m.copy[p]}))
+    if img.root_device_type == "instance-store":
+        return Check((finding(Code.COPY_INSTANCE_STORE, img,
+                              f"{label(img)} is backed by instance store: it has no snapshot "
+                              f"to grant copy permission on; remove `copy:` from rules "
+                              f"{rules}"),), blocked=True)
+    if img.usage_operation and img.usage_operation != "RunInstances":
+        return Check((finding(Code.COPY_BILLING_PRODUCT, img,
+                              f"{label(img)} has a billing product (UsageOperation "
+                              f"{img.usage_operation}): an AMI with a billing product shared "
+                              "with another account cannot be copied there; remove `copy:` "
+                              f"from rules {rules} (launching works without it)"),),
+                     blocked=True)
+    return Check()
+
+
 def _check_undeclared_public(manifest: Manifest, v: ImageView, state: CurrentState) -> Check:
     img, public = v.image, Principal.public()
     if public in v.current and public not in v.m.launch and not manifest.settings.prune:
@@ -281,7 +307,8 @@ def _check_other_manifest(manifest: Manifest, v: ImageView, state: CurrentState)
 # in it). Each is independent of the others; a new check is one function here.
 IMAGE_CHECKS: tuple[Callable[[Manifest, ImageView, CurrentState], Check], ...] = (
     _check_quota, _check_snapshots, _check_keys, _check_public_launch, _check_public_copy,
-    _check_copy_marketplace, _check_undeclared_public, _check_other_manifest)
+    _check_copy_marketplace, _check_copy_impossible, _check_undeclared_public,
+    _check_other_manifest)
 
 
 def check_image(manifest: Manifest, v: ImageView,
