@@ -554,3 +554,22 @@ def test_the_name_is_the_one_written_whatever_the_file_is_called():
     raw = b'version: 1\nsettings: {name: team-b}\nimages:\n  - name: r\n    select: {name: "x-*"}\n'
     assert parse_manifest(raw, "amis.yaml").settings.name == "team-b"
     assert parse_manifest(raw, "other/amis.yaml").settings.name == "team-b"
+
+
+def test_a_public_rule_that_skips_deprecated_builds_is_told_aws_deprecates_them():
+    """EC2 User Guide, "Deprecate an AMI": AWS sets every public AMI's deprecation time to
+    two years after its creation; `deprecated: false` would then unshare it silently."""
+    m = parse("""\
+        version: 1
+        settings: {name: m, allow_public: true}
+        images:
+          - name: base
+            select: {name: "base-*", deprecated: false}
+            launch: [public]
+          - name: private
+            select: {name: "golden-*", deprecated: false}
+            launch: ["111122223333"]
+        """)
+    [f] = m.hygiene()
+    assert (f.code, f.severity.value, f.resource) == ("public-auto-deprecation", "warning", "base")
+    assert "two years" in f.message

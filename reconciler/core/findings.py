@@ -52,6 +52,8 @@ class Code(enum.StrEnum):
     IMAGE_NOT_AVAILABLE = ("image-not-available", W,
         "an image a rule names by ID is not available (pending, failed): skipped")
     UNUSED_PRINCIPAL = ("unused-principal", W, "a name under `principals:` that no rule uses")
+    PUBLIC_AUTO_DEPRECATION = ("public-auto-deprecation", W,
+        "a public rule skips deprecated builds, and AWS deprecates public AMIs after two years")
     SHARE_QUOTA = ("share-quota", E,
         "the image would be shared with more entities than share_quota")
     MAX_REMOVALS = ("max-removals", E,

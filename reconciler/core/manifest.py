@@ -173,10 +173,21 @@ class Manifest:
 
     def hygiene(self) -> list[Finding]:
         """Warnings about the manifest itself (errors with ``--strict``)."""
-        return [Finding.of(Code.UNUSED_PRINCIPAL, "", name,
-                        f"principal {name!r} is named under `principals:` but no rule uses it; "
-                        "remove it or share with it")
-                for name in self.unused_principals()]
+        unused = [Finding.of(Code.UNUSED_PRINCIPAL, "", name,
+                             f"principal {name!r} is named under `principals:` but no rule "
+                             "uses it; remove it or share with it")
+                  for name in self.unused_principals()]
+        # EC2 User Guide, "Deprecate an AMI" (ami-deprecate.html): AWS sets the deprecation
+        # time of every public AMI to two years after its creation, unless the owner sets one
+        return unused + [
+            Finding.of(Code.PUBLIC_AUTO_DEPRECATION, "", rule.name,
+                       f"rule {rule.name!r} shares publicly and skips deprecated builds "
+                       "(`deprecated: false`): AWS deprecates a public AMI two years after its "
+                       "creation unless its owner set another time, and this rule then unshares "
+                       "it; set a deprecation time on purpose (aws ec2 enable-image-deprecation) "
+                       "or drop `deprecated: false`", rule=rule.name)
+            for rule in self.rules
+            if rule.select.skip_deprecated and any(p.is_public for p in rule.launch)]
 
     @property
     def regions(self) -> tuple[str, ...]:
