@@ -71,15 +71,9 @@ def build_plan(manifest: Manifest, readers: Reader | Sequence[Scope],
     account; ``caller`` is who runs the tool when that is not a single owner.
     """
     scopes = [Scope(readers)] if isinstance(readers, Reader) else list(readers)
-    # one "now" for the whole run: lifecycle ages, and builds still launched (SPEC §7b)
-    options = replace(options, now=options.now
-                      or dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
-    owners, images, listed = _list_images(manifest, options, scopes)
+    options = _now(options)
+    owners, images, listed, selection = _selected(manifest, options, scopes)
     identity = caller or scopes[0].reader.identity()
-    restrict = [r for r in run_regions(manifest, options) if r in listed]
-    selection = select(manifest, {r: sorted(v, key=lambda i: i.image_id) for r, v in images.items()},
-                       restrict if options.regions is not None or len(scopes) > 1 else options.regions,
-                       options.now)
     state = _read_state(manifest, options, scopes, owners, images, selection, listed)
     # What else still grants the principals a key would lose decides whether they may go:
     # read for exactly those keys, then plan once.
@@ -89,6 +83,51 @@ def build_plan(manifest: Manifest, readers: Reader | Sequence[Scope],
                              manifest.settings.on_release == OnRelease.KEEP)
         state = replace(state, key_uses=uses)
     return compute_plan(manifest, identity, selection, state, options)
+
+
+def select_managed(manifest: Manifest, scopes: Sequence[Scope], options: PlanOptions = PlanOptions(),
+                   ) -> tuple[Selection, dict[str, Reader]]:
+    """The managed images, as a plan selects them (one listing per owner and Region), and
+    each owner's reader: what ``verify`` checks from the consumers' side."""
+    owners, _, _, selection = _selected(manifest, _now(options), scopes)
+    return selection, owners
+
+
+def _now(options: PlanOptions) -> PlanOptions:
+    """One "now" for the whole run: lifecycle ages, and builds still launched (SPEC §7b)."""
+    return replace(options, now=options.now
+                   or dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+
+
+def _selected(manifest: Manifest, options: PlanOptions, scopes: Sequence[Scope],
+              ) -> tuple[dict[str, Reader], dict[str, list[Image]], set[str], Selection]:
+    """Each owner's reader, the images listed per Region, those Regions, and what the rules
+    select among them."""
+    owners, images, listed = _list_images(manifest, options, scopes)
+    restrict = [r for r in run_regions(manifest, options) if r in listed]
+    selection = select(manifest, {r: sorted(v, key=lambda i: i.image_id) for r, v in images.items()},
+                       restrict if options.regions is not None or len(scopes) > 1 else options.regions,
+                       options.now)
+    return owners, images, listed, selection
+
+
+def read_image_keys(owners: Mapping[str, Reader], images: Iterable[Image],
+                    ) -> dict[RegionKey, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Per image: the KMS keys of its encrypted snapshots (as ``DescribeSnapshots`` names
+    them), and its snapshots the owner could not read. ``DescribeSnapshots``, batched per
+    owner and Region."""
+    out: dict[RegionKey, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+    for account, reader in owners.items():
+        mine = sorted({img for img in images if img.owner_id == account}, key=lambda i: i.key)
+        reads = _Reads()
+        reads.read_snapshots(reader, mine)
+        for img in mine:
+            snaps = {sid: reads.snapshots.get(RegionKey(img.region, sid)) for sid in img.snapshot_ids}
+            keys = sorted({s.kms_key_id for s in snaps.values()
+                           if s is not None and s.encrypted and s.kms_key_id})
+            unread = [sid for sid, s in snaps.items() if s is None and img.encrypted]
+            out[img.key] = (tuple(keys), tuple(unread))
+    return out
 
 
 def _list_images(manifest: Manifest, options: PlanOptions, scopes: Sequence[Scope],
