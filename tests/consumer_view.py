@@ -195,7 +195,7 @@ def _patch_kms(mp: pytest.MonkeyPatch, view: ConsumerView) -> None:
             if key is None:
                 return str(originals[name](self))
             caller = _caller_arn(self)
-            decision = _decide(json.loads(key.policy), self.current_account, caller, action,
+            decision = key_policy_decision(json.loads(key.policy), self.current_account, caller, action,
                                view.members.get(self.current_account, ()))
             if decision != "allow":
                 why = ("with an explicit deny in a resource-based policy" if decision == "deny"
@@ -243,7 +243,7 @@ def _caller_arn(response: Any) -> str:
     return str(role.arn) if role is not None else f"arn:aws:iam::{response.current_account}:root"
 
 
-def _decide(policy: dict[str, Any], account: str, caller: str, action: str,
+def key_policy_decision(policy: dict[str, Any], account: str, caller: str, action: str,
             groups: tuple[str, ...]) -> str:
     """"allow", "implicit" (nothing allows) or "deny" (an explicit Deny matches)."""
     context = _context(account, groups)

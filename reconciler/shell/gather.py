@@ -425,7 +425,8 @@ def read_explain(reader: Reader, regions: Sequence[str], image_id: str | None,
                                  matched_by, now=now,
                                  released_by=_released_by(manifest, img, matched_by),
                                  keep_on_release=manifest is not None
-                                 and manifest.settings.on_release == OnRelease.KEEP))
+                                 and manifest.settings.on_release == OnRelease.KEEP,
+                                 manifest_path=manifest.path if manifest else ""))
     return out
 
 
