@@ -44,6 +44,7 @@ from reconciler.core.verify import (
     Seen,
     Status,
     Target,
+    autoscaling_role,
     declares,
     judge,
     role_for,
@@ -51,8 +52,8 @@ from reconciler.core.verify import (
     template_problem,
 )
 from reconciler.shell.consumer import ConsumerReader, consumer_clients
-from reconciler.shell.session import RunOptions
 from reconciler.shell.sandbox import encrypt_image
+from reconciler.shell.session import RunOptions
 
 OUTSIDER = "999900001111"  # an account the OU share does not reach
 ORG_ID = "o-a1b2c3d4e5"
@@ -449,3 +450,28 @@ def test_each_consumer_account_is_paced_by_its_own_buckets(aws: Images,
     assert (clients.pacer.requests, base.pacer.requests) == (2, 0)
     assert clients.pacer.rate("ec2", "GetAllowedImagesSettings") == Rate(7, 7)  # api_rates
     assert clients.pacer.rate("ec2", "DescribeImages") == Rate(50, 10)  # the share of 100 / 20
+
+
+def test_with_kms_grants_any_a_missing_auto_scaling_grant_is_noted(
+        server: tuple[MotoServer, Images], consumers: ConsumerView, run_cli: Runner,
+        tmp_path: Path) -> None:
+    """EC2 Auto Scaling User Guide, "Required AWS KMS key policy for use with encrypted
+    volumes": the consumer creates the grant for its Auto Scaling service-linked role; plain
+    launches do not need it, so its absence is a note, not a refusal."""
+    srv, images = server
+    consumers.roles |= {PROD, DEV}
+    enc = images.create("golden-enc", launch=[{"UserId": PROD}, {"UserId": DEV}])
+    key = make_key(srv, PROD, DEV)
+    encrypt_image(ACCOUNT, "us-east-1", enc, key)
+    srv.client("kms").create_grant(KeyId=key, GranteePrincipal=autoscaling_role(PROD),
+                                   Operations=["Decrypt", "CreateGrant"])
+    m = tmp_path / "amis.yaml"
+    m.write_text(manifest_yaml(f"- name: enc\n  select: {{ids: [{enc}]}}\n  launch: [prod, dev]",
+                               principals={"prod": PROD, "dev": DEV}, settings="kms_grants: any"))
+    r = run_cli("verify", str(m), "--consumer-role", TEMPLATE)
+    assert r.code == 0, r.out + r.err
+    got = by_pair(r.out)
+    assert "Auto Scaling" not in got[(PROD, enc)]
+    assert got[(DEV, enc)].endswith(f"; Auto Scaling launches fail: no grant on key {key} for "
+                                    f"{autoscaling_role(DEV)} (the account creates it: aws kms "
+                                    "create-grant, see README, \"settings.kms_grants\")")

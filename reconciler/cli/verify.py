@@ -11,6 +11,7 @@ import click
 from ..core import neutral
 from ..core.desired import ManagedImage
 from ..core.errors import EXIT_CANNOT, EXIT_ERROR, EXIT_OK, UsageError
+from ..core.kms import GrantShape
 from ..core.manifest import Manifest
 from ..core.model import AMI_ID_RE, plural
 from ..core.planning import PlanOptions
@@ -24,7 +25,7 @@ from ..core.verify import (
     targets,
     template_problem,
 )
-from ..shell.consumer import check_consumers
+from ..shell.consumer import check_consumers, key_grants
 from ..shell.gather import read_image_keys, select_managed
 from ..shell.inputs import load_manifest
 from ..shell.reader import Reader
@@ -82,9 +83,13 @@ def verify(ctx: Ctx, manifest: str, template: str, accounts: tuple[str, ...],
                  f"{plural(len({t.account for t in found}), 'consumer account')}, "
                  f"{plural(len({t.image for t in found}), 'image')}")
         assert conn.base is not None
+        # Auto Scaling launches need a grant the consumer creates itself, which only the
+        # grant statements of kms_grants: any allow: then the owners list each key's grants.
+        grants = (key_grants(owners, [k for t in found for k in t.keys])
+                  if m.settings.kms_grants is GrantShape.ANY else None)
         verdicts, errors = check_consumers(ctx.run_options(), conn.base, template, found,
                                            owners, dt.datetime.now(dt.UTC),
-                                           dict(m.settings.api_rates))
+                                           dict(m.settings.api_rates), grants)
     return _emit(ctx, m, template, fmt, verdicts, errors)
 
 

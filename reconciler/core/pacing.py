@@ -58,6 +58,7 @@ KMS_RATES = {
     "PutKeyPolicy": Rate(15, 15),
     "ListAliases": Rate(500, 500),
     "ListKeys": Rate(500, 500),
+    "ListGrants": Rate(100, 100),
     # verify's dry run: the cryptographic operations of symmetric keys share one quota,
     # 5,500 per second in the Regions with the lowest default (more elsewhere)
     "GenerateDataKeyWithoutPlaintext": Rate(5500, 5500),
@@ -79,7 +80,7 @@ PACED_ACTIONS = frozenset({
     "CreateTags", "DeleteTags",
     "DescribeKey", "GetKeyPolicy", "PutKeyPolicy", "ListAliases",
     "GetCallerIdentity", "AssumeRole", "GetAllowedImagesSettings",
-    "GenerateDataKeyWithoutPlaintext",
+    "GenerateDataKeyWithoutPlaintext", "ListGrants",
 })
 
 EC2_MUTATING_PREFIXES = ("Modify", "Create", "Delete", "Enable", "Disable", "Reset", "Register",

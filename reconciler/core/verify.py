@@ -30,6 +30,7 @@ from .errors import ACCESS_DENIED_CODES
 from .manifest import Manifest
 from .model import (
     ACCOUNT_ID_RE,
+    Arn,
     Image,
     ImageState,
     Principal,
@@ -225,14 +226,18 @@ class _Judgement:
 
 
 def judge(t: Target, view: RegionView, now: dt.datetime,
-          owner_launch: frozenset[Principal] | None = None) -> Verdict:
+          owner_launch: frozenset[Principal] | None = None,
+          grants: Mapping[str, KeyGrants] | None = None) -> Verdict:
     """The verdict for one target from what its account sees in the image's Region.
     ``owner_launch``: the image's launch permissions as the owner reads them (read only
-    for an image the account does not see: they say whether the share is missing)."""
+    for an image the account does not see: they say whether the share is missing).
+    ``grants``: per key, its grantees as the owner lists them (``kms_grants: any`` only)."""
     j = _Judgement()
     _visibility(t, view, now, owner_launch, j)
     for key in t.keys:
         _key(t, key, view.keys.get(key), j)
+        if grants is not None and key in grants:
+            _autoscaling(t, key, grants[key], j)
     for sid in t.unread:
         j.unknown.append(f"the owner cannot read snapshot {sid}, so its KMS key cannot be "
                          "checked")
@@ -323,6 +328,39 @@ def _key(t: Target, key: str, seen: KeySeen | None, j: _Judgement) -> None:
         j.evidence.append(f"key {key} lets it in (dry run)")
         return
     _key_answer(t, key, "a dry run of kms:GenerateDataKeyWithoutPlaintext", seen.dry_run, j)
+
+
+@dataclass(frozen=True)
+class KeyGrants:
+    """A key's grants as its owner lists them (``ListGrants``): the grantee principals, or
+    why they could not be listed."""
+
+    grantees: frozenset[str] = frozenset()
+    failure: str = ""
+
+
+# EC2 Auto Scaling User Guide, "Required AWS KMS key policy for use with encrypted volumes"
+# (https://docs.aws.amazon.com/autoscaling/ec2/userguide/key-policy-requirements-EBS-encryption.html):
+# an Auto Scaling group launches with its service-linked role, which needs a grant the
+# consumer account creates on the owner's key; plain launches do not.
+AUTOSCALING_ROLE = "role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
+
+
+def autoscaling_role(account: str, partition: str = "aws") -> str:
+    return f"arn:{partition}:iam::{account}:{AUTOSCALING_ROLE}"
+
+
+def _autoscaling(t: Target, key: str, grants: KeyGrants, j: _Judgement) -> None:
+    """A note on whether the account's Auto Scaling role holds a grant on the key (it does
+    not decide plain launches)."""
+    role = autoscaling_role(t.account, Arn.parse(key).partition or "aws")
+    if grants.failure:
+        j.notes.append(f"the grants of key {key} could not be listed ({grants.failure}), so "
+                       "Auto Scaling launches were not checked")
+    elif role not in grants.grantees:
+        j.notes.append(f"Auto Scaling launches fail: no grant on key {key} for {role} (the "
+                       "account creates it: aws kms create-grant, see README, "
+                       "\"settings.kms_grants\")")
 
 
 def _key_answer(t: Target, key: str, what: str, a: Answer, j: _Judgement) -> bool:

@@ -5,7 +5,8 @@ Calls per consumer account: one ``sts:AssumeRole`` (session name as for owners);
 of its images one ``ec2:DescribeImages`` by ID (up to :data:`IMAGE_BATCH` IDs a call) and one
 ``ec2:GetAllowedImagesSettings``; per KMS key of its encrypted images one ``kms:DescribeKey``
 and one ``kms:GenerateDataKeyWithoutPlaintext`` with ``DryRun`` (it needs no ciphertext, and a
-dry run creates nothing). Nothing is written. Every call's failure is an :class:`Answer`
+dry run creates nothing). With ``settings.kms_grants: any``, each key's owner lists its grants
+(``kms:ListGrants``) for the consumers' Auto Scaling roles. Nothing is written. Every call's failure is an :class:`Answer`
 that :mod:`reconciler.core.verify` judges; none is trusted to mean "can launch".
 """
 
@@ -22,7 +23,17 @@ from ..core.allowed_amis import AllowedSettings
 from ..core.errors import ReconcilerError
 from ..core.model import Arn, Principal, RegionKey
 from ..core.pacing import Rate
-from ..core.verify import Answer, KeySeen, RegionView, Seen, Target, Verdict, judge, role_for
+from ..core.verify import (
+    Answer,
+    KeyGrants,
+    KeySeen,
+    RegionView,
+    Seen,
+    Target,
+    Verdict,
+    judge,
+    role_for,
+)
 from .aws import CallError, Clients, assumed_session, aws_call, client_config
 from .concurrency import parallel_map
 from .reader import Reader
@@ -134,9 +145,31 @@ def _key_state(meta: dict[str, Any]) -> str:
     return str((meta.get("KeyMetadata") or {}).get("KeyState") or "")
 
 
+def key_grants(owners: Mapping[str, Reader], keys: Sequence[str]) -> dict[str, KeyGrants]:
+    """Each key's grantee principals, listed by its owner (``ListGrants``, paginated; the
+    ``GranteePrincipal`` filter is applied here too)."""
+    def grants(key: str) -> KeyGrants:
+        reader = owners.get(Arn.parse(key).account)
+        if reader is None:
+            return KeyGrants(failure="its owner is not an owner account of the manifest")
+        kms = reader.clients.get("kms", Arn.parse(key).region or None)
+
+        def listing() -> frozenset[str]:
+            pages = kms.get_paginator("list_grants").paginate(KeyId=key)
+            return frozenset(str(g["GranteePrincipal"]) for page in pages
+                             for g in page.get("Grants") or () if g.get("GranteePrincipal"))
+
+        answer, found = _ask("kms", "ListGrants", listing)
+        return KeyGrants(found or frozenset(), answer.message if answer.failed else "")
+
+    wanted = sorted(set(keys))
+    return dict(zip(wanted, parallel_map(grants, wanted, 4), strict=True))
+
+
 def check_consumers(options: RunOptions, base: Clients, template: str,
                     targets: Sequence[Target], owners: Mapping[str, Reader],
                     now: dt.datetime, rates: dict[str, Rate] | None = None,
+                    grants: Mapping[str, KeyGrants] | None = None,
                     ) -> tuple[list[Verdict], list[str]]:
     """Every target judged from its account's side, and one error line per account that
     could not be checked at all (its role cannot be assumed). The accounts are read at the
@@ -158,7 +191,7 @@ def check_consumers(options: RunOptions, base: Clients, template: str,
     views = {a: v for a, v in seen.items() if not isinstance(v, str)}
     launch = _owner_launch(owners, [t for t in targets if t.account in views
                                     and _unseen(t, views[t.account])])
-    verdicts = [judge(t, views[t.account][t.image.region], now, launch.get(t.image.key))
+    verdicts = [judge(t, views[t.account][t.image.region], now, launch.get(t.image.key), grants)
                 for t in targets if t.account in views]
     return verdicts, errors
 
