@@ -158,7 +158,8 @@ def test_members_of_an_ou_are_checked_when_named(
     srv, images = server
     consumers.roles |= {PROD, DEV, OUTSIDER}
     consumers.member_of(DEV, OU)
-    team = images.create("golden-team", launch=[{"OrganizationalUnitArn": OU}])
+    # a name anyone with ec2:RegisterImage chose: printed inert (SPEC §7d)
+    team = images.create("golden-team\n::error::forged", launch=[{"OrganizationalUnitArn": OU}])
     other = images.create("golden-other", launch=[{"UserId": PROD}])
     m = write(tmp_path, f"""\
 - name: team
@@ -176,7 +177,9 @@ def test_members_of_an_ou_are_checked_when_named(
     assert r.code == 3, r.out + r.err
     got = by_pair(r.out)
     assert got[(DEV, team)].startswith(f"{DEV} (through team) can launch {team}")
-    assert (f"{OUTSIDER} (through team) cannot launch {team} (golden-team) in us-east-1: account "
+    assert len(r.out.splitlines()) == 2 and "\n::" not in r.out
+    assert (f"{OUTSIDER} (through team) cannot launch {team} (golden-team\\n::error::forged) "
+            "in us-east-1: account "
             f"{OUTSIDER} does not see it (DescribeImages by ID): it is shared with {OU}, and the "
             "account is not in it") in got[(OUTSIDER, team)]
 

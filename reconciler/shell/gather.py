@@ -45,6 +45,7 @@ from ..core.planning import (
     run_regions,
 )
 from ..core.planning.ownership import tagged
+from ..core.regions import partition_of
 from .concurrency import run_all
 from .reader import Reader
 
@@ -93,6 +94,15 @@ def select_managed(manifest: Manifest, scopes: Sequence[Scope], options: PlanOpt
     return selection, owners
 
 
+def _key_arn(key_id: str, account: str, region: str) -> str:
+    """A key as another account must name it: its ARN (DescribeSnapshots gives the ARN; a
+    bare key ID would be looked up in the asking account)."""
+    if key_id.startswith("arn:"):
+        return key_id
+    partition = partition_of(region) or "aws"
+    return f"arn:{partition}:kms:{region}:{account}:key/{key_id}"
+
+
 def _now(options: PlanOptions) -> PlanOptions:
     """One "now" for the whole run: lifecycle ages, and builds still launched (SPEC §7b)."""
     return replace(options, now=options.now
@@ -123,7 +133,7 @@ def read_image_keys(owners: Mapping[str, Reader], images: Iterable[Image],
         reads.read_snapshots(reader, mine)
         for img in mine:
             snaps = {sid: reads.snapshots.get(RegionKey(img.region, sid)) for sid in img.snapshot_ids}
-            keys = sorted({s.kms_key_id for s in snaps.values()
+            keys = sorted({_key_arn(s.kms_key_id, account, img.region) for s in snaps.values()
                            if s is not None and s.encrypted and s.kms_key_id})
             unread = [sid for sid, s in snaps.items() if s is None and img.encrypted]
             out[img.key] = (tuple(keys), tuple(unread))
