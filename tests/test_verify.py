@@ -350,6 +350,24 @@ def test_an_unseen_image_is_explained_by_the_owners_launch_permissions(
     assert said in v.reasons[0]
 
 
+def test_an_unseen_image_names_every_cause() -> None:
+    """Allowed AMIs (enabled) hides what it does not allow: with the share missing too, both
+    are said; with the share in place, only the setting (which may depend on conditions only
+    EC2 evaluates)."""
+    hides = AllowedSettings("enabled", (Criterion(providers=("amazon",)),))
+    v = judge(target(), RegionView(allowed=hides), NOW, frozenset())
+    assert "its Allowed AMIs setting (enabled) does not allow it: criterion 1" in v.reasons[0]
+    assert "; also the image is not shared with it (the owner shares it with nobody)" in \
+        v.reasons[0]
+    maybe = AllowedSettings("enabled", (Criterion(providers=(ACCOUNT,),
+                                                  opaque=("ImageWatermarks",)),))
+    v = judge(target(), RegionView(allowed=maybe), NOW, frozenset({P_PROD}))
+    assert v.reasons == (f"account {PROD} does not see it (DescribeImages by ID): its Allowed "
+                         "AMIs setting (enabled) may not allow it: criterion 1 depends on "
+                         "ImageWatermarks, which only EC2 evaluates; change it with aws ec2 "
+                         "replace-image-criteria-in-allowed-images-settings in that account",)
+
+
 @pytest.mark.parametrize(("criteria", "managed_by", "said"), [
     ([Criterion(providers=("amazon",))], "account", f"add {ACCOUNT} to ImageProviders"),
     ([Criterion(names=("base-*",))], "account",
@@ -368,7 +386,10 @@ def test_an_unseen_image_is_explained_by_the_owners_launch_permissions(
 def test_why_allowed_amis_does_not_allow_an_image(criteria: list[Criterion], managed_by: str,
                                                   said: str) -> None:
     why = allowed_amis.explain(AllowedSettings("enabled", tuple(criteria), managed_by), IMG, NOW)
-    assert (said in why) if said else why == ""
+    assert (why is not None and said in why.text) if said else why is None
+    if why is not None:
+        assert why.definite is (said != "criterion 1 depends on ScanResultCondition, which only "
+                                "EC2 evaluates")
 
 
 def test_allowed_settings_as_get_allowed_images_settings_answers() -> None:

@@ -115,22 +115,38 @@ def misses(c: Criterion, img: Image, now: dt.datetime) -> list[str]:
     return out
 
 
-def explain(settings: AllowedSettings, img: Image, now: dt.datetime) -> str:
+@dataclass(frozen=True)
+class Exclusion:
+    """Why a setting leaves an image out, and what to change. ``definite``: every criterion
+    fails a condition the owner's listing shows; else one depends on conditions only EC2
+    evaluates, and the setting *may* leave it out."""
+
+    definite: bool
+    text: str
+
+    @property
+    def verb(self) -> str:
+        return "does not allow it" if self.definite else "may not allow it"
+
+
+def explain(settings: AllowedSettings, img: Image, now: dt.datetime) -> Exclusion | None:
     """Why the setting does not allow ``img`` and what to change, as far as the criteria
-    the owner's listing can evaluate say ("" when one of them allows it outright)."""
+    the owner's listing can evaluate say (None when one of them allows it outright)."""
     if not settings.criteria:
-        return "it has no criteria, so it allows no image of another account"
+        return Exclusion(True, "it has no criteria, so it allows no image of another account")
     found: list[str] = []
+    definite = True
     for n, c in enumerate(settings.criteria, start=1):
         failed = misses(c, img, now)
         if not failed:
-            if c.opaque:
-                found.append(f"criterion {n} depends on {', '.join(c.opaque)}, which only EC2 "
-                             "evaluates")
-                continue
-            return ""
+            if not c.opaque:
+                return None
+            definite = False
+            found.append(f"criterion {n} depends on {', '.join(c.opaque)}, which only EC2 "
+                         "evaluates")
+            continue
         found.append(f"criterion {n}: {'; '.join(failed)}")
-    return "; ".join(found) + _fix(settings, img, now)
+    return Exclusion(definite, "; ".join(found) + _fix(settings, img, now))
 
 
 def _fix(settings: AllowedSettings, img: Image, now: dt.datetime) -> str:

@@ -264,15 +264,15 @@ def _visibility(t: Target, view: RegionView, now: dt.datetime,
         return
     if seen.state != ImageState.AVAILABLE:
         j.cannot.append(f"the image is {seen.state}")
-    why = allowed_amis.explain(settings, img, now) if settings else ""
+    why = allowed_amis.explain(settings, img, now) if settings else None
+    said = f" ({why.text})" if why else ""
     if seen.image_allowed is False:
         if settings is not None and settings.state == allowed_amis.AUDIT:
             j.evidence.append("it sees the image by ID")
-            j.notes.append("its Allowed AMIs setting is in audit mode and would hide it once "
-                           "enabled" + (f" ({why})" if why else ""))
+            j.notes.append(f"its Allowed AMIs setting is in audit mode and would hide it once "
+                           f"enabled{said}")
         else:
-            j.cannot.append("its Allowed AMIs setting does not allow it"
-                            + (f": {why}" if why else ""))
+            j.cannot.append(f"its Allowed AMIs setting does not allow it{said}")
         return
     j.evidence.append("it sees the image by ID"
                       + (f" ({allowed_amis.describe_state(settings)})" if settings else ""))
@@ -280,33 +280,35 @@ def _visibility(t: Target, view: RegionView, now: dt.datetime,
 
 def _invisible(t: Target, settings: AllowedSettings | None, answer: Answer, now: dt.datetime,
                owner_launch: frozenset[Principal] | None) -> str:
-    """Why the account does not see the image: its Allowed AMIs setting, or the share."""
-    head = f"account {t.account} does not see it (DescribeImages by ID)"
-    if settings is not None and settings.state == allowed_amis.ENABLED:
-        why = allowed_amis.explain(settings, t.image, now)
-        if why:
-            return f"{head}: its Allowed AMIs setting (enabled) does not allow it: {why}"
-    share = _share(t, owner_launch)
-    unread = (f"; its Allowed AMIs setting could not be read ({answer.message})"
-              if answer.failed else "")
-    return f"{head}: {share}{unread}"
+    """Why the account does not see the image: its Allowed AMIs setting (enabled, it hides
+    what it does not allow), the share, or both."""
+    parts = []
+    if settings is not None and settings.state == allowed_amis.ENABLED and (
+            why := allowed_amis.explain(settings, t.image, now)) is not None:
+        parts.append(f"its Allowed AMIs setting (enabled) {why.verb}: {why.text}")
+    shared, share = _share(t, owner_launch)
+    if not (shared and parts):
+        parts.append(share)
+    if answer.failed:
+        parts.append(f"its Allowed AMIs setting could not be read ({answer.message})")
+    return f"account {t.account} does not see it (DescribeImages by ID): " + "; also ".join(parts)
 
 
-def _share(t: Target, owner_launch: frozenset[Principal] | None) -> str:
-    """What the owner's launch permissions say about the missing share."""
+def _share(t: Target, owner_launch: frozenset[Principal] | None) -> tuple[bool, str]:
+    """Whether the owner shares the image with the account (directly or publicly), and what
+    its launch permissions say about a missing share."""
     if owner_launch is None:
-        return "the image is not shared with it"
-    me = Principal.account(t.account)
-    if me in owner_launch or Principal.public() in owner_launch:
-        return ("the owner shares it with the account, yet the account does not see it (a "
-                "share made seconds ago, or Allowed AMIs criteria only EC2 evaluates)")
+        return False, "the image is not shared with it"
+    if Principal.account(t.account) in owner_launch or Principal.public() in owner_launch:
+        return True, ("the owner shares it with the account, yet the account does not see it "
+                      "(a share made seconds ago, or Allowed AMIs criteria only EC2 evaluates)")
     groups = sorted(p for p in owner_launch if p.is_org_or_ou)
     if groups and not t.direct:
-        return (f"it is shared with {', '.join(p.label for p in groups)}, and the account is "
-                "not in it (or not yet)")
+        return False, (f"it is shared with {', '.join(p.label for p in groups)}, and the "
+                       "account is not in it (or not yet)")
     held = ", ".join(p.label for p in sorted(owner_launch)) or "nobody"
-    return (f"the image is not shared with it (the owner shares it with {held}): a share "
-            "removed by hand? `reconcile apply` restores the declared share")
+    return False, (f"the image is not shared with it (the owner shares it with {held}): a "
+                   "share removed by hand? `reconcile apply` restores the declared share")
 
 
 def _key(t: Target, key: str, seen: KeySeen | None, j: _Judgement) -> None:
