@@ -232,7 +232,10 @@ def test_audit_mode_an_explicit_deny_and_a_disabled_key(
     (["--consumer-role", TEMPLATE, "--sandbox", "state.yaml"],
      ["--sandbox: verify asks AWS from each consumer account"]),
     (["--consumer-role", TEMPLATE, "--strict"], ["--strict would be ignored"]),
-], ids=["no-placeholder", "one-line-each", "sandbox", "strict"])
+    (["--consumer-role", "x", "--strict", "--sandbox", "s.yaml", "--account", "12"],
+     ["--strict would be ignored", "--sandbox: verify asks AWS", "--consumer-role 'x' must",
+      "--account '12': account ID '12' must be exactly 12 digits"]),
+], ids=["no-placeholder", "one-line-each", "sandbox", "strict", "all-at-once"])
 def test_bad_arguments_are_one_line_each_before_any_aws_call(
         run_cli: Runner, tmp_path: Path, no_aws: Any, args: list[str], said: list[str]) -> None:
     (tmp_path / "amis.yaml").write_text(manifest_yaml(

@@ -10,7 +10,7 @@ import click
 
 from ..core import neutral
 from ..core.desired import ManagedImage
-from ..core.errors import EXIT_CANNOT, EXIT_ERROR, EXIT_OK, UsageError
+from ..core.errors import EXIT_CANNOT, EXIT_ERROR, EXIT_OK, InputError, UsageError
 from ..core.kms import GrantShape
 from ..core.manifest import Manifest
 from ..core.model import AMI_ID_RE, plural
@@ -67,12 +67,13 @@ def verify(ctx: Ctx, manifest: str, template: str, accounts: tuple[str, ...],
     Example:
       reconcile verify amis.yaml --consumer-role 'arn:aws:iam::{account}:role/ami-share-verify'
     """
-    _refuse_unused_options(ctx, "verify has no warnings to make errors", ("strict",))
-    if ctx.sandbox:
-        raise UsageError("--sandbox: verify asks AWS from each consumer account, which the "
-                         "sandbox does not emulate; run it against AWS")
-    m = load_manifest(manifest)
-    if _report(_argument_problems(m, template, accounts, image_ids)):
+    problems = _option_problems(ctx)
+    try:
+        m: Manifest | None = load_manifest(manifest)
+    except InputError as exc:
+        m, problems = None, problems + [str(p) for p in exc.problems]
+    problems += _argument_problems(m, template, accounts, image_ids)
+    if _report(problems) or m is None:
         return EXIT_ERROR
     _refuse_unnamed_regions(ctx, m, owner, releases=False)
     with ctx.connect(m, owner) as conn:
@@ -93,14 +94,28 @@ def verify(ctx: Ctx, manifest: str, template: str, accounts: tuple[str, ...],
     return _emit(ctx, m, template, fmt, verdicts, errors)
 
 
-def _argument_problems(m: Manifest, template: str, accounts: tuple[str, ...],
+def _option_problems(ctx: Ctx) -> list[str]:
+    """The common options verify refuses."""
+    out = []
+    try:
+        _refuse_unused_options(ctx, "verify has no warnings to make errors", ("strict",))
+    except UsageError as exc:
+        out.append(str(exc))
+    if ctx.sandbox:
+        out.append("--sandbox: verify asks AWS from each consumer account, which the sandbox "
+                   "does not emulate; run it against AWS")
+    return out
+
+
+def _argument_problems(m: Manifest | None, template: str, accounts: tuple[str, ...],
                        image_ids: tuple[str, ...]) -> list[str]:
-    """Every bad argument, one line each (before any AWS call)."""
+    """Every bad argument, one line each (before any AWS call); what the manifest declares
+    is checked when it could be read."""
     out = [p for p in [template_problem(template)] if p]
     for a in accounts:
         if (why := account_problem(a)) is not None:
             out.append(why)
-        elif not declares(m, a):
+        elif m is not None and not declares(m, a):
             out.append(f"--account {a}: {m.path} declares no launch for it (neither the "
                        "account nor an organization, OU or public)")
     out += [f"--image {i!r} is not an AMI ID (ami- and 8 or 17 hexadecimal digits)"
