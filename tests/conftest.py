@@ -11,6 +11,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from consumer_view import ConsumerView, patch_moto
 from helpers import (
     CLEARED_ENV_PREFIXES,
     TEST_ENV,
@@ -121,6 +122,13 @@ def run_script(moto_server_session: MotoServer) -> Runner:
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     return run
+
+
+@pytest.fixture
+def consumers(monkeypatch: pytest.MonkeyPatch) -> ConsumerView:
+    """What consumer accounts see (for ``verify``), which moto lacks, patched in for one
+    test; see ``consumer_view``."""
+    return patch_moto(monkeypatch)
 
 
 @pytest.fixture

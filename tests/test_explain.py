@@ -350,6 +350,25 @@ def test_every_verdict_lists_the_allowed_amis_setting_it_cannot_see() -> None:
     assert not [u for u in owner.not_checked if u.check == "allowed-amis"]
 
 
+def test_what_verify_checks_points_to_it() -> None:
+    """``reconcile verify`` (SPEC §7e) asks the consumer account for its Allowed AMIs setting
+    and (a dry run) whether the key lets it in; not for the Auto Scaling grant."""
+    base = {"Version": "2012-10-17", "Statement": [ROOT_STATEMENT]}
+    policy = kms.with_grantees(base, {kms.Grantee(kms.GranteeKind.ACCOUNT, PROD)}, "aws",
+                               kms.GrantShape.ANY)
+    v = explain(account(PROD), facts(policy, manifest_path="my amis.yaml"))
+    line = (f"reconcile verify 'my amis.yaml' --consumer-role "
+            f"'arn:aws:iam::{{account}}:role/ami-share-verify' --account {PROD} --image {IMG}")
+    commands = {u.check: u.commands for u in v.not_checked}
+    assert set(commands) == {"allowed-amis", "autoscaling-grant", "consumer-key-access"}
+    assert commands["allowed-amis"][-1] == line and commands["consumer-key-access"][-1] == line
+    assert not any(c.startswith("reconcile") for c in commands["autoscaling-grant"])
+    ou = explain(Principal.parse_literal(OU), facts(policy, launch=(OU,)))  # type: ignore[arg-type]
+    assert ou.not_checked[0].commands[-1] == (
+        "reconcile verify MANIFEST --consumer-role 'arn:aws:iam::{account}:role/"
+        f"ami-share-verify' --account <account-id> --image {IMG}")
+
+
 def test_grant_statements_without_condition_do_not_claim_auto_scaling_works() -> None:
     """EC2 Auto Scaling User Guide, "Required AWS KMS key policy for use with encrypted
     volumes" (https://docs.aws.amazon.com/autoscaling/ec2/userguide/key-policy-requirements-EBS-encryption.html):

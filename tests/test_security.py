@@ -74,6 +74,70 @@ images:
             "ec2:CreateTags"} <= actions.actions
 
 
+def _consumer_role_actions() -> set[str]:
+    """The actions of README's consumer role ("Check from the consumer's side")."""
+    import re
+
+    from helpers import ROOT
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### The consumer role"):]
+    doc = json.loads(re.findall(r"```json\n(.*?)```", section, flags=re.S)[0])
+    return {a for st in doc["Statement"] for a in
+            (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])}
+
+
+def test_verify_calls_nothing_beyond_the_documented_policies(
+        aws: Images, consumers: Any, monkeypatch: Any, tmp_path: Path) -> None:
+    """The owner side stays within the read policy (plus kms:ListGrants with kms_grants:
+    any), the consumer side within README's consumer role: every read it documents."""
+    from builders import P_PROD, key_policy
+    from consumer_view import TEMPLATE
+    from helpers import run_main
+
+    import reconciler.shell.consumer as consumer
+
+    consumers.roles.add(PROD)
+    key = boto3.client("kms", region_name="us-east-1").create_key(
+        Policy=json.dumps(key_policy(P_PROD)))["KeyMetadata"]["Arn"]
+    enc = aws.create("golden-enc", launch=[{"UserId": PROD}])
+    encrypt_image(ACCOUNT, "us-east-1", enc, key)
+    gone = aws.create("golden-gone")  # declared, not shared: the owner's launch permissions
+    sides: dict[bool, set[str]] = {True: set(), False: set()}
+    theirs: set[int] = set()
+    made = consumer.consumer_clients
+
+    def consumer_clients(*args: Any, **kw: Any) -> Clients:
+        c = made(*args, **kw)
+        theirs.add(id(c))
+        return c
+
+    get = Clients.get
+
+    def recording_get(self: Clients, service: str, region: str | None = None) -> Any:
+        client = get(self, service, region)
+        side = id(self) in theirs
+        client.meta.events.register("before-call", lambda model, **_: sides[side].add(
+            _iam_action(model.service_model.service_id, model.name)), unique_id="least")
+        return client
+
+    monkeypatch.setattr(consumer, "consumer_clients", consumer_clients)
+    monkeypatch.setattr(Clients, "get", recording_get)
+    path = tmp_path / "amis.yaml"
+    path.write_text(f"""\
+version: 1
+settings: {{name: amis, regions: [us-east-1], kms_grants: any}}
+images:
+  - {{name: r, select: {{ids: [{enc}, {gone}]}}, launch: ["{PROD}"]}}
+""")
+    r = run_main("verify", str(path), "--consumer-role", TEMPLATE)
+    assert r.code == 3, r.out + r.err
+    read, _ = readme_policies()
+    assert sides[False] <= read | {"kms:ListGrants"}, sides[False] - read
+    assert "kms:ListGrants" in sides[False] and "ec2:DescribeImageAttribute" in sides[False]
+    assert sides[True] == _consumer_role_actions(), sides[True]
+
+
 SECRET_KEY = "S3cr3tKeyValueThatMustNeverBeLogged0000"
 SESSION_TOKEN = "SessionTokenThatMustNeverBeLogged1111"
 ACCESS_KEY = "AKIASECRETACCESSKEY9"

@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 import yaml
+from consumer_view import TEMPLATE, ConsumerView
 from helpers import (
     EXAMPLES,
     HAND,
@@ -153,6 +154,7 @@ def test_checkout_never_persists_the_token(path: Path) -> None:
                 "comment": {"pull-requests": "write"},
                 "code-scanning": {"contents": "read", "security-events": "write"}}),
     (APPLY_YML, {"apply": {"contents": "read", "id-token": "write"},
+                 "verify": {"contents": "read", "id-token": "write"},
                  "report": {"issues": "write"}}),
 ], ids=["plan", "apply"])
 def test_permissions_are_per_job_and_least(path: Path, expected: dict[str, Any]) -> None:
@@ -167,10 +169,14 @@ def test_permissions_are_per_job_and_least(path: Path, expected: dict[str, Any])
 
 @BOTH
 def test_pip_cache_and_a_tested_python(path: Path) -> None:
-    (setup,) = uses(load(path), "actions/setup-python")
-    assert setup["with"]["cache"] == "pip"
-    # the cache key follows the file that pins the release
-    assert setup["with"]["cache-dependency-path"] == f".github/workflows/reconcile-{path.stem}.yml"
+    setups = uses(load(path), "actions/setup-python")  # one per job that installs it
+    for setup in setups:
+        assert setup["with"]["cache"] == "pip"
+        # the cache key follows the file that pins the release
+        assert setup["with"]["cache-dependency-path"] == \
+            f".github/workflows/reconcile-{path.stem}.yml"
+    assert len({s["with"]["python-version"] for s in setups}) == 1
+    setup = setups[0]
     from importlib.metadata import metadata
 
     claimed = {c.rsplit(" :: ", 1)[1] for c in metadata("ami-share-reconciler").get_all(
@@ -182,9 +188,10 @@ def test_pip_cache_and_a_tested_python(path: Path) -> None:
 def test_workflow_uses_oidc_and_no_stored_keys(path: Path) -> None:
     doc = load(path)
     text = path.read_text()
-    (creds,) = uses(doc, "aws-actions/configure-aws-credentials")
-    assert re.fullmatch(r"\$\{\{ vars\.[A-Z_]+_ROLE_ARN \}\}", creds["with"]["role-to-assume"])
-    assert "aws-region" in creds["with"]
+    for creds in uses(doc, "aws-actions/configure-aws-credentials"):  # apply's: verify's too
+        assert re.fullmatch(r"\$\{\{ vars\.[A-Z_]+_ROLE_ARN \}\}",
+                            creds["with"]["role-to-assume"])
+        assert "aws-region" in creds["with"]
     for secret in ("aws-access-key-id", "aws-secret-access-key", "AWS_ACCESS_KEY_ID",
                    "AWS_SECRET_ACCESS_KEY", "secrets."):
         assert secret not in text
@@ -198,7 +205,7 @@ def test_every_reconcile_flag_used_exists_in_the_cli(path: Path) -> None:
     commands = reconcile_commands(load(path))
     assert len(commands) >= 2
     for argv in commands:
-        assert argv[0] == "reconcile" and argv[1] in ("validate", "plan", "apply")
+        assert argv[0] == "reconcile" and argv[1] in ("validate", "plan", "apply", "verify")
         assert MANIFEST in argv
         for flag in (a for a in argv if a.startswith("--")):
             assert re.search(rf"(^|\s){re.escape(flag)}(\s|,|$)", help_text(argv[1]),
@@ -509,6 +516,21 @@ def test_a_failed_scheduled_apply_is_reported(server: tuple[MotoServer, Images],
                                   f"AMI sharing: scheduled apply failed on "
                                   f"{dt.datetime.now(dt.UTC):%Y-%m-%d}"]
     assert "failed (exit 1)" in create["body"] and "image-not-found" in create["body"]
+
+
+def test_the_optional_verify_job_fails_while_a_consumer_cannot_launch(
+        server: tuple[MotoServer, Images], consumers: ConsumerView, tmp_path: Path) -> None:
+    srv, images = server
+    consumers.roles.add(PROD)
+    golden = images.create("golden-1")  # declared for prod, not shared
+    doc, w = load(APPLY_YML), Runner(tmp_path, srv.url)
+    assert doc["jobs"]["verify"]["if"] == \
+        "${{ !cancelled() && vars.AMI_RECONCILER_CONSUMER_ROLE != '' }}"
+    write_manifest(w.dir, golden)
+    r = w.run(doc, "Verify", CONSUMER_ROLE=TEMPLATE)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"{PROD} (prod) cannot launch {golden}" in r.stdout
+    assert "::error::a declared consumer cannot launch an image declared for it" in r.stdout
 
 
 @pytest.mark.parametrize("acknowledge", ["", "--allow-mass-removal"])

@@ -1,12 +1,12 @@
 """The ``reconcile`` command line: the imperative shell around the pure pipeline.
 
 Exit codes (contract): 0 success / no changes, 1 any error, 2 plan has changes (only with
-``--detailed-exitcode``). click's own usage errors would exit 2, which means "changes
+``--detailed-exitcode``), 3 ``explain``/``verify``: a principal or consumer cannot launch. click's own usage errors would exit 2, which means "changes
 present" here, so :func:`main` maps every usage error to 1. A run that SIGINT or SIGTERM
 stops exits 128 + the signal's number (130, 143), as shells report it.
 
 - :mod:`.group`: the ``reconcile`` group; a module per command (:mod:`.validate`,
-  :mod:`.plan`, :mod:`.apply`, :mod:`.export`, :mod:`.explain`);
+  :mod:`.plan`, :mod:`.apply`, :mod:`.export`, :mod:`.explain`, :mod:`.verify`);
 - :mod:`.options`: the options every command takes (:class:`~.options.Ctx`);
 - :mod:`.output`: standard output, files and error lines;
 - here: :func:`main`, the console script's entry point.

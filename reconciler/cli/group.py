@@ -10,6 +10,7 @@ from .explain import explain
 from .export import export
 from .plan import plan
 from .validate import validate
+from .verify import verify
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -25,5 +26,5 @@ def cli() -> None:
     """
 
 
-for command in (validate, plan, apply, export, explain):
+for command in (validate, plan, apply, export, explain, verify):
     cli.add_command(command)

@@ -1,14 +1,22 @@
 """What only a consumer account can check, for ``explain`` to list under ``not_checked``
 with the AWS CLI commands that check it there (its Allowed AMIs setting, the grants it
-created, its IAM policies). Pure."""
+created, its IAM policies), and the ``reconcile verify`` command that checks the first two
+from the owner's side with a read-only role in the consumer account. Pure."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import shlex
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .kms import KeyAccess, KeyInfo
 from .model import Arn, Image, Principal, PrincipalKind
+from .regions import partition_of
+
+# What `reconcile verify` asks the consumer account (SPEC §7e): the Allowed AMIs setting,
+# and whether the key lets the account in (a dry run). Not the Auto Scaling grant.
+VERIFIED = frozenset({"allowed-amis", "consumer-key-access"})
+VERIFY_ROLE = "ami-share-verify"  # the role name README's "Check from the consumer's side" uses
 
 
 @dataclass(frozen=True)
@@ -96,3 +104,20 @@ def consumer_key_access(p: Principal, info: KeyInfo, acc: KeyAccess) -> Unchecke
         _consumers(p),
         (f"aws kms generate-data-key-without-plaintext --dry-run --region {info.region} "
          f"--key-id {arn} --key-spec AES_256",))
+
+
+def verify_command(p: Principal, img: Image, manifest: str = "") -> str:
+    """The ``reconcile verify`` line that checks ``img`` from ``p``'s account (a member
+    account of an organization or OU, or any account for a public image, is a placeholder)."""
+    partition = partition_of(img.region) or "aws"
+    role = shlex.quote(f"arn:{partition}:iam::{{account}}:role/{VERIFY_ROLE}")
+    return (f"reconcile verify {shlex.quote(manifest) if manifest else 'MANIFEST'} "
+            f"--consumer-role {role} --account {_account_or_placeholder(p)} "
+            f"--image {img.image_id}")
+
+
+def with_verify(u: Unchecked, p: Principal, img: Image, manifest: str = "") -> Unchecked:
+    """``u`` with the ``reconcile verify`` line last, when verify checks it."""
+    if u.check not in VERIFIED:
+        return u
+    return replace(u, commands=(*u.commands, verify_command(p, img, manifest)))

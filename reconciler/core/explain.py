@@ -25,6 +25,7 @@ from .consumer_checks import (
     allowed_amis,
     autoscaling_grant,
     consumer_key_access,
+    with_verify,
 )
 from .desired import ManagedImage
 from .kms import Grantee, GrantShape, KeyAccess, KeyInfo, KeyManager
@@ -54,6 +55,7 @@ class ImageFacts:
     keys: Mapping[str, KeyInfo] = field(default_factory=dict)  # by snapshot's key ID
     managed: ManagedImage | None = None  # what the manifest declares (None: no rule / none)
     manifest_given: bool = False
+    manifest_path: str = ""  # the MANIFEST given (for the verify command line)
     matched_by: tuple[str, ...] = ()  # the rules matching it (a disabled one is not managed)
     now: str = ""  # ISO 8601: when it was read (a deprecation time is compared with it)
     # the manifest name whose ownership tag it carries although no rule matches it any more
@@ -63,7 +65,8 @@ class ImageFacts:
     @classmethod
     def of(cls, img: Image, state: CurrentState, managed: ManagedImage | None = None,
            manifest_given: bool = False, matched_by: tuple[str, ...] = (), *, now: str = "",
-           released_by: str = "", keep_on_release: bool = False) -> ImageFacts:
+           released_by: str = "", keep_on_release: bool = False,
+           manifest_path: str = "") -> ImageFacts:
         """The facts about ``img`` in what was gathered."""
         mine = [sid for sid in img.snapshot_ids if (img.region, sid) in state.snapshots]
         return cls(img, state.launch.get(img.key, frozenset()),
@@ -71,7 +74,8 @@ class ImageFacts:
                    {sid: state.copy[RegionKey(img.region, sid)] for sid in mine
                     if (img.region, sid) in state.copy},
                    {kid: info for (r, kid), info in state.keys.items() if r == img.region},
-                   managed, manifest_given, matched_by, now, released_by, keep_on_release)
+                   managed, manifest_given, manifest_path, matched_by, now, released_by,
+                   keep_on_release)
 
 
 @dataclass(frozen=True)
@@ -179,8 +183,9 @@ def explain(p: Principal, facts: ImageFacts) -> Verdict:
         # AMIs" (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/ec2-allowed-amis.html):
         # a setting of each consumer account, which never restricts the AMIs it owns.
         found.unchecked.insert(0, allowed_amis(p, img))
+    unchecked = tuple(with_verify(u, p, img, facts.manifest_path) for u in found.unchecked)
     return Verdict(img, found.ok, _summary(p, img, found), tuple(found.evidence),
-                   found.condition(p), tuple(found.unchecked))
+                   found.condition(p), unchecked)
 
 
 def _summary(p: Principal, img: Image, found: _Findings) -> str:

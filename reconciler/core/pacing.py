@@ -60,6 +60,10 @@ KMS_RATES = {
     "PutKeyPolicy": Rate(15, 15),
     "ListAliases": Rate(500, 500),
     "ListKeys": Rate(500, 500),
+    "ListGrants": Rate(100, 100),
+    # verify's dry run: the cryptographic operations of symmetric keys share one quota,
+    # 5,500 per second in the Regions with the lowest default (more elsewhere)
+    "GenerateDataKeyWithoutPlaintext": Rate(5500, 5500),
 }
 # AWS STS: 600 requests per second per account and Region, shared by AssumeRole,
 # GetCallerIdentity and four other operations (IAM user guide, "IAM and AWS STS quotas",
@@ -69,13 +73,16 @@ STS_SHARED = "AssumeRole+GetCallerIdentity"
 
 # The actions the tool sends, each paced: the names `settings.api_rates` may set a rate for
 # (another name would be silently ignored). The manifest schema lists the same names.
+# verify's consumer-side reads (GetAllowedImagesSettings, the KMS dry run) are among them:
+# the rates apply to every account a run calls.
 PACED_ACTIONS = frozenset({
     "DescribeImages", "DescribeImageAttribute", "DescribeRegions", "DescribeSnapshots",
     "DescribeSnapshotAttribute", "GetImageBlockPublicAccessState",
     "GetSnapshotBlockPublicAccessState", "ModifyImageAttribute", "ModifySnapshotAttribute",
     "CreateTags", "DeleteTags",
     "DescribeKey", "GetKeyPolicy", "PutKeyPolicy", "ListAliases",
-    "GetCallerIdentity", "AssumeRole",
+    "GetCallerIdentity", "AssumeRole", "GetAllowedImagesSettings",
+    "GenerateDataKeyWithoutPlaintext", "ListGrants",
 })
 
 EC2_MUTATING_PREFIXES = ("Modify", "Create", "Delete", "Enable", "Disable", "Reset", "Register",

@@ -46,6 +46,7 @@ from ..core.planning import (
     run_regions,
 )
 from ..core.planning.ownership import tagged
+from ..core.regions import partition_of
 from .concurrency import run_all
 from .listing import LaunchReads, Listing, Owner, listing
 from .reader import Reader
@@ -75,20 +76,12 @@ def build_plan(manifest: Manifest, readers: Reader | Sequence[Scope],
     :mod:`~reconciler.shell.listing`); the rest follows the listing.
     """
     scopes = [Scope(readers)] if isinstance(readers, Reader) else list(readers)
-    # one "now" for the whole run: lifecycle ages, and builds still launched (SPEC §7b)
-    options = replace(options, now=options.now
-                      or dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    options = _now(options)
     owners = _owners(manifest, options, scopes)
     with listing(list(owners.values()), functools.partial(is_managed, manifest)) as found:
-        images = found.images
         identity = caller or scopes[0].reader.identity()
         listed = {r for owner in owners.values() for r in owner.regions}
-        restrict = [r for r in run_regions(manifest, options) if r in listed]
-        selection = select(manifest, {r: sorted(v, key=lambda i: i.image_id)
-                                      for r, v in images.items()},
-                           restrict if options.regions is not None or len(scopes) > 1
-                           else options.regions,
-                           options.now)
+        selection = _select(manifest, options, scopes, found.images, listed)
         state = _read_state(manifest, options, scopes, owners, found, selection, listed)
     # What else still grants the principals a key would lose decides whether they may go:
     # read for exactly those keys, then plan once.
@@ -99,6 +92,62 @@ def build_plan(manifest: Manifest, readers: Reader | Sequence[Scope],
                              manifest.settings.on_release == OnRelease.KEEP)
         state = replace(state, key_uses=uses)
     return compute_plan(manifest, identity, selection, state, options)
+
+
+def select_managed(manifest: Manifest, scopes: Sequence[Scope], options: PlanOptions = PlanOptions(),
+                   ) -> tuple[Selection, dict[str, Reader]]:
+    """The managed images, as a plan selects them (one listing per owner and Region, no
+    launch-permission read), and each owner's reader: what ``verify`` checks from the
+    consumers' side."""
+    options = _now(options)
+    owners = _owners(manifest, options, scopes)
+    with listing(list(owners.values()), lambda _: False) as found:
+        listed = {r for owner in owners.values() for r in owner.regions}
+        selection = _select(manifest, options, scopes, found.images, listed)
+    return selection, {account: owner.reader for account, owner in owners.items()}
+
+
+def _select(manifest: Manifest, options: PlanOptions, scopes: Sequence[Scope],
+            images: Mapping[str, Sequence[Image]], listed: set[str]) -> Selection:
+    """What the rules select among the images listed in ``listed`` Regions."""
+    restrict = [r for r in run_regions(manifest, options) if r in listed]
+    return select(manifest, {r: sorted(v, key=lambda i: i.image_id) for r, v in images.items()},
+                  restrict if options.regions is not None or len(scopes) > 1 else options.regions,
+                  options.now)
+
+
+def _key_arn(key_id: str, account: str, region: str) -> str:
+    """A key as another account must name it: its ARN (DescribeSnapshots gives the ARN; a
+    bare key ID would be looked up in the asking account)."""
+    if key_id.startswith("arn:"):
+        return key_id
+    partition = partition_of(region) or "aws"
+    return f"arn:{partition}:kms:{region}:{account}:key/{key_id}"
+
+
+def _now(options: PlanOptions) -> PlanOptions:
+    """One "now" for the whole run: lifecycle ages, and builds still launched (SPEC §7b)."""
+    return replace(options, now=options.now
+                   or dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+
+
+def read_image_keys(owners: Mapping[str, Reader], images: Iterable[Image],
+                    ) -> dict[RegionKey, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Per image: the KMS keys of its encrypted snapshots (as ``DescribeSnapshots`` names
+    them), and its snapshots the owner could not read. ``DescribeSnapshots``, batched per
+    owner and Region."""
+    out: dict[RegionKey, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+    for account, reader in owners.items():
+        mine = sorted({img for img in images if img.owner_id == account}, key=lambda i: i.key)
+        reads = _Reads()
+        reads.read_snapshots(reader, mine)
+        for img in mine:
+            snaps = {sid: reads.snapshots.get(RegionKey(img.region, sid)) for sid in img.snapshot_ids}
+            keys = sorted({_key_arn(s.kms_key_id, account, img.region) for s in snaps.values()
+                           if s is not None and s.encrypted and s.kms_key_id})
+            unread = [sid for sid, s in snaps.items() if s is None and img.encrypted]
+            out[img.key] = (tuple(keys), tuple(unread))
+    return out
 
 
 def _owners(manifest: Manifest, options: PlanOptions, scopes: Sequence[Scope]
@@ -407,7 +456,8 @@ def read_explain(reader: Reader, regions: Sequence[str], image_id: str | None,
                                  matched_by, now=now,
                                  released_by=_released_by(manifest, img, matched_by),
                                  keep_on_release=manifest is not None
-                                 and manifest.settings.on_release == OnRelease.KEEP))
+                                 and manifest.settings.on_release == OnRelease.KEEP,
+                                 manifest_path=manifest.path if manifest else ""))
     return out
 
 

@@ -64,6 +64,8 @@ class Connection:
     clients: dict[str, Clients]
     caller: Identity | None
     default_region: str = "us-east-1"  # the session's Region (or --region's first)
+    # the caller's own clients, whose credentials assume roles (owners', consumers')
+    base: Clients | None = None
 
     def identity(self) -> Identity:
         return self.caller or self.scopes[0].reader.identity()
@@ -89,7 +91,7 @@ def single(options: RunOptions) -> Iterator[Connection]:
     """The caller's own account, for commands that need no manifest."""
     with open_aws(options) as (clients, reader):
         yield Connection([Scope(reader)], {reader.identity().account: clients}, None,
-                         clients.default_region)
+                         clients.default_region, clients)
 
 
 @contextlib.contextmanager
@@ -124,4 +126,4 @@ def connect(options: RunOptions, manifest: Manifest, owner: str | None) -> Itera
             clients[r.identity().account] = c
             scopes.append(Scope(r, regions))
         caller = base_reader.identity() if len(scopes) > 1 else None
-        yield Connection(scopes, clients, caller, base_clients.default_region)
+        yield Connection(scopes, clients, caller, base_clients.default_region, base_clients)
