@@ -329,3 +329,37 @@ def test_plan_image_counts_every_public_image_of_the_region(
     assert r.code == 1
     assert "public-quota" in {f["code"] for f in json.loads(r.out)["findings"]}
     assert proxy.forwarded["DescribeImages"] == 2  # the image, and the Region's public ones
+
+
+def test_the_lambda_handler_runs_the_same_command_and_logs_json_lines(
+        estate: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from reconciler.cli import aws_lambda
+
+    aws, a = estate["aws"], estate["images"][0]
+    aws.client(US).modify_image_attribute(ImageId=a, Attribute="launchPermission",
+                                          LaunchPermission={"Add": [{"UserId": HAND}]})
+    monkeypatch.setenv("AWS_ENDPOINT_URL", estate["srv"].url)
+    monkeypatch.setenv("RECONCILE_MANIFEST", estate["m"])
+    good = modify_image(a, add=[{"UserId": HAND}])
+    # as examples/event-driven delivers them: an SQS batch, a body per event
+    batch = {"Records": [{"messageId": "m-1", "eventSource": "aws:sqs", "body": dump(good)},
+                         {"messageId": "m-2", "eventSource": "aws:sqs", "body": "{not json"}]}
+    result = aws_lambda.handler(batch, type("Context", (), {"aws_request_id": "r-1"})())
+    assert result == {"batchItemFailures": [{"itemIdentifier": "m-2"}]}
+    assert _launch(aws, a) == [PROD, STAGING]
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    ends = [line for line in lines if line["stream"] == "result"]
+    assert [e["exit_code"] for e in ends] == [0, 1]
+    assert ends[0]["event_id"] == good["id"] and ends[0]["aws_request_id"] == "r-1"
+    assert any("Apply complete: 0 added, 1 removed" in line["message"] for line in lines)
+    assert any(line["level"] == "error" and "not an EventBridge event" in line["message"]
+               for line in lines)
+    # a direct invocation, and the unforeseen: one JSON line, never a traceback
+    monkeypatch.setattr("reconciler.cli.event.affected",
+                        lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom\nagain")))
+    assert aws_lambda.handler(good) == {"exit_code": 1}
+    out = capsys.readouterr().out
+    assert "Traceback" not in out
+    assert [json.loads(line)["level"] for line in out.splitlines()] == ["error", "error"]
+    assert "internal error: RuntimeError: boom again" in out
