@@ -12,6 +12,7 @@ from ..core import neutral
 from ..core.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
 from ..core.events import Event, own_write
 from ..core.manifest import Manifest
+from ..core.model import Arn
 from ..core.plan import Planned
 from ..shell.aws import SESSION_NAME
 from ..shell.events import affected
@@ -59,8 +60,13 @@ def event(ctx: Ctx, manifest: str, event_file: str, detect_only: bool,
     roles = [r for r in (m.settings.role_arn, *(o.role_arn for o in m.owners)) if r]
     if why := own_write(ev, own_actors, roles, SESSION_NAME):
         return _ignored(ev, f"it is reconcile's own write ({why})")
+    owners = sorted({Arn.parse(r).account for r in roles})
+    if owners and ev.account not in owners:  # known without a request
+        return _ignored(ev, f"it happened in account {ev.account}, which is not an owner "
+                            f"account of the manifest ({', '.join(owners)})")
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    with applying() as run, ctx.connect(m, None) as conn:
+    # only the event's owner account is reached (with owners:, its role alone is assumed)
+    with applying() as run, ctx.connect(m, ev.account if m.owners else None) as conn:
         found = affected(ev, m, conn.scopes, now)
         if found.ignored:
             return _ignored(ev, found.ignored)
