@@ -107,7 +107,7 @@ def test_detect_only_names_the_actor_and_the_drift_and_writes_nothing(
     first = r.out.splitlines()[0]
     assert first.startswith(f"drift: ModifyImageAttribute on {a} in us-east-1 by {ALICE} at "
                             "2026-12-01T10:00:00Z: ")
-    assert f"launch_permission {STAGING} on {a} missing" in first
+    assert first.endswith(f"{a}: launch {STAGING} missing"), first
     assert _launch(aws, a) == [PROD]
     # no drift: exit 0
     aws.client(US).modify_image_attribute(ImageId=a, Attribute="launchPermission",
@@ -363,3 +363,40 @@ def test_the_lambda_handler_runs_the_same_command_and_logs_json_lines(
     assert "Traceback" not in out
     assert [json.loads(line)["level"] for line in out.splitlines()] == ["error", "error"]
     assert "internal error: RuntimeError: boom again" in out
+
+
+def test_an_event_keeps_the_key_access_other_managed_images_declare_without_reading_them(
+        server: tuple[MotoServer, Images], run_cli: Runner, tmp_path: Path) -> None:
+    srv, aws = server
+    root = {"Sid": "EnableRoot", "Effect": "Allow",
+            "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "kms:*",
+            "Resource": "*"}
+    key = srv.client("kms").create_key(Policy=json.dumps(
+        {"Version": "2012-10-17", "Statement": [root]}))["KeyMetadata"]["Arn"]
+    a, *others = [aws.create(name) for name in ("golden-a-1", "golden-b-1", "golden-b-2")]
+    for image in (a, *others):
+        encrypt_image(ACCOUNT, US, image, key)
+    rules = """\
+- name: a
+  select: {name: "golden-a-*"}
+  launch: [prod]
+- name: b
+  select: {name: "golden-b-*"}
+  launch: [staging]
+"""
+    manifest = _write(tmp_path, "m.yaml", manifest_yaml(rules))
+    assert run_cli("apply", manifest, "--auto-approve").code == 0
+    aws.client(US).modify_image_attribute(ImageId=a, Attribute="launchPermission",
+                                          LaunchPermission={"Add": [{"UserId": HAND}]})
+    with FaultProxy(srv.url) as proxy:
+        r = _event(run_cli, {"m": manifest, "tmp": tmp_path},
+                   modify_image(a, add=[{"UserId": HAND}]), endpoint=proxy.url)
+    assert r.code == 0, r.err
+    assert "kms" not in r.out and "still grant" not in r.out  # staging stays, silently
+    assert _launch(aws, a) == [PROD]
+    # the other images on the key are listed, not read
+    assert proxy.forwarded["DescribeImageAttribute"] == 1
+    assert proxy.forwarded["DescribeSnapshotAttribute"] == 0
+    assert proxy.forwarded["PutKeyPolicy"] == 0
+    assert sum(proxy.forwarded.values()) <= 12, proxy.forwarded
+    assert run_cli("plan", manifest, "--detailed-exitcode").code == 0

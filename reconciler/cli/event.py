@@ -12,7 +12,7 @@ from ..core import neutral
 from ..core.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
 from ..core.events import Event, own_write
 from ..core.manifest import Manifest
-from ..core.model import Arn
+from ..core.model import Action, Arn, OpKind
 from ..core.plan import Planned
 from ..shell.aws import SESSION_NAME
 from ..shell.events import affected
@@ -71,8 +71,8 @@ def event(ctx: Ctx, manifest: str, event_file: str, detect_only: bool,
         if found.ignored:
             return _ignored(ev, found.ignored)
         ctx.regions, ctx.images = (ev.region,), found.images
-        ctx.info(neutral.text(f"{ev.describe()}: applying {m.path} to "
-                              f"{', '.join(found.images)}"))
+        ctx.info(neutral.text(f"{ev.describe()}: {'checking' if detect_only else 'applying'} "
+                              f"{m.path} against {', '.join(found.images)}"))
         if detect_only:
             return _detect(ctx, conn, m, ev)
         run.code = apply_plan(ctx, conn, m, run, saved=None, auto_approve=True,
@@ -99,12 +99,16 @@ def _detect(ctx: Ctx, conn: Connection, m: Manifest, ev: Event) -> int:
     return EXIT_CHANGES if plan.has_changes else EXIT_OK
 
 
+_KIND_WORDS = {OpKind.LAUNCH: "launch", OpKind.COPY: "copy", OpKind.KMS: "key access"}
+
+
 def _what(plan: Planned) -> str:
-    """What differs from the manifest, in a few words: the operations that put it back."""
-    parts = []
+    """What differs from the manifest, in a few words per resource: the operations that
+    put it back, as missing or not declared."""
+    by_resource: dict[str, list[str]] = {}
     for op in plan.operations:
-        verb = "missing" if op.action.value == "add" else "not declared"
-        parts.append(f"{op.kind.value} {op.principal.label} on {op.resource} {verb}")
-    shown = "; ".join(parts[:5])
-    more = f"; and {len(parts) - 5} more" if len(parts) > 5 else ""
-    return f"{shown}{more} (apply puts it back)"
+        state = "missing" if op.action is Action.ADD else "not declared"
+        by_resource.setdefault(op.resource, []).append(
+            f"{_KIND_WORDS[op.kind]} {op.principal.label} {state}")
+    return "; ".join(f"{resource}: {', '.join(found)}"
+                     for resource, found in by_resource.items())
