@@ -44,17 +44,22 @@ def _write(tmp_path: Path, name: str, text: str) -> str:
 
 
 @pytest.fixture
-def estate(server: tuple[MotoServer, Images], run_cli: Runner, tmp_path: Path
-           ) -> dict[str, Any]:
-    """Three managed images in step with the manifest, and one unmanaged image."""
+def bare(server: tuple[MotoServer, Images], tmp_path: Path) -> dict[str, Any]:
+    """Three images the manifest manages, never applied, and one unmanaged image."""
     srv, aws = server
     manifest = _write(tmp_path, "m.yaml", manifest_yaml(GOLDEN))
     images = [aws.create(f"golden-{i}") for i in range(3)]
     other = aws.create("other", launch=[{"UserId": HAND}])
-    r = run_cli("apply", manifest, "--auto-approve")
-    assert r.code == 0, r.err
     return {"srv": srv, "aws": aws, "m": manifest, "images": images, "other": other,
             "tmp": tmp_path}
+
+
+@pytest.fixture
+def estate(bare: dict[str, Any], run_cli: Runner) -> dict[str, Any]:
+    """:func:`bare`, in step with the manifest after one apply."""
+    r = run_cli("apply", bare["m"], "--auto-approve")
+    assert r.code == 0, r.err
+    return bare
 
 
 def _event(run_cli: Runner, estate: dict[str, Any], event: dict[str, Any], *args: str,
@@ -234,11 +239,10 @@ def test_a_new_build_is_shared_at_once_and_the_one_it_displaces_unshared(
 ], ids=["other-kind", "unmanaged", "other-account", "failed-call", "other-attribute",
         "not-an-image", "failed-build", "own-session"])
 def test_events_about_nothing_managed_are_ignored_in_one_line(
-        estate: dict[str, Any], run_cli: Runner, make: Any, why: str) -> None:
-    if "own-session" in why or "reconcile's own" in why:
-        text = manifest_yaml(GOLDEN, settings=f'role_arn: "{ROLE}"')
-        Path(estate["m"]).write_text(text)
-    r = _event(run_cli, estate, make(estate))
+        bare: dict[str, Any], run_cli: Runner, make: Any, why: str) -> None:
+    if "reconcile's own" in why:
+        Path(bare["m"]).write_text(manifest_yaml(GOLDEN, settings=f'role_arn: "{ROLE}"'))
+    r = _event(run_cli, bare, make(bare))
     assert r.code == 0, r.err
     assert len(r.out.splitlines()) == 1 and r.out.startswith("ignored: ") and why in r.out, r.out
 
