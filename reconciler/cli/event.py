@@ -112,3 +112,9 @@ def _what(plan: Planned) -> str:
             f"{_KIND_WORDS[op.kind]} {op.principal.label} {state}")
     return "; ".join(f"{resource}: {', '.join(found)}"
                      for resource, found in by_resource.items())
+
+
+# The event names its Region: --region is refused, and not offered.
+for _param in event.params:
+    if isinstance(_param, click.Option) and _param.name == "regions":
+        _param.hidden = True
