@@ -404,3 +404,15 @@ def test_an_event_keeps_the_key_access_other_managed_images_declare_without_read
     assert proxy.forwarded["PutKeyPolicy"] == 0
     assert sum(proxy.forwarded.values()) <= 12, proxy.forwarded
     assert run_cli("plan", manifest, "--detailed-exitcode").code == 0
+
+
+def test_values_from_the_event_are_printed_inert(run_cli: Runner, tmp_path: Path) -> None:
+    """SPEC §7d: the actor, the call and the time come from whoever wrote the event."""
+    event = modify_image("ami-0123456789abcdef0", add=[{"UserId": HAND}],
+                         identity={"arn": "arn:aws:iam::123456789012:user/x\n::error::pwned\x1b[31m"},
+                         error="Denied\n::warning::x")
+    r = run_cli("event", _write(tmp_path, "m.yaml", manifest_yaml(GOLDEN)), "-",
+                input=dump(event))
+    assert r.code == 0 and len(r.out.splitlines()) == 1, r.out
+    assert "\\n::error::pwned\\x1b[31m" in r.out and "\x1b" not in r.out
+    assert not any(line.startswith("::") for line in r.out.splitlines())
