@@ -4,11 +4,13 @@ and the one line about a run a signal stopped."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import errno
 import os
 import sys
 import time
+from collections.abc import Iterator
 
 import click
 
@@ -17,14 +19,21 @@ from ..core.errors import EXIT_ERROR, EXIT_OK, GuardError, OutputError, UsageErr
 from ..core.manifest import Manifest
 from ..core.model import Action, plural
 from ..core.pacing import with_eta
-from ..core.plan import Planned
+from ..core.plan import Plan, Planned
 from ..core.planfile import check_saved_plan
 from ..shell.applier import Applier, ApplyReport, JsonLog, Result, TagReport, write_tags
 from ..shell.concurrency import Interrupted, signal_name
 from ..shell.inputs import load_manifest, load_plan_file
 from ..shell.progress import NoProgress, TerminalProgress
 from ..shell.session import Connection
-from .options import OWNER_OPTION, Ctx, _refuse_unnamed_regions, common_options
+from .options import (
+    IMAGE_OPTION,
+    OWNER_OPTION,
+    Ctx,
+    _refuse_unnamed_regions,
+    checked_images,
+    common_options,
+)
 from .output import _stdout, _stdout_reader_gone
 from .plan import _apply_seconds, _emit_plan, _plan
 
@@ -39,11 +48,12 @@ from .plan import _apply_seconds, _emit_plan, _plan
 @click.option("--log-file", metavar="FILE", help="Append one JSON line per executed operation.")
 @click.option("--sandbox-save", metavar="STATE.yaml", type=click.Path(dir_okay=False),
               help="With --sandbox: write the emulator's state here afterwards.")
+@IMAGE_OPTION
 @OWNER_OPTION
 @common_options
 def apply(ctx: Ctx, manifest: str, plan_file: str | None, auto_approve: bool,
           allow_mass_removal: bool, log_file: str | None, sandbox_save: str | None,
-          owner: str | None) -> int:
+          owner: str | None, image_ids: tuple[str, ...]) -> int:
     """Make AWS match the manifest: plan, confirm, then execute.
 
     \b
@@ -52,6 +62,7 @@ def apply(ctx: Ctx, manifest: str, plan_file: str | None, auto_approve: bool,
       reconcile apply amis.yaml --auto-approve       # for scheduled jobs
       reconcile apply amis.yaml --plan plan.json     # exactly a reviewed plan
     """
+    ctx.images = checked_images(image_ids)
     if sandbox_save and not ctx.sandbox:
         raise UsageError("--sandbox-save needs --sandbox STATE.yaml")
     ctx.sandbox_save = sandbox_save
@@ -60,35 +71,62 @@ def apply(ctx: Ctx, manifest: str, plan_file: str | None, auto_approve: bool,
     if not auto_approve and not sys.stdin.isatty() and saved is None:
         raise GuardError("apply needs confirmation: no terminal to ask on, so pass --auto-approve "
                          "(or apply a reviewed plan with --plan PLAN.json)")
-    writing = False  # once true, a signal is reported with what was applied
-    done: _Done | None = None
     _refuse_unnamed_regions(ctx, m, owner)
+    with applying() as run, ctx.connect(m, owner) as conn:
+        run.code = apply_plan(ctx, conn, m, run, saved=saved, auto_approve=auto_approve,
+                              allow_mass_removal=allow_mass_removal, log_file=log_file,
+                              owner=owner)
+    return run.code
+
+
+@dataclasses.dataclass
+class Run:
+    """An apply on its way: whether it began writing (a signal is then reported with what
+    was applied), what it did, and its exit code."""
+
+    writing: bool = False
+    done: _Done | None = None
+    code: int = EXIT_OK
+
+
+@contextlib.contextmanager
+def applying() -> Iterator[Run]:
+    """Around an apply and its connection (whose end may save the sandbox's state): a
+    signal once the writes began ends it with the one line that says what was applied."""
+    run = Run()
     try:
-        with ctx.connect(m, owner) as conn:
-            todo = _plan(ctx, m, conn, allow_mass_removal)
-            _refuse_unnamed_regions(ctx, m, owner, todo)
-            if saved is not None:
-                # the fresh plan is then exactly the saved one
-                check_saved_plan(saved, todo.plan, m.sha256, m.path)
-            _show_plan(ctx, todo, m)
-            pending = todo.ownership is not None and todo.ownership.pending
-            if not todo.has_changes and not pending:
-                return EXIT_ERROR if todo.errors else EXIT_OK
-            if todo.has_changes:
-                _guard(todo, m, allow_mass_removal)
-                if not auto_approve and saved is None and not _confirm():
-                    raise GuardError("apply cancelled; nothing was changed")
-            if _stdout_reader_gone():
-                raise OutputError("the plan", os.strerror(errno.EPIPE), NOTHING_APPLIED)
-            writing = True
-            done = _execute(ctx, conn, todo, m, log_file)
-        return _report(done, todo)
+        yield run
     except Interrupted as exc:
-        if not writing:
+        if not run.writing:
             raise  # main says that nothing was written
         # after the writes (the sandbox's state being saved, the summary being printed)
-        click.echo(_interrupted_line(exc.signum, done.report if done else None), err=True)
-        return exc.exit_code
+        click.echo(_interrupted_line(exc.signum, run.done.report if run.done else None),
+                   err=True)
+        run.code = exc.exit_code
+
+
+def apply_plan(ctx: Ctx, conn: Connection, m: Manifest, run: Run, *, saved: Plan | None,
+               auto_approve: bool, allow_mass_removal: bool, log_file: str | None,
+               owner: str | None) -> int:
+    """Plan, show, guard, confirm and execute, over ``conn`` (``apply``, and ``event``)."""
+    todo = _plan(ctx, m, conn, allow_mass_removal)
+    _refuse_unnamed_regions(ctx, m, owner, todo)
+    if saved is not None:
+        # the fresh plan is then exactly the saved one
+        check_saved_plan(saved, todo.plan, m.sha256, m.path)
+    _show_plan(ctx, todo, m)
+    pending = todo.ownership is not None and todo.ownership.pending
+    if not todo.has_changes and not pending:
+        return EXIT_ERROR if todo.errors else EXIT_OK
+    if todo.has_changes:
+        _guard(todo, m, allow_mass_removal)
+        if not auto_approve and saved is None and not _confirm():
+            raise GuardError("apply cancelled; nothing was changed")
+    if _stdout_reader_gone():
+        raise OutputError("the plan", os.strerror(errno.EPIPE), NOTHING_APPLIED)
+    run.writing = True
+    run.done = _execute(ctx, conn, todo, m, log_file)
+    return _report(run.done, todo)
 
 
 NOTHING_APPLIED = "apply stopped before changing anything: nothing was written to AWS"

@@ -6,6 +6,7 @@ import click
 
 from .. import __version__
 from .apply import apply
+from .event import event
 from .explain import explain
 from .export import export
 from .plan import plan
@@ -26,5 +27,5 @@ def cli() -> None:
     """
 
 
-for command in (validate, plan, apply, export, explain, verify):
+for command in (validate, plan, apply, event, export, explain, verify):
     cli.add_command(command)

@@ -14,7 +14,7 @@ import click
 
 from ..core.errors import UsageError
 from ..core.manifest import Manifest, OwnershipMode
-from ..core.model import OWNERSHIP_TAG, REGION_RE
+from ..core.model import AMI_ID_RE, OWNERSHIP_TAG, REGION_RE
 from ..core.pacing import Pacer, Rate
 from ..core.plan import Planned
 from ..core.planning import PlanOptions
@@ -52,6 +52,7 @@ class Ctx:
         self.force_color = False
         self.sandbox_save: str | None = None
         self.stop = stop or Stop()  # the command's one stop (see main)
+        self.images: tuple[str, ...] | None = None  # --image (plan, apply, event)
 
     def color(self, stream: TextIO) -> bool:
         """--no-color / NO_COLOR win; --color / FORCE_COLOR force it (CI logs render ANSI)."""
@@ -89,7 +90,7 @@ class Ctx:
         return not self.quiet and sys.stderr.isatty()
 
     def options(self) -> PlanOptions:
-        return PlanOptions(regions=self.regions, strict=self.strict)
+        return PlanOptions(regions=self.regions, strict=self.strict, images=self.images)
 
 
 def _rate_share(text: str) -> float:
@@ -161,6 +162,21 @@ def offline_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 SARIF_OPTION = click.option(
     "--sarif", "sarif_file", metavar="FILE",
     help="Also write a SARIF 2.1.0 log of the findings to this file (for code scanning).")
+
+
+IMAGE_OPTION = click.option(
+    "--image", "image_ids", multiple=True, metavar="AMI_ID",
+    help="Only this image (repeatable): read and write it, its snapshots and the key access "
+         "its consumers need, and nothing else.")
+
+
+def checked_images(given: tuple[str, ...]) -> tuple[str, ...] | None:
+    """``--image`` values, checked (None when none is given: every managed image)."""
+    for ami in given:
+        if not AMI_ID_RE.fullmatch(ami):
+            raise UsageError(f"--image {ami!r} is not an AMI ID (ami- followed by 8 or 17 hex "
+                             "digits)")
+    return tuple(sorted(set(given))) if given else None
 
 
 OWNER_OPTION = click.option(

@@ -26,7 +26,15 @@ from ..shell.gather import build_plan
 from ..shell.inputs import load_manifest
 from ..shell.session import Connection
 from ..shell.terminal import ansi
-from .options import OWNER_OPTION, SARIF_OPTION, Ctx, _refuse_unnamed_regions, common_options
+from .options import (
+    IMAGE_OPTION,
+    OWNER_OPTION,
+    SARIF_OPTION,
+    Ctx,
+    _refuse_unnamed_regions,
+    checked_images,
+    common_options,
+)
 from .output import _stdout, _write_file, _write_sarif
 
 
@@ -41,17 +49,21 @@ from .output import _stdout, _write_file, _write_sarif
               help="Exit 2 when the plan has changes (0: none, 1: error).")
 @click.option("--allow-mass-removal", is_flag=True,
               help="Acknowledge more removals than settings.max_removals (else an error).")
+@IMAGE_OPTION
 @OWNER_OPTION
 @common_options
 def plan(ctx: Ctx, manifest: str, out: str | None, fmt: str, sarif_file: str | None,
-         detailed_exitcode: bool, allow_mass_removal: bool, owner: str | None) -> int:
+         detailed_exitcode: bool, allow_mass_removal: bool, owner: str | None,
+         image_ids: tuple[str, ...]) -> int:
     """Show what apply would change. Reads AWS, writes nothing to it.
 
     \b
     Example:
       reconcile plan amis.yaml --out plan.json --detailed-exitcode
       reconcile plan amis.yaml --format markdown --sarif plan.sarif
+      reconcile plan amis.yaml --image ami-0abcdef1234567890 --region us-east-1
     """
+    ctx.images = checked_images(image_ids)
     try:
         m = load_manifest(manifest)
     except InputError as exc:  # the manifest's problems are the log's results

@@ -9,6 +9,7 @@ import datetime as dt
 import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .findings import Code
 from .manifest import Manifest, Rule, Selector
@@ -262,3 +263,49 @@ def _declared(sharing: Sequence[Rule],
     return ({p: tuple(v) for p, v in launch.items()},
             {p: tuple(v) for p, v in copy.items()},
             any(r.manages_copy for r in matching))
+
+
+# Findings about a rule rather than an image: a run restricted to some images (``--image``)
+# lists only those (and their lifecycle families), so it cannot tell whether a selector
+# matches nothing or an ID is missing; the whole run says so.
+_ABOUT_THE_LISTING = frozenset({Code.NO_MATCH, Code.IMAGE_NOT_FOUND})
+
+
+def only(selection: Selection, images: Iterable[tuple[str, str]]) -> Selection:
+    """``selection`` restricted to ``images`` ((Region, image ID) keys): their managed
+    entries, the findings about them, and the rules matching them. The listing it was
+    selected from also held the other builds of their ``latest`` families, which decide
+    whether a rule shares with them, and which this run does not manage."""
+    keep = set(images)
+    ids = {image_id for _, image_id in keep}
+    return Selection(
+        tuple(m for m in selection.managed if m.image.key in keep),
+        tuple(f for f in selection.findings
+              if f.code not in _ABOUT_THE_LISTING and f.resource in ids),
+        {key: rules for key, rules in selection.matched_by.items() if key in keep})
+
+
+def latest_rules(manifest: Manifest, image: Image) -> tuple[Rule, ...]:
+    """The rules with ``latest: N`` that match ``image`` in its Region: whether they share
+    with it depends on the other builds they match there (its family)."""
+    return tuple(rule for rule in manifest.rules
+                 if rule.select.latest is not None and image.region in rule.regions
+                 and rule_matches(rule, image))
+
+
+def displaced(manifest: Manifest, image: Image, family: Sequence[Image],
+              now: str = "") -> tuple[Image, ...]:
+    """The builds among ``family`` (the images the ``latest`` rules matching ``image`` match
+    in its Region) whose shares ``image`` changes by being there: the ones a new build
+    pushes out of a rule's newest N. Pure: two selections, with and without it."""
+    others = sorted({i.image_id: i for i in family if i.image_id != image.image_id}.values(),
+                    key=lambda i: i.image_id)
+    region = [image.region]
+
+    def shares(images: Sequence[Image]) -> dict[tuple[str, str], tuple[Any, Any]]:
+        chosen = select(manifest, {image.region: images}, region, now)
+        return {m.image.key: (dict(m.launch), dict(m.copy)) for m in chosen.managed}
+
+    before = shares(others)
+    after = shares(sorted([*others, image], key=lambda i: i.image_id))
+    return tuple(i for i in others if before.get(i.key) != after.get(i.key))

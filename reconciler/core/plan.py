@@ -86,6 +86,7 @@ class Plan:
     summary: Summary
     state_digest: str
     regions: tuple[str, ...] = ()  # the Regions the plan covered (empty: not recorded)
+    images: tuple[str, ...] = ()  # --image: the images it was restricted to (empty: all)
     # None: settings.ownership is none. Compared through to_dict (a saved plan has IDs only).
     ownership: Ownership | None = field(default=None, compare=False)
 
@@ -195,7 +196,8 @@ class Planned:
 
 def make_plan(*, manifest_sha256: str, caller_account: str, operations: Iterable[Operation],
               findings: Iterable[Finding], images: int, unchanged: int, state: StateEntries,
-              regions: Sequence[str] = (), ownership: Ownership | None = None) -> Plan:
+              regions: Sequence[str] = (), ownership: Ownership | None = None,
+              only: Iterable[str] = ()) -> Plan:
     """Assemble the saved plan: sort everything, count, and digest the state of every
     resource the plan consulted (what it writes, their snapshots, every key policy and key
     use read)."""
@@ -209,6 +211,7 @@ def make_plan(*, manifest_sha256: str, caller_account: str, operations: Iterable
         summary=Summary(add=adds, remove=len(ops) - adds, images=images, unchanged=unchanged),
         state_digest=state_digest(state, state.keys()),
         regions=tuple(regions),
+        images=tuple(sorted(set(only))),
         ownership=ownership,
     )
 

@@ -24,6 +24,7 @@ def to_dict(plan: Plan, display: Display = Display()) -> dict[str, Any]:
         "manifest_sha256": plan.manifest_sha256,
         "caller_account": plan.caller_account,
         **({"regions": list(plan.regions)} if plan.regions else {}),
+        **({"images": list(plan.images)} if plan.images else {}),
         "operations": [operation_dict(op, display) for op in plan.operations],
         "findings": [f.to_dict() for f in plan.findings],
         "summary": plan.summary.to_dict(),
@@ -70,6 +71,8 @@ def json_lines(plan: Plan, display: Display = Display()) -> Iterator[str]:
     yield scalar("caller_account", plan.caller_account)
     if plan.regions:
         yield scalar("regions", list(plan.regions))
+    if plan.images:
+        yield scalar("images", list(plan.images))
     yield from array("operations", plan.operations)
     yield from array("findings", plan.findings)
     yield scalar("summary", plan.summary.to_dict())
@@ -99,7 +102,8 @@ def plan_from_dict(data: Any, file: str) -> Plan:
     s = data["summary"]
     return Plan(data["manifest_sha256"], data["caller_account"], ops, findings,
                 Summary(s["add"], s["remove"], s["images"], s["unchanged"]), data["state_digest"],
-                tuple(data.get("regions") or ()), _ownership_from_dict(data.get("ownership")))
+                tuple(data.get("regions") or ()), tuple(data.get("images") or ()),
+                _ownership_from_dict(data.get("ownership")))
 
 
 def _ownership_from_dict(data: Any) -> Ownership | None:
@@ -186,6 +190,13 @@ def check_saved_plan(saved: Plan, fresh: Plan, manifest_sha256: str, manifest_pa
         raise StalePlanError(f"saved plan covers Regions {', '.join(saved.regions)}, but this "
                              f"apply covers {', '.join(fresh.regions) or 'none'}; apply it with "
                              "the --region options it was planned with (or plan again)")
+    if saved.images != fresh.images:
+        def which(plan: Plan) -> str:
+            return f"images {', '.join(plan.images)}" if plan.images else "every managed image"
+
+        raise StalePlanError(f"saved plan covers {which(saved)}, but this apply covers "
+                             f"{which(fresh)}; apply it with the --image options it was "
+                             "planned with (or plan again)")
     if fresh.state_digest != saved.state_digest:
         raise StalePlanError("saved plan is stale: the current state of the resources it "
                              "consulted changed since the plan was made; run plan again")

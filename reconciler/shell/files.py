@@ -70,3 +70,19 @@ def read_head(path: str, size: int = 4096) -> bytes:
         return b""
     finally:
         os.close(fd)
+
+
+def read_stdin(what: str, limit: int) -> bytes:
+    """Standard input (``-`` for a file argument), at most ``limit`` bytes."""
+    import sys
+
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:
+        raise _refuse("<stdin>", f"cannot read {what}: standard input is closed")
+    try:
+        data = bytes(stream.read(limit + 1))
+    except (OSError, ValueError) as exc:
+        raise _refuse("<stdin>", f"cannot read {what}: {exc}") from None
+    if len(data) > limit:
+        raise _refuse("<stdin>", f"{what} is larger than the limit of {limit:,} bytes")
+    return data

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..core import desired
 from ..core.desired import ManagedImage, Selection, is_managed, rule_matches, select
 from ..core.errors import UsageError
 from ..core.explain import ImageFacts, did_you_mean
@@ -40,6 +41,7 @@ from ..core.planning import (
     KeyUse,
     PlanOptions,
     compute_plan,
+    key_places,
     keys_losing_grantees,
     regions_needing_public_check,
     regions_needing_snapshot_public_check,
@@ -47,6 +49,7 @@ from ..core.planning import (
 )
 from ..core.planning.ownership import tagged
 from ..core.regions import partition_of
+from . import targeted
 from .concurrency import run_all
 from .listing import LaunchReads, Listing, Owner, listing
 from .reader import Reader
@@ -78,19 +81,31 @@ def build_plan(manifest: Manifest, readers: Reader | Sequence[Scope],
     scopes = [Scope(readers)] if isinstance(readers, Reader) else list(readers)
     options = _now(options)
     owners = _owners(manifest, options, scopes)
-    with listing(list(owners.values()), functools.partial(is_managed, manifest)) as found:
+    only = options.images
+    lister = targeted.lister(manifest, only) if only is not None else None
+    with listing(list(owners.values()), functools.partial(is_managed, manifest),
+                 lister) as found:
+        images = found.images
         identity = caller or scopes[0].reader.identity()
         listed = {r for owner in owners.values() for r in owner.regions}
-        selection = _select(manifest, options, scopes, found.images, listed)
+        selection = _select(manifest, options, scopes, images, listed)
+        if only is not None:  # the listing also holds their families: not this run's
+            selection = desired.only(selection, targeted.given_keys(images, only))
         state = _read_state(manifest, options, scopes, owners, found, selection, listed)
+    if only is not None:
+        _refuse_missing(only, images, state, listed)
     # What else still grants the principals a key would lose decides whether they may go:
     # read for exactly those keys, then plan once.
     losing = keys_losing_grantees(manifest, identity, selection, state, options)
     if losing:
         readers_by_account = {account: owner.reader for account, owner in owners.items()}
-        uses = read_key_uses(losing, readers_by_account, selection, state,
-                             manifest.settings.on_release == OnRelease.KEEP)
-        state = replace(state, key_uses=uses)
+        keep = manifest.settings.on_release == OnRelease.KEEP
+        if only is None:
+            state = replace(state, key_uses=read_key_uses(losing, readers_by_account,
+                                                          selection, state, keep))
+        else:
+            state = _restricted_key_uses(manifest, losing, readers_by_account, identity,
+                                         selection, state, options)
     return compute_plan(manifest, identity, selection, state, options)
 
 
@@ -150,6 +165,35 @@ def read_image_keys(owners: Mapping[str, Reader], images: Iterable[Image],
     return out
 
 
+def _restricted_key_uses(manifest: Manifest, losing: frozenset[str],
+                         owners: Mapping[str, Reader], identity: Identity,
+                         selection: Selection, state: CurrentState,
+                         options: PlanOptions) -> CurrentState:
+    """A run restricted to some images, about to take principals out of keys: what the
+    rules declare for the other managed images on those keys stays; only the principals
+    that leaves to go are checked as the whole run checks them (its key uses)."""
+    neighbours = targeted.KeyNeighbours(manifest, owners, selection, state,
+                                        manifest.settings.on_release == OnRelease.KEEP,
+                                        options.now)
+    state = replace(state, key_uses=neighbours.declared(losing))
+    still = keys_losing_grantees(manifest, identity, selection, state, options)
+    if still:
+        state = replace(state, key_uses=targeted.merged(
+            state.key_uses, neighbours.held(still, manifest.settings.prune)))
+    return state
+
+
+def _refuse_missing(image_ids: Sequence[str], images: Mapping[str, Sequence[Image]],
+                    state: CurrentState, listed: set[str]) -> None:
+    """``--image`` names an image no owner account has in the Regions the run covers."""
+    found = {i for _, i in targeted.given_keys(images, image_ids)}
+    found |= {img.image_id for img in state.released}
+    missing = [i for i in image_ids if i not in found]
+    if missing:
+        raise UsageError(f"--image {missing[0]}: no owner account of the manifest has that "
+                         f"image in {', '.join(sorted(listed)) or 'the Regions of the run'}")
+
+
 def _owners(manifest: Manifest, options: PlanOptions, scopes: Sequence[Scope]
             ) -> dict[str, Owner]:
     """Each owner account (once) with its reader and the Regions it lists."""
@@ -169,9 +213,11 @@ def _read_state(manifest: Manifest, options: PlanOptions, scopes: Sequence[Scope
     images = found.images
     # Owner accounts have request buckets of their own, and so does the scan for released
     # images (other actions, other Regions): all of them are read at the same time.
+    restricted = options.images is not None
     jobs: list[Callable[[], Any]] = [
         functools.partial(_read_account, manifest, account, found.launch[account],
-                          [m for m in selection.managed if m.image.owner_id == account])
+                          [m for m in selection.managed if m.image.owner_id == account],
+                          restricted)
         for account in owners]
     jobs.append(functools.partial(_find_released, manifest, options, scopes, images, selection))
     reads = run_all(*jobs)
@@ -183,6 +229,8 @@ def _read_state(manifest: Manifest, options: PlanOptions, scopes: Sequence[Scope
     for region, listed_there in images.items():
         for img in listed_there:
             public_images[OwnerRegion(img.owner_id, region)] += img.public
+    if restricted:  # a restricted listing does not show them all: counted where it matters
+        public_images = defaultdict(int, gathered.public_count)
     readers = {account: owner.reader for account, owner in owners.items()}
     _read_released(manifest, readers, found_released, gathered)
     return gathered.state(images, regions=tuple(sorted(listed)),
@@ -199,20 +247,26 @@ def _find_released(manifest: Manifest, options: PlanOptions, scopes: Sequence[Sc
     if manifest.settings.ownership != OwnershipMode.TAG:
         return []
     managed = {m.image.key for m in selection.managed}
+    only = set(options.images) if options.images is not None else None
     found: list[Image] = []
     for scope in scopes:
         reader = scope.reader
         account = reader.identity().account
         mine = {r for r in _scope_regions(manifest, options, scope)}
         found += [img for r in mine for img in images.get(r, ())
-                  if img.owner_id == account and tagged(img, name)]
+                  if img.owner_id == account and tagged(img, name)
+                  and (only is None or img.image_id in only)]
         others = [r for r in (options.regions or ()) if r not in mine]
         if options.regions is None or others:  # a Region this owner has not enabled: skipped
             enabled = reader.enabled_regions()
             others = [r for r in (options.regions or enabled) if r not in mine and r in enabled]
-        scan = functools.partial(reader.tagged_images, key=OWNERSHIP_TAG, value=name)
+        # --image: those images, wherever they are; else every image with the tag
+        scan: Callable[[str], list[Image]] = (
+            functools.partial(reader.tagged_images, key=OWNERSHIP_TAG, value=name)
+            if options.images is None else
+            functools.partial(reader.images_by, name="image-id", values=options.images))
         for there in reader.map(scan, others):
-            found += [img for img in there if img.owner_id == account]
+            found += [img for img in there if img.owner_id == account and tagged(img, name)]
     # A rule still matching an image keeps it (a disabled one is not managed, not released).
     return sorted({img for img in found if img.key not in managed and not any(
         rule_matches(rule, img) for rule in manifest.rules if img.region in rule.regions)},
@@ -250,12 +304,7 @@ def read_key_uses(key_arns: Iterable[str], owners: Mapping[str, Reader], selecti
     if not keep_released:
         # released images lose their launch (and tool-managed copy) permissions in this plan
         managed |= {img.key for img in state.released}
-    key_ids: dict[tuple[str, str], str] = {}  # (region, key ID as snapshots name it) -> ARN
-    places: set[tuple[str, str]] = set()  # (owner account, region)
-    for (region, kid), info in state.keys.items():
-        if info.arn in key_arns:
-            key_ids[RegionKey(region, kid)] = key_ids[RegionKey(region, info.arn)] = info.arn
-            places.add((info.account or Arn.parse(info.arn).account, region))
+    key_ids, places = key_places(key_arns, state.keys)
     uses: dict[str, list[KeyUse]] = defaultdict(list)
     for account, region in sorted(places):
         reader = owners.get(account)
@@ -298,6 +347,7 @@ class _Reads:
     keys: dict[RegionKey, KeyInfo] = field(default_factory=dict)
     public_access: dict[OwnerRegion, BlockState] = field(default_factory=dict)
     snapshot_access: dict[OwnerRegion, BlockState] = field(default_factory=dict)
+    public_count: dict[OwnerRegion, int] = field(default_factory=dict)  # restricted runs only
     # (account, Region) -> key ID -> alias, listed once for display
     aliases: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 
@@ -340,7 +390,7 @@ class _Reads:
 
     def merge(self, other: _Reads) -> None:
         for name in ("launch", "snapshots", "copy", "keys", "public_access", "snapshot_access",
-                     "aliases"):
+                     "public_count", "aliases"):
             getattr(self, name).update(getattr(other, name))
 
     def state(self, images: Mapping[str, Sequence[Image]], **more: Any) -> CurrentState:
@@ -351,11 +401,11 @@ class _Reads:
 
 
 def _read_account(manifest: Manifest, account: str, launch: LaunchReads,
-                  managed: list[ManagedImage]) -> _Reads:
+                  managed: list[ManagedImage], restricted: bool = False) -> _Reads:
     """The reads for one owner's managed images. The launch permissions (one call per image,
     the long part, started by the listing) and the snapshots, their copy permissions and
-    keys (other actions, other buckets) are read at the same time; Block Public Access only
-    where the result needs it."""
+    keys (other actions, other buckets) are read at the same time; Block Public Access (and,
+    in a ``restricted`` run, the Region's public images) only where the result needs it."""
     out = _Reads()
     reader = launch.reader
     images = [m.image for m in managed]
@@ -371,6 +421,8 @@ def _read_account(manifest: Manifest, account: str, launch: LaunchReads,
     check = regions_needing_public_check(Selection(tuple(managed), ()), out.launch, out.snapshots)
     out.public_access.update({OwnerRegion(account, r): res for r, res in
                               zip(check, reader.map(reader.public_access_block, check), strict=True)})
+    if restricted:
+        out.public_count.update(targeted.public_counts(reader, account, check))
     check = regions_needing_snapshot_public_check(managed, out.copy, out.snapshots)
     out.snapshot_access.update({OwnerRegion(account, r): res for r, res in zip(
         check, reader.map(reader.snapshot_public_access_block, check), strict=True)})

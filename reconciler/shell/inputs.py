@@ -8,12 +8,13 @@ import os
 from pathlib import Path
 
 from ..core.errors import InputError
+from ..core.events import MAX_EVENT_BYTES, Event, parse_event
 from ..core.manifest import SAVED_PLAN_START, Manifest, parse_manifest, saved_plan_error
 from ..core.names import parse_names
 from ..core.plan import Plan
 from ..core.planfile import MAX_PLAN_BYTES, parse_plan_file
 from ..core.yamlload import MAX_BYTES
-from .files import read_head, read_input
+from .files import read_head, read_input, read_stdin
 
 
 def load_manifest(path: str) -> Manifest:
@@ -31,6 +32,14 @@ def load_manifest(path: str) -> Manifest:
 def load_plan_file(path: str) -> Plan:
     """Read the saved plan at ``path`` (``apply --plan``)."""
     return parse_plan_file(read_input(path, "plan file", MAX_PLAN_BYTES), path)
+
+
+def load_event(path: str) -> Event:
+    """Read the EventBridge event at ``path`` (``-``: standard input)."""
+    what = "event"
+    raw = read_stdin(what, MAX_EVENT_BYTES) if path == "-" else read_input(path, what,
+                                                                           MAX_EVENT_BYTES)
+    return parse_event(raw, "<stdin>" if path == "-" else path)
 
 
 def load_names(path: str) -> dict[str, str]:

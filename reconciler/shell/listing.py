@@ -98,12 +98,20 @@ class Listing:
     launch: dict[str, LaunchReads]  # by owner account
 
 
+# How one owner's Region is listed: (owner, Region, its reads, which images to read) ->
+# the images, each one ``read`` names started on ``reads`` as soon as it is found.
+Lister = Callable[["Owner", str, LaunchReads, Callable[[Image], bool]], list[Image]]
+
+
 @contextlib.contextmanager
-def listing(owners: Sequence[Owner], read: Callable[[Image], bool]) -> Iterator[Listing]:
+def listing(owners: Sequence[Owner], read: Callable[[Image], bool],
+            lister: Lister | None = None) -> Iterator[Listing]:
     """List every owner's images in its Regions, all at the same time; the launch
     permissions of each image ``read`` names (and its owner owns) start being read as its
     page arrives. Yields once every listing is complete, while those reads go on; when the
-    block ends, the reads not started yet never start."""
+    block ends, the reads not started yet never start. ``lister`` lists one owner's Region
+    (default: every image, page by page; a run restricted to some images lists those)."""
+    list_region = lister or _list_region
     with contextlib.ExitStack() as stack:
         launch: dict[str, LaunchReads] = {}
         jobs: list[tuple[str, Task[list[Image]]]] = []
@@ -112,7 +120,7 @@ def listing(owners: Sequence[Owner], read: Callable[[Image], bool]) -> Iterator[
             # its own: a pool each, its Regions taking turns.
             pool = stack.enter_context(Pool(owner.reader.concurrency))
             reads = launch[owner.account] = LaunchReads(owner.reader, pool)
-            jobs += [(region, pool.submit(functools.partial(_list_region, owner, region, reads,
+            jobs += [(region, pool.submit(functools.partial(list_region, owner, region, reads,
                                                             read), region))
                      for region in owner.regions]
         images: dict[str, list[Image]] = collections.defaultdict(list)

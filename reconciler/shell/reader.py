@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import collections
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -38,6 +38,7 @@ from .concurrency import parallel_map
 from .progress import NoProgress, Progress
 
 SNAPSHOT_BATCH = 200
+FILTER_VALUES = 200  # values of one DescribeImages filter per call
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -166,14 +167,37 @@ class Reader:
 
     def tagged_images(self, region: str, key: str, value: str) -> list[Image]:
         """The caller's images in ``region`` carrying the tag ``key=value``."""
+        return self.filtered_images(region, [{"Name": f"tag:{key}", "Values": [value]}])
+
+    def filtered_images(self, region: str, filters: Sequence[Mapping[str, Any]]) -> list[Image]:
+        """The caller's images in ``region`` that every one of ``filters`` (EC2
+        ``DescribeImages`` filters, ANDed) matches: one paginated call."""
         images: list[Image] = []
         with aws_call("ec2", "DescribeImages", region):
             ec2 = self.clients.get("ec2", region)
             for page in ec2.get_paginator("describe_images").paginate(
                     Owners=["self"], IncludeDisabled=True, IncludeDeprecated=True,
-                    Filters=[{"Name": f"tag:{key}", "Values": [value]}]):
+                    Filters=[dict(f) for f in filters]):
                 images.extend(parse_image(raw, region) for raw in page.get("Images", []))
         return sorted(images, key=lambda i: i.image_id)
+
+    def images_by(self, region: str, name: str, values: Sequence[str]) -> list[Image]:
+        """The caller's images in ``region`` whose filter ``name`` (``image-id``,
+        ``block-device-mapping.snapshot-id``) is one of ``values``: a filter, not
+        ``ImageIds``, so that an ID that is gone is left out instead of failing the call;
+        ``FILTER_VALUES`` values per call."""
+        wanted = sorted(set(values))
+        batches = [wanted[i:i + FILTER_VALUES] for i in range(0, len(wanted), FILTER_VALUES)]
+        found: dict[str, Image] = {}
+        for batch in batches:
+            found.update((img.image_id, img) for img in self.filtered_images(
+                region, [{"Name": name, "Values": batch}]))
+        return [found[i] for i in sorted(found)]
+
+    def public_image_count(self, region: str) -> int:
+        """How many of the caller's images in ``region`` are public (EC2's "Public AMIs"
+        quota counts them all): one ``DescribeImages`` filtered on ``is-public``."""
+        return len(self.filtered_images(region, [{"Name": "is-public", "Values": ["true"]}]))
 
     def list_all_images(self, regions: Sequence[str]) -> dict[str, list[Image]]:
         return dict(zip(regions, self.map(self.list_images, list(regions)), strict=True))

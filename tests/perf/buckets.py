@@ -2,6 +2,7 @@
 
     .venv/bin/python tests/perf/buckets.py              # N = 300, 1,000 and 3 Regions x 300
     .venv/bin/python tests/perf/buckets.py --sizes 300  # just one size
+    .venv/bin/python tests/perf/buckets.py --sizes 1000 --events-only  # one image's event
 
 The installed ``reconcile`` runs in a subprocess against a moto server behind a loopback
 proxy (tests/faultproxy.py) that adds a fixed latency to every request and enforces EC2's
@@ -16,7 +17,8 @@ requests' parameters, independently of the client's pacer (reconciler/core/pacin
 Estate: N images per Region, each shared with 5 of 50 accounts; the manifest allows 10. Each
 command runs behind a fresh proxy (full buckets, as for runs far apart). Printed per run:
 wall time, the floor the buckets allow and wall / floor, requests by action (and refused),
-and the reconcile process's peak memory.
+and the reconcile process's peak memory. After the sweep, one image of the estate drifts by
+hand and its CloudTrail event goes through ``reconcile event`` (and ``--detect-only``).
 
 Floor: the reads of a phase can go no faster than their slowest bucket allows,
 max(0, requests - capacity) / refill, and an apply reads everything (its guards need the
@@ -174,7 +176,54 @@ def formula(n: int, regions: tuple[str, ...], enabled: set[str], apply: bool) ->
     return calls
 
 
-def scenario(url: str, n: int, regions: tuple[str, ...]) -> list[dict[str, Any]]:
+def event_formula() -> dict[str, int]:
+    """``reconcile event`` for a ModifyImageAttribute on one unencrypted managed image whose
+    copy the rules leave alone (README, "Event-driven correction"): the caller, the image
+    (for the event, then for the run), its launch permissions, its snapshot, the write."""
+    return {"GetCallerIdentity": 1, "DescribeImages": 2, "DescribeImageAttribute": 1,
+            "DescribeSnapshots": 1, "ModifyImageAttribute": 1}
+
+
+def event_rows(url: str, n: int, m: Path, tmp: str, tagged: bool) -> list[dict[str, Any]]:
+    """One image drifts by hand (an account added); its CloudTrail event, as EventBridge
+    delivers it, goes through ``reconcile event``, then ``--detect-only`` on a second one."""
+    import json
+
+    import boto3
+
+    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=url)
+    images = sorted(i["ImageId"] for i in ec2.describe_images(Owners=["self"])["Images"])
+    rows = []
+    for name, image, extra in (("event", images[n // 2], []),
+                               ("event --detect-only", images[n // 3], ["--detect-only"])):
+        ec2.modify_image_attribute(ImageId=image, Attribute="launchPermission",
+                                   LaunchPermission={"Add": [{"UserId": "999988887777"}]})
+        event = Path(tmp) / "event.json"
+        event.write_text(json.dumps(modify_image_event(image)))
+        row = run(url, ["event", str(m), str(event), *extra])
+        row["name"] = f"{name}, 1 image of N = {n:,}"
+        expected = event_formula()
+        if extra:
+            expected.pop("ModifyImageAttribute")
+        elif not tagged:  # no sweep before: the image gets its ownership tag too
+            expected["CreateTags"] = 1
+        row["formula"] = "= formula" if row["requests"] == expected else f"!= {expected}"
+        rows.append(row)
+        print(format_row(row), flush=True)
+    return rows
+
+
+def modify_image_event(image: str) -> dict[str, Any]:
+    """An "AWS API Call via CloudTrail" event for ModifyImageAttribute, shaped as
+    tests/sample_events.py (which cites the AWS pages) builds it."""
+    sys.path.insert(0, str(HERE.parent))
+    from sample_events import modify_image
+
+    return modify_image(image, add=[{"UserId": "999988887777"}], account=ACCOUNT)
+
+
+def scenario(url: str, n: int, regions: tuple[str, ...],
+             sweep: bool = True) -> list[dict[str, Any]]:
     urlopen(f"{url}/moto-api/reset", data=b"").close()
     t0 = time.perf_counter()
     seed(url, n, regions)
@@ -188,15 +237,18 @@ def scenario(url: str, n: int, regions: tuple[str, ...]) -> list[dict[str, Any]]
 
         enabled = {r["RegionName"] for r in boto3.client(
             "ec2", region_name="us-east-1", endpoint_url=url).describe_regions()["Regions"]}
-        for name, command in (("plan", ["plan", str(m)]),
-                              ("apply --auto-approve", ["apply", str(m), "--auto-approve"]),
-                              ("plan after apply", ["plan", str(m), "--detailed-exitcode"])):
+        runs = (("plan", ["plan", str(m)]),
+                ("apply --auto-approve", ["apply", str(m), "--auto-approve"]),
+                ("plan after apply", ["plan", str(m), "--detailed-exitcode"]))
+        for name, command in runs if sweep else ():
             row = run(url, command)
             row["name"] = f"{name}, N = {n:,} x {len(regions)} Region(s)"
             expected = formula(n, regions, enabled, name.startswith("apply"))
             row["formula"] = "= formula" if row["requests"] == expected else f"!= {expected}"
             rows.append(row)
             print(format_row(row), flush=True)
+        if len(regions) == 1:
+            rows += event_rows(url, n, m, tmp, tagged=sweep)
     return rows
 
 
@@ -216,6 +268,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="*", default=[300, 1000])
     ap.add_argument("--no-regions", action="store_true", help="skip 3 Regions x 300")
+    ap.add_argument("--events-only", action="store_true",
+                    help="only the event rows (no plan/apply sweep): one image's event")
     args = ap.parse_args()
     os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
                        "AWS_DEFAULT_REGION": "us-east-1", "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",
@@ -235,8 +289,8 @@ def main() -> None:
     rows = []
     try:
         for n in args.sizes:
-            rows += scenario(url, n, ("us-east-1",))
-        if not args.no_regions:
+            rows += scenario(url, n, ("us-east-1",), sweep=not args.events_only)
+        if not args.no_regions and not args.events_only:
             rows += scenario(url, 300, REGIONS3)
     finally:
         server.stop()

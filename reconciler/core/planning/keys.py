@@ -284,7 +284,10 @@ def _kept_in_use(kv: KeyView, removes: set[Grantee], uses: Sequence[KeyUse],
     info = kv.info
     findings = []
     kept = set(removes)
-    for g, where in sorted(_still_used(removes, uses).items()):
+    declared = _still_used(removes, [u for u in uses if u.managed])
+    kept -= set(declared)
+    for g, where in sorted(_still_used(removes - set(declared),
+                                       [u for u in uses if not u.managed]).items()):
         kept.discard(g)
         p = kms.principal_of(g, partition, kv.principals)
         one = len(where) == 1

@@ -138,7 +138,8 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
     plan = make_plan(manifest_sha256=manifest.sha256, caller_account=identity.account,
                      operations=ops, findings=findings, images=len(selection.managed),
                      unchanged=settled.keys.unchanged + diffs.unchanged, state=state_entries,
-                     regions=state.regions, ownership=release.ownership)
+                     regions=state.regions, ownership=release.ownership,
+                     only=options.images or ())
     return Planned(
         plan,
         ApplyContext(resource_keys=settled.keys.resource_keys,

@@ -4,13 +4,13 @@ where Block Public Access matters). Pure values and functions."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..desired import ManagedImage, Selection, active_regions
 from ..kms import KeyInfo
 from ..manifest import Manifest
-from ..model import BlockState, Image, OpKind, OwnerRegion, Principal, RegionKey, Snapshot
+from ..model import Arn, BlockState, Image, OpKind, OwnerRegion, Principal, RegionKey, Snapshot
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,8 @@ class PlanOptions:
     strict: bool = False
     allow_mass_removal: bool = False  # --allow-mass-removal: acknowledge the removal guard
     now: str = ""  # ISO 8601: when lifecycle ages are taken ("": the clock, when gathering)
+    # --image: read and write only these images (None: every image the rules match)
+    images: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,9 @@ class KeyUse:
     region: str
     resource: str
     principals: frozenset[Principal]
+    # a managed image a run restricted to other images (--image) leaves alone: what its
+    # rules declare stays in the key (the whole run keeps it), and that needs no finding
+    managed: bool = False
 
 
 @dataclass(frozen=True)
@@ -90,3 +95,17 @@ def regions_needing_snapshot_public_check(managed: Sequence[ManagedImage],
                    and not m.image.product_codes
                    and any(public not in copy.get(RegionKey(m.image.region, s), frozenset())
                            for s in m.image.snapshot_ids)})
+
+
+def key_places(key_arns: Iterable[str], keys: Mapping[RegionKey, KeyInfo]
+               ) -> tuple[dict[RegionKey, str], set[OwnerRegion]]:
+    """Where to look for what else uses ``key_arns``: (Region, key ID or ARN as a snapshot
+    names it) -> the key's ARN, and the (owner account, Region) pairs of those keys."""
+    wanted = set(key_arns)
+    key_ids: dict[RegionKey, str] = {}
+    places: set[OwnerRegion] = set()
+    for (region, kid), info in keys.items():
+        if info.arn in wanted:
+            key_ids[RegionKey(region, kid)] = key_ids[RegionKey(region, info.arn)] = info.arn
+            places.add(OwnerRegion(info.account or Arn.parse(info.arn).account, region))
+    return key_ids, places

@@ -42,6 +42,17 @@ def _patch_ec2() -> None:
 
     Ami.block_device_mappings = property(block_device_mappings)  # type: ignore[assignment,method-assign]
 
+    # DescribeImages filter "block-device-mapping.snapshot-id" (EC2 API reference,
+    # DescribeImages): the images a snapshot backs. moto knows no such filter.
+    filter_value = Ami.get_filter_value
+
+    def get_filter_value(self: Any, filter_name: str, method_name: str | None = None) -> Any:
+        if filter_name == "block-device-mapping.snapshot-id":
+            return self.ebs_snapshot.id if self.ebs_snapshot is not None else ""
+        return filter_value(self, filter_name, method_name)
+
+    Ami.get_filter_value = get_filter_value  # type: ignore[method-assign]
+
     def get_image_block_public_access_state(self: Any) -> Any:
         state = IMAGE_BLOCK_PUBLIC_ACCESS.get((self.current_account, self.region), "unblocked")
         return ActionResult({"ImageBlockPublicAccessState": state, "ManagedBy": "account"})
