@@ -159,9 +159,7 @@ class _Raw:
         yield self.body
 
 
-def test_disabled_image_is_listed_and_skipped_in_one_summary_line(aws: Images) -> None:
-    """EC2 API Reference, DisableImage: disabling "removes all launch permissions from the
-    AMI"; it is a normal stage, said once and never a failure."""
+def test_disabled_image_is_listed_and_excluded_with_a_warning(aws: Images) -> None:
     from reconciler.shell.sandbox import set_image_state
 
     image = aws.create("golden-1")
@@ -171,8 +169,7 @@ def test_disabled_image_is_listed_and_skipped_in_one_summary_line(aws: Images) -
                       PlanOptions(regions=("us-east-1",)))
     assert plan.operations == ()
     assert [(f.severity.value, f.code, f.resource) for f in plan.findings] == [
-        ("info", "images-skipped", "")]
-    assert f"{image} (disabled)" in plan.findings[0].message
+        ("warning", "image-disabled", image)]
     assert calls.by_op["DescribeImageAttribute"] == 0
 
 

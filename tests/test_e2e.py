@@ -374,7 +374,7 @@ def test_sandbox_example_plans_and_applies(run_script: Runner, run_cli: Runner, 
     assert removes == [("ami-0a11c0de000000001", {"UserId": "999988887777"}),
                        ("ami-0a11c0de000000002", {"Group": "all"})]
     assert "ami-0b0bde0000000c0de" not in r.out  # unmanaged scratch image
-    assert {f["code"] for f in doc["findings"]} == {"images-skipped", "removal-kept-through-org"}
+    assert {f["code"] for f in doc["findings"]} == {"image-disabled", "removal-kept-through-org"}
     kinds = {o["kind"] for o in doc["operations"]}
     assert kinds == {"launch_permission", "create_volume_permission", "kms_key_access"}
     r = run_script("apply", m, "--sandbox", state, "--plan", str(plan_file), endpoint=no_aws.url)

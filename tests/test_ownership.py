@@ -248,7 +248,7 @@ def test_a_disabled_image_its_rule_still_matches_is_not_released(
     set_image_state(ACCOUNT, "us-east-1", rc, "disabled")
     doc = plan_doc(run_cli, m)
     assert doc["ownership"]["untag"] == [] and doc["operations"] == []
-    assert "images-skipped" in {f["code"] for f in doc["findings"]}
+    assert "image-disabled" in {f["code"] for f in doc["findings"]}
     assert tags_of(srv, rc) == {TAG: "golden-amis"}
 
 

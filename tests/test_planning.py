@@ -213,15 +213,14 @@ def test_strict_promotes_warnings_to_errors():
     st = base_state(public_access={})
     lax = plan_for(m, images, st)
     strict = plan_for(m, images, st, PlanOptions(strict=True))
-    # a disabled image a glob matches is a normal stage: said once, never a failure
-    assert sorted(codes(lax.findings)) == [("info", "images-skipped", ""),
+    assert sorted(codes(lax.findings)) == [("warning", "image-disabled", ami(4)),
                                            ("warning", "no-match", "ghost"),
                                            ("warning", "public-access-unknown", ami(3))]
     assert lax.errors == ()
-    assert sorted(codes(strict.findings)) == [("error", "no-match", "ghost"),
-                                              ("error", "public-access-unknown", ami(3)),
-                                              ("info", "images-skipped", "")]
-    assert len(strict.errors) == 2
+    assert sorted(codes(strict.findings)) == [("error", "image-disabled", ami(4)),
+                                              ("error", "no-match", "ghost"),
+                                              ("error", "public-access-unknown", ami(3))]
+    assert len(strict.errors) == 3
     assert [f.message for f in strict.findings] == [f.message for f in lax.findings]
     # an image whose warning --strict makes an error is left alone, like any errored image
     assert any(o.resource == ami(3) for o in lax.operations)
@@ -312,17 +311,6 @@ def test_a_snapshot_another_images_rules_manage_for_copy_keeps_its_tag() -> None
     assert plan.ownership is not None
     assert plan.ownership.untag_snapshots == ((US, "snap-alone"),), \
         "only the snapshot no rule manages for copy any more"
-
-
-def test_an_image_a_rule_names_by_id_keeps_its_warning_when_disabled():
-    m = manifest(f"""\
-  - name: pinned
-    select: {{ids: [{ami(4)}]}}
-    regions: [us-east-1]
-    launch: [prod]
-""")
-    plan = plan_for(m, listing(image(4, state="disabled")), state())
-    assert codes(plan.findings) == [("warning", "image-disabled", ami(4))]
 
 
 def test_builds_a_rule_withholds_are_one_line_unless_a_removal_is_planned():

@@ -46,11 +46,9 @@ class Code(enum.StrEnum):
         "an `ids` entry is not an image the owner has in the rule's Regions")
     NO_MATCH = ("no-match", W, "a name/tag selector matches no image (the Regions are listed)")
     IMAGE_DISABLED = ("image-disabled", W,
-        "an image a rule names by ID is disabled: it cannot be shared, it is skipped")
-    IMAGES_SKIPPED = ("images-skipped", INFO,
-        "matched images a name or tag selector found disabled or not available, skipped")
+        "a matched image is disabled: it cannot be shared, it is skipped")
     IMAGE_NOT_AVAILABLE = ("image-not-available", W,
-        "an image a rule names by ID is not available (pending, failed): skipped")
+        "a matched image is not available (pending, failed): skipped")
     UNUSED_PRINCIPAL = ("unused-principal", W, "a name under `principals:` that no rule uses")
     PUBLIC_AUTO_DEPRECATION = ("public-auto-deprecation", W,
         "a public rule skips deprecated builds, and AWS deprecates public AMIs after two years")
