@@ -215,3 +215,42 @@ def test_the_sandbox_takes_last_launched(tmp_path: Path) -> None:
                  str(saved))
     assert r.code == 0, r.err
     assert f"last_launched: '{recent}'" in saved.read_text(), "--sandbox-save keeps it"
+
+
+def test_a_waiting_release_keeps_the_key_access_its_consumers_launch_with() -> None:
+    """The consumer still launches the released build: its key access stays with the share
+    (SPEC §7b, and §7: a removal never strands one)."""
+    tag = {"reconciler:manifest": "m"}
+    released = image(9, name="retired-1", tags=tag, last_launched=YESTERDAY,
+                     snapshots=("snap-9",), encrypted=True)
+    managed = image(1, snapshots=("snap-1",), encrypted=True)
+    st = state({(US, ami(9)): {P_PROD}, (US, ami(1)): {P_STAGING}}, released=(released,),
+               snapshots={(US, s): snapshot(s, key=KEY) for s in ("snap-1", "snap-9")},
+               keys={(US, KEY): key_info(P_PROD, P_STAGING)})
+    m = manifest('  - {name: g, select: {name: "golden-*"}, launch: [staging]}\n')
+    plan = plan_for(m, listing(released, managed), st, PlanOptions(now=NOW))
+    assert _ops(plan) == [], "prod keeps ami-9 and its key access while ami-9 is launched"
+    later = plan_for(m, listing(released, managed), st,
+                     PlanOptions(now="2026-12-20T12:00:00+00:00"))
+    assert ("remove", KEY, PROD) in _ops(later) and ("remove", ami(9), PROD) in _ops(later)
+
+
+def test_a_waiting_release_in_a_dropped_region_is_not_called_a_region_the_manifest_lacks(
+        server: tuple[MotoServer, Images], run_cli: Runner, tmp_path: Path) -> None:
+    """A job sharded by Region still finds its released images there, waiting or not."""
+    import datetime as dt
+
+    _, images = server
+    golden = images.create("golden-1", launch=[{"UserId": PROD}])
+    path = tmp_path / "amis.yaml"
+    path.write_text("version: 1\nsettings: {name: amis, regions: [us-east-1]}\n"
+                    f'principals: {{prod: "{PROD}"}}\nimages:\n'
+                    '  - {name: golden, select: {name: "golden-*"}, launch: [prod]}\n')
+    assert run_cli("apply", str(path), "--auto-approve").code == 0
+    path.write_text(path.read_text().replace("regions: [us-east-1]", "regions: [eu-west-1]"))
+    recent = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=20)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    _set_last_launched(golden, recent)
+    r = run_cli("plan", str(path), "--region", "us-east-1", "--no-color")
+    assert r.code == 0, r.err
+    assert "warning[in-use]" in r.out and "its release" in r.out
+    assert images.launch(golden) == [{"UserId": PROD}]

@@ -366,3 +366,19 @@ def test_the_reader_takes_the_billing_product_and_root_device_from_describe_imag
                        "RootDeviceType": "instance-store"}, US)
     assert (img.usage_operation, img.root_device_type) == ("RunInstances:0010",
                                                            "instance-store")
+
+
+def test_a_kept_release_keeps_the_key_access_of_its_kept_copy_permissions():
+    """on_release: keep leaves a released image's shares, copy permissions included: the
+    consumers they name keep their key access (whole run and --image alike)."""
+    tag = {"reconciler:manifest": "m"}
+    kept = image(9, name="retired-9", tags=tag, snapshots=("snap-9",), encrypted=True)
+    managed = image(1, snapshots=("snap-1",), encrypted=True)
+    st = state({(US, ami(9)): set(), (US, ami(1)): {P_PROD}}, released=(kept,),
+               snapshots={(US, s): snapshot(s, key=KEY) for s in ("snap-1", "snap-9")},
+               copy={(US, "snap-9"): frozenset({P_STAGING})},
+               keys={(US, KEY): key_info(P_PROD, P_STAGING)})
+    m = manifest('  - {name: g, select: {name: "golden-*"}, launch: [prod]}\n',
+                 settings="on_release: keep")
+    plan = plan_for(m, listing(kept, managed), st)
+    assert [(o.action.value, o.resource, o.principal.label) for o in plan.operations] == []

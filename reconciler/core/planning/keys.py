@@ -96,8 +96,9 @@ class KeyPhase:
 
 def key_phase(manifest: Manifest, identity_partition: str, views: Sequence[ImageView],
               state: CurrentState, releasing: Sequence[Image] = ()) -> KeyPhase:
-    """Each key's statements, from the images it backs and the ``releasing`` ones (released
-    images whose shares this plan revokes)."""
+    """Each key's statements, from the images it backs and the released ones: those whose
+    shares this plan revokes (``releasing``) and those that keep them (``on_release:
+    keep``, or a build still launched), whose consumers still hold access."""
     keys = _key_views(views, state, manifest.settings.prune, releasing)
     resource_keys: dict[RegionKey, tuple[str, ...]] = dict(_released_backing(state, releasing))
     ops: list[Operation] = []
@@ -188,17 +189,18 @@ class _Builder:
             if g is not None:
                 self.principals.setdefault(g, p)
 
-    def add_released(self, img: Image, state: CurrentState) -> None:
+    def add_released(self, img: Image, state: CurrentState, kept: bool = False) -> None:
         """A released image's launch permissions and tool-managed copy permissions are
         revoked in this plan: their consumers leave the key's statements unless something
-        else still holds them (the key uses)."""
+        else still holds them (the key uses). ``kept``: its shares stay (on_release: keep,
+        or its release waits while it is launched): its consumers still hold access."""
         revoked = {*state.launch.get(RegionKey(*img.key), frozenset()),
                    *(p for s in img.snapshot_ids
                      for p in state.copy.get(RegionKey(img.region, s), ()))}
         for p in revoked:
             if (g := kms.grantee_of(p)) is not None:
                 self.principals.setdefault(g, p)
-                self.released.add(g)
+                (self.held if kept else self.released).add(g)
 
 
 def _key_views(views: Sequence[ImageView], state: CurrentState, prune: bool,
@@ -210,6 +212,10 @@ def _key_views(views: Sequence[ImageView], state: CurrentState, prune: bool,
     for img, infos in _released_keys(state, releasing):
         for info in infos:
             keys.setdefault(info.arn, _Builder(info)).add_released(img, state)
+    kept = [img for img in state.released if img not in releasing]
+    for img, infos in _released_keys(state, kept):
+        for info in infos:
+            keys.setdefault(info.arn, _Builder(info)).add_released(img, state, kept=True)
     return {arn: b.view() for arn, b in keys.items()}
 
 
