@@ -277,7 +277,11 @@ def test_a_duplicate_delivery_changes_nothing(estate: dict[str, Any], run_cli: R
      "not an EventBridge event: it has no detail object"),
     (dump(modify_image("ami-12345")), "detail.requestParameters.imageId is missing or not an AMI ID"),
     (dump({**ami_state("ami-0123456789abcdef0"), "region": "moon-1"}), "region 'moon-1' is not"),
-], ids=["not-json", "not-object", "no-detail", "bad-image", "bad-region"])
+    # `resources` that is not a list ended as "internal error: TypeError"
+    (dump({**(ev := put_key_policy("1234abcd-12ab-34cd-56ef-1234567890ab", "{}")),
+           "detail": {**ev["detail"], "resources": 5, "requestParameters": {}}}),
+     "detail.requestParameters.keyId is missing"),
+], ids=["not-json", "not-object", "no-detail", "bad-image", "bad-region", "bad-resources"])
 def test_a_malformed_event_is_one_line_and_exit_1(run_cli: Runner, tmp_path: Path,
                                                   body: str, message: str) -> None:
     path = _write(tmp_path, "bad.json", body)
@@ -350,7 +354,8 @@ def test_the_lambda_handler_runs_the_same_command_and_logs_json_lines(
     batch = {"Records": [{"messageId": "m-1", "eventSource": "aws:sqs", "body": dump(good)},
                          {"messageId": "m-2", "eventSource": "aws:sqs", "body": "{not json"}]}
     result = aws_lambda.handler(batch, type("Context", (), {"aws_request_id": "r-1"})())
-    assert result == {"batchItemFailures": [{"itemIdentifier": "m-2"}]}
+    # a malformed event fails the same way every time: logged, not handed back to retry
+    assert result == {"batchItemFailures": []}
     assert _launch(aws, a) == [PROD, STAGING]
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     ends = [line for line in lines if line["stream"] == "result"]
@@ -367,6 +372,9 @@ def test_the_lambda_handler_runs_the_same_command_and_logs_json_lines(
     assert "Traceback" not in out
     assert [json.loads(line)["level"] for line in out.splitlines()] == ["error", "error"]
     assert "internal error: RuntimeError: boom again" in out
+    # a readable event whose run failed is handed back, so SQS retries it
+    again = {"Records": [{"messageId": "m-3", "eventSource": "aws:sqs", "body": dump(good)}]}
+    assert aws_lambda.handler(again) == {"batchItemFailures": [{"itemIdentifier": "m-3"}]}
 
 
 def test_an_event_keeps_the_key_access_other_managed_images_declare_without_reading_them(

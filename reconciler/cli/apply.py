@@ -107,10 +107,12 @@ def applying() -> Iterator[Run]:
 
 def apply_plan(ctx: Ctx, conn: Connection, m: Manifest, run: Run, *, saved: Plan | None,
                auto_approve: bool, allow_mass_removal: bool, log_file: str | None,
-               owner: str | None) -> int:
-    """Plan, show, guard, confirm and execute, over ``conn`` (``apply``, and ``event``)."""
+               owner: str | None, regions_given: bool = True) -> int:
+    """Plan, show, guard, confirm and execute, over ``conn`` (``apply``, and ``event``, which
+    restricts the run to its event's Region itself: ``regions_given`` false)."""
     todo = _plan(ctx, m, conn, allow_mass_removal)
-    _refuse_unnamed_regions(ctx, m, owner, todo)
+    if regions_given:
+        _refuse_unnamed_regions(ctx, m, owner, todo)
     if saved is not None:
         # the fresh plan is then exactly the saved one
         check_saved_plan(saved, todo.plan, m.sha256, m.path)

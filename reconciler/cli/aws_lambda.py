@@ -49,9 +49,9 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
         failures = []
         for record in records:
             body = record.get("body")
-            code = run_one(body if isinstance(body, str) else "", request,
-                           str(record.get("messageId", "")))
-            if code == EXIT_ERROR:
+            body = body if isinstance(body, str) else ""
+            code = run_one(body, request, str(record.get("messageId", "")))
+            if code == EXIT_ERROR and _retry_can_help(body):
                 failures.append({"itemIdentifier": str(record.get("messageId", ""))})
         return {"batchItemFailures": failures}
     return {"exit_code": run_one(json.dumps(event), request)}
@@ -94,6 +94,19 @@ def _standard_streams(body: str, out: io.StringIO, err: io.StringIO) -> Iterator
         yield
     finally:
         sys.stdin, sys.stdout, sys.stderr = saved
+
+
+def _retry_can_help(body: str) -> bool:
+    """Whether a failed record is worth SQS's retries: not when the event itself cannot be
+    read (a malformed event fails the same way every time; it is logged, then dropped)."""
+    from ..core.errors import InputError
+    from ..core.events import parse_event
+
+    try:
+        parse_event(body.encode("utf-8"), "event")
+    except InputError:
+        return False
+    return True
 
 
 def _event_id(body: str) -> str:

@@ -76,7 +76,8 @@ def event(ctx: Ctx, manifest: str, event_file: str, detect_only: bool,
         if detect_only:
             return _detect(ctx, conn, m, ev)
         run.code = apply_plan(ctx, conn, m, run, saved=None, auto_approve=True,
-                              allow_mass_removal=False, log_file=log_file, owner=None)
+                              allow_mass_removal=False, log_file=log_file, owner=None,
+                              regions_given=False)
     return run.code
 
 

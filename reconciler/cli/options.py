@@ -209,8 +209,7 @@ def _refuse_unnamed_regions(ctx: Ctx, m: Manifest, owner: str | None,
     scans = releases and m.settings.ownership == OwnershipMode.TAG
     if plan is None and scans:
         return
-    released = {region for region, _ in plan.ownership.untag} if (
-        plan is not None and plan.ownership is not None) else set()
+    released = {key.region for key in plan.apply.released} if plan is not None else set()
     outside = [r for r in ctx.regions if r not in covered and r not in released]
     if not outside:
         return

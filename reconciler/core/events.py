@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import InputError, Problem
+from .kms import key_arn
 from .model import AMI_ID_RE, REGION_RE, Arn
 
 MAX_EVENT_BYTES = 256 * 1024  # EventBridge's limit for one event entry
@@ -201,7 +202,8 @@ def _key_arn(params: Mapping[str, Any], detail: Mapping[str, Any], base: Mapping
              source: str) -> str:
     """The key a PutKeyPolicy wrote, as its ARN: from the record's ``resources`` (CloudTrail
     lists the key there), else from ``keyId`` (an ID or an ARN)."""
-    for res in detail.get("resources") or ():
+    resources = detail.get("resources")
+    for res in resources if isinstance(resources, list) else ():
         if isinstance(res, dict) and str(res.get("ARN", "")).startswith("arn:") \
                 and ":key/" in str(res.get("ARN")):
             return str(res["ARN"])
@@ -212,9 +214,7 @@ def _key_arn(params: Mapping[str, Any], detail: Mapping[str, Any], base: Mapping
         if not Arn.parse(key).resource.startswith("key/"):
             raise _malformed(source, f"detail.requestParameters.keyId {key!r} is not a key ARN")
         return key
-    partition = "aws-cn" if base["region"].startswith("cn-") else (
-        "aws-us-gov" if base["region"].startswith("us-gov-") else "aws")
-    return f"arn:{partition}:kms:{base['region']}:{base['account']}:key/{key}"
+    return key_arn(key, base["account"], base["region"])
 
 
 def _other_attribute(name: str, params: Mapping[str, Any]) -> str:

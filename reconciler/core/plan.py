@@ -111,6 +111,9 @@ class ApplyContext:
     resource_owner: Mapping[RegionKey, str] = field(default_factory=dict)
     # the canonical state of every resource the plan consulted (its digest is the plan's)
     consulted: StateEntries = field(default_factory=dict)
+    # every image carrying this manifest's ownership tag that no rule matches: released now,
+    # or waiting while it is still launched (SPEC §7b)
+    released: frozenset[RegionKey] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from ..core.errors import UsageError
 from ..core.explain import ImageFacts, did_you_mean
 from ..core.export_rules import SharedImage, older_builds
 from ..core.exporter import ImageFilter
-from ..core.kms import KeyInfo
+from ..core.kms import KeyInfo, key_arn
 from ..core.manifest import KmsMode, Manifest, OnRelease, OwnershipMode
 from ..core.model import (
     OWNERSHIP_TAG,
@@ -46,9 +46,9 @@ from ..core.planning import (
     regions_needing_public_check,
     regions_needing_snapshot_public_check,
     run_regions,
+    settle,
 )
 from ..core.planning.ownership import tagged
-from ..core.regions import partition_of
 from . import targeted
 from .concurrency import run_all
 from .listing import LaunchReads, Listing, Owner, listing
@@ -96,16 +96,18 @@ def build_plan(manifest: Manifest, readers: Reader | Sequence[Scope],
         _refuse_missing(only, images, state, listed)
     # What else still grants the principals a key would lose decides whether they may go:
     # read for exactly those keys, then plan once.
-    losing = keys_losing_grantees(manifest, identity, selection, state, options)
-    if losing:
-        readers_by_account = {account: owner.reader for account, owner in owners.items()}
-        keep = manifest.settings.on_release == OnRelease.KEEP
-        if only is None:
-            state = replace(state, key_uses=read_key_uses(losing, readers_by_account,
-                                                          selection, state, keep))
-        else:
-            state = _restricted_key_uses(manifest, losing, readers_by_account, identity,
-                                         selection, state, options)
+    settled = settle(manifest, identity, selection, state, options)
+    losing = settled.keys.losing_grantees
+    if not losing:
+        return compute_plan(manifest, identity, selection, state, options, settled)
+    readers_by_account = {account: owner.reader for account, owner in owners.items()}
+    keep = manifest.settings.on_release == OnRelease.KEEP
+    if only is None:
+        state = replace(state, key_uses=read_key_uses(losing, readers_by_account,
+                                                      selection, state, keep))
+    else:
+        state = _restricted_key_uses(manifest, losing, readers_by_account, identity,
+                                     selection, state, options)
     return compute_plan(manifest, identity, selection, state, options)
 
 
@@ -131,15 +133,6 @@ def _select(manifest: Manifest, options: PlanOptions, scopes: Sequence[Scope],
                   options.now)
 
 
-def _key_arn(key_id: str, account: str, region: str) -> str:
-    """A key as another account must name it: its ARN (DescribeSnapshots gives the ARN; a
-    bare key ID would be looked up in the asking account)."""
-    if key_id.startswith("arn:"):
-        return key_id
-    partition = partition_of(region) or "aws"
-    return f"arn:{partition}:kms:{region}:{account}:key/{key_id}"
-
-
 def _now(options: PlanOptions) -> PlanOptions:
     """One "now" for the whole run: lifecycle ages, and builds still launched (SPEC §7b)."""
     return replace(options, now=options.now
@@ -158,7 +151,7 @@ def read_image_keys(owners: Mapping[str, Reader], images: Iterable[Image],
         reads.read_snapshots(reader, mine)
         for img in mine:
             snaps = {sid: reads.snapshots.get(RegionKey(img.region, sid)) for sid in img.snapshot_ids}
-            keys = sorted({_key_arn(s.kms_key_id, account, img.region) for s in snaps.values()
+            keys = sorted({key_arn(s.kms_key_id, account, img.region) for s in snaps.values()
                            if s is not None and s.encrypted and s.kms_key_id})
             unread = [sid for sid, s in snaps.items() if s is None and img.encrypted]
             out[img.key] = (tuple(keys), tuple(unread))

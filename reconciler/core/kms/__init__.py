@@ -53,6 +53,7 @@ from .grantees import (
 from .keys import (
     KeyInfo,
     KeyManager,
+    key_arn,
 )
 from .statements import (
     grant_shapes,
@@ -64,6 +65,7 @@ from .statements import (
 )
 
 __all__ = [
+    "key_arn",
     "Allow",
     "CONSUMER_ACTIONS",
     "GRANT_ACTIONS",

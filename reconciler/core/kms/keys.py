@@ -63,3 +63,13 @@ class KeyInfo:
     def evaluation(self) -> KeyPolicyView:
         """:func:`evaluate` of :meth:`document` (raises :class:`PolicyError` likewise)."""
         return evaluate(self.document())
+
+
+def key_arn(key_id: str, account: str, region: str) -> str:
+    """A key as another account (or a record that names it by ID) must name it: its ARN. A
+    bare key ID would be looked up in the asking account."""
+    if key_id.startswith("arn:"):
+        return key_id
+    from ..regions import partition_of  # botocore's partition data, read on first use
+
+    return f"arn:{partition_of(region) or 'aws'}:kms:{region}:{account}:key/{key_id}"

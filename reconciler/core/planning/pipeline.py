@@ -35,7 +35,7 @@ from .inuse import InUse, launched_within, waiting, waiting_finding
 from .keys import KeyPhase, key_phase
 from .ownership import ownership, releasing
 from .state import CurrentState, PlanOptions
-from .summaries import skipped_condensed, withheld_condensed
+from .summaries import withheld_condensed
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def _attempt(manifest: Manifest, identity: Identity, selection: Selection,
              ) -> tuple[Settled, frozenset[RegionKey]]:
     """Steps 1-3 once, with ``left_alone`` left alone from the start; and the images left
     alone before the keys were planned."""
-    findings: list[Finding] = skipped_condensed(selection.findings, manifest)
+    findings: list[Finding] = list(selection.findings)
     views: list[ImageView] = []
     for m in selection.managed:
         start = waiting(ImageView(m, state.launch.get(RegionKey(*m.image.key), frozenset()),
@@ -120,10 +120,13 @@ def keys_losing_grantees(manifest: Manifest, identity: Identity, selection: Sele
 
 
 def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
-                 state: CurrentState, options: PlanOptions = PlanOptions()) -> Planned:
+                 state: CurrentState, options: PlanOptions = PlanOptions(),
+                 settled: Settled | None = None) -> Planned:
     """Pure: desired (selection) vs current (state) -> a sorted, digested plan, with what
-    drives its apply and what shows it."""
-    settled = settle(manifest, identity, selection, state, options)
+    drives its apply and what shows it. ``settled``: :func:`settle` of these same inputs,
+    when the caller has it already (gathering does, to ask which keys lose grantees)."""
+    if settled is None:
+        settled = settle(manifest, identity, selection, state, options)
     views = settled.views
     diffs = permission_diffs(views, state, manifest.settings.prune)
     release = ownership(manifest, views, state, settled.in_use)
@@ -144,7 +147,8 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
         plan,
         ApplyContext(resource_keys=settled.keys.resource_keys,
                      resource_owner=consulted.owners(selection, state),
-                     consulted=state_entries),
+                     consulted=state_entries,
+                     released=frozenset(RegionKey(*img.key) for img in state.released)),
         Display(principal_names={p: n for n, p in reversed(manifest.principals)},
                 image_names=consulted.image_names(selection, state),
                 resource_images=consulted.resource_names(views, state),
