@@ -5,8 +5,9 @@ line (the same click command, in-process), with the manifest bundled with the fu
 - The event comes directly from an EventBridge rule, or (as ``examples/event-driven/``
   deploys it) in an SQS batch: one record per event, its body the event. A record whose
   run fails (exit 1) is reported in ``batchItemFailures``, so SQS retries it and, after
-  its ``maxReceiveCount``, moves it to the dead-letter queue; no exception is raised, so
-  the log never holds a traceback.
+  its ``maxReceiveCount``, moves it to the dead-letter queue; a record whose event cannot
+  be read is logged and dropped (a retry would fail the same way). No exception is
+  raised, so the log never holds a traceback.
 - Every line the command prints becomes one JSON log line (``level``, ``message``,
   ``stream``, the event's ``id`` and the invocation's request ID), then one line with the
   exit code and what it means.
