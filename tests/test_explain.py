@@ -4,6 +4,7 @@ launch, 3 cannot, 1 error. Each verdict is run on a sandbox built for it, in-pro
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -460,3 +461,41 @@ def test_an_image_the_manifest_released_says_what_the_next_apply_does(
     assert r.code == 0, r.out + r.err
     [line] = [x for x in r.out.splitlines() if x.startswith("  manifest: ")]
     assert "released" in line and said in line, line
+
+
+@pytest.mark.parametrize("block, said", [
+    ("block-all-sharing", f"snapshot {SNAP}: copy (createVolumePermission) not in effect: it "
+                          "shows public, but Snapshot Block Public Access is block-all-sharing "
+                          "in us-east-1"),
+    ("block-new-sharing", f"snapshot {SNAP}: copy (createVolumePermission) granted (public)"),
+    ("", f"snapshot {SNAP}: copy (createVolumePermission) granted (public)")])
+def test_a_public_copy_permission_block_all_sharing_voids_is_not_called_granted(
+        block: str, said: str) -> None:
+    """EC2 API Reference, DisableSnapshotBlockPublicAccess: under block-all-sharing the
+    snapshots' attributes "still indicate that they are publicly shared, even though they
+    are not publicly available"."""
+    shown = replace(facts(encrypted=False, snapshot_block=block),
+                    copy={SNAP: frozenset({Principal.public()})})
+    v = explain(account(PROD), shown)
+    assert said in v.evidence, v.evidence
+
+
+def test_explain_reads_snapshot_block_public_access_where_a_snapshot_shows_public(
+        server: tuple[MotoServer, Images], run_cli: Runner,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.core.responses import ActionResult
+    from moto.ec2.responses import EC2Response
+
+    monkeypatch.setattr(EC2Response, "get_snapshot_block_public_access_state",
+                        lambda self: ActionResult({"State": "block-all-sharing",
+                                                   "ManagedBy": "account"}), raising=False)
+    srv, images = server
+    image = images.create("golden-copy", launch=[{"UserId": PROD}])
+    ec2 = srv.client("ec2")
+    [shown] = ec2.describe_images(ImageIds=[image])["Images"]
+    snap = shown["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+    ec2.modify_snapshot_attribute(SnapshotId=snap, Attribute="createVolumePermission",
+                                  OperationType="add", GroupNames=["all"])
+    r = run_cli("explain", PROD, "--image", image)
+    assert r.code == 0, r.err
+    assert f"snapshot {snap}: copy (createVolumePermission) not in effect" in r.out, r.out

@@ -327,3 +327,43 @@ def test_a_refused_add_does_not_cost_the_removals_of_the_same_call(aws: Images) 
         ("remove", "999988887777")]
     assert len(refused) == 1 and calls.by_op["ModifyImageAttribute"] == 1, "then Remove alone"
     assert aws.launch(image) == [], "the revocation went through"
+
+
+def _snapshot_of(image_id: str) -> str:
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    [img] = ec2.describe_images(ImageIds=[image_id])["Images"]
+    return str(img["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"])
+
+
+@pytest.mark.parametrize("state, said", [("block-all-sharing", ["snapshot-public-not-in-effect"]),
+                                         ("block-new-sharing", []), ("unblocked", [])])
+def test_a_public_copy_permission_block_all_sharing_voids_is_not_called_granted(
+        aws: Images, monkeypatch: pytest.MonkeyPatch, state: str, said: list[str]) -> None:
+    """EC2 API Reference, EnableSnapshotBlockPublicAccess / DisableSnapshotBlockPublicAccess:
+    in block-all-sharing mode "the attributes for these snapshots still indicate that they
+    are publicly shared, even though they are not publicly available"; block-new-sharing
+    leaves them publicly available."""
+    from moto.core.responses import ActionResult
+    from moto.ec2.responses import EC2Response
+
+    monkeypatch.setattr(EC2Response, "get_snapshot_block_public_access_state",
+                        lambda self: ActionResult({"State": state, "ManagedBy": "account"}),
+                        raising=False)
+    image = aws.create("golden-1")
+    boto3.client("ec2", region_name="us-east-1").modify_snapshot_attribute(
+        SnapshotId=_snapshot_of(image), Attribute="createVolumePermission",
+        OperationType="add", GroupNames=["all"])
+    clients, calls = counted_clients()
+    text = _public_manifest('  - {name: golden, select: {ids: [%s]}, launch: [prod], '
+                            'copy: [public]}\n' % image)
+    plan = build_plan(parse_manifest(text, "m.yaml"), Reader(clients, 4))
+    assert calls.by_op["GetSnapshotBlockPublicAccessState"] == 1
+    assert [f.code for f in plan.findings] == said
+    assert plan.errors == ()
+    if said:
+        [warning] = plan.findings
+        assert warning.severity.value == "warning" and warning.resource == image
+        assert "not publicly available" in warning.message and state in warning.message
+    # the launch share still goes ahead; nothing is written to the snapshot either way
+    assert [(o.kind.value, o.action.value) for o in plan.operations] == [
+        ("launch_permission", "add")]

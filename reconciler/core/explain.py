@@ -31,8 +31,11 @@ from .desired import ManagedImage
 from .kms import Grantee, GrantShape, KeyAccess, KeyInfo, KeyManager
 from .model import (
     OWNERSHIP_TAG,
+    Blocking,
+    BlockState,
     Image,
     ImageState,
+    OwnerRegion,
     Principal,
     PrincipalKind,
     RegionKey,
@@ -61,6 +64,9 @@ class ImageFacts:
     # the manifest name whose ownership tag it carries although no rule matches it any more
     released_by: str = ""
     keep_on_release: bool = False  # settings.on_release: keep
+    # Snapshot Block Public Access in the image's Region, read where a snapshot shows a
+    # public copy permission ("": not read)
+    snapshot_block: str = ""
 
     @classmethod
     def of(cls, img: Image, state: CurrentState, managed: ManagedImage | None = None,
@@ -75,7 +81,8 @@ class ImageFacts:
                     if (img.region, sid) in state.copy},
                    {kid: info for (r, kid), info in state.keys.items() if r == img.region},
                    managed, manifest_given, manifest_path, matched_by, now, released_by,
-                   keep_on_release)
+                   keep_on_release, str(state.snapshot_public_access.get(
+                       OwnerRegion(img.owner_id, img.region), BlockState(None)).state or ""))
 
 
 @dataclass(frozen=True)
@@ -257,8 +264,7 @@ def _check_snapshot(p: Principal, facts: ImageFacts, sid: str, found: _Findings)
         return
     copy = facts.copy.get(sid, frozenset())
     found.evidence.append(f"snapshot {sid}: copy (createVolumePermission) "
-                          + ("granted" if p in copy or Principal.public() in copy
-                             else "not granted"))
+                          + _copy_access(p, copy, facts))
     if not snap.encrypted:
         return
     info = facts.keys.get(snap.kms_key_id)
@@ -266,6 +272,21 @@ def _check_snapshot(p: Principal, facts: ImageFacts, sid: str, found: _Findings)
         found.refuse(f"the KMS key of {sid} is unknown")
         return
     _check_key(p, facts.image, sid, info, found)
+
+
+def _copy_access(p: Principal, copy: frozenset[Principal], facts: ImageFacts) -> str:
+    """Whether ``copy`` lets ``p`` copy. A public one is void under Snapshot Block Public
+    Access block-all-sharing (EC2 API Reference, DisableSnapshotBlockPublicAccess: the
+    attributes "still indicate that they are publicly shared, even though they are not
+    publicly available")."""
+    if p in copy:
+        return "granted"
+    if Principal.public() not in copy:
+        return "not granted"
+    if facts.snapshot_block == Blocking.BLOCK_ALL_SHARING:
+        return ("not in effect: it shows public, but Snapshot Block Public Access is "
+                f"block-all-sharing in {facts.image.region}")
+    return "granted (public)"
 
 
 def _check_key(p: Principal, img: Image, sid: str, info: KeyInfo, found: _Findings) -> None:

@@ -94,6 +94,8 @@ class Code(enum.StrEnum):
         "Snapshot Block Public Access forbids a public copy permission")
     SNAPSHOT_PUBLIC_ACCESS_UNKNOWN = ("snapshot-public-access-unknown", W,
         "Snapshot Block Public Access could not be read")
+    SNAPSHOT_PUBLIC_NOT_IN_EFFECT = ("snapshot-public-not-in-effect", W,
+        "snapshots show a public copy permission that block-all-sharing makes private")
     UNDECLARED_PUBLIC = ("undeclared-public", W,
         "an image is public, no rule says so, and prune is false")
     COPY_MARKETPLACE = ("copy-marketplace", W,

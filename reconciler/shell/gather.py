@@ -416,7 +416,7 @@ def _read_account(manifest: Manifest, account: str, launch: LaunchReads,
                               zip(check, reader.map(reader.public_access_block, check), strict=True)})
     if restricted:
         out.public_count.update(targeted.public_counts(reader, account, check))
-    check = regions_needing_snapshot_public_check(managed, out.copy, out.snapshots)
+    check = regions_needing_snapshot_public_check(managed, out.snapshots)
     out.snapshot_access.update({OwnerRegion(account, r): res for r, res in zip(
         check, reader.map(reader.snapshot_public_access_block, check), strict=True)})
     return out
@@ -492,6 +492,12 @@ def read_explain(reader: Reader, regions: Sequence[str], image_id: str | None,
     reads.read_snapshots(reader, chosen)
     reads.read_copy(reader, reads.snapshots)
     reads.read_keys(reader, reads.snapshots)
+    # a public copy permission is void under block-all-sharing: read it where one shows
+    shown = sorted({(img.owner_id, img.region) for img in chosen for s in img.snapshot_ids
+                    if Principal.public() in reads.copy.get(RegionKey(img.region, s), ())})
+    reads.snapshot_access.update({OwnerRegion(*where): block for where, block in zip(
+        shown, reader.map(reader.snapshot_public_access_block, [r for _, r in shown]),
+        strict=True)})
     state = reads.state(listed)
     out = []
     for img in chosen:

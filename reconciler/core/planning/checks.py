@@ -212,16 +212,18 @@ def _check_public_copy(manifest: Manifest, v: ImageView, state: CurrentState) ->
                               f"{label(img)}: encrypted snapshots cannot be shared publicly; "
                               f"remove `public` from `copy` in rules {rules}"),),
                      copy_cannot_add=refused)
-    if not m.manages_copy or all(public in state.copy.get(RegionKey(img.region, s), frozenset())
-                                 for s in img.snapshot_ids):
+    if not m.manages_copy:
         return Check()
+    block = state.snapshot_public_access.get(OwnerRegion(img.owner_id, img.region),
+                                             BlockState(None, why="not read"))
+    if all(public in state.copy.get(RegionKey(img.region, s), frozenset())
+           for s in img.snapshot_ids):
+        return _public_copy_in_effect(img, block, rules)
     if img.product_codes:
         return Check((finding(Code.PUBLIC_PRODUCT_CODE, img,
                               f"{label(img)}: snapshots with AWS Marketplace product codes "
                               f"cannot be made public; remove `public` from `copy` in rules "
                               f"{rules}"),), copy_cannot_add=refused)
-    block = state.snapshot_public_access.get(OwnerRegion(img.owner_id, img.region),
-                                             BlockState(None, why="not read"))
     if block.state in (Blocking.BLOCK_NEW_SHARING, Blocking.BLOCK_ALL_SHARING):
         return Check((finding(Code.SNAPSHOT_PUBLIC_ACCESS_BLOCKED, img,
                               f"{label(img)}: its snapshots cannot be made public: "
@@ -236,6 +238,21 @@ def _check_public_copy(manifest: Manifest, v: ImageView, state: CurrentState) ->
                               f"permission on the snapshots of {img.image_id} will fail at "
                               "apply"),))
     return Check()
+
+
+def _public_copy_in_effect(img: Image, block: BlockState, rules: str) -> Check:
+    """Snapshots that already show a public copy permission. EC2 API Reference,
+    EnableSnapshotBlockPublicAccess: under block-all-sharing "the attributes for these
+    snapshots still indicate that they are publicly shared, even though they are not
+    publicly available" (block-new-sharing leaves them available)."""
+    if block.state != Blocking.BLOCK_ALL_SHARING:
+        return Check()
+    return Check((finding(Code.SNAPSHOT_PUBLIC_NOT_IN_EFFECT, img,
+                          f"{label(img)}: its snapshots show the public copy permission rules "
+                          f"{rules} declare, but Snapshot Block Public Access is "
+                          f"block-all-sharing in {img.region}, so they are not publicly "
+                          "available: the public copy permission is not in effect until the "
+                          "setting is changed"),))
 
 
 def _check_copy_marketplace(manifest: Manifest, v: ImageView, state: CurrentState) -> Check:

@@ -50,7 +50,7 @@ class CurrentState:
     # the keys :func:`~reconciler.core.planning.keys_losing_grantees` names)
     key_uses: Mapping[str, tuple[KeyUse, ...]] = field(default_factory=dict)
     regions: tuple[str, ...] = ()  # the Regions this run covered
-    # Snapshot Block Public Access, read where a public copy permission would be added; and
+    # Snapshot Block Public Access, read where a public copy permission is declared; and
     # how many of the owner's images are public now
     snapshot_public_access: Mapping[OwnerRegion, BlockState] = field(default_factory=dict)
     public_images: Mapping[OwnerRegion, int] = field(default_factory=dict)
@@ -86,15 +86,13 @@ def regions_needing_public_check(selection: Selection,
 
 
 def regions_needing_snapshot_public_check(managed: Sequence[ManagedImage],
-                                          copy: Mapping[RegionKey, frozenset[Principal]],
                                           snapshots: Mapping[RegionKey, Snapshot]) -> list[str]:
-    """Regions where a public copy permission would be *added* to unencrypted snapshots."""
+    """Regions where unencrypted snapshots are to carry a public copy permission: a new one
+    may be refused, and one they already show is void under block-all-sharing."""
     public = Principal.public()
     return sorted({m.image.region for m in managed
                    if m.manages_copy and public in m.copy and not encrypted(m, snapshots)
-                   and not m.image.product_codes
-                   and any(public not in copy.get(RegionKey(m.image.region, s), frozenset())
-                           for s in m.image.snapshot_ids)})
+                   and not m.image.product_codes and m.image.snapshot_ids})
 
 
 def key_places(key_arns: Iterable[str], keys: Mapping[RegionKey, KeyInfo]
