@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import re
@@ -12,7 +13,7 @@ import socket
 import sys
 import textwrap
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,24 @@ PRINCIPALS = {"prod": PROD, "staging": STAGING, "dev": DEV, "org": ORG, "ou": OU
 
 
 SARIF_SCHEMA = Path(__file__).parent / "data" / "sarif-schema-2.1.0.json"  # see data/README.md
+
+
+@contextlib.contextmanager
+def interrupted_after(seconds: float) -> Iterator[None]:
+    """A SIGALRM ``seconds`` in raises ``Interrupted`` in the main thread, as the CLI's
+    SIGINT and SIGTERM handlers do; the handler and the timer are restored on the way out."""
+    from reconciler.shell.concurrency import Interrupted
+
+    def alarm(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def sarif_results(text: str) -> list[dict[str, Any]]:

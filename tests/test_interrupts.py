@@ -32,6 +32,7 @@ from helpers import (
     Images,
     MotoServer,
     cli_env,
+    interrupted_after,
     manifest_yaml,
     reconcile_executable,
 )
@@ -291,19 +292,13 @@ def test_the_pool_starts_no_queued_item_once_the_waiting_thread_is_interrupted()
         release.wait(5)
         return i
 
-    def alarm(signum: int, frame: object) -> None:
-        raise Interrupted(signum)
-
-    previous = signal.signal(signal.SIGALRM, alarm)
     try:
-        signal.setitimer(signal.ITIMER_REAL, 0.2)
-        t0 = time.monotonic()
-        with pytest.raises(Interrupted):
-            parallel_map(slow, list(range(20)), 2)
-        assert time.monotonic() - t0 < 1
+        with interrupted_after(0.2):
+            t0 = time.monotonic()
+            with pytest.raises(Interrupted):
+                parallel_map(slow, list(range(20)), 2)
+            assert time.monotonic() - t0 < 1
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
         release.set()
     time.sleep(0.1)
     assert len(started) == 2, f"queued items started after the interruption: {started}"

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import itertools
 import random
-import signal
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import ACCOUNT, EU, US, manifest_yaml
+from helpers import ACCOUNT, EU, US, interrupted_after, manifest_yaml
 
 from reconciler.core.desired import is_managed, select
 from reconciler.core.manifest import parse_manifest
@@ -119,20 +118,14 @@ def test_a_signal_ends_the_wait_at_once_and_nothing_queued_starts() -> None:
         started.append(i)
         release.wait(WAIT)
 
-    def alarm(signum: int, frame: object) -> None:
-        raise Interrupted(signum)
-
-    previous = signal.signal(signal.SIGALRM, alarm)
     try:
-        signal.setitimer(signal.ITIMER_REAL, 0.2)
-        t0 = time.monotonic()
-        with pytest.raises(Interrupted), Pool(2) as pool:
-            tasks = [pool.submit(lambda i=i: slow(i)) for i in range(20)]
-            tasks[-1].result()
-        assert time.monotonic() - t0 < 1
+        with interrupted_after(0.2):
+            t0 = time.monotonic()
+            with pytest.raises(Interrupted), Pool(2) as pool:
+                tasks = [pool.submit(lambda i=i: slow(i)) for i in range(20)]
+                tasks[-1].result()
+            assert time.monotonic() - t0 < 1
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
         release.set()
     time.sleep(0.1)
     assert len(started) == 2, f"queued items started after the interruption: {started}"
