@@ -367,3 +367,24 @@ def test_a_public_copy_permission_block_all_sharing_voids_is_not_called_granted(
     # the launch share still goes ahead; nothing is written to the snapshot either way
     assert [(o.kind.value, o.action.value) for o in plan.operations] == [
         ("launch_permission", "add")]
+
+
+@pytest.mark.parametrize("op", ["get_image_block_public_access_state",
+                                "get_snapshot_block_public_access_state"])
+def test_a_block_public_access_answer_without_its_state_is_unknown_not_a_crash(
+        aws: Images, monkeypatch: pytest.MonkeyPatch, op: str) -> None:
+    """EC2 API Reference, GetImageBlockPublicAccessState / GetSnapshotBlockPublicAccessState:
+    the state field is documented as optional in the response ("Required: No"); an answer
+    without it must read as unknown, said in words, not as a KeyError."""
+    from moto.core.responses import ActionResult
+    from moto.ec2.responses import EC2Response
+
+    monkeypatch.setattr(EC2Response, op, lambda self: ActionResult({"ManagedBy": "account"}),
+                        raising=False)
+    image = aws.create("golden-1")
+    text = _public_manifest('  - {name: golden, select: {ids: [%s]}, launch: [public], '
+                            'copy: [public]}\n' % image)
+    plan = build_plan(parse_manifest(text, "m.yaml"), Reader(counted_clients()[0], 4))
+    [unknown] = plan.findings
+    assert unknown.code.value.endswith("public-access-unknown") and unknown.resource == image
+    assert "the answer has no" in unknown.message and "KeyError" not in unknown.message

@@ -220,8 +220,7 @@ class Reader:
         try:
             with aws_call("ec2", "GetImageBlockPublicAccessState"):
                 resp = self.clients.get("ec2", region).get_image_block_public_access_state()
-                return BlockState(str(resp["ImageBlockPublicAccessState"]),
-                                  str(resp.get("ManagedBy") or ""))
+                return _block_state(resp, "ImageBlockPublicAccessState")
         except CallError as exc:
             return BlockState(None, why=str(exc))
 
@@ -231,7 +230,7 @@ class Reader:
         try:
             with aws_call("ec2", "GetSnapshotBlockPublicAccessState"):
                 resp = self.clients.get("ec2", region).get_snapshot_block_public_access_state()
-                return BlockState(str(resp["State"]), str(resp.get("ManagedBy") or ""))
+                return _block_state(resp, "State")
         except CallError as exc:
             return BlockState(None, why=str(exc))
 
@@ -326,3 +325,12 @@ class Reader:
         except CallError:
             return {}
         return {k: sorted(v)[0] for k, v in out.items()}
+
+
+def _block_state(resp: dict[str, Any], field: str) -> BlockState:
+    """A Block Public Access answer; one without its state is "unknown" (a warning where
+    it matters), never a KeyError."""
+    state = resp.get(field)
+    if not isinstance(state, str) or not state:
+        return BlockState(None, why=f"the answer has no {field}")
+    return BlockState(state, str(resp.get("ManagedBy") or ""))
