@@ -1,5 +1,6 @@
 """The pre-commit hook: its definition, its `files` pattern, and its entry run as pre-commit
-runs it. (The GitHub Actions workflows are tested in test_workflows.py.)"""
+runs it. (The example GitHub Actions workflows are tested in test_workflows.py, the release
+workflow in test_release_workflow.py.)"""
 
 from __future__ import annotations
 
