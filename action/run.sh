@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Runs plan, apply or verify; records its exit code and output in OUT. Never fails the step
+# (the upload and the result come after it): result.sh decides.
+#   ARGS  extra arguments, split at blanks, never evaluated (no globbing, no $(...)).
+set -euo pipefail
+# shellcheck source=action/lib.sh
+. "$(dirname "$0")/lib.sh"
+mkdir -p "$OUT"
+read -r -a extra <<<"${ARGS:-}"
+set +e
+case "$COMMAND" in
+  plan)
+    # the plan's SARIF log replaces validate's; a plan that fails before it has one (an AWS
+    # failure) leaves none, so code scanning keeps its last results
+    rm -f "$OUT/reconcile.sarif"
+    # the job summary gets the plan from result.sh, under the verdict, not twice
+    GITHUB_STEP_SUMMARY='' reconcile plan "$MANIFEST" --format markdown --out "$OUT/plan.json" \
+      --sarif "$OUT/reconcile.sarif" --detailed-exitcode "${extra[@]}" \
+      >"$OUT/plan.md" 2>"$OUT/plan.err"
+    code=$?
+    shown=("$OUT/plan.err") ;;
+  apply)
+    reconcile apply "$MANIFEST" --auto-approve --log-file "$OUT/apply.jsonl" "${extra[@]}" \
+      >"$OUT/apply.txt" 2>&1
+    code=$?
+    shown=("$OUT/apply.txt") ;;
+  verify)
+    if [ -z "${CONSUMER_ROLE:-}" ]; then
+      echo "error: consumer-role: the role template is required for verify" >"$OUT/verify.txt"
+      code=1
+    else
+      reconcile verify "$MANIFEST" --consumer-role "$CONSUMER_ROLE" "${extra[@]}" \
+        >"$OUT/verify.txt" 2>&1
+      code=$?
+    fi
+    shown=("$OUT/verify.txt") ;;
+  *)
+    echo "::error::run.sh: no such command: $COMMAND"; exit 1 ;;
+esac
+set -e
+echo "$code" >"$OUT/$COMMAND.exitcode"
+if [ "$COMMAND" = apply ]; then
+  # operations executed (the log's other records are ownership-tag bookkeeping)
+  operations=0
+  if [ -f "$OUT/apply.jsonl" ]; then
+    operations=$(grep -vc '"kind": "ownership_tag"' "$OUT/apply.jsonl" || true)
+  fi
+  echo "$operations" >"$OUT/operations"
+fi
+show "${shown[@]}"
