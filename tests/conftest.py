@@ -25,7 +25,7 @@ from helpers import (
     run_main,
 )
 
-from reconciler.shell.sandbox import IMAGE_BLOCK_PUBLIC_ACCESS, install_moto_extensions
+from reconciler.shell.sandbox import IMAGE_BLOCK_PUBLIC_ACCESS, RECYCLE_BIN, install_moto_extensions
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -70,6 +70,7 @@ def aws() -> Iterator[Images]:
     with mock_aws():
         yield Images(functools.cache(lambda region: boto3.client("ec2", region_name=region)))
     IMAGE_BLOCK_PUBLIC_ACCESS.clear()
+    RECYCLE_BIN.clear()
 
 
 @pytest.fixture(scope="session")

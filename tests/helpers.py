@@ -27,7 +27,12 @@ from reconciler.shell.applier import Applier, ApplyReport
 from reconciler.shell.aws import Clients
 from reconciler.shell.gather import build_plan
 from reconciler.shell.reader import Reader
-from reconciler.shell.sandbox import IMAGE_BLOCK_PUBLIC_ACCESS, encrypt_image, set_image_id
+from reconciler.shell.sandbox import (
+    IMAGE_BLOCK_PUBLIC_ACCESS,
+    RECYCLE_BIN,
+    encrypt_image,
+    set_image_id,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -167,6 +172,7 @@ class MotoServer:
 
         urllib.request.urlopen(urllib.request.Request(f"{self.url}/moto-api/reset", method="POST"))
         IMAGE_BLOCK_PUBLIC_ACCESS.clear()
+        RECYCLE_BIN.clear()
 
 
 Runner = Callable[..., Result]

@@ -7,6 +7,7 @@ use ``run_script`` run the installed console script in a subprocess, as a CI job
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from helpers import (
     manifest_yaml,
 )
 
-from reconciler.shell.sandbox import IMAGE_BLOCK_PUBLIC_ACCESS
+from reconciler.shell.sandbox import IMAGE_BLOCK_PUBLIC_ACCESS, RECYCLE_BIN
 
 pytestmark = pytest.mark.e2e
 
@@ -156,6 +157,26 @@ def test_public_share_blocked_by_image_block_public_access(
     assert images.launch(golden) == []
     tags = server[0].client("ec2").describe_images(ImageIds=[golden])["Images"][0].get("Tags")
     assert not tags
+
+
+def test_a_full_recycle_bin_warns_and_the_public_share_still_applies(
+        server: tuple[MotoServer, Images], run_cli: Runner, tmp_path: Path) -> None:
+    """EC2 User Guide, "AMI quotas": public AMIs in the Recycle Bin count towards the Public
+    AMIs quota; ListImagesInRecycleBin does not say which were public (a warning)."""
+    _, images = server
+    golden = images.create("golden-1")
+    RECYCLE_BIN[(ACCOUNT, "us-east-1")] = [
+        {"ImageId": f"ami-{i:017x}", "Name": f"old-{i}", "Description": ""}
+        for i in range(5)]
+    m = manifest(tmp_path, launch="[public]", allow_public="true")
+    r = run_cli("plan", m)
+    assert r.code == 0, r.out + r.err
+    assert re.search(r"warning\[public-quota-recycle-bin\].*1 public AMIs of the quota of 5.*"
+                     r"5 AMIs are in the Recycle Bin of us-east-1", r.out), r.out
+    r = run_cli("plan", m, "--strict")
+    assert r.code == 1, "--strict fails on the warning"
+    assert run_cli("apply", m, "--auto-approve").code == 0
+    assert images.launch(golden) == [{"Group": "all"}]
 
 
 def test_saved_plan_applies_exactly(server: tuple[MotoServer, Images], run_script: Runner,

@@ -164,6 +164,77 @@ def test_public_ami_quota_counts_current_and_planned(aws: Images) -> None:
     assert sorted(o.resource for o in raised.operations if o.principal.is_public) == sorted([a, b])
 
 
+def _in_recycle_bin(count: int, region: str = "us-east-1") -> None:
+    """AMIs in the Recycle Bin as ListImagesInRecycleBin lists them (EC2 API reference,
+    ImageRecycleBinInfo: no word on whether one was public)."""
+    from reconciler.shell.sandbox import RECYCLE_BIN
+
+    RECYCLE_BIN[(ACCOUNT, region)] = [
+        {"ImageId": f"ami-{i:017x}", "Name": f"old-{i}", "Description": "",
+         "RecycleBinEnterTime": "2026-11-01T00:00:00.000Z",
+         "RecycleBinExitTime": "2026-12-31T00:00:00.000Z"} for i in range(count)]
+
+
+@pytest.mark.parametrize("binned, warned", [(0, False), (1, False), (2, True), (1001, True)])
+def test_public_amis_in_the_recycle_bin_may_hold_the_quota(aws: Images, binned: int,
+                                                           warned: bool) -> None:
+    """EC2 User Guide, "AMI quotas": Public AMIs "including public AMIs in the Recycle Bin"
+    (5 per Region). ListImagesInRecycleBin does not say which were public: the count is an
+    upper bound, so a share it may block is a warning, never a refusal."""
+    for i in range(3):
+        _public_image(aws, f"legacy-{i}")
+    image = aws.create("golden-a")
+    _in_recycle_bin(binned)
+    clients, calls = counted_clients()
+    plan = build_plan(parse_manifest(_public_manifest(
+        '  - {name: golden, select: {name: "golden-*"}, launch: [public]}\n'), "m.yaml"),
+        Reader(clients, 4))
+    assert calls.by_op["ListImagesInRecycleBin"] == (2 if binned > 1000 else 1)  # 1,000 a page
+    assert plan.errors == ()
+    said = [f for f in plan.findings if f.code == "public-quota-recycle-bin"]
+    assert bool(said) is warned, [f.code for f in plan.findings]
+    if warned:
+        [warning] = said
+        assert warning.severity.value == "warning" and warning.resource == image
+        assert "4 public AMIs of the quota of 5" in warning.message
+        assert f"{binned} AMIs are in the Recycle Bin of us-east-1" in warning.message
+    # the share is planned either way: the count cannot say the quota is reached
+    assert [o.resource for o in plan.operations if o.principal.is_public] == [image]
+
+
+def test_the_recycle_bin_is_listed_only_where_a_public_share_is_added(aws: Images) -> None:
+    image = aws.create("golden-a")
+    _in_recycle_bin(5)
+    clients, calls = counted_clients()
+    plan = build_plan(parse_manifest(_public_manifest(
+        '  - {name: golden, select: {ids: [%s]}, launch: [prod]}\n' % image), "m.yaml"),
+        Reader(clients, 4))
+    assert "ListImagesInRecycleBin" not in calls.by_op
+    assert plan.findings == ()
+
+
+def test_an_unreadable_recycle_bin_is_said_once_per_new_public_share(
+        aws: Images, monkeypatch: pytest.MonkeyPatch) -> None:
+    """EC2 API reference, Common client errors: UnauthorizedOperation, when the role's
+    policy lacks ec2:ListImagesInRecycleBin."""
+    from moto.ec2.exceptions import EC2ClientError
+    from moto.ec2.responses import EC2Response
+
+    def refuse(self: object) -> None:
+        raise EC2ClientError("UnauthorizedOperation", "You are not authorized to perform this "
+                        "operation. User: x is not authorized to perform: "
+                        "ec2:ListImagesInRecycleBin")
+
+    monkeypatch.setattr(EC2Response, "list_images_in_recycle_bin", refuse, raising=False)
+    image = aws.create("golden-a")
+    plan = replan(_public_manifest(
+        '  - {name: golden, select: {ids: [%s]}, launch: [public]}\n' % image))
+    [warning] = plan.findings
+    assert warning.code == "public-quota-recycle-bin" and warning.resource == image
+    assert "could not be listed" in warning.message and "UnauthorizedOperation" in warning.message
+    assert [o.resource for o in plan.operations if o.principal.is_public] == [image]
+
+
 def test_block_public_access_set_by_a_declarative_policy(
         aws: Images, monkeypatch: pytest.MonkeyPatch) -> None:
     """EC2 API GetImageBlockPublicAccessState: ManagedBy declarative-policy means the state

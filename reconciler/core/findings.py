@@ -90,6 +90,8 @@ class Code(enum.StrEnum):
     PUBLIC_ACCESS_UNKNOWN = ("public-access-unknown", W,
         "Image Block Public Access could not be read")
     PUBLIC_QUOTA = ("public-quota", E, "more public AMIs in the Region than public_quota")
+    PUBLIC_QUOTA_RECYCLE_BIN = ("public-quota-recycle-bin", W,
+        "AMIs in the Recycle Bin may hold the public AMIs quota a new public share needs")
     SNAPSHOT_PUBLIC_ACCESS_BLOCKED = ("snapshot-public-access-blocked", E,
         "Snapshot Block Public Access forbids a public copy permission")
     SNAPSHOT_PUBLIC_ACCESS_UNKNOWN = ("snapshot-public-access-unknown", W,

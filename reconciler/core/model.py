@@ -304,6 +304,14 @@ class BlockState:
 
 
 @dataclass(frozen=True)
+class Counted:
+    """A number read from AWS, or None when it could not be read (``why`` says why)."""
+
+    count: int | None
+    why: str = ""
+
+
+@dataclass(frozen=True)
 class Arn:
     """An Amazon Resource Name: ``arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE``. The one
     place ARNs are taken apart; a text that is not one parses to empty fields."""

@@ -78,8 +78,8 @@ STS_SHARED = "AssumeRole+GetCallerIdentity"
 PACED_ACTIONS = frozenset({
     "DescribeImages", "DescribeImageAttribute", "DescribeRegions", "DescribeSnapshots",
     "DescribeSnapshotAttribute", "GetImageBlockPublicAccessState",
-    "GetSnapshotBlockPublicAccessState", "ModifyImageAttribute", "ModifySnapshotAttribute",
-    "CreateTags", "DeleteTags",
+    "GetSnapshotBlockPublicAccessState", "ListImagesInRecycleBin", "ModifyImageAttribute",
+    "ModifySnapshotAttribute", "CreateTags", "DeleteTags",
     "DescribeKey", "GetKeyPolicy", "PutKeyPolicy", "ListAliases",
     "GetCallerIdentity", "AssumeRole", "GetAllowedImagesSettings",
     "GenerateDataKeyWithoutPlaintext", "ListGrants",

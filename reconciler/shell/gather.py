@@ -26,6 +26,7 @@ from ..core.model import (
     OWNERSHIP_TAG,
     Arn,
     BlockState,
+    Counted,
     Identity,
     Image,
     ImageState,
@@ -341,6 +342,7 @@ class _Reads:
     public_access: dict[OwnerRegion, BlockState] = field(default_factory=dict)
     snapshot_access: dict[OwnerRegion, BlockState] = field(default_factory=dict)
     public_count: dict[OwnerRegion, int] = field(default_factory=dict)  # restricted runs only
+    recycle_bin: dict[OwnerRegion, Counted] = field(default_factory=dict)
     # (account, Region) -> key ID -> alias, listed once for display
     aliases: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 
@@ -383,12 +385,13 @@ class _Reads:
 
     def merge(self, other: _Reads) -> None:
         for name in ("launch", "snapshots", "copy", "keys", "public_access", "snapshot_access",
-                     "public_count", "aliases"):
+                     "public_count", "recycle_bin", "aliases"):
             getattr(self, name).update(getattr(other, name))
 
     def state(self, images: Mapping[str, Sequence[Image]], **more: Any) -> CurrentState:
         return CurrentState(self.launch, self.public_access, self.snapshots, self.copy, self.keys,
                             snapshot_public_access=self.snapshot_access,
+                            recycle_bin=self.recycle_bin,
                             images={r: tuple(found) for r, found in sorted(images.items())},
                             **more)
 
@@ -414,6 +417,9 @@ def _read_account(manifest: Manifest, account: str, launch: LaunchReads,
     check = regions_needing_public_check(Selection(tuple(managed), ()), out.launch, out.snapshots)
     out.public_access.update({OwnerRegion(account, r): res for r, res in
                               zip(check, reader.map(reader.public_access_block, check), strict=True)})
+    # public AMIs in the Recycle Bin count towards the quota a new public share needs
+    out.recycle_bin.update({OwnerRegion(account, r): res for r, res in
+                            zip(check, reader.map(reader.recycle_bin_images, check), strict=True)})
     if restricted:
         out.public_count.update(targeted.public_counts(reader, account, check))
     check = regions_needing_snapshot_public_check(managed, out.snapshots)

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 from ..core.errors import AwsError
 from ..core.kms import KeyInfo, KeyManager
-from ..core.model import BlockState, Identity, Image, Principal, RegionKey, Snapshot
+from ..core.model import BlockState, Counted, Identity, Image, Principal, RegionKey, Snapshot
 from ..core.pacing import with_eta
 from .aws import CallError, Clients, aws_call
 from .concurrency import parallel_map
@@ -233,6 +233,17 @@ class Reader:
                 return _block_state(resp, "State")
         except CallError as exc:
             return BlockState(None, why=str(exc))
+
+    def recycle_bin_images(self, region: str) -> Counted:
+        """How many of the account's AMIs are in ``region``'s Recycle Bin
+        (``ListImagesInRecycleBin``, 1,000 a page); unknown on any failure."""
+        try:
+            with aws_call("ec2", "ListImagesInRecycleBin", region):
+                pages = self.clients.get("ec2", region).get_paginator(
+                    "list_images_in_recycle_bin").paginate(PaginationConfig={"PageSize": 1000})
+                return Counted(sum(len(page.get("Images") or []) for page in pages))
+        except CallError as exc:
+            return Counted(None, why=str(exc))
 
     def snapshots(self, region: str, snapshot_ids: Sequence[str]) -> dict[str, Snapshot]:
         """The given snapshots, ``SNAPSHOT_BATCH`` IDs per call. Missing ones are left out."""

@@ -357,6 +357,7 @@ def check_public_quota(manifest: Manifest, views: Sequence[ImageView],
             losing[place] += 1
     limit = manifest.settings.public_quota
     refused: list[Finding] = []
+    warned: list[Finding] = []
     for place, new in sorted(gaining.items()):
         after = state.public_images.get(place, 0) - losing[place] + len(new)
         if after > limit:
@@ -366,9 +367,34 @@ def check_public_quota(manifest: Manifest, views: Sequence[ImageView],
                                 "(EC2 quota \"Public AMIs\"); make others private, or raise "
                                 "the quota (Service Quotas, L-0E3CBAB9) and "
                                 "settings.public_quota") for v in new]
+        else:
+            warned += _recycle_bin_warnings(place, new, after, limit, state)
     over = {(f.region, f.resource) for f in refused}
     return (tuple(replace(v, cannot_add=v.cannot_add | {public})
-                  if v.image.key in over else v for v in views), tuple(refused))
+                  if v.image.key in over else v for v in views), (*refused, *warned))
+
+
+def _recycle_bin_warnings(place: OwnerRegion, new: Sequence[ImageView], after: int, limit: int,
+                          state: CurrentState) -> list[Finding]:
+    """The public AMIs quota counts public AMIs in the Recycle Bin too, and
+    ListImagesInRecycleBin does not say which of them were public: when those could take
+    the room the new public shares need, say so (a warning: the count is an upper bound)."""
+    binned = state.recycle_bin.get(place)
+    if binned is None:
+        return []
+    if binned.count is None:
+        why = (f"the Recycle Bin of {place.region} could not be listed ({binned.why}); public "
+               "AMIs there count towards it")
+    elif after + binned.count > limit:
+        why = (f"{binned.count} AMIs are in the Recycle Bin of {place.region}, and those of "
+               "them that were public count towards it (ListImagesInRecycleBin does not say "
+               "which); if the share is refused, raise the quota or make another AMI private")
+    else:
+        return []
+    return [finding(Code.PUBLIC_QUOTA_RECYCLE_BIN, v.image,
+                    f"making {label(v.image)} public may be refused at apply: {place.region} "
+                    f"would have {after} public AMIs of the quota of {limit} "
+                    f"(EC2 quota \"Public AMIs\"), and {why}") for v in new]
 
 
 def errored_images(findings: Iterable[Finding]) -> frozenset[str]:

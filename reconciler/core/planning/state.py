@@ -10,7 +10,17 @@ from dataclasses import dataclass, field
 from ..desired import ManagedImage, Selection, active_regions
 from ..kms import KeyInfo
 from ..manifest import Manifest
-from ..model import Arn, BlockState, Image, OpKind, OwnerRegion, Principal, RegionKey, Snapshot
+from ..model import (
+    Arn,
+    BlockState,
+    Counted,
+    Image,
+    OpKind,
+    OwnerRegion,
+    Principal,
+    RegionKey,
+    Snapshot,
+)
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,9 @@ class CurrentState:
     # how many of the owner's images are public now
     snapshot_public_access: Mapping[OwnerRegion, BlockState] = field(default_factory=dict)
     public_images: Mapping[OwnerRegion, int] = field(default_factory=dict)
+    # how many AMIs the owner has in the Recycle Bin (None: unreadable, with why), read
+    # where a public share would be added: public ones there count towards the quota
+    recycle_bin: Mapping[OwnerRegion, Counted] = field(default_factory=dict)
     # images carrying this manifest's ownership tag that no rule matches any more; their
     # launch permissions are in ``launch``, their snapshots in ``snapshots`` and the copy
     # permissions of those the tool tagged in ``copy``

@@ -10,6 +10,7 @@
 from .moto_extensions import (
     ENABLED_REGIONS,
     IMAGE_BLOCK_PUBLIC_ACCESS,
+    RECYCLE_BIN,
     encrypt_image,
     install_moto_extensions,
     make_aws_managed,
@@ -34,6 +35,7 @@ __all__ = [
     "AWS_MANAGED_KEY",
     "ENABLED_REGIONS",
     "IMAGE_BLOCK_PUBLIC_ACCESS",
+    "RECYCLE_BIN",
     "SandboxImage",
     "SandboxKey",
     "SandboxState",

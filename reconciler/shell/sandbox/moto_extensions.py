@@ -15,6 +15,8 @@ from .state import parse_utc
 
 # (account, region) -> Image Block Public Access state, read by the patched moto handler.
 IMAGE_BLOCK_PUBLIC_ACCESS: dict[tuple[str, str], str] = {}
+# (account, Region) -> the AMIs in its Recycle Bin, as ListImagesInRecycleBin lists them
+RECYCLE_BIN: dict[tuple[str, str], list[dict[str, Any]]] = {}
 
 
 def install_moto_extensions() -> None:
@@ -63,6 +65,20 @@ def _patch_ec2() -> None:
         return ActionResult({"State": "unblocked", "ManagedBy": "account"})
 
     EC2Response.get_snapshot_block_public_access_state = get_snapshot_block_public_access_state  # type: ignore[attr-defined]
+
+    # ListImagesInRecycleBin (EC2 API reference): ImageId, Name, Description,
+    # RecycleBinEnterTime and RecycleBinExitTime of each AMI in the Recycle Bin, up to
+    # MaxResults (1,000 at most) a page. moto has no Recycle Bin.
+    def list_images_in_recycle_bin(self: Any) -> Any:
+        listed = RECYCLE_BIN.get((self.current_account, self.region), [])
+        size = int(self._get_param("MaxResults") or 1000)
+        start = int(self._get_param("NextToken") or 0)
+        page: dict[str, Any] = {"Images": listed[start:start + size]}
+        if start + size < len(listed):
+            page["NextToken"] = str(start + size)
+        return ActionResult(page)
+
+    EC2Response.list_images_in_recycle_bin = list_images_in_recycle_bin  # type: ignore[attr-defined]
 
     # moto answers DescribeRegions with every Region of every partition (GovCloud and China
     # included); the emulated account has only ENABLED_REGIONS enabled, as a real one does.

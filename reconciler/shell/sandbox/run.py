@@ -10,7 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path as FsPath
 
 from ...core.errors import ReconcilerError
-from .moto_extensions import ENABLED_REGIONS, IMAGE_BLOCK_PUBLIC_ACCESS, install_moto_extensions
+from .moto_extensions import (
+    ENABLED_REGIONS,
+    IMAGE_BLOCK_PUBLIC_ACCESS,
+    RECYCLE_BIN,
+    install_moto_extensions,
+)
 from .seed import dump, seed
 from .state import SandboxState, load_sandbox
 
@@ -88,5 +93,6 @@ def running_sandbox(path: str, save_to: str | None = None) -> Iterator[SandboxSt
         os.environ.clear()
         os.environ.update(saved)
         IMAGE_BLOCK_PUBLIC_ACCESS.clear()
+        RECYCLE_BIN.clear()
         ENABLED_REGIONS.clear()
         ENABLED_REGIONS.update(enabled)
