@@ -64,6 +64,16 @@ def test_the_licence_ships_with_the_wheel_and_the_sdist(wheel: Path) -> None:
     assert {"LICENSE", "CHANGELOG.md", "README.md"} <= set(sdist)
 
 
+def test_the_sdist_holds_what_its_tests_read() -> None:
+    """The suite ships in the sdist; the files it checks beside the package ship with it
+    (the action, the workflows, the CI script, the pre-commit hook)."""
+    sdist = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"][
+        "targets"]["sdist"]["include"])
+    read = {"action.yml", "action", ".github", ".ci", ".pre-commit-hooks.yaml"}
+    assert all((ROOT / name).exists() for name in read)
+    assert read <= sdist, sorted(read - sdist)
+
+
 def test_the_changelog_keeps_a_changelog() -> None:
     """Keep a Changelog 1.1.0: an Unreleased section first, then releases, each with only
     the standard kinds of change."""
