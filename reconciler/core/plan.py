@@ -129,8 +129,13 @@ class Display:
     # (region, resource, principal) -> why a rule's lifecycle conditions withhold it, for the
     # reason of a removal ("rule golden: it is not among the newest 3 ...")
     withheld: Mapping[tuple[str, str, Principal], str] = field(default_factory=dict)
-    # (region, image ID) -> the rules that match it: where a finding about it points (SARIF)
+    # (region, image ID) -> the rules that match it: where a finding about it points (SARIF),
+    # and which rule's group the image is shown in
     image_rules: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    # image ID -> its CreationDate (builds of one family are shown oldest first)
+    image_created: Mapping[str, str] = field(default_factory=dict)
+    # snapshot ID -> the image it backs (its copy permissions are shown beside the image)
+    snapshot_images: Mapping[str, str] = field(default_factory=dict)
 
     def resource_name(self, resource: str) -> str | None:
         """An image's name, or what a snapshot or key is shown by (None: nothing known)."""

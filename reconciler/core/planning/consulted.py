@@ -11,7 +11,7 @@ from typing import Any
 
 from ..desired import Selection
 from ..manifest import Manifest, OwnershipMode
-from ..model import Arn, OpKind, Principal, RegionKey
+from ..model import Arn, Image, OpKind, Principal, RegionKey
 from ..plan import StateEntries
 from .checks import ImageView
 from .inuse import InUse
@@ -94,9 +94,22 @@ def resource_names(views: Sequence[ImageView], state: CurrentState) -> dict[str,
     return names
 
 
+def _shown_images(selection: Selection, state: CurrentState) -> tuple[Image, ...]:
+    """The images a plan may show: the managed ones and the released ones."""
+    return (*(m.image for m in selection.managed), *state.released)
+
+
 def image_names(selection: Selection, state: CurrentState) -> dict[str, str]:
-    return {**{m.image.image_id: m.image.name for m in selection.managed},
-            **{img.image_id: img.name for img in state.released}}
+    return {img.image_id: img.name for img in _shown_images(selection, state)}
+
+
+def image_dates(selection: Selection, state: CurrentState) -> dict[str, str]:
+    return {img.image_id: img.creation_date for img in _shown_images(selection, state)}
+
+
+def snapshot_images(selection: Selection, state: CurrentState) -> dict[str, str]:
+    return {sid: img.image_id for img in _shown_images(selection, state)
+            for sid in img.snapshot_ids}
 
 
 def withheld(selection: Selection) -> dict[tuple[str, str, Principal], str]:
@@ -113,7 +126,7 @@ def withheld(selection: Selection) -> dict[tuple[str, str, Principal], str]:
 def owners(selection: Selection, state: CurrentState) -> dict[RegionKey, str]:
     """(region, image/snapshot ID or key ARN) -> the owner account that must write it."""
     out: dict[RegionKey, str] = {}
-    for img in (*(m.image for m in selection.managed), *state.released):
+    for img in _shown_images(selection, state):
         out[RegionKey(*img.key)] = img.owner_id
         for sid in img.snapshot_ids:
             out[RegionKey(img.region, sid)] = img.owner_id

@@ -154,7 +154,9 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
                 resource_images=consulted.resource_names(views, state),
                 key_policies=settled.keys.policies,
                 withheld=consulted.withheld(selection),
-                image_rules=selection.matched_by))
+                image_rules=selection.matched_by,
+                image_created=consulted.image_dates(selection, state),
+                snapshot_images=consulted.snapshot_images(selection, state)))
 
 
 def _guard_findings(manifest: Manifest, ops: Sequence[Operation],
