@@ -204,7 +204,8 @@ def test_plan_then_one_comment_posted_then_updated(
     assert body.startswith("<!-- reconcile-plan -->\n### `reconcile plan`: changes\n")
     assert f"Commit 0123456 · [workflow run]({RUN_URL})" in body
     assert "**Plan: 1 permission to add, 1 to remove, 0 unchanged, on 1 managed image.**" in body
-    assert f"~ {golden} (golden-1)" in body and f"-   launch {HAND}  (not declared)" in body
+    assert f"~ {golden} (golden-1)" in body
+    assert re.search(rf"\n-   launch {HAND} +\(not declared\)\n", body), body  # columns aligned
     assert "<summary>Errors</summary>" not in body
 
     comments = [{"id": 11, "user": {"type": "User"}, "body": "LGTM <!-- reconcile-plan -->"},
