@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import ACCOUNT, PROD, STAGING, run_main
+from helpers import ACCOUNT, OU, PROD, STAGING, run_main
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -251,7 +251,7 @@ def test_errors_come_before_the_diff_and_survive_truncation() -> None:
     assert "Output truncated" in md
     assert md.count("```") % 2 == 0 and md.count("<details>") == md.count("</details>")
     text = render_text(_big_plan(3), None)
-    assert text.index("error[max-removals]") < text.index("us-east-1\n  ~ ")
+    assert text.index("error[max-removals]") < text.index("\nus-east-1\n")
     assert "error[max-removals]: the plan removes" in text  # no stray " :" without a Region
 
 
@@ -290,13 +290,20 @@ def test_no_value_in_any_slot_of_a_plan_can_forge_output(
         principal_name: str, sid: str) -> None:
     """Image and key names, rule names, lifecycle reasons, finding messages and resources,
     the ownership name, principal names and the tool's own statements (which anyone with
-    kms:PutKeyPolicy can edit) each hold a hostile string; no rendering lets it act."""
+    kms:PutKeyPolicy can edit) each hold a hostile string; no rendering lets it act, the
+    rule's group heading, the roll-ups (the plan is big enough for them) and a key-policy
+    change shown once for several keys included."""
     image, key = "ami-0a11c0de000000001", "arn:aws:kms:us-east-1:123456789012:key/k"
     prod = Principal.account(PROD)
+    ou = Principal.parse_literal(OU)
+    assert ou is not None
     ops = [Operation(Action.ADD, OpKind.LAUNCH, "us-east-1", image, prod, (rule,)),
+           Operation(Action.ADD, OpKind.LAUNCH, "us-east-1", image, ou, (rule,)),
            Operation(Action.REMOVE, OpKind.LAUNCH, "us-east-1", image,
                      Principal.account(STAGING)),
-           Operation(Action.ADD, OpKind.KMS, "us-east-1", key, prod, (rule,))]
+           Operation(Action.ADD, OpKind.KMS, "us-east-1", key, prod, (rule,)),
+           *(Operation(Action.ADD, OpKind.KMS, "us-east-1", f"{key}{i}", prod, (rule,))
+             for i in range(10))]
     findings = [Finding(sev, "other-manifest", "us-east-1", resource, message)
                 for sev in Severity]
     owned = {"Sid": "AmiShareReconcilerAccounts", "Effect": "Allow", "Principal": {"AWS": [sid]},
@@ -306,10 +313,12 @@ def test_no_value_in_any_slot_of_a_plan_can_forge_output(
                   findings=findings, images=1, unchanged=0, state={},
                   ownership=Ownership(tag, (RegionKey("us-east-1", image),))),
         display=Display(image_names={image: name}, resource_images={key: alias},
-                        key_policies={key: ({"Statement": []}, {"Statement": [owned]})},
+                        key_policies={k: ({"Statement": []}, {"Statement": [owned]})
+                                      for k in (key, f"{key}0", f"{key}1")},
+                        image_rules={("us-east-1", image): (rule, rule + "2")},
                         withheld={("us-east-1", image, Principal.account(STAGING)): reason}))
     manifest = replace(parse_manifest(b"version: 1\nsettings: {name: m}\nimages: []\n", "m.yaml"),
-                       principals=((principal_name, prod),))
+                       principals=((principal_name, prod), (principal_name + "2", ou)))
     _assert_inert_text(render_text(plan, manifest, details=key_policy_details(plan)))
     md = render_markdown(plan, manifest)
     _assert_inert_text("\n".join(line for line in md.splitlines()

@@ -3,20 +3,18 @@
 Pure functions returning strings; the CLI decides where they go. Output depends only on
 the plan and the manifest, so identical inputs render byte-identical text. Every string
 that holds a value from AWS or the manifest (names, rule names, globs, reasons, finding
-messages) passes through :mod:`reconciler.core.neutral` here, as it is printed.
+messages) passes through :mod:`reconciler.core.neutral` here, as it is printed. How a big
+plan is laid out for review (groups by rule, roll-ups, short principal IDs, one diff for
+identical key-policy changes) is :mod:`.review`'s.
 """
 
 from __future__ import annotations
 
-import difflib
-import json
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from . import neutral
-from .kms import OWNED_SIDS
 from .manifest import Manifest
 from .model import (
     OWNERSHIP_TAG,
@@ -29,6 +27,15 @@ from .model import (
     plural,
 )
 from .plan import Planned
+from .review import (
+    Group,
+    Rollup,
+    Tally,
+    key_policy_changes,
+    principal_text,
+    region_groups,
+    rollup,
+)
 
 KIND_LABEL = {OpKind.LAUNCH: "launch", OpKind.COPY: "copy", OpKind.KMS: "kms"}
 # UTF-8 bytes: GitHub comments are capped at 65,536 characters, and the example workflow
@@ -52,25 +59,10 @@ class Style:
         return text if self.painter is None else self.painter(text, fg, bold)
 
 
-def principal_label(p: Principal, manifest: Manifest | None) -> str:
-    name = manifest.name_of(p) if manifest is not None else None
-    return f"{p.label} ({name})" if name else p.label
-
-
 def resource_label(plan: Planned, region_resource: tuple[str, str]) -> str:
     _, resource = region_resource
     name = plan.display.resource_name(resource)
     return f"{resource} ({name})" if name else resource
-
-
-Grouped = dict[str, dict[str, list[Operation]]]  # Region -> resource -> operations
-
-
-def _grouped(ops: tuple[Operation, ...]) -> Grouped:
-    out: Grouped = defaultdict(lambda: defaultdict(list))
-    for op in ops:
-        out[op.region][op.resource].append(op)
-    return out
 
 
 RELEASED = "no longer matched by any rule"
@@ -90,15 +82,63 @@ def _release_reason(plan: Planned) -> str:
     return f"{RELEASED}; it carries {OWNERSHIP_TAG}={name}"
 
 
-def _op_line(op: Operation, manifest: Manifest | None,
-             released: set[str] | frozenset[str] = frozenset(),
-             withheld: Mapping[tuple[str, str, Principal], str] | None = None,
-             release_reason: str = RELEASED) -> tuple[str, str, str]:
-    sign = "+" if op.action is Action.ADD else "-"
-    why = (f"rule {', '.join(op.rules)}" if op.rules
-           else release_reason if op.resource in released
-           else (withheld or {}).get((op.region, op.resource, op.principal), "not declared"))
-    return sign, f"{KIND_LABEL[op.kind]:<6} {principal_label(op.principal, manifest)}", why
+OpLine = Callable[[Operation], tuple[str, str, str]]
+
+
+def _op_lines(plan: Planned, manifest: Manifest | None) -> OpLine:
+    """An operation's line, inert: its sign, kind and principal, and why. Each (kind,
+    principal) and each rule list is made once per rendering, not once per operation (a
+    plan may hold 300,000)."""
+    t, withheld = neutral.text, plan.display.withheld
+    released, release_reason = _released(plan), t(_release_reason(plan))
+    bodies: dict[tuple[OpKind, Principal], str] = {}
+    rules: dict[tuple[str, ...], str] = {}
+
+    def line(op: Operation) -> tuple[str, str, str]:
+        body = bodies.get((op.kind, op.principal))
+        if body is None:
+            body = bodies[op.kind, op.principal] = t(
+                f"{KIND_LABEL[op.kind]:<6} {principal_text(op.principal, manifest)}")
+        if op.rules:
+            why = rules.get(op.rules) or rules.setdefault(op.rules,
+                                                          t(f"rule {', '.join(op.rules)}"))
+        else:
+            why = release_reason if op.resource in released else t(
+                withheld.get((op.region, op.resource, op.principal), "not declared"))
+        return "+" if op.action is Action.ADD else "-", body, why
+
+    return line
+
+
+WIDEST = 44  # a principal column wider than this is not padded to: its line runs on
+
+
+def _group_lines(line: OpLine, group: Group) -> tuple[int, dict[str, list[tuple[str, str, str]]]]:
+    """Each resource's operation lines, and the width their principal column is padded
+    to: one for the whole group, so that its reasons line up."""
+    lines = {res: [line(o) for o in ops] for res, ops in group.resources}
+    width = min(WIDEST, max(len(body) for rows in lines.values() for _, body, _ in rows))
+    return width, lines
+
+
+def _tally_lines(rows: Sequence[Tally]) -> list[str]:
+    """Roll-up rows, inert and aligned: who or what, ``+adds -removes``, the full ID."""
+    labels = [neutral.text(r.label) for r in rows]
+    width = min(WIDEST, max(map(len, labels)))
+    adds = [f"+{r.add}" for r in rows]
+    removes = [f"-{r.remove}" for r in rows]
+    wa, wr = max(map(len, adds)), max(map(len, removes))
+    return [f"  {label.ljust(width)}  {a:>{wa}}  {m:>{wr}}{'  ' + neutral.text(r.full) if r.full else ''}"
+            .rstrip() for label, a, m, r in zip(labels, adds, removes, rows, strict=True)]
+
+
+def rollup_lines(roll: Rollup) -> list[str]:
+    """The text roll-up, above the summary line (README, "How a big plan reads")."""
+    out: list[str] = []
+    for title, rows in (("Changes by rule:", roll.rules), ("Changes by principal:", roll.principals)):
+        if rows:
+            out += [title, *_tally_lines(rows)]
+    return out
 
 
 def _ids(keys: tuple[tuple[str, str], ...], most: int = 5) -> str:
@@ -189,23 +229,22 @@ def text_lines(plan: Planned, manifest: Manifest | None, *, paint: Paint | None 
     st = Style(paint)
     t = neutral.text
     yield from _finding_section(st, "Errors and warnings:", _serious(plan))
-    grouped = _grouped(plan.operations)
-    released = _released(plan)
-    for region in sorted(grouped):
+    groups = region_groups(plan, manifest)
+    line = _op_lines(plan, manifest)
+    for region, region_groups_ in groups:
         yield st.paint(t(region), "", bold=True) + "\n"
-        for resource in sorted(grouped[region]):
-            ops = grouped[region][resource]
-            yield (f"  {st.paint('~', 'yellow')} {t(resource_label(plan, (region, resource)))}"
-                   "\n")
-            lines = [_op_line(o, manifest, released, plan.display.withheld, _release_reason(plan))
-                     for o in ops]
-            width = min(44, max(len(t(body)) for _, body, _ in lines))
-            for sign, body, why in lines:
-                fg = "green" if sign == "+" else "red"
-                yield (f"      {st.paint(sign, fg, bold=True)} {st.paint(t(body).ljust(width), fg)}"
-                       f"  {st.paint(t(why), 'bright_black')}\n")
-            if details is not None:
-                yield from ("      " + t(d) + "\n" for d in details(region, resource))
+        for group in region_groups_:
+            yield "  " + st.paint(t(group.label), "", bold=True) + "\n"
+            width, lines = _group_lines(line, group)
+            for resource, _ in group.resources:
+                yield (f"    {st.paint('~', 'yellow')} "
+                       f"{t(resource_label(plan, (region, resource)))}\n")
+                for sign, body, why in lines[resource]:
+                    fg = "green" if sign == "+" else "red"
+                    yield (f"        {st.paint(sign, fg, bold=True)} "
+                           f"{st.paint(body.ljust(width), fg)}  {st.paint(why, 'bright_black')}\n")
+                if details is not None:
+                    yield from ("        " + t(d) + "\n" for d in details(region, resource))
         yield "\n"
     yield from _finding_section(st, "Findings:", _notes(plan))
     for section in (left_alone_lines(plan), ownership_lines(plan)):
@@ -213,6 +252,11 @@ def text_lines(plan: Planned, manifest: Manifest | None, *, paint: Paint | None 
             yield st.paint(t(section[0]), "", bold=True) + "\n"
             yield from (t(line) + "\n" for line in section[1:])
             yield "\n"
+    roll = rollup_lines(rollup(plan, manifest, groups))
+    if roll:
+        yield from ((st.paint(line, "", bold=True) if line.endswith(":") else line) + "\n"
+                    for line in roll)
+        yield "\n"
     regions = regions_line(plan, manifest)
     if regions:
         yield t(regions) + "\n"
@@ -227,29 +271,27 @@ def _finding_section(st: Style, title: str, findings: list[Finding]) -> Iterator
         yield "\n"
 
 
-def _owned_statements(policy: Any) -> list[Any]:
-    statements = policy.get("Statement", []) if isinstance(policy, dict) else []
-    return [st for st in statements if isinstance(st, dict) and st.get("Sid") in OWNED_SIDS]
-
-
-def policy_diff(old: Any, new: Any) -> list[str]:
-    """The tool's own statements of a key policy, before and after, as a diff of their JSON
-    (pretty-printed for review; KMS receives compact JSON). Other statements never change."""
-    before = json.dumps(_owned_statements(old), indent=2).splitlines()
-    after = json.dumps(_owned_statements(new), indent=2).splitlines()
-    lines = list(difflib.unified_diff(before, after, "before", "after", n=3, lineterm=""))
-    return lines[2:]  # the ---/+++ header says nothing a reviewer needs
+KEY_DIFF = "key policy statements owned by the tool (JSON, before -> after)"
 
 
 def key_policy_details(plan: Planned) -> Callable[[str, str], list[str]]:
-    """``render_text`` detail lines: the statement changes of each KMS key (``-v``)."""
+    """``render_text`` detail lines: the statement changes of each KMS key (``-v``). A
+    change made the same on several keys is shown under the first of them, listing them;
+    the others refer to it."""
+    same = {arn: (keys, diff) for keys, diff in key_policy_changes(plan) for arn in keys}
 
     def details(region: str, resource: str) -> list[str]:
-        pair = plan.display.key_policies.get(resource)
-        if pair is None:
+        if resource not in same:
             return []
-        return ["key policy statements owned by the tool (JSON, before -> after):",
-                *("  " + line for line in policy_diff(*pair))]
+        keys, diff = same[resource]
+        if len(keys) == 1:
+            return [f"{KEY_DIFF}:", *("  " + line for line in diff)]
+        if keys[0] != resource:
+            return [f"key policy statements owned by the tool: the same change as {keys[0]} "
+                    "(above)"]
+        return [f"{KEY_DIFF}, the same on {len(keys)} keys:",
+                *(f"  * {resource_label(plan, ('', k))}" for k in keys),
+                *("  " + line for line in diff)]
 
     return details
 
@@ -258,11 +300,12 @@ def render_markdown(plan: Planned, manifest: Manifest | None, *, limit: int = MA
     """The plan as a pull-request comment: the summary, errors and warnings, a table, then
     collapsed details. Cut to ``limit`` UTF-8 bytes, never dropping an error (see
     :func:`_md_fitted`)."""
-    grouped = _grouped(plan.operations)
+    groups = region_groups(plan, manifest)
     head = [f"**{neutral.markdown(summary_line(plan))}**", ""]
     serious = _md_finding_lines(_serious(plan))
-    rest = [*_md_table(plan, grouped), *_md_changes(plan, manifest, grouped),
-            *_md_key_policies(plan), *_md_findings("Findings", _notes(plan))]
+    rest = [*_md_table(plan), *_md_rollup(rollup(plan, manifest, groups)),
+            *_md_changes(plan, manifest, groups), *_md_key_policies(plan),
+            *_md_findings("Findings", _notes(plan))]
     for section in (left_alone_lines(plan), ownership_lines(plan)):
         if section:
             rest += [f"**{neutral.markdown(section[0])}**", "",
@@ -274,49 +317,75 @@ def render_markdown(plan: Planned, manifest: Manifest | None, *, limit: int = MA
     return text + ("\n" if not text.endswith("\n") else "")
 
 
-def _md_table(plan: Planned, grouped: Grouped) -> list[str]:
+def _md_table(plan: Planned) -> list[str]:
     """Adds, removes and errors per Region."""
     blocked: dict[str, int] = defaultdict(int)
     for f in plan.findings:
         if f.severity is Severity.ERROR:
             blocked[f.region] += 1
-    regions = sorted(set(grouped) | set(blocked))
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for o in plan.operations:
+        counts[o.region][o.action is Action.REMOVE] += 1
+    regions = sorted(set(counts) | set(blocked))
     if not regions:
         return []
     out = ["| Region | Add | Remove | Errors |", "|---|---:|---:|---:|"]
     for r in regions:
-        ops = [o for res in grouped.get(r, {}).values() for o in res]
-        adds = sum(1 for o in ops if o.action is Action.ADD)
-        out.append(f"| {neutral.markdown(r) or '—'} | {adds} | {len(ops) - adds} | "
+        adds, removes = counts.get(r, (0, 0))
+        out.append(f"| {neutral.markdown(r) or '—'} | {adds} | {removes} | "
                    f"{blocked.get(r, 0)} |")
     return [*out, ""]
 
 
-def _md_changes(plan: Planned, manifest: Manifest | None, grouped: Grouped) -> list[str]:
-    """The operations as a collapsed diff block (code: :func:`neutral.text`, not Markdown)."""
-    if not grouped:
+def _md_rollup(roll: Rollup) -> list[str]:
+    """The roll-up as tables under the Region table, near the summary (README, "How a big
+    plan reads"); a shortened principal's full ARN in its own column."""
+    out: list[str] = []
+    md = neutral.markdown
+    if roll.rules:
+        out += ["| Rule | Add | Remove |", "|---|---:|---:|",
+                *(f"| {md(r.label)} | {r.add} | {r.remove} |" for r in roll.rules), ""]
+    if roll.principals:
+        full = any(r.full for r in roll.principals)
+        out += ["| Principal | Add | Remove |" + (" ARN |" if full else ""),
+                "|---|---:|---:|" + ("---|" if full else ""),
+                *(f"| {md(r.label)} | {r.add} | {r.remove} |"
+                  + (f" {md(r.full) or '—'} |" if full else "") for r in roll.principals), ""]
+    return out
+
+
+def _md_changes(plan: Planned, manifest: Manifest | None,
+                groups: Sequence[tuple[str, tuple[Group, ...]]]) -> list[str]:
+    """The operations as a collapsed diff block (code: :func:`neutral.text`, not Markdown):
+    a ``#`` line per Region, a ``##`` line per rule's group."""
+    if not groups:
         return []
     t = neutral.text
+    line = _op_lines(plan, manifest)
     body = ["<details><summary>Changes</summary>", "", "```diff"]
-    for region in sorted(grouped):
+    for region, region_groups_ in groups:
         body.append(f"# {t(region)}")
-        for resource in sorted(grouped[region]):
-            body.append(f"~ {t(resource_label(plan, (region, resource)))}")
-            for op in grouped[region][resource]:
-                sign, text, why = _op_line(op, manifest, _released(plan), plan.display.withheld,
-                                           _release_reason(plan))
-                body.append(f"{sign}   {t(text)}  ({t(why)})")
+        for group in region_groups_:
+            body.append(f"## {t(group.label)}")
+            width, lines = _group_lines(line, group)
+            for resource, _ in group.resources:
+                body.append(f"~ {t(resource_label(plan, (region, resource)))}")
+                body += [f"{sign}   {text.ljust(width)}  ({why})"
+                         for sign, text, why in lines[resource]]
     return [*body, "```", "", "</details>", ""]
 
 
 def _md_key_policies(plan: Planned) -> list[str]:
-    """Each key policy the plan rewrites, as a collapsed diff."""
+    """Each change of a key policy the plan rewrites, as a collapsed diff: once for every
+    key it is made the same on, listing them."""
     body: list[str] = []
-    for arn, pair in sorted(plan.display.key_policies.items()):
-        label = neutral.html(resource_label(plan, ("", arn)))
-        body += [f"<details><summary>Key policy change: {label}</summary>", "", "```diff",
-                 *(neutral.text(line) for line in policy_diff(*pair)), "```", "",
-                 "</details>", ""]
+    for keys, diff in key_policy_changes(plan):
+        labels = [resource_label(plan, ("", k)) for k in keys]
+        title = (f"Key policy change: {neutral.html(labels[0])}" if len(keys) == 1
+                 else f"Key policy change, the same on {len(keys)} keys")
+        listed = [] if len(keys) == 1 else [*(f"- {neutral.markdown(k)}" for k in labels), ""]
+        body += [f"<details><summary>{title}</summary>", "", *listed, "```diff",
+                 *(neutral.text(line) for line in diff), "```", "", "</details>", ""]
     return body
 
 
