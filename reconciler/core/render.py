@@ -128,14 +128,18 @@ def _tally_lines(rows: Sequence[Tally]) -> list[str]:
     adds = [f"+{r.add}" for r in rows]
     removes = [f"-{r.remove}" for r in rows]
     wa, wr = max(map(len, adds)), max(map(len, removes))
-    return [f"  {label.ljust(width)}  {a:>{wa}}  {m:>{wr}}{'  ' + neutral.text(r.full) if r.full else ''}"
-            .rstrip() for label, a, m, r in zip(labels, adds, removes, rows, strict=True)]
+    full = [f"  {neutral.text(r.full)}" if r.full else "" for r in rows]
+    return [f"  {label.ljust(width)}  {a:>{wa}}  {m:>{wr}}{f}"
+            for label, a, m, f in zip(labels, adds, removes, full, strict=True)]
+
+
+ROLLUP_TITLES = ("Changes by rule:", "Changes by principal:")
 
 
 def rollup_lines(roll: Rollup) -> list[str]:
     """The text roll-up, above the summary line (README, "How a big plan reads")."""
     out: list[str] = []
-    for title, rows in (("Changes by rule:", roll.rules), ("Changes by principal:", roll.principals)):
+    for title, rows in zip(ROLLUP_TITLES, (roll.rules, roll.principals), strict=True):
         if rows:
             out += [title, *_tally_lines(rows)]
     return out
@@ -254,7 +258,7 @@ def text_lines(plan: Planned, manifest: Manifest | None, *, paint: Paint | None 
             yield "\n"
     roll = rollup_lines(rollup(plan, manifest, groups))
     if roll:
-        yield from ((st.paint(line, "", bold=True) if line.endswith(":") else line) + "\n"
+        yield from ((st.paint(line, "", bold=True) if line in ROLLUP_TITLES else line) + "\n"
                     for line in roll)
         yield "\n"
     regions = regions_line(plan, manifest)
