@@ -21,7 +21,16 @@ from ..core.model import Action, plural
 from ..core.pacing import with_eta
 from ..core.plan import Plan, Planned
 from ..core.planfile import check_saved_plan
-from ..shell.applier import Applier, ApplyReport, JsonLog, Result, TagReport, write_tags
+from ..shell.applier import (
+    Applier,
+    ApplyReport,
+    DeprecationReport,
+    JsonLog,
+    Result,
+    TagReport,
+    deprecate,
+    write_tags,
+)
 from ..shell.concurrency import Interrupted, signal_name
 from ..shell.inputs import load_manifest, load_plan_file
 from ..shell.progress import NoProgress, TerminalProgress
@@ -170,6 +179,7 @@ class _Done:
     stopped: bool  # by a signal, or because the log could not be written
     log_error: str = ""
     signum: int = 0  # the signal that stopped it
+    retired: DeprecationReport = DeprecationReport()
 
 
 def _execute(ctx: Ctx, conn: Connection, todo: Planned, m: Manifest, log_file: str | None) -> _Done:
@@ -184,8 +194,10 @@ def _execute(ctx: Ctx, conn: Connection, todo: Planned, m: Manifest, log_file: s
                                concurrency=ctx.concurrency, log=log, stop=stop,
                                progress=lambda _: bar.advance())
     signum = 0
+    retired = DeprecationReport()
     try:
         bar.start(with_eta("Applying", _apply_seconds(ctx, todo, m)[0]), len(todo.operations))
+        retired = deprecate(applier, todo.plan.deprecate)  # deprecate, drain, then unshare
         report = applier.apply(todo.operations)
         tags = write_tags(applier, todo.ownership, report) if todo.ownership else TagReport()
     except Interrupted as exc:
@@ -202,7 +214,7 @@ def _execute(ctx: Ctx, conn: Connection, todo: Planned, m: Manifest, log_file: s
         log_error = (f"{log.error}; no write was started after that, and "
                      f"{plural(log.lost, 'record')} of the run could not be logged"
                      if log.lost else f"{log.error} (its last records may be missing)")
-    return _Done(report, tags, stop.is_set(), log_error, signum)
+    return _Done(report, tags, stop.is_set(), log_error, signum, retired)
 
 
 def _report(done: _Done, todo: Planned) -> int:
@@ -213,7 +225,7 @@ def _report(done: _Done, todo: Planned) -> int:
         op = o.operation
         click.echo(neutral.text(f"error: {op.action.value} {op.kind.value} {op.principal.label} "
                                 f"on {op.region} {op.resource}: {o.error}"), err=True)
-    for message in done.tags.failed:
+    for message in (*done.retired.failed, *done.tags.failed):
         click.echo(neutral.text(f"error: {message}"), err=True)
     if done.log_error:
         click.echo(neutral.text(f"error: {done.log_error}"), err=True)
@@ -227,6 +239,10 @@ def _report(done: _Done, todo: Planned) -> int:
         with _stdout("the summary") as out:
             click.echo(f"Apply complete: {adds} added, {len(report.applied) - adds} removed, "
                        f"{len(report.failed)} failed.", file=out)
+            if done.retired.deprecated or done.retired.failed:
+                failed = len(done.retired.failed)
+                click.echo(f"Deprecated: {plural(done.retired.deprecated, 'retired build')}"
+                           f"{f', {failed} failed' if failed else ''}.", file=out)
             if done.tags.tagged or done.tags.untagged or done.tags.failed:
                 click.echo(f"Ownership tags: {done.tags.tagged} written, {done.tags.untagged} "
                            f"removed{f', {len(done.tags.failed)} failed' if done.tags.failed else ''}.",
@@ -235,7 +251,8 @@ def _report(done: _Done, todo: Planned) -> int:
         raise exc.after(f"the apply went ahead: {plural(len(report.applied), 'operation')} applied, "
                         f"{len(report.failed)} failed ({adds} added, "
                         f"{len(report.applied) - adds} removed)") from None
-    if report.failed or done.tags.failed or todo.errors or done.stopped or done.log_error:
+    if report.failed or done.tags.failed or done.retired.failed or todo.errors or done.stopped \
+            or done.log_error:
         return EXIT_ERROR
     return EXIT_OK
 

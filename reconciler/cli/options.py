@@ -90,7 +90,15 @@ class Ctx:
         return not self.quiet and sys.stderr.isatty()
 
     def options(self) -> PlanOptions:
-        return PlanOptions(regions=self.regions, strict=self.strict, images=self.images)
+        return PlanOptions(regions=self.regions, strict=self.strict, images=self.images,
+                           now=_sandbox_now(self.sandbox) if self.sandbox else "")
+
+
+def _sandbox_now(path: str) -> str:
+    """The time a sandbox state file pins the run to (``now:``), or "" for the clock."""
+    from ..shell.sandbox.state import load_sandbox
+
+    return load_sandbox(path).now
 
 
 def _rate_share(text: str) -> float:

@@ -78,7 +78,8 @@ STS_SHARED = "AssumeRole+GetCallerIdentity"
 PACED_ACTIONS = frozenset({
     "DescribeImages", "DescribeImageAttribute", "DescribeRegions", "DescribeSnapshots",
     "DescribeSnapshotAttribute", "GetImageBlockPublicAccessState",
-    "GetSnapshotBlockPublicAccessState", "ListImagesInRecycleBin", "ModifyImageAttribute",
+    "GetSnapshotBlockPublicAccessState", "ListImagesInRecycleBin", "EnableImageDeprecation",
+    "ModifyImageAttribute",
     "ModifySnapshotAttribute", "CreateTags", "DeleteTags",
     "DescribeKey", "GetKeyPolicy", "PutKeyPolicy", "ListAliases",
     "GetCallerIdentity", "AssumeRole", "GetAllowedImagesSettings",

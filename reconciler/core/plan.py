@@ -89,10 +89,12 @@ class Plan:
     images: tuple[str, ...] = ()  # --image: the images it was restricted to (empty: all)
     # None: settings.ownership is none. Compared through to_dict (a saved plan has IDs only).
     ownership: Ownership | None = field(default=None, compare=False)
+    # settings.deprecate_retired: the retired builds apply deprecates (before the operations)
+    deprecate: tuple[RegionKey, ...] = ()
 
     @property
     def has_changes(self) -> bool:
-        return bool(self.operations)
+        return bool(self.operations or self.deprecate)
 
     @property
     def errors(self) -> tuple[Finding, ...]:
@@ -205,7 +207,7 @@ class Planned:
 def make_plan(*, manifest_sha256: str, caller_account: str, operations: Iterable[Operation],
               findings: Iterable[Finding], images: int, unchanged: int, state: StateEntries,
               regions: Sequence[str] = (), ownership: Ownership | None = None,
-              only: Iterable[str] = ()) -> Plan:
+              only: Iterable[str] = (), deprecate: Iterable[RegionKey] = ()) -> Plan:
     """Assemble the saved plan: sort everything, count, and digest the state of every
     resource the plan consulted (what it writes, their snapshots, every key policy and key
     use read)."""
@@ -221,6 +223,7 @@ def make_plan(*, manifest_sha256: str, caller_account: str, operations: Iterable
         regions=tuple(regions),
         images=tuple(sorted(set(only))),
         ownership=ownership,
+        deprecate=tuple(sorted(deprecate)),
     )
 
 

@@ -30,7 +30,13 @@ def to_dict(plan: Plan, display: Display = Display()) -> dict[str, Any]:
         "summary": plan.summary.to_dict(),
         "state_digest": plan.state_digest,
         **({"ownership": plan.ownership.to_dict()} if plan.ownership is not None else {}),
+        **({"deprecate": deprecate_ids(plan)} if plan.deprecate else {}),
     }
+
+
+def deprecate_ids(plan: Plan) -> list[str]:
+    """The images apply deprecates, as the plan document lists them (IDs, sorted)."""
+    return sorted(r for _, r in plan.deprecate)
 
 
 def operation_dict(op: Operation, display: Display) -> dict[str, Any]:
@@ -76,11 +82,13 @@ def json_lines(plan: Plan, display: Display = Display()) -> Iterator[str]:
     yield from array("operations", plan.operations)
     yield from array("findings", plan.findings)
     yield scalar("summary", plan.summary.to_dict())
-    if plan.ownership is None:
-        yield scalar("state_digest", plan.state_digest, comma="")
-    else:
-        yield scalar("state_digest", plan.state_digest)
-        yield scalar("ownership", plan.ownership.to_dict(), comma="")
+    tail: list[tuple[str, Any]] = [("state_digest", plan.state_digest)]
+    if plan.ownership is not None:
+        tail.append(("ownership", plan.ownership.to_dict()))
+    if plan.deprecate:
+        tail.append(("deprecate", deprecate_ids(plan)))
+    for i, (key, value) in enumerate(tail):
+        yield scalar(key, value, comma="," if i < len(tail) - 1 else "")
     yield "}\n"
 
 
@@ -103,7 +111,8 @@ def plan_from_dict(data: Any, file: str) -> Plan:
     return Plan(data["manifest_sha256"], data["caller_account"], ops, findings,
                 Summary(s["add"], s["remove"], s["images"], s["unchanged"]), data["state_digest"],
                 tuple(data.get("regions") or ()), tuple(data.get("images") or ()),
-                _ownership_from_dict(data.get("ownership")))
+                _ownership_from_dict(data.get("ownership")),
+                tuple(RegionKey("", str(i)) for i in data.get("deprecate") or ()))
 
 
 def _ownership_from_dict(data: Any) -> Ownership | None:
@@ -163,6 +172,8 @@ def _edits(saved: Plan, fresh: Plan) -> str:
     if not differ and saved.ownership is not None and fresh.ownership is not None \
             and saved.ownership.to_dict() != fresh.ownership.to_dict():
         differ = "its ownership tag changes differ from the plan computed now"
+    if not differ and deprecate_ids(saved) != deprecate_ids(fresh):
+        differ = "the images it deprecates differ from the plan computed now"
     if not differ and saved.summary != fresh.summary:
         # never used (apply counts the operations), but the tool never writes a wrong one
         differ = (f"its summary says {_summary_text(saved.summary)}, its operations give "

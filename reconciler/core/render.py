@@ -179,6 +179,14 @@ def ownership_lines(plan: Planned) -> list[str]:
     return out
 
 
+def deprecation_lines(plan: Planned) -> list[str]:
+    """The retired builds apply deprecates (settings.deprecate_retired), before its writes."""
+    if not plan.plan.deprecate:
+        return []
+    return ["Deprecated by apply, before its writes (settings.deprecate_retired):",
+            *(f"  deprecate {resource_label(plan, key)}" for key in plan.plan.deprecate)]
+
+
 def left_alone_lines(plan: Planned) -> list[str]:
     """Resources with an error finding: nothing is written to them in this run."""
     alone = sorted({(f.region, f.resource) for f in plan.errors if f.resource})
@@ -201,8 +209,10 @@ def summary_line(plan: Planned) -> str:
     on = f"on {plural(s.images, 'managed image')}"
     if not plan.has_changes:
         return f"No changes: {plural(s.unchanged, 'permission')} as declared {on}."
+    retired = plan.plan.deprecate
+    deprecate = f"; {plural(len(retired), 'retired build')} to deprecate" if retired else ""
     return (f"Plan: {plural(s.add, 'permission')} to add, {s.remove} to remove, "
-            f"{s.unchanged} unchanged, {on}.")
+            f"{s.unchanged} unchanged, {on}{deprecate}.")
 
 
 _SEVERITY_FG = {Severity.ERROR: "red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
@@ -251,7 +261,7 @@ def text_lines(plan: Planned, manifest: Manifest | None, *, paint: Paint | None 
                     yield from ("        " + t(d) + "\n" for d in details(region, resource))
         yield "\n"
     yield from _finding_section(st, "Findings:", _notes(plan))
-    for section in (left_alone_lines(plan), ownership_lines(plan)):
+    for section in (left_alone_lines(plan), deprecation_lines(plan), ownership_lines(plan)):
         if section:
             yield st.paint(t(section[0]), "", bold=True) + "\n"
             yield from (t(line) + "\n" for line in section[1:])
@@ -310,7 +320,7 @@ def render_markdown(plan: Planned, manifest: Manifest | None, *, limit: int = MA
     rest = [*_md_table(plan), *_md_rollup(rollup(plan, manifest, groups)),
             *_md_changes(plan, manifest, groups), *_md_key_policies(plan),
             *_md_findings("Findings", _notes(plan))]
-    for section in (left_alone_lines(plan), ownership_lines(plan)):
+    for section in (left_alone_lines(plan), deprecation_lines(plan), ownership_lines(plan)):
         if section:
             rest += [f"**{neutral.markdown(section[0])}**", "",
                      *(f"- {neutral.markdown(line.strip())}" for line in section[1:]), ""]

@@ -8,8 +8,8 @@ Each phase takes values and returns values:
 2. one rule for errors: an image with an error finding gets no write at all;
 3. :func:`~.keys.key_phase`: the tool's statements in each key, from what the images leave
    behind; a key that cannot hold its consumers leaves its images alone too;
-4. :func:`~.diffs.permission_diffs`, :func:`~.ownership.ownership` (tags, releases) and the
-   removal guard;
+4. :func:`~.diffs.permission_diffs`, :func:`~.ownership.ownership` (tags, releases),
+   :func:`~.retire.retirement` (retired builds to deprecate) and the removal guard;
 5. the plan, with the state it consulted (:mod:`.consulted`).
 
 Steps 1-3 are computed to a fixed point (:func:`settle`): an image found to be left alone
@@ -34,6 +34,7 @@ from .diffs import permission_diffs
 from .inuse import InUse, launched_within, waiting, waiting_finding
 from .keys import KeyPhase, key_phase
 from .ownership import ownership, releasing
+from .retire import retirement
 from .state import CurrentState, PlanOptions
 from .summaries import withheld_condensed
 
@@ -136,13 +137,14 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
                                                *release.findings), ops, selection),
                           *_guard_findings(manifest, ops, options)), options.strict)
     findings += [f for f in settled.carried if f not in findings]
-    state_entries = consulted.consulted_state(manifest, views, state, diffs.copy,
-                                              settled.in_use)
+    retired = retirement(views, manifest.settings.deprecate_retired, options.now)
+    state_entries = {**consulted.consulted_state(manifest, views, state, diffs.copy,
+                                                 settled.in_use), **retired.consulted}
     plan = make_plan(manifest_sha256=manifest.sha256, caller_account=identity.account,
                      operations=ops, findings=findings, images=len(selection.managed),
                      unchanged=settled.keys.unchanged + diffs.unchanged, state=state_entries,
                      regions=state.regions, ownership=release.ownership,
-                     only=options.images or ())
+                     only=options.images or (), deprecate=retired.deprecate)
     return Planned(
         plan,
         ApplyContext(resource_keys=settled.keys.resource_keys,

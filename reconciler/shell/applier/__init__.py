@@ -5,9 +5,11 @@
 - :mod:`.writes`: what each AWS write call is, which operations it carries, and how many
   calls a plan makes (:func:`write_calls`, for estimates);
 - :mod:`.tags`: the ownership tags written after the operations (:func:`write_tags`);
+- :mod:`.deprecation`: retired builds deprecated before them (:func:`deprecate`);
 - :mod:`.jsonlog`: ``--log-file`` (:class:`JsonLog`).
 """
 
+from .deprecation import DeprecationReport, deprecate
 from .executor import Applier, ApplyReport, Outcome, Result
 from .jsonlog import JsonLog
 from .tags import TagReport, write_tags
@@ -16,9 +18,11 @@ from .writes import write_calls
 __all__ = [
     "Applier",
     "ApplyReport",
+    "DeprecationReport",
     "JsonLog",
     "Outcome",
     "Result",
+    "deprecate",
     "TagReport",
     "write_calls",
     "write_tags",

@@ -275,6 +275,25 @@ class Applier:
         results = parallel_map(call, batches, 1)
         return sum(n for n, _ in results), [error for _, error in results if error]
 
+    # ------------------------------------------------------------------ bookkeeping writes
+
+    def client(self, service: str, region: str, resource: str) -> Any:
+        """The client of the account that owns ``resource`` (WriteError: none)."""
+        return self._client(service, region, resource)
+
+    def in_flight(self) -> contextlib.AbstractContextManager[None]:
+        """A bookkeeping call in flight (no operation of the plan), for :meth:`settle`."""
+        return self._in_flight(())
+
+    def log_bookkeeping(self, record: Mapping[str, Any]) -> None:
+        """One ``--log-file`` line for a bookkeeping write, stamped like the operations'."""
+        if self.log is None:
+            return
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+        with self._lock:
+            if not self._settled:
+                self.log({"time": now, "caller": self.identity.arn, **record})
+
     def _log_tags(self, api: str, region: str, ids: Sequence[str], value: str,
                   error: str) -> None:
         if self.log is None:

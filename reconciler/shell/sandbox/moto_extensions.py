@@ -9,6 +9,7 @@ its API (chosen IDs, encryption, AWS managed keys, states, dates).
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from .state import parse_utc
@@ -79,6 +80,29 @@ def _patch_ec2() -> None:
         return ActionResult(page)
 
     EC2Response.list_images_in_recycle_bin = list_images_in_recycle_bin  # type: ignore[attr-defined]
+
+    # EnableImageDeprecation (EC2 API reference): the AMI's DeprecationTime becomes
+    # DeprecateAt, seconds rounded to the nearest minute; a time in the past is refused
+    # ("You can't specify a date in the past"), as is an AMI the account does not own.
+    # moto has no such action.
+    from moto.ec2.exceptions import EC2ClientError, InvalidAMIIdError
+
+    def enable_image_deprecation(self: Any) -> Any:
+        image_id = str(self._get_param("ImageId"))
+        amis = self.ec2_backend.amis
+        if image_id not in amis or amis[image_id].owner_id != self.current_account:
+            raise InvalidAMIIdError(image_id)
+        when = parse_utc(str(self._get_param("DeprecateAt")).replace(" ", "T"))
+        if when is None:
+            raise EC2ClientError("InvalidParameterValue", "DeprecateAt is not a date and time")
+        when = (when + dt.timedelta(seconds=30)).replace(second=0, microsecond=0)
+        if when < dt.datetime.now(dt.UTC):
+            raise EC2ClientError("InvalidParameterValue",
+                                 "DeprecateAt cannot be a date in the past")
+        amis[image_id].deprecation_time = when.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        return ActionResult({"Return": True})
+
+    EC2Response.enable_image_deprecation = enable_image_deprecation  # type: ignore[attr-defined]
 
     # moto answers DescribeRegions with every Region of every partition (GovCloud and China
     # included); the emulated account has only ENABLED_REGIONS enabled, as a real one does.

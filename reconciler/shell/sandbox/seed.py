@@ -139,6 +139,8 @@ def dump(state: SandboxState, image_ids: list[str]) -> str:
         for field_name in DATED:
             if getattr(img, field_name) is not None:
                 entry[field_name] = getattr(img, field_name)
+        if described.get("DeprecationTime"):  # as AWS has it now: apply may deprecate it
+            entry["deprecated"] = described["DeprecationTime"]
         if img.state != ImageState.AVAILABLE:
             entry["state"] = img.state
         if img.encrypted_with:

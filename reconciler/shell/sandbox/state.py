@@ -54,6 +54,7 @@ class SandboxState:
     images: tuple[SandboxImage, ...]
     image_block_public_access: tuple[tuple[str, str], ...]
     keys: tuple[SandboxKey, ...] = ()
+    now: str = ""  # the time the run plans by (ISO 8601, UTC); "" for the clock
 
 
 def parse_sandbox(raw: bytes, file: str) -> SandboxState:
@@ -77,11 +78,18 @@ def parse_sandbox(raw: bytes, file: str) -> SandboxState:
     images = [_sandbox_image(doc, i, img, key_names, problems)
               for i, img in enumerate(data.get("images") or [])]
     problems += _unknown_regions(doc) + _duplicate_ids(doc)
+    now = ""
+    if "now" in data:
+        when = parse_utc(data["now"])
+        if when is None:
+            problems.append(doc.problem(("now",), f"now: {data['now']!r} is not on the calendar"))
+        else:
+            now = when.isoformat(timespec="seconds")
     if problems:
         raise InputError(problems)
     return SandboxState(data["account"], tuple(images),
                         tuple(sorted((data.get("image_block_public_access") or {}).items())),
-                        tuple(keys))
+                        tuple(keys), now)
 
 
 def _unknown_regions(doc: Located) -> list[Problem]:

@@ -1,0 +1,211 @@
+"""Retiring a build the documented way (settings.deprecate_retired): deprecate, let use
+drain, unshare.
+
+EC2 User Guide, "Deprecate an AMI" (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/
+ami-deprecate.html): a deprecated AMI no longer shows in other accounts' DescribeImages
+unless they ask for deprecated images or name its ID, and launch templates and Auto Scaling
+groups that reference it keep launching it. EC2 API reference, EnableImageDeprecation
+(API_EnableImageDeprecation.html): DeprecateAt is rounded to the minute and cannot be in
+the past; moto has no such action, the emulation (sandbox/moto_extensions) follows that page.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from builders import P_PROD, P_STAGING, US, ami, image, listing, manifest, plan_for, state
+from helpers import PROD, Images, MotoServer, Runner
+
+from reconciler.core.planfile import to_dict
+from reconciler.core.planning import PlanOptions
+from reconciler.shell.applier.deprecation import deprecate_at
+
+NOW = "2026-12-04T12:00:00+00:00"
+YESTERDAY = "2026-12-03T10:00:00.000Z"
+MONTH_AGO = "2026-11-01T10:00:00.000Z"
+RETIRE = "deprecate_retired: true"
+ROTATION = """\
+  - name: golden
+    select: {name: "golden-*", latest: 1}
+    launch: [prod, staging]
+"""
+
+
+def _rotation(*, settings: str = RETIRE, last_launched: str = YESTERDAY, deprecated: str = "",
+              rules: str = ROTATION, shared: bool = True) -> Any:
+    old = image(1, creation_date="2026-11-01T00:00:00.000Z", last_launched=last_launched,
+                deprecation_time=deprecated)
+    new = image(2, creation_date="2026-11-08T00:00:00.000Z")
+    st = state({(US, ami(1)): {P_PROD, P_STAGING} if shared else set(),
+                (US, ami(2)): {P_PROD, P_STAGING}})
+    return plan_for(manifest(rules, settings=settings), listing(old, new), st,
+                    PlanOptions(now=NOW))
+
+
+def test_a_retired_build_still_launched_is_deprecated_and_keeps_its_shares() -> None:
+    plan = _rotation()
+    assert plan.plan.deprecate == ((US, ami(1)),)
+    assert plan.operations == (), "the shares wait while it is launched"
+    assert "in-use" in {f.code for f in plan.findings}
+    assert plan.has_changes, "a deprecation is a change (plan --detailed-exitcode exits 2)"
+    assert to_dict(plan.plan)["deprecate"] == [ami(1)]
+
+
+def test_a_retired_build_no_longer_launched_is_deprecated_and_unshared_in_one_apply() -> None:
+    plan = _rotation(last_launched=MONTH_AGO)
+    assert plan.plan.deprecate == ((US, ami(1)),)
+    assert sorted((o.action.value, o.principal.label) for o in plan.operations) == [
+        ("remove", PROD), ("remove", "444455556666")]
+
+
+@pytest.mark.parametrize("case", ["setting-off", "already-deprecated", "deprecated-next-minute",
+                                  "not-shared", "another-rule-shares-it"])
+def test_no_deprecation(case: str) -> None:
+    kwargs: dict[str, Any] = {
+        "setting-off": {"settings": ""},
+        "already-deprecated": {"deprecated": "2026-11-20T00:00:00.000Z"},
+        # what the last apply did: DeprecateAt is the next whole minute
+        "deprecated-next-minute": {"deprecated": "2026-12-04T12:01:00.000Z"},
+        "not-shared": {"shared": False},
+        # deprecation hides a build from every consumer: not while a rule still shares it
+        "another-rule-shares-it": {"rules": ROTATION + "  - name: everything\n"
+                                                       '    select: {name: "golden-*"}\n'
+                                                       "    launch: [dev]\n"},
+    }[case]
+    plan = _rotation(**kwargs)
+    assert plan.plan.deprecate == ()
+    assert "deprecate" not in to_dict(plan.plan)
+
+
+def test_a_deprecation_time_still_to_come_is_brought_forward() -> None:
+    """Public AMIs get a DeprecationTime two years after creation: not deprecated yet."""
+    plan = _rotation(deprecated="2028-11-01T00:00:00.000Z")
+    assert plan.plan.deprecate == ((US, ami(1)),)
+
+
+def test_the_deprecation_time_is_part_of_the_state_a_saved_plan_is_checked_against() -> None:
+    before = _rotation()
+    after = _rotation(deprecated="2026-12-04T12:30:00.000Z")  # deprecated by hand meanwhile
+    assert before.plan.state_digest != after.plan.state_digest
+
+
+@pytest.mark.parametrize("now, at", [
+    ("2026-12-04T12:00:00+00:00", "2026-12-04T12:01:00+00:00"),
+    ("2026-12-04T12:00:59.999+00:00", "2026-12-04T12:01:00+00:00"),
+    ("2026-12-31T23:59:30+00:00", "2027-01-01T00:00:00+00:00"),
+])
+def test_deprecate_at_is_the_next_whole_minute(now: str, at: str) -> None:
+    assert deprecate_at(dt.datetime.fromisoformat(now)) == dt.datetime.fromisoformat(at)
+
+
+# --------------------------------------------------------------------------- CLI, moto server
+
+
+def _set_last_launched(image_id: str, when: str) -> None:
+    from moto.ec2.models import ec2_backends
+
+    ec2_backends["123456789012"][US].amis[image_id].last_launched_time = when
+
+
+def _deprecation(srv: MotoServer, image_id: str) -> str:
+    return str(srv.client("ec2").describe_images(ImageIds=[image_id])["Images"][0]
+               .get("DeprecationTime", ""))
+
+
+def test_deprecate_drain_unshare_against_the_moto_server(
+        server: tuple[MotoServer, Images], run_cli: Runner, tmp_path: Path) -> None:
+    from reconciler.shell.sandbox.moto_extensions import set_image_dates
+
+    srv, images = server
+    old = images.create("golden-1", launch=[{"UserId": PROD}])
+    other = images.create("scratch-1", launch=[{"UserId": PROD}])
+    new = images.create("golden-2")
+    set_image_dates("123456789012", US, old, "2026-11-01", None)
+    set_image_dates("123456789012", US, new, "2026-11-08", None)
+    recent = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=20)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    _set_last_launched(old, recent)
+    path = tmp_path / "amis.yaml"
+    path.write_text("version: 1\nsettings: {name: amis, regions: [us-east-1], "
+                    "deprecate_retired: true}\n"
+                    f'principals: {{prod: "{PROD}"}}\nimages:\n'
+                    '  - {name: golden, select: {name: "golden-*", latest: 1}, launch: [prod]}\n')
+    m = str(path)
+
+    # 1. the build falls out while still launched: deprecated now, its share waits
+    r = run_cli("plan", m, "--out", str(tmp_path / "plan.json"), "--detailed-exitcode",
+                "--no-color")
+    assert r.code == 2, r.out + r.err
+    assert f"deprecate {old} (golden-1)" in r.out, r.out
+    saved = json.loads((tmp_path / "plan.json").read_text())
+    assert saved["deprecate"] == [old]
+    log = tmp_path / "apply.jsonl"
+    r = run_cli("apply", m, "--plan", str(tmp_path / "plan.json"), "--log-file", str(log))
+    assert r.code == 0, r.out + r.err
+    assert "Deprecated: 1 retired build." in r.out
+    when = _deprecation(srv, old)
+    assert when, "EnableImageDeprecation was called"
+    applied_at = dt.datetime.fromisoformat(when.replace("Z", "+00:00"))
+    assert dt.timedelta(0) < applied_at - dt.datetime.now(dt.UTC) <= dt.timedelta(minutes=1)
+    assert images.launch(old) == [{"UserId": PROD}], "use drains first: the share stays"
+    assert images.launch(new) == [{"UserId": PROD}]
+    assert images.launch(other) == [{"UserId": PROD}] and _deprecation(srv, other) == "", \
+        "nothing undeclared touched"
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    [record] = [x for x in records if x["kind"] == "deprecation"]
+    assert (record["api"], record["resource"], record["result"]) == (
+        "EnableImageDeprecation", old, "applied")
+    r = run_cli("plan", m, "--detailed-exitcode")
+    assert r.code == 0, "converged: deprecated once, the share waits" + r.out
+
+    # 2. use has drained: the share goes, nothing is deprecated again
+    _set_last_launched(old, "2026-01-01T00:00:00.000Z")
+    r = run_cli("apply", m, "--auto-approve")
+    assert r.code == 0, r.out + r.err
+    assert "Deprecated" not in r.out
+    assert images.launch(old) == []
+    assert _deprecation(srv, old) == when
+    assert run_cli("plan", m, "--detailed-exitcode").code == 0
+
+
+def test_a_saved_plan_whose_build_was_deprecated_by_hand_is_stale(
+        server: tuple[MotoServer, Images], run_cli: Runner, tmp_path: Path) -> None:
+    from reconciler.shell.sandbox.moto_extensions import set_image_dates
+
+    srv, images = server
+    old = images.create("golden-1", launch=[{"UserId": PROD}])
+    new = images.create("golden-2", launch=[{"UserId": PROD}])
+    set_image_dates("123456789012", US, old, "2026-11-01", None)
+    set_image_dates("123456789012", US, new, "2026-11-08", None)
+    path = tmp_path / "amis.yaml"
+    path.write_text("version: 1\nsettings: {name: amis, regions: [us-east-1], "
+                    "deprecate_retired: true, keep_launched_within_days: 0}\n"
+                    f'principals: {{prod: "{PROD}"}}\nimages:\n'
+                    '  - {name: golden, select: {name: "golden-*", latest: 1}, launch: [prod]}\n')
+    assert run_cli("plan", str(path), "--out", str(tmp_path / "p.json")).code == 0
+    set_image_dates("123456789012", US, old, None, "2026-12-01T00:00:00Z")
+    r = run_cli("apply", str(path), "--plan", str(tmp_path / "p.json"))
+    assert r.code == 1 and "stale" in r.err, r.out + r.err
+    assert images.launch(old) == [{"UserId": PROD}], "nothing written"
+
+
+def test_the_emulation_refuses_a_time_in_the_past_and_another_accounts_image(
+        server: tuple[MotoServer, Images]) -> None:
+    import botocore.exceptions
+
+    srv, images = server
+    image_id = images.create("golden-1")
+    ec2 = srv.client("ec2")
+    with pytest.raises(botocore.exceptions.ClientError, match="InvalidParameterValue"):
+        ec2.enable_image_deprecation(ImageId=image_id,
+                                     DeprecateAt=dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
+    with pytest.raises(botocore.exceptions.ClientError, match="InvalidAMIID"):
+        ec2.enable_image_deprecation(ImageId="ami-0123456789abcdef0",
+                                     DeprecateAt=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+    at = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(hours=1, seconds=40)
+    assert ec2.enable_image_deprecation(ImageId=image_id, DeprecateAt=at)["Return"] is True
+    rounded = (at + dt.timedelta(seconds=30)).replace(second=0)
+    assert _deprecation(srv, image_id) == rounded.strftime("%Y-%m-%dT%H:%M:%S.000Z")
