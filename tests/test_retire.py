@@ -19,20 +19,13 @@ from typing import Any
 import pytest
 from builders import P_PROD, P_STAGING, US, ami, image, listing, manifest, plan_for, state
 from helpers import PROD, Images, MotoServer, Runner
+from test_inuse import MONTH_AGO, NOW, ROTATION, YESTERDAY
 
 from reconciler.core.planfile import to_dict
 from reconciler.core.planning import PlanOptions
 from reconciler.shell.applier.deprecation import deprecate_at
 
-NOW = "2026-12-04T12:00:00+00:00"
-YESTERDAY = "2026-12-03T10:00:00.000Z"
-MONTH_AGO = "2026-11-01T10:00:00.000Z"
 RETIRE = "deprecate_retired: true"
-ROTATION = """\
-  - name: golden
-    select: {name: "golden-*", latest: 1}
-    launch: [prod, staging]
-"""
 
 
 def _rotation(*, settings: str = RETIRE, last_launched: str = YESTERDAY, deprecated: str = "",
