@@ -12,11 +12,13 @@ case "$COMMAND" in
   plan)
     # the plan's SARIF log replaces validate's; a plan that fails before it has one (an AWS
     # failure) leaves none, so code scanning keeps its last results
-    rm -f "$OUT/reconcile.sarif"
-    # the job summary gets the plan from result.sh, under the verdict, not twice
-    GITHUB_STEP_SUMMARY='' reconcile plan "$MANIFEST" --format markdown --out "$OUT/plan.json" \
+    rm -f "$OUT/reconcile.sarif" "$OUT/plan.md"
+    # One plan, three renderings: the full text plan on stdout (the artifact keeps it), the
+    # JSON with --out, and the Markdown where GITHUB_STEP_SUMMARY points (reconcile appends
+    # it there: README, "Commands"); result.sh puts it in the job summary under the verdict.
+    GITHUB_STEP_SUMMARY="$OUT/plan.md" reconcile plan "$MANIFEST" --out "$OUT/plan.json" \
       --sarif "$OUT/reconcile.sarif" --detailed-exitcode "${extra[@]}" \
-      >"$OUT/plan.md" 2>"$OUT/plan.err"
+      >"$OUT/plan.txt" 2>"$OUT/plan.err"
     code=$?
     shown=("$OUT/plan.err") ;;
   apply)

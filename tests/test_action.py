@@ -185,6 +185,10 @@ def test_plan_then_one_comment_posted_then_updated(
     upload = run.step("Upload the output")
     assert upload.with_["name"] == "reconcile-plan" and upload.with_["path"] == f"{OUT}/"
     assert run.step("Post or update the plan comment").status == "skipped"  # comment: false
+    # the artifact keeps the plan whole: text, Markdown and JSON, from one run
+    text = (job.workspace / OUT / "plan.txt").read_text()
+    assert text.endswith("Plan: 1 permission to add, 1 to remove, 0 unchanged, on 1 managed "
+                         "image.\n") and f"~ {golden} (golden-1)" in text and "**" not in text
     saved = json.loads((job.workspace / OUT / "plan.json").read_text())
     assert saved["summary"]["add"] == 1 and saved["summary"]["remove"] == 1
     assert sarif_results((job.workspace / OUT / "reconcile.sarif").read_text()) == []
