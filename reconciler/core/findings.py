@@ -112,6 +112,12 @@ class Code(enum.StrEnum):
     IN_USE = ("in-use", W,
         "a lifecycle or release removal waits: the image was launched within "
         "keep_launched_within_days")
+    IN_USE_BY_ACCOUNT = ("in-use-by-account", W,
+        "usage_reports: an account's removal waits: the image's newest AMI usage report lists "
+        "its instances or launch templates")
+    USAGE_REPORT_MISSING = ("usage-report-missing", INFO,
+        "usage_reports: no usable AMI usage report for an image an account is removed from: "
+        "the removal goes ahead unchecked (reconcile usage-reports requests them)")
     LIFECYCLE_UNSHARED = ("lifecycle-unshared", INFO,
         "a rule manages the image but its lifecycle conditions (latest, exclude, dates, "
         "deprecated) share nothing with it")

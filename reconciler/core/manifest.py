@@ -89,6 +89,8 @@ class Settings:
     # SPEC §7b: a lifecycle fall-out or release waits while the build was launched this
     # recently (0: off)
     keep_launched_within_days: int = 14
+    # SPEC §7b: an account's removal waits while the image's AMI usage report lists its use
+    usage_reports: bool = False
     # a build that falls out of every rule's lifecycle selection while still shared is
     # deprecated at once (EnableImageDeprecation): deprecate, let use drain, then unshare
     deprecate_retired: bool = False
@@ -327,6 +329,7 @@ def _settings(s: Mapping[str, Any], file: str) -> Settings:
         share_quota=s.get("share_quota", 1000),
         public_quota=s.get("public_quota", 5),
         keep_launched_within_days=s.get("keep_launched_within_days", 14),
+        usage_reports=s.get("usage_reports", False),
         deprecate_retired=s.get("deprecate_retired", False),
         role_arn=s.get("role_arn"),
         name=s.get("name") or default_name(file),

@@ -45,6 +45,9 @@ class ImageView:
     # removals that wait: the build is still launched (SPEC §7b, :mod:`.inuse`)
     keep: frozenset[Principal] = frozenset()
     keep_copy: frozenset[Principal] = frozenset()
+    # account removals that wait: a usage report lists the account using it (:mod:`.usage`)
+    used: frozenset[Principal] = frozenset()
+    used_copy: frozenset[Principal] = frozenset()
 
     @property
     def image(self) -> Image:

@@ -45,7 +45,7 @@ def permission_diffs(views: Sequence[ImageView], state: CurrentState, prune: boo
             continue
         d = diff_permissions(OpKind.LAUNCH, img.region, img.image_id, v.m.launch, v.current,
                              prune=prune, cannot_add=v.cannot_add,
-                             revoke=frozenset(v.m.withheld_launch), keep=v.keep)
+                             revoke=frozenset(v.m.withheld_launch), keep=v.keep | v.used)
         ops += d.operations
         unchanged += d.unchanged
         findings += removals_kept_through_orgs(v, d.operations, prune)
@@ -54,7 +54,8 @@ def permission_diffs(views: Sequence[ImageView], state: CurrentState, prune: boo
             cur = copy[key] = state.copy.get(key, frozenset())
             d = diff_permissions(OpKind.COPY, img.region, sid, v.m.copy, cur, prune=prune,
                                  cannot_add=v.copy_cannot_add,
-                                 revoke=frozenset(v.m.withheld_copy), keep=v.keep_copy)
+                                 revoke=frozenset(v.m.withheld_copy),
+                                 keep=v.keep_copy | v.used_copy)
             ops += d.operations
             unchanged += d.unchanged
     return Diffs(tuple(ops), tuple(findings), unchanged, copy)

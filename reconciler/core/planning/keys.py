@@ -168,13 +168,13 @@ class _Builder:
                         self.needed.setdefault(g, set()).update(rules)
                         self.principals.setdefault(g, p)
         holders = after_apply(m.launch, v.current, v.blocked, prune, v.cannot_add,
-                              m.withheld_launch, v.keep)
+                              m.withheld_launch, v.keep | v.used)
         if m.manages_copy:
             for sid in m.image.snapshot_ids:
                 holders |= after_apply(m.copy, state.copy.get(RegionKey(m.image.region, sid),
                                                               frozenset()),
                                        v.blocked, prune, v.copy_cannot_add, m.withheld_copy,
-                                       v.keep_copy)
+                                       v.keep_copy | v.used_copy)
         self.released |= {g for p in (*m.withheld_launch, *m.withheld_copy)
                           if (g := kms.grantee_of(p)) is not None}
         for p in holders:

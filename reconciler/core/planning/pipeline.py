@@ -37,6 +37,8 @@ from .ownership import ownership, releasing
 from .retire import retirement
 from .state import CurrentState, PlanOptions
 from .summaries import withheld_condensed
+from .usage import AccountUse, withhold
+from .usage import consulted as usage_consulted
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Settled:
     # the errors of the attempt before the last (what left its late images alone); they
     # stay in the plan even when they no longer arise once those images are left alone
     carried: tuple[Finding, ...] = ()
+    account_use: AccountUse = AccountUse()  # usage reports: account removals that wait
 
 
 def _promoted(findings: Iterable[Finding], strict: bool) -> list[Finding]:
@@ -61,8 +64,8 @@ def _promoted(findings: Iterable[Finding], strict: bool) -> list[Finding]:
 
 
 def _attempt(manifest: Manifest, identity: Identity, selection: Selection,
-             state: CurrentState, in_use: InUse, left_alone: frozenset[RegionKey]
-             ) -> tuple[Settled, frozenset[RegionKey]]:
+             state: CurrentState, in_use: InUse, left_alone: frozenset[RegionKey],
+             use: AccountUse = AccountUse()) -> tuple[Settled, frozenset[RegionKey]]:
     """Steps 1-3 once, with ``left_alone`` left alone from the start; and the images left
     alone before the keys were planned."""
     findings: list[Finding] = list(selection.findings)
@@ -71,8 +74,9 @@ def _attempt(manifest: Manifest, identity: Identity, selection: Selection,
         start = waiting(ImageView(m, state.launch.get(RegionKey(*m.image.key), frozenset()),
                                   blocked=m.image.key in left_alone), state, in_use)
         checked, found = check_image(manifest, start, state)
+        checked, used = withhold(checked, use, manifest.settings.prune)
         views.append(checked)
-        findings += found
+        findings += (*found, *used)
         if (wait := waiting_finding(start, in_use)) is not None:
             findings.append(wait)
     quota_views, quota_findings = check_public_quota(manifest, views, state)
@@ -86,7 +90,7 @@ def _attempt(manifest: Manifest, identity: Identity, selection: Selection,
         keys = key_phase(manifest, identity.partition, checked_views, state,
                          releasing(manifest, state, in_use))
     return Settled(tuple(keys.applied_to(v) for v in checked_views),
-                   (*findings, *keys.findings), keys, in_use), early
+                   (*findings, *keys.findings), keys, in_use, account_use=use), early
 
 
 def settle(manifest: Manifest, identity: Identity, selection: Selection, state: CurrentState,
@@ -97,10 +101,12 @@ def settle(manifest: Manifest, identity: Identity, selection: Selection, state: 
     in_use = launched_within(manifest.settings.keep_launched_within_days,
                              (*(m.image for m in selection.managed), *state.released),
                              options.now)
+    use = AccountUse(manifest.settings.usage_reports, state.usage, options.now)
     left_alone: frozenset[RegionKey] = frozenset()
     carried: tuple[Finding, ...] = ()
     while True:
-        settled, early = _attempt(manifest, identity, selection, state, in_use, left_alone)
+        settled, early = _attempt(manifest, identity, selection, state, in_use, left_alone,
+                                  use)
         errors = [f for f in (*_promoted(settled.findings, options.strict), *carried)
                   if f.severity is Severity.ERROR]
         errored = errored_images(errors)
@@ -139,7 +145,8 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
     findings += [f for f in settled.carried if f not in findings]
     retired = retirement(views, manifest.settings.deprecate_retired, options.now)
     state_entries = {**consulted.consulted_state(manifest, views, state, diffs.copy,
-                                                 settled.in_use), **retired.consulted}
+                                                 settled.in_use), **retired.consulted,
+                      **usage_consulted(views, settled.account_use, manifest.settings.prune)}
     plan = make_plan(manifest_sha256=manifest.sha256, caller_account=identity.account,
                      operations=ops, findings=findings, images=len(selection.managed),
                      unchanged=settled.keys.unchanged + diffs.unchanged, state=state_entries,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..desired import ManagedImage, Selection, active_regions
 from ..kms import KeyInfo
@@ -21,6 +22,9 @@ from ..model import (
     RegionKey,
     Snapshot,
 )
+
+if TYPE_CHECKING:
+    from .usage import ImageUsage
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,9 @@ class CurrentState:
     released: tuple[Image, ...] = ()
     # Region -> the images the listing found there (all of them, managed or not)
     images: Mapping[str, tuple[Image, ...]] = field(default_factory=dict)
+    # settings.usage_reports: image -> its AMI usage reports, read for the images the plan
+    # removes an account from (:mod:`.usage`)
+    usage: Mapping[RegionKey, ImageUsage] = field(default_factory=dict)
 
 
 def run_regions(manifest: Manifest, options: PlanOptions) -> tuple[str, ...]:
