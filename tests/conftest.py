@@ -25,7 +25,12 @@ from helpers import (
     run_main,
 )
 
-from reconciler.shell.sandbox import IMAGE_BLOCK_PUBLIC_ACCESS, RECYCLE_BIN, install_moto_extensions
+from reconciler.shell.sandbox import (
+    IMAGE_BLOCK_PUBLIC_ACCESS,
+    IMAGE_USAGE_REPORTS,
+    RECYCLE_BIN,
+    install_moto_extensions,
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -71,6 +76,7 @@ def aws() -> Iterator[Images]:
         yield Images(functools.cache(lambda region: boto3.client("ec2", region_name=region)))
     IMAGE_BLOCK_PUBLIC_ACCESS.clear()
     RECYCLE_BIN.clear()
+    IMAGE_USAGE_REPORTS.clear()
 
 
 @pytest.fixture(scope="session")

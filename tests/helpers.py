@@ -29,6 +29,7 @@ from reconciler.shell.gather import build_plan
 from reconciler.shell.reader import Reader
 from reconciler.shell.sandbox import (
     IMAGE_BLOCK_PUBLIC_ACCESS,
+    IMAGE_USAGE_REPORTS,
     RECYCLE_BIN,
     encrypt_image,
     set_image_id,
@@ -173,6 +174,7 @@ class MotoServer:
         urllib.request.urlopen(urllib.request.Request(f"{self.url}/moto-api/reset", method="POST"))
         IMAGE_BLOCK_PUBLIC_ACCESS.clear()
         RECYCLE_BIN.clear()
+        IMAGE_USAGE_REPORTS.clear()
 
 
 Runner = Callable[..., Result]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from reconciler.shell.applier import Applier, write_tags
 from reconciler.shell.aws import Clients
 from reconciler.shell.gather import build_plan
 from reconciler.shell.reader import Reader
-from reconciler.shell.sandbox import encrypt_image
+from reconciler.shell.sandbox import IMAGE_USAGE_REPORTS, encrypt_image
 
 
 def _iam_action(service_id: str, op: str) -> str:
@@ -42,9 +43,11 @@ def test_every_call_is_covered_by_the_documented_policies(aws: Images) -> None:
         SnapshotId=snap, Attribute="createVolumePermission", OperationType="add", UserIds=[DEV])
     aws.create("golden-plain")
     aws.create("public-base")
+    # usage_reports: HAND's removal from golden-enc reads the image's report and its entries
+    IMAGE_USAGE_REPORTS.add(ACCOUNT, "us-east-1", enc, created=dt.datetime.now(dt.UTC))
     text = f"""\
 version: 1
-settings: {{name: amis, regions: [us-east-1], allow_public: true}}
+settings: {{name: amis, regions: [us-east-1], allow_public: true, usage_reports: true}}
 images:
   - {{name: enc, select: {{name: "golden-enc"}}, launch: ["{PROD}", "{OU}"], copy: ["{PROD}"]}}
   - {{name: plain, select: {{name: "golden-plain"}}, launch: ["{PROD}"]}}

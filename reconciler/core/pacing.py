@@ -84,6 +84,8 @@ PACED_ACTIONS = frozenset({
     "DescribeKey", "GetKeyPolicy", "PutKeyPolicy", "ListAliases",
     "GetCallerIdentity", "AssumeRole", "GetAllowedImagesSettings",
     "GenerateDataKeyWithoutPlaintext", "ListGrants",
+    # settings.usage_reports and `reconcile usage-reports`
+    "DescribeImageUsageReports", "DescribeImageUsageReportEntries", "CreateImageUsageReport",
 })
 
 EC2_MUTATING_PREFIXES = ("Modify", "Create", "Delete", "Enable", "Disable", "Reset", "Register",

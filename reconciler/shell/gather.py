@@ -54,6 +54,7 @@ from . import targeted
 from .concurrency import run_all
 from .listing import LaunchReads, Listing, Owner, listing
 from .reader import Reader
+from .usage import consult
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ def build_plan(manifest: Manifest, readers: Reader | Sequence[Scope],
     # What else still grants the principals a key would lose decides whether they may go:
     # read for exactly those keys, then plan once.
     settled = settle(manifest, identity, selection, state, options)
+    state, settled = consult(manifest, owners, identity, selection, state, options, settled)
     losing = settled.keys.losing_grantees
     if not losing:
         return compute_plan(manifest, identity, selection, state, options, settled)

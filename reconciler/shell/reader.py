@@ -11,6 +11,10 @@ Calls made by a plan (and nothing else):
   whose rules use ``copy``;
 * ``kms:DescribeKey`` and ``kms:GetKeyPolicy`` once per distinct key, and
   ``kms:ListAliases`` once per Region that has such keys (KMS mode not ``off``);
+* with ``settings.usage_reports``, only for images the plan removes an account from:
+  ``ec2:DescribeImageUsageReports`` (200 image IDs a call, paginated) and
+  ``ec2:DescribeImageUsageReportEntries`` for the reports that decide (200 a call) per
+  owner and Region (see :mod:`reconciler.shell.usage`);
 * only when the plan would take a principal out of a key's statements (see
   :func:`reconciler.shell.gather.build_plan`): ``ec2:DescribeSnapshots`` (the owner's encrypted
   snapshots, paginated) once per such owner and Region, ``DescribeSnapshotAttribute`` per
@@ -24,6 +28,7 @@ connection, an answer that is not an AWS response) becomes one line naming the c
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -33,11 +38,13 @@ from ..core.errors import AwsError
 from ..core.kms import KeyInfo, KeyManager
 from ..core.model import BlockState, Counted, Identity, Image, Principal, RegionKey, Snapshot
 from ..core.pacing import with_eta
+from ..core.planning.usage import UsageEntry, UsageReport
 from .aws import CallError, Clients, aws_call
 from .concurrency import parallel_map
 from .progress import NoProgress, Progress
 
 SNAPSHOT_BATCH = 200
+USAGE_BATCH = 200  # image or report IDs of one DescribeImageUsageReports / ...Entries call
 FILTER_VALUES = 200  # values of one DescribeImages filter per call
 T = TypeVar("T")
 R = TypeVar("R")
@@ -245,6 +252,33 @@ class Reader:
         except CallError as exc:
             return Counted(None, why=str(exc))
 
+    def usage_reports(self, region: str, image_ids: Sequence[str]) -> list[UsageReport]:
+        """The AMI usage reports of ``image_ids`` (``DescribeImageUsageReports``,
+        ``USAGE_BATCH`` image IDs a call, paginated)."""
+        ids = sorted(set(image_ids))
+        out: list[UsageReport] = []
+        with aws_call("ec2", "DescribeImageUsageReports", region):
+            pages = self.clients.get("ec2", region).get_paginator("describe_image_usage_reports")
+            for i in range(0, len(ids), USAGE_BATCH):
+                for page in pages.paginate(ImageIds=ids[i:i + USAGE_BATCH]):
+                    out += [parse_usage_report(raw) for raw in page.get("ImageUsageReports") or []]
+        return out
+
+    def usage_entries(self, region: str, report_ids: Sequence[str]) -> list[UsageEntry]:
+        """The entries of the given reports (``DescribeImageUsageReportEntries``,
+        ``USAGE_BATCH`` report IDs a call, paginated)."""
+        ids = sorted(set(report_ids))
+        out: list[UsageEntry] = []
+        with aws_call("ec2", "DescribeImageUsageReportEntries", region):
+            pages = self.clients.get("ec2", region).get_paginator(
+                "describe_image_usage_report_entries")
+            for i in range(0, len(ids), USAGE_BATCH):
+                for page in pages.paginate(ReportIds=ids[i:i + USAGE_BATCH]):
+                    out += [UsageEntry(str(e.get("ReportId", "")), str(e.get("AccountId", "")),
+                                       str(e.get("ResourceType", "")), int(e.get("UsageCount") or 0))
+                            for e in page.get("ImageUsageReportEntries") or []]
+        return out
+
     def snapshots(self, region: str, snapshot_ids: Sequence[str]) -> dict[str, Snapshot]:
         """The given snapshots, ``SNAPSHOT_BATCH`` IDs per call. Missing ones are left out."""
         ids = sorted(set(snapshot_ids))
@@ -336,6 +370,22 @@ class Reader:
         except CallError:
             return {}
         return {k: sorted(v)[0] for k, v in out.items()}
+
+
+def parse_usage_report(raw: Mapping[str, Any]) -> UsageReport:
+    """One ``ImageUsageReport`` of DescribeImageUsageReports (times as UTC ISO 8601)."""
+    return UsageReport(
+        str(raw.get("ReportId", "")), str(raw.get("ImageId", "")), str(raw.get("State", "")),
+        _utc(raw.get("CreationTime")),
+        tuple(str(t.get("ResourceType", "")) for t in raw.get("ResourceTypes") or []),
+        tuple(str(a) for a in raw.get("AccountIds") or []), str(raw.get("StateReason") or ""))
+
+
+def _utc(value: Any) -> str:
+    if isinstance(value, dt.datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).astimezone(
+            dt.UTC).isoformat()
+    return str(value or "")
 
 
 def _block_state(resp: dict[str, Any], field: str) -> BlockState:

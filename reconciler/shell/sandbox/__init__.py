@@ -10,6 +10,7 @@
 from .moto_extensions import (
     ENABLED_REGIONS,
     IMAGE_BLOCK_PUBLIC_ACCESS,
+    IMAGE_USAGE_REPORTS,
     RECYCLE_BIN,
     encrypt_image,
     install_moto_extensions,
@@ -35,6 +36,7 @@ __all__ = [
     "AWS_MANAGED_KEY",
     "ENABLED_REGIONS",
     "IMAGE_BLOCK_PUBLIC_ACCESS",
+    "IMAGE_USAGE_REPORTS",
     "RECYCLE_BIN",
     "SandboxImage",
     "SandboxKey",

@@ -12,7 +12,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from . import usage_reports
 from .state import parse_utc
+from .usage_reports import IMAGE_USAGE_REPORTS as IMAGE_USAGE_REPORTS
 
 # (account, region) -> Image Block Public Access state, read by the patched moto handler.
 IMAGE_BLOCK_PUBLIC_ACCESS: dict[tuple[str, str], str] = {}
@@ -80,6 +82,9 @@ def _patch_ec2() -> None:
         return ActionResult(page)
 
     EC2Response.list_images_in_recycle_bin = list_images_in_recycle_bin  # type: ignore[attr-defined]
+
+    # CreateImageUsageReport, DescribeImageUsageReports, DescribeImageUsageReportEntries
+    usage_reports.install()
 
     # EnableImageDeprecation (EC2 API reference): the AMI's DeprecationTime becomes
     # DeprecateAt, seconds rounded to the nearest minute; a time in the past is refused

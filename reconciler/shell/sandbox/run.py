@@ -13,6 +13,7 @@ from ...core.errors import ReconcilerError
 from .moto_extensions import (
     ENABLED_REGIONS,
     IMAGE_BLOCK_PUBLIC_ACCESS,
+    IMAGE_USAGE_REPORTS,
     RECYCLE_BIN,
     install_moto_extensions,
 )
@@ -94,5 +95,6 @@ def running_sandbox(path: str, save_to: str | None = None) -> Iterator[SandboxSt
         os.environ.update(saved)
         IMAGE_BLOCK_PUBLIC_ACCESS.clear()
         RECYCLE_BIN.clear()
+        IMAGE_USAGE_REPORTS.clear()
         ENABLED_REGIONS.clear()
         ENABLED_REGIONS.update(enabled)
