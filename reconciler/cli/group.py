@@ -10,6 +10,7 @@ from .event import event
 from .explain import explain
 from .export import export
 from .plan import plan
+from .usage_reports import usage_reports
 from .validate import validate
 from .verify import verify
 
@@ -27,5 +28,5 @@ def cli() -> None:
     """
 
 
-for command in (validate, plan, apply, event, export, explain, verify):
+for command in (validate, plan, apply, event, export, explain, verify, usage_reports):
     cli.add_command(command)
