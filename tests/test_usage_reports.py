@@ -304,6 +304,8 @@ def test_usage_reports_with_nothing_to_request(
     images.create("golden-1", launch=[{"UserId": PROD}])
     r = run_cli("usage-reports", _manifest(tmp_path))
     assert (r.code, r.out) == (0, "No planned removal of an account: no report to request.\n")
+    r = run_cli("usage-reports", _manifest(tmp_path), "--strict")
+    assert r.code == 1 and "--strict would be ignored" in r.err
 
 
 def test_report_ids_from_aws_are_printed_inert(

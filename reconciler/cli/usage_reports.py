@@ -14,7 +14,13 @@ from ..shell.aws import mask_secrets
 from ..shell.gather import build_plan
 from ..shell.inputs import load_manifest
 from ..shell.usage import Requested, request
-from .options import OWNER_OPTION, Ctx, _refuse_unnamed_regions, common_options
+from .options import (
+    OWNER_OPTION,
+    Ctx,
+    _refuse_unnamed_regions,
+    _refuse_unused_options,
+    common_options,
+)
 from .output import _stdout
 
 READY = ("EC2 does not say how long a report takes: `aws ec2 wait image-usage-report-available "
@@ -42,6 +48,7 @@ def usage_reports(ctx: Ctx, manifest: str, dry_run: bool, owner: str | None) -> 
       reconcile usage-reports amis.yaml --dry-run
       reconcile usage-reports amis.yaml --region us-east-1
     """
+    _refuse_unused_options(ctx, "usage-reports has no warnings to make errors", ("strict",))
     m = load_manifest(manifest)
     _refuse_unnamed_regions(ctx, m, owner)
     checked = replace(m, settings=replace(m.settings, usage_reports=True))
