@@ -26,14 +26,14 @@ for k in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL")]:
 
 import boto3  # noqa: E402
 
-from reconciler.shell.aws import Clients  # noqa: E402
 from reconciler.core.desired import ManagedImage, Selection  # noqa: E402
 from reconciler.core.manifest import parse_manifest  # noqa: E402
 from reconciler.core.model import Identity, Image, Principal  # noqa: E402
-from reconciler.shell.gather import build_plan  # noqa: E402
 from reconciler.core.planning import CurrentState, compute_plan  # noqa: E402
-from reconciler.shell.reader import Reader  # noqa: E402
 from reconciler.core.render import render_markdown, render_text  # noqa: E402
+from reconciler.shell.aws import Clients  # noqa: E402
+from reconciler.shell.gather import build_plan  # noqa: E402
+from reconciler.shell.reader import Reader  # noqa: E402
 
 ACCOUNT = "123456789012"
 
