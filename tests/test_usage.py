@@ -21,6 +21,7 @@ The facts these tests build reports from:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import builders
@@ -210,7 +211,7 @@ def test_which_images_need_reports_and_which_accounts_a_plan_asks_about() -> Non
     st = state({(US, ami(1)): {P_PROD, P_STAGING}, (US, ami(2)): {P_PROD}})
     sel = select(m, listing(image(1), image(2)), None, NOW)
     settled = settle(m, builders.IDENTITY, sel, st, OPTIONS)
-    assert wanted(settled.views, st, prune=True) == {(US, ami(1)): frozenset({STAGING})}
+    assert wanted(settled, st, m) == {(US, ami(1)): frozenset({STAGING})}
     planned = compute_plan(m, builders.IDENTITY, sel, st, OPTIONS)
     assert requested(planned.apply.consulted) == {(US, ami(1)): (STAGING,)}
 
@@ -229,3 +230,56 @@ def test_the_setting_is_a_boolean_and_a_bad_value_is_a_located_error() -> None:
     (problem,) = info.value.problems
     assert (problem.file, problem.line) == ("m.yaml", 4)
     assert "usage_reports" in str(problem) and "boolean" in str(problem)
+
+
+TAG = {"reconciler:manifest": "m"}
+
+
+def _released(found: ImageUsage | None, *, encrypted: bool = False, now: str = NOW) -> Any:
+    """ami-9 carries this manifest's tag and no rule matches it: the plan releases it."""
+    snaps = ("snap-9",) if encrypted else ()
+    released = image(9, name="retired-9", tags=TAG, snapshots=snaps, encrypted=encrypted)
+    managed = image(1, snapshots=("snap-1",) if encrypted else (), encrypted=encrypted)
+    extra: dict[str, Any] = {}
+    if encrypted:
+        extra = dict(snapshots={(US, s): builders.snapshot(s, key=builders.KEY)
+                                for s in ("snap-1", "snap-9")},
+                     keys={(US, builders.KEY): builders.key_info(P_PROD, P_STAGING)})
+    st = state({(US, ami(9)): {P_STAGING}, (US, ami(1)): {P_PROD}}, released=(released,),
+               usage={} if found is None else {(US, ami(9)): found}, **extra)
+    return plan_for(manifest(RULE, settings=ON), listing(released, managed), st,
+                    PlanOptions(now=now))
+
+
+def _image9(found: ImageUsage) -> ImageUsage:
+    return ImageUsage(tuple(replace(r, image_id=ami(9)) for r in found.reports), found.entries)
+
+
+def test_a_release_waits_tag_and_all_while_an_account_it_revokes_uses_the_image() -> None:
+    plan = _released(_image9(usage(report(), staging={"ec2:Instance": 2})), encrypted=True)
+    assert plan.operations == (), "staging keeps ami-9 and its key access"
+    assert plan.ownership is not None and plan.ownership.untag == (), "the tag stays"
+    f = _codes(plan)["in-use-by-account"]
+    assert f.resource == ami(9) and "2 instances" in f.message and "release" in f.message
+
+
+def test_a_release_goes_ahead_when_its_report_lists_no_use() -> None:
+    plan = _released(_image9(usage(report(), prod={"ec2:Instance": 2})))
+    assert _ops(plan) == [("remove", ami(9), STAGING)]
+    assert plan.ownership is not None and plan.ownership.untag == ((US, ami(9)),)
+    assert _usage_codes(plan) == []
+    unread = _released(ImageUsage())
+    assert _ops(unread) == [("remove", ami(9), STAGING)]
+    assert _usage_codes(unread) == [("info", "usage-report-missing", ami(9))]
+
+
+def test_gathering_reads_the_reports_of_the_images_a_plan_releases() -> None:
+    from reconciler.core.desired import select
+    from reconciler.core.planning import settle
+
+    released = image(9, name="retired-9", tags=TAG)
+    m = manifest(RULE, settings=ON)
+    st = state({(US, ami(9)): {P_STAGING}, (US, ami(1)): {P_PROD}}, released=(released,))
+    settled = settle(m, builders.IDENTITY, select(m, listing(released, image(1)), None, NOW),
+                     st, OPTIONS)
+    assert wanted(settled, st, m) == {(US, ami(9)): frozenset({STAGING})}

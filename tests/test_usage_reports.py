@@ -351,3 +351,20 @@ def test_the_request_command_calls_only_what_the_readme_grants(aws: Images) -> N
     called = {f"{'sts' if op == 'GetCallerIdentity' else 'ec2'}:{op}" for op in calls.by_op}
     assert called <= read | set(usage_statement["Action"]), called - read
     assert calls.by_op["CreateImageUsageReport"] == 1
+
+
+def test_a_release_waits_while_an_account_it_revokes_uses_the_image(
+        server: tuple[MotoServer, Images], run_cli: Runner, tmp_path: Path) -> None:
+    """A deleted rule releases its images (README, "Ownership"); with usage_reports the
+    release waits, tag and all, while the image's report lists an account it revokes."""
+    _, images = server
+    image = images.create("golden-1", launch=[{"UserId": PROD}, {"UserId": STAGING}],
+                          tags={"reconciler:manifest": "amis"})
+    images.create("other-1")
+    _report(image, usage={STAGING: {"ec2:LaunchTemplate": 2}})
+    m = _manifest(tmp_path, rule='- {name: o, select: {name: "other-*"}, launch: [prod]}')
+    doc = json.loads(run_cli("plan", m, "--format", "json").out)
+    assert [o for o in doc["operations"] if o["resource"] == image] == []
+    assert image not in doc["ownership"]["untag"]
+    [f] = [f for f in doc["findings"] if f["code"] == "in-use-by-account"]
+    assert f["resource"] == image and "2 launch templates" in f["message"]

@@ -53,10 +53,11 @@ def consult(manifest: Manifest, owners: Mapping[str, Owner], identity: Identity,
     without a call."""
     if not manifest.settings.usage_reports:
         return state, settled
-    want = wanted(settled.views, state, manifest.settings.prune)
+    want = wanted(settled, state, manifest)
     if not want:
         return state, settled
-    owner_of = {RegionKey(*m.image.key): m.image.owner_id for m in selection.managed}
+    owner_of = {RegionKey(*img.key): img.owner_id
+                for img in (*(m.image for m in selection.managed), *state.released)}
     found = read_usage({a: o.reader for a, o in owners.items()}, want, owner_of, options.now)
     state = replace(state, usage=found)
     return state, settle(manifest, identity, selection, state, options)

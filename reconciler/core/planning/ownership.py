@@ -24,6 +24,7 @@ from ..plan import Ownership
 from .checks import ImageView, label
 from .inuse import InUse
 from .state import CurrentState
+from .usage import AccountUse, release_findings, release_waits
 
 
 def tagged(resource: Image | Snapshot, name: str) -> bool:
@@ -39,16 +40,19 @@ class Release:
     findings: tuple[Finding, ...] = ()
 
 
-def releasing(manifest: Manifest, state: CurrentState, in_use: InUse) -> tuple[Image, ...]:
+def releasing(manifest: Manifest, state: CurrentState, in_use: InUse,
+              use: AccountUse = AccountUse()) -> tuple[Image, ...]:
     """The released images whose shares this plan revokes: not with ``on_release: keep``,
-    and not while the build is still launched (SPEC §7b: the release waits, tag and all)."""
+    and not while the build is still launched, nor while its usage report lists an account
+    it would revoke using it (SPEC §7b: the release waits, tag and all)."""
     if manifest.settings.on_release == OnRelease.KEEP:
         return ()
-    return tuple(img for img in state.released if in_use.of(img) is None)
+    return tuple(img for img in state.released
+                 if in_use.of(img) is None and not release_waits(img, state, use))
 
 
 def ownership(manifest: Manifest, views: Sequence[ImageView], state: CurrentState,
-              in_use: InUse = InUse()) -> Release:
+              in_use: InUse = InUse(), use: AccountUse = AccountUse()) -> Release:
     settings = manifest.settings
     if settings.ownership != OwnershipMode.TAG:
         return Release()
@@ -71,12 +75,14 @@ def ownership(manifest: Manifest, views: Sequence[ImageView], state: CurrentStat
     keep = settings.on_release == OnRelease.KEEP
     ops: list[Operation] = []
     findings: list[Finding] = []
-    revoking = releasing(manifest, state, in_use)
+    revoking = releasing(manifest, state, in_use, use)
     waiting = [img for img in state.released if not keep and img not in revoking]
     for img in waiting:
         current = state.launch.get(RegionKey(*img.key), frozenset())
-        if current:
+        if current and in_use.of(img) is not None:
             findings.append(in_use.finding(img, current, "its release: no rule matches it"))
+    for img in releasing(manifest, state, in_use):  # what its usage report says
+        findings += release_findings(img, state, use)
     for img in state.released:
         if img in waiting:
             continue  # still launched: released (untagged, revoked) once use has drained

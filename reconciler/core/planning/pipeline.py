@@ -88,7 +88,7 @@ def _attempt(manifest: Manifest, identity: Identity, selection: Selection,
     keys = KeyPhase()
     if manifest.settings.kms is not KmsMode.OFF:
         keys = key_phase(manifest, identity.partition, checked_views, state,
-                         releasing(manifest, state, in_use))
+                         releasing(manifest, state, in_use, use))
     return Settled(tuple(keys.applied_to(v) for v in checked_views),
                    (*findings, *keys.findings), keys, in_use, account_use=use), early
 
@@ -136,7 +136,7 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
         settled = settle(manifest, identity, selection, state, options)
     views = settled.views
     diffs = permission_diffs(views, state, manifest.settings.prune)
-    release = ownership(manifest, views, state, settled.in_use)
+    release = ownership(manifest, views, state, settled.in_use, settled.account_use)
     ops = (*settled.keys.ops, *diffs.ops, *release.ops)
     # a normal stage of an image's life is said once (summaries), never as a failure
     findings = _promoted((*withheld_condensed((*settled.findings, *diffs.findings,
@@ -146,7 +146,7 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
     retired = retirement(views, manifest.settings.deprecate_retired, options.now)
     state_entries = {**consulted.consulted_state(manifest, views, state, diffs.copy,
                                                  settled.in_use), **retired.consulted,
-                      **usage_consulted(views, settled.account_use, manifest.settings.prune)}
+                      **usage_consulted(settled, state, manifest)}
     plan = make_plan(manifest_sha256=manifest.sha256, caller_account=identity.account,
                      operations=ops, findings=findings, images=len(selection.managed),
                      unchanged=settled.keys.unchanged + diffs.unchanged, state=state_entries,

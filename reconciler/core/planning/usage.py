@@ -27,7 +27,10 @@ an ``info[usage-report-missing]`` says how to request reports. Organizations and
 never checked: a report counts accounts, not who belongs to an organization.
 
 Only the launch permissions of an account are checked; when one waits, the account also
-keeps the copy permission it has on the image's snapshots and its key access. Pure.
+keeps the copy permission it has on the image's snapshots and its key access. A released
+image (no rule matches it any more) is released whole or not at all: while its report lists
+an account it would revoke using it, the release waits, shares and ownership tag with it
+(as it does while the build is launched, :mod:`.inuse`). Pure.
 """
 
 from __future__ import annotations
@@ -36,12 +39,16 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..findings import Code, Finding
-from ..model import Principal, PrincipalKind, RegionKey, parse_time, plural
+from ..model import Image, Principal, PrincipalKind, RegionKey, parse_time, plural
 from .checks import ImageView, label
 from .state import CurrentState
+
+if TYPE_CHECKING:
+    from ..manifest import Manifest
+    from .pipeline import Settled
 
 INSTANCE, LAUNCH_TEMPLATE = "ec2:Instance", "ec2:LaunchTemplate"
 CHECKED = (INSTANCE, LAUNCH_TEMPLATE)  # what the request command asks a report to check
@@ -178,12 +185,31 @@ def account_removals(v: ImageView, prune: bool) -> frozenset[Principal]:
                      and p not in v.keep)
 
 
-def wanted(views: Iterable[ImageView], state: CurrentState, prune: bool
+def release_removals(img: Image, state: CurrentState) -> frozenset[Principal]:
+    """The accounts a release revokes: every account with a launch permission on it."""
+    return frozenset(p for p in state.launch.get(RegionKey(*img.key), frozenset())
+                     if p.kind is PrincipalKind.ACCOUNT)
+
+
+def _removals(settled: Settled, state: CurrentState, manifest: Manifest
+              ) -> dict[RegionKey, frozenset[Principal]]:
+    """Image -> the accounts the plan removes from it (before usage is taken into account):
+    managed images, and the released images it revokes unless their build is launched."""
+    from .ownership import releasing
+
+    out = {RegionKey(*v.image.key): removed for v in settled.views
+           if (removed := account_removals(v, manifest.settings.prune))}
+    out |= {RegionKey(*img.key): removed
+            for img in releasing(manifest, state, settled.in_use)
+            if (removed := release_removals(img, state))}
+    return dict(sorted(out.items()))
+
+
+def wanted(settled: Settled, state: CurrentState, manifest: Manifest
            ) -> dict[RegionKey, frozenset[str]]:
     """Image -> the accounts the plan removes from it: the images whose reports are read."""
-    out = {RegionKey(*v.image.key): frozenset(p.value for p in removed)
-           for v in views if (removed := account_removals(v, prune))}
-    return dict(sorted(out.items()))
+    return {key: frozenset(p.value for p in removed)
+            for key, removed in _removals(settled, state, manifest).items()}
 
 
 def to_read(found: Sequence[UsageReport], accounts: Iterable[str], now: str) -> set[str]:
@@ -201,22 +227,45 @@ def withhold(v: ImageView, use: AccountUse, prune: bool) -> tuple[ImageView, lis
     key = RegionKey(*v.image.key)
     verdicts = [use.verdict(key, p.value) for p in sorted(removed)]
     used = frozenset(Principal.account(x.account) for x in verdicts if x.in_use)
-    findings = [_in_use_finding(v, [x for x in verdicts if x.in_use])] if used else []
+    findings = [_in_use_finding(v.image, [x for x in verdicts if x.in_use])] if used else []
     if unknown := [x for x in verdicts if not x.conclusive]:
-        findings.append(_missing_finding(v, unknown))
+        findings.append(_missing_finding(v.image, unknown))
     return (replace(v, used=used, used_copy=used) if used else v), findings
 
 
-def _in_use_finding(v: ImageView, verdicts: Sequence[Verdict]) -> Finding:
-    img = v.image
+def _release_verdicts(img: Image, state: CurrentState, use: AccountUse) -> list[Verdict]:
+    key = RegionKey(*img.key)
+    return [use.verdict(key, p.value) for p in sorted(release_removals(img, state))]
+
+
+def release_waits(img: Image, state: CurrentState, use: AccountUse) -> bool:
+    """Whether the release of ``img`` waits: its report lists an account it revokes using it."""
+    return use.enabled and any(x.in_use for x in _release_verdicts(img, state, use))
+
+
+def release_findings(img: Image, state: CurrentState, use: AccountUse) -> list[Finding]:
+    """What the reports say about a release the plan would make (nothing when off)."""
+    if not use.enabled:
+        return []
+    verdicts = _release_verdicts(img, state, use)
+    if used := [x for x in verdicts if x.in_use]:
+        return [_in_use_finding(img, used, release=True)]
+    unknown = [x for x in verdicts if not x.conclusive]
+    return [_missing_finding(img, unknown)] if unknown else []
+
+
+def _in_use_finding(img: Image, verdicts: Sequence[Verdict], release: bool = False) -> Finding:
     who = "; ".join(
         f"{x.account} ({', '.join(plural(n, _NOUNS.get(t, t)) for t, n in x.counts)} in report "
         f"{x.report.report_id} of {x.report.day})" for x in verdicts if x.report is not None)
     one = len(verdicts) == 1
     users = ",".join(f"{{UserId={x.account}}}" for x in verdicts)
+    what = (f"its release (no rule matches it) waits, shares and ownership tag with it, "
+            f"while {who} {'uses' if one else 'use'} it" if release else
+            f"the removal of {who} waits")
     return Finding.about(
         Code.IN_USE_BY_ACCOUNT, label(img), img.region, img.image_id,
-        f"{label(img)}: the removal of {who} waits: the image's newest AMI usage report lists "
+        f"{label(img)}: {what}: the image's newest AMI usage report lists "
         f"{'the account' if one else 'these accounts'} using it (settings.usage_reports). It "
         f"goes ahead once a newer report lists no use: have {'it' if one else 'them'} stop "
         "using the image, then request a new report with `reconcile usage-reports MANIFEST`; "
@@ -225,8 +274,7 @@ def _in_use_finding(v: ImageView, verdicts: Sequence[Verdict]) -> Finding:
         f"--launch-permission 'Remove=[{users}]'")
 
 
-def _missing_finding(v: ImageView, verdicts: Sequence[Verdict]) -> Finding:
-    img = v.image
+def _missing_finding(img: Image, verdicts: Sequence[Verdict]) -> Finding:
     by_why: dict[str, list[str]] = defaultdict(list)
     for x in verdicts:
         by_why[x.why].append(x.account)
@@ -237,21 +285,19 @@ def _missing_finding(v: ImageView, verdicts: Sequence[Verdict]) -> Finding:
         f"use it ({why}); the removal goes ahead unchecked. To check it first, {HOW}")
 
 
-def consulted(views: Iterable[ImageView], use: AccountUse, prune: bool
+def consulted(settled: Settled, state: CurrentState, manifest: Manifest
               ) -> dict[tuple[str, str, str], Any]:
     """Digest entries: per image an account is removed from, the report each removed account
     was decided by ("" for none), so that a newer report makes a saved plan stale."""
+    use = settled.account_use
     if not use.enabled:
         return {}
     out: dict[tuple[str, str, str], Any] = {}
-    for v in views:
-        key = RegionKey(*v.image.key)
-        removed = account_removals(v, prune)
-        if removed:
-            verdicts = (use.verdict(key, p.value) for p in sorted(removed))
-            out[(USAGE, key.region, key.resource)] = {
-                x.account: x.report.report_id if x.report is not None and x.conclusive else ""
-                for x in verdicts}
+    for key, removed in _removals(settled, state, manifest).items():
+        verdicts = (use.verdict(key, p.value) for p in sorted(removed))
+        out[(USAGE, key.region, key.resource)] = {
+            x.account: x.report.report_id if x.report is not None and x.conclusive else ""
+            for x in verdicts}
     return out
 
 
