@@ -57,7 +57,7 @@ from reconciler.core.manifest import Manifest, parse_manifest
 from reconciler.core.model import Image, Principal, PrincipalKind, Snapshot
 from reconciler.core.names import generated_name, parse_names
 from reconciler.core.planning import CurrentState
-from reconciler.shell.gather import read_export
+from reconciler.shell.reads import read_export
 
 SCHEMA_LINE = "# yaml-language-server: $schema=./schemas/manifest.schema.json"
 

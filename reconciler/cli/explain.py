@@ -10,8 +10,8 @@ from ..core import neutral
 from ..core.errors import EXIT_CANNOT, EXIT_OK, UsageError
 from ..core.explain import Verdict, resolve_principal, unknown_principal
 from ..core.explain import explain as explain_verdict
-from ..shell.gather import read_explain
 from ..shell.inputs import load_manifest
+from ..shell.reads import read_explain
 from .options import OWNER_OPTION, Ctx, _refuse_unnamed_regions, common_options
 from .output import _stdout
 

@@ -9,8 +9,8 @@ from ..core.errors import EXIT_OK
 from ..core.exporter import ImageFilter, compute_export, parse_tag_filters
 from ..core.manifest import default_name
 from ..core.model import plural
-from ..shell.gather import read_export
 from ..shell.inputs import load_names, schema_ref_for
+from ..shell.reads import read_export
 from .options import Ctx, common_options
 from .output import _stdout, _write_file
 

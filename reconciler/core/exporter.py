@@ -2,7 +2,7 @@
 
 :func:`compute_export` is pure: given the caller's identity and the
 :class:`~reconciler.core.planning.CurrentState` that
-:func:`reconciler.shell.gather.read_export` gathered (the caller's images, their launch and
+:func:`reconciler.shell.reads.read_export` gathered (the caller's images, their launch and
 snapshot copy permissions, their snapshots and KMS keys), it returns manifest YAML text on
 which ``reconcile plan`` reports no changes.
 
@@ -131,7 +131,7 @@ def compute_export(identity: Identity, state: CurrentState,
                    file_name: str | None = None) -> ExportResult:
     """The manifest for the images of ``state`` that ``identity`` owns (pure).
 
-    ``state`` is what :func:`reconciler.shell.gather.read_export` gathered: the images listed
+    ``state`` is what :func:`reconciler.shell.reads.read_export` gathered: the images listed
     per Region, the launch permissions of the available ones, their snapshots, the copy
     permissions of the shared ones' snapshots and the snapshots' keys; ``state.regions`` are
     the Regions read (``settings.regions``). An image whose snapshots or keys are missing is
