@@ -49,3 +49,15 @@ def test_the_readme_names_every_module() -> None:
     modules = {str(p.relative_to(package).with_suffix("")) for folder in ("core", "shell", "cli")
                for p in (package / folder).rglob("*.py") if p.stem != "__init__"} | {"cli"}
     assert modules <= named, sorted(modules - named)
+
+
+MODULE_LINES = 500
+
+
+def test_no_module_is_over_500_lines() -> None:
+    """A module that grows past 500 lines has two jobs: split it where they meet."""
+    package = Path(__file__).resolve().parent.parent / "reconciler"
+    sizes = {str(p.relative_to(package)): len(p.read_text().splitlines())
+             for p in package.rglob("*.py")}
+    assert len(sizes) > 40
+    assert {p: n for p, n in sizes.items() if n > MODULE_LINES} == {}
