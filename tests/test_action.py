@@ -352,15 +352,21 @@ def test_scheduled_apply_opens_updates_and_closes_one_drift_issue(
 
 
 @needs_jq
-def test_a_merge_reports_no_drift(server: tuple[MotoServer, Images], tmp_path: Path) -> None:
+def test_a_merge_reports_no_drift_and_an_adopted_manifest_is_tagged(
+        server: tuple[MotoServer, Images], tmp_path: Path) -> None:
+    """A merge's changes are intended: no drift issue, whatever comment says. The apply
+    always runs, so a manifest that plans no change (adopted from export) still gets its
+    ownership tags."""
     srv, images = server
-    golden = images.create("golden-1", launch=[{"UserId": HAND}])
+    golden = images.create("golden-1", launch=[{"UserId": PROD}])
     job = Job(tmp_path, srv.url, event="push")
     write_manifest(job.workspace, golden)
     run = job.run(command="apply", comment="true")
-    assert not run.failed and run.outputs["has-changes"] == "true"
+    assert not run.failed and run.outputs["has-changes"] == "false", run.stdout
     assert run.step("Open, update or close the drift issue").status == "skipped"
     assert job.gh_calls() == []
+    tags = images.client("us-east-1").describe_images(ImageIds=[golden])["Images"][0]["Tags"]
+    assert {"Key": "reconciler:manifest", "Value": "amis"} in tags
 
 
 @needs_jq
@@ -379,18 +385,6 @@ def test_a_failed_scheduled_apply_is_reported(server: tuple[MotoServer, Images],
                                   f"{dt.datetime.now(dt.UTC):%Y-%m-%d}"]
     assert "failed (reconcile apply exited 1" in create["body"]
     assert "image-not-found" in create["body"]
-
-
-def test_an_adopted_manifest_is_tagged_by_the_apply(server: tuple[MotoServer, Images],
-                                                    tmp_path: Path) -> None:
-    srv, images = server
-    golden = images.create("golden-1", launch=[{"UserId": PROD}])
-    job = Job(tmp_path, srv.url, event="schedule")
-    write_manifest(job.workspace, golden)
-    run = job.run(command="apply")
-    assert not run.failed and run.outputs["has-changes"] == "false"
-    tags = images.client("us-east-1").describe_images(ImageIds=[golden])["Images"][0]["Tags"]
-    assert {"Key": "reconciler:manifest", "Value": "amis"} in tags
 
 
 @pytest.mark.parametrize("args, expected", [

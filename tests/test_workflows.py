@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import EXAMPLES, ROOT, cli_env, reconcile_executable
+from helpers import EXAMPLES, ROOT, cli_env, run_main
 
 import reconciler
 
@@ -79,10 +79,9 @@ def ours(job: dict[str, Any]) -> dict[str, str]:
 
 @cache
 def help_text(command: str) -> str:
-    proc = subprocess.run([*reconcile_executable(), command, "--help"], capture_output=True,
-                          text=True, env=cli_env(None), timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+    r = run_main(command, "--help", env=dict(cli_env(None)))
+    assert r.code == 0, r.err
+    return r.out
 
 
 def filled_in(tmp_path: Path) -> list[Path]:
