@@ -4,7 +4,8 @@
 set -euo pipefail
 # shellcheck source=action/lib.sh
 . "$(dirname "$0")/lib.sh"
-marker='<!-- reconcile-plan -->'
+# one comment per manifest: two plan workflows in one repository keep one comment each
+marker="<!-- reconcile-plan $(printf '%s' "${MANIFEST:-amis.yaml}" | tr -cd 'A-Za-z0-9._/-') -->"
 validate=$(read_code "$OUT/validate.exitcode")
 plan=$(read_code "$OUT/plan.exitcode")
 status=$(status_of plan "$validate" "$plan")

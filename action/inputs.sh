@@ -6,6 +6,11 @@ case "${COMMAND:-}" in
   *) echo "::error::command: expected validate, plan, apply, verify, comment or report, got '${COMMAND:-}'"
      exit 1 ;;
 esac
+# the scripts and the virtual environment's layout are Linux's (GitHub-hosted ubuntu-*)
+if [ "${RUNNER_OS:-Linux}" != Linux ]; then
+  echo "::error::this action runs on Linux runners (runs-on: ubuntu-latest); this one is ${RUNNER_OS}"
+  exit 1
+fi
 case "${COMMENT:-false}" in
   true|false) ;;
   *) echo "::error::comment: expected true or false, got '${COMMENT}'"; exit 1 ;;

@@ -8,7 +8,12 @@ show() {
   local token
   token=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
   echo "::stop-commands::$token"
-  cat "$@"
+  local file
+  for file in "$@"; do
+    cat "$file"
+    # the token must start a line, even after a file without a final newline
+    if [ -s "$file" ] && [ "$(tail -c 1 "$file" | od -An -tx1 | tr -d ' ')" != 0a ]; then echo; fi
+  done
   echo "::$token::"
 }
 

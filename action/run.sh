@@ -6,7 +6,9 @@ set -euo pipefail
 # shellcheck source=action/lib.sh
 . "$(dirname "$0")/lib.sh"
 mkdir -p "$OUT"
-read -r -a extra <<<"${ARGS:-}"
+# every line of a multi-line input too; empty stays empty (bash 3.2's set -u too)
+extra=()
+if [ -n "${ARGS:-}" ]; then read -r -d '' -a extra <<<"$ARGS" || true; fi
 set +e
 case "$COMMAND" in
   plan)
@@ -17,12 +19,13 @@ case "$COMMAND" in
     # JSON with --out, and the Markdown where GITHUB_STEP_SUMMARY points (reconcile appends
     # it there: README, "Commands"); result.sh puts it in the job summary under the verdict.
     GITHUB_STEP_SUMMARY="$OUT/plan.md" reconcile plan "$MANIFEST" --out "$OUT/plan.json" \
-      --sarif "$OUT/reconcile.sarif" --detailed-exitcode "${extra[@]}" \
+      --sarif "$OUT/reconcile.sarif" --detailed-exitcode ${extra[@]+"${extra[@]}"} \
       >"$OUT/plan.txt" 2>"$OUT/plan.err"
     code=$?
     shown=("$OUT/plan.err") ;;
   apply)
-    reconcile apply "$MANIFEST" --auto-approve --log-file "$OUT/apply.jsonl" "${extra[@]}" \
+    rm -f "$OUT/apply.jsonl"  # a workspace that is not cleaned keeps no earlier run's log
+    reconcile apply "$MANIFEST" --auto-approve --log-file "$OUT/apply.jsonl" ${extra[@]+"${extra[@]}"} \
       >"$OUT/apply.txt" 2>&1
     code=$?
     shown=("$OUT/apply.txt") ;;
@@ -31,7 +34,7 @@ case "$COMMAND" in
       echo "error: consumer-role: the role template is required for verify" >"$OUT/verify.txt"
       code=1
     else
-      reconcile verify "$MANIFEST" --consumer-role "$CONSUMER_ROLE" "${extra[@]}" \
+      reconcile verify "$MANIFEST" --consumer-role "$CONSUMER_ROLE" ${extra[@]+"${extra[@]}"} \
         >"$OUT/verify.txt" 2>&1
       code=$?
     fi
@@ -42,10 +45,11 @@ esac
 set -e
 echo "$code" >"$OUT/$COMMAND.exitcode"
 if [ "$COMMAND" = apply ]; then
-  # operations executed (the log's other records are ownership-tag bookkeeping)
+  # operations executed: the log's other records are bookkeeping (ownership tags, the
+  # deprecation of retired builds), the manifest's own doing rather than drift corrected
   operations=0
   if [ -f "$OUT/apply.jsonl" ]; then
-    operations=$(grep -vc '"kind": "ownership_tag"' "$OUT/apply.jsonl" || true)
+    operations=$(grep -vcE '"kind": "(ownership_tag|deprecation)"' "$OUT/apply.jsonl" || true)
   fi
   echo "$operations" >"$OUT/operations"
 fi

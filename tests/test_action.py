@@ -205,15 +205,17 @@ def test_plan_then_one_comment_posted_then_updated(
     assert listing["argv"][:2] == ["api", "repos/acme/platform/issues/7/comments"]
     assert post["argv"] == ["pr", "comment", "7", "--body-file", "comment.md"]
     body = post["body"]
-    assert body.startswith("<!-- reconcile-plan -->\n### `reconcile plan`: changes\n")
+    assert body.startswith("<!-- reconcile-plan amis.yaml -->\n### `reconcile plan`: changes\n")
     assert f"Commit 0123456 · [workflow run]({RUN_URL})" in body
     assert "**Plan: 1 permission to add, 1 to remove, 0 unchanged, on 1 managed image.**" in body
     assert f"~ {golden} (golden-1)" in body
     assert re.search(rf"\n-   launch {HAND} +\(not declared\)\n", body), body  # columns aligned
     assert "<summary>Errors</summary>" not in body
 
-    comments = [{"id": 11, "user": {"type": "User"}, "body": "LGTM <!-- reconcile-plan -->"},
-                {"id": 12, "user": {"type": "Bot"}, "body": "<!-- reconcile-plan -->\nold"}]
+    comments = [{"id": 11, "user": {"type": "User"}, "body": "LGTM <!-- reconcile-plan amis.yaml -->"},
+                {"id": 12, "user": {"type": "Bot"}, "body": "<!-- reconcile-plan amis.yaml -->\nold"},
+                # another manifest's plan comment in the same pull request is left alone
+                {"id": 13, "user": {"type": "Bot"}, "body": "<!-- reconcile-plan other.yaml -->"}]
     again = job.run({"FAKE_GH_COMMENTS": json.dumps(comments)}, command="comment")
     assert not again.failed
     _, patch = job.gh_calls()
@@ -234,7 +236,7 @@ def test_comment_true_comments_from_the_plan_job(server: tuple[MotoServer, Image
     assert run.outputs["has-changes"] == "false"
     assert run.step("Configure AWS credentials (OIDC)").status == "skipped"  # no role given
     _, post = job.gh_calls()
-    assert post["body"].startswith("<!-- reconcile-plan -->\n### `reconcile plan`: no changes\n")
+    assert post["body"].startswith("<!-- reconcile-plan amis.yaml -->\n### `reconcile plan`: no changes\n")
 
 
 @needs_jq
@@ -392,6 +394,7 @@ def test_a_failed_scheduled_apply_is_reported(server: tuple[MotoServer, Images],
     ("--allow-mass-removal", " --allow-mass-removal"),
     ("--region  eu-west-1 *", " --region eu-west-1 *"),   # split at blanks, never globbed
     ("$(touch pwned) `id`", " $(touch pwned) `id`"),     # never evaluated
+    ("--allow-mass-removal\n--region eu-west-1\n", " --allow-mass-removal --region eu-west-1"),
 ])
 def test_args_are_passed_as_words_never_evaluated(tmp_path: Path, args: str,
                                                   expected: str) -> None:
