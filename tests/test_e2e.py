@@ -171,8 +171,8 @@ def test_a_full_recycle_bin_warns_and_the_public_share_still_applies(
     m = manifest(tmp_path, launch="[public]", allow_public="true")
     r = run_cli("plan", m)
     assert r.code == 0, r.out + r.err
-    assert re.search(r"warning\[public-quota-recycle-bin\].*1 public AMIs of the quota of 5.*"
-                     r"5 AMIs are in the Recycle Bin of us-east-1", r.out), r.out
+    assert re.search(r"warning\[public-quota-recycle-bin\].*1 public AMI of the quota of 5.*"
+                     r"the Recycle Bin of us-east-1 holds 5 AMIs", r.out), r.out
     r = run_cli("plan", m, "--strict")
     assert r.code == 1, "--strict fails on the warning"
     assert run_cli("apply", m, "--auto-approve").code == 0

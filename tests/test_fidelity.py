@@ -197,7 +197,7 @@ def test_public_amis_in_the_recycle_bin_may_hold_the_quota(aws: Images, binned: 
         [warning] = said
         assert warning.severity.value == "warning" and warning.resource == image
         assert "4 public AMIs of the quota of 5" in warning.message
-        assert f"{binned} AMIs are in the Recycle Bin of us-east-1" in warning.message
+        assert f"the Recycle Bin of us-east-1 holds {binned} AMIs" in warning.message
     # the share is planned either way: the count cannot say the quota is reached
     assert [o.resource for o in plan.operations if o.principal.is_public] == [image]
 

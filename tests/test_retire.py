@@ -29,10 +29,12 @@ RETIRE = "deprecate_retired: true"
 
 
 def _rotation(*, settings: str = RETIRE, last_launched: str = YESTERDAY, deprecated: str = "",
-              rules: str = ROTATION, shared: bool = True) -> Any:
+              rules: str = ROTATION, shared: bool = True, new_tags: dict[str, str] | None = None,
+              new_deprecated: str = "") -> Any:
     old = image(1, creation_date="2026-11-01T00:00:00.000Z", last_launched=last_launched,
                 deprecation_time=deprecated)
-    new = image(2, creation_date="2026-11-08T00:00:00.000Z")
+    new = image(2, creation_date="2026-11-08T00:00:00.000Z", tags=new_tags,
+                deprecation_time=new_deprecated)
     st = state({(US, ami(1)): {P_PROD, P_STAGING} if shared else set(),
                 (US, ami(2)): {P_PROD, P_STAGING}})
     return plan_for(manifest(rules, settings=settings), listing(old, new), st,
@@ -48,15 +50,20 @@ def test_a_retired_build_still_launched_is_deprecated_and_keeps_its_shares() -> 
     assert to_dict(plan.plan)["deprecate"] == [ami(1)]
 
 
-def test_a_retired_build_no_longer_launched_is_deprecated_and_unshared_in_one_apply() -> None:
-    plan = _rotation(last_launched=MONTH_AGO)
-    assert plan.plan.deprecate == ((US, ami(1)),)
+@pytest.mark.parametrize("last, settings", [(MONTH_AGO, RETIRE), ("", RETIRE),
+                                            (YESTERDAY, RETIRE + "\nkeep_launched_within_days: 0")],
+                         ids=["drained", "never-launched", "no-drain-window"])
+def test_a_retired_build_whose_shares_go_at_once_is_not_deprecated(last: str,
+                                                                    settings: str) -> None:
+    """Nothing to drain: the share goes in this apply, a deprecation would only linger."""
+    plan = _rotation(last_launched=last, settings=settings)
+    assert plan.plan.deprecate == ()
     assert sorted((o.action.value, o.principal.label) for o in plan.operations) == [
         ("remove", PROD), ("remove", "444455556666")]
 
 
 @pytest.mark.parametrize("case", ["setting-off", "already-deprecated", "deprecated-next-minute",
-                                  "not-shared", "another-rule-shares-it"])
+                                  "not-shared", "another-rule-shares-it", "no-successor"])
 def test_no_deprecation(case: str) -> None:
     kwargs: dict[str, Any] = {
         "setting-off": {"settings": ""},
@@ -68,10 +75,35 @@ def test_no_deprecation(case: str) -> None:
         "another-rule-shares-it": {"rules": ROTATION + "  - name: everything\n"
                                                        '    select: {name: "golden-*"}\n'
                                                        "    launch: [dev]\n"},
+        # a selector that keeps every build out is a mistake: consumers would find none
+        "no-successor": {"rules": ROTATION.replace("latest: 1", 'created_after: "2027-11-01"')},
     }[case]
     plan = _rotation(**kwargs)
     assert plan.plan.deprecate == ()
     assert "deprecate" not in to_dict(plan.plan)
+
+
+def test_deprecations_count_towards_max_removals() -> None:
+    plan = _rotation(settings=RETIRE + "\nmax_removals: 0")
+    [guard] = [f for f in plan.findings if f.code == "max-removals"]
+    assert "removes 0 permissions and deprecates 1 build" in guard.message
+
+
+def test_a_build_the_manifest_deprecated_and_a_rule_shares_again_is_undeprecated() -> None:
+    """An exclude added for an incident, then reverted: the build it retired comes back,
+    deprecated: false does not count the manifest's own deprecation against it, and the
+    deprecation is taken back."""
+    rules = ROTATION.replace("latest: 1", "latest: 1, deprecated: false")
+    ours = {"reconciler:deprecated-by": "m"}
+    plan = _rotation(rules=rules, new_tags=ours, new_deprecated="2026-12-01T00:00:00.000Z")
+    assert plan.plan.undeprecate == ((US, ami(2)),)
+    assert plan.plan.deprecate == ((US, ami(1)),), "the older one retires in its place"
+    assert to_dict(plan.plan)["undeprecate"] == [ami(2)]
+    # someone else's deprecation (no tag) still keeps a build out under deprecated: false
+    other = _rotation(rules=rules, new_deprecated="2026-12-01T00:00:00.000Z")
+    assert other.plan.undeprecate == ()
+    assert (US, ami(2)) not in {(o.region, o.resource) for o in other.operations
+                                if o.action.value == "add"}
 
 
 def test_a_deprecation_time_still_to_come_is_brought_forward() -> None:
@@ -138,7 +170,7 @@ def test_deprecate_drain_unshare_against_the_moto_server(
     log = tmp_path / "apply.jsonl"
     r = run_cli("apply", m, "--plan", str(tmp_path / "plan.json"), "--log-file", str(log))
     assert r.code == 0, r.out + r.err
-    assert "Deprecated: 1 retired build." in r.out
+    assert "Deprecation: 1 retired build deprecated." in r.out
     when = _deprecation(srv, old)
     assert when, "EnableImageDeprecation was called"
     applied_at = dt.datetime.fromisoformat(when.replace("Z", "+00:00"))
@@ -158,7 +190,7 @@ def test_deprecate_drain_unshare_against_the_moto_server(
     _set_last_launched(old, "2026-01-01T00:00:00.000Z")
     r = run_cli("apply", m, "--auto-approve")
     assert r.code == 0, r.out + r.err
-    assert "Deprecated" not in r.out
+    assert "Deprecation" not in r.out
     assert images.launch(old) == []
     assert _deprecation(srv, old) == when
     assert run_cli("plan", m, "--detailed-exitcode").code == 0
@@ -174,8 +206,10 @@ def test_a_saved_plan_whose_build_was_deprecated_by_hand_is_stale(
     set_image_dates("123456789012", US, old, "2026-11-01", None)
     set_image_dates("123456789012", US, new, "2026-11-08", None)
     path = tmp_path / "amis.yaml"
+    _set_last_launched(old, (dt.datetime.now(dt.UTC) - dt.timedelta(hours=2))
+                       .strftime("%Y-%m-%dT%H:%M:%S.000Z"))
     path.write_text("version: 1\nsettings: {name: amis, regions: [us-east-1], "
-                    "deprecate_retired: true, keep_launched_within_days: 0}\n"
+                    "deprecate_retired: true}\n"
                     f'principals: {{prod: "{PROD}"}}\nimages:\n'
                     '  - {name: golden, select: {name: "golden-*", latest: 1}, launch: [prod]}\n')
     assert run_cli("plan", str(path), "--out", str(tmp_path / "p.json")).code == 0
@@ -202,3 +236,60 @@ def test_the_emulation_refuses_a_time_in_the_past_and_another_accounts_image(
     assert ec2.enable_image_deprecation(ImageId=image_id, DeprecateAt=at)["Return"] is True
     rounded = (at + dt.timedelta(seconds=30)).replace(second=0)
     assert _deprecation(srv, image_id) == rounded.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def test_a_deprecation_to_come_is_not_drift_for_event_detect_only(tmp_path: Path) -> None:
+    """``event --detect-only`` reports permissions that differ from the manifest; a build the
+    next apply deprecates is the manifest's own doing, not someone's drift."""
+    from helpers import EXAMPLES, run_main
+    from sample_events import dump, tags
+
+    event = tmp_path / "event.json"
+    event.write_text(dump(tags("CreateTags", ["ami-0e45000000000d124"], {"team": "a"})))
+    r = run_main("event", str(EXAMPLES / "retire.yaml"), str(event), "--detect-only",
+                 "--sandbox", str(EXAMPLES / "retire-sandbox.yaml"), "--no-color")
+    assert r.code == 0, r.out + r.err
+    assert "drift:" not in r.out
+
+
+def test_an_exclude_reverted_brings_the_build_back_undeprecated(
+        server: tuple[MotoServer, Images], run_cli: Runner, tmp_path: Path) -> None:
+    """The reviewer's sequence: an incident excludes the newest build, which retires (it is
+    deprecated while still launched, the older one shared instead); the exclude is reverted:
+    the build comes back under deprecated: false, its deprecation taken back."""
+    from reconciler.shell.sandbox.moto_extensions import set_image_dates
+
+    srv, images = server
+    older = images.create("golden-1")
+    newest = images.create("golden-2", launch=[{"UserId": PROD}])
+    set_image_dates("123456789012", US, older, "2026-11-01", None)
+    set_image_dates("123456789012", US, newest, "2026-11-08", None)
+    _set_last_launched(newest, (dt.datetime.now(dt.UTC) - dt.timedelta(hours=3))
+                       .strftime("%Y-%m-%dT%H:%M:%S.000Z"))
+    path = tmp_path / "amis.yaml"
+
+    def manifest(exclude: str) -> str:
+        path.write_text("version: 1\nsettings: {name: amis, regions: [us-east-1], "
+                        "deprecate_retired: true}\n"
+                        f'principals: {{prod: "{PROD}"}}\nimages:\n'
+                        '  - {name: golden, launch: [prod], select: {name: "golden-*", '
+                        f"latest: 1, deprecated: false{exclude}}}}}\n")
+        return str(path)
+
+    r = run_cli("apply", manifest(f", exclude: {{ids: [{newest}]}}"), "--auto-approve")
+    assert r.code == 0 and "Deprecation: 1 retired build deprecated." in r.out, r.out + r.err
+    assert _deprecation(srv, newest) and images.launch(newest) == [{"UserId": PROD}]
+    assert images.launch(older) == [{"UserId": PROD}]
+    tags = srv.client("ec2").describe_images(ImageIds=[newest])["Images"][0]["Tags"]
+    assert {"Key": "reconciler:deprecated-by", "Value": "amis"} in tags
+
+    r = run_cli("plan", manifest(""), "--no-color")
+    assert f"take back the deprecation of {newest} (golden-2) (shared again)" in r.out, r.out
+    r = run_cli("apply", manifest(""), "--auto-approve")
+    assert r.code == 0, r.out + r.err
+    assert "Deprecation: the deprecation of 1 build shared again taken back." in r.out
+    assert _deprecation(srv, newest) == ""
+    tags = srv.client("ec2").describe_images(ImageIds=[newest])["Images"][0].get("Tags", [])
+    assert {"Key": "reconciler:deprecated-by", "Value": "amis"} not in tags
+    assert images.launch(newest) == [{"UserId": PROD}] and images.launch(older) == []
+    assert run_cli("plan", manifest(""), "--detailed-exitcode").code == 0

@@ -161,8 +161,10 @@ def _confirm() -> bool:
 
 def _guard(todo: Planned, m: Manifest, allow_mass_removal: bool) -> None:
     limit = m.settings.max_removals
-    if todo.summary.remove > limit and not allow_mass_removal:
-        raise GuardError(f"plan removes {plural(todo.summary.remove, 'permission')}, more than "
+    deprecations = len(todo.plan.deprecate)  # a deprecation counts as a removal
+    if todo.summary.remove + deprecations > limit and not allow_mass_removal:
+        also = f" and deprecates {plural(deprecations, 'build')}" if deprecations else ""
+        raise GuardError(f"plan removes {plural(todo.summary.remove, 'permission')}{also}, more than "
                          f"settings.max_removals ({limit}); review it and pass "
                          "--allow-mass-removal to proceed")
 
@@ -197,7 +199,8 @@ def _execute(ctx: Ctx, conn: Connection, todo: Planned, m: Manifest, log_file: s
     retired = DeprecationReport()
     try:
         bar.start(with_eta("Applying", _apply_seconds(ctx, todo, m)[0]), len(todo.operations))
-        retired = deprecate(applier, todo.plan.deprecate)  # deprecate, drain, then unshare
+        # deprecate, drain, then unshare
+        retired = deprecate(applier, todo.plan.deprecate, m.settings.name, todo.plan.undeprecate)
         report = applier.apply(todo.operations)
         tags = write_tags(applier, todo.ownership, report) if todo.ownership else TagReport()
     except Interrupted as exc:
@@ -239,10 +242,14 @@ def _report(done: _Done, todo: Planned) -> int:
         with _stdout("the summary") as out:
             click.echo(f"Apply complete: {adds} added, {len(report.applied) - adds} removed, "
                        f"{len(report.failed)} failed.", file=out)
-            if done.retired.deprecated or done.retired.failed:
-                failed = len(done.retired.failed)
-                click.echo(f"Deprecated: {plural(done.retired.deprecated, 'retired build')}"
-                           f"{f', {failed} failed' if failed else ''}.", file=out)
+            r = done.retired
+            if r.deprecated or r.undeprecated or r.failed:
+                said = [plural(r.deprecated, "retired build") + " deprecated"] if (
+                    r.deprecated or not r.undeprecated) else []
+                said += [f"the deprecation of {plural(r.undeprecated, 'build')} shared again "
+                         "taken back"] if r.undeprecated else []
+                said += [f"{len(r.failed)} failed"] if r.failed else []
+                click.echo(f"Deprecation: {', '.join(said)}.", file=out)
             if done.tags.tagged or done.tags.untagged or done.tags.failed:
                 click.echo(f"Ownership tags: {done.tags.tagged} written, {done.tags.untagged} "
                            f"removed{f', {len(done.tags.failed)} failed' if done.tags.failed else ''}.",

@@ -91,13 +91,16 @@ def _ignored(ev: Event, why: str) -> int:
 def _detect(ctx: Ctx, conn: Connection, m: Manifest, ev: Event) -> int:
     """``--detect-only``: the plan, nothing written; exit 2 when there is drift."""
     plan = _plan(ctx, m, conn, False)
-    if plan.has_changes:
+    # drift is a permission that differs from the manifest; a retired build the next apply
+    # deprecates (settings.deprecate_retired) is the manifest's own doing, not drift
+    drifted = bool(plan.operations)
+    if drifted:
         with _stdout("the drift") as out:
             click.echo(neutral.text(f"drift: {ev.describe()}: {_what(plan)}"), file=out)
     _emit_plan(ctx, plan, m, "text", step_summary=False)
     if plan.errors:
         return EXIT_ERROR
-    return EXIT_CHANGES if plan.has_changes else EXIT_OK
+    return EXIT_CHANGES if drifted else EXIT_OK
 
 
 _KIND_WORDS = {OpKind.LAUNCH: "launch", OpKind.COPY: "copy", OpKind.KMS: "key access"}

@@ -13,7 +13,7 @@ from typing import Any
 
 from .findings import Code
 from .manifest import Manifest, Rule, Selector
-from .model import Finding, Image, ImageState, Principal, parse_time, plural
+from .model import DEPRECATED_BY_TAG, Finding, Image, ImageState, Principal, parse_time, plural
 
 # principal -> names of the rules that declare it
 Declared = Mapping[Principal, tuple[str, ...]]
@@ -89,9 +89,10 @@ def _excluded(sel: Selector, img: Image) -> bool:
             or (bool(sel.tags) and all(tags.get(k) == v for k, v in sel.tags)))
 
 
-def _lifecycle_reason(sel: Selector, img: Image, now: dt.datetime | None) -> str:
+def _lifecycle_reason(sel: Selector, img: Image, now: dt.datetime | None, ours: str = "") -> str:
     """Why a rule's lifecycle conditions (other than ``latest``) keep it from sharing
-    ``img`` ("" when they do not)."""
+    ``img`` ("" when they do not). ``ours``: the manifest's name; a deprecation it made
+    itself (``deprecate_retired``, tagged so) is the consequence of a fall-out, not a cause."""
     created = parse_time(img.creation_date)
     day = created.date().isoformat() if created else "an unknown date"
     if sel.exclude is not None and _excluded(sel.exclude, img):
@@ -104,6 +105,8 @@ def _lifecycle_reason(sel: Selector, img: Image, now: dt.datetime | None) -> str
             created is None or now - created > dt.timedelta(days=sel.max_age_days)):
         return f"it was created {day}, more than {plural(sel.max_age_days, 'day')} ago"
     deprecated = parse_time(img.deprecation_time) if img.deprecation_time else None
+    if ours and img.tag_map.get(DEPRECATED_BY_TAG) == ours:
+        deprecated = None
     if sel.skip_deprecated and now is not None and deprecated is not None and deprecated <= now:
         return f"it is deprecated since {img.deprecation_time}"
     return ""
@@ -122,14 +125,14 @@ def newest_first(images: Iterable[Image]) -> list[Image]:
 
 
 def _sharing(rule: Rule, hits: Sequence[Image], now: dt.datetime | None,
-             region: str) -> tuple[list[Image], list[tuple[Image, str]]]:
+             region: str, ours: str = "") -> tuple[list[Image], list[tuple[Image, str]]]:
     """Which of a rule's matches in one Region it shares, and why not the others."""
     sel = rule.select
     if not sel.lifecycle:
         return list(hits), []
     passing, dropped = [], []
     for img in hits:
-        why = _lifecycle_reason(sel, img, now) if img.state == ImageState.AVAILABLE else ""
+        why = _lifecycle_reason(sel, img, now, ours) if img.state == ImageState.AVAILABLE else ""
         if why:
             dropped.append((img, why))
         else:
@@ -158,7 +161,8 @@ def select(manifest: Manifest, images: Mapping[str, Sequence[Image]],
     restrict = list(restrict) if restrict is not None else None
     found = _Matches()
     for rule in manifest.rules:
-        _match_rule(rule, images, active_regions(rule, restrict), moment, found)
+        _match_rule(rule, images, active_regions(rule, restrict), moment, found,
+                    manifest.settings.name if manifest.settings.deprecate_retired else "")
     managed: list[ManagedImage] = []
     # Images matched by the same rules declare the same principals: one (read-only) mapping
     # for all of them, not one per image (10,000 images x 50 principals adds up).
@@ -194,7 +198,7 @@ class _Matches:
 
 
 def _match_rule(rule: Rule, images: Mapping[str, Sequence[Image]], regions: tuple[str, ...],
-                moment: dt.datetime | None, found: _Matches) -> None:
+                moment: dt.datetime | None, found: _Matches, ours: str = "") -> None:
     """One rule's matches in ``regions``, with its no-match and image-not-found findings."""
     found_ids: set[str] = set()
     empty: list[str] = []
@@ -203,7 +207,7 @@ def _match_rule(rule: Rule, images: Mapping[str, Sequence[Image]], regions: tupl
         found_ids.update(img.image_id for img in hits)
         if not hits and rule.select.by_attributes and not rule.select.ids:
             empty.append(region)
-        passing, dropped = _sharing(rule, hits, moment, region)
+        passing, dropped = _sharing(rule, hits, moment, region, ours)
         for img in hits:
             found.matched.setdefault(img.key, (img, [], []))[1].append(rule)
         for img in passing:

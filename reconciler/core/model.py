@@ -35,6 +35,9 @@ REGION_RE = re.compile(r"[a-z]{2,4}(?:-[a-z]{2,4})?-[a-z]+-\d{1,2}", re.ASCII)
 PUBLIC = "public"
 # The tag that records, in AWS itself, which manifest manages an image (README, "Ownership").
 OWNERSHIP_TAG = "reconciler:manifest"
+# on a build a manifest deprecated because it retired it (settings.deprecate_retired): the
+# manifest's name, so that its own deprecation is undone, never a reason to keep it out
+DEPRECATED_BY_TAG = "reconciler:deprecated-by"
 
 
 def bad_account_id(text: str) -> str | None:

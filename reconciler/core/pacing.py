@@ -79,6 +79,7 @@ PACED_ACTIONS = frozenset({
     "DescribeImages", "DescribeImageAttribute", "DescribeRegions", "DescribeSnapshots",
     "DescribeSnapshotAttribute", "GetImageBlockPublicAccessState",
     "GetSnapshotBlockPublicAccessState", "ListImagesInRecycleBin", "EnableImageDeprecation",
+    "DisableImageDeprecation",
     "ModifyImageAttribute",
     "ModifySnapshotAttribute", "CreateTags", "DeleteTags",
     "DescribeKey", "GetKeyPolicy", "PutKeyPolicy", "ListAliases",

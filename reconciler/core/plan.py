@@ -89,12 +89,14 @@ class Plan:
     images: tuple[str, ...] = ()  # --image: the images it was restricted to (empty: all)
     # None: settings.ownership is none. Compared through to_dict (a saved plan has IDs only).
     ownership: Ownership | None = field(default=None, compare=False)
-    # settings.deprecate_retired: the retired builds apply deprecates (before the operations)
+    # settings.deprecate_retired: the retired builds apply deprecates (before the operations),
+    # and the builds it deprecated that a rule shares again (their deprecation taken back)
     deprecate: tuple[RegionKey, ...] = ()
+    undeprecate: tuple[RegionKey, ...] = ()
 
     @property
     def has_changes(self) -> bool:
-        return bool(self.operations or self.deprecate)
+        return bool(self.operations or self.deprecate or self.undeprecate)
 
     @property
     def errors(self) -> tuple[Finding, ...]:
@@ -207,7 +209,8 @@ class Planned:
 def make_plan(*, manifest_sha256: str, caller_account: str, operations: Iterable[Operation],
               findings: Iterable[Finding], images: int, unchanged: int, state: StateEntries,
               regions: Sequence[str] = (), ownership: Ownership | None = None,
-              only: Iterable[str] = (), deprecate: Iterable[RegionKey] = ()) -> Plan:
+              only: Iterable[str] = (), deprecate: Iterable[RegionKey] = (),
+              undeprecate: Iterable[RegionKey] = ()) -> Plan:
     """Assemble the saved plan: sort everything, count, and digest the state of every
     resource the plan consulted (what it writes, their snapshots, every key policy and key
     use read)."""
@@ -224,6 +227,7 @@ def make_plan(*, manifest_sha256: str, caller_account: str, operations: Iterable
         images=tuple(sorted(set(only))),
         ownership=ownership,
         deprecate=tuple(sorted(deprecate)),
+        undeprecate=tuple(sorted(undeprecate)),
     )
 
 

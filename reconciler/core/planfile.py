@@ -30,13 +30,14 @@ def to_dict(plan: Plan, display: Display = Display()) -> dict[str, Any]:
         "summary": plan.summary.to_dict(),
         "state_digest": plan.state_digest,
         **({"ownership": plan.ownership.to_dict()} if plan.ownership is not None else {}),
-        **({"deprecate": deprecate_ids(plan)} if plan.deprecate else {}),
+        **({"deprecate": ids(plan.deprecate)} if plan.deprecate else {}),
+        **({"undeprecate": ids(plan.undeprecate)} if plan.undeprecate else {}),
     }
 
 
-def deprecate_ids(plan: Plan) -> list[str]:
-    """The images apply deprecates, as the plan document lists them (IDs, sorted)."""
-    return sorted(r for _, r in plan.deprecate)
+def ids(keys: tuple[RegionKey, ...]) -> list[str]:
+    """Images as the plan document lists them outside its operations (IDs, sorted)."""
+    return sorted(r for _, r in keys)
 
 
 def operation_dict(op: Operation, display: Display) -> dict[str, Any]:
@@ -86,7 +87,9 @@ def json_lines(plan: Plan, display: Display = Display()) -> Iterator[str]:
     if plan.ownership is not None:
         tail.append(("ownership", plan.ownership.to_dict()))
     if plan.deprecate:
-        tail.append(("deprecate", deprecate_ids(plan)))
+        tail.append(("deprecate", ids(plan.deprecate)))
+    if plan.undeprecate:
+        tail.append(("undeprecate", ids(plan.undeprecate)))
     for i, (key, value) in enumerate(tail):
         yield scalar(key, value, comma="," if i < len(tail) - 1 else "")
     yield "}\n"
@@ -112,7 +115,8 @@ def plan_from_dict(data: Any, file: str) -> Plan:
                 Summary(s["add"], s["remove"], s["images"], s["unchanged"]), data["state_digest"],
                 tuple(data.get("regions") or ()), tuple(data.get("images") or ()),
                 _ownership_from_dict(data.get("ownership")),
-                tuple(RegionKey("", str(i)) for i in data.get("deprecate") or ()))
+                tuple(RegionKey("", str(i)) for i in data.get("deprecate") or ()),
+                tuple(RegionKey("", str(i)) for i in data.get("undeprecate") or ()))
 
 
 def _ownership_from_dict(data: Any) -> Ownership | None:
@@ -172,7 +176,8 @@ def _edits(saved: Plan, fresh: Plan) -> str:
     if not differ and saved.ownership is not None and fresh.ownership is not None \
             and saved.ownership.to_dict() != fresh.ownership.to_dict():
         differ = "its ownership tag changes differ from the plan computed now"
-    if not differ and deprecate_ids(saved) != deprecate_ids(fresh):
+    if not differ and (ids(saved.deprecate), ids(saved.undeprecate)) != (
+            ids(fresh.deprecate), ids(fresh.undeprecate)):
         differ = "the images it deprecates differ from the plan computed now"
     if not differ and saved.summary != fresh.summary:
         # never used (apply counts the operations), but the tool never writes a wrong one

@@ -180,11 +180,15 @@ def ownership_lines(plan: Planned) -> list[str]:
 
 
 def deprecation_lines(plan: Planned) -> list[str]:
-    """The retired builds apply deprecates (settings.deprecate_retired), before its writes."""
-    if not plan.plan.deprecate:
+    """The retired builds apply deprecates (settings.deprecate_retired), before its writes,
+    and the ones it deprecated that a rule shares again."""
+    p = plan.plan
+    if not (p.deprecate or p.undeprecate):
         return []
     return ["Deprecated by apply, before its writes (settings.deprecate_retired):",
-            *(f"  deprecate {resource_label(plan, key)}" for key in plan.plan.deprecate)]
+            *(f"  deprecate {resource_label(plan, key)}" for key in p.deprecate),
+            *(f"  take back the deprecation of {resource_label(plan, key)} (shared again)"
+              for key in p.undeprecate)]
 
 
 def left_alone_lines(plan: Planned) -> list[str]:
@@ -209,8 +213,9 @@ def summary_line(plan: Planned) -> str:
     on = f"on {plural(s.images, 'managed image')}"
     if not plan.has_changes:
         return f"No changes: {plural(s.unchanged, 'permission')} as declared {on}."
-    retired = plan.plan.deprecate
-    deprecate = f"; {plural(len(retired), 'retired build')} to deprecate" if retired else ""
+    retired, back = plan.plan.deprecate, plan.plan.undeprecate
+    deprecate = (f"; {plural(len(retired), 'retired build')} to deprecate" if retired else "") + (
+        f"; {plural(len(back), 'build')} to deprecate no longer" if back else "")
     return (f"Plan: {plural(s.add, 'permission')} to add, {s.remove} to remove, "
             f"{s.unchanged} unchanged, {on}{deprecate}.")
 

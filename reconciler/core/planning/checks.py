@@ -27,6 +27,7 @@ from ..model import (
     Principal,
     RegionKey,
     Severity,
+    plural,
 )
 from .state import CurrentState, encrypted
 
@@ -389,14 +390,14 @@ def _recycle_bin_warnings(place: OwnerRegion, new: Sequence[ImageView], after: i
         why = (f"the Recycle Bin of {place.region} could not be listed ({binned.why}); public "
                "AMIs there count towards it")
     elif after + binned.count > limit:
-        why = (f"{binned.count} AMIs are in the Recycle Bin of {place.region}, and those of "
-               "them that were public count towards it (ListImagesInRecycleBin does not say "
+        why = (f"the Recycle Bin of {place.region} holds {plural(binned.count, 'AMI')}, and "
+               "those of them that were public count towards it (ListImagesInRecycleBin does not say "
                "which); if the share is refused, raise the quota or make another AMI private")
     else:
         return []
     return [finding(Code.PUBLIC_QUOTA_RECYCLE_BIN, v.image,
                     f"making {label(v.image)} public may be refused at apply: {place.region} "
-                    f"would have {after} public AMIs of the quota of {limit} "
+                    f"would have {plural(after, 'public AMI')} of the quota of {limit} "
                     f"(EC2 quota \"Public AMIs\"), and {why}") for v in new]
 
 

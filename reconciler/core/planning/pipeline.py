@@ -138,12 +138,14 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
     diffs = permission_diffs(views, state, manifest.settings.prune)
     release = ownership(manifest, views, state, settled.in_use, settled.account_use)
     ops = (*settled.keys.ops, *diffs.ops, *release.ops)
+    retired = retirement(views, manifest.settings.deprecate_retired, options.now,
+                         manifest.settings.name, selection.matched_by)
     # a normal stage of an image's life is said once (summaries), never as a failure
     findings = _promoted((*withheld_condensed((*settled.findings, *diffs.findings,
                                                *release.findings), ops, selection),
-                          *_guard_findings(manifest, ops, options)), options.strict)
+                          *_guard_findings(manifest, ops, options, len(retired.deprecate))),
+                         options.strict)
     findings += [f for f in settled.carried if f not in findings]
-    retired = retirement(views, manifest.settings.deprecate_retired, options.now)
     state_entries = {**consulted.consulted_state(manifest, views, state, diffs.copy,
                                                  settled.in_use), **retired.consulted,
                       **usage_consulted(settled, state, manifest)}
@@ -151,7 +153,8 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
                      operations=ops, findings=findings, images=len(selection.managed),
                      unchanged=settled.keys.unchanged + diffs.unchanged, state=state_entries,
                      regions=state.regions, ownership=release.ownership,
-                     only=options.images or (), deprecate=retired.deprecate)
+                     only=options.images or (), deprecate=retired.deprecate,
+                     undeprecate=retired.undeprecate)
     return Planned(
         plan,
         ApplyContext(resource_keys=settled.keys.resource_keys,
@@ -168,15 +171,17 @@ def compute_plan(manifest: Manifest, identity: Identity, selection: Selection,
                 snapshot_images=consulted.snapshot_images(selection, state)))
 
 
-def _guard_findings(manifest: Manifest, ops: Sequence[Operation],
-                    options: PlanOptions) -> list[Finding]:
-    """Apply-time guards, reported at plan time so a pull-request check fails before merge."""
+def _guard_findings(manifest: Manifest, ops: Sequence[Operation], options: PlanOptions,
+                    deprecations: int = 0) -> list[Finding]:
+    """Apply-time guards, reported at plan time so a pull-request check fails before merge.
+    A deprecation counts as a removal: it takes a build away from every consumer's lookup."""
     removals = sum(1 for o in ops if o.action is Action.REMOVE)
     limit = manifest.settings.max_removals
-    if removals <= limit or options.allow_mass_removal:
+    if removals + deprecations <= limit or options.allow_mass_removal:
         return []
+    also = f" and deprecates {plural(deprecations, 'build')}" if deprecations else ""
     return [Finding.of(Code.MAX_REMOVALS, "", "",
-                    f"the plan removes {plural(removals, 'permission')}, more than "
+                    f"the plan removes {plural(removals, 'permission')}{also}, more than "
                     "settings.max_removals "
                     f"({limit}); after review, acknowledge it with --allow-mass-removal on plan "
                     "and apply, or raise settings.max_removals")]

@@ -109,6 +109,17 @@ def _patch_ec2() -> None:
 
     EC2Response.enable_image_deprecation = enable_image_deprecation  # type: ignore[attr-defined]
 
+    # DisableImageDeprecation (EC2 API reference): the AMI has no DeprecationTime any more.
+    def disable_image_deprecation(self: Any) -> Any:
+        image_id = str(self._get_param("ImageId"))
+        amis = self.ec2_backend.amis
+        if image_id not in amis or amis[image_id].owner_id != self.current_account:
+            raise InvalidAMIIdError(image_id)
+        amis[image_id].deprecation_time = None
+        return ActionResult({"Return": True})
+
+    EC2Response.disable_image_deprecation = disable_image_deprecation  # type: ignore[attr-defined]
+
     # moto answers DescribeRegions with every Region of every partition (GovCloud and China
     # included); the emulated account has only ENABLED_REGIONS enabled, as a real one does.
     from moto.ec2.models.availability_zones_and_regions import RegionsAndZonesBackend

@@ -151,6 +151,8 @@ def dump(state: SandboxState, image_ids: list[str]) -> str:
             entry["copy"] = copy
         images.append(entry)
     doc: dict[str, Any] = {"version": 1, "account": state.account}
+    if state.now:  # the clock the runs plan by stays pinned for the next command
+        doc["now"] = state.now
     if state.image_block_public_access:
         doc["image_block_public_access"] = dict(state.image_block_public_access)
     if keys:
