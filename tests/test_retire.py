@@ -181,8 +181,8 @@ def test_deprecate_drain_unshare_against_the_moto_server(
         "nothing undeclared touched"
     records = [json.loads(line) for line in log.read_text().splitlines()]
     [record] = [x for x in records if x["kind"] == "deprecation"]
-    assert (record["api"], record["resource"], record["result"]) == (
-        "EnableImageDeprecation", old, "applied")
+    assert (record["api"], record["resource"], record["result"], record["owner"]) == (
+        "EnableImageDeprecation", old, "applied", "123456789012")
     r = run_cli("plan", m, "--detailed-exitcode")
     assert r.code == 0, "converged: deprecated once, the share waits" + r.out
 

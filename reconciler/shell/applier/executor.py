@@ -286,13 +286,17 @@ class Applier:
         return self._in_flight(())
 
     def log_bookkeeping(self, record: Mapping[str, Any]) -> None:
-        """One ``--log-file`` line for a bookkeeping write, stamped like the operations'."""
+        """One ``--log-file`` line for a bookkeeping write on ``record``'s region and
+        resource, stamped like the operations' (time, caller, owner)."""
         if self.log is None:
             return
         now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+        owner = self.resource_owner.get(RegionKey(str(record.get("region", "")),
+                                                  str(record.get("resource", ""))))
         with self._lock:
             if not self._settled:
-                self.log({"time": now, "caller": self.identity.arn, **record})
+                self.log({"time": now, "caller": self.identity.arn,
+                          **({"owner": owner} if owner else {}), **record})
 
     def _log_tags(self, api: str, region: str, ids: Sequence[str], value: str,
                   error: str) -> None:
