@@ -118,6 +118,8 @@ class Code(enum.StrEnum):
     USAGE_REPORT_MISSING = ("usage-report-missing", INFO,
         "usage_reports: no usable AMI usage report for an image an account is removed from: "
         "the removal goes ahead unchecked (reconcile usage-reports requests them)")
+    USAGE_REPORT_UNREADABLE = ("usage-report-unreadable", W,
+        "usage_reports: the AMI usage reports could not be read: account removals wait")
     LIFECYCLE_UNSHARED = ("lifecycle-unshared", INFO,
         "a rule manages the image but its lifecycle conditions (latest, exclude, dates, "
         "deprecated) share nothing with it")

@@ -111,10 +111,16 @@ class Verdict:
     report: UsageReport | None = None  # the report that decides (None: none can)
     counts: tuple[tuple[str, int], ...] = ()  # resource type -> count, the ones in use
     why: str = ""  # why no report decides
+    unreadable: bool = False  # the reports could not be read: the removal waits
 
     @property
     def in_use(self) -> bool:
         return bool(self.counts)
+
+    @property
+    def holds(self) -> bool:
+        """Whether the account's removal waits: in use, or nobody could tell."""
+        return self.in_use or self.unreadable
 
     @property
     def conclusive(self) -> bool:
@@ -134,7 +140,7 @@ class AccountUse:
         if found is None:
             return Verdict(account, why="its usage reports were not read")
         if found.error:
-            return Verdict(account, why=f"the usage reports could not be read: {found.error}")
+            return Verdict(account, why=found.error, unreadable=True)
         report = deciding(found.reports, account, self.now)
         if report is None:
             return Verdict(account, why=_none_usable(found.reports, account, self.now))
@@ -226,9 +232,13 @@ def withhold(v: ImageView, use: AccountUse, prune: bool) -> tuple[ImageView, lis
         return v, []
     key = RegionKey(*v.image.key)
     verdicts = [use.verdict(key, p.value) for p in sorted(removed)]
-    used = frozenset(Principal.account(x.account) for x in verdicts if x.in_use)
-    findings = [_in_use_finding(v.image, [x for x in verdicts if x.in_use])] if used else []
-    if unknown := [x for x in verdicts if not x.conclusive]:
+    used = frozenset(Principal.account(x.account) for x in verdicts if x.holds)
+    findings = []
+    if in_use := [x for x in verdicts if x.in_use]:
+        findings.append(_in_use_finding(v.image, in_use))
+    if unread := [x for x in verdicts if x.unreadable]:
+        findings.append(_unreadable_finding(v.image, unread))
+    if unknown := [x for x in verdicts if not x.conclusive and not x.unreadable]:
         findings.append(_missing_finding(v.image, unknown))
     return (replace(v, used=used, used_copy=used) if used else v), findings
 
@@ -240,7 +250,7 @@ def _release_verdicts(img: Image, state: CurrentState, use: AccountUse) -> list[
 
 def release_waits(img: Image, state: CurrentState, use: AccountUse) -> bool:
     """Whether the release of ``img`` waits: its report lists an account it revokes using it."""
-    return use.enabled and any(x.in_use for x in _release_verdicts(img, state, use))
+    return use.enabled and any(x.holds for x in _release_verdicts(img, state, use))
 
 
 def release_findings(img: Image, state: CurrentState, use: AccountUse) -> list[Finding]:
@@ -250,6 +260,8 @@ def release_findings(img: Image, state: CurrentState, use: AccountUse) -> list[F
     verdicts = _release_verdicts(img, state, use)
     if used := [x for x in verdicts if x.in_use]:
         return [_in_use_finding(img, used, release=True)]
+    if unread := [x for x in verdicts if x.unreadable]:
+        return [_unreadable_finding(img, unread, release=True)]
     unknown = [x for x in verdicts if not x.conclusive]
     return [_missing_finding(img, unknown)] if unknown else []
 
@@ -272,6 +284,21 @@ def _in_use_finding(img: Image, verdicts: Sequence[Verdict], release: bool = Fal
         "or set settings.usage_reports: false, or remove it by hand: aws ec2 "
         f"modify-image-attribute --region {img.region} --image-id {img.image_id} "
         f"--launch-permission 'Remove=[{users}]'")
+
+
+def _unreadable_finding(img: Image, verdicts: Sequence[Verdict], release: bool = False
+                        ) -> Finding:
+    """The reports could not be read: nobody can say the accounts stopped using the image,
+    so their removal waits (as it would while a report lists them)."""
+    who = ", ".join(x.account for x in verdicts)
+    what = ("its release (no rule matches it) waits, shares and ownership tag with it"
+            if release else f"the removal of {who} waits")
+    return Finding.about(
+        Code.USAGE_REPORT_UNREADABLE, label(img), img.region, img.image_id,
+        f"{label(img)}: {what}: its AMI usage reports could not be read ({verdicts[0].why}); "
+        "settings.usage_reports needs ec2:DescribeImageUsageReports and "
+        "ec2:DescribeImageUsageReportEntries, and a boto3 that knows them. Fix the access, "
+        "or set settings.usage_reports: false to remove without checking")
 
 
 def _missing_finding(img: Image, verdicts: Sequence[Verdict]) -> Finding:
