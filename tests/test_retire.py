@@ -99,6 +99,10 @@ def test_a_build_the_manifest_deprecated_and_a_rule_shares_again_is_undeprecated
     assert plan.plan.undeprecate == ((US, ami(2)),)
     assert plan.plan.deprecate == ((US, ami(1)),), "the older one retires in its place"
     assert to_dict(plan.plan)["undeprecate"] == [ami(2)]
+    # with the setting turned off since, the manifest's own deprecation is still taken back
+    off = _rotation(settings="", rules=rules, new_tags=ours,
+                    new_deprecated="2026-12-01T00:00:00.000Z")
+    assert off.plan.undeprecate == ((US, ami(2)),) and off.plan.deprecate == ()
     # someone else's deprecation (no tag) still keeps a build out under deprecated: false
     other = _rotation(rules=rules, new_deprecated="2026-12-01T00:00:00.000Z")
     assert other.plan.undeprecate == ()
@@ -293,3 +297,30 @@ def test_an_exclude_reverted_brings_the_build_back_undeprecated(
     assert {"Key": "reconciler:deprecated-by", "Value": "amis"} not in tags
     assert images.launch(newest) == [{"UserId": PROD}] and images.launch(older) == []
     assert run_cli("plan", manifest(""), "--detailed-exitcode").code == 0
+
+
+def test_the_retire_example_chains_through_sandbox_save(tmp_path: Path) -> None:
+    """apply --sandbox-save, then plan from the saved state: the pinned clock is kept (and
+    written so that the loader reads it), the deprecation is made at that clock, so the next
+    plan has nothing to do; a deprecation taken back is saved as taken back."""
+    from helpers import EXAMPLES, run_main
+
+    saved = tmp_path / "after.yaml"
+    r = run_main("apply", str(EXAMPLES / "retire.yaml"), "--sandbox",
+                 str(EXAMPLES / "retire-sandbox.yaml"), "--auto-approve",
+                 "--sandbox-save", str(saved))
+    assert r.code == 0, r.out + r.err
+    text = saved.read_text()
+    assert "now: '2026-12-04T12:00:00Z'" in text
+    assert "deprecated: '2026-12-04T12:01:00.000Z'" in text, "DeprecateAt at the pinned clock"
+    r = run_main("plan", str(EXAMPLES / "retire.yaml"), "--sandbox", str(saved),
+                 "--detailed-exitcode")
+    assert r.code == 0, r.out + r.err
+    # the family grows to two shared builds: the retired one is shared again, undeprecated
+    wider = tmp_path / "wider.yaml"
+    wider.write_text((EXAMPLES / "retire.yaml").read_text().replace("latest: 1 ", "latest: 2 "))
+    again = tmp_path / "again.yaml"
+    r = run_main("apply", str(wider), "--sandbox", str(saved), "--auto-approve",
+                 "--sandbox-save", str(again))
+    assert r.code == 0 and "taken back" in r.out, r.out + r.err
+    assert "2026-12-04T12:01:00" not in again.read_text()

@@ -17,7 +17,7 @@ import click
 from ..core import neutral
 from ..core.errors import EXIT_ERROR, EXIT_OK, GuardError, OutputError, UsageError
 from ..core.manifest import Manifest
-from ..core.model import Action, plural
+from ..core.model import Action, parse_time, plural
 from ..core.pacing import with_eta
 from ..core.plan import Plan, Planned
 from ..core.planfile import check_saved_plan
@@ -199,8 +199,11 @@ def _execute(ctx: Ctx, conn: Connection, todo: Planned, m: Manifest, log_file: s
     retired = DeprecationReport()
     try:
         bar.start(with_eta("Applying", _apply_seconds(ctx, todo, m)[0]), len(todo.operations))
-        # deprecate, drain, then unshare
-        retired = deprecate(applier, todo.plan.deprecate, m.settings.name, todo.plan.undeprecate)
+        # deprecate, drain, then unshare (at the time the run plans by: a sandbox's pinned
+        # clock, else now)
+        pinned = parse_time(ctx.options().now) if ctx.sandbox else None
+        retired = deprecate(applier, todo.plan.deprecate, m.settings.name, todo.plan.undeprecate,
+                            **({"clock": lambda: pinned} if pinned else {}))
         report = applier.apply(todo.operations)
         tags = write_tags(applier, todo.ownership, report) if todo.ownership else TagReport()
     except Interrupted as exc:

@@ -162,7 +162,7 @@ def select(manifest: Manifest, images: Mapping[str, Sequence[Image]],
     found = _Matches()
     for rule in manifest.rules:
         _match_rule(rule, images, active_regions(rule, restrict), moment, found,
-                    manifest.settings.name if manifest.settings.deprecate_retired else "")
+                    manifest.settings.name)
     managed: list[ManagedImage] = []
     # Images matched by the same rules declare the same principals: one (read-only) mapping
     # for all of them, not one per image (10,000 images x 50 principals adds up).

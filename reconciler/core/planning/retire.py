@@ -72,11 +72,16 @@ def reviving(v: ImageView, name: str) -> bool:
 
 def retirement(views: Iterable[ImageView], enabled: bool, now: str, name: str,
                matched_by: Mapping[tuple[str, str], tuple[str, ...]]) -> Retirement:
-    """:class:`Retirement` of the planned images (nothing when the setting is off).
-    ``matched_by``: (Region, image ID) -> the rules that match it."""
-    if not enabled:
-        return Retirement()
+    """:class:`Retirement` of the planned images. ``matched_by``: (Region, image ID) -> the
+    rules that match it. With the setting off nothing is deprecated, but a deprecation the
+    manifest made (tagged) is still taken back from a build a rule shares again."""
     views = list(views)
+    revived: Sequence[ImageView] = sorted((v for v in views if reviving(v, name)),
+                                          key=lambda v: v.image.key)
+    if not enabled:
+        return Retirement((), tuple(RegionKey(*v.image.key) for v in revived),
+                          {(DEPRECATION, v.image.region, v.image.image_id):
+                           v.image.deprecation_time for v in revived})
     # (rule, Region) pairs that still share some build: a retired build has a successor
     shared = {(rule, v.image.region) for v in views if v.m.launch for rule in v.m.rules}
 
@@ -86,8 +91,6 @@ def retirement(views: Iterable[ImageView], enabled: bool, now: str, name: str,
 
     retired: Sequence[ImageView] = sorted(
         (v for v in views if retiring(v, now) and has_successor(v)), key=lambda v: v.image.key)
-    revived: Sequence[ImageView] = sorted((v for v in views if reviving(v, name)),
-                                          key=lambda v: v.image.key)
     return Retirement(
         tuple(RegionKey(*v.image.key) for v in retired),
         tuple(RegionKey(*v.image.key) for v in revived),

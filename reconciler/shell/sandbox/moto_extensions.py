@@ -18,6 +18,8 @@ from .usage_reports import IMAGE_USAGE_REPORTS as IMAGE_USAGE_REPORTS
 
 # (account, region) -> Image Block Public Access state, read by the patched moto handler.
 IMAGE_BLOCK_PUBLIC_ACCESS: dict[tuple[str, str], str] = {}
+# The sandbox's pinned clock (its state file's `now:`), ISO 8601; empty: the real clock.
+NOW: list[str] = []
 # (account, Region) -> the AMIs in its Recycle Bin, as ListImagesInRecycleBin lists them
 RECYCLE_BIN: dict[tuple[str, str], list[dict[str, Any]]] = {}
 
@@ -101,7 +103,8 @@ def _patch_ec2() -> None:
         if when is None:
             raise EC2ClientError("InvalidParameterValue", "DeprecateAt is not a date and time")
         when = (when + dt.timedelta(seconds=30)).replace(second=0, microsecond=0)
-        if when < dt.datetime.now(dt.UTC):
+        now = (parse_utc(NOW[0].replace("+00:00", "")) if NOW else None) or dt.datetime.now(dt.UTC)
+        if when < now:
             raise EC2ClientError("InvalidParameterValue",
                                  "DeprecateAt cannot be a date in the past")
         amis[image_id].deprecation_time = when.strftime("%Y-%m-%dT%H:%M:%S.000Z")

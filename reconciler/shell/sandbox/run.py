@@ -14,6 +14,7 @@ from .moto_extensions import (
     ENABLED_REGIONS,
     IMAGE_BLOCK_PUBLIC_ACCESS,
     IMAGE_USAGE_REPORTS,
+    NOW,
     RECYCLE_BIN,
     install_moto_extensions,
 )
@@ -79,6 +80,7 @@ def running_sandbox(path: str, save_to: str | None = None) -> Iterator[SandboxSt
         ENABLED_REGIONS.update({"us-east-1", *(i.region for i in state.images),
                                 *(k.region for k in state.keys),
                                 *(r for r, _ in state.image_block_public_access)})
+        NOW[:] = [state.now] if state.now else []
         with _one_data_loader(), mock_aws():
             ids = seed(state)
             try:
@@ -95,6 +97,7 @@ def running_sandbox(path: str, save_to: str | None = None) -> Iterator[SandboxSt
         os.environ.update(saved)
         IMAGE_BLOCK_PUBLIC_ACCESS.clear()
         RECYCLE_BIN.clear()
+        NOW.clear()
         IMAGE_USAGE_REPORTS.clear()
         ENABLED_REGIONS.clear()
         ENABLED_REGIONS.update(enabled)

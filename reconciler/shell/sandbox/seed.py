@@ -137,9 +137,9 @@ def dump(state: SandboxState, image_ids: list[str]) -> str:
         if snap_tags:
             entry["snapshot_tags"] = dict(sorted(snap_tags.items()))
         for field_name in DATED:
-            if getattr(img, field_name) is not None:
+            if field_name != "deprecated" and getattr(img, field_name) is not None:
                 entry[field_name] = getattr(img, field_name)
-        if described.get("DeprecationTime"):  # as AWS has it now: apply may deprecate it
+        if described.get("DeprecationTime"):  # as AWS has it now: apply may (un)deprecate it
             entry["deprecated"] = described["DeprecationTime"]
         if img.state != ImageState.AVAILABLE:
             entry["state"] = img.state
@@ -152,7 +152,7 @@ def dump(state: SandboxState, image_ids: list[str]) -> str:
         images.append(entry)
     doc: dict[str, Any] = {"version": 1, "account": state.account}
     if state.now:  # the clock the runs plan by stays pinned for the next command
-        doc["now"] = state.now
+        doc["now"] = state.now.replace("+00:00", "Z")
     if state.image_block_public_access:
         doc["image_block_public_access"] = dict(state.image_block_public_access)
     if keys:
