@@ -216,7 +216,8 @@ def test_the_jobs_fit_together() -> None:
     assert ours(apply["jobs"]["verify"])["consumer-role"] == \
         "${{ vars.AMI_RECONCILER_CONSUMER_ROLE }}"
     assert apply["jobs"]["verify"]["if"] == \
-        "${{ !cancelled() && vars.AMI_RECONCILER_CONSUMER_ROLE != '' }}"
+        ("${{ !cancelled() && vars.AMI_RECONCILER_CONSUMER_ROLE != '' "
+         "&& vars.AMI_RECONCILER_VERIFY_ROLE_ARN != '' }}")
     assert ours(apply["jobs"]["report"]) == {"command": "report"}
 
 
