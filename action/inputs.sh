@@ -2,8 +2,8 @@
 # The action's inputs, checked before anything is installed: a typo fails in one line.
 set -euo pipefail
 case "${COMMAND:-}" in
-  validate|plan|apply|verify|comment|report) ;;
-  *) echo "::error::command: expected validate, plan, apply, verify, comment or report, got '${COMMAND:-}'"
+  validate|plan|apply|verify|usage-reports|comment|report) ;;
+  *) echo "::error::command: expected validate, plan, apply, verify, usage-reports, comment or report, got '${COMMAND:-}'"
      exit 1 ;;
 esac
 # the scripts and the virtual environment's layout are Linux's (GitHub-hosted ubuntu-*)

@@ -53,6 +53,7 @@ status_of() {
       apply:*) echo "failed (reconcile apply exited ${code:-before it ran}: error findings, failed operations, an AWS failure or a guard refusal)" ;;
       verify:0) echo "every declared consumer can launch what is declared for it" ;;
       verify:3) echo "a declared consumer cannot launch an image declared for it" ;;
+      usage-reports:0) echo "the usage reports the next plan needs are requested" ;;
       *) echo "failed (reconcile $cmd exited ${code:-before it ran})" ;;
     esac
   fi

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs plan, apply or verify; records its exit code and output in OUT. Never fails the step
-# (the upload and the result come after it): result.sh decides.
+# Runs plan, apply, verify or usage-reports; records its exit code and output in OUT. Never
+# fails the step (the upload and the result come after it): result.sh decides.
 #   ARGS  extra arguments, split at blanks, never evaluated (no globbing, no $(...)).
 set -euo pipefail
 # shellcheck source=action/lib.sh
@@ -39,6 +39,10 @@ case "$COMMAND" in
       code=$?
     fi
     shown=("$OUT/verify.txt") ;;
+  usage-reports)
+    reconcile usage-reports "$MANIFEST" ${extra[@]+"${extra[@]}"} >"$OUT/usage-reports.txt" 2>&1
+    code=$?
+    shown=("$OUT/usage-reports.txt") ;;
   *)
     echo "::error::run.sh: no such command: $COMMAND"; exit 1 ;;
 esac

@@ -153,8 +153,8 @@ def test_every_reconcile_flag_the_scripts_use_exists_in_the_cli() -> None:
     from test_workflows import help_text
 
     text = "\n".join(p.read_text().replace("\\\n", " ") for p in SCRIPTS)
-    commands = re.findall(r"^\s*(?:\w+=\S* )?reconcile (\w+) (.*)$", text, re.M)
-    assert {c for c, _ in commands} == {"validate", "plan", "apply", "verify"}
+    commands = re.findall(r"^\s*(?:\w+=\S* )?reconcile ([\w-]+) (.*)$", text, re.M)
+    assert {c for c, _ in commands} == {"validate", "plan", "apply", "verify", "usage-reports"}
     for command, rest in commands:
         for flag in re.findall(r"(?<!\S)(--[a-z-]+)", rest):
             assert re.search(rf"(^|\s){re.escape(flag)}(\s|,|$)", help_text(command), re.M), \
@@ -493,8 +493,8 @@ def test_the_runner_takes_no_command_from_reconciles_output(tmp_path: Path, comm
 
 
 @pytest.mark.parametrize("inputs, message", [
-    ({"command": "destroy"}, "command: expected validate, plan, apply, verify, comment or "
-                             "report, got 'destroy'"),
+    ({"command": "destroy"}, "command: expected validate, plan, apply, verify, usage-reports, "
+                             "comment or report, got 'destroy'"),
     ({"comment": "yes"}, "comment: expected true or false, got 'yes'"),
 ])
 def test_a_mistyped_input_fails_first_in_one_line(tmp_path: Path, inputs: dict[str, str],
@@ -559,3 +559,21 @@ def test_the_install_step_hands_the_version_and_setup_pythons_interpreter() -> N
     assert steps["Install reconcile"]["env"] == {
         "RECONCILE_VERSION": "${{ inputs.version }}",
         "PYTHON": "${{ steps.python.outputs.python-path }}"}
+
+
+def test_usage_reports_runs_after_validate_with_its_arguments(tmp_path: Path) -> None:
+    """A scheduled job requests the AMI usage reports the next plan needs (EC2 deletes a
+    report 30 days after creating it): the command runs like the others, validated first."""
+    job = Job(tmp_path, "http://127.0.0.1:9", event="schedule")
+    job.stub("reconcile", '#!/bin/sh\nfor a; do printf " %s" "$a"; done >> "$STUB_LOG"\n'
+             'echo >> "$STUB_LOG"\n')
+    (job.workspace / MANIFEST).write_text("version: 1\n")
+    run = job.run({"STUB_LOG": str(tmp_path / "calls")}, command="usage-reports",
+                  args="--region eu-west-1",
+                  **{"role-to-assume": "arn:aws:iam::123456789012:role/plan"})
+    assert not run.failed and run.outputs["exitcode"] == "0", run.stdout
+    assert run.step("Configure AWS credentials (OIDC)").status == "recorded"
+    assert run.step("Upload the output").with_["name"] == "reconcile-usage-reports"
+    validate, requested = (tmp_path / "calls").read_text().splitlines()
+    assert validate.startswith(" validate ")
+    assert requested == f" usage-reports {MANIFEST} --region eu-west-1"
