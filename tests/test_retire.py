@@ -324,3 +324,40 @@ def test_the_retire_example_chains_through_sandbox_save(tmp_path: Path) -> None:
                  "--sandbox-save", str(again))
     assert r.code == 0 and "taken back" in r.out, r.out + r.err
     assert "2026-12-04T12:01:00" not in again.read_text()
+
+
+def test_a_refused_deprecation_is_one_error_line_and_the_writes_go_ahead(
+        server: tuple[MotoServer, Images], run_cli: Runner, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """EC2 API reference, Common client errors: UnauthorizedOperation (a role without
+    ec2:EnableImageDeprecation). Without the setting the writes would run anyway."""
+    from moto.ec2.exceptions import EC2ClientError
+    from moto.ec2.responses import EC2Response
+
+    from reconciler.shell.sandbox.moto_extensions import set_image_dates
+
+    def refuse(self: object) -> None:
+        raise EC2ClientError("UnauthorizedOperation", "not authorized to perform: "
+                             "ec2:EnableImageDeprecation\nforged line")
+
+    monkeypatch.setattr(EC2Response, "enable_image_deprecation", refuse, raising=False)
+    srv, images = server
+    old = images.create("golden-1", launch=[{"UserId": PROD}])
+    new = images.create("golden-2")
+    set_image_dates("123456789012", US, old, "2026-11-01", None)
+    set_image_dates("123456789012", US, new, "2026-11-08", None)
+    _set_last_launched(old, (dt.datetime.now(dt.UTC) - dt.timedelta(hours=2))
+                       .strftime("%Y-%m-%dT%H:%M:%S.000Z"))
+    path = tmp_path / "amis.yaml"
+    path.write_text("version: 1\nsettings: {name: amis, regions: [us-east-1], "
+                    "deprecate_retired: true}\n"
+                    f'principals: {{prod: "{PROD}"}}\nimages:\n'
+                    '  - {name: golden, select: {name: "golden-*", latest: 1}, launch: [prod]}\n')
+    r = run_cli("apply", str(path), "--auto-approve")
+    assert r.code == 1, r.out + r.err
+    [line] = [x for x in r.err.splitlines() if "EnableImageDeprecation" in x]
+    assert line.startswith("error: ") and "UnauthorizedOperation" in line
+    assert "forged line" in line, "the AWS message stays on its one line"
+    assert "Deprecation: 0 retired builds deprecated, 1 failed." in r.out
+    assert images.launch(new) == [{"UserId": PROD}], "the share of the successor went ahead"
+    assert _deprecation(srv, old) == ""

@@ -53,6 +53,7 @@ class Ctx:
         self.sandbox_save: str | None = None
         self.stop = stop or Stop()  # the command's one stop (see main)
         self.images: tuple[str, ...] | None = None  # --image (plan, apply, event)
+        self._now: str | None = None  # the sandbox's pinned clock, once read
 
     def color(self, stream: TextIO) -> bool:
         """--no-color / NO_COLOR win; --color / FORCE_COLOR force it (CI logs render ANSI)."""
@@ -90,8 +91,10 @@ class Ctx:
         return not self.quiet and sys.stderr.isatty()
 
     def options(self) -> PlanOptions:
+        if self._now is None:
+            self._now = _sandbox_now(self.sandbox) if self.sandbox else ""
         return PlanOptions(regions=self.regions, strict=self.strict, images=self.images,
-                           now=_sandbox_now(self.sandbox) if self.sandbox else "")
+                           now=self._now)
 
 
 def _sandbox_now(path: str) -> str:

@@ -104,12 +104,13 @@ def _lifecycle_reason(sel: Selector, img: Image, now: dt.datetime | None, ours: 
     if sel.max_age_days is not None and now is not None and (
             created is None or now - created > dt.timedelta(days=sel.max_age_days)):
         return f"it was created {day}, more than {plural(sel.max_age_days, 'day')} ago"
-    deprecated = parse_time(img.deprecation_time) if img.deprecation_time else None
-    if ours and img.tag_map.get(DEPRECATED_BY_TAG) == ours:
-        deprecated = None
-    if sel.skip_deprecated and now is not None and deprecated is not None and deprecated <= now:
-        return f"it is deprecated since {img.deprecation_time}"
-    return ""
+    if not (sel.skip_deprecated and now is not None and img.deprecation_time):
+        return ""
+    deprecated = parse_time(img.deprecation_time)
+    if deprecated is None or deprecated > now or (
+            ours and img.tag_map.get(DEPRECATED_BY_TAG) == ours):
+        return ""
+    return f"it is deprecated since {img.deprecation_time}"
 
 
 def creation_time(image: Image) -> dt.datetime | None:

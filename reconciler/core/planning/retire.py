@@ -21,7 +21,7 @@ deprecation against it.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,13 +75,7 @@ def retirement(views: Iterable[ImageView], enabled: bool, now: str, name: str,
     """:class:`Retirement` of the planned images. ``matched_by``: (Region, image ID) -> the
     rules that match it. With the setting off nothing is deprecated, but a deprecation the
     manifest made (tagged) is still taken back from a build a rule shares again."""
-    views = list(views)
-    revived: Sequence[ImageView] = sorted((v for v in views if reviving(v, name)),
-                                          key=lambda v: v.image.key)
-    if not enabled:
-        return Retirement((), tuple(RegionKey(*v.image.key) for v in revived),
-                          {(DEPRECATION, v.image.region, v.image.image_id):
-                           v.image.deprecation_time for v in revived})
+    views = sorted(views, key=lambda v: v.image.key)
     # (rule, Region) pairs that still share some build: a retired build has a successor
     shared = {(rule, v.image.region) for v in views if v.m.launch for rule in v.m.rules}
 
@@ -89,8 +83,8 @@ def retirement(views: Iterable[ImageView], enabled: bool, now: str, name: str,
         rules = matched_by.get((v.image.region, v.image.image_id), ())
         return bool(rules) and all((r, v.image.region) in shared for r in rules)
 
-    retired: Sequence[ImageView] = sorted(
-        (v for v in views if retiring(v, now) and has_successor(v)), key=lambda v: v.image.key)
+    retired = [v for v in views if enabled and retiring(v, now) and has_successor(v)]
+    revived = [v for v in views if reviving(v, name)]
     return Retirement(
         tuple(RegionKey(*v.image.key) for v in retired),
         tuple(RegionKey(*v.image.key) for v in revived),

@@ -46,13 +46,14 @@ def deprecate(applier: Applier, images: Sequence[RegionKey], name: str,
         return DeprecationReport()
     tag = [{"Key": DEPRECATED_BY_TAG, "Value": name}]
 
-    def call(job: tuple[bool, RegionKey]) -> str:
+    def call(job: tuple[bool, RegionKey]) -> tuple[bool, str] | None:
+        """(deprecated rather than taken back, the error or ""); None: not started."""
         on, (region, image_id) = job
         api = "EnableImageDeprecation" if on else "DisableImageDeprecation"
         when = deprecate_at(clock()) if on else None
         with applier.in_flight():
             if applier.stop.is_set():
-                return ""
+                return None
             try:
                 # The tag is there whenever the deprecation is: set before it, removed after.
                 # A tag without a deprecation is harmless; a deprecation without the tag
@@ -70,13 +71,15 @@ def deprecate(applier: Applier, images: Sequence[RegionKey], name: str,
                         ec2.delete_tags(Resources=[image_id], Tags=tag)
             except (AwsError, WriteError) as exc:
                 applier.log_bookkeeping(_record(api, region, image_id, when, str(exc)))
-                return str(exc)
+                return on, str(exc)
             applier.log_bookkeeping(_record(api, region, image_id, when, ""))
-            return "+" if on else "-"
+            return on, ""
 
-    results = parallel_map(call, [*((True, k) for k in images), *((False, k) for k in undo)], 1)
-    return DeprecationReport(results.count("+"), results.count("-"),
-                             tuple(r for r in results if r not in ("", "+", "-")))
+    done = [r for r in parallel_map(call, [*((True, k) for k in images),
+                                          *((False, k) for k in undo)], 1) if r is not None]
+    return DeprecationReport(sum(1 for on, error in done if on and not error),
+                             sum(1 for on, error in done if not on and not error),
+                             tuple(error for _, error in done if error))
 
 
 def _record(api: str, region: str, image_id: str, when: dt.datetime | None,

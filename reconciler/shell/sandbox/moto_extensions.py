@@ -103,7 +103,7 @@ def _patch_ec2() -> None:
         if when is None:
             raise EC2ClientError("InvalidParameterValue", "DeprecateAt is not a date and time")
         when = (when + dt.timedelta(seconds=30)).replace(second=0, microsecond=0)
-        now = (parse_utc(NOW[0].replace("+00:00", "")) if NOW else None) or dt.datetime.now(dt.UTC)
+        now = (parse_utc(NOW[0]) if NOW else None) or dt.datetime.now(dt.UTC)
         if when < now:
             raise EC2ClientError("InvalidParameterValue",
                                  "DeprecateAt cannot be a date in the past")
