@@ -70,6 +70,40 @@ def test_the_estimate_counts_requests_already_waiting() -> None:
     assert bucket.estimate(5) == pytest.approx(3.0)  # (10 + 5) / 5
 
 
+def test_refill_counts_from_the_first_answer_or_after_the_headroom() -> None:
+    """AWS's bucket starts refilling when the run's first request arrives, which the client
+    cannot see; an answer comes after its request arrived, so from an answer on the refill
+    is certain. Without one, the refill is assumed to start 0.2 s after the first send."""
+    clock = FakeClock()
+    bucket = TokenBucket(Rate(100, 20), clock, headroom=0.2)
+    waits = [bucket.take() for _ in range(102)]
+    assert [w for w, _ in waits[:100]] == [0.0] * 100
+    assert {run for _, run in waits} == {1}
+    # no answer yet: the 0.2 s of headroom, then a token every 1/20 s
+    assert [w for w, _ in waits[100:]] == pytest.approx([0.25, 0.30])
+    assert bucket.estimate(2) == pytest.approx(0.2 + 4 / 20)
+    clock.now = 0.06
+    bucket.answered(1)  # AWS answered one of them: its refill started by now at the latest
+    assert bucket.take() == (pytest.approx(3 / 20), 1)  # 0.06 + 3/20 from the start
+    clock.now = 0.1
+    bucket.answered(1)  # a later answer proves nothing more
+    assert bucket.take() == (pytest.approx(0.06 + 4 / 20 - 0.1), 1)
+
+
+def test_an_answer_from_an_earlier_run_does_not_count() -> None:
+    """A request of the last run can be answered after the bucket has filled up again and
+    a new run has started: it says nothing about when that run's first request arrived."""
+    clock = FakeClock()
+    bucket = TokenBucket(Rate(100, 20), clock, headroom=0.2)
+    assert bucket.take() == (0.0, 1)
+    clock.now = 60.0  # idle: full again
+    assert [bucket.take()[1] for _ in range(100)] == [2] * 100
+    bucket.answered(1)
+    assert bucket.take() == (pytest.approx(0.25), 2)
+    bucket.answered(2)
+    assert bucket.take() == (pytest.approx(0.1), 2)
+
+
 @pytest.mark.parametrize(("service", "action", "rate"), [
     ("ec2", "DescribeImages", Rate(100, 20)),
     ("ec2", "DescribeImageAttribute", Rate(100, 20)),
@@ -97,29 +131,34 @@ def test_share_overrides_and_separate_buckets() -> None:
     half = Pacer(0.5, {"ModifyImageAttribute": Rate(200, 10)}, clock=clock, sleep=clock.sleep)
     assert half.rate("ec2", "DescribeImageAttribute") == Rate(50, 10)
     assert half.rate("ec2", "ModifyImageAttribute") == Rate(200, 10)  # raised limit, as given
-    # 50 tokens less a headroom left in AWS's bucket against early arrivals (0.2 s of refill)
-    for _ in range(48):
+    # 50 tokens at once, then no refill counted before an answer or 0.2 s of headroom
+    for _ in range(50):
         half.acquire(US, "ec2", "DescribeImageAttribute")
     assert clock.slept == []
     # another Region and another action have buckets of their own
     half.acquire(EU, "ec2", "DescribeImageAttribute")
     half.acquire(US, "ec2", "DescribeSnapshotAttribute")
     assert clock.slept == []
+    ticket = half.acquire(US, "ec2", "DescribeImageAttribute")
+    assert clock.slept == [pytest.approx(0.2 + 0.1)]
+    assert ticket is not None
+    half.answered(ticket)  # at 0 on this clock: the refill started then
     half.acquire(US, "ec2", "DescribeImageAttribute")
-    assert clock.slept == [pytest.approx(0.1)]
-    # STS operations share one bucket (600 per second, 60 left as headroom: 10 % at most)
+    assert clock.slept[1:] == [pytest.approx(0.2)]  # the 52nd token
+    # STS operations share one bucket (600 per second)
     clock.slept.clear()
     sts = Pacer(clock=clock, sleep=clock.sleep)
-    for _ in range(270):
+    for _ in range(300):
         sts.acquire(US, "sts", "AssumeRole")
         sts.acquire(US, "sts", "GetCallerIdentity")
     assert clock.slept == []
     sts.acquire(US, "sts", "AssumeRole")
-    assert clock.slept == [pytest.approx(1 / 600)]
+    assert clock.slept == [pytest.approx(0.2 + 1 / 600)]
     with pytest.raises(ValueError):
         Pacer(0)
     off = Pacer(enabled=False, clock=clock, sleep=clock.sleep)
-    assert [off.acquire(US, "ec2", "ModifyImageAttribute") for _ in range(500)] == [0.0] * 500
+    assert [off.acquire(US, "ec2", "ModifyImageAttribute") for _ in range(500)] == [None] * 500
+    assert off.waited == 0.0
 
 
 def test_the_slowest_bucket_decides_and_durations_read_well() -> None:
@@ -127,8 +166,8 @@ def test_the_slowest_bucket_decides_and_durations_read_well() -> None:
     seconds, slowest = pacer.bottleneck({(US, "ec2", "ModifyImageAttribute"): 400,
                                          (US, "ec2", "CreateTags"): 2,
                                          (EU, "ec2", "ModifyImageAttribute"): 300})
-    # (400 - (100 - 1 of headroom)) / 5
-    assert (seconds, slowest) == (pytest.approx(60.2), (US, "ec2", "ModifyImageAttribute"))
+    # (400 - 100) / 5
+    assert (seconds, slowest) == (pytest.approx(60.0), (US, "ec2", "ModifyImageAttribute"))
     assert [describe_duration(s) for s in (0.2, 45, 89, 150, 3900)] == [
         "~1 s", "~45 s", "~89 s", "~3 min", "~1 h 5 min"]
     assert with_eta("Reading", 9.9) == "Reading"
@@ -140,10 +179,12 @@ def test_every_request_waits_for_its_token(aws: Images) -> None:
     clock = FakeClock()
     pacer = Pacer(overrides={"DescribeRegions": Rate(20, 10)}, clock=clock, sleep=clock.sleep)
     ec2 = Clients(boto3.Session(region_name=US), pacer=pacer).get("ec2", US)
-    for _ in range(21):  # 20 tokens, 2 of them left to AWS as headroom
+    for _ in range(22):  # 20 tokens, then the refill counted from the first answer
         ec2.describe_regions()
-    assert pacer.requests == 21
-    assert clock.slept == pytest.approx([0.1, 0.2, 0.3])
+    assert pacer.requests == 22
+    # The clock stands still: the answers came at 0, when the 21st and 22nd tokens are due
+    # 1/10 and 2/10 s later (without the answers, after 0.2 s more of headroom).
+    assert clock.slept == pytest.approx([0.1, 0.2])
 
 
 def test_workers_spread_across_regions_and_results_keep_their_order() -> None:

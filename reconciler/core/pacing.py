@@ -114,43 +114,82 @@ def bucket_action(service: str, action: str) -> str:
 class TokenBucket:
     """A token bucket whose callers reserve tokens ahead: a caller that finds it empty takes
     the next token to arrive and sleeps until then, so concurrent callers queue in order and
-    the bucket is never overdrawn."""
+    the bucket is never overdrawn.
+
+    When AWS's bucket starts refilling: a full bucket starts refilling when the first request
+    of a run takes a token from it, on *arrival* at AWS, which the client cannot see. Counting
+    from the send would credit AWS with refill it has not had yet (requests sent on time
+    would arrive early, and one that finds AWS's bucket empty is refused). What the client
+    does see is an answer, which comes after its request arrived, and so after the run's first
+    arrival: once the bucket leaves full, its refill is counted from the first answer to a
+    request of that run (:meth:`answered`), or from ``headroom`` seconds after the run's first
+    request if no answer has come by then."""
 
     def __init__(self, rate: Rate, clock: Callable[[], float] = time.monotonic,
                  headroom: float = 0.0) -> None:
         self.rate = rate
         self._clock = clock
-        # Tokens left in AWS's bucket: requests sent on time can still arrive a little early
-        # (threads, connections), and one that finds AWS's bucket empty is refused.
-        self._capacity = max(1.0, rate.burst - headroom)
-        self._tokens = self._capacity
-        self._at = clock()
+        self._headroom = max(0.0, headroom)
+        self._tokens = float(rate.burst)
+        self._at = clock()  # refill is counted from here (in the future while a run waits)
+        self.run = 0  # runs of requests so far: a run starts when a request finds it full
         self._lock = threading.Lock()
 
-    def _refill(self) -> None:
+    def _refill(self) -> float:
         now = self._clock()
-        self._tokens = min(self._capacity, self._tokens + (now - self._at) * self.rate.per_second)
-        self._at = now
+        if now > self._at:
+            self._tokens = min(self.rate.burst, self._tokens + (now - self._at) * self.rate.per_second)
+            self._at = now
+        return now
 
     def reserve(self) -> float:
         """Take a token; the seconds to wait before using it (0 when one was there)."""
+        return self.take()[0]
+
+    def take(self) -> tuple[float, int]:
+        """Take a token: the seconds to wait before using it, and the run it belongs to."""
         with self._lock:
-            self._refill()
+            now = self._refill()
+            if self._tokens >= self.rate.burst:  # full: AWS's is full too, a new run starts
+                self.run += 1
+                self._at = now + self._headroom
             self._tokens -= 1
-            return 0.0 if self._tokens >= 0 else -self._tokens / self.rate.per_second
+            if self._tokens >= 0:
+                return 0.0, self.run
+            return self._at - now - self._tokens / self.rate.per_second, self.run
+
+    def answered(self, run: int) -> None:
+        """A request of ``run`` was answered: AWS's refill of that run started by now."""
+        with self._lock:
+            now = self._clock()
+            if run == self.run and now < self._at:
+                self._at = now
 
     def estimate(self, calls: int) -> float:
         """Seconds ``calls`` more requests take from now at this rate (without taking any)."""
         with self._lock:
-            self._refill()  # a negative balance is requests already waiting
-            return max(0.0, calls - self._tokens) / self.rate.per_second
+            now = self._refill()  # a negative balance is requests already waiting
+            if calls <= self._tokens:
+                return 0.0
+            # a run whose refill is not counted yet (a new run's first answer usually comes
+            # well within the headroom: not counted)
+            return max(0.0, self._at - now) + (calls - self._tokens) / self.rate.per_second
 
 
 BucketKey = tuple[str, str, str]  # (Region, service, action)
-# Tokens the pacer leaves in each of AWS's buckets, so that a request arriving up to 0.2 s
-# early (threads, network) still finds one: 4 of DescribeImageAttribute's 100 (refilled at
-# 20/s), 1 of ModifyImageAttribute's; at least 1, at most 10 % of the bucket.
+# Until a run of requests has an answer, the pacer assumes AWS's bucket started refilling
+# 0.2 s after the run's first request was sent (threads, network): 4 of
+# DescribeImageAttribute's tokens (refilled at 20/s), 1 of ModifyImageAttribute's. An answer
+# usually comes sooner, and then counts instead.
 HEADROOM_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """Which bucket and run a request's token came from, for :meth:`Pacer.answered`."""
+
+    key: BucketKey
+    run: int
 
 
 class Pacer:
@@ -186,24 +225,30 @@ class Pacer:
                 rate = self.rate(service, action)
                 if rate is None:
                     return None
-                headroom = min(max(1.0, HEADROOM_SECONDS * rate.per_second), rate.burst * 0.1)
-                bucket = self._buckets[key] = TokenBucket(rate, self._clock, headroom)
+                bucket = self._buckets[key] = TokenBucket(rate, self._clock, HEADROOM_SECONDS)
             return bucket
 
-    def acquire(self, region: str, service: str, action: str) -> float:
-        """Wait for the token of one request; the seconds waited."""
+    def acquire(self, region: str, service: str, action: str) -> Ticket | None:
+        """Wait for the token of one request; where it came from (None: not paced)."""
         if not self.enabled:
-            return 0.0
+            return None
         bucket = self._bucket(region, service, action)
         if bucket is None:
-            return 0.0
-        wait = bucket.reserve()
+            return None
+        wait, run = bucket.take()
         with self._lock:
             self.requests += 1
             self.waited += wait
         if wait > 0:
             self._sleep(wait)
-        return wait
+        return Ticket((region, service, bucket_action(service, action)), run)
+
+    def answered(self, ticket: Ticket) -> None:
+        """AWS answered the request ``ticket`` was for (any HTTP answer, errors included)."""
+        with self._lock:
+            bucket = self._buckets.get(ticket.key)
+        if bucket is not None:
+            bucket.answered(ticket.run)
 
     def estimate(self, calls: Mapping[BucketKey, int]) -> float:
         """Seconds the given requests take at least: buckets refill in parallel, so the

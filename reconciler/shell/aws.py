@@ -23,7 +23,7 @@ import botocore.session
 from .. import __version__
 from ..core.errors import ACCESS_DENIED_CODES, AwsError, ReconcilerError
 from ..core.model import Arn
-from ..core.pacing import Pacer
+from ..core.pacing import Pacer, Ticket
 from .concurrency import Interrupted, Stop, in_background
 
 MAX_ATTEMPTS = 10
@@ -84,7 +84,7 @@ class Clients:
                 # botocore signs it and the signature's time is the time it is sent.
                 client.meta.events.register_first(f"request-created.{service}",
                                                   self._pace(key[1], service))
-                client.meta.events.register(f"response-received.{service}", self._release)
+                client.meta.events.register(f"response-received.{service}", self._answered)
                 self._clients[key] = client
             return client
 
@@ -111,16 +111,30 @@ class Clients:
                 _HELD.clients = self
             try:
                 self.stop.check(action, retrying)  # stopped while waiting for the slot
-                self.pacer.acquire(region, service, action)  # a stop ends the token's wait
+                # a stop ends the token's wait
+                ticket = self.pacer.acquire(region, service, action)
             except Interrupted as exc:
                 self._release()
                 raise Interrupted(exc.signum, action, retrying) from None
+            if ticket is not None and request is not None:
+                request.context[_TICKET] = ticket
         return wait_for_slot_and_token
+
+    def _answered(self, response_dict: Any = None, context: Any = None, **_: Any) -> None:
+        # Any HTTP answer (an error too) means the request reached AWS: the pacer may count
+        # its bucket's refill from now (see core/pacing.TokenBucket).
+        ticket = (context or {}).get(_TICKET)
+        if response_dict is not None and isinstance(ticket, Ticket):
+            self.pacer.answered(ticket)
+        self._release()
 
     def _release(self, **_: Any) -> None:
         if getattr(self._holding, "slot", False):
             self._holding.slot = False
             self._slots.release()
+
+
+_TICKET = "reconciler_pacer_ticket"  # in a request's botocore context: its token's bucket
 
 
 def _attempt(request: Any) -> int:
