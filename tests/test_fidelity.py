@@ -459,3 +459,47 @@ def test_a_block_public_access_answer_without_its_state_is_unknown_not_a_crash(
     [unknown] = plan.findings
     assert unknown.code.value.endswith("public-access-unknown") and unknown.resource == image
     assert "the answer has no" in unknown.message and "KeyError" not in unknown.message
+
+
+# --------------------------------------------------------------- 6. listing in pages
+
+
+def test_the_listing_comes_in_growing_pages_each_image_once(aws: Images) -> None:
+    """EC2 API reference, DescribeImages (MaxResults, NextToken) and the EC2 developer
+    guide, "Pagination in the Amazon EC2 API" (a page's time grows with its items): a first
+    page of 20, then 100, 500 ... every image once. moto answers one page whatever
+    MaxResults says; the sandbox's extension pages as AWS does."""
+    made = {aws.create(f"golden-{n}") for n in range(130)}
+    clients, calls = counted_clients()
+    pages = list(Reader(clients).image_pages("us-east-1"))
+    assert [len(p) for p in pages] == [20, 100, 10]
+    assert [p.get("MaxResults") for op, p in calls.params if op == "DescribeImages"] == [20, 100, 500]
+    listed = [img.image_id for page in pages for img in page]
+    assert len(listed) == len(set(listed)) and set(listed) == made
+
+
+def test_a_listing_that_repeats_its_page_token_stops_with_one_line(aws: Images) -> None:
+    """A NextToken answered twice would list the same page for ever (botocore's paginators
+    refuse it too): one error line, no loop."""
+    for n in range(30):
+        aws.create(f"golden-{n}")
+    clients, _ = counted_clients()
+
+    def same_token(parsed: dict[str, Any], **_: Any) -> None:
+        parsed["NextToken"] = "20"  # the first page's, answered again
+
+    clients.get("ec2", "us-east-1").meta.events.register(
+        "after-call.ec2.DescribeImages", same_token)
+    with pytest.raises(Exception, match="DescribeImages in us-east-1 returned the same "
+                                        "NextToken twice") as caught:
+        list(Reader(clients).image_pages("us-east-1"))
+    assert "\n" not in str(caught.value)
+
+
+def test_the_emulated_pages_refuse_image_ids_with_max_results(aws: Images) -> None:
+    """DescribeImages: ImageIds and MaxResults cannot be used in the same request."""
+    image_id = aws.create("golden-1")
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    with pytest.raises(ec2.exceptions.ClientError, match="InvalidParameterCombination"):
+        ec2.describe_images(ImageIds=[image_id], MaxResults=5)
+    assert [i["ImageId"] for i in ec2.describe_images(ImageIds=[image_id])["Images"]] == [image_id]

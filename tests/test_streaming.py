@@ -15,8 +15,9 @@ import pytest
 from helpers import ACCOUNT, EU, US, interrupted_after, manifest_yaml
 
 from reconciler.core.desired import is_managed, select
+from reconciler.core.errors import UsageError
 from reconciler.core.manifest import parse_manifest
-from reconciler.core.model import Image, Principal
+from reconciler.core.model import Identity, Image, Principal
 from reconciler.core.pacing import Pacer, Rate
 from reconciler.shell.concurrency import Interrupted, Pool, PoolClosed
 from reconciler.shell.listing import Owner, listing
@@ -156,8 +157,21 @@ class FakeReader:
         self._lock = threading.Lock()
         self.clients = _Clients()
         self.progress = Recorder()
+        self.identity_after: threading.Event | None = None
+        self.asked: list[str] = []  # Regions whose listing started
+
+    def prepare(self, region: str | None = None) -> None:
+        pass
+
+    def identity(self) -> Identity:
+        if self.identity_after is not None:  # answered only once the listing has asked
+            assert self.identity_after.wait(WAIT), "the listing waited for the identity"
+        return Identity(ACCOUNT, f"arn:aws:iam::{ACCOUNT}:user/test")
 
     def image_pages(self, region: str) -> Iterator[list[Image]]:
+        self.asked.append(region)
+        if len(self.asked) == len(self.pages) and self.identity_after is not None:
+            self.identity_after.set()
         for n, page in enumerate(self.pages[region]):
             if n and self.more is not None:
                 assert self.more.wait(WAIT), "the page was never asked for"
@@ -204,7 +218,7 @@ def _wait_until(condition: Any) -> None:
 
 
 def _owner(reader: FakeReader, *regions: str) -> Owner:
-    return Owner(ACCOUNT, reader, regions)  # type: ignore[arg-type]
+    return Owner(reader, regions)  # type: ignore[arg-type]
 
 
 def test_reads_start_with_the_first_page_while_the_listing_goes_on() -> None:
@@ -221,6 +235,26 @@ def test_reads_start_with_the_first_page_while_the_listing_goes_on() -> None:
         launch = found.launch[ACCOUNT].results(first + second)
     assert set(launch) == {img.key for img in first + second}
     assert sorted(reader.reads) == sorted(img.image_id for img in first + second)
+
+
+def test_every_listing_starts_before_the_owner_is_known() -> None:
+    """GetCallerIdentity is a round trip of its own: the listings do not wait for it (the
+    owner's account only decides which of a page's images to read)."""
+    pages = {US: [[image(0)], [image(1)]], EU: [[image(2, EU)]]}
+    reader = FakeReader(pages)
+    reader.identity_after = threading.Event()
+    with listing([_owner(reader, US, EU)], lambda img: True) as found:
+        assert sorted(reader.asked) == sorted(pages)
+        assert found.launch[ACCOUNT].results(found.images[US] + found.images[EU])
+    assert sorted(reader.reads) == [image(n).image_id for n in range(3)]
+
+
+def test_an_owner_account_given_twice_is_refused() -> None:
+    """Two owner roles that land in the same account would list and plan its images twice."""
+    first, second = FakeReader({US: [[image(0)]]}), FakeReader({EU: [[image(1, EU)]]})
+    with pytest.raises(UsageError, match=f"owner account {ACCOUNT} is listed twice"), \
+            listing([_owner(first, US), _owner(second, EU)], lambda img: True):
+        pass
 
 
 def test_the_listing_is_complete_when_the_block_starts_while_reads_go_on() -> None:

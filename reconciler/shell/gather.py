@@ -75,11 +75,11 @@ def build_plan(manifest: Manifest, readers: Reader | Sequence[Scope],
     """
     scopes = [Scope(readers)] if isinstance(readers, Reader) else list(readers)
     options = _now(options)
-    owners = _owners(manifest, options, scopes)
+    listed_owners = _owners(manifest, options, scopes)
     only = options.images
     lister = targeted.lister(manifest, only) if only is not None else None
-    with listing(list(owners.values()), functools.partial(is_managed, manifest),
-                 lister) as found:
+    with listing(listed_owners, functools.partial(is_managed, manifest), lister) as found:
+        owners = _by_account(listed_owners)
         images = found.images
         identity = caller or scopes[0].reader.identity()
         listed = {r for owner in owners.values() for r in owner.regions}
@@ -113,8 +113,9 @@ def select_managed(manifest: Manifest, scopes: Sequence[Scope], options: PlanOpt
     launch-permission read), and each owner's reader: what ``verify`` checks from the
     consumers' side."""
     options = _now(options)
-    owners = _owners(manifest, options, scopes)
-    with listing(list(owners.values()), lambda _: False) as found:
+    listed_owners = _owners(manifest, options, scopes)
+    with listing(listed_owners, lambda _: False) as found:
+        owners = _by_account(listed_owners)
         listed = {r for owner in owners.values() for r in owner.regions}
         selection = _select(manifest, options, scopes, found.images, listed)
     return selection, {account: owner.reader for account, owner in owners.items()}
@@ -183,16 +184,14 @@ def _refuse_missing(image_ids: Sequence[str], images: Mapping[str, Sequence[Imag
                          f"image in {', '.join(sorted(listed)) or 'the Regions of the run'}")
 
 
-def _owners(manifest: Manifest, options: PlanOptions, scopes: Sequence[Scope]
-            ) -> dict[str, Owner]:
-    """Each owner account (once) with its reader and the Regions it lists."""
-    owners: dict[str, Owner] = {}
-    for scope in scopes:
-        account = scope.reader.identity().account
-        if account in owners:
-            raise UsageError(f"owner account {account} is listed twice")
-        owners[account] = Owner(account, scope.reader, _scope_regions(manifest, options, scope))
-    return owners
+def _owners(manifest: Manifest, options: PlanOptions, scopes: Sequence[Scope]) -> list[Owner]:
+    """Each owner with its reader and the Regions it lists (its account is read when the
+    listing has started: see :func:`~reconciler.shell.listing.listing`)."""
+    return [Owner(scope.reader, _scope_regions(manifest, options, scope)) for scope in scopes]
+
+
+def _by_account(owners: Sequence[Owner]) -> dict[str, Owner]:
+    return {owner.account: owner for owner in owners}
 
 
 def _read_state(manifest: Manifest, options: PlanOptions, scopes: Sequence[Scope],

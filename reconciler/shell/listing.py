@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+from ..core.errors import UsageError
 from ..core.model import Image, Principal, RegionKey
 from ..core.pacing import with_eta
 from .concurrency import Pool, Task
@@ -84,9 +85,13 @@ class LaunchReads:
 class Owner:
     """One owner account to list: its reader and the Regions to list for it."""
 
-    account: str
     reader: Reader
     regions: tuple[str, ...]
+
+    @property
+    def account(self) -> str:
+        """The owner's account ID (its reader's ``GetCallerIdentity``, read once)."""
+        return self.reader.identity().account
 
 
 @dataclass(frozen=True)
@@ -113,16 +118,28 @@ def listing(owners: Sequence[Owner], read: Callable[[Image], bool],
     (default: every image, page by page; a run restricted to some images lists those)."""
     list_region = lister or _list_region
     with contextlib.ExitStack() as stack:
-        launch: dict[str, LaunchReads] = {}
+        started: list[tuple[Owner, LaunchReads]] = []
         jobs: list[tuple[str, Task[list[Image]]]] = []
         for owner in owners:
             # Each owner account has request buckets (and a cap on requests in flight) of
             # its own: a pool each, its Regions taking turns.
             pool = stack.enter_context(Pool(owner.reader.concurrency))
-            reads = launch[owner.account] = LaunchReads(owner.reader, pool)
+            reads = LaunchReads(owner.reader, pool)
+            started.append((owner, reads))
             jobs += [(region, pool.submit(functools.partial(list_region, owner, region, reads,
                                                             read), region))
                      for region in owner.regions]
+        # Who the owners are (GetCallerIdentity) is asked while their listings are on their
+        # way (a page's reads start once it is known), after each listing's EC2 client is
+        # made: making a client is CPU work that threads only share, and the reads wait on
+        # the listing, not on the identity.
+        for owner in owners:
+            owner.reader.prepare(owner.regions[0] if owner.regions else None)
+        launch: dict[str, LaunchReads] = {}
+        for owner, reads in started:
+            if owner.account in launch:
+                raise UsageError(f"owner account {owner.account} is listed twice")
+            launch[owner.account] = reads
         images: dict[str, list[Image]] = collections.defaultdict(list)
         for region, job in jobs:
             images[region].extend(job.result())

@@ -30,6 +30,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import itertools
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -44,6 +45,11 @@ from .concurrency import parallel_map
 from .progress import NoProgress, Progress
 
 SNAPSHOT_BATCH = 200
+# DescribeImages listing pages: a small first one, each next one GROWTH times larger, up to
+# the largest page EC2 answers.
+FIRST_PAGE = 20
+GROWTH = 5
+PAGE = 1000
 USAGE_BATCH = 200  # image or report IDs of one DescribeImageUsageReports / ...Entries call
 FILTER_VALUES = 200  # values of one DescribeImages filter per call
 T = TypeVar("T")
@@ -114,6 +120,7 @@ class Reader:
         self.clients = clients
         self.concurrency = max(1, concurrency)
         self._identity: Identity | None = None
+        self._identity_lock = threading.Lock()
         self.progress: Progress = NoProgress()
 
     def map(self, fn: Callable[[T], R], items: Sequence[T], label: str = "",
@@ -141,8 +148,18 @@ class Reader:
             if label:
                 self.progress.finish()
 
+    def prepare(self, region: str | None = None) -> None:
+        """Make the EC2 client of ``region`` (the session's by default) now, or wait for the
+        thread making it (its service model is megabytes of JSON to parse)."""
+        self.clients.get("ec2", region)
+
     def identity(self) -> Identity:
-        """The caller, from one ``GetCallerIdentity`` call per run."""
+        """The caller, from one ``GetCallerIdentity`` call per run (threads asking at the same
+        time wait for that one)."""
+        with self._identity_lock:
+            return self._read_identity()
+
+    def _read_identity(self) -> Identity:
         if self._identity is None:
             with aws_call("sts", "GetCallerIdentity"):
                 sts = self.clients.get("sts")
@@ -159,12 +176,29 @@ class Reader:
                       key=lambda i: i.image_id)
 
     def image_pages(self, region: str) -> Iterator[list[Image]]:
-        """:meth:`list_images`, one page of the listing at a time, as AWS answers them."""
+        """:meth:`list_images`, one page of the listing at a time, as AWS answers them.
+
+        A page takes AWS longer the more images it holds ("Pagination in the Amazon EC2 API",
+        EC2 developer guide), and the reads of a page's images start as it arrives: a small
+        first page (``FIRST_PAGE``) starts them sooner; each next page is ``GROWTH`` times
+        larger (up to ``PAGE``), so that it comes while the reads of the last go on and a
+        large listing still takes few calls (20, 100, 500, then 1,000 a page)."""
         with aws_call("ec2", "DescribeImages", region):
             ec2 = self.clients.get("ec2", region)
-            for page in ec2.get_paginator("describe_images").paginate(
-                    Owners=["self"], IncludeDisabled=True, IncludeDeprecated=True):
+            size, token, seen = FIRST_PAGE, "", set()
+            while True:
+                page = ec2.describe_images(Owners=["self"], IncludeDisabled=True,
+                                           IncludeDeprecated=True, MaxResults=size,
+                                           **({"NextToken": token} if token else {}))
                 yield [parse_image(raw, region) for raw in page.get("Images", [])]
+                token = str(page.get("NextToken") or "")
+                if not token:
+                    return
+                if token in seen:  # an answer that would list the same page for ever
+                    raise AwsError(f"DescribeImages in {region} returned the same NextToken "
+                                   "twice")
+                seen.add(token)
+                size = min(PAGE, size * GROWTH)
 
     def enabled_regions(self) -> list[str]:
         """The Regions enabled for the account (``DescribeRegions``), sorted."""

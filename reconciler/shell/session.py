@@ -61,7 +61,6 @@ class Connection:
     """Readers and clients per owner account, and who runs the tool (multi-owner only)."""
 
     scopes: list[Scope]
-    clients: dict[str, Clients]
     caller: Identity | None
     default_region: str = "us-east-1"  # the session's Region (or --region's first)
     # the caller's own clients, whose credentials assume roles (owners', consumers')
@@ -69,6 +68,12 @@ class Connection:
 
     def identity(self) -> Identity:
         return self.caller or self.scopes[0].reader.identity()
+
+    @property
+    def clients(self) -> dict[str, Clients]:
+        """Each owner account's clients. Asked when needed, not when connecting: a plan's
+        listing goes out while ``GetCallerIdentity`` is on its way."""
+        return {scope.reader.identity().account: scope.reader.clients for scope in self.scopes}
 
 
 @contextlib.contextmanager
@@ -90,8 +95,7 @@ def open_aws(options: RunOptions) -> Iterator[tuple[Clients, Reader]]:
 def single(options: RunOptions) -> Iterator[Connection]:
     """The caller's own account, for commands that need no manifest."""
     with open_aws(options) as (clients, reader):
-        yield Connection([Scope(reader)], {reader.identity().account: clients}, None,
-                         clients.default_region, clients)
+        yield Connection([Scope(reader)], None, clients.default_region, clients)
 
 
 @contextlib.contextmanager
@@ -113,7 +117,6 @@ def connect(options: RunOptions, manifest: Manifest, owner: str | None) -> Itera
                 raise UsageError(f"--owner {owner}: no owner in {manifest.path} has that "
                                  "account ID or role ARN")
         scopes: list[Scope] = []
-        clients: dict[str, Clients] = {}
         for role_arn, regions in targets:
             if role_arn is None:
                 c, r = base_clients, base_reader
@@ -123,7 +126,6 @@ def connect(options: RunOptions, manifest: Manifest, owner: str | None) -> Itera
                                           client_config(options.concurrency))
                 c = options.clients(session, base_clients.default_region, rates)
                 r = options.reader(c)
-            clients[r.identity().account] = c
             scopes.append(Scope(r, regions))
         caller = base_reader.identity() if len(scopes) > 1 else None
-        yield Connection(scopes, clients, caller, base_clients.default_region, base_clients)
+        yield Connection(scopes, caller, base_clients.default_region, base_clients)

@@ -37,6 +37,7 @@ def install_moto_extensions() -> None:
 
 def _patch_ec2() -> None:
     from moto.core.responses import ActionResult
+    from moto.ec2.exceptions import EC2ClientError, InvalidAMIIdError
     from moto.ec2.models.amis import Ami
     from moto.ec2.responses import EC2Response
 
@@ -71,6 +72,32 @@ def _patch_ec2() -> None:
 
     EC2Response.get_snapshot_block_public_access_state = get_snapshot_block_public_access_state  # type: ignore[attr-defined]
 
+    # DescribeImages pages (EC2 API reference, DescribeImages: MaxResults, NextToken; "Pagination
+    # in the Amazon EC2 API", EC2 developer guide): with MaxResults, at most that many images
+    # and a NextToken while more are left. moto answers every image in one page whatever
+    # MaxResults says.
+    describe_images = EC2Response.describe_images
+
+    def describe_images_paged(self: Any) -> Any:
+        size, token = self._get_param("MaxResults"), self._get_param("NextToken")
+        if size is None and token is None:
+            return describe_images(self)
+        if self._get_param("ImageIds"):
+            raise EC2ClientError("InvalidParameterCombination",
+                                 "The parameter ImageIds cannot be used with MaxResults")
+        self.error_on_dryrun()
+        images = self.ec2_backend.describe_images(
+            filters=self._filters_from_querystring(), owners=self._get_param("Owners", []),
+            exec_users=self._get_param("ExecutableUsers", []))
+        start = int(token or 0)
+        end = start + int(size or 1000)
+        page: dict[str, Any] = {"Images": images[start:end]}
+        if end < len(images):
+            page["NextToken"] = str(end)
+        return ActionResult(page)
+
+    EC2Response.describe_images = describe_images_paged  # type: ignore[method-assign]
+
     # ListImagesInRecycleBin (EC2 API reference): ImageId, Name, Description,
     # RecycleBinEnterTime and RecycleBinExitTime of each AMI in the Recycle Bin, up to
     # MaxResults (1,000 at most) a page. moto has no Recycle Bin.
@@ -92,8 +119,6 @@ def _patch_ec2() -> None:
     # DeprecateAt, seconds rounded to the nearest minute; a time in the past is refused
     # ("You can't specify a date in the past"), as is an AMI the account does not own.
     # moto has no such action.
-    from moto.ec2.exceptions import EC2ClientError, InvalidAMIIdError
-
     def enable_image_deprecation(self: Any) -> Any:
         image_id = str(self._get_param("ImageId"))
         amis = self.ec2_backend.amis
