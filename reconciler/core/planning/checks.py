@@ -66,6 +66,8 @@ class Check:
     keys: tuple[KeyInfo, ...] = field(default=())
 
     def applied_to(self, v: ImageView) -> ImageView:
+        if not (self.blocked or self.cannot_add or self.copy_cannot_add or self.keys):
+            return v  # most checks of most images: nothing to apply
         return replace(v, blocked=v.blocked or self.blocked,
                        cannot_add=v.cannot_add | self.cannot_add,
                        copy_cannot_add=v.copy_cannot_add | self.copy_cannot_add,
