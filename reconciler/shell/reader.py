@@ -2,7 +2,8 @@
 
 Calls made by a plan (and nothing else):
 * ``sts:GetCallerIdentity`` once;
-* ``ec2:DescribeImages`` (``Owners=['self']``, paginated) once per Region;
+* ``ec2:DescribeImages`` (``Owners=['self']``) per Region, in pages of 20, 100, 500, then
+  1,000 images (:meth:`Reader.image_pages`);
 * ``ec2:DescribeImageAttribute launchPermission`` once per *managed* image;
 * ``ec2:GetImageBlockPublicAccessState`` once per Region, only where a public share
   would be added;

@@ -3,6 +3,7 @@
     .venv/bin/python tests/perf/buckets.py              # N = 300, 1,000 and 3 Regions x 300
     .venv/bin/python tests/perf/buckets.py --sizes 300  # just one size
     .venv/bin/python tests/perf/buckets.py --sizes 1000 --events-only  # one image's event
+    .venv/bin/python tests/perf/buckets.py --sizes 300 --repeat-plan 5  # the plan, 5 times
 
 The installed ``reconcile`` runs in a subprocess against a moto server behind a loopback
 proxy (tests/faultproxy.py) that adds a fixed latency to every request and enforces EC2's
@@ -13,6 +14,8 @@ ModifyImageAttribute and ModifySnapshotAttribute 100 / 5, CreateTags and DeleteT
 other mutating actions 50 / 5): a request finding its bucket empty is refused with
 RequestLimitExceeded (HTTP 503), as AWS does. The buckets are implemented here, from the
 requests' parameters, independently of the client's pacer (reconciler/core/pacing.py).
+
+The package is byte-compiled first, as pip does when it installs it (bench.byte_compile).
 
 Estate: N images per Region, each shared with 5 of 50 accounts; the manifest allows 10. Each
 command runs behind a fresh proxy (full buckets, as for runs far apart). Printed per run:
@@ -42,7 +45,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from bench import _PEAK_RSS_WRAPPER, ACCOUNT, accounts  # noqa: E402
+from bench import _PEAK_RSS_WRAPPER, ACCOUNT, accounts, byte_compile, listing_calls  # noqa: E402
 from faultproxy import FaultProxy  # noqa: E402
 
 LATENCY = 0.050
@@ -166,8 +169,9 @@ def formula(n: int, regions: tuple[str, ...], enabled: set[str], apply: bool) ->
     """The README's call formula ("AWS calls") for this estate: unencrypted images with one
     snapshot each, no copy rules, ownership tags on, no --region."""
     calls = {"GetCallerIdentity": 1, "DescribeRegions": 1,
-             # the listing per Region, and the ownership scan of every other enabled Region
-             "DescribeImages": len(regions) + len(enabled - set(regions)),
+             # the listing's pages per Region, and the ownership scan of every other enabled
+             # Region
+             "DescribeImages": listing_calls(n) * len(regions) + len(enabled - set(regions)),
              "DescribeImageAttribute": n * len(regions),
              "DescribeSnapshots": -(-n // 200) * len(regions)}
     if apply:
@@ -252,6 +256,28 @@ def scenario(url: str, n: int, regions: tuple[str, ...],
     return rows
 
 
+def repeated_plans(url: str, n: int, times: int) -> None:
+    """The plan of N images in one Region, ``times`` times over (a fresh proxy each): each
+    wall time and its ratio to the floor to the millisecond, then the range."""
+    import statistics
+
+    urlopen(f"{url}/moto-api/reset", data=b"").close()
+    seed(url, n, ("us-east-1",))
+    ratios = []
+    with tempfile.TemporaryDirectory() as tmp:
+        m = Path(tmp) / "bench.yaml"
+        m.write_text(manifest(("us-east-1",)))
+        for i in range(times):
+            row = run(url, ["plan", str(m)])
+            ratios.append(row["wall"] / row["floor"])
+            first = row["seen"]["DescribeImageAttribute"][0]
+            print(f"plan {i + 1}, N = {n:,}: {row['wall']:.3f} s, floor {row['floor']:.1f} s, "
+                  f"x {ratios[-1]:.3f}, refused {sum(row['refused'].values())}, first "
+                  f"launch-permission read at {first:.3f} s", flush=True)
+    print(f"N = {n:,}, {times} plans: x floor min {min(ratios):.3f}, median "
+          f"{statistics.median(ratios):.3f}, max {max(ratios):.3f}")
+
+
 def format_row(r: dict[str, Any]) -> str:
     ratio = r["wall"] / r["floor"] if r["floor"] else float("nan")
     refused = sum(r["refused"].values())
@@ -270,6 +296,8 @@ def main() -> None:
     ap.add_argument("--no-regions", action="store_true", help="skip 3 Regions x 300")
     ap.add_argument("--events-only", action="store_true",
                     help="only the event rows (no plan/apply sweep): one image's event")
+    ap.add_argument("--repeat-plan", type=int, metavar="K", default=0,
+                    help="only the plan of each size, K times (wall to the millisecond)")
     args = ap.parse_args()
     os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
                        "AWS_DEFAULT_REGION": "us-east-1", "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",
@@ -282,12 +310,17 @@ def main() -> None:
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     install_moto_extensions()
+    byte_compile()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     url = f"http://{host}:{port}"
     rows = []
     try:
+        if args.repeat_plan:
+            for n in args.sizes:
+                repeated_plans(url, n, args.repeat_plan)
+            return
         for n in args.sizes:
             rows += scenario(url, n, ("us-east-1",), sweep=not args.events_only)
         if not args.no_regions and not args.events_only:
