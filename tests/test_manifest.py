@@ -336,6 +336,17 @@ BAD = [
      3, ["principals.ou", f'"{BAD_OU}" must be']),
     ("malformed-ou-arn-literal", VR + f'    launch: ["{BAD_OU}"]\n',
      5, [f"'{BAD_OU}' is not a valid Organization or OU ARN"]),
+    ("plan-role-without-role", V + 'settings:\n  plan_role_arn: "arn:aws:iam::123456789012:role/p"\n'
+     + EMPTY, 3, ["settings.plan_role_arn: a plan role needs role_arn beside it"]),
+    ("plan-role-in-another-account",
+     V + 'owners:\n  - role_arn: "arn:aws:iam::123456789012:role/w"\n'
+         '    plan_role_arn: "arn:aws:iam::210987654321:role/p"\n' + EMPTY,
+     4, ["owners[0].plan_role_arn: 'arn:aws:iam::210987654321:role/p' is in account "
+         "210987654321, its role_arn in 123456789012"]),
+    ("malformed-plan-role-arn",
+     V + 'settings:\n  role_arn: "arn:aws:iam::123456789012:role/w"\n'
+         '  plan_role_arn: "arn:aws:iam::123456789012:user/p"\n' + EMPTY,
+     4, ["settings.plan_role_arn", "is not an IAM role ARN"]),
     ("malformed-role-arn", V + 'settings:\n  role_arn: "arn:aws:iam::123:user/bob"\n' + EMPTY,
      3, ["settings.role_arn", '"arn:aws:iam::123:user/bob" is not an IAM role ARN']),
     ("malformed-owner-role-arn",

@@ -105,3 +105,75 @@ def test_settings_role_arn_acts_in_the_owner_account(server: tuple[MotoServer, A
     assert images.launch(mine) == []
     doc = json.loads(run_cli("plan", m, "--format", "json").out)
     assert doc["caller_account"] == A and doc["operations"] == []
+
+
+def plan_role(account: str) -> str:
+    return f"arn:aws:iam::{account}:role/ami-share-plan"
+
+
+class Assumed:
+    """The roles reconcile assumes in the owner accounts (moto's STS records each)."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def since_last(self) -> list[str]:
+        from moto.sts.models import sts_backends
+
+        roles = [r for a in (A, B) for r in sts_backends[a]["aws"].assumed_roles
+                 if r.session_name == "ami-share-reconciler"]
+        roles.sort(key=lambda r: r.expiration)
+        new, self.seen = roles[self.seen:], len(roles)
+        return sorted(r.role_arn for r in new)
+
+
+def test_commands_that_only_read_assume_the_plan_role(server: tuple[MotoServer, Any],
+                                                      run_cli: Runner, tmp_path: Path) -> None:
+    """A pull-request plan holds no write access where the manifest names a read-only plan
+    role: plan and explain assume it; apply (of a saved plan too) the role that writes. An
+    owner without a plan role is read with its role_arn."""
+    srv, _ = server
+    a_image, b_image = make_image(srv, A, "golden-a"), make_image(srv, B, "golden-b")
+    m = write(tmp_path, f"""owners:
+  - {{role_arn: "{role(A)}", plan_role_arn: "{plan_role(A)}", regions: [us-east-1]}}
+  - {{role_arn: "{role(B)}", regions: [us-east-1]}}""")
+    roles = Assumed()
+    roles.since_last()
+
+    saved = tmp_path / "plan.json"
+    r = run_cli("plan", m, "--out", str(saved))
+    assert r.code == 0 and a_image in r.out and b_image in r.out, r.err
+    assert roles.since_last() == [plan_role(A), role(B)]
+    r = run_cli("explain", PROD, m, "--rule", "golden")
+    assert r.code == 3 and a_image in r.out, r.out + r.err  # not shared yet: it says why
+    assert roles.since_last() == [plan_role(A), role(B)]
+    r = run_cli("plan", m, "--owner", plan_role(A), "--format", "json")  # --owner by plan role
+    assert {o["resource"] for o in json.loads(r.out)["operations"]} == {a_image}
+    assert roles.since_last() == [plan_role(A)]
+
+    r = run_cli("apply", m, "--plan", str(saved), "--auto-approve")
+    assert r.code == 0, r.out + r.err
+    assert roles.since_last() == [role(A), role(B)]
+    assert launch(srv, A, a_image) == [{"UserId": PROD}]
+    assert launch(srv, B, b_image) == [{"UserId": PROD}]
+    assert run_cli("plan", m, "--detailed-exitcode").code == 0
+
+
+def test_settings_plan_role_reads_and_role_arn_writes(server: tuple[MotoServer, Any],
+                                                      run_cli: Runner, tmp_path: Path) -> None:
+    srv, _ = server
+    image = make_image(srv, A, "golden-a")
+    path = tmp_path / "amis.yaml"
+    path.write_text(f"""\
+version: 1
+settings: {{name: amis, regions: [us-east-1], role_arn: "{role(A)}", plan_role_arn: "{plan_role(A)}"}}
+images:
+  - {{name: golden, select: {{name: "golden-*"}}, launch: ["{PROD}"]}}
+""")
+    roles = Assumed()
+    roles.since_last()
+    assert run_cli("plan", str(path), "--detailed-exitcode").code == 2
+    assert roles.since_last() == [plan_role(A)]
+    r = run_cli("apply", str(path), "--auto-approve")
+    assert r.code == 0 and launch(srv, A, image) == [{"UserId": PROD}], r.out + r.err
+    assert roles.since_last() == [role(A)]

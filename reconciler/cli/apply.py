@@ -81,7 +81,7 @@ def apply(ctx: Ctx, manifest: str, plan_file: str | None, auto_approve: bool,
         raise GuardError("apply needs confirmation: no terminal to ask on, so pass --auto-approve "
                          "(or apply a reviewed plan with --plan PLAN.json)")
     _refuse_unnamed_regions(ctx, m, owner)
-    with applying() as run, ctx.connect(m, owner) as conn:
+    with applying() as run, ctx.connect(m, owner, write=True) as conn:
         run.code = apply_plan(ctx, conn, m, run, saved=saved, auto_approve=auto_approve,
                               allow_mass_removal=allow_mass_removal, log_file=log_file,
                               owner=owner)

@@ -66,7 +66,8 @@ def event(ctx: Ctx, manifest: str, event_file: str, detect_only: bool,
                             f"account of the manifest ({', '.join(owners)})")
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     # only the event's owner account is reached (with owners:, its role alone is assumed)
-    with applying() as run, ctx.connect(m, ev.account if m.owners else None) as conn:
+    with applying() as run, ctx.connect(m, ev.account if m.owners else None,
+                                        write=not detect_only) as conn:
         found = affected(ev, m, conn.scopes, now)
         if found.ignored:
             return _ignored(ev, found.ignored)

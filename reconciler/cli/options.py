@@ -77,12 +77,13 @@ class Ctx:
         """Clients and a reader for the caller, inside the sandbox when one is given."""
         return open_aws(self.run_options())
 
-    def connect(self, manifest: Manifest | None,
-                owner: str | None) -> contextlib.AbstractContextManager[Connection]:
-        """Every owner account of ``manifest`` (or, without one, the caller's own)."""
+    def connect(self, manifest: Manifest | None, owner: str | None,
+                write: bool = False) -> contextlib.AbstractContextManager[Connection]:
+        """Every owner account of ``manifest`` (or, without one, the caller's own), through
+        the plan roles the manifest names unless the command writes."""
         if manifest is None:
             return single(self.run_options())
-        return connect(self.run_options(), manifest, owner)
+        return connect(self.run_options(), manifest, owner, write)
 
     def pacer(self, overrides: Mapping[str, Rate] | None = None) -> Pacer:
         return self.run_options().pacer(overrides)

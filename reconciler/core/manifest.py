@@ -29,29 +29,19 @@ from .model import (
     OWNERSHIP_TAG,
     PUBLIC,
     REGION_RE,
-    Arn,
     Finding,
     Principal,
     bad_account_id,
     principal_hint,
 )
+from .owners import Owner as Owner
+from .owners import plan_role_problems
 from .pacing import Rate
 from .regions import partition_of, region_problem
 from .schema import fmt_path, schema_problems
 from .yamlload import Located, Path, load_yaml
 
 DEFAULT_REGIONS = ("us-east-1",)
-
-
-@dataclass(frozen=True)
-class Owner:
-    role_arn: str | None
-    regions: tuple[str, ...] = ()
-
-    def matches(self, owner: str) -> bool:
-        """Is this the owner ``--owner`` names (by role ARN or account ID)?"""
-        return self.role_arn is not None and owner in (self.role_arn,
-                                                       Arn.parse(self.role_arn).account)
 
 
 class OwnershipMode(enum.StrEnum):
@@ -95,6 +85,7 @@ class Settings:
     # deprecated at once (EnableImageDeprecation): deprecate, let use drain, then unshare
     deprecate_retired: bool = False
     role_arn: str | None = None
+    plan_role_arn: str | None = None  # read-only, in role_arn's account (see Owner)
     name: str = "manifest"  # the ownership tag's value (required while ownership is tag)
     ownership: OwnershipMode = OwnershipMode.TAG
     on_release: OnRelease = OnRelease.REVOKE
@@ -248,8 +239,10 @@ def _semantic(doc: Located, sha256: str) -> tuple[Manifest | None, list[Problem]
     problems: list[Problem] = []
     s = data.get("settings") or {}
     settings = _settings(s, doc.file)
-    owners = tuple(Owner(o["role_arn"], tuple(o.get("regions") or ())) for o in data.get("owners") or ())
+    owners = tuple(Owner(o["role_arn"], tuple(o.get("regions") or ()), o.get("plan_role_arn"))
+                   for o in data.get("owners") or ())
     problems += _missing_name(doc, s)
+    problems += plan_role_problems(doc, s, data.get("owners") or [])
     if owners and settings.role_arn:
         problems.append(doc.problem(("owners",), "give either settings.role_arn or owners, not both",
                                     key=True))
@@ -332,6 +325,7 @@ def _settings(s: Mapping[str, Any], file: str) -> Settings:
         usage_reports=s.get("usage_reports", False),
         deprecate_retired=s.get("deprecate_retired", False),
         role_arn=s.get("role_arn"),
+        plan_role_arn=s.get("plan_role_arn"),
         name=s.get("name") or default_name(file),
         ownership=OwnershipMode(s.get("ownership", OwnershipMode.TAG)),
         on_release=OnRelease(s.get("on_release", OnRelease.REVOKE)),

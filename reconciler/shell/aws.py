@@ -22,7 +22,6 @@ import botocore.session
 
 from .. import __version__
 from ..core.errors import ACCESS_DENIED_CODES, AwsError, ReconcilerError
-from ..core.model import Arn
 from ..core.pacing import Pacer, Ticket
 from .concurrency import Interrupted, Stop, in_background
 
@@ -293,7 +292,3 @@ def assumed_session(base: boto3.Session, role_arn: str, region: str,
     core._credentials = credentials  # the documented way to hand botocore ready credentials
     core.set_config_variable("region", region)
     return boto3.Session(botocore_session=core)
-
-
-def role_account(role_arn: str) -> str:
-    return Arn.parse(role_arn).account

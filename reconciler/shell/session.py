@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 import boto3
 
 from ..core.errors import UsageError
-from ..core.manifest import Manifest
+from ..core.manifest import Manifest, Owner
 from ..core.model import Identity
 from ..core.pacing import Pacer, Rate
-from .aws import Clients, assumed_session, client_config, make_session, role_account
+from .aws import Clients, assumed_session, client_config, make_session
 from .concurrency import Stop
 from .gather import Scope
 from .progress import TerminalProgress
@@ -99,25 +99,23 @@ def single(options: RunOptions) -> Iterator[Connection]:
 
 
 @contextlib.contextmanager
-def connect(options: RunOptions, manifest: Manifest, owner: str | None) -> Iterator[Connection]:
+def connect(options: RunOptions, manifest: Manifest, owner: str | None,
+            write: bool = False) -> Iterator[Connection]:
     """Sessions for the manifest's owner accounts (``owners:``, ``settings.role_arn`` or
-    the caller itself), restricted to ``--owner`` when given."""
+    the caller itself), restricted to ``--owner`` when given. A command that only reads
+    (``write`` false) assumes each owner's plan role where the manifest names one."""
     with open_aws(options) as (base_clients, base_reader):
         rates = dict(manifest.settings.api_rates)
         base_clients.pacer.overrides.update(rates)
-        targets: list[tuple[str | None, tuple[str, ...] | None]]
-        if manifest.owners:
-            targets = [(o.role_arn, o.regions or None) for o in manifest.owners]
-        else:
-            targets = [(manifest.settings.role_arn, None)]
+        owners = manifest.owners or (Owner(manifest.settings.role_arn, (),
+                                           manifest.settings.plan_role_arn),)
         if owner:
-            targets = [t for t in targets
-                       if t[0] is not None and owner in (t[0], role_account(t[0]))]
-            if not targets:
+            owners = tuple(o for o in owners if o.matches(owner))
+            if not owners:
                 raise UsageError(f"--owner {owner}: no owner in {manifest.path} has that "
                                  "account ID or role ARN")
         scopes: list[Scope] = []
-        for role_arn, regions in targets:
+        for role_arn, regions in ((o.role(write), o.regions or None) for o in owners):
             if role_arn is None:
                 c, r = base_clients, base_reader
             else:
