@@ -478,6 +478,24 @@ def test_the_listing_comes_in_growing_pages_each_image_once(aws: Images) -> None
     assert len(listed) == len(set(listed)) and set(listed) == made
 
 
+def test_an_image_listed_again_on_a_later_page_is_listed_once(aws: Images) -> None:
+    """A listing that changes between pages (an image registered meanwhile) may show an
+    image on two pages: the plan sees it once."""
+    made = {aws.create(f"golden-{n}") for n in range(30)}
+    clients, _ = counted_clients()
+    first: list[dict[str, Any]] = []
+
+    def repeat(parsed: dict[str, Any], **_: Any) -> None:
+        if not first:
+            first.extend(parsed["Images"][:1])
+        else:
+            parsed["Images"] = first + parsed["Images"]
+
+    clients.get("ec2", "us-east-1").meta.events.register("after-call.ec2.DescribeImages", repeat)
+    listed = [img.image_id for page in Reader(clients).image_pages("us-east-1") for img in page]
+    assert sorted(listed) == sorted(made)
+
+
 def test_a_listing_that_repeats_its_page_token_stops_with_one_line(aws: Images) -> None:
     """A NextToken answered twice would list the same page for ever (botocore's paginators
     refuse it too): one error line, no loop."""

@@ -55,6 +55,8 @@ def test_a_bucket_lets_its_burst_through_then_paces_at_its_refill_rate() -> None
     assert waits[:100] == [0.0] * 100
     # the 101st request takes the token that arrives 1/20 s later, the next one 2/20 s ...
     assert waits[100:] == pytest.approx([0.05, 0.10, 0.15, 0.20])
+    for _ in range(104):
+        bucket.settled(1, answered=True)
     clock.now = 10.0  # ten seconds later the bucket is full again (never above its burst)
     assert [bucket.reserve() for _ in range(100)] == [0.0] * 100
     assert bucket.reserve() == pytest.approx(0.05)
@@ -83,25 +85,45 @@ def test_refill_counts_from_the_first_answer_or_after_the_headroom() -> None:
     assert [w for w, _ in waits[100:]] == pytest.approx([0.25, 0.30])
     assert bucket.estimate(2) == pytest.approx(0.2 + 4 / 20)
     clock.now = 0.06
-    bucket.answered(1)  # AWS answered one of them: its refill started by now at the latest
+    bucket.settled(1, answered=True)  # AWS answered one: its refill started by now at the latest
     assert bucket.take() == (pytest.approx(3 / 20), 1)  # 0.06 + 3/20 from the start
     clock.now = 0.1
-    bucket.answered(1)  # a later answer proves nothing more
+    bucket.settled(1, answered=True)  # a later answer proves nothing more
     assert bucket.take() == (pytest.approx(0.06 + 4 / 20 - 0.1), 1)
+    bucket.settled(1, answered=False)  # a request that failed on its way proves nothing
+    assert bucket.take() == (pytest.approx(0.06 + 5 / 20 - 0.1), 1)
 
 
-def test_an_answer_from_an_earlier_run_does_not_count() -> None:
-    """A request of the last run can be answered after the bucket has filled up again and
-    a new run has started: it says nothing about when that run's first request arrived."""
+def test_a_request_on_its_way_holds_its_token_at_aws() -> None:
+    """AWS takes a token when a request arrives and stops refilling when full: five
+    requests sent at 0.03 that reach AWS at 0.13 leave it 95 + 0.17 s x 20 = 98.4 tokens at
+    0.30, however much the client's bucket refilled. Until they are answered, the client
+    counts no more than 100 less those five."""
+    clock = FakeClock()
+    bucket = TokenBucket(Rate(100, 20), clock, headroom=0.2)
+    _, run = bucket.take()
+    clock.now = 0.01
+    bucket.settled(run, answered=True)
+    clock.now = 0.03
+    for _ in range(5):
+        bucket.take()
+    clock.now = 0.30
+    assert sum(bucket.take()[0] == 0 for _ in range(100)) == 95
+
+
+def test_a_new_run_starts_only_when_nothing_is_on_its_way() -> None:
+    """A request sent long ago and not answered yet may still reach AWS: the bucket does not
+    count as full (which would start a run with a burst of 100) until it is answered."""
     clock = FakeClock()
     bucket = TokenBucket(Rate(100, 20), clock, headroom=0.2)
     assert bucket.take() == (0.0, 1)
-    clock.now = 60.0  # idle: full again
+    clock.now = 60.0
+    assert [bucket.take() for _ in range(99)] == [(0.0, 1)] * 99
+    assert bucket.take() == (pytest.approx(0.05), 1)  # the 100th waits: one is on its way
+    for _ in range(101):
+        bucket.settled(1, answered=True)
+    clock.now = 120.0  # everything answered, idle: full again, a new run
     assert [bucket.take()[1] for _ in range(100)] == [2] * 100
-    bucket.answered(1)
-    assert bucket.take() == (pytest.approx(0.25), 2)
-    bucket.answered(2)
-    assert bucket.take() == (pytest.approx(0.1), 2)
 
 
 @pytest.mark.parametrize(("service", "action", "rate"), [
@@ -142,10 +164,10 @@ def test_share_overrides_and_separate_buckets() -> None:
     ticket = half.acquire(US, "ec2", "DescribeImageAttribute")
     assert clock.slept == [pytest.approx(0.2 + 0.1)]
     assert ticket is not None
-    half.answered(ticket)  # at 0 on this clock: the refill started then
+    half.settled(ticket, answered=True)  # at 0 on this clock: the refill started then
     half.acquire(US, "ec2", "DescribeImageAttribute")
     assert clock.slept[1:] == [pytest.approx(0.2)]  # the 52nd token
-    # STS operations share one bucket (600 per second)
+    # STS operations share one bucket (600 per second; 0.1 s of headroom: a tenth of it)
     clock.slept.clear()
     sts = Pacer(clock=clock, sleep=clock.sleep)
     for _ in range(300):
@@ -153,7 +175,7 @@ def test_share_overrides_and_separate_buckets() -> None:
         sts.acquire(US, "sts", "GetCallerIdentity")
     assert clock.slept == []
     sts.acquire(US, "sts", "AssumeRole")
-    assert clock.slept == [pytest.approx(0.2 + 1 / 600)]
+    assert clock.slept == [pytest.approx(0.1 + 1 / 600)]
     with pytest.raises(ValueError):
         Pacer(0)
     off = Pacer(enabled=False, clock=clock, sleep=clock.sleep)
@@ -185,6 +207,10 @@ def test_every_request_waits_for_its_token(aws: Images) -> None:
     # The clock stands still: the answers came at 0, when the 21st and 22nd tokens are due
     # 1/10 and 2/10 s later (without the answers, after 0.2 s more of headroom).
     assert clock.slept == pytest.approx([0.1, 0.2])
+    with pytest.raises(ec2.exceptions.ClientError):  # an error answer settles its token too
+        ec2.describe_images(ImageIds=["ami-0123456789abcdef0"])
+    assert [pacer._bucket(US, "ec2", action).pending  # type: ignore[union-attr]
+            for action in ("DescribeRegions", "DescribeImages")] == [0, 0]
 
 
 def test_workers_spread_across_regions_and_results_keep_their_order() -> None:

@@ -249,6 +249,44 @@ def test_every_listing_starts_before_the_owner_is_known() -> None:
     assert sorted(reader.reads) == [image(n).image_id for n in range(3)]
 
 
+def test_a_failed_identity_is_asked_once_and_said_to_every_thread() -> None:
+    """GetCallerIdentity fails (an expired token): the listing's threads that need the
+    owner's account get the same error; none asks again."""
+    from reconciler.shell.aws import CallError
+    from reconciler.shell.reader import Reader
+
+    asked = []
+
+    class Sts:
+        def get_caller_identity(self) -> dict[str, str]:
+            asked.append(threading.current_thread().name)
+            time.sleep(0.05)
+            raise CallError("sts", "GetCallerIdentity", "ExpiredToken", "the token expired")
+
+    class Clients:
+        def get(self, service: str, region: str | None = None) -> Any:
+            return Sts()
+
+        def preload(self, service: str) -> None:
+            pass
+
+    reader = Reader(Clients())  # type: ignore[arg-type]
+    errors: list[str] = []
+
+    def ask() -> None:
+        try:
+            reader.identity()
+        except CallError as exc:
+            errors.append(str(exc))
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT)
+    assert len(asked) == 1 and len(errors) == 4 and len(set(errors)) == 1, (asked, errors)
+
+
 def test_an_owner_account_given_twice_is_refused() -> None:
     """Two owner roles that land in the same account would list and plan its images twice."""
     first, second = FakeReader({US: [[image(0)]]}), FakeReader({EU: [[image(1, EU)]]})

@@ -116,14 +116,16 @@ class TokenBucket:
     the next token to arrive and sleeps until then, so concurrent callers queue in order and
     the bucket is never overdrawn.
 
-    When AWS's bucket starts refilling: a full bucket starts refilling when the first request
-    of a run takes a token from it, on *arrival* at AWS, which the client cannot see. Counting
-    from the send would credit AWS with refill it has not had yet (requests sent on time
-    would arrive early, and one that finds AWS's bucket empty is refused). What the client
-    does see is an answer, which comes after its request arrived, and so after the run's first
-    arrival: once the bucket leaves full, its refill is counted from the first answer to a
-    request of that run (:meth:`answered`), or from ``headroom`` seconds after the run's first
-    request if no answer has come by then."""
+    AWS takes a token when a request *arrives*, which the client cannot see; it sees the
+    answer, which comes after. Two consequences, both kept on the safe side:
+
+    * A full bucket starts refilling when the first request of a run arrives. Counting from
+      the send would credit refill AWS has not had yet: once the bucket leaves full, its
+      refill is counted from the first answer to a request of that run (:meth:`settled`),
+      or from ``headroom`` seconds after the run's first request if no answer has come.
+    * AWS's bucket stops refilling when full, and a request on its way still holds its token
+      there: the bucket is never counted above its burst less the requests that have a token
+      but no answer yet (``pending``), and a new run starts only when none is pending."""
 
     def __init__(self, rate: Rate, clock: Callable[[], float] = time.monotonic,
                  headroom: float = 0.0) -> None:
@@ -133,12 +135,15 @@ class TokenBucket:
         self._tokens = float(rate.burst)
         self._at = clock()  # refill is counted from here (in the future while a run waits)
         self.run = 0  # runs of requests so far: a run starts when a request finds it full
+        self.pending = 0  # tokens taken whose requests have no answer (or failure) yet
         self._lock = threading.Lock()
 
     def _refill(self) -> float:
         now = self._clock()
         if now > self._at:
-            self._tokens = min(self.rate.burst, self._tokens + (now - self._at) * self.rate.per_second)
+            cap = max(0.0, self.rate.burst - self.pending)
+            if self._tokens < cap:
+                self._tokens = min(cap, self._tokens + (now - self._at) * self.rate.per_second)
             self._at = now
         return now
 
@@ -147,22 +152,26 @@ class TokenBucket:
         return self.take()[0]
 
     def take(self) -> tuple[float, int]:
-        """Take a token: the seconds to wait before using it, and the run it belongs to."""
+        """Take a token: the seconds to wait before using it, and the run it belongs to.
+        Every token taken is :meth:`settled` once, when its request is answered or fails."""
         with self._lock:
             now = self._refill()
-            if self._tokens >= self.rate.burst:  # full: AWS's is full too, a new run starts
+            if self._tokens >= self.rate.burst:  # full, nothing on its way: a new run
                 self.run += 1
                 self._at = now + self._headroom
             self._tokens -= 1
+            self.pending += 1
             if self._tokens >= 0:
                 return 0.0, self.run
             return self._at - now - self._tokens / self.rate.per_second, self.run
 
-    def answered(self, run: int) -> None:
-        """A request of ``run`` was answered: AWS's refill of that run started by now."""
+    def settled(self, run: int, answered: bool) -> None:
+        """A request of ``run`` was answered by AWS (its refill started by now), or ended
+        without reaching it."""
         with self._lock:
-            now = self._clock()
-            if run == self.run and now < self._at:
+            now = self._refill()
+            self.pending = max(0, self.pending - 1)
+            if answered and run == self.run and now < self._at:
                 self._at = now
 
     def estimate(self, calls: int) -> float:
@@ -178,10 +187,16 @@ class TokenBucket:
 
 BucketKey = tuple[str, str, str]  # (Region, service, action)
 # Until a run of requests has an answer, the pacer assumes AWS's bucket started refilling
-# 0.2 s after the run's first request was sent (threads, network): 4 of
-# DescribeImageAttribute's tokens (refilled at 20/s), 1 of ModifyImageAttribute's. An answer
-# usually comes sooner, and then counts instead.
+# 0.2 s after the run's first request was sent (threads, network), and at least one token's
+# refill later (at most a tenth of the bucket): 4 of DescribeImageAttribute's tokens
+# (refilled at 20/s), 1 of ModifyImageAttribute's. An answer usually comes sooner, and then
+# counts instead.
 HEADROOM_SECONDS = 0.2
+
+
+def headroom(rate: Rate) -> float:
+    """Seconds of :data:`HEADROOM_SECONDS` for ``rate``."""
+    return min(max(1.0, HEADROOM_SECONDS * rate.per_second), rate.burst * 0.1) / rate.per_second
 
 
 @dataclass(frozen=True)
@@ -225,30 +240,36 @@ class Pacer:
                 rate = self.rate(service, action)
                 if rate is None:
                     return None
-                bucket = self._buckets[key] = TokenBucket(rate, self._clock, HEADROOM_SECONDS)
+                bucket = self._buckets[key] = TokenBucket(rate, self._clock, headroom(rate))
             return bucket
 
     def acquire(self, region: str, service: str, action: str) -> Ticket | None:
-        """Wait for the token of one request; where it came from (None: not paced)."""
+        """Wait for the token of one request; where it came from (None: not paced). The
+        ticket is :meth:`settled` when the request is answered or fails."""
         if not self.enabled:
             return None
         bucket = self._bucket(region, service, action)
         if bucket is None:
             return None
         wait, run = bucket.take()
+        ticket = Ticket((region, service, bucket_action(service, action)), run)
         with self._lock:
             self.requests += 1
             self.waited += wait
         if wait > 0:
-            self._sleep(wait)
-        return Ticket((region, service, bucket_action(service, action)), run)
+            try:
+                self._sleep(wait)
+            except BaseException:  # stopped while waiting: the request is never sent
+                bucket.settled(run, answered=False)
+                raise
+        return ticket
 
-    def answered(self, ticket: Ticket) -> None:
-        """AWS answered the request ``ticket`` was for (any HTTP answer, errors included)."""
+    def settled(self, ticket: Ticket, answered: bool) -> None:
+        """The request ``ticket`` was for was answered by AWS, or ended without an answer."""
         with self._lock:
             bucket = self._buckets.get(ticket.key)
         if bucket is not None:
-            bucket.answered(ticket.run)
+            bucket.settled(ticket.run, answered)
 
     def estimate(self, calls: Mapping[BucketKey, int]) -> float:
         """Seconds the given requests take at least: buckets refill in parallel, so the

@@ -115,25 +115,30 @@ class Clients:
             except Interrupted as exc:
                 self._release()
                 raise Interrupted(exc.signum, action, retrying) from None
-            if ticket is not None and request is not None:
-                request.context[_TICKET] = ticket
+            # its token is settled with the slot: when the answer comes, or when the call
+            # ends without one (see _release)
+            self._holding.ticket = ticket
         return wait_for_slot_and_token
 
-    def _answered(self, response_dict: Any = None, context: Any = None, **_: Any) -> None:
-        # Any HTTP answer (an error too) means the request reached AWS: the pacer may count
+    def _answered(self, response_dict: Any = None, **_: Any) -> None:
+        # An answer from AWS (a 2xx, or a client error: not a 5xx a proxy or front end may
+        # give, nor a throttle) means the request reached the throttler: the pacer may count
         # its bucket's refill from now (see core/pacing.TokenBucket).
-        ticket = (context or {}).get(_TICKET)
-        if response_dict is not None and isinstance(ticket, Ticket):
-            self.pacer.answered(ticket)
+        status = int(((response_dict or {}).get("status_code")) or 0)
+        self._settle(200 <= status < 500)
         self._release()
 
+    def _settle(self, answered: bool) -> None:
+        ticket: Ticket | None = getattr(self._holding, "ticket", None)
+        if ticket is not None:
+            self._holding.ticket = None
+            self.pacer.settled(ticket, answered)
+
     def _release(self, **_: Any) -> None:
+        self._settle(False)  # no answer: the request is no longer on its way
         if getattr(self._holding, "slot", False):
             self._holding.slot = False
             self._slots.release()
-
-
-_TICKET = "reconciler_pacer_ticket"  # in a request's botocore context: its token's bucket
 
 
 def _attempt(request: Any) -> int:

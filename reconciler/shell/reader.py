@@ -122,6 +122,7 @@ class Reader:
         self.concurrency = max(1, concurrency)
         self._identity: Identity | None = None
         self._identity_lock = threading.Lock()
+        self._identity_error: Exception | None = None
         self.progress: Progress = NoProgress()
 
     def map(self, fn: Callable[[T], R], items: Sequence[T], label: str = "",
@@ -156,9 +157,15 @@ class Reader:
 
     def identity(self) -> Identity:
         """The caller, from one ``GetCallerIdentity`` call per run (threads asking at the same
-        time wait for that one)."""
+        time wait for that one; when it failed, they get its error without asking again)."""
         with self._identity_lock:
-            return self._read_identity()
+            if self._identity_error is not None:
+                raise self._identity_error
+            try:
+                return self._read_identity()
+            except Exception as exc:
+                self._identity_error = exc
+                raise
 
     def _read_identity(self) -> Identity:
         if self._identity is None:
@@ -186,12 +193,17 @@ class Reader:
         large listing still takes few calls (20, 100, 500, then 1,000 a page)."""
         with aws_call("ec2", "DescribeImages", region):
             ec2 = self.clients.get("ec2", region)
-            size, token, seen = FIRST_PAGE, "", set()
+            size, token = FIRST_PAGE, ""
+            seen: set[str] = set()  # page tokens
+            listed: set[str] = set()  # image IDs
             while True:
                 page = ec2.describe_images(Owners=["self"], IncludeDisabled=True,
                                            IncludeDeprecated=True, MaxResults=size,
                                            **({"NextToken": token} if token else {}))
-                yield [parse_image(raw, region) for raw in page.get("Images", [])]
+                images = [parse_image(raw, region) for raw in page.get("Images", [])]
+                # an image listed again on a later page (the listing changed meanwhile) once
+                yield [img for img in images if img.image_id not in listed]
+                listed.update(img.image_id for img in images)
                 token = str(page.get("NextToken") or "")
                 if not token:
                     return
