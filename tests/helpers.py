@@ -331,12 +331,19 @@ def owned(policy: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {st["Sid"]: st for st in policy["Statement"] if st["Sid"] in kms.OWNED_SIDS}
 
 
+def readme_write_statements() -> list[dict[str, Any]]:
+    """The statements of README's apply addition to the read-only policy."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## IAM permissions"):]
+    statements: list[dict[str, Any]] = json.loads(
+        re.findall(r"```json\n(.*?)```", section, flags=re.S)[1])
+    return statements
+
+
 def readme_policies() -> tuple[set[str], set[str]]:
     """The actions of README's read-only policy and of its apply addition."""
     text = (ROOT / "README.md").read_text()
     section = text[text.index("## IAM permissions"):]
-    blocks = re.findall(r"```json\n(.*?)```", section, flags=re.S)
-    read_doc = json.loads(blocks[0])
-    write_doc = json.loads(blocks[1])
+    read_doc = json.loads(re.findall(r"```json\n(.*?)```", section, flags=re.S)[0])
     read = {a for st in read_doc["Statement"] for a in st["Action"]}
-    return read, set(write_doc["Action"])
+    return read, {a for st in readme_write_statements() for a in st["Action"]}

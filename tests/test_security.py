@@ -8,9 +8,22 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from helpers import ACCOUNT, DEV, HAND, OU, PROD, Calls, Images, MotoServer, Runner, readme_policies
+from helpers import (
+    ACCOUNT,
+    DEV,
+    HAND,
+    OU,
+    PROD,
+    Calls,
+    Images,
+    MotoServer,
+    Runner,
+    readme_policies,
+    readme_write_statements,
+)
 
 from reconciler.core.manifest import parse_manifest
+from reconciler.core.model import DEPRECATED_BY_TAG, OWNERSHIP_TAG
 from reconciler.shell.applier import Applier, write_tags
 from reconciler.shell.aws import Clients
 from reconciler.shell.gather import build_plan
@@ -58,6 +71,13 @@ images:
     session = boto3.Session()
     actions = Actions()
     session.events.register("before-call", actions)
+    tag_keys: set[str] = set()
+
+    def record_tags(params: dict[str, Any], **_: Any) -> None:
+        tag_keys.update(t["Key"] for t in params.get("Tags") or [])
+
+    for op in ("CreateTags", "DeleteTags"):
+        session.events.register(f"provide-client-params.ec2.{op}", record_tags)
     clients = Clients(session, 4)
     reader = Reader(clients, 4)
     plan = build_plan(parse_manifest(text, "m.yaml"), reader)
@@ -73,6 +93,11 @@ images:
     assert plan.ownership is not None
     assert not write_tags(applier, plan.ownership, report).failed
     assert actions.actions - plan_actions <= write | {"kms:GetKeyPolicy"}
+    # the tags statement allows exactly the tool's own tag keys, and the tool writes no other
+    (tags,) = [st for st in readme_write_statements() if "ec2:CreateTags" in st["Action"]]
+    allowed = set(tags["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"])
+    assert allowed == {OWNERSHIP_TAG, DEPRECATED_BY_TAG}
+    assert tag_keys == {OWNERSHIP_TAG}, tag_keys  # DEPRECATED_BY_TAG: only with deprecate_retired
     assert {"ec2:ModifyImageAttribute", "ec2:ModifySnapshotAttribute", "kms:PutKeyPolicy",
             "ec2:CreateTags"} <= actions.actions
 
