@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs reconcile into a virtual environment of its own (nothing changes in the job's
 # Python) and puts its bin directory on PATH for the next steps.
-#   RECONCILE_VERSION  empty: this action's own commit; 0.1.0: that release from PyPI;
+#   RECONCILE_VERSION  empty: this action's own commit, with the dependencies of
+#                      action/requirements.lock (hashes checked); 0.1.0: that release from PyPI;
 #                      git+https://…@REF: that commit (or tag) of a repository.
 #   PYTHON             the interpreter to build the environment with (default: python3)
 set -euo pipefail
@@ -18,6 +19,16 @@ else
 fi
 venv="${RUNNER_TEMP:?}/reconcile-venv"
 "${PYTHON:-python3}" -m venv "$venv"
-"$venv/bin/python" -m pip install --disable-pip-version-check --quiet "$spec"
+pip=("$venv/bin/python" -m pip --disable-pip-version-check)
+if [ -z "$version" ]; then
+  # This action's own commit: its dependencies and build backend exactly as locked, each
+  # file checked against its hash (action/requirements.lock), then reconcile itself from
+  # the action's files, with nothing else fetched.
+  "${pip[@]}" install --quiet --require-hashes --no-deps -r "$spec/action/requirements.lock"
+  "${pip[@]}" install --quiet --no-deps --no-build-isolation "$spec"
+  "${pip[@]}" check
+else
+  "${pip[@]}" install --quiet "$spec"
+fi
 echo "$venv/bin" >>"${GITHUB_PATH:?}"
 "$venv/bin/reconcile" --version

@@ -548,9 +548,47 @@ def test_install_takes_this_commit_a_release_or_a_pinned_git_requirement(
         assert proc.stdout.startswith("::error::version: expected empty"), proc.stdout
         return
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert log.read_text() == f"-m pip install --disable-pip-version-check --quiet {spec}\n"
+    if version:
+        assert log.read_text() == f"-m pip --disable-pip-version-check install --quiet {spec}\n"
+    else:  # the action's own commit: the locked dependencies, hashes checked, then itself
+        assert log.read_text().splitlines() == [
+            "-m pip --disable-pip-version-check install --quiet --require-hashes --no-deps "
+            f"-r {ROOT}/action/requirements.lock",
+            f"-m pip --disable-pip-version-check install --quiet --no-deps --no-build-isolation "
+            f"{ROOT}",
+            "-m pip --disable-pip-version-check check"]
     assert path_file.read_text() == f"{temp}/reconcile-venv/bin\n"  # on PATH for later steps
     assert proc.stdout == "reconcile 9.9.9\n"
+
+
+def test_the_lock_pins_every_dependency_with_hashes() -> None:
+    """action/requirements.lock: pyproject.toml's dependencies and build backend (as in
+    requirements.in), each pinned to a version their specifiers allow, every requirement
+    with its files' hashes (pip's --require-hashes refuses anything else)."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    wanted = [Requirement(r) for r in (*project["project"]["dependencies"],
+                                       *project["build-system"]["requires"])]
+    listed = [Requirement(line) for line in
+              (ROOT / "action" / "requirements.in").read_text().splitlines()
+              if line.strip() and not line.startswith("#")]
+    assert sorted(map(str, listed)) == sorted(map(str, wanted))
+    text = (ROOT / "action" / "requirements.lock").read_text()
+    entries = [e for e in text.replace("\\\n", " ").splitlines()
+               if e.strip() and not e.lstrip().startswith("#")]
+    pins = {}
+    for entry in entries:
+        spec, *hashes = entry.split(" --hash=")
+        req = Requirement(spec.strip())
+        assert hashes and all(h.startswith("sha256:") for h in hashes), entry
+        (pinned,) = req.specifier
+        assert pinned.operator == "==", entry
+        pins[req.name.lower()] = pinned.version
+    for req in wanted:
+        assert req.specifier.contains(pins[req.name.lower()]), (req, pins.get(req.name.lower()))
 
 
 def test_the_install_step_hands_the_version_and_setup_pythons_interpreter() -> None:
