@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from helpers import MotoServer, Runner
+from sample_events import modify_image
 
 pytestmark = pytest.mark.e2e
 
@@ -177,3 +178,31 @@ images:
     r = run_cli("apply", str(path), "--auto-approve")
     assert r.code == 0 and launch(srv, A, image) == [{"UserId": PROD}], r.out + r.err
     assert roles.since_last() == [role(A)]
+
+
+def test_an_event_detected_only_reads_through_the_plan_role(server: tuple[MotoServer, Any],
+                                                           run_cli: Runner, tmp_path: Path) -> None:
+    """`event --detect-only` reads (the plan role); `event` corrects (role_arn)."""
+    srv, _ = server
+    image = make_image(srv, A, "golden-a")
+    hand = "999988887777"
+    owner_client(srv, A).modify_image_attribute(
+        ImageId=image, Attribute="launchPermission", LaunchPermission={"Add": [{"UserId": hand}]})
+    path = tmp_path / "amis.yaml"
+    path.write_text(f"""\
+version: 1
+settings: {{name: amis, regions: [us-east-1], role_arn: "{role(A)}", plan_role_arn: "{plan_role(A)}"}}
+images:
+  - {{name: golden, select: {{name: "golden-*"}}, launch: ["{PROD}"]}}
+""")
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps(modify_image(image, add=[{"UserId": hand}], account=A)))
+    roles = Assumed()
+    roles.since_last()
+    r = run_cli("event", str(path), str(event), "--detect-only")
+    assert r.code == 2 and hand in r.out, r.out + r.err
+    assert roles.since_last() == [plan_role(A)]
+    r = run_cli("event", str(path), str(event))
+    assert r.code == 0, r.out + r.err
+    assert roles.since_last() == [role(A)]
+    assert launch(srv, A, image) == [{"UserId": PROD}]
