@@ -22,9 +22,11 @@ venv="${RUNNER_TEMP:?}/reconcile-venv"
 pip=("$venv/bin/python" -m pip --disable-pip-version-check)
 if [ -z "$version" ]; then
   # This action's own commit: its dependencies and build backend exactly as locked, each
-  # file checked against its hash (action/requirements.lock), then reconcile itself from
-  # the action's files, with nothing else fetched.
-  "${pip[@]}" install --quiet --require-hashes --no-deps -r "$spec/action/requirements.lock"
+  # a wheel checked against its hash (action/requirements.lock; no source build, which
+  # would fetch build tools of its own), then reconcile itself from the action's files,
+  # with nothing else fetched.
+  "${pip[@]}" install --quiet --require-hashes --no-deps --only-binary :all: \
+    -r "$spec/action/requirements.lock"
   "${pip[@]}" install --quiet --no-deps --no-build-isolation "$spec"
   "${pip[@]}" check
 else

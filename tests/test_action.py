@@ -553,7 +553,7 @@ def test_install_takes_this_commit_a_release_or_a_pinned_git_requirement(
     else:  # the action's own commit: the locked dependencies, hashes checked, then itself
         assert log.read_text().splitlines() == [
             "-m pip --disable-pip-version-check install --quiet --require-hashes --no-deps "
-            f"-r {ROOT}/action/requirements.lock",
+            f"--only-binary :all: -r {ROOT}/action/requirements.lock",
             f"-m pip --disable-pip-version-check install --quiet --no-deps --no-build-isolation "
             f"{ROOT}",
             "-m pip --disable-pip-version-check check"]

@@ -160,6 +160,24 @@ def test_the_function_role_is_the_readmes_read_and_write_policies(
                       "logs:CreateLogStream", "logs:PutLogEvents"}
 
 
+def test_the_function_may_assume_the_owner_role_and_its_plan_role_when_given(
+        template: dict[str, Any]) -> None:
+    """`event` corrects through the manifest's role_arn; `event --detect-only` (DetectOnly)
+    reads through its plan_role_arn: each is granted only when its parameter is set."""
+    (policy,) = template["Resources"]["FunctionRole"]["Properties"]["Policies"]
+    granted = {st["Fn::If"][0]: st["Fn::If"][1] for st in policy["PolicyDocument"]["Statement"]
+               if "Fn::If" in st}
+    conditions = template["Conditions"]
+    for condition, parameter in (("AssumesOwnerRole", "OwnerRoleArn"),
+                                 ("AssumesOwnerPlanRole", "OwnerPlanRoleArn")):
+        assert granted[condition]["Action"] == "sts:AssumeRole"
+        assert granted[condition]["Resource"] == {"Ref": parameter}
+        assert conditions[condition] == {"Fn::Not": [{"Fn::Equals": [{"Ref": parameter}, ""]}]}
+        assert template["Parameters"][parameter]["Default"] == ""
+    deploy = (EXAMPLES / "event-driven" / "deploy.sh").read_text()
+    assert '"OwnerPlanRoleArn=${OWNER_PLAN_ROLE_ARN:-}"' in deploy
+
+
 def test_the_deploy_script_is_valid_shell() -> None:
     script = EXAMPLES / "event-driven" / "deploy.sh"
     assert subprocess.run(["sh", "-n", str(script)], capture_output=True).returncode == 0

@@ -343,6 +343,14 @@ BAD = [
          '    plan_role_arn: "arn:aws:iam::210987654321:role/p"\n' + EMPTY,
      4, ["owners[0].plan_role_arn: 'arn:aws:iam::210987654321:role/p' is in account "
          "210987654321, its role_arn in 123456789012"]),
+    ("plan-role-in-another-partition",
+     V + 'settings:\n  role_arn: "arn:aws:iam::123456789012:role/w"\n'
+         '  plan_role_arn: "arn:aws-cn:iam::123456789012:role/p"\n' + EMPTY,
+     4, ["is in account 123456789012 (aws-cn), its role_arn in 123456789012"]),
+    ("settings-plan-role-with-owners",
+     V + 'settings:\n  plan_role_arn: "arn:aws:iam::123456789012:role/p"\n'
+         'owners:\n  - role_arn: "arn:aws:iam::123456789012:role/w"\n' + EMPTY,
+     3, ["settings.plan_role_arn: with owners:, give each owner its plan_role_arn"]),
     ("malformed-plan-role-arn",
      V + 'settings:\n  role_arn: "arn:aws:iam::123456789012:role/w"\n'
          '  plan_role_arn: "arn:aws:iam::123456789012:user/p"\n' + EMPTY,

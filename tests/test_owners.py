@@ -175,6 +175,8 @@ images:
     roles.since_last()
     assert run_cli("plan", str(path), "--detailed-exitcode").code == 2
     assert roles.since_last() == [plan_role(A)]
+    assert run_cli("usage-reports", str(path), "--dry-run").code == 0  # it only reads
+    assert roles.since_last() == [plan_role(A)]
     r = run_cli("apply", str(path), "--auto-approve")
     assert r.code == 0 and launch(srv, A, image) == [{"UserId": PROD}], r.out + r.err
     assert roles.since_last() == [role(A)]

@@ -8,7 +8,8 @@
 # BUCKET_PREFIX: an S3 bucket per Region, named PREFIX-REGION (Lambda reads its code from a
 # bucket in its own Region). RECONCILER_PIP: what pip installs (default: the pinned release;
 # until it is on PyPI, a git+https URL pinned to a commit). OWNER_ROLE_ARN: the manifest's
-# role_arn for this account, if it names one. DETECT_ONLY=true: report drift, write nothing.
+# role_arn for this account, if it names one; OWNER_PLAN_ROLE_ARN: its plan_role_arn, if it
+# names one (DETECT_ONLY reads through it). DETECT_ONLY=true: report drift, write nothing.
 set -eu
 manifest=${MANIFEST:-amis.yaml}
 prefix=${BUCKET_PREFIX:?set BUCKET_PREFIX (one bucket per Region, named PREFIX-REGION)}
@@ -34,5 +35,6 @@ for region in $regions; do
     aws cloudformation deploy --region "$region" --stack-name "$stack" \
         --template-file "$here/template.yaml" --capabilities CAPABILITY_IAM \
         --parameter-overrides "CodeBucket=$prefix-$region" "CodeKey=$key" \
-            "OwnerRoleArn=${OWNER_ROLE_ARN:-}" "DetectOnly=${DETECT_ONLY:-false}"
+            "OwnerRoleArn=${OWNER_ROLE_ARN:-}" "OwnerPlanRoleArn=${OWNER_PLAN_ROLE_ARN:-}" \
+            "DetectOnly=${DETECT_ONLY:-false}"
 done

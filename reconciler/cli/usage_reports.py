@@ -52,7 +52,7 @@ def usage_reports(ctx: Ctx, manifest: str, dry_run: bool, owner: str | None) -> 
     m = load_manifest(manifest)
     _refuse_unnamed_regions(ctx, m, owner)
     checked = replace(m, settings=replace(m.settings, usage_reports=True))
-    with ctx.connect(m, owner, write=True) as conn:  # CreateImageUsageReport
+    with ctx.connect(m, owner, write=not dry_run) as conn:  # CreateImageUsageReport
         ctx.info(f"Reading current state for {plural(len(m.rules), 'rule')}...")
         planned = build_plan(checked, conn.scopes, ctx.options(), conn.caller)
         _refuse_unnamed_regions(ctx, m, owner, planned)

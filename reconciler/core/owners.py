@@ -17,7 +17,8 @@ class Owner:
     role_arn: str | None
     regions: tuple[str, ...] = ()
     # a read-only role in the same account, for the commands that only read (plan, explain,
-    # export, verify, event --detect-only): a pull-request plan then holds no write access
+    # verify, event --detect-only, usage-reports --dry-run): a pull-request plan then holds
+    # no write access
     plan_role_arn: str | None = None
 
     def matches(self, owner: str) -> bool:
@@ -31,7 +32,7 @@ class Owner:
 
 
 def plan_role_problems(doc: Located, settings: dict[str, Any],
-                owners: list[dict[str, Any]]) -> list[Problem]:
+                       owners: list[dict[str, Any]]) -> list[Problem]:
     """A plan role reads what its role writes: it needs that role, in the same account."""
     problems = []
     for path, where in [(("settings",), settings),
@@ -39,15 +40,21 @@ def plan_role_problems(doc: Located, settings: dict[str, Any],
         plan_role, role = where.get("plan_role_arn"), where.get("role_arn")
         if not plan_role:
             continue
-        at = fmt_path((*path, "plan_role_arn"))
-        if not role:
-            problems.append(doc.problem((*path, "plan_role_arn"),
-                                        f"{at}: a plan role needs role_arn beside it (the "
-                                        "role apply writes with, in the same account)"))
-        elif Arn.parse(plan_role).account != Arn.parse(role).account:
-            problems.append(doc.problem(
-                (*path, "plan_role_arn"),
-                f"{at}: {plan_role!r} is in account {Arn.parse(plan_role).account}, its "
-                f"role_arn in {Arn.parse(role).account}: a plan role reads the account its "
-                "role_arn writes"))
+        at, key = fmt_path((*path, "plan_role_arn")), (*path, "plan_role_arn")
+        if not role and path == ("settings",) and owners:
+            problems.append(doc.problem(key, f"{at}: with owners:, give each owner its "
+                                             "plan_role_arn"))
+        elif not role:
+            problems.append(doc.problem(key, f"{at}: a plan role needs role_arn beside it (the "
+                                             "role apply writes with, in the same account)"))
+        elif (mine := _where(plan_role)) != (theirs := _where(role)):
+            problems.append(doc.problem(key, f"{at}: {plan_role!r} is in account {mine}, its "
+                                             f"role_arn in {theirs}: a plan role reads the "
+                                             "account its role_arn writes"))
     return problems
+
+
+def _where(role_arn: str) -> str:
+    """A role's account, and its partition when not the commercial one."""
+    arn = Arn.parse(role_arn)
+    return arn.account if arn.partition == "aws" else f"{arn.account} ({arn.partition})"
