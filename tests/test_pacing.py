@@ -51,15 +51,15 @@ class FakeClock:
 def test_a_bucket_lets_its_burst_through_then_paces_at_its_refill_rate() -> None:
     clock = FakeClock()
     bucket = TokenBucket(Rate(100, 20), clock)
-    waits = [bucket.reserve() for _ in range(104)]
+    waits = [bucket.take()[0] for _ in range(104)]
     assert waits[:100] == [0.0] * 100
     # the 101st request takes the token that arrives 1/20 s later, the next one 2/20 s ...
     assert waits[100:] == pytest.approx([0.05, 0.10, 0.15, 0.20])
     for _ in range(104):
         bucket.settled(1, answered=True)
     clock.now = 10.0  # ten seconds later the bucket is full again (never above its burst)
-    assert [bucket.reserve() for _ in range(100)] == [0.0] * 100
-    assert bucket.reserve() == pytest.approx(0.05)
+    assert [bucket.take()[0] for _ in range(100)] == [0.0] * 100
+    assert bucket.take()[0] == pytest.approx(0.05)
 
 
 def test_the_estimate_counts_requests_already_waiting() -> None:
@@ -68,7 +68,7 @@ def test_the_estimate_counts_requests_already_waiting() -> None:
     assert bucket.estimate(100) == 0.0
     assert bucket.estimate(400) == pytest.approx(60.0)  # (400 - 100) / 5
     for _ in range(110):
-        bucket.reserve()  # 10 are queued
+        bucket.take()  # 10 are queued
     assert bucket.estimate(5) == pytest.approx(3.0)  # (10 + 5) / 5
 
 

@@ -147,10 +147,6 @@ class TokenBucket:
             self._at = now
         return now
 
-    def reserve(self) -> float:
-        """Take a token; the seconds to wait before using it (0 when one was there)."""
-        return self.take()[0]
-
     def take(self) -> tuple[float, int]:
         """Take a token: the seconds to wait before using it, and the run it belongs to.
         Every token taken is :meth:`settled` once, when its request is answered or fails."""
@@ -201,7 +197,7 @@ def headroom(rate: Rate) -> float:
 
 @dataclass(frozen=True)
 class Ticket:
-    """Which bucket and run a request's token came from, for :meth:`Pacer.answered`."""
+    """Which bucket and run a request's token came from, for :meth:`Pacer.settled`."""
 
     key: BucketKey
     run: int

@@ -108,6 +108,8 @@ class Clients:
                 self._slots.acquire()
                 self._holding.slot = True
                 _HELD.clients = self
+            # an attempt whose answer could not be read leaves its token unsettled
+            self._settle(False)
             try:
                 self.stop.check(action, retrying)  # stopped while waiting for the slot
                 # a stop ends the token's wait
