@@ -430,3 +430,26 @@ def test_an_unparseable_answer_gives_its_request_slot_back() -> None:
     assert not worker.is_alive(), "a call waited for ever for a request slot"
     assert outcome == ["DescribeImageAttribute", "DescribeImageAttribute",
                        "6 writes failed", "6 writes failed"]
+
+
+@pytest.mark.parametrize("kind", ["garbage200", "html500", "drop"])
+def test_every_token_is_settled_whatever_the_answer(moto_server_session: MotoServer,
+                                                   kind: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """An answer botocore cannot read (no response-received), a proxy's error page or a
+    dropped connection (retried): no token stays counted as on its way, or the bucket's
+    ceiling would sink for the rest of the run."""
+    from faultproxy import FaultProxy
+
+    from reconciler.shell.aws import CallError, aws_call
+
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "3")
+    monkeypatch.setenv("AWS_RETRY_MODE", "standard")
+    pacer = Pacer()
+    with FaultProxy(moto_server_session.url, faults={"DescribeRegions": kind}) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        ec2 = Clients(boto3.Session(region_name=US), pacer=pacer).get("ec2", US)
+        with pytest.raises(CallError), aws_call("ec2", "DescribeRegions"):
+            ec2.describe_regions()
+    assert pacer.requests >= 1
+    assert pacer._bucket(US, "ec2", "DescribeRegions").pending == 0  # type: ignore[union-attr]
