@@ -32,6 +32,18 @@ from reconciler.shell.sandbox import (
     install_moto_extensions,
 )
 
+# The files whose tests take longest (`pytest --durations=0`, summed per file), run first
+# (pyproject: --no-loadscope-reorder, or xdist orders files by their number of tests): a
+# worker runs one file at a time (--dist loadfile), and a long file left for the end kept
+# one worker busy 10 s after the other had finished (test_smoke.py).
+LONGEST_FIRST = ("test_trust.py", "test_smoke.py", "test_ownership.py", "test_action.py",
+                 "test_e2e.py", "test_hostile_input.py", "test_fidelity.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: else as found
+
 
 @pytest.fixture(scope="session", autouse=True)
 def test_environment() -> Iterator[None]:
