@@ -234,6 +234,12 @@ def test_bad_arguments_are_one_line_each_before_any_aws_call(
     assert no_aws.count == 0
 
 
+def test_the_help_offers_no_option_verify_refuses(run_cli: Runner) -> None:
+    r = run_cli("verify", "--help")
+    assert r.code == 0 and "--consumer-role" in r.out
+    assert "--sandbox" not in r.out and "--strict" not in r.out, r.out
+
+
 def test_an_image_or_account_that_names_nothing_to_check(
         server: tuple[MotoServer, Images], consumers: ConsumerView, run_cli: Runner,
         tmp_path: Path) -> None:

@@ -94,6 +94,12 @@ def verify(ctx: Ctx, manifest: str, template: str, accounts: tuple[str, ...],
     return _emit(ctx, m, template, fmt, verdicts, errors)
 
 
+# The common options verify refuses (below) are not offered in its help either.
+for _param in verify.params:
+    if _param.name in ("sandbox", "strict") and isinstance(_param, click.Option):
+        _param.hidden = True
+
+
 def _option_problems(ctx: Ctx) -> list[str]:
     """The common options verify refuses."""
     out = []
