@@ -160,10 +160,8 @@ def test_commands_that_only_read_assume_the_plan_role(server: tuple[MotoServer, 
     assert run_cli("plan", m, "--detailed-exitcode").code == 0
 
 
-def test_settings_plan_role_reads_and_role_arn_writes(server: tuple[MotoServer, Any],
-                                                      run_cli: Runner, tmp_path: Path) -> None:
-    srv, _ = server
-    image = make_image(srv, A, "golden-a")
+def settings_with_plan_role(tmp_path: Path) -> Path:
+    """A manifest whose one owner (A) is reached through role_arn, read through its plan role."""
     path = tmp_path / "amis.yaml"
     path.write_text(f"""\
 version: 1
@@ -171,6 +169,14 @@ settings: {{name: amis, regions: [us-east-1], role_arn: "{role(A)}", plan_role_a
 images:
   - {{name: golden, select: {{name: "golden-*"}}, launch: ["{PROD}"]}}
 """)
+    return path
+
+
+def test_settings_plan_role_reads_and_role_arn_writes(server: tuple[MotoServer, Any],
+                                                      run_cli: Runner, tmp_path: Path) -> None:
+    srv, _ = server
+    image = make_image(srv, A, "golden-a")
+    path = settings_with_plan_role(tmp_path)
     roles = Assumed()
     roles.since_last()
     assert run_cli("plan", str(path), "--detailed-exitcode").code == 2
@@ -190,13 +196,7 @@ def test_an_event_detected_only_reads_through_the_plan_role(server: tuple[MotoSe
     hand = "999988887777"
     owner_client(srv, A).modify_image_attribute(
         ImageId=image, Attribute="launchPermission", LaunchPermission={"Add": [{"UserId": hand}]})
-    path = tmp_path / "amis.yaml"
-    path.write_text(f"""\
-version: 1
-settings: {{name: amis, regions: [us-east-1], role_arn: "{role(A)}", plan_role_arn: "{plan_role(A)}"}}
-images:
-  - {{name: golden, select: {{name: "golden-*"}}, launch: ["{PROD}"]}}
-""")
+    path = settings_with_plan_role(tmp_path)
     event = tmp_path / "event.json"
     event.write_text(json.dumps(modify_image(image, add=[{"UserId": hand}], account=A)))
     roles = Assumed()
